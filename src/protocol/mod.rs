@@ -1,0 +1,1 @@
+//! The pure wire codec (to be written): frames, startup packets, lazy views.
