@@ -14,6 +14,8 @@
 //! - [`error`]: per-layer errors and their SQLSTATEs.
 #![forbid(unsafe_code)]
 
+pub mod check;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod metrics;

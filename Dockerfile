@@ -1,0 +1,13 @@
+# Build and run heal7-proxy (used by docker-compose.yml).
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked
+
+FROM debian:bookworm-slim
+COPY --from=build /src/target/release/heal7-proxy /usr/local/bin/heal7-proxy
+COPY config /etc/heal7-proxy
+EXPOSE 6432
+ENTRYPOINT ["heal7-proxy"]
+CMD ["serve", "--config", "/etc/heal7-proxy/heal7-compose.yaml"]

@@ -1,0 +1,48 @@
+//! The command line: `serve`, `rewrite` and `check`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "heal7-proxy",
+    version,
+    about = "A PostgreSQL proxy that qualifies bare table names from a schema map"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Serve {
+        /// The YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Read SQL on stdin and print what the proxy would send.
+    Rewrite {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The database name a client would connect with (default: the
+        /// first database in the config).
+        #[arg(long, short)]
+        database: Option<String>,
+        /// Also print, on stderr, one line per table name found and what was
+        /// done with it.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Check that every mapped table exists where the map says, in each
+    /// upstream database (credentials from PGUSER, PGPASSWORD, PGSSLMODE).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// User to connect as (overrides PGUSER).
+        #[arg(long, short)]
+        user: Option<String>,
+    },
+}
