@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""What heal7-proxy costs, measured against a direct connection and PgBouncer.
+
+Prepares pgbench tables inside schema `bench`, starts heal7-proxy with a map
+for them, and runs pgbench interleaved (direct, proxy, pgbouncer, direct, ...)
+over several repetitions so drift in the machine hits every target alike:
+
+- direct:    the server itself, with scripts that name `bench.pgbench_*`
+- proxy:     heal7-proxy, with pgbench's own bare-name scripts (it qualifies them)
+- pgbouncer: PgBouncer in session mode, qualified scripts (when installed)
+
+Prints TPS and mean latency per run, the ratio to direct per repetition, the
+median ratio, the proxies' CPU per transaction, and says when the spread of the
+ratios is too wide to conclude anything.
+
+Against a server you name: PGHOST/PGPORT/PGUSER/PGPASSWORD (and --database);
+otherwise it starts a throwaway PostgreSQL in a temp dir.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SELECT_ONLY = """\\set aid random(1, 100000 * :scale)
+SELECT abalance FROM bench.pgbench_accounts WHERE aid = :aid;
+"""
+
+TPCB_LIKE = """\\set aid random(1, 100000 * :scale)
+\\set bid random(1, 1 * :scale)
+\\set tid random(1, 10 * :scale)
+\\set delta random(-5000, 5000)
+BEGIN;
+UPDATE bench.pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM bench.pgbench_accounts WHERE aid = :aid;
+UPDATE bench.pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE bench.pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+INSERT INTO bench.pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+END;
+"""
+
+# name, builtin script for the proxy, qualified script for the others, extra pgbench flags
+WORKLOADS = {
+    "select-simple": ("select-only", SELECT_ONLY, ["-M", "simple"]),
+    "select-extended": ("select-only", SELECT_ONLY, ["-M", "extended"]),
+    "select-prepared": ("select-only", SELECT_ONLY, ["-M", "prepared"]),
+    "tpcb-like": ("tpcb-like", TPCB_LIKE, ["-M", "simple"]),
+    "connect-per-txn": ("select-only", SELECT_ONLY, ["-M", "simple", "-C"]),
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, seconds=15):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {seconds}s")
+
+
+def as_postgres(cmd):
+    """Postgres and PgBouncer refuse to run as root: run them as `postgres`."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--"] + cmd
+    return cmd
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, from /proc (clock ticks -> seconds)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Throwaway:
+    """A private PostgreSQL cluster in a temp dir."""
+
+    def __init__(self, work):
+        bindir = subprocess.run(
+            [str(ROOT / "scripts/install-postgres.sh")], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        self.bindir = bindir
+        self.data = work / "data"
+        self.port = free_port()
+        if os.geteuid() == 0:
+            shutil.chown(work, "postgres")
+        subprocess.run(
+            as_postgres([f"{bindir}/initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust"]),
+            check=True,
+            capture_output=True,
+        )
+        conf = (
+            f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{work}'\n"
+            "max_connections = 200\nshared_buffers = 256MB\nfsync = off\n"
+            "synchronous_commit = off\nfull_page_writes = off\n"
+        )
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(conf)
+        subprocess.run(
+            as_postgres([f"{bindir}/pg_ctl", "-D", str(self.data), "-w", "-l", str(work / "pg.log"), "start"]),
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self):
+        subprocess.run(
+            as_postgres([f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", "fast", "stop"]),
+            capture_output=True,
+        )
+
+
+def psql(port, db, sql, user):
+    subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", db, "-c", sql],
+        check=True,
+        env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"},
+    )
+
+
+def prepare_tables(port, db, user, scale):
+    """pgbench tables inside schema `bench`; none left in public, so a name the
+    proxy misses fails loudly instead of reading another table."""
+    psql(port, db, "DROP SCHEMA IF EXISTS bench CASCADE", user)
+    subprocess.run(
+        ["pgbench", "-i", "-q", "-s", str(scale), "-h", "127.0.0.1", "-p", str(port), "-U", user, db],
+        check=True,
+        capture_output=True,
+    )
+    psql(
+        port,
+        db,
+        "CREATE SCHEMA bench; "
+        + " ".join(f"ALTER TABLE public.pgbench_{t} SET SCHEMA bench;" for t in ("accounts", "branches", "tellers", "history"))
+        + " VACUUM ANALYZE;",
+        user,
+    )
+
+
+def run_pgbench(port, db, user, workload, clients, seconds, scripts_dir, bare):
+    builtin, script, flags = WORKLOADS[workload]
+    cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 2))]
+    cmd += flags
+    if bare:
+        cmd += ["-b", builtin]
+    else:
+        path = scripts_dir / f"{workload}.sql"
+        path.write_text(script)
+        cmd += ["-f", str(path)]
+    cmd.append(db)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"pgbench failed ({' '.join(cmd)}):\n{out.stdout}\n{out.stderr}")
+    tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))
+    lat = re.search(r"latency average = ([\d.]+) ms", out.stdout)
+    txns = int(re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1))
+    return tps, float(lat.group(1)) if lat else float("nan"), txns
+
+
+def start_proxy(work, upstream_port, db, binary):
+    port = free_port()
+    cfg = work / "proxy.yaml"
+    cfg.write_text(
+        f"""proxy:
+  listen: 127.0.0.1:{port}
+databases:
+  {db}:
+    host: 127.0.0.1
+    port: {upstream_port}
+    database: {db}
+    schemas:
+      bench: {{tables: [pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history]}}
+"""
+    )
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--config", str(cfg)],
+        env={**os.environ, "RUST_LOG": "heal7_proxy=warn"},
+        stderr=open(work / "proxy.log", "w"),
+    )
+    wait_port(port)
+    return proc, port
+
+
+def start_pgbouncer(work, upstream_port, db, user, password):
+    exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+    if not exe:
+        return None, None
+    port = free_port()
+    bdir = work / "pgbouncer"
+    bdir.mkdir()
+    pw = f" password={password}" if password else ""
+    (bdir / "pgbouncer.ini").write_text(
+        f"""[databases]
+{db} = host=127.0.0.1 port={upstream_port} dbname={db}{pw}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {bdir}/users.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 40
+logfile = {bdir}/pgbouncer.log
+pidfile = {bdir}/pgbouncer.pid
+"""
+    )
+    (bdir / "users.txt").write_text(f'"{user}" ""\n')
+    if os.geteuid() == 0:
+        shutil.chown(bdir, "postgres")
+        for f in bdir.iterdir():
+            shutil.chown(f, "postgres")
+        os.chmod(work, 0o755)
+    proc = subprocess.Popen(as_postgres([exe, str(bdir / "pgbouncer.ini")]), stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10, help="per pgbench run")
+    ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--clients", default="1,16")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--database", default="heal7_bench", help="with PGHOST/PGPORT: an existing database to use")
+    ap.add_argument("--binary", default=str(ROOT / "target/release/heal7-proxy"))
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+
+    work = Path(tempfile.mkdtemp(prefix="heal7-bench."))
+    os.chmod(work, 0o755)
+    server = None
+    procs = []
+    try:
+        if os.environ.get("PGPORT"):
+            port, user = int(os.environ["PGPORT"]), os.environ.get("PGUSER", "postgres")
+            db = args.database
+        else:
+            server = Throwaway(work)
+            port, user, db = server.port, "postgres", args.database
+            psql(port, "postgres", f"CREATE DATABASE {db}", user)
+        prepare_tables(port, db, user, args.scale)
+
+        proxy, proxy_port = start_proxy(work, port, db, args.binary)
+        procs.append(proxy)
+        bouncer, bouncer_port = start_pgbouncer(work, port, db, user, os.environ.get("PGPASSWORD"))
+        if bouncer:
+            procs.append(bouncer)
+        targets = [("direct", port, False, None), ("heal7-proxy", proxy_port, True, proxy.pid)]
+        if bouncer:
+            targets.append(("pgbouncer", bouncer_port, False, bouncer.pid))
+        else:
+            print("pgbouncer not installed: comparing with direct only (apt-get install pgbouncer)")
+
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; {args.reps} reps x {args.seconds}s, scale {args.scale}")
+        summary = []
+        for workload in args.workloads.split(","):
+            for clients in [int(c) for c in args.clients.split(",")]:
+                rows = {name: [] for name, *_ in targets}
+                for rep in range(args.reps):
+                    # Rotate the order each repetition so no target always runs first.
+                    order = targets[rep % len(targets):] + targets[: rep % len(targets)]
+                    for name, tport, bare, pid in order:
+                        before = cpu_seconds(pid) if pid else None
+                        tps, lat, txns = run_pgbench(tport, db, user, workload, clients, args.seconds, work, bare)
+                        after = cpu_seconds(pid) if pid else None
+                        cpu_us = (after - before) / txns * 1e6 if before is not None and after is not None and txns else None
+                        rows[name].append((tps, lat, cpu_us))
+                print(f"\n## {workload}, {clients} client(s)")
+                print(f"{'target':<12} {'rep':>3} {'tps':>10} {'lat ms':>8} {'ratio':>6} {'cpu us/txn':>10}")
+                for name, *_ in targets:
+                    ratios = []
+                    for rep, (tps, lat, cpu) in enumerate(rows[name]):
+                        ratio = tps / rows["direct"][rep][0]
+                        ratios.append(ratio)
+                        cpu_s = f"{cpu:.1f}" if cpu is not None else "-"
+                        print(f"{name:<12} {rep:>3} {tps:>10.0f} {lat:>8.3f} {ratio:>6.2f} {cpu_s:>10}")
+                    med = statistics.median(ratios)
+                    spread = (max(ratios) - min(ratios)) / med if med else 0
+                    lat_med = statistics.median(r[1] for r in rows[name])
+                    direct_lat = statistics.median(r[1] for r in rows["direct"])
+                    cpus = [r[2] for r in rows[name] if r[2] is not None]
+                    cpu_med = statistics.median(cpus) if cpus else None
+                    summary.append((workload, clients, name, med, spread, (lat_med - direct_lat) * 1000, cpu_med))
+        print("\n## Summary: median TPS ratio to direct (added mean latency, proxy CPU per transaction)")
+        print(f"{'workload':<16} {'clients':>7} {'target':<12} {'ratio':>6} {'+lat us':>8} {'cpu us':>7}  note")
+        for workload, clients, name, med, spread, dlat, cpu in summary:
+            if name == "direct":
+                continue
+            note = "too noisy to conclude (ratios spread %.0f%%)" % (spread * 100) if spread > 0.15 else ""
+            cpu_s = f"{cpu:.1f}" if cpu is not None else "-"
+            print(f"{workload:<16} {clients:>7} {name:<12} {med:>6.2f} {dlat:>8.0f} {cpu_s:>7}  {note}")
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if server:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
