@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod protocol;
+pub mod reload;
 pub mod rewrite;
 pub mod server;
 pub mod session;

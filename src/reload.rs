@@ -1,0 +1,306 @@
+//! The live configuration and its hot reload.
+//!
+//! Order of a reload, as in PgDog's `databases.rs`:
+//! 1. read and fully validate the new file (nothing changes on error);
+//! 2. keep the settings that cannot change live (the listen address) at their
+//!    old values, and say so;
+//! 3. swap in the new snapshot with a generation one higher;
+//! 4. record the outcome (counters, last error) for the admin endpoints.
+//!
+//! Sessions load one snapshot per statement (per transaction inside one), so
+//! no statement ever sees two mappings. Triggers (file watch, SIGHUP, admin)
+//! all call [`ConfigStore::reload`].
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwap, Guard};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+
+/// One validated config with the generation it was loaded as.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Config,
+    /// 1 for the config the process started with, +1 per successful reload.
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+}
+
+impl Deref for Snapshot {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// Why the last reload was refused (cleared by the next successful one).
+#[derive(Debug, Clone)]
+pub struct ReloadFailure {
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub generation: u64,
+    /// Settings that changed in the file but apply only after a restart.
+    pub needs_restart: Vec<String>,
+}
+
+/// The live config: an `ArcSwap` so the hot path reads it without a lock.
+#[derive(Debug)]
+pub struct ConfigStore {
+    current: ArcSwap<Snapshot>,
+    /// The file reloads read; `None` for a config built in memory (tests).
+    path: Option<PathBuf>,
+    last_error: Mutex<Option<ReloadFailure>>,
+    /// Serialises reloads so two triggers cannot race on the generation.
+    reload_lock: Mutex<()>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+}
+
+impl ConfigStore {
+    /// A store for a config read from `path` (reloads re-read that file).
+    pub fn from_file(path: &Path) -> Result<ConfigStore, ConfigError> {
+        let config = Config::load(path)?;
+        Ok(Self::new(config, Some(path.to_owned())))
+    }
+
+    /// A store with no file behind it (reloads then fail).
+    pub fn in_memory(config: Config) -> ConfigStore {
+        Self::new(config, None)
+    }
+
+    fn new(config: Config, path: Option<PathBuf>) -> ConfigStore {
+        ConfigStore {
+            current: ArcSwap::from_pointee(Snapshot {
+                config,
+                generation: 1,
+                loaded_at: SystemTime::now(),
+            }),
+            path,
+            last_error: Mutex::new(None),
+            reload_lock: Mutex::new(()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        }
+    }
+
+    /// The current snapshot; cheap (no lock, no allocation).
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The current snapshot as an owned `Arc`, to keep across awaits (a
+    /// transaction holds one for its whole duration).
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn last_error(&self) -> Option<ReloadFailure> {
+        self.last_error.lock().expect("reload error lock").clone()
+    }
+
+    /// Re-read the file; on success swap it in, on error keep the old one.
+    pub fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        let Some(path) = &self.path else {
+            return Err(ConfigError::Invalid {
+                source_name: "(in memory)".into(),
+                key: "-".into(),
+                message: "this config was not loaded from a file".into(),
+            });
+        };
+        let _serial = self.reload_lock.lock().expect("reload lock");
+        let result = Config::load(path);
+        let mut config = match result {
+            Ok(config) => config,
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock().expect("reload error lock") = Some(ReloadFailure {
+                    message: e.to_string(),
+                    at: SystemTime::now(),
+                });
+                tracing::error!(error = %e, "config reload refused; the old mapping stays");
+                return Err(e);
+            }
+        };
+        let old = self.current.load_full();
+        let mut needs_restart = Vec::new();
+        if config.listen != old.config.listen {
+            needs_restart.push(format!(
+                "proxy.listen: {} -> {} (needs restart; still {})",
+                old.config.listen, config.listen, old.config.listen
+            ));
+            config.listen = old.config.listen.clone();
+        }
+        if config.admin_listen != old.config.admin_listen {
+            needs_restart.push(format!(
+                "proxy.admin_listen: {:?} -> {:?} (needs restart)",
+                old.config.admin_listen, config.admin_listen
+            ));
+            config.admin_listen = old.config.admin_listen.clone();
+        }
+        let generation = old.generation + 1;
+        self.current.store(Arc::new(Snapshot {
+            config,
+            generation,
+            loaded_at: SystemTime::now(),
+        }));
+        self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().expect("reload error lock") = None;
+        for note in &needs_restart {
+            tracing::warn!("{note}");
+        }
+        tracing::info!(generation, file = %path.display(), "config reloaded");
+        Ok(ReloadReport {
+            generation,
+            needs_restart,
+        })
+    }
+}
+
+/// Reload on SIGHUP until `shutdown`.
+pub async fn reload_on_sighup(store: Arc<ConfigStore>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => {
+                if got.is_none() { return; }
+                tracing::info!("SIGHUP: reloading config");
+                let _ = store.reload();
+            }
+        }
+    }
+}
+
+/// Reload when the config file changes on disk, debounced by `debounce`.
+///
+/// The directory is watched rather than the file, so editors that save by
+/// writing a new file and renaming it over the old one are seen too.
+pub async fn reload_on_file_change(
+    store: Arc<ConfigStore>,
+    debounce: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), notify::Error> {
+    use notify::{RecursiveMode, Watcher};
+    let Some(path) = store.path().map(Path::to_owned) else {
+        return Ok(());
+    };
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let dir = path
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| ".".into());
+    let file_name = path.file_name().map(|n| n.to_owned());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == file_name.as_deref())
+        {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            got = rx.recv() => {
+                if got.is_none() { return Ok(()); }
+                // Debounce: an editor's save is several events; wait until
+                // they stop, then read the file once.
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(debounce) => break,
+                        more = rx.recv() => if more.is_none() { return Ok(()); },
+                    }
+                }
+                tracing::info!(file = %path.display(), "config file changed: reloading");
+                let _ = store.reload();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, tables: &str, listen: &str) {
+        std::fs::write(
+            path,
+            format!(
+                "proxy: {{listen: \"{listen}\"}}\ndatabases:\n  heal7:\n    schemas:\n      s: {{tables: [{tables}]}}\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn valid_reload_bumps_generation_and_invalid_keeps_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        write(&path, "users", "127.0.0.1:6432");
+        let store = ConfigStore::from_file(&path).unwrap();
+        assert_eq!(store.load().generation, 1);
+
+        write(&path, "users, kasi_cache", "127.0.0.1:6432");
+        let report = store.reload().unwrap();
+        assert_eq!(report.generation, 2);
+        assert!(report.needs_restart.is_empty());
+        let snap = store.load();
+        assert!(
+            snap.route("heal7")
+                .map
+                .unwrap()
+                .schema_of("kasi_cache", false)
+                .is_some()
+        );
+
+        std::fs::write(&path, "databases: {heal7: {bogus: 1}}\n").unwrap();
+        let err = store.reload().unwrap_err().to_string();
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+        assert_eq!(store.load().generation, 2);
+        assert!(store.last_error().unwrap().message.contains("bogus"));
+        assert_eq!(store.reloads_failed.load(Ordering::Relaxed), 1);
+
+        write(&path, "users", "127.0.0.1:6432");
+        assert_eq!(store.reload().unwrap().generation, 3);
+        assert!(store.last_error().is_none());
+    }
+
+    #[test]
+    fn listen_change_needs_restart_and_keeps_old_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        write(&path, "users", "127.0.0.1:6432");
+        let store = ConfigStore::from_file(&path).unwrap();
+        write(&path, "users", "127.0.0.1:7000");
+        let report = store.reload().unwrap();
+        assert_eq!(report.needs_restart.len(), 1);
+        assert!(report.needs_restart[0].contains("needs restart"));
+        assert_eq!(store.load().listen, "127.0.0.1:6432");
+    }
+}
