@@ -14,6 +14,7 @@
 //! - [`error`]: per-layer errors and their SQLSTATEs.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod config;
