@@ -137,11 +137,17 @@ async fn readyz(state: &AdminState) -> (u16, &'static str, String) {
         };
         let _ = writeln!(body, "{} {addr}: {status}", db.name);
     }
-    (if ready { 200 } else { 503 }, "text/plain; charset=utf-8", body)
+    (
+        if ready { 200 } else { 503 },
+        "text/plain; charset=utf-8",
+        body,
+    )
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn mapping_json(state: &AdminState) -> String {
@@ -159,9 +165,10 @@ fn mapping_json(state: &AdminState) -> String {
             })
         })
         .collect();
-    let last_error = state.store.last_error().map(|f| {
-        serde_json::json!({"message": f.message, "at_unix": unix_seconds(f.at)})
-    });
+    let last_error = state
+        .store
+        .last_error()
+        .map(|f| serde_json::json!({"message": f.message, "at_unix": unix_seconds(f.at)}));
     serde_json::json!({
         "generation": snapshot.generation,
         "source": snapshot.source,
@@ -206,10 +213,16 @@ pub fn render_metrics(state: &AdminState) -> String {
         "counter",
         "Query and Parse texts by what the rewriter did.",
         &[
-            ("outcome=\"no_parse_needed\"", get(&m.statements_no_parse_needed)),
+            (
+                "outcome=\"no_parse_needed\"",
+                get(&m.statements_no_parse_needed),
+            ),
             ("outcome=\"unchanged\"", get(&m.statements_unchanged)),
             ("outcome=\"rewritten\"", get(&m.statements_rewritten)),
-            ("outcome=\"fallback_tokens\"", get(&m.statements_fallback_tokens)),
+            (
+                "outcome=\"fallback_tokens\"",
+                get(&m.statements_fallback_tokens),
+            ),
             ("outcome=\"rejected\"", get(&m.statements_rejected)),
             (
                 "outcome=\"passthrough_unparsed\"",
