@@ -1,0 +1,529 @@
+//! The relay after startup: two halves running concurrently in one task,
+//! client -> server ([`Upstream`]) and server -> client ([`Downstream`]), so
+//! neither direction ever waits on a write in the other (a pipelining client
+//! and a chatty server cannot deadlock the proxy).
+//!
+//! Frames are forwarded as the bytes they arrived in: a read's complete
+//! frames go out in one write straight from the read buffer. Only client
+//! Query/Parse (when the route has a schema map) and server ErrorResponse
+//! (position correction, refused statements) may be re-encoded.
+//!
+//! The halves share a small [`Tracker`] behind a mutex, locked once per
+//! read batch and never across an await: the FIFO of requests the server
+//! still owes an answer to, the transaction status and client_encoding.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::statement::{EncodingClass, PositionMap, TextRewrite, rewrite_text};
+use super::{Shutdown, Summary, farewell};
+use crate::config::Config;
+use crate::error::{SessionError, SqlState};
+use crate::protocol::{
+    self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, peek_header, tag,
+};
+use crate::rewrite::SchemaMap;
+use crate::server::ProxyState;
+
+/// Reads ask for at least this much room.
+const READ_CHUNK: usize = 8 * 1024;
+/// A big frame's buffer grows by at most this much per read, so a length
+/// header alone never makes the proxy allocate the whole frame.
+const GROW_STEP: usize = 1 << 20;
+/// An empty read buffer larger than this is given back after a big frame.
+const SHRINK_ABOVE: usize = 256 * 1024;
+/// How often a draining session checks whether it has become idle.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// Sent to the server in place of a refused statement: it fails in the raw
+/// parser, so the server itself aborts the transaction / skips to Sync as it
+/// would for a real error, and the proxy swaps the error for its own.
+const REFUSED_SQL: &[u8] = b"heal7_proxy_refused_this_statement";
+
+pub(super) struct RelayContext {
+    pub state: ProxyState,
+    pub config: Arc<Config>,
+    pub map: Option<Arc<SchemaMap>>,
+    pub upstream: SocketAddr,
+    pub shutdown: Shutdown,
+}
+
+/// A request the server has yet to finish answering, in send order.
+#[derive(Debug)]
+enum Pending {
+    Query(StatementContext),
+    Parse(StatementContext),
+    Bind,
+    Describe,
+    Execute,
+    Close,
+    Sync,
+    FunctionCall,
+}
+
+/// What the proxy did to a statement, for the server's answer to it.
+#[derive(Debug)]
+enum StatementContext {
+    Plain,
+    Rewritten(Box<PositionMap>),
+    Refused(Box<str>),
+}
+
+#[derive(Debug)]
+struct Tracker {
+    pending: VecDeque<Pending>,
+    /// The last ReadyForQuery status; `None` until the first one.
+    status: Option<u8>,
+    encoding: EncodingClass,
+    cancel_key: Option<(i32, i32)>,
+}
+
+impl Tracker {
+    fn is_idle(&self) -> bool {
+        self.status.is_some() && self.pending.is_empty()
+    }
+
+    /// ReadyForQuery ends the oldest Query, Sync or FunctionCall and
+    /// everything the server skipped before it.
+    fn ready(&mut self, status: u8) {
+        self.status = Some(status);
+        while let Some(p) = self.pending.pop_front() {
+            if matches!(p, Pending::Query(_) | Pending::Sync | Pending::FunctionCall) {
+                break;
+            }
+        }
+    }
+
+    fn pop_if(&mut self, wanted: fn(&Pending) -> bool) {
+        if self.pending.front().is_some_and(wanted) {
+            self.pending.pop_front();
+        }
+    }
+}
+
+fn lock(tracker: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
+    // A poisoned lock only means another half panicked mid-update; the
+    // tracker holds no invariant worth dying for.
+    tracker.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(super) async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    leftover: BytesMut,
+    ctx: &RelayContext,
+) -> Result<Summary, SessionError> {
+    let (client_read, mut client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let tracker = Mutex::new(Tracker {
+        pending: VecDeque::with_capacity(16),
+        status: None,
+        encoding: EncodingClass::AsciiSafe,
+        cancel_key: None,
+    });
+    let mut up = Upstream {
+        read: client_read,
+        write: server_write,
+        buf: leftover,
+        out: BytesMut::new(),
+        entries: Vec::with_capacity(16),
+        statements: 0,
+        rewritten: 0,
+        bytes: 0,
+    };
+    let mut down = Downstream {
+        read: server_read,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        out: BytesMut::new(),
+        bytes: 0,
+    };
+
+    let result = tokio::select! {
+        r = up.run(&tracker, ctx) => r,
+        r = down.run(&mut client_write, &tracker, ctx) => r,
+        () = drained(&tracker, &ctx.shutdown) => Err(SessionError::Shutdown),
+        () = ctx.shutdown.abort.cancelled() => Err(SessionError::Shutdown),
+    };
+
+    if let Some(key) = lock(&tracker).cancel_key {
+        ctx.state.cancel_keys.remove(key, ctx.upstream);
+    }
+    let summary = |ended| Summary {
+        statements: up.statements,
+        rewritten: up.rewritten,
+        bytes_from_client: up.bytes,
+        bytes_from_server: down.bytes,
+        ended,
+    };
+    match result {
+        Ok(ended) => Ok(summary(ended)),
+        Err(e) => {
+            if matches!(e, SessionError::Shutdown) {
+                // Let the server end the backend cleanly.
+                let mut x = BytesMut::new();
+                protocol::encode_terminate(&mut x);
+                let _ = up.write.write_all(&x).await;
+            }
+            Err(farewell(&mut client_write, e, &ctx.state).await)
+        }
+    }
+}
+
+/// Resolves once shutdown has begun and the session has nothing in flight.
+async fn drained(tracker: &Mutex<Tracker>, shutdown: &Shutdown) {
+    shutdown.drain.cancelled().await;
+    loop {
+        if lock(tracker).is_idle() {
+            return;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// Make room for the next read: give back a big buffer once it is empty,
+/// grow toward a partly read frame in steps.
+fn prepare_read(buf: &mut BytesMut, missing: usize) {
+    if buf.is_empty() && buf.capacity() > SHRINK_ABOVE {
+        *buf = BytesMut::with_capacity(READ_CHUNK);
+    }
+    buf.reserve(missing.clamp(READ_CHUNK, GROW_STEP));
+}
+
+/// Client -> server.
+struct Upstream {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    buf: BytesMut,
+    /// The batch to send when some frame in it was re-encoded.
+    out: BytesMut,
+    /// Requests of the current batch, pushed to the tracker before sending.
+    entries: Vec<Pending>,
+    statements: u64,
+    rewritten: u64,
+    bytes: u64,
+}
+
+/// The complete frames at the front of a buffer, scanned.
+struct Batch {
+    /// Bytes of complete frames at the front of the buffer.
+    len: usize,
+    /// Whether `out` holds the batch (some frame was re-encoded).
+    reencoded: bool,
+    /// Bytes still missing of a partly read frame.
+    missing: usize,
+}
+
+impl Upstream {
+    async fn run(
+        &mut self,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) -> Result<&'static str, SessionError> {
+        loop {
+            let batch = self.scan(tracker, ctx)?;
+            if batch.len > 0 {
+                if !self.entries.is_empty() {
+                    lock(tracker).pending.extend(self.entries.drain(..));
+                }
+                if batch.reencoded {
+                    self.write.write_all(&self.out).await?;
+                    self.out.clear();
+                } else {
+                    self.write.write_all(&self.buf[..batch.len]).await?;
+                }
+                self.buf.advance(batch.len);
+            }
+            prepare_read(&mut self.buf, batch.missing);
+            let n = self.read.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Ok("client closed");
+            }
+            self.bytes += n as u64;
+        }
+    }
+
+    fn scan(
+        &mut self,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) -> Result<Batch, SessionError> {
+        let max = ctx.config.max_message_size;
+        let mut pos = 0;
+        // How much of the batch is already in `out`, once re-encoding began.
+        let mut copied: Option<usize> = None;
+        let mut encoding = None;
+        let missing = loop {
+            let rest = &self.buf[pos..];
+            let Some(header) = peek_header(rest, max).map_err(SessionError::Client)? else {
+                break 0;
+            };
+            if rest.len() < header.total_len {
+                break header.total_len - rest.len();
+            }
+            let frame = &rest[..header.total_len];
+            let (entry, replacement) = match header.tag {
+                tag::QUERY | tag::PARSE => {
+                    self.statements += 1;
+                    match &ctx.map {
+                        Some(map) => {
+                            let enc = *encoding.get_or_insert_with(|| lock(tracker).encoding);
+                            statement(frame, header.tag, map, enc, ctx)?
+                        }
+                        None if header.tag == tag::QUERY => {
+                            (Some(Pending::Query(StatementContext::Plain)), None)
+                        }
+                        None => (Some(Pending::Parse(StatementContext::Plain)), None),
+                    }
+                }
+                tag::BIND => (Some(Pending::Bind), None),
+                tag::DESCRIBE => (Some(Pending::Describe), None),
+                tag::EXECUTE => (Some(Pending::Execute), None),
+                tag::CLOSE => (Some(Pending::Close), None),
+                tag::SYNC => (Some(Pending::Sync), None),
+                tag::FUNCTION_CALL => (Some(Pending::FunctionCall), None),
+                _ => (None, None),
+            };
+            if let Some(entry) = entry {
+                self.entries.push(entry);
+            }
+            match (replacement, copied) {
+                (Some(bytes), None) => {
+                    self.rewritten += 1;
+                    self.out.clear();
+                    self.out.extend_from_slice(&self.buf[..pos]);
+                    self.out.extend_from_slice(&bytes);
+                    copied = Some(pos + header.total_len);
+                }
+                (Some(bytes), Some(_)) => {
+                    self.rewritten += 1;
+                    self.out.extend_from_slice(&bytes);
+                    copied = Some(pos + header.total_len);
+                }
+                (None, Some(_)) => {
+                    self.out.extend_from_slice(frame);
+                    copied = Some(pos + header.total_len);
+                }
+                (None, None) => {}
+            }
+            pos += header.total_len;
+        };
+        Ok(Batch {
+            len: pos,
+            reencoded: copied.is_some(),
+            missing,
+        })
+    }
+}
+
+/// Rewrite one Query or Parse frame: the request to track, and the frame
+/// to send instead (None: forward as is).
+fn statement(
+    frame: &[u8],
+    frame_tag: u8,
+    map: &SchemaMap,
+    encoding: EncodingClass,
+    ctx: &RelayContext,
+) -> Result<(Option<Pending>, Option<BytesMut>), SessionError> {
+    let (text, parse) = if frame_tag == tag::QUERY {
+        (
+            QueryView::parse(frame).map_err(SessionError::Client)?.query,
+            None,
+        )
+    } else {
+        let p = ParseView::parse(frame).map_err(SessionError::Client)?;
+        (p.query, Some(p))
+    };
+    let policy = ctx.config.on_parse_error;
+    let (context, sent): (StatementContext, Option<&[u8]>);
+    let rewritten;
+    match rewrite_text(text, map, policy, encoding, &ctx.state.metrics) {
+        TextRewrite::Unchanged => {
+            context = StatementContext::Plain;
+            sent = None;
+        }
+        TextRewrite::Changed { sent: s, position } => {
+            rewritten = s;
+            sent = Some(&rewritten);
+            context = match position {
+                Some(p) => StatementContext::Rewritten(p),
+                None => StatementContext::Plain,
+            };
+        }
+        TextRewrite::Rejected { message } => {
+            tracing::debug!(message = %message, "statement refused");
+            context = StatementContext::Refused(message.into_boxed_str());
+            sent = Some(REFUSED_SQL);
+        }
+    }
+    let replacement = sent.map(|sql| {
+        let mut out = BytesMut::with_capacity(sql.len() + 32);
+        match parse {
+            None => protocol::encode_query(&mut out, sql),
+            Some(p) => protocol::encode_parse(&mut out, p.name, sql, p.param_types),
+        }
+        out
+    });
+    let entry = if parse.is_none() {
+        Pending::Query(context)
+    } else {
+        Pending::Parse(context)
+    };
+    Ok((Some(entry), replacement))
+}
+
+/// Server -> client.
+struct Downstream {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    out: BytesMut,
+    bytes: u64,
+}
+
+impl Downstream {
+    async fn run(
+        &mut self,
+        client: &mut OwnedWriteHalf,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) -> Result<&'static str, SessionError> {
+        loop {
+            let batch = self.scan(tracker, ctx)?;
+            if batch.len > 0 {
+                if batch.reencoded {
+                    client.write_all(&self.out).await?;
+                    self.out.clear();
+                } else {
+                    client.write_all(&self.buf[..batch.len]).await?;
+                }
+                self.buf.advance(batch.len);
+            }
+            prepare_read(&mut self.buf, batch.missing);
+            let n = self.read.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Ok("server closed");
+            }
+            self.bytes += n as u64;
+        }
+    }
+
+    fn scan(
+        &mut self,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) -> Result<Batch, SessionError> {
+        let max = ctx.config.max_message_size;
+        let mut pos = 0;
+        let mut copied = false;
+        let mut t = lock(tracker);
+        let missing = loop {
+            let rest = &self.buf[pos..];
+            let Some(header) = peek_header(rest, max).map_err(SessionError::Server)? else {
+                break 0;
+            };
+            if rest.len() < header.total_len {
+                break header.total_len - rest.len();
+            }
+            let frame = &rest[..header.total_len];
+            // Views of server frames are read leniently: a frame the proxy
+            // cannot read is still forwarded untouched.
+            let mut replacement = None;
+            match header.tag {
+                tag::READY_FOR_QUERY => {
+                    if let Ok(status) = protocol::ready_for_query_status(frame) {
+                        t.ready(status);
+                    }
+                }
+                tag::ERROR_RESPONSE => replacement = correct_error(frame, &t, ctx),
+                tag::PARSE_COMPLETE => t.pop_if(|p| matches!(p, Pending::Parse(_))),
+                tag::BIND_COMPLETE => t.pop_if(|p| matches!(p, Pending::Bind)),
+                tag::CLOSE_COMPLETE => t.pop_if(|p| matches!(p, Pending::Close)),
+                tag::ROW_DESCRIPTION | tag::NO_DATA => t.pop_if(|p| matches!(p, Pending::Describe)),
+                tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
+                    t.pop_if(|p| matches!(p, Pending::Execute))
+                }
+                tag::PARAMETER_STATUS => {
+                    if let Ok(s) = ParameterStatus::parse(frame)
+                        && s.name == b"client_encoding"
+                    {
+                        t.encoding = EncodingClass::of(s.value);
+                        if t.encoding == EncodingClass::NotAsciiSafe {
+                            tracing::warn!(
+                                client_encoding = %String::from_utf8_lossy(s.value),
+                                "client_encoding is not ASCII-safe: its non-UTF-8 statements are forwarded without rewriting"
+                            );
+                        }
+                    }
+                }
+                tag::BACKEND_KEY_DATA => {
+                    if let Ok(k) = BackendKeyData::parse(frame) {
+                        let key = (k.pid, k.secret);
+                        ctx.state.cancel_keys.register(key, ctx.upstream);
+                        t.cancel_key = Some(key);
+                    }
+                }
+                _ => {}
+            }
+            match (replacement, copied) {
+                (Some(bytes), false) => {
+                    self.out.clear();
+                    self.out.extend_from_slice(&self.buf[..pos]);
+                    self.out.extend_from_slice(&bytes);
+                    copied = true;
+                }
+                (Some(bytes), true) => self.out.extend_from_slice(&bytes),
+                (None, true) => self.out.extend_from_slice(frame),
+                (None, false) => {}
+            }
+            pos += header.total_len;
+        };
+        Ok(Batch {
+            len: pos,
+            reencoded: copied,
+            missing,
+        })
+    }
+}
+
+/// The ErrorResponse to send instead of `frame`, if any: the proxy's own
+/// 0A000 for a refused statement, or the server's with its position moved
+/// back to the client's text. Other fields stay byte for byte.
+fn correct_error(frame: &[u8], t: &Tracker, ctx: &RelayContext) -> Option<BytesMut> {
+    let context = match t.pending.front()? {
+        Pending::Query(c) | Pending::Parse(c) => c,
+        _ => return None,
+    };
+    match context {
+        StatementContext::Plain => None,
+        StatementContext::Refused(message) => {
+            let mut out = BytesMut::new();
+            protocol::encode_error_response(
+                &mut out,
+                "ERROR",
+                SqlState::FeatureNotSupported.code(),
+                message,
+            );
+            Some(out)
+        }
+        StatementContext::Rewritten(map) => {
+            let fields = ErrorFields::parse(frame).ok()?;
+            let sent = fields.position()?;
+            let original = map.original_position(sent);
+            if original == sent {
+                return None;
+            }
+            ctx.state
+                .metrics
+                .error_positions_corrected
+                .fetch_add(1, Ordering::Relaxed);
+            Some(BytesMut::from(&fields.with_position(original)[..]))
+        }
+    }
+}
