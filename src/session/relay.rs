@@ -27,6 +27,7 @@ use super::statement::{EncodingClass, PositionMap, TextRewrite, rewrite_text};
 use super::{Shutdown, Summary, farewell};
 use crate::config::Config;
 use crate::error::{SessionError, SqlState};
+use crate::metrics::Metrics;
 use crate::protocol::{
     self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, peek_header, tag,
 };
@@ -105,6 +106,82 @@ impl Tracker {
     fn pop_if(&mut self, wanted: fn(&Pending) -> bool) {
         if self.pending.front().is_some_and(wanted) {
             self.pending.pop_front();
+        }
+    }
+
+    /// Account for one server frame; returns the frame to send instead, if
+    /// any. Views are read leniently: a frame the proxy cannot read is
+    /// still forwarded untouched.
+    fn on_server_frame(
+        &mut self,
+        frame_tag: u8,
+        frame: &[u8],
+        metrics: &Metrics,
+    ) -> Option<BytesMut> {
+        match frame_tag {
+            tag::READY_FOR_QUERY => {
+                if let Ok(status) = protocol::ready_for_query_status(frame) {
+                    self.ready(status);
+                }
+            }
+            tag::ERROR_RESPONSE => return self.correct_error(frame, metrics),
+            tag::PARSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Parse(_))),
+            tag::BIND_COMPLETE => self.pop_if(|p| matches!(p, Pending::Bind)),
+            tag::CLOSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Close)),
+            tag::ROW_DESCRIPTION | tag::NO_DATA => self.pop_if(|p| matches!(p, Pending::Describe)),
+            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
+                self.pop_if(|p| matches!(p, Pending::Execute))
+            }
+            tag::PARAMETER_STATUS => {
+                if let Ok(s) = ParameterStatus::parse(frame)
+                    && s.name == b"client_encoding"
+                {
+                    self.encoding = EncodingClass::of(s.value);
+                    if self.encoding == EncodingClass::NotAsciiSafe {
+                        tracing::warn!(
+                            client_encoding = %String::from_utf8_lossy(s.value),
+                            "client_encoding is not ASCII-safe: its non-UTF-8 statements are forwarded without rewriting"
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// The ErrorResponse to send instead of `frame`, if any: the proxy's own
+    /// 0A000 for a refused statement, or the server's with its position
+    /// moved back to the client's text (other fields byte for byte).
+    fn correct_error(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
+        let context = match self.pending.front()? {
+            Pending::Query(c) | Pending::Parse(c) => c,
+            _ => return None,
+        };
+        match context {
+            StatementContext::Plain => None,
+            StatementContext::Refused(message) => {
+                let mut out = BytesMut::new();
+                protocol::encode_error_response(
+                    &mut out,
+                    "ERROR",
+                    SqlState::FeatureNotSupported.code(),
+                    message,
+                );
+                Some(out)
+            }
+            StatementContext::Rewritten(map) => {
+                let fields = ErrorFields::parse(frame).ok()?;
+                let sent = fields.position()?;
+                let original = map.original_position(sent);
+                if original == sent {
+                    return None;
+                }
+                metrics
+                    .error_positions_corrected
+                    .fetch_add(1, Ordering::Relaxed);
+                Some(BytesMut::from(&fields.with_position(original)[..]))
+            }
         }
     }
 }
@@ -283,13 +360,7 @@ impl Upstream {
                         None => (Some(Pending::Parse(StatementContext::Plain)), None),
                     }
                 }
-                tag::BIND => (Some(Pending::Bind), None),
-                tag::DESCRIBE => (Some(Pending::Describe), None),
-                tag::EXECUTE => (Some(Pending::Execute), None),
-                tag::CLOSE => (Some(Pending::Close), None),
-                tag::SYNC => (Some(Pending::Sync), None),
-                tag::FUNCTION_CALL => (Some(Pending::FunctionCall), None),
-                _ => (None, None),
+                other => (request_for(other), None),
             };
             if let Some(entry) = entry {
                 self.entries.push(entry);
@@ -434,43 +505,16 @@ impl Downstream {
             let frame = &rest[..header.total_len];
             // Views of server frames are read leniently: a frame the proxy
             // cannot read is still forwarded untouched.
-            let mut replacement = None;
-            match header.tag {
-                tag::READY_FOR_QUERY => {
-                    if let Ok(status) = protocol::ready_for_query_status(frame) {
-                        t.ready(status);
-                    }
+            let replacement = if header.tag == tag::BACKEND_KEY_DATA {
+                if let Ok(k) = BackendKeyData::parse(frame) {
+                    let key = (k.pid, k.secret);
+                    ctx.state.cancel_keys.register(key, ctx.upstream);
+                    t.cancel_key = Some(key);
                 }
-                tag::ERROR_RESPONSE => replacement = correct_error(frame, &t, ctx),
-                tag::PARSE_COMPLETE => t.pop_if(|p| matches!(p, Pending::Parse(_))),
-                tag::BIND_COMPLETE => t.pop_if(|p| matches!(p, Pending::Bind)),
-                tag::CLOSE_COMPLETE => t.pop_if(|p| matches!(p, Pending::Close)),
-                tag::ROW_DESCRIPTION | tag::NO_DATA => t.pop_if(|p| matches!(p, Pending::Describe)),
-                tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
-                    t.pop_if(|p| matches!(p, Pending::Execute))
-                }
-                tag::PARAMETER_STATUS => {
-                    if let Ok(s) = ParameterStatus::parse(frame)
-                        && s.name == b"client_encoding"
-                    {
-                        t.encoding = EncodingClass::of(s.value);
-                        if t.encoding == EncodingClass::NotAsciiSafe {
-                            tracing::warn!(
-                                client_encoding = %String::from_utf8_lossy(s.value),
-                                "client_encoding is not ASCII-safe: its non-UTF-8 statements are forwarded without rewriting"
-                            );
-                        }
-                    }
-                }
-                tag::BACKEND_KEY_DATA => {
-                    if let Ok(k) = BackendKeyData::parse(frame) {
-                        let key = (k.pid, k.secret);
-                        ctx.state.cancel_keys.register(key, ctx.upstream);
-                        t.cancel_key = Some(key);
-                    }
-                }
-                _ => {}
-            }
+                None
+            } else {
+                t.on_server_frame(header.tag, frame, &ctx.state.metrics)
+            };
             match (replacement, copied) {
                 (Some(bytes), false) => {
                     self.out.clear();
@@ -492,38 +536,210 @@ impl Downstream {
     }
 }
 
-/// The ErrorResponse to send instead of `frame`, if any: the proxy's own
-/// 0A000 for a refused statement, or the server's with its position moved
-/// back to the client's text. Other fields stay byte for byte.
-fn correct_error(frame: &[u8], t: &Tracker, ctx: &RelayContext) -> Option<BytesMut> {
-    let context = match t.pending.front()? {
-        Pending::Query(c) | Pending::Parse(c) => c,
-        _ => return None,
-    };
-    match context {
-        StatementContext::Plain => None,
-        StatementContext::Refused(message) => {
-            let mut out = BytesMut::new();
-            protocol::encode_error_response(
-                &mut out,
-                "ERROR",
-                SqlState::FeatureNotSupported.code(),
-                message,
+/// The request a client frame (other than Query/Parse) asks the server to
+/// answer; `None` for frames with no answer of their own (Flush, CopyData,
+/// CopyDone, CopyFail, Terminate, password messages).
+fn request_for(frame_tag: u8) -> Option<Pending> {
+    match frame_tag {
+        tag::BIND => Some(Pending::Bind),
+        tag::DESCRIBE => Some(Pending::Describe),
+        tag::EXECUTE => Some(Pending::Execute),
+        tag::CLOSE => Some(Pending::Close),
+        tag::SYNC => Some(Pending::Sync),
+        tag::FUNCTION_CALL => Some(Pending::FunctionCall),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+
+    use super::*;
+    use crate::rewrite::{Edit, Outcome, Rewrite};
+
+    fn tracker() -> Tracker {
+        Tracker {
+            pending: VecDeque::new(),
+            status: Some(b'I'),
+            encoding: EncodingClass::AsciiSafe,
+            cancel_key: None,
+        }
+    }
+
+    /// `select * from users where idd = 1` sent as
+    /// `select * from shared_common.users where idd = 1`.
+    fn rewritten() -> StatementContext {
+        let original = "select * from users where idd = 1".to_owned();
+        let rewrite = Rewrite {
+            outcome: Outcome::Rewritten,
+            edits: vec![Edit {
+                offset: 14,
+                insert: "shared_common.".into(),
+            }],
+            names: vec![],
+            parse_error: None,
+            rejected_table: None,
+        };
+        StatementContext::Rewritten(Box::new(PositionMap { original, rewrite }))
+    }
+
+    fn server_frame(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![t];
+        f.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    fn error_at(position: &str) -> Vec<u8> {
+        let mut body = BytesMut::new();
+        for (c, v) in [
+            (b'S', "ERROR"),
+            (b'C', "42703"),
+            (b'M', "column \"idd\" does not exist"),
+            (b'P', position),
+        ] {
+            body.put_u8(c);
+            body.extend_from_slice(v.as_bytes());
+            body.put_u8(0);
+        }
+        body.put_u8(0);
+        server_frame(b'E', &body)
+    }
+
+    fn position_of(frame: &[u8]) -> Option<usize> {
+        ErrorFields::parse(frame).unwrap().position()
+    }
+
+    #[test]
+    fn simple_query_error_position_moves_back_to_the_client_text() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending.push_back(Pending::Query(rewritten()));
+        // `idd` is at 41 in the sent text, 27 in the client's.
+        let fixed = t.on_server_frame(b'E', &error_at("41"), &metrics).unwrap();
+        assert_eq!(position_of(&fixed), Some(27));
+        assert_eq!(Metrics::get(&metrics.error_positions_corrected), 1);
+        // A position before the insertion needs no new frame.
+        assert!(t.on_server_frame(b'E', &error_at("3"), &metrics).is_none());
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn pipelined_batch_attributes_the_error_to_the_failing_parse() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        // P1 B1 E1 P2(rewritten) B2 E2 S, then a simple Query behind it.
+        t.pending.extend([
+            Pending::Parse(StatementContext::Plain),
+            Pending::Bind,
+            Pending::Execute,
+            Pending::Parse(rewritten()),
+            Pending::Bind,
+            Pending::Execute,
+            Pending::Sync,
+            Pending::Query(StatementContext::Plain),
+        ]);
+        for (tag, body) in [(b'1', &b""[..]), (b'2', b""), (b'C', b"SELECT 1\0")] {
+            assert!(
+                t.on_server_frame(tag, &server_frame(tag, body), &metrics)
+                    .is_none()
             );
-            Some(out)
         }
-        StatementContext::Rewritten(map) => {
-            let fields = ErrorFields::parse(frame).ok()?;
-            let sent = fields.position()?;
-            let original = map.original_position(sent);
-            if original == sent {
-                return None;
-            }
-            ctx.state
-                .metrics
-                .error_positions_corrected
-                .fetch_add(1, Ordering::Relaxed);
-            Some(BytesMut::from(&fields.with_position(original)[..]))
-        }
+        let fixed = t.on_server_frame(b'E', &error_at("41"), &metrics).unwrap();
+        assert_eq!(position_of(&fixed), Some(27));
+        // The server skips B2 E2; ReadyForQuery ends the batch at the Sync.
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(matches!(
+            t.pending.front(),
+            Some(Pending::Query(StatementContext::Plain))
+        ));
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn execute_error_after_parse_complete_is_not_corrected() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending.extend([
+            Pending::Parse(rewritten()),
+            Pending::Bind,
+            Pending::Execute,
+            Pending::Sync,
+        ]);
+        t.on_server_frame(b'1', b"1\0\0\0\x04", &metrics);
+        t.on_server_frame(b'2', b"2\0\0\0\x04", &metrics);
+        assert!(t.on_server_frame(b'E', &error_at("41"), &metrics).is_none());
+    }
+
+    #[test]
+    fn refused_statement_error_is_replaced_by_0a000() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending
+            .push_back(Pending::Query(StatementContext::Refused("no".into())));
+        let ours = t.on_server_frame(b'E', &error_at("1"), &metrics).unwrap();
+        let e = ErrorFields::parse(&ours).unwrap();
+        assert_eq!(e.code(), Some(&b"0A000"[..]));
+        assert_eq!(e.get(b'S'), Some(&b"ERROR"[..]));
+        // The server's ReadyForQuery (with its real status) still follows.
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05E", &metrics);
+        assert_eq!(t.status, Some(b'E'));
+        assert!(t.pending.is_empty());
+    }
+
+    #[test]
+    fn describe_and_function_call_are_tracked() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending
+            .extend([Pending::Describe, Pending::Sync, Pending::FunctionCall]);
+        t.on_server_frame(b't', b"t\0\0\0\x06\0\0", &metrics);
+        assert!(matches!(t.pending.front(), Some(Pending::Describe)));
+        t.on_server_frame(b'n', b"n\0\0\0\x04", &metrics);
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(matches!(t.pending.front(), Some(Pending::FunctionCall)));
+        t.on_server_frame(b'V', b"V\0\0\0\x08\xff\xff\xff\xff", &metrics);
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn client_encoding_is_tracked_from_parameter_status() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.on_server_frame(
+            b'S',
+            &server_frame(b'S', b"client_encoding\0SJIS\0"),
+            &metrics,
+        );
+        assert_eq!(t.encoding, EncodingClass::NotAsciiSafe);
+        t.on_server_frame(
+            b'S',
+            &server_frame(b'S', b"client_encoding\0EUC_KR\0"),
+            &metrics,
+        );
+        assert_eq!(t.encoding, EncodingClass::AsciiSafe);
+    }
+
+    #[test]
+    fn malformed_server_frames_are_forwarded_not_fatal() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending.push_back(Pending::Query(rewritten()));
+        assert!(t.on_server_frame(b'E', b"E\0\0\0\x05S", &metrics).is_none());
+        assert!(t.on_server_frame(b'Z', b"Z\0\0\0\x05?", &metrics).is_none());
+        assert_eq!(t.pending.len(), 1);
+    }
+
+    #[test]
+    fn prepare_read_grows_in_steps_and_shrinks_when_empty() {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        prepare_read(&mut buf, 100 << 20);
+        assert!(buf.capacity() >= GROW_STEP && buf.capacity() < 4 * GROW_STEP);
+        prepare_read(&mut buf, 0);
+        assert!(buf.capacity() <= SHRINK_ABOVE);
     }
 }
