@@ -27,9 +27,11 @@ pub enum StartupPacket {
     Startup(StartupMessage),
 }
 
-/// A protocol 3.0 StartupMessage: parameters as raw bytes, in order.
+/// A protocol 3.x StartupMessage: parameters as raw bytes, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartupMessage {
+    /// The requested protocol version (196608 for 3.0).
+    pub version: i32,
     pub params: Vec<(Bytes, Bytes)>,
 }
 
@@ -45,7 +47,10 @@ pub fn decode_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, Proto
     let code = i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
     let len = len as usize;
     match code {
-        SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE | PROTOCOL_3_0 => {}
+        SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE => {}
+        // Protocol 3.x: a newer minor version is the server's to negotiate
+        // (NegotiateProtocolVersion), so it is forwarded as sent.
+        c if c >> 16 == 3 => {}
         _ => return Err(ProtocolError::UnknownStartupCode { code }),
     }
     if buf.len() < len {
@@ -77,13 +82,13 @@ pub fn decode_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, Proto
                 raw: packet.clone(),
             }
         }
-        _ => StartupPacket::Startup(StartupMessage::parse(&packet, 8)?),
+        _ => StartupPacket::Startup(StartupMessage::parse(&packet, code, 8)?),
     }))
 }
 
 impl StartupMessage {
     /// Parameters start at `at` in `packet`: pairs of C strings, then a NUL.
-    fn parse(packet: &Bytes, at: usize) -> Result<StartupMessage, ProtocolError> {
+    fn parse(packet: &Bytes, version: i32, at: usize) -> Result<StartupMessage, ProtocolError> {
         const WHAT: &str = "startup";
         let mut rest = &packet[at..];
         let mut params = Vec::new();
@@ -98,7 +103,7 @@ impl StartupMessage {
         if !rest.is_empty() {
             return Err(ProtocolError::Malformed { what: WHAT });
         }
-        Ok(StartupMessage { params })
+        Ok(StartupMessage { version, params })
     }
 
     /// A parameter's raw value.
@@ -150,12 +155,13 @@ impl StartupMessage {
         self.set("options", &options);
     }
 
-    /// The packet to send upstream: protocol 3.0, every parameter in order.
+    /// The packet to send upstream: the client's version, every parameter
+    /// in order.
     pub fn encode(&self) -> Bytes {
         let body: usize = self.params.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
         let mut out = BytesMut::with_capacity(9 + body);
         out.put_i32((9 + body) as i32);
-        out.put_i32(PROTOCOL_3_0);
+        out.put_i32(self.version);
         for (k, v) in &self.params {
             out.extend_from_slice(k);
             out.put_u8(0);
@@ -186,6 +192,7 @@ mod tests {
 
     fn startup(params: &[(&str, &str)]) -> BytesMut {
         let msg = StartupMessage {
+            version: PROTOCOL_3_0,
             params: params
                 .iter()
                 .map(|(k, v)| {
@@ -227,6 +234,17 @@ mod tests {
                 raw
             }))
         );
+    }
+
+    #[test]
+    fn protocol_3_minor_versions_are_kept() {
+        let mut b = code_packet(196_610, b"user\0app\0_pq_.x\0y\0\0");
+        let raw = b.clone().freeze();
+        let Some(StartupPacket::Startup(msg)) = decode_startup(&mut b).unwrap() else {
+            panic!()
+        };
+        assert_eq!(msg.version, 196_610);
+        assert_eq!(msg.encode(), raw);
     }
 
     #[test]
