@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(ready_for_query_status(&f.bytes), Ok(b'T'));
         assert!(ready_for_query_status(b"Z\0\0\0\x05Q").is_err());
 
-        let s = ParameterStatus::parse(b"S\0\0\0\x19client_encoding\0EUC_KR\0").unwrap();
+        let s = ParameterStatus::parse(b"S\0\0\0\x1bclient_encoding\0EUC_KR\0").unwrap();
         assert_eq!((s.name, s.value), (&b"client_encoding"[..], &b"EUC_KR"[..]));
 
         let mut x = BytesMut::new();

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::statement::{EncodingClass, PositionMap, TextRewrite, rewrite_text};
-use super::{Shutdown, Summary, farewell};
+use super::{FAREWELL_TIMEOUT, Shutdown, Summary, farewell};
 use crate::config::Config;
 use crate::error::{SessionError, SqlState};
 use crate::metrics::Metrics;
@@ -247,7 +247,7 @@ pub(super) async fn relay(
                 // Let the server end the backend cleanly.
                 let mut x = BytesMut::new();
                 protocol::encode_terminate(&mut x);
-                let _ = up.write.write_all(&x).await;
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, up.write.write_all(&x)).await;
             }
             Err(farewell(&mut client_write, e, &ctx.state).await)
         }
