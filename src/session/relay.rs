@@ -221,6 +221,7 @@ pub(super) async fn relay(
         buf: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::new(),
         bytes: 0,
+        writing: false,
     };
 
     let result = tokio::select! {
@@ -248,6 +249,11 @@ pub(super) async fn relay(
                 let mut x = BytesMut::new();
                 protocol::encode_terminate(&mut x);
                 let _ = tokio::time::timeout(FAREWELL_TIMEOUT, up.write.write_all(&x)).await;
+            }
+            if down.writing {
+                // Stopped mid-frame toward the client: another frame would
+                // be read as the rest of that one. Just close.
+                return Err(e);
             }
             Err(farewell(&mut client_write, e, &ctx.state).await)
         }
@@ -456,6 +462,9 @@ struct Downstream {
     buf: BytesMut,
     out: BytesMut,
     bytes: u64,
+    /// Set while a write to the client is under way: if the relay stops
+    /// then, the client may hold half a frame and must not get another.
+    writing: bool,
 }
 
 impl Downstream {
@@ -468,12 +477,14 @@ impl Downstream {
         loop {
             let batch = self.scan(tracker, ctx)?;
             if batch.len > 0 {
+                self.writing = true;
                 if batch.reencoded {
                     client.write_all(&self.out).await?;
                     self.out.clear();
                 } else {
                     client.write_all(&self.buf[..batch.len]).await?;
                 }
+                self.writing = false;
                 self.buf.advance(batch.len);
             }
             prepare_read(&mut self.buf, batch.missing);
