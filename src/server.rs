@@ -30,6 +30,10 @@ pub struct ProxyState {
     pub metrics: Arc<Metrics>,
     /// Live sessions' BackendKeyData -> their upstream server.
     pub cancel_keys: Arc<CancelKeys>,
+    /// The rewriter sessions call: [`crate::rewrite::rewrite_sql`]; relay
+    /// tests substitute a scripted one to drive refusals and position
+    /// correction without depending on the real rewriter's rules.
+    pub rewriter: session::Rewriter,
 }
 
 impl ProxyState {
@@ -38,6 +42,7 @@ impl ProxyState {
             config: Arc::new(ArcSwap::from_pointee(config)),
             metrics: Arc::new(Metrics::default()),
             cancel_keys: Arc::new(CancelKeys::default()),
+            rewriter: crate::rewrite::rewrite_sql,
         }
     }
 }
@@ -469,5 +474,184 @@ mod tests {
             .unwrap();
         assert_eq!(Metrics::get(&state.metrics.clients_active), 0);
         assert_eq!(Metrics::get(&state.metrics.clients_total), 1);
+    }
+
+    /// Qualifies ` users` and refuses any text containing REFUSE, so the
+    /// relay's side of rewriting is tested apart from the real rules.
+    fn scripted_rewriter(
+        sql: &str,
+        _map: &crate::rewrite::SchemaMap,
+        _policy: crate::rewrite::OnParseError,
+    ) -> crate::rewrite::Rewrite {
+        use crate::rewrite::{Edit, Outcome, Rewrite};
+        let mut r = Rewrite {
+            outcome: Outcome::NoParseNeeded,
+            edits: vec![],
+            names: vec![],
+            parse_error: None,
+            rejected_table: None,
+        };
+        if sql.contains("REFUSE") {
+            r.outcome = Outcome::Rejected;
+            r.rejected_table = Some("users".into());
+            r.parse_error = Some("scripted parse error".into());
+        } else if let Some(at) = sql.find(" users") {
+            r.outcome = Outcome::Rewritten;
+            r.edits.push(Edit {
+                offset: at + 1,
+                insert: "shared_common.".into(),
+            });
+        }
+        r
+    }
+
+    fn server_error(code: &str, position: &str) -> BytesMut {
+        let mut b = BytesMut::new();
+        b.put_u8(b'E');
+        b.put_i32(0);
+        for (c, v) in [
+            (b'S', "ERROR"),
+            (b'C', code),
+            (b'M', "scripted"),
+            (b'P', position),
+        ] {
+            b.put_u8(c);
+            b.extend_from_slice(v.as_bytes());
+            b.put_u8(0);
+        }
+        b.put_u8(0);
+        let len = (b.len() - 1) as i32;
+        b[1..5].copy_from_slice(&len.to_be_bytes());
+        b
+    }
+
+    #[tokio::test]
+    async fn rewritten_and_refused_statements_in_simple_and_extended_protocol() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let mut state = ProxyState::new(config(upstream.local_addr().unwrap().port()));
+        state.rewriter = scripted_rewriter;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(run(listener, state.clone(), shutdown.clone()));
+
+        let mut client = TcpStream::connect(proxy).await.unwrap();
+        client
+            .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
+            .await
+            .unwrap();
+        let (mut server, _) = upstream.accept().await.unwrap();
+        read_startup(&mut server).await;
+        let hello = server_hello();
+        server.write_all(&hello).await.unwrap();
+        read_exact_vec(&mut client, hello.len()).await;
+        let (mut from_client, mut from_server) = (BytesMut::new(), BytesMut::new());
+
+        // Simple Query: rewritten; the server's error position (41 in the
+        // sent text) comes back as 27 in the client's.
+        let mut q = BytesMut::new();
+        protocol::encode_query(&mut q, b"select * from users where idd = 1");
+        client.write_all(&q).await.unwrap();
+        let f = read_frame(&mut server, &mut from_client).await;
+        assert_eq!(
+            protocol::QueryView::parse(&f.bytes).unwrap().query,
+            b"select * from shared_common.users where idd = 1"
+        );
+        let mut answer = server_error("42703", "41");
+        protocol::encode_ready_for_query(&mut answer, b'I');
+        server.write_all(&answer).await.unwrap();
+        let e = read_frame(&mut client, &mut from_server).await;
+        assert_eq!(ErrorFields::parse(&e.bytes).unwrap().position(), Some(27));
+        assert_eq!(read_frame(&mut client, &mut from_server).await.tag, b'Z');
+
+        // Simple Query refused: the server sees SQL that fails to parse, the
+        // client gets 0A000 naming the table, then the server's ReadyForQuery.
+        let mut q = BytesMut::new();
+        protocol::encode_query(&mut q, b"REFUSE users");
+        client.write_all(&q).await.unwrap();
+        let f = read_frame(&mut server, &mut from_client).await;
+        assert_eq!(
+            protocol::QueryView::parse(&f.bytes).unwrap().query,
+            b"heal7_proxy_refused_this_statement"
+        );
+        let mut answer = server_error("42601", "1");
+        protocol::encode_ready_for_query(&mut answer, b'T');
+        server.write_all(&answer).await.unwrap();
+        let e = read_frame(&mut client, &mut from_server).await;
+        let fields = ErrorFields::parse(&e.bytes).unwrap();
+        assert_eq!(fields.code(), Some(&b"0A000"[..]));
+        assert!(String::from_utf8_lossy(fields.get(b'M').unwrap()).contains("users"));
+        let z = read_frame(&mut client, &mut from_server).await;
+        assert_eq!(&z.bytes[..], b"Z\0\0\0\x05T");
+
+        // Extended protocol, pipelined in one write: a rewritten Parse, then
+        // a refused named Parse; Bind/Execute/Sync pass byte for byte.
+        let types = [0u8, 1, 0, 0, 0, 23];
+        let tail = b"B\0\0\0\x0c\0\0\0\0\0\0\0\0E\0\0\0\x09\0\0\0\0\0S\0\0\0\x04";
+        let mut batch = BytesMut::new();
+        protocol::encode_parse(
+            &mut batch,
+            b"",
+            b"select * from users where idd = $1",
+            &types,
+        );
+        batch.extend_from_slice(tail);
+        protocol::encode_parse(&mut batch, b"s1", b"REFUSE users", &types);
+        batch.extend_from_slice(tail);
+        client.write_all(&batch).await.unwrap();
+
+        let p1 = read_frame(&mut server, &mut from_client).await;
+        let v = protocol::ParseView::parse(&p1.bytes).unwrap();
+        assert_eq!(v.query, b"select * from shared_common.users where idd = $1");
+        assert_eq!(v.param_types, types);
+        assert_eq!(
+            read_exact_vec_buffered(&mut server, &mut from_client, tail.len()).await,
+            tail
+        );
+        let p2 = read_frame(&mut server, &mut from_client).await;
+        let v = protocol::ParseView::parse(&p2.bytes).unwrap();
+        assert_eq!(
+            (v.name, v.query),
+            (&b"s1"[..], &b"heal7_proxy_refused_this_statement"[..])
+        );
+        assert_eq!(v.param_types, types);
+        assert_eq!(
+            read_exact_vec_buffered(&mut server, &mut from_client, tail.len()).await,
+            tail
+        );
+
+        // First batch fails at its Parse (position 41 -> 27), second at the
+        // refused Parse (-> 0A000).
+        let mut answer = server_error("42703", "41");
+        protocol::encode_ready_for_query(&mut answer, b'I');
+        answer.extend_from_slice(&server_error("42601", "1"));
+        protocol::encode_ready_for_query(&mut answer, b'I');
+        server.write_all(&answer).await.unwrap();
+        let e = read_frame(&mut client, &mut from_server).await;
+        assert_eq!(ErrorFields::parse(&e.bytes).unwrap().position(), Some(27));
+        assert_eq!(read_frame(&mut client, &mut from_server).await.tag, b'Z');
+        let e = read_frame(&mut client, &mut from_server).await;
+        assert_eq!(
+            ErrorFields::parse(&e.bytes).unwrap().code(),
+            Some(&b"0A000"[..])
+        );
+        assert_eq!(read_frame(&mut client, &mut from_server).await.tag, b'Z');
+
+        let m = &state.metrics;
+        assert_eq!(Metrics::get(&m.statements_rewritten), 2);
+        assert_eq!(Metrics::get(&m.statements_rejected), 2);
+        assert_eq!(Metrics::get(&m.error_positions_corrected), 2);
+        shutdown.cancel();
+    }
+
+    async fn read_exact_vec_buffered(s: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Vec<u8> {
+        while buf.len() < n {
+            let read = tokio::time::timeout(Duration::from_secs(5), s.read_buf(buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(read > 0, "eof");
+        }
+        buf.split_to(n).to_vec()
     }
 }

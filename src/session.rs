@@ -24,7 +24,7 @@ use crate::error::SessionError;
 use crate::protocol::{self, ProtocolError, StartupMessage, StartupPacket};
 use crate::server::ProxyState;
 
-pub use statement::EncodingClass;
+pub use statement::{EncodingClass, Rewriter};
 
 /// How long the proxy keeps trying to tell a client why it is closing.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);

@@ -421,7 +421,14 @@ fn statement(
     let policy = ctx.config.on_parse_error;
     let (context, sent): (StatementContext, Option<&[u8]>);
     let rewritten;
-    match rewrite_text(text, map, policy, encoding, &ctx.state.metrics) {
+    match rewrite_text(
+        text,
+        map,
+        policy,
+        encoding,
+        ctx.state.rewriter,
+        &ctx.state.metrics,
+    ) {
         TextRewrite::Unchanged => {
             context = StatementContext::Plain;
             sent = None;

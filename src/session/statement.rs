@@ -10,7 +10,10 @@
 use std::sync::atomic::Ordering;
 
 use crate::metrics::Metrics;
-use crate::rewrite::{Edit, OnParseError, Outcome, Rewrite, SchemaMap, rewrite_sql};
+use crate::rewrite::{Edit, OnParseError, Outcome, Rewrite, SchemaMap};
+
+/// The rewriter's entry point ([`crate::rewrite::rewrite_sql`] in service).
+pub type Rewriter = fn(&str, &SchemaMap, OnParseError) -> Rewrite;
 
 /// The letter high-bit bytes become in the masked copy.
 const MASK: u8 = b'x';
@@ -82,11 +85,12 @@ pub fn rewrite_text(
     map: &SchemaMap,
     policy: OnParseError,
     encoding: EncodingClass,
+    rewriter: Rewriter,
     metrics: &Metrics,
 ) -> TextRewrite {
     match std::str::from_utf8(text) {
         Ok(sql) => {
-            let rewrite = rewrite_sql(sql, map, policy);
+            let rewrite = rewriter(sql, map, policy);
             metrics.count_outcome(rewrite.outcome);
             log_fallback(&rewrite);
             if rewrite.outcome == Outcome::Rejected {
@@ -116,7 +120,7 @@ pub fn rewrite_text(
                 .iter()
                 .map(|&b| if b >= 0x80 { MASK as char } else { b as char })
                 .collect();
-            let rewrite = rewrite_sql(&masked, map, policy);
+            let rewrite = rewriter(&masked, map, policy);
             metrics.count_outcome(rewrite.outcome);
             log_fallback(&rewrite);
             if rewrite.outcome == Outcome::Rejected {
@@ -219,7 +223,14 @@ mod tests {
         let map = SchemaMap::new([("s", "users")]);
         let text = b"select '\xbb\xe7' from users";
         for class in [EncodingClass::AsciiSafe, EncodingClass::NotAsciiSafe] {
-            match rewrite_text(text, &map, OnParseError::Tokens, class, &metrics) {
+            match rewrite_text(
+                text,
+                &map,
+                OnParseError::Tokens,
+                class,
+                crate::rewrite::rewrite_sql,
+                &metrics,
+            ) {
                 TextRewrite::Unchanged => {}
                 TextRewrite::Changed { sent, position } => {
                     assert!(position.is_none());
