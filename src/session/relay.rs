@@ -75,7 +75,7 @@ enum Pending {
 enum StatementContext {
     Plain,
     Rewritten(Box<PositionMap>),
-    Refused(Box<str>),
+    Refused { code: SqlState, message: Box<str> },
 }
 
 #[derive(Debug)]
@@ -160,14 +160,9 @@ impl Tracker {
         };
         match context {
             StatementContext::Plain => None,
-            StatementContext::Refused(message) => {
+            StatementContext::Refused { code, message } => {
                 let mut out = BytesMut::new();
-                protocol::encode_error_response(
-                    &mut out,
-                    "ERROR",
-                    SqlState::FeatureNotSupported.code(),
-                    message,
-                );
+                protocol::encode_error_response(&mut out, "ERROR", code.code(), message);
                 Some(out)
             }
             StatementContext::Rewritten(map) => {
@@ -206,6 +201,10 @@ pub(super) async fn relay(
         encoding: EncodingClass::AsciiSafe,
         cancel_key: None,
     });
+    let _release = ReleaseCancelKey {
+        tracker: &tracker,
+        ctx,
+    };
     let mut up = Upstream {
         read: client_read,
         write: server_write,
@@ -231,9 +230,6 @@ pub(super) async fn relay(
         () = ctx.shutdown.abort.cancelled() => Err(SessionError::Shutdown),
     };
 
-    if let Some(key) = lock(&tracker).cancel_key {
-        ctx.state.cancel_keys.remove(key, ctx.upstream);
-    }
     let summary = |ended| Summary {
         statements: up.statements,
         rewritten: up.rewritten,
@@ -256,6 +252,22 @@ pub(super) async fn relay(
                 return Err(e);
             }
             Err(farewell(&mut client_write, e, &ctx.state).await)
+        }
+    }
+}
+
+/// Drops the session's cancel key however the relay ends (even by panic or
+/// by the task being dropped), so a dead session's key cannot cancel
+/// anything.
+struct ReleaseCancelKey<'a> {
+    tracker: &'a Mutex<Tracker>,
+    ctx: &'a RelayContext,
+}
+
+impl Drop for ReleaseCancelKey<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = lock(self.tracker).cancel_key {
+            self.ctx.state.cancel_keys.remove(key, self.ctx.upstream);
         }
     }
 }
@@ -441,9 +453,12 @@ fn statement(
                 None => StatementContext::Plain,
             };
         }
-        TextRewrite::Rejected { message } => {
+        TextRewrite::Rejected { code, message } => {
             tracing::debug!(message = %message, "statement refused");
-            context = StatementContext::Refused(message.into_boxed_str());
+            context = StatementContext::Refused {
+                code,
+                message: message.into_boxed_str(),
+            };
             sent = Some(REFUSED_SQL);
         }
     }
@@ -697,7 +712,10 @@ mod tests {
         let metrics = Metrics::default();
         let mut t = tracker();
         t.pending
-            .push_back(Pending::Query(StatementContext::Refused("no".into())));
+            .push_back(Pending::Query(StatementContext::Refused {
+                code: SqlState::FeatureNotSupported,
+                message: "no".into(),
+            }));
         let ours = t.on_server_frame(b'E', &error_at("1"), &metrics).unwrap();
         let e = ErrorFields::parse(&ours).unwrap();
         assert_eq!(e.code(), Some(&b"0A000"[..]));

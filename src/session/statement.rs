@@ -9,6 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::error::SqlState;
 use crate::metrics::Metrics;
 use crate::rewrite::{Edit, OnParseError, Outcome, Rewrite, SchemaMap};
 
@@ -61,8 +62,10 @@ pub enum TextRewrite {
         sent: Vec<u8>,
         position: Option<Box<PositionMap>>,
     },
-    /// The policy refuses the statement: answer 0A000 with this message.
-    Rejected { message: String },
+    /// Not sent: the policy refuses it (0A000), or the rewriter failed
+    /// (XX000): a statement the proxy could not check must not reach a
+    /// server where a bare name would read a stale table.
+    Rejected { code: SqlState, message: String },
 }
 
 /// Enough to map a server error position back to the client's text.
@@ -90,11 +93,14 @@ pub fn rewrite_text(
 ) -> TextRewrite {
     match std::str::from_utf8(text) {
         Ok(sql) => {
-            let rewrite = rewriter(sql, map, policy);
+            let Some(rewrite) = call(rewriter, sql, map, policy) else {
+                return internal_error();
+            };
             metrics.count_outcome(rewrite.outcome);
             log_fallback(&rewrite);
             if rewrite.outcome == Outcome::Rejected {
                 return TextRewrite::Rejected {
+                    code: SqlState::FeatureNotSupported,
                     message: rejection_message(&rewrite),
                 };
             }
@@ -120,11 +126,14 @@ pub fn rewrite_text(
                 .iter()
                 .map(|&b| if b >= 0x80 { MASK as char } else { b as char })
                 .collect();
-            let rewrite = rewriter(&masked, map, policy);
+            let Some(rewrite) = call(rewriter, &masked, map, policy) else {
+                return internal_error();
+            };
             metrics.count_outcome(rewrite.outcome);
             log_fallback(&rewrite);
             if rewrite.outcome == Outcome::Rejected {
                 return TextRewrite::Rejected {
+                    code: SqlState::FeatureNotSupported,
                     message: rejection_message(&rewrite),
                 };
             }
@@ -142,6 +151,20 @@ pub fn rewrite_text(
                 position: None,
             }
         }
+    }
+}
+
+/// Run the rewriter, containing a panic to this one statement.
+fn call(rewriter: Rewriter, sql: &str, map: &SchemaMap, policy: OnParseError) -> Option<Rewrite> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rewriter(sql, map, policy))).ok()
+}
+
+fn internal_error() -> TextRewrite {
+    tracing::error!("the rewriter panicked; the statement was refused");
+    TextRewrite::Rejected {
+        code: SqlState::Internal,
+        message: "heal7-proxy failed to rewrite this statement (internal error); it was not sent"
+            .to_owned(),
     }
 }
 
@@ -177,6 +200,26 @@ fn rejection_message(rewrite: &Rewrite) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_rewriter_refuses_the_statement() {
+        fn boom(_: &str, _: &SchemaMap, _: OnParseError) -> Rewrite {
+            panic!("scripted rewriter panic")
+        }
+        let metrics = Metrics::default();
+        let map = SchemaMap::new([("s", "users")]);
+        match rewrite_text(
+            b"select 1",
+            &map,
+            OnParseError::Tokens,
+            EncodingClass::AsciiSafe,
+            boom,
+            &metrics,
+        ) {
+            TextRewrite::Rejected { code, .. } => assert_eq!(code, SqlState::Internal),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn encoding_classes() {
