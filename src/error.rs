@@ -38,3 +38,49 @@ impl SqlState {
         }
     }
 }
+
+use std::time::Duration;
+
+use crate::protocol::ProtocolError;
+
+/// Why a session ended early. Each variant names the SQLSTATE the client
+/// is told (when the client can still be told anything).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The client broke the protocol (bad length, unknown startup code, ...).
+    #[error("{0}")]
+    Client(ProtocolError),
+    /// The upstream server broke the protocol (e.g. a frame over the cap).
+    #[error("upstream server sent an invalid message: {0}")]
+    Server(ProtocolError),
+    #[error("no startup packet received within {0:?}")]
+    StartupTimeout(Duration),
+    #[error("cannot connect to upstream {addr}: {reason}")]
+    UpstreamUnreachable { addr: String, reason: String },
+    /// The proxy is shutting down.
+    #[error("terminating connection because heal7-proxy is shutting down")]
+    Shutdown,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl SessionError {
+    /// The one place a session error picks its SQLSTATE.
+    pub fn sqlstate(&self) -> SqlState {
+        match self {
+            SessionError::Client(_) | SessionError::StartupTimeout(_) => {
+                SqlState::ProtocolViolation
+            }
+            SessionError::Server(_) | SessionError::UpstreamUnreachable { .. } => {
+                SqlState::ConnectionFailure
+            }
+            SessionError::Shutdown => SqlState::AdminShutdown,
+            SessionError::Io(_) => SqlState::Internal,
+        }
+    }
+
+    /// Whether telling the client makes sense (a broken socket cannot hear).
+    pub fn reaches_client(&self) -> bool {
+        !matches!(self, SessionError::Io(_))
+    }
+}

@@ -1,0 +1,781 @@
+//! The relay after startup: two halves running concurrently in one task,
+//! client -> server ([`Upstream`]) and server -> client ([`Downstream`]), so
+//! neither direction ever waits on a write in the other (a pipelining client
+//! and a chatty server cannot deadlock the proxy).
+//!
+//! Frames are forwarded as the bytes they arrived in: a read's complete
+//! frames go out in one write straight from the read buffer. Only client
+//! Query/Parse (when the route has a schema map) and server ErrorResponse
+//! (position correction, refused statements) may be re-encoded.
+//!
+//! The halves share a small [`Tracker`] behind a mutex, locked once per
+//! read batch and never across an await: the FIFO of requests the server
+//! still owes an answer to, the transaction status and client_encoding.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::statement::{EncodingClass, PositionMap, TextRewrite, rewrite_text};
+use super::{FAREWELL_TIMEOUT, Shutdown, Summary, farewell};
+use crate::config::Config;
+use crate::error::{SessionError, SqlState};
+use crate::metrics::Metrics;
+use crate::protocol::{
+    self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, peek_header, tag,
+};
+use crate::rewrite::SchemaMap;
+use crate::server::ProxyState;
+
+/// Reads ask for at least this much room.
+const READ_CHUNK: usize = 8 * 1024;
+/// A big frame's buffer grows by at most this much per read, so a length
+/// header alone never makes the proxy allocate the whole frame.
+const GROW_STEP: usize = 1 << 20;
+/// An empty read buffer larger than this is given back after a big frame.
+const SHRINK_ABOVE: usize = 256 * 1024;
+/// How often a draining session checks whether it has become idle.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// Sent to the server in place of a refused statement: it fails in the raw
+/// parser, so the server itself aborts the transaction / skips to Sync as it
+/// would for a real error, and the proxy swaps the error for its own.
+const REFUSED_SQL: &[u8] = b"heal7_proxy_refused_this_statement";
+
+pub(super) struct RelayContext {
+    pub state: ProxyState,
+    pub config: Arc<Config>,
+    pub map: Option<Arc<SchemaMap>>,
+    pub upstream: SocketAddr,
+    pub shutdown: Shutdown,
+}
+
+/// A request the server has yet to finish answering, in send order.
+#[derive(Debug)]
+enum Pending {
+    Query(StatementContext),
+    Parse(StatementContext),
+    Bind,
+    Describe,
+    Execute,
+    Close,
+    Sync,
+    FunctionCall,
+}
+
+/// What the proxy did to a statement, for the server's answer to it.
+#[derive(Debug)]
+enum StatementContext {
+    Plain,
+    Rewritten(Box<PositionMap>),
+    Refused { code: SqlState, message: Box<str> },
+}
+
+#[derive(Debug)]
+struct Tracker {
+    pending: VecDeque<Pending>,
+    /// The last ReadyForQuery status; `None` until the first one.
+    status: Option<u8>,
+    encoding: EncodingClass,
+    cancel_key: Option<(i32, i32)>,
+}
+
+impl Tracker {
+    fn is_idle(&self) -> bool {
+        self.status.is_some() && self.pending.is_empty()
+    }
+
+    /// ReadyForQuery ends the oldest Query, Sync or FunctionCall and
+    /// everything the server skipped before it.
+    fn ready(&mut self, status: u8) {
+        self.status = Some(status);
+        while let Some(p) = self.pending.pop_front() {
+            if matches!(p, Pending::Query(_) | Pending::Sync | Pending::FunctionCall) {
+                break;
+            }
+        }
+    }
+
+    fn pop_if(&mut self, wanted: fn(&Pending) -> bool) {
+        if self.pending.front().is_some_and(wanted) {
+            self.pending.pop_front();
+        }
+    }
+
+    /// Account for one server frame; returns the frame to send instead, if
+    /// any. Views are read leniently: a frame the proxy cannot read is
+    /// still forwarded untouched.
+    fn on_server_frame(
+        &mut self,
+        frame_tag: u8,
+        frame: &[u8],
+        metrics: &Metrics,
+    ) -> Option<BytesMut> {
+        match frame_tag {
+            tag::READY_FOR_QUERY => {
+                if let Ok(status) = protocol::ready_for_query_status(frame) {
+                    self.ready(status);
+                }
+            }
+            tag::ERROR_RESPONSE => return self.correct_error(frame, metrics),
+            tag::PARSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Parse(_))),
+            tag::BIND_COMPLETE => self.pop_if(|p| matches!(p, Pending::Bind)),
+            tag::CLOSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Close)),
+            tag::ROW_DESCRIPTION | tag::NO_DATA => self.pop_if(|p| matches!(p, Pending::Describe)),
+            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
+                self.pop_if(|p| matches!(p, Pending::Execute))
+            }
+            tag::PARAMETER_STATUS => {
+                if let Ok(s) = ParameterStatus::parse(frame)
+                    && s.name == b"client_encoding"
+                {
+                    self.encoding = EncodingClass::of(s.value);
+                    if self.encoding == EncodingClass::NotAsciiSafe {
+                        tracing::warn!(
+                            client_encoding = %String::from_utf8_lossy(s.value),
+                            "client_encoding is not ASCII-safe: its non-UTF-8 statements are forwarded without rewriting"
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// The ErrorResponse to send instead of `frame`, if any: the proxy's own
+    /// 0A000 for a refused statement, or the server's with its position
+    /// moved back to the client's text (other fields byte for byte).
+    fn correct_error(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
+        let context = match self.pending.front()? {
+            Pending::Query(c) | Pending::Parse(c) => c,
+            _ => return None,
+        };
+        match context {
+            StatementContext::Plain => None,
+            StatementContext::Refused { code, message } => {
+                let mut out = BytesMut::new();
+                protocol::encode_error_response(&mut out, "ERROR", code.code(), message);
+                Some(out)
+            }
+            StatementContext::Rewritten(map) => {
+                let fields = ErrorFields::parse(frame).ok()?;
+                let sent = fields.position()?;
+                let original = map.original_position(sent);
+                if original == sent {
+                    return None;
+                }
+                metrics
+                    .error_positions_corrected
+                    .fetch_add(1, Ordering::Relaxed);
+                Some(BytesMut::from(&fields.with_position(original)[..]))
+            }
+        }
+    }
+}
+
+fn lock(tracker: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
+    // A poisoned lock only means another half panicked mid-update; the
+    // tracker holds no invariant worth dying for.
+    tracker.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(super) async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    leftover: BytesMut,
+    ctx: &RelayContext,
+) -> Result<Summary, SessionError> {
+    let (client_read, mut client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let tracker = Mutex::new(Tracker {
+        pending: VecDeque::with_capacity(16),
+        status: None,
+        encoding: EncodingClass::AsciiSafe,
+        cancel_key: None,
+    });
+    let _release = ReleaseCancelKey {
+        tracker: &tracker,
+        ctx,
+    };
+    let mut up = Upstream {
+        read: client_read,
+        write: server_write,
+        buf: leftover,
+        out: BytesMut::new(),
+        entries: Vec::with_capacity(16),
+        statements: 0,
+        rewritten: 0,
+        bytes: 0,
+    };
+    let mut down = Downstream {
+        read: server_read,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        out: BytesMut::new(),
+        bytes: 0,
+        writing: false,
+    };
+
+    let result = tokio::select! {
+        r = up.run(&tracker, ctx) => r,
+        r = down.run(&mut client_write, &tracker, ctx) => r,
+        () = drained(&tracker, &ctx.shutdown) => Err(SessionError::Shutdown),
+        () = ctx.shutdown.abort.cancelled() => Err(SessionError::Shutdown),
+    };
+
+    let summary = |ended| Summary {
+        statements: up.statements,
+        rewritten: up.rewritten,
+        bytes_from_client: up.bytes,
+        bytes_from_server: down.bytes,
+        ended,
+    };
+    match result {
+        Ok(ended) => Ok(summary(ended)),
+        Err(e) => {
+            if matches!(e, SessionError::Shutdown) {
+                // Let the server end the backend cleanly.
+                let mut x = BytesMut::new();
+                protocol::encode_terminate(&mut x);
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, up.write.write_all(&x)).await;
+            }
+            if down.writing {
+                // Stopped mid-frame toward the client: another frame would
+                // be read as the rest of that one. Just close.
+                return Err(e);
+            }
+            Err(farewell(&mut client_write, e, &ctx.state).await)
+        }
+    }
+}
+
+/// Drops the session's cancel key however the relay ends (even by panic or
+/// by the task being dropped), so a dead session's key cannot cancel
+/// anything.
+struct ReleaseCancelKey<'a> {
+    tracker: &'a Mutex<Tracker>,
+    ctx: &'a RelayContext,
+}
+
+impl Drop for ReleaseCancelKey<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = lock(self.tracker).cancel_key {
+            self.ctx.state.cancel_keys.remove(key, self.ctx.upstream);
+        }
+    }
+}
+
+/// Resolves once shutdown has begun and the session has nothing in flight.
+async fn drained(tracker: &Mutex<Tracker>, shutdown: &Shutdown) {
+    shutdown.drain.cancelled().await;
+    loop {
+        if lock(tracker).is_idle() {
+            return;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// Make room for the next read: give back a big buffer once it is empty,
+/// grow toward a partly read frame in steps.
+fn prepare_read(buf: &mut BytesMut, missing: usize) {
+    if buf.is_empty() && buf.capacity() > SHRINK_ABOVE {
+        *buf = BytesMut::with_capacity(READ_CHUNK);
+    }
+    buf.reserve(missing.clamp(READ_CHUNK, GROW_STEP));
+}
+
+/// Client -> server.
+struct Upstream {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    buf: BytesMut,
+    /// The batch to send when some frame in it was re-encoded.
+    out: BytesMut,
+    /// Requests of the current batch, pushed to the tracker before sending.
+    entries: Vec<Pending>,
+    statements: u64,
+    rewritten: u64,
+    bytes: u64,
+}
+
+/// The complete frames at the front of a buffer, scanned.
+struct Batch {
+    /// Bytes of complete frames at the front of the buffer.
+    len: usize,
+    /// Whether `out` holds the batch (some frame was re-encoded).
+    reencoded: bool,
+    /// Bytes still missing of a partly read frame.
+    missing: usize,
+}
+
+impl Upstream {
+    async fn run(
+        &mut self,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) -> Result<&'static str, SessionError> {
+        loop {
+            let batch = self.scan(tracker, ctx)?;
+            if batch.len > 0 {
+                if !self.entries.is_empty() {
+                    lock(tracker).pending.extend(self.entries.drain(..));
+                }
+                if batch.reencoded {
+                    self.write.write_all(&self.out).await?;
+                    self.out.clear();
+                } else {
+                    self.write.write_all(&self.buf[..batch.len]).await?;
+                }
+                self.buf.advance(batch.len);
+            }
+            prepare_read(&mut self.buf, batch.missing);
+            let n = self.read.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Ok("client closed");
+            }
+            self.bytes += n as u64;
+        }
+    }
+
+    fn scan(
+        &mut self,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) -> Result<Batch, SessionError> {
+        let max = ctx.config.max_message_size;
+        let mut pos = 0;
+        // How much of the batch is already in `out`, once re-encoding began.
+        let mut copied: Option<usize> = None;
+        let mut encoding = None;
+        let missing = loop {
+            let rest = &self.buf[pos..];
+            let Some(header) = peek_header(rest, max).map_err(SessionError::Client)? else {
+                break 0;
+            };
+            if rest.len() < header.total_len {
+                break header.total_len - rest.len();
+            }
+            let frame = &rest[..header.total_len];
+            let (entry, replacement) = match header.tag {
+                tag::QUERY | tag::PARSE => {
+                    self.statements += 1;
+                    match &ctx.map {
+                        Some(map) => {
+                            let enc = *encoding.get_or_insert_with(|| lock(tracker).encoding);
+                            statement(frame, header.tag, map, enc, ctx)?
+                        }
+                        None if header.tag == tag::QUERY => {
+                            (Some(Pending::Query(StatementContext::Plain)), None)
+                        }
+                        None => (Some(Pending::Parse(StatementContext::Plain)), None),
+                    }
+                }
+                other => (request_for(other), None),
+            };
+            if let Some(entry) = entry {
+                self.entries.push(entry);
+            }
+            match (replacement, copied) {
+                (Some(bytes), None) => {
+                    self.rewritten += 1;
+                    self.out.clear();
+                    self.out.extend_from_slice(&self.buf[..pos]);
+                    self.out.extend_from_slice(&bytes);
+                    copied = Some(pos + header.total_len);
+                }
+                (Some(bytes), Some(_)) => {
+                    self.rewritten += 1;
+                    self.out.extend_from_slice(&bytes);
+                    copied = Some(pos + header.total_len);
+                }
+                (None, Some(_)) => {
+                    self.out.extend_from_slice(frame);
+                    copied = Some(pos + header.total_len);
+                }
+                (None, None) => {}
+            }
+            pos += header.total_len;
+        };
+        Ok(Batch {
+            len: pos,
+            reencoded: copied.is_some(),
+            missing,
+        })
+    }
+}
+
+/// Rewrite one Query or Parse frame: the request to track, and the frame
+/// to send instead (None: forward as is).
+fn statement(
+    frame: &[u8],
+    frame_tag: u8,
+    map: &SchemaMap,
+    encoding: EncodingClass,
+    ctx: &RelayContext,
+) -> Result<(Option<Pending>, Option<BytesMut>), SessionError> {
+    let (text, parse) = if frame_tag == tag::QUERY {
+        (
+            QueryView::parse(frame).map_err(SessionError::Client)?.query,
+            None,
+        )
+    } else {
+        let p = ParseView::parse(frame).map_err(SessionError::Client)?;
+        (p.query, Some(p))
+    };
+    let policy = ctx.config.on_parse_error;
+    let (context, sent): (StatementContext, Option<&[u8]>);
+    let rewritten;
+    match rewrite_text(
+        text,
+        map,
+        policy,
+        encoding,
+        ctx.state.rewriter,
+        &ctx.state.metrics,
+    ) {
+        TextRewrite::Unchanged => {
+            context = StatementContext::Plain;
+            sent = None;
+        }
+        TextRewrite::Changed { sent: s, position } => {
+            rewritten = s;
+            sent = Some(&rewritten);
+            context = match position {
+                Some(p) => StatementContext::Rewritten(p),
+                None => StatementContext::Plain,
+            };
+        }
+        TextRewrite::Rejected { code, message } => {
+            tracing::debug!(message = %message, "statement refused");
+            context = StatementContext::Refused {
+                code,
+                message: message.into_boxed_str(),
+            };
+            sent = Some(REFUSED_SQL);
+        }
+    }
+    let replacement = sent.map(|sql| {
+        let mut out = BytesMut::with_capacity(sql.len() + 32);
+        match parse {
+            None => protocol::encode_query(&mut out, sql),
+            Some(p) => protocol::encode_parse(&mut out, p.name, sql, p.param_types),
+        }
+        out
+    });
+    let entry = if parse.is_none() {
+        Pending::Query(context)
+    } else {
+        Pending::Parse(context)
+    };
+    Ok((Some(entry), replacement))
+}
+
+/// Server -> client.
+struct Downstream {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    out: BytesMut,
+    bytes: u64,
+    /// Set while a write to the client is under way: if the relay stops
+    /// then, the client may hold half a frame and must not get another.
+    writing: bool,
+}
+
+impl Downstream {
+    async fn run(
+        &mut self,
+        client: &mut OwnedWriteHalf,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) -> Result<&'static str, SessionError> {
+        loop {
+            let batch = self.scan(tracker, ctx)?;
+            if batch.len > 0 {
+                self.writing = true;
+                if batch.reencoded {
+                    client.write_all(&self.out).await?;
+                    self.out.clear();
+                } else {
+                    client.write_all(&self.buf[..batch.len]).await?;
+                }
+                self.writing = false;
+                self.buf.advance(batch.len);
+            }
+            prepare_read(&mut self.buf, batch.missing);
+            let n = self.read.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Ok("server closed");
+            }
+            self.bytes += n as u64;
+        }
+    }
+
+    fn scan(
+        &mut self,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) -> Result<Batch, SessionError> {
+        let max = ctx.config.max_message_size;
+        let mut pos = 0;
+        let mut copied = false;
+        let mut t = lock(tracker);
+        let missing = loop {
+            let rest = &self.buf[pos..];
+            let Some(header) = peek_header(rest, max).map_err(SessionError::Server)? else {
+                break 0;
+            };
+            if rest.len() < header.total_len {
+                break header.total_len - rest.len();
+            }
+            let frame = &rest[..header.total_len];
+            // Views of server frames are read leniently: a frame the proxy
+            // cannot read is still forwarded untouched.
+            let replacement = if header.tag == tag::BACKEND_KEY_DATA {
+                if let Ok(k) = BackendKeyData::parse(frame) {
+                    let key = (k.pid, k.secret);
+                    ctx.state.cancel_keys.register(key, ctx.upstream);
+                    t.cancel_key = Some(key);
+                }
+                None
+            } else {
+                t.on_server_frame(header.tag, frame, &ctx.state.metrics)
+            };
+            match (replacement, copied) {
+                (Some(bytes), false) => {
+                    self.out.clear();
+                    self.out.extend_from_slice(&self.buf[..pos]);
+                    self.out.extend_from_slice(&bytes);
+                    copied = true;
+                }
+                (Some(bytes), true) => self.out.extend_from_slice(&bytes),
+                (None, true) => self.out.extend_from_slice(frame),
+                (None, false) => {}
+            }
+            pos += header.total_len;
+        };
+        Ok(Batch {
+            len: pos,
+            reencoded: copied,
+            missing,
+        })
+    }
+}
+
+/// The request a client frame (other than Query/Parse) asks the server to
+/// answer; `None` for frames with no answer of their own (Flush, CopyData,
+/// CopyDone, CopyFail, Terminate, password messages).
+fn request_for(frame_tag: u8) -> Option<Pending> {
+    match frame_tag {
+        tag::BIND => Some(Pending::Bind),
+        tag::DESCRIBE => Some(Pending::Describe),
+        tag::EXECUTE => Some(Pending::Execute),
+        tag::CLOSE => Some(Pending::Close),
+        tag::SYNC => Some(Pending::Sync),
+        tag::FUNCTION_CALL => Some(Pending::FunctionCall),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+
+    use super::*;
+    use crate::rewrite::{Edit, Outcome, Rewrite};
+
+    fn tracker() -> Tracker {
+        Tracker {
+            pending: VecDeque::new(),
+            status: Some(b'I'),
+            encoding: EncodingClass::AsciiSafe,
+            cancel_key: None,
+        }
+    }
+
+    /// `select * from users where idd = 1` sent as
+    /// `select * from shared_common.users where idd = 1`.
+    fn rewritten() -> StatementContext {
+        let original = "select * from users where idd = 1".to_owned();
+        let rewrite = Rewrite {
+            outcome: Outcome::Rewritten,
+            edits: vec![Edit {
+                offset: 14,
+                insert: "shared_common.".into(),
+            }],
+            names: vec![],
+            parse_error: None,
+            rejected_table: None,
+        };
+        StatementContext::Rewritten(Box::new(PositionMap { original, rewrite }))
+    }
+
+    fn server_frame(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![t];
+        f.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    fn error_at(position: &str) -> Vec<u8> {
+        let mut body = BytesMut::new();
+        for (c, v) in [
+            (b'S', "ERROR"),
+            (b'C', "42703"),
+            (b'M', "column \"idd\" does not exist"),
+            (b'P', position),
+        ] {
+            body.put_u8(c);
+            body.extend_from_slice(v.as_bytes());
+            body.put_u8(0);
+        }
+        body.put_u8(0);
+        server_frame(b'E', &body)
+    }
+
+    fn position_of(frame: &[u8]) -> Option<usize> {
+        ErrorFields::parse(frame).unwrap().position()
+    }
+
+    #[test]
+    fn simple_query_error_position_moves_back_to_the_client_text() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending.push_back(Pending::Query(rewritten()));
+        // `idd` is at 41 in the sent text, 27 in the client's.
+        let fixed = t.on_server_frame(b'E', &error_at("41"), &metrics).unwrap();
+        assert_eq!(position_of(&fixed), Some(27));
+        assert_eq!(Metrics::get(&metrics.error_positions_corrected), 1);
+        // A position before the insertion needs no new frame.
+        assert!(t.on_server_frame(b'E', &error_at("3"), &metrics).is_none());
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn pipelined_batch_attributes_the_error_to_the_failing_parse() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        // P1 B1 E1 P2(rewritten) B2 E2 S, then a simple Query behind it.
+        t.pending.extend([
+            Pending::Parse(StatementContext::Plain),
+            Pending::Bind,
+            Pending::Execute,
+            Pending::Parse(rewritten()),
+            Pending::Bind,
+            Pending::Execute,
+            Pending::Sync,
+            Pending::Query(StatementContext::Plain),
+        ]);
+        for (tag, body) in [(b'1', &b""[..]), (b'2', b""), (b'C', b"SELECT 1\0")] {
+            assert!(
+                t.on_server_frame(tag, &server_frame(tag, body), &metrics)
+                    .is_none()
+            );
+        }
+        let fixed = t.on_server_frame(b'E', &error_at("41"), &metrics).unwrap();
+        assert_eq!(position_of(&fixed), Some(27));
+        // The server skips B2 E2; ReadyForQuery ends the batch at the Sync.
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(matches!(
+            t.pending.front(),
+            Some(Pending::Query(StatementContext::Plain))
+        ));
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn execute_error_after_parse_complete_is_not_corrected() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending.extend([
+            Pending::Parse(rewritten()),
+            Pending::Bind,
+            Pending::Execute,
+            Pending::Sync,
+        ]);
+        t.on_server_frame(b'1', b"1\0\0\0\x04", &metrics);
+        t.on_server_frame(b'2', b"2\0\0\0\x04", &metrics);
+        assert!(t.on_server_frame(b'E', &error_at("41"), &metrics).is_none());
+    }
+
+    #[test]
+    fn refused_statement_error_is_replaced_by_0a000() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending
+            .push_back(Pending::Query(StatementContext::Refused {
+                code: SqlState::FeatureNotSupported,
+                message: "no".into(),
+            }));
+        let ours = t.on_server_frame(b'E', &error_at("1"), &metrics).unwrap();
+        let e = ErrorFields::parse(&ours).unwrap();
+        assert_eq!(e.code(), Some(&b"0A000"[..]));
+        assert_eq!(e.get(b'S'), Some(&b"ERROR"[..]));
+        // The server's ReadyForQuery (with its real status) still follows.
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05E", &metrics);
+        assert_eq!(t.status, Some(b'E'));
+        assert!(t.pending.is_empty());
+    }
+
+    #[test]
+    fn describe_and_function_call_are_tracked() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending
+            .extend([Pending::Describe, Pending::Sync, Pending::FunctionCall]);
+        t.on_server_frame(b't', b"t\0\0\0\x06\0\0", &metrics);
+        assert!(matches!(t.pending.front(), Some(Pending::Describe)));
+        t.on_server_frame(b'n', b"n\0\0\0\x04", &metrics);
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(matches!(t.pending.front(), Some(Pending::FunctionCall)));
+        t.on_server_frame(b'V', b"V\0\0\0\x08\xff\xff\xff\xff", &metrics);
+        t.on_server_frame(b'Z', b"Z\0\0\0\x05I", &metrics);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn client_encoding_is_tracked_from_parameter_status() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.on_server_frame(
+            b'S',
+            &server_frame(b'S', b"client_encoding\0SJIS\0"),
+            &metrics,
+        );
+        assert_eq!(t.encoding, EncodingClass::NotAsciiSafe);
+        t.on_server_frame(
+            b'S',
+            &server_frame(b'S', b"client_encoding\0EUC_KR\0"),
+            &metrics,
+        );
+        assert_eq!(t.encoding, EncodingClass::AsciiSafe);
+    }
+
+    #[test]
+    fn malformed_server_frames_are_forwarded_not_fatal() {
+        let metrics = Metrics::default();
+        let mut t = tracker();
+        t.pending.push_back(Pending::Query(rewritten()));
+        assert!(t.on_server_frame(b'E', b"E\0\0\0\x05S", &metrics).is_none());
+        assert!(t.on_server_frame(b'Z', b"Z\0\0\0\x05?", &metrics).is_none());
+        assert_eq!(t.pending.len(), 1);
+    }
+
+    #[test]
+    fn prepare_read_grows_in_steps_and_shrinks_when_empty() {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        prepare_read(&mut buf, 100 << 20);
+        assert!(buf.capacity() >= GROW_STEP && buf.capacity() < 4 * GROW_STEP);
+        prepare_read(&mut buf, 0);
+        assert!(buf.capacity() <= SHRINK_ABOVE);
+    }
+}

@@ -1,0 +1,287 @@
+//! Rewriting the SQL text of one Query or Parse, whatever its encoding.
+//!
+//! The rewriter works on `&str`. Text that is not UTF-8 (a client on EUC_KR,
+//! say) is never decoded: when the client encoding keeps ASCII bytes for
+//! ASCII only, a masked copy (every byte >= 0x80 replaced by an ASCII letter,
+//! same length) is rewritten and the edits are spliced into the original
+//! bytes at the same offsets. Postgres' lexer takes high-bit bytes as
+//! identifier characters, so masking does not change how the text lexes.
+
+use std::sync::atomic::Ordering;
+
+use crate::error::SqlState;
+use crate::metrics::Metrics;
+use crate::rewrite::{Edit, OnParseError, Outcome, Rewrite, SchemaMap};
+
+/// The rewriter's entry point ([`crate::rewrite::rewrite_sql`] in service).
+pub type Rewriter = fn(&str, &SchemaMap, OnParseError) -> Rewrite;
+
+/// The letter high-bit bytes become in the masked copy.
+const MASK: u8 = b'x';
+
+/// Whether every byte of a multibyte character in the encoding is >= 0x80.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodingClass {
+    AsciiSafe,
+    /// SJIS, BIG5, GBK, UHC, GB18030, JOHAB: a trail byte may look like ASCII
+    /// (even a quote or backslash), so the text cannot be lexed unknown.
+    NotAsciiSafe,
+}
+
+impl EncodingClass {
+    /// Classify a `client_encoding` value as the server reports it.
+    pub fn of(name: &[u8]) -> EncodingClass {
+        let upper = name.to_ascii_uppercase();
+        let not_safe: [&[u8]; 7] = [
+            b"SJIS",
+            b"SHIFT_JIS_2004",
+            b"BIG5",
+            b"GBK",
+            b"UHC",
+            b"GB18030",
+            b"JOHAB",
+        ];
+        if not_safe.contains(&&upper[..]) {
+            EncodingClass::NotAsciiSafe
+        } else {
+            // UTF8, SQL_ASCII, EUC_*, LATIN*, ISO_8859_*, WIN*, KOI8*,
+            // MULE_INTERNAL: all keep bytes < 0x80 for ASCII.
+            EncodingClass::AsciiSafe
+        }
+    }
+}
+
+/// What to send for one statement text.
+#[derive(Debug)]
+pub enum TextRewrite {
+    /// Forward the frame as it came.
+    Unchanged,
+    /// Send `sent` instead; `position` maps error positions back (absent for
+    /// non-UTF-8 text, whose positions are not corrected).
+    Changed {
+        sent: Vec<u8>,
+        position: Option<Box<PositionMap>>,
+    },
+    /// Not sent: the policy refuses it (0A000), or the rewriter failed
+    /// (XX000): a statement the proxy could not check must not reach a
+    /// server where a bare name would read a stale table.
+    Rejected { code: SqlState, message: String },
+}
+
+/// Enough to map a server error position back to the client's text.
+#[derive(Debug)]
+pub struct PositionMap {
+    pub original: String,
+    pub rewrite: Rewrite,
+}
+
+impl PositionMap {
+    pub fn original_position(&self, sent_position: usize) -> usize {
+        self.rewrite
+            .original_position(&self.original, sent_position)
+    }
+}
+
+/// Rewrite one statement text by `map`. Counts every outcome.
+pub fn rewrite_text(
+    text: &[u8],
+    map: &SchemaMap,
+    policy: OnParseError,
+    encoding: EncodingClass,
+    rewriter: Rewriter,
+    metrics: &Metrics,
+) -> TextRewrite {
+    match std::str::from_utf8(text) {
+        Ok(sql) => {
+            let Some(rewrite) = call(rewriter, sql, map, policy) else {
+                return internal_error();
+            };
+            metrics.count_outcome(rewrite.outcome);
+            log_fallback(&rewrite);
+            if rewrite.outcome == Outcome::Rejected {
+                return TextRewrite::Rejected {
+                    code: SqlState::FeatureNotSupported,
+                    message: rejection_message(&rewrite),
+                };
+            }
+            if !rewrite.changed() {
+                return TextRewrite::Unchanged;
+            }
+            let sent = rewrite.apply(sql);
+            tracing::debug!(original = sql, sent = %sent, "rewrite");
+            TextRewrite::Changed {
+                sent: sent.into_bytes(),
+                position: Some(Box::new(PositionMap {
+                    original: sql.to_owned(),
+                    rewrite,
+                })),
+            }
+        }
+        Err(_) => {
+            metrics.statements_non_utf8.fetch_add(1, Ordering::Relaxed);
+            if encoding == EncodingClass::NotAsciiSafe {
+                return TextRewrite::Unchanged;
+            }
+            let masked: String = text
+                .iter()
+                .map(|&b| if b >= 0x80 { MASK as char } else { b as char })
+                .collect();
+            let Some(rewrite) = call(rewriter, &masked, map, policy) else {
+                return internal_error();
+            };
+            metrics.count_outcome(rewrite.outcome);
+            log_fallback(&rewrite);
+            if rewrite.outcome == Outcome::Rejected {
+                return TextRewrite::Rejected {
+                    code: SqlState::FeatureNotSupported,
+                    message: rejection_message(&rewrite),
+                };
+            }
+            if !rewrite.changed() {
+                return TextRewrite::Unchanged;
+            }
+            let sent = splice(text, &rewrite.edits);
+            tracing::debug!(
+                original = %String::from_utf8_lossy(text),
+                sent = %String::from_utf8_lossy(&sent),
+                "rewrite (non-UTF-8 text)"
+            );
+            TextRewrite::Changed {
+                sent,
+                position: None,
+            }
+        }
+    }
+}
+
+/// Run the rewriter, containing a panic to this one statement.
+fn call(rewriter: Rewriter, sql: &str, map: &SchemaMap, policy: OnParseError) -> Option<Rewrite> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rewriter(sql, map, policy))).ok()
+}
+
+fn internal_error() -> TextRewrite {
+    tracing::error!("the rewriter panicked; the statement was refused");
+    TextRewrite::Rejected {
+        code: SqlState::Internal,
+        message: "heal7-proxy failed to rewrite this statement (internal error); it was not sent"
+            .to_owned(),
+    }
+}
+
+/// Apply edits (sorted, byte offsets) to raw bytes.
+fn splice(original: &[u8], edits: &[Edit]) -> Vec<u8> {
+    let extra: usize = edits.iter().map(|e| e.insert.len()).sum();
+    let mut out = Vec::with_capacity(original.len() + extra);
+    let mut at = 0;
+    for e in edits {
+        let offset = e.offset.clamp(at, original.len());
+        out.extend_from_slice(&original[at..offset]);
+        out.extend_from_slice(e.insert.as_bytes());
+        at = offset;
+    }
+    out.extend_from_slice(&original[at..]);
+    out
+}
+
+fn log_fallback(rewrite: &Rewrite) {
+    if let Some(error) = &rewrite.parse_error {
+        tracing::debug!(outcome = ?rewrite.outcome, parse_error = %error, "statement did not parse");
+    }
+}
+
+fn rejection_message(rewrite: &Rewrite) -> String {
+    format!(
+        "heal7-proxy refused a statement naming mapped table \"{}\" that it cannot parse ({}); on_parse_error is reject",
+        rewrite.rejected_table.as_deref().unwrap_or("?"),
+        rewrite.parse_error.as_deref().unwrap_or("parse error"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_rewriter_refuses_the_statement() {
+        fn boom(_: &str, _: &SchemaMap, _: OnParseError) -> Rewrite {
+            panic!("scripted rewriter panic")
+        }
+        let metrics = Metrics::default();
+        let map = SchemaMap::new([("s", "users")]);
+        match rewrite_text(
+            b"select 1",
+            &map,
+            OnParseError::Tokens,
+            EncodingClass::AsciiSafe,
+            boom,
+            &metrics,
+        ) {
+            TextRewrite::Rejected { code, .. } => assert_eq!(code, SqlState::Internal),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn encoding_classes() {
+        for safe in [
+            &b"UTF8"[..],
+            b"EUC_KR",
+            b"LATIN1",
+            b"WIN1251",
+            b"SQL_ASCII",
+            b"KOI8R",
+        ] {
+            assert_eq!(EncodingClass::of(safe), EncodingClass::AsciiSafe);
+        }
+        for unsafe_ in [
+            &b"SJIS"[..],
+            b"BIG5",
+            b"GBK",
+            b"UHC",
+            b"GB18030",
+            b"JOHAB",
+            b"sjis",
+        ] {
+            assert_eq!(EncodingClass::of(unsafe_), EncodingClass::NotAsciiSafe);
+        }
+    }
+
+    #[test]
+    fn splice_inserts_at_byte_offsets_of_the_original() {
+        // EUC-KR bytes before the table name stay as they were.
+        let original = b"select '\xbb\xe7' from users";
+        let edits = [Edit {
+            offset: original.len() - 5,
+            insert: "shared_common.".into(),
+        }];
+        assert_eq!(
+            splice(original, &edits),
+            b"select '\xbb\xe7' from shared_common.users".to_vec()
+        );
+    }
+
+    #[test]
+    fn non_utf8_text_is_counted_and_never_corrupted() {
+        let metrics = Metrics::default();
+        let map = SchemaMap::new([("s", "users")]);
+        let text = b"select '\xbb\xe7' from users";
+        for class in [EncodingClass::AsciiSafe, EncodingClass::NotAsciiSafe] {
+            match rewrite_text(
+                text,
+                &map,
+                OnParseError::Tokens,
+                class,
+                crate::rewrite::rewrite_sql,
+                &metrics,
+            ) {
+                TextRewrite::Unchanged => {}
+                TextRewrite::Changed { sent, position } => {
+                    assert!(position.is_none());
+                    assert!(sent.windows(2).any(|w| w == b"\xbb\xe7"));
+                }
+                TextRewrite::Rejected { .. } => panic!("rejected"),
+            }
+        }
+        assert_eq!(Metrics::get(&metrics.statements_non_utf8), 2);
+    }
+}
