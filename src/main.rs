@@ -3,12 +3,16 @@
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use heal7_proxy::admin::AdminState;
 use heal7_proxy::check::{Credentials, check_database};
 use heal7_proxy::cli::{Cli, Command};
 use heal7_proxy::config::Config;
+use heal7_proxy::reload::{self, ConfigStore};
 use heal7_proxy::rewrite::{Decision, Outcome, rewrite_sql};
 use heal7_proxy::server::{self, ProxyState};
 use tokio_util::sync::CancellationToken;
@@ -35,9 +39,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
             // Load and validate before binding anything.
-            let config = Config::load(&config)?;
+            let store = Arc::new(ConfigStore::from_file(&config)?);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(serve(config))?;
+            runtime.block_on(serve(store))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rewrite {
@@ -53,12 +57,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(store: Arc<ConfigStore>) -> anyhow::Result<()> {
+    let config = store.load_full();
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let admin = match &config.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (proxy.admin_listen)"))?,
+        ),
+        None => None,
+    };
     tracing::info!(
         listen = %listener.local_addr()?,
+        admin = ?admin.as_ref().and_then(|a| a.local_addr().ok()),
         config = %config.source,
         databases = config.databases.len(),
         "heal7-proxy listening"
@@ -70,9 +84,33 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    server::run(listener, ProxyState::new(config), shutdown).await?;
+    tokio::spawn(reload::reload_on_sighup(store.clone(), shutdown.clone()));
+    let (watch_store, watch_shutdown) = (store.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(e) =
+            reload::reload_on_file_change(watch_store, FILE_WATCH_DEBOUNCE, watch_shutdown).await
+        {
+            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
+        }
+    });
+    let state = ProxyState::with_store(store.clone());
+    if let Some(admin) = admin {
+        let admin_state = AdminState {
+            store: store.clone(),
+            metrics: state.metrics.clone(),
+        };
+        tokio::spawn(heal7_proxy::admin::run(
+            admin,
+            admin_state,
+            shutdown.clone(),
+        ));
+    }
+    server::run(listener, state, shutdown).await?;
     Ok(())
 }
+
+/// An editor's save is several file events; wait this long for quiet.
+const FILE_WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -10,13 +10,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::reload::ConfigStore;
 use crate::session::{self, Shutdown};
 
 /// How long busy sessions may finish their work after shutdown begins.
@@ -25,8 +25,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Everything a session needs that outlives it. Cheap to clone.
 #[derive(Clone)]
 pub struct ProxyState {
-    /// The live config; a reload swaps it (a later issue).
-    pub config: Arc<ArcSwap<Config>>,
+    /// The live config; a reload swaps it and bumps its generation.
+    pub config: Arc<ConfigStore>,
     pub metrics: Arc<Metrics>,
     /// Live sessions' BackendKeyData -> their upstream server.
     pub cancel_keys: Arc<CancelKeys>,
@@ -37,9 +37,15 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
+    /// State around a config built in memory (reloads are refused).
     pub fn new(config: Config) -> Self {
+        Self::with_store(Arc::new(ConfigStore::in_memory(config)))
+    }
+
+    /// State around a live, reloadable config.
+    pub fn with_store(config: Arc<ConfigStore>) -> Self {
         ProxyState {
-            config: Arc::new(ArcSwap::from_pointee(config)),
+            config,
             metrics: Arc::new(Metrics::default()),
             cancel_keys: Arc::new(CancelKeys::default()),
             rewriter: crate::rewrite::rewrite_sql,

@@ -25,12 +25,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::statement::{EncodingClass, PositionMap, TextRewrite, rewrite_text};
 use super::{FAREWELL_TIMEOUT, Shutdown, Summary, farewell};
-use crate::config::Config;
 use crate::error::{SessionError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::{
     self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, peek_header, tag,
 };
+use crate::reload::Snapshot;
 use crate::rewrite::SchemaMap;
 use crate::server::ProxyState;
 
@@ -51,7 +51,7 @@ const REFUSED_SQL: &[u8] = b"heal7_proxy_refused_this_statement";
 
 pub(super) struct RelayContext {
     pub state: ProxyState,
-    pub config: Arc<Config>,
+    pub config: Arc<Snapshot>,
     pub map: Option<Arc<SchemaMap>>,
     pub upstream: SocketAddr,
     pub shutdown: Shutdown,
