@@ -93,9 +93,16 @@ fn mapped_words_after<'t>(
         let after_keyword = i > 0
             && matches!(&significant[i - 1].token,
                 Token::Word(k) if k.quote_style.is_none() && keywords.contains(&k.keyword));
+        let maintained = is_maintained_table(&significant, i);
+        let table_position = after_keyword || maintained || is_like_source(&significant, i);
         let next = significant.get(i + 1).map(|n| &n.token);
-        let qualified_or_called = matches!(next, Some(Token::Period | Token::LParen));
-        if !after_keyword || qualified_or_called {
+        // In VACUUM/ANALYZE a `(` after the table opens its column list.
+        let qualified_or_called = match next {
+            Some(Token::Period) => true,
+            Some(Token::LParen) => !maintained,
+            _ => false,
+        };
+        if !table_position || qualified_or_called {
             continue;
         }
         let offset = index
@@ -105,6 +112,54 @@ fn mapped_words_after<'t>(
         found.push(TableWord { word, offset });
     }
     Ok(found)
+}
+
+fn is_keyword(token: &Token, keyword: Keyword) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.keyword == keyword)
+}
+
+/// `CREATE TABLE t (LIKE users INCLUDING ALL)`: `LIKE` right after `(` or
+/// `,` only occurs as a table-like clause, never as the LIKE operator.
+fn is_like_source(significant: &[&TokenWithSpan], i: usize) -> bool {
+    i >= 2
+        && is_keyword(&significant[i - 1].token, Keyword::LIKE)
+        && matches!(significant[i - 2].token, Token::LParen | Token::Comma)
+}
+
+/// `VACUUM [FULL] [FREEZE] [VERBOSE] [ANALYZE] [(options)] t [, t ...]` and
+/// `ANALYZE [VERBOSE] t`: the table list follows the leading keywords or the
+/// option list; only top-level names count (a `(` after a table opens its
+/// column list).
+fn is_maintained_table(significant: &[&TokenWithSpan], i: usize) -> bool {
+    const LEADING: &[Keyword] = &[
+        Keyword::VACUUM,
+        Keyword::ANALYZE,
+        Keyword::FULL,
+        Keyword::FREEZE,
+        Keyword::VERBOSE,
+    ];
+    let starts_maintenance = significant.first().is_some_and(|t| {
+        is_keyword(&t.token, Keyword::VACUUM) || is_keyword(&t.token, Keyword::ANALYZE)
+    });
+    if !starts_maintenance || i == 0 {
+        return false;
+    }
+    let mut depth = 0i32;
+    for t in &significant[..i] {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return false;
+    }
+    let previous = &significant[i - 1].token;
+    let after_leading = significant[..i].iter().all(|t| {
+        matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && LEADING.contains(&w.keyword))
+    });
+    after_leading || matches!(previous, Token::Comma | Token::RParen)
 }
 
 /// Whether `sql` spells `word` at byte `offset` (quoted form for quoted).

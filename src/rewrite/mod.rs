@@ -22,6 +22,12 @@ mod walk;
 
 #[cfg(test)]
 mod golden;
+#[cfg(test)]
+mod golden_fallback;
+#[cfg(test)]
+mod golden_scope;
+#[cfg(test)]
+mod golden_statements;
 
 pub use quote::quote_identifier;
 

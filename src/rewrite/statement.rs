@@ -61,7 +61,7 @@ pub(crate) fn rewrite_statement(
         Ok(_) => {
             let extra = parser.peek_token();
             let error = format!(
-                "unexpected {} at {} after a complete statement",
+                "unexpected {} after a complete statement{}",
                 extra.token, extra.span.start
             );
             return unparsed(sql, index, &tokens, map, policy, error);
@@ -83,9 +83,15 @@ pub(crate) fn rewrite_statement(
         Ok(w) => w,
         Err(reason) => return unparsed(sql, index, &tokens, map, policy, reason),
     };
+    let column_offsets: Vec<usize> = walk
+        .column_locations
+        .iter()
+        .filter_map(|&loc| index.byte_offset(loc))
+        .collect();
     let missed: Vec<_> = expected
         .into_iter()
         .filter(|w| !names.iter().any(|n| n.offset == w.offset))
+        .filter(|w| !column_offsets.contains(&w.offset))
         .collect();
     if missed.is_empty() {
         return StatementRewrite::parsed(names, edits);

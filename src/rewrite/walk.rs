@@ -12,6 +12,8 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
+use sqlparser::tokenizer::Location;
+
 use sqlparser::ast::{
     ColumnDef, ColumnOption, CommentObject, CopySource, CreateTableLikeKind, Expr, FromTable,
     GrantObjects, Ident, ObjectName, ObjectNamePart, ObjectType, Query, Select, Statement,
@@ -34,6 +36,10 @@ pub(crate) struct TableMention {
 /// What the walk found, or why it could not account for a name.
 pub(crate) struct WalkResult {
     pub(crate) mentions: Vec<TableMention>,
+    /// Where expressions name a column (or a column qualifier): a mapped
+    /// word there is no table, whatever keyword precedes it
+    /// (`x IS DISTINCT FROM users`, `extract(day FROM kasi_cache)`).
+    pub(crate) column_locations: Vec<Location>,
     pub(crate) unsupported: Option<String>,
 }
 
@@ -51,6 +57,7 @@ pub(crate) fn walk_statement(statement: &Statement) -> WalkResult {
     let _ = statement.visit(&mut walker);
     WalkResult {
         mentions: walker.mentions,
+        column_locations: walker.column_locations,
         unsupported: walker.unsupported,
     }
 }
@@ -74,6 +81,7 @@ struct TableWalker {
     /// Relation names to report but never qualify.
     keep_bare: HashSet<usize>,
     mentions: Vec<TableMention>,
+    column_locations: Vec<Location>,
     unsupported: Option<String>,
 }
 
@@ -232,6 +240,18 @@ impl Visitor for TableWalker {
         } = factor
         {
             self.not_table.insert(address(name));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Identifier(ident) => self.column_locations.push(ident.span.start),
+            Expr::CompoundIdentifier(idents) => {
+                self.column_locations
+                    .extend(idents.first().map(|i| i.span.start));
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
