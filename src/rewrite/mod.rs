@@ -23,6 +23,8 @@ mod walk;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
+mod golden_api;
+#[cfg(test)]
 mod golden_fallback;
 #[cfg(test)]
 mod golden_scope;

@@ -192,7 +192,7 @@ pub(crate) fn unparsed(
 }
 
 /// Turn the walk's mentions into decisions and edits at verified offsets.
-fn resolve(
+pub(crate) fn resolve(
     sql: &str,
     index: &TextIndex<'_>,
     mentions: &[TableMention],
