@@ -27,6 +27,8 @@ mod golden_api;
 #[cfg(test)]
 mod golden_fallback;
 #[cfg(test)]
+mod golden_more_statements;
+#[cfg(test)]
 mod golden_scope;
 #[cfg(test)]
 mod golden_statements;

@@ -5,9 +5,11 @@
 //! fires for most table positions (FROM items, INSERT/UPDATE/DELETE/MERGE
 //! targets, TRUNCATE, LOCK, CREATE TABLE/VIEW/INDEX, ...). The positions it
 //! does not mark (COPY, DROP, GRANT/REVOKE, COMMENT ON, REFERENCES, LIKE,
-//! INHERITS, SELECT INTO) are picked up from their statements here. What
-//! neither reaches is caught afterwards by the keyword cross-check in
-//! `qualify`, so an unhandled AST form cannot silently drop a name.
+//! INHERITS, SELECT INTO, triggers, VACUUM, ALTER TABLE ATTACH/DETACH
+//! PARTITION and [NO] INHERIT) are picked up from their statements here.
+//! What neither reaches is caught afterwards by the keyword cross-check in
+//! `statement`, so an unhandled AST form cannot silently drop a name after
+//! a table keyword.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -336,6 +338,11 @@ impl Visitor for TableWalker {
                             self.constraint_references(constraint)
                         }
                         Op::AddColumn { column_def, .. } => self.column_references(column_def),
+                        Op::AttachPartitionOf { partition, .. }
+                        | Op::DetachPartitionOf { partition, .. } => self.mention(partition, true),
+                        Op::Inherit { parent } | Op::NoInherit { parent } => {
+                            self.mention(parent, true)
+                        }
                         _ => {}
                     }
                 }
@@ -348,6 +355,22 @@ impl Visitor for TableWalker {
             }
             Statement::CreateIndex(index) => {
                 self.always_table.insert(address(&index.table_name));
+            }
+            Statement::CreateTrigger(trigger) => {
+                self.mention(&trigger.table_name, true);
+                if let Some(referenced) = &trigger.referenced_table_name {
+                    self.mention(referenced, true);
+                }
+            }
+            Statement::DropTrigger(trigger) => {
+                if let Some(table) = &trigger.table_name {
+                    self.mention(table, true);
+                }
+            }
+            Statement::Vacuum(vacuum) => {
+                if let Some(table) = &vacuum.table_name {
+                    self.mention(table, true);
+                }
             }
             Statement::Grant(grant) => self.grant_objects(grant.objects.as_ref()),
             Statement::Revoke(revoke) => self.grant_objects(revoke.objects.as_ref()),
