@@ -153,9 +153,57 @@ fn maintenance_cursors_and_temporary_objects() {
             Rewritten,
         ),
         (
-            "TABLE inside CREATE TABLE AS has no span: the cross-check qualifies it",
+            "TABLE inside CREATE TABLE AS",
             "CREATE TABLE x AS TABLE users",
             "CREATE TABLE x AS TABLE shared_common.users",
+            Rewritten,
+        ),
+        (
+            "TABLE as a UNION branch",
+            "SELECT 1 UNION TABLE users",
+            "SELECT 1 UNION TABLE shared_common.users",
+            Rewritten,
+        ),
+        (
+            "TABLE names a CTE in scope",
+            "WITH users AS (SELECT 1) SELECT 1 UNION TABLE users",
+            "WITH users AS (SELECT 1) SELECT 1 UNION TABLE users",
+            Unchanged,
+        ),
+        (
+            "TABLE in a derived table sees the CTE",
+            "WITH users AS (SELECT 1) SELECT * FROM (TABLE users) t",
+            "WITH users AS (SELECT 1) SELECT * FROM (TABLE users) t",
+            Unchanged,
+        ),
+        (
+            "CREATE SEQUENCE OWNED BY qualifies the table part",
+            "CREATE SEQUENCE s OWNED BY users.id",
+            "CREATE SEQUENCE s OWNED BY shared_common.users.id",
+            Rewritten,
+        ),
+        (
+            "DROP FOREIGN TABLE",
+            "DROP FOREIGN TABLE users",
+            "DROP FOREIGN TABLE shared_common.users",
+            Rewritten,
+        ),
+        (
+            "CREATE FOREIGN TABLE",
+            "CREATE FOREIGN TABLE users (a int) SERVER s",
+            "CREATE FOREIGN TABLE shared_common.users (a int) SERVER s",
+            Rewritten,
+        ),
+        (
+            "subquery in a column DEFAULT",
+            "CREATE TABLE t (a int DEFAULT (SELECT 1 FROM users))",
+            "CREATE TABLE t (a int DEFAULT (SELECT 1 FROM shared_common.users))",
+            Rewritten,
+        ),
+        (
+            "EXPLAIN TABLE does not parse: qualified after TABLE",
+            "EXPLAIN TABLE users",
+            "EXPLAIN TABLE shared_common.users",
             FallbackTokens,
         ),
     ]);

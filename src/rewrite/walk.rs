@@ -18,8 +18,8 @@ use sqlparser::tokenizer::Location;
 
 use sqlparser::ast::{
     ColumnDef, ColumnOption, CommentObject, CopySource, CreateTableLikeKind, Expr, FromTable,
-    GrantObjects, Ident, ObjectName, ObjectNamePart, ObjectType, Query, Select, Statement,
-    TableConstraint, TableFactor, TableObject, TableWithJoins, Visit, Visitor,
+    GrantObjects, Ident, ObjectName, ObjectNamePart, ObjectType, Query, Select, SequenceOptions,
+    SetExpr, Statement, TableConstraint, TableFactor, TableObject, TableWithJoins, Visit, Visitor,
 };
 
 /// One object name found in a table position.
@@ -113,14 +113,42 @@ impl TableWalker {
         let Some(parts) = self.identifiers(name) else {
             return;
         };
+        let keep_bare = self.keep_bare.contains(&address(name));
+        self.mention_parts(parts, always_table, keep_bare);
+    }
+
+    fn mention_parts(&mut self, parts: Vec<Ident>, always_table: bool, keep_bare: bool) {
         let names_cte =
             !always_table && parts.len() == 1 && self.cte_visible(&normalized(&parts[0]));
-        let keep_bare = self.keep_bare.contains(&address(name));
         self.mentions.push(TableMention {
             parts,
             names_cte,
             keep_bare,
         });
+    }
+
+    /// `TABLE name` as a query body (alone or as a set-operation branch):
+    /// a table reference that sqlparser keeps as plain identifiers.
+    fn table_commands(&mut self, body: &SetExpr) {
+        match body {
+            SetExpr::Table(table) => {
+                let parts: Vec<Ident> = table
+                    .schema_name
+                    .iter()
+                    .chain(table.table_name.iter())
+                    .cloned()
+                    .collect();
+                if !parts.is_empty() {
+                    self.mention_parts(parts, false, false);
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                self.table_commands(left);
+                self.table_commands(right);
+            }
+            // Nested queries are entered (with their own scope) by the visitor.
+            _ => {}
+        }
     }
 
     /// `COMMENT ON COLUMN t.c`: the table is every part but the last.
@@ -184,6 +212,7 @@ impl Visitor for TableWalker {
             .unwrap_or_else(|| self.scopes.last().cloned().unwrap_or_default());
         let Some(with) = &query.with else {
             self.scopes.push(base);
+            self.table_commands(&query.body);
             return ControlFlow::Continue(());
         };
         let names: Vec<String> = with
@@ -202,6 +231,7 @@ impl Visitor for TableWalker {
         let mut visible = base;
         visible.extend(names);
         self.scopes.push(visible);
+        self.table_commands(&query.body);
         ControlFlow::Continue(())
     }
 
@@ -297,7 +327,11 @@ impl Visitor for TableWalker {
                 ..
             } => self.mention(table_name, true),
             Statement::Drop {
-                object_type: ObjectType::Table | ObjectType::View | ObjectType::MaterializedView,
+                object_type:
+                    ObjectType::Table
+                    | ObjectType::View
+                    | ObjectType::MaterializedView
+                    | ObjectType::ForeignTable,
                 names,
                 ..
             } => {
@@ -370,6 +404,16 @@ impl Visitor for TableWalker {
             Statement::Vacuum(vacuum) => {
                 if let Some(table) = &vacuum.table_name {
                     self.mention(table, true);
+                }
+            }
+            Statement::CreateSequence {
+                sequence_options, ..
+            } => {
+                // `OWNED BY users.id`: the table part of a column name.
+                for option in sequence_options {
+                    if let SequenceOptions::OwnedBy(Some(column)) = option {
+                        self.mention_column_owner(column);
+                    }
                 }
             }
             Statement::Grant(grant) => self.grant_objects(grant.objects.as_ref()),
