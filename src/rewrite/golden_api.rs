@@ -274,3 +274,95 @@ fn text_index_counts_columns_in_characters() {
     assert_eq!(index.byte_offset(Location::new(3, 1)), None);
     assert_eq!(index.byte_offset(Location::new(1, 30)), None);
 }
+
+#[test]
+fn prefilter_finds_names_only_at_identifier_boundaries() {
+    use super::prefilter::MappedNamePrefilter;
+    let filter = MappedNamePrefilter::new(["users", "kasi_cache", "MixedCase"]).unwrap();
+    for (text, expected) in [
+        ("SELECT * FROM users", true),
+        ("SELECT * FROM USERS", true),
+        ("SELECT * FROM \"MixedCase\"", true),
+        ("users", true),
+        ("x.users.y", true),
+        ("(users)", true),
+        ("SELECT * FROM users_archive", false),
+        ("SELECT * FROM my_users", false),
+        ("SELECT * FROM users2", false),
+        ("SELECT * FROM $users", false),
+        ("SELECT * FROM 사용자users", false),
+        // An overlapping longer candidate must not hide a real occurrence.
+        ("SELECT * FROM saju_kasi_cache_x, kasi_cache", true),
+        ("", false),
+    ] {
+        assert_eq!(filter.may_name_mapped_table(text), expected, "{text}");
+    }
+    assert!(MappedNamePrefilter::new(std::iter::empty::<&str>()).is_none());
+}
+
+#[test]
+fn several_statements_report_the_worst_outcome_and_the_parsers_message() {
+    let map = test_map();
+    let sql = "SELECT * FROM users; SELECT * FROM users FOR NO KEY UPDATE; SELECT 1";
+    let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+    assert_eq!(r.outcome, FallbackTokens);
+    assert!(r.parse_error.as_deref().unwrap().contains("NO"));
+    assert_eq!(r.edits.len(), 2);
+    let decisions: Vec<&Decision> = r.names.iter().map(|n| &n.decision).collect();
+    assert_eq!(
+        decisions,
+        vec![
+            &by_map("shared_common"),
+            &Decision::QualifiedByFallback {
+                schema: "shared_common".into()
+            }
+        ]
+    );
+    // Rejected wins over everything and sends nothing rewritten.
+    let r = rewrite_sql(sql, &map, OnParseError::Reject);
+    assert_eq!(r.outcome, Rejected);
+    assert!(r.edits.is_empty());
+    assert_eq!(r.rejected_table.as_deref(), Some("users"));
+    // Passthrough forwards the bad statement as it is, the others rewritten.
+    let r = rewrite_sql(sql, &map, OnParseError::Passthrough);
+    assert_eq!(r.outcome, PassthroughUnparsed);
+    assert_eq!(
+        r.apply(sql),
+        "SELECT * FROM shared_common.users; SELECT * FROM users FOR NO KEY UPDATE; SELECT 1"
+    );
+}
+
+#[test]
+fn text_that_does_not_tokenize_names_the_table_when_rejected() {
+    let r = rewrite_sql(
+        "SELECT \"users FROM Users",
+        &test_map(),
+        OnParseError::Reject,
+    );
+    assert_eq!(r.outcome, Rejected);
+    assert_eq!(r.rejected_table.as_deref(), Some("users"));
+    assert!(r.parse_error.is_some());
+}
+
+#[test]
+fn rewriting_the_rewritten_text_changes_nothing() {
+    // A client that sends already-rewritten text (or a retry) is stable.
+    let map = test_map();
+    for sql in [
+        "SELECT * FROM users JOIN attachments USING (id)",
+        "WITH x AS (SELECT * FROM kasi_cache) DELETE FROM users USING x",
+        "SELECT * FROM old_table",
+        "COMMENT ON COLUMN users.email IS 'x'",
+    ] {
+        let once = rewrite_sql(sql, &map, OnParseError::Tokens).apply(sql);
+        let twice = rewrite_sql(&once, &map, OnParseError::Tokens);
+        assert_eq!(twice.outcome, Unchanged, "{once}");
+        assert!(
+            twice
+                .names
+                .iter()
+                .all(|n| matches!(n.decision, Decision::AlreadyQualified | Decision::Cte)),
+            "{once}"
+        );
+    }
+}

@@ -10,6 +10,17 @@
 //! - [`rewrite_sql`]: the one entry point the session and the CLI call.
 //! - [`Rewrite`]: the result: the outcome, the edits, the per-name decisions,
 //!   and [`Rewrite::original_position`] to map a server error position back.
+//!
+//! The steps, in order:
+//! 1. `prefilter`: no mapped name at an identifier boundary -> done, no parse.
+//! 2. `split`: tokenize once (sqlparser's Postgres tokenizer), cut at
+//!    top-level `;`, map token locations (chars) to byte offsets.
+//! 3. `statement`: parse each statement alone; `walk` finds every table
+//!    name with its CTE scope; each insertion point is verified against the
+//!    text; a keyword cross-check on the tokens catches names the walk did
+//!    not see.
+//! 4. `fallback`: the token rule for statements the AST cannot answer for,
+//!    under [`OnParseError`].
 
 use std::collections::HashMap;
 
