@@ -10,8 +10,45 @@
 //! - [`rewrite_sql`]: the one entry point the session and the CLI call.
 //! - [`Rewrite`]: the result: the outcome, the edits, the per-name decisions,
 //!   and [`Rewrite::original_position`] to map a server error position back.
+//!
+//! The steps, in order:
+//! 1. `prefilter`: no mapped name at an identifier boundary -> done, no parse.
+//! 2. `split`: tokenize once (sqlparser's Postgres tokenizer), cut at
+//!    top-level `;`, map token locations (chars) to byte offsets.
+//! 3. `statement`: parse each statement alone; `walk` finds every table
+//!    name with its CTE scope; each insertion point is verified against the
+//!    text; a keyword cross-check on the tokens catches names the walk did
+//!    not see.
+//! 4. `fallback`: the token rule for statements the AST cannot answer for,
+//!    under [`OnParseError`].
 
 use std::collections::HashMap;
+
+mod fallback;
+mod prefilter;
+mod quote;
+mod split;
+mod statement;
+mod walk;
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod golden_api;
+#[cfg(test)]
+mod golden_fallback;
+#[cfg(test)]
+mod golden_more_statements;
+#[cfg(test)]
+mod golden_scope;
+#[cfg(test)]
+mod golden_statements;
+
+pub use quote::quote_identifier;
+
+use prefilter::MappedNamePrefilter;
+use split::{TextIndex, split_statements, tokenize};
+use statement::rewrite_statement;
 
 /// What to do with a statement sqlparser cannot parse but that names a mapped
 /// table (per the tokenizer).
@@ -37,6 +74,8 @@ pub enum OnParseError {
 pub struct SchemaMap {
     /// table name (exact, as stored in the catalog) -> schema name (exact).
     tables: HashMap<String, String>,
+    /// Finds mapped names in raw text; `None` for an empty map.
+    prefilter: Option<MappedNamePrefilter>,
 }
 
 impl SchemaMap {
@@ -51,8 +90,9 @@ impl SchemaMap {
         let tables = pairs
             .into_iter()
             .map(|(s, t)| (t.into(), s.into()))
-            .collect();
-        SchemaMap { tables }
+            .collect::<HashMap<String, String>>();
+        let prefilter = MappedNamePrefilter::new(tables.keys().map(String::as_str));
+        SchemaMap { tables, prefilter }
     }
 
     /// The schema of a table name as written in SQL. `quoted` says whether
@@ -142,8 +182,10 @@ pub struct Edit {
 #[derive(Debug, Clone)]
 pub struct Rewrite {
     pub outcome: Outcome,
-    /// Sorted by offset, non-overlapping. Empty unless the outcome is
-    /// `Rewritten` or `FallbackTokens`.
+    /// Sorted by offset, non-overlapping. Empty for `NoParseNeeded`,
+    /// `Unchanged` and `Rejected`. For `PassthroughUnparsed` it holds the
+    /// edits of the other statements of the same string (the unparsed one
+    /// is forwarded as it is, the others are still qualified).
     pub edits: Vec<Edit>,
     /// Every table reference found, in text order (may be empty for
     /// `NoParseNeeded`).
@@ -201,14 +243,75 @@ impl Rewrite {
 
 /// Rewrite every statement in `sql` (one simple-Query string may hold
 /// several) by `map`, following `policy` for statements that do not parse.
+///
+/// Statements are rewritten one by one, so one that does not parse does not
+/// stop the others. The combined outcome is the worst of the statements',
+/// in this order: `Rejected` > `FallbackTokens` > `PassthroughUnparsed` >
+/// `Rewritten` > `Unchanged` > `NoParseNeeded`. A string in which no mapped
+/// name occurs at an identifier boundary is `NoParseNeeded` (not even
+/// tokenized); a string that only holds comments or whitespace, or whose
+/// unparsable statements name no mapped table, is `Unchanged`.
 pub fn rewrite_sql(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite {
-    let _ = (sql, map, policy);
-    // Placeholder until the rewriter lands: forward unchanged.
-    Rewrite {
+    let mut result = Rewrite {
         outcome: Outcome::NoParseNeeded,
         edits: Vec::new(),
         names: Vec::new(),
         parse_error: None,
         rejected_table: None,
+    };
+    let Some(prefilter) = &map.prefilter else {
+        return result;
+    };
+    if !prefilter.may_name_mapped_table(sql) {
+        return result;
+    }
+    let tokens = match tokenize(sql) {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            // Without tokens there is nothing to anchor a fallback on. The
+            // text is broken for Postgres too (unterminated literal or
+            // quote), so only Reject refuses it; the others forward it.
+            tracing::debug!(error = %e, ?policy, "query text does not tokenize");
+            result.parse_error = Some(e.to_string());
+            if policy == OnParseError::Reject {
+                result.outcome = Outcome::Rejected;
+                result.rejected_table = prefilter.first_mapped_name(sql);
+            } else {
+                result.outcome = Outcome::PassthroughUnparsed;
+            }
+            return result;
+        }
+    };
+    let index = TextIndex::new(sql);
+    result.outcome = Outcome::Unchanged;
+    for statement in split_statements(tokens) {
+        if statement.is_empty() {
+            continue;
+        }
+        let done = rewrite_statement(sql, &index, statement.tokens, map, policy);
+        if severity(done.outcome) > severity(result.outcome) {
+            result.outcome = done.outcome;
+        }
+        result.parse_error = result.parse_error.or(done.parse_error);
+        result.rejected_table = result.rejected_table.or(done.rejected_table);
+        result.names.extend(done.names);
+        result.edits.extend(done.edits);
+    }
+    if result.outcome == Outcome::Rejected {
+        result.edits.clear();
+    }
+    result
+}
+
+/// The order in which outcomes of several statements combine (see
+/// [`rewrite_sql`]).
+fn severity(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::NoParseNeeded => 0,
+        Outcome::Unchanged => 1,
+        Outcome::Rewritten => 2,
+        Outcome::PassthroughUnparsed => 3,
+        Outcome::FallbackTokens => 4,
+        Outcome::Rejected => 5,
     }
 }

@@ -1,0 +1,219 @@
+//! What is left when the AST cannot be trusted: the statement's tokens.
+//!
+//! Used for statements sqlparser cannot parse, and for names in table
+//! positions that the AST walk did not account for. The token rule is the
+//! one from the issue: a mapped name right after FROM, JOIN, INTO, UPDATE,
+//! TABLE, ONLY, TRUNCATE, LOCK, COPY or REFERENCES, not qualified (no `.`
+//! before or after) and not a function call (no `(` after).
+
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
+
+use super::split::TextIndex;
+use super::{Decision, Edit, NameUse, SchemaMap, quote_identifier};
+
+/// Keywords after which the token fallback qualifies a mapped name.
+const FALLBACK_KEYWORDS: &[Keyword] = &[
+    Keyword::FROM,
+    Keyword::JOIN,
+    Keyword::INTO,
+    Keyword::UPDATE,
+    Keyword::TABLE,
+    Keyword::ONLY,
+    Keyword::TRUNCATE,
+    Keyword::LOCK,
+    Keyword::COPY,
+    Keyword::REFERENCES,
+];
+
+/// Keywords whose following name the AST walk must have accounted for (the
+/// fallback list plus `ON` and `USING`, which introduce tables in CREATE
+/// INDEX, GRANT, CREATE TRIGGER, MERGE and DELETE).
+const CROSS_CHECK_KEYWORDS: &[Keyword] = &[
+    Keyword::FROM,
+    Keyword::JOIN,
+    Keyword::INTO,
+    Keyword::UPDATE,
+    Keyword::TABLE,
+    Keyword::ONLY,
+    Keyword::TRUNCATE,
+    Keyword::LOCK,
+    Keyword::COPY,
+    Keyword::REFERENCES,
+    Keyword::ON,
+    Keyword::USING,
+];
+
+/// A bare word in a table position of the token stream.
+pub(crate) struct TableWord<'t> {
+    pub(crate) word: &'t Word,
+    pub(crate) offset: usize,
+}
+
+/// The map's schema for a word, as Postgres would match it.
+pub(crate) fn schema_of_word<'m>(map: &'m SchemaMap, word: &Word) -> Option<&'m str> {
+    map.schema_of(&word.value, word.quote_style.is_some())
+}
+
+/// The first word of the statement (outside literals and comments: those
+/// are never `Word` tokens) that names a mapped table, folded as Postgres
+/// folds it.
+pub(crate) fn first_mapped_word(tokens: &[TokenWithSpan], map: &SchemaMap) -> Option<String> {
+    tokens.iter().find_map(|t| match &t.token {
+        Token::Word(w) if schema_of_word(map, w).is_some() => Some(if w.quote_style.is_some() {
+            w.value.clone()
+        } else {
+            w.value.to_ascii_lowercase()
+        }),
+        _ => None,
+    })
+}
+
+/// Mapped bare words right after one of `keywords`, not qualified and not
+/// called. `Err` when a location does not point at the word's text.
+fn mapped_words_after<'t>(
+    tokens: &'t [TokenWithSpan],
+    keywords: &[Keyword],
+    map: &SchemaMap,
+    index: &TextIndex<'_>,
+    sql: &str,
+) -> Result<Vec<TableWord<'t>>, String> {
+    let significant: Vec<&TokenWithSpan> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let mut found = Vec::new();
+    for (i, t) in significant.iter().enumerate() {
+        let Token::Word(word) = &t.token else {
+            continue;
+        };
+        if schema_of_word(map, word).is_none() {
+            continue;
+        }
+        let after_keyword = i > 0
+            && matches!(&significant[i - 1].token,
+                Token::Word(k) if k.quote_style.is_none() && keywords.contains(&k.keyword));
+        let maintained = is_maintained_table(&significant, i);
+        let table_position = after_keyword || maintained || is_like_source(&significant, i);
+        let next = significant.get(i + 1).map(|n| &n.token);
+        // In VACUUM/ANALYZE a `(` after the table opens its column list.
+        let qualified_or_called = match next {
+            Some(Token::Period) => true,
+            Some(Token::LParen) => !maintained,
+            _ => false,
+        };
+        if !table_position || qualified_or_called {
+            continue;
+        }
+        let offset = index
+            .byte_offset(t.span.start)
+            .filter(|&o| text_is_word(sql, o, word))
+            .ok_or_else(|| format!("token `{word}` has no matching location"))?;
+        found.push(TableWord { word, offset });
+    }
+    Ok(found)
+}
+
+fn is_keyword(token: &Token, keyword: Keyword) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.keyword == keyword)
+}
+
+/// `CREATE TABLE t (LIKE users INCLUDING ALL)`: `LIKE` right after `(` or
+/// `,` only occurs as a table-like clause, never as the LIKE operator.
+fn is_like_source(significant: &[&TokenWithSpan], i: usize) -> bool {
+    i >= 2
+        && is_keyword(&significant[i - 1].token, Keyword::LIKE)
+        && matches!(significant[i - 2].token, Token::LParen | Token::Comma)
+}
+
+/// `VACUUM [FULL] [FREEZE] [VERBOSE] [ANALYZE] [(options)] t [, t ...]` and
+/// `ANALYZE [VERBOSE] t`: the table list follows the leading keywords or the
+/// option list; only top-level names count (a `(` after a table opens its
+/// column list).
+fn is_maintained_table(significant: &[&TokenWithSpan], i: usize) -> bool {
+    const LEADING: &[Keyword] = &[
+        Keyword::VACUUM,
+        Keyword::ANALYZE,
+        Keyword::FULL,
+        Keyword::FREEZE,
+        Keyword::VERBOSE,
+    ];
+    let starts_maintenance = significant.first().is_some_and(|t| {
+        is_keyword(&t.token, Keyword::VACUUM) || is_keyword(&t.token, Keyword::ANALYZE)
+    });
+    if !starts_maintenance || i == 0 {
+        return false;
+    }
+    let mut depth = 0i32;
+    for t in &significant[..i] {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return false;
+    }
+    let previous = &significant[i - 1].token;
+    let after_leading = significant[..i].iter().all(|t| {
+        matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && LEADING.contains(&w.keyword))
+    });
+    after_leading || matches!(previous, Token::Comma | Token::RParen)
+}
+
+/// Whether `sql` spells `word` at byte `offset` (quoted form for quoted).
+pub(crate) fn text_is_word(sql: &str, offset: usize, word: &Word) -> bool {
+    let rest = &sql.as_bytes()[offset.min(sql.len())..];
+    match word.quote_style {
+        None => rest.starts_with(word.value.as_bytes()),
+        Some(q) => {
+            let quoted = format!("{q}{}{q}", word.value.replace(q, &format!("{q}{q}")));
+            rest.starts_with(quoted.as_bytes())
+        }
+    }
+}
+
+/// Mapped names the cross-check expects the AST walk to have seen.
+pub(crate) fn names_in_table_positions<'t>(
+    tokens: &'t [TokenWithSpan],
+    map: &SchemaMap,
+    index: &TextIndex<'_>,
+    sql: &str,
+) -> Result<Vec<TableWord<'t>>, String> {
+    mapped_words_after(tokens, CROSS_CHECK_KEYWORDS, map, index, sql)
+}
+
+/// The token fallback for a whole statement: names and edits.
+pub(crate) fn qualify_by_tokens(
+    tokens: &[TokenWithSpan],
+    map: &SchemaMap,
+    index: &TextIndex<'_>,
+    sql: &str,
+) -> Result<(Vec<NameUse>, Vec<Edit>), String> {
+    let words = mapped_words_after(tokens, FALLBACK_KEYWORDS, map, index, sql)?;
+    Ok(qualify_words(&words, map))
+}
+
+/// Qualify each of `words` (all mapped) by the fallback.
+pub(crate) fn qualify_words(words: &[TableWord<'_>], map: &SchemaMap) -> (Vec<NameUse>, Vec<Edit>) {
+    let mut names = Vec::new();
+    let mut edits = Vec::new();
+    for w in words {
+        let Some(schema) = schema_of_word(map, w.word) else {
+            continue;
+        };
+        names.push(NameUse {
+            name: w.word.value.clone(),
+            offset: w.offset,
+            decision: Decision::QualifiedByFallback {
+                schema: schema.to_string(),
+            },
+        });
+        edits.push(Edit {
+            offset: w.offset,
+            insert: format!("{}.", quote_identifier(schema)),
+        });
+    }
+    (names, edits)
+}

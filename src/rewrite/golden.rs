@@ -1,0 +1,369 @@
+//! Golden tests: input SQL -> expected SQL and outcome, grouped by the rule
+//! or statement kind they prove. Each row is named for what it proves.
+
+use super::Outcome::{self, *};
+use super::*;
+
+/// The map of the tests: three services, plus a schema that needs quotes.
+pub(super) fn test_map() -> SchemaMap {
+    SchemaMap::new([
+        ("shared_common", "users"),
+        ("shared_common", "attachments"),
+        ("saju_service", "saju_charts"),
+        ("saju_service", "kasi_cache"),
+        ("dream_service", "dream_categories"),
+        ("dream_service", "dream_interpretations"),
+        ("Legacy Schema", "old_table"),
+        ("shared_common", "MixedCase"),
+    ])
+}
+
+/// (what it proves, input, expected output, expected outcome)
+pub(super) type Golden = (&'static str, &'static str, &'static str, Outcome);
+
+pub(super) fn check_with(policy: OnParseError, cases: &[Golden]) {
+    let map = test_map();
+    let mut failures = Vec::new();
+    for &(what, input, expected, outcome) in cases {
+        let r = rewrite_sql(input, &map, policy);
+        let got = r.apply(input);
+        if got != expected || r.outcome != outcome {
+            failures.push(format!(
+                "{what}\n   input:    {input}\n   expected: {expected} ({outcome:?})\n   got:      {got} ({:?}) error={:?}",
+                r.outcome, r.parse_error
+            ));
+        }
+        // Edits are sorted, non-overlapping and on char boundaries.
+        assert!(
+            r.edits.windows(2).all(|w| w[0].offset < w[1].offset),
+            "{what}"
+        );
+        assert!(
+            r.edits.iter().all(|e| input.is_char_boundary(e.offset)),
+            "{what}"
+        );
+        assert!(
+            r.names.windows(2).all(|w| w[0].offset < w[1].offset),
+            "{what}: names in text order"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} golden cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+pub(super) fn check(cases: &[Golden]) {
+    check_with(OnParseError::Tokens, cases)
+}
+
+#[test]
+fn prefilter_and_passthrough_text() {
+    check(&[
+        ("empty string needs no parse", "", "", NoParseNeeded),
+        (
+            "whitespace only needs no parse",
+            "  \n\t ",
+            "  \n\t ",
+            NoParseNeeded,
+        ),
+        (
+            "no mapped name needs no parse",
+            "SELECT * FROM orders",
+            "SELECT * FROM orders",
+            NoParseNeeded,
+        ),
+        (
+            "mapped name as a prefix of a longer word is no occurrence",
+            "SELECT * FROM users_archive",
+            "SELECT * FROM users_archive",
+            NoParseNeeded,
+        ),
+        (
+            "mapped name as a suffix of a longer word is no occurrence",
+            "SELECT * FROM old_users",
+            "SELECT * FROM old_users",
+            NoParseNeeded,
+        ),
+        (
+            "non-ASCII letter glued to a name makes a longer identifier",
+            "SELECT * FROM 한users",
+            "SELECT * FROM 한users",
+            NoParseNeeded,
+        ),
+        (
+            "comment-only string with a mapped name is unchanged",
+            "-- users\n/* users */",
+            "-- users\n/* users */",
+            Unchanged,
+        ),
+        (
+            "name only inside a literal is unchanged",
+            "SELECT 'users'",
+            "SELECT 'users'",
+            Unchanged,
+        ),
+        ("only semicolons", ";;", ";;", NoParseNeeded),
+    ]);
+}
+
+#[test]
+fn matching_rules() {
+    check(&[
+        (
+            "bare mapped name is qualified",
+            "SELECT * FROM users",
+            "SELECT * FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "unquoted upper case folds to the mapped name, case kept",
+            "SELECT * FROM Users",
+            "SELECT * FROM shared_common.Users",
+            Rewritten,
+        ),
+        (
+            "unquoted all caps folds too",
+            "SELECT * FROM USERS",
+            "SELECT * FROM shared_common.USERS",
+            Rewritten,
+        ),
+        (
+            "quoted exact name is qualified before the quote",
+            "SELECT * FROM \"users\"",
+            "SELECT * FROM shared_common.\"users\"",
+            Rewritten,
+        ),
+        (
+            "quoted name with other case is a different table",
+            "SELECT * FROM \"Users\"",
+            "SELECT * FROM \"Users\"",
+            Unchanged,
+        ),
+        (
+            "quoted mixed-case mapped name matches exactly",
+            "SELECT * FROM \"MixedCase\"",
+            "SELECT * FROM shared_common.\"MixedCase\"",
+            Rewritten,
+        ),
+        (
+            "unquoted form of a mixed-case mapped name folds away from it",
+            "SELECT * FROM MixedCase",
+            "SELECT * FROM MixedCase",
+            Unchanged,
+        ),
+        (
+            "schema needing quotes is inserted quoted",
+            "SELECT * FROM old_table",
+            "SELECT * FROM \"Legacy Schema\".old_table",
+            Rewritten,
+        ),
+        (
+            "already qualified name is untouched",
+            "SELECT * FROM shared_common.users",
+            "SELECT * FROM shared_common.users",
+            Unchanged,
+        ),
+        (
+            "qualified with another schema is untouched",
+            "SELECT * FROM public.users",
+            "SELECT * FROM public.users",
+            Unchanged,
+        ),
+        (
+            "catalog-qualified name is untouched",
+            "SELECT * FROM db.public.users",
+            "SELECT * FROM db.public.users",
+            Unchanged,
+        ),
+        (
+            "quoted schema qualifier is untouched",
+            "SELECT * FROM \"public\".\"users\"",
+            "SELECT * FROM \"public\".\"users\"",
+            Unchanged,
+        ),
+        (
+            "unmapped bare name is untouched",
+            "SELECT * FROM orders, users",
+            "SELECT * FROM orders, shared_common.users",
+            Rewritten,
+        ),
+        (
+            "each service gets its own schema",
+            "SELECT * FROM saju_charts c JOIN dream_categories d ON c.id = d.id JOIN kasi_cache k ON true",
+            "SELECT * FROM saju_service.saju_charts c JOIN dream_service.dream_categories d ON c.id = d.id JOIN saju_service.kasi_cache k ON true",
+            Rewritten,
+        ),
+    ]);
+}
+
+#[test]
+fn untouched_non_table_uses() {
+    check(&[
+        (
+            "column qualifier stays, the FROM item is qualified",
+            "SELECT users.id FROM users",
+            "SELECT users.id FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "column named like a table stays",
+            "SELECT users FROM orders",
+            "SELECT users FROM orders",
+            Unchanged,
+        ),
+        (
+            "alias named like a table stays",
+            "SELECT u.id FROM orders AS users",
+            "SELECT u.id FROM orders AS users",
+            Unchanged,
+        ),
+        (
+            "table alias with AS",
+            "SELECT u.id FROM users AS u",
+            "SELECT u.id FROM shared_common.users AS u",
+            Rewritten,
+        ),
+        (
+            "table alias without AS",
+            "SELECT u.id FROM users u",
+            "SELECT u.id FROM shared_common.users u",
+            Rewritten,
+        ),
+        (
+            "alias with column list",
+            "SELECT a FROM users AS u(a, b)",
+            "SELECT a FROM shared_common.users AS u(a, b)",
+            Rewritten,
+        ),
+        (
+            "table function named like a table stays",
+            "SELECT * FROM users(1)",
+            "SELECT * FROM users(1)",
+            Unchanged,
+        ),
+        (
+            "generate_series is a function",
+            "SELECT * FROM generate_series(1, 3) AS users",
+            "SELECT * FROM generate_series(1, 3) AS users",
+            Unchanged,
+        ),
+        (
+            "function call in the select list stays",
+            "SELECT users(id) FROM orders",
+            "SELECT users(id) FROM orders",
+            Unchanged,
+        ),
+        (
+            "regclass literal keeps its meaning",
+            "SELECT 'users'::regclass",
+            "SELECT 'users'::regclass",
+            Unchanged,
+        ),
+        (
+            "literal next to a real reference",
+            "SELECT 'users' FROM users",
+            "SELECT 'users' FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "block comment untouched",
+            "SELECT /* users */ * FROM users",
+            "SELECT /* users */ * FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "line comment untouched",
+            "SELECT * -- FROM users\nFROM users",
+            "SELECT * -- FROM users\nFROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "optimizer hint untouched",
+            "/*+ IndexScan(users) */ SELECT * FROM users",
+            "/*+ IndexScan(users) */ SELECT * FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "dollar-quoted string untouched",
+            "SELECT $$users$$ FROM users",
+            "SELECT $$users$$ FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "tagged dollar quote untouched",
+            "SELECT $x$ FROM users $x$",
+            "SELECT $x$ FROM users $x$",
+            Unchanged,
+        ),
+        (
+            "escape string with quote untouched",
+            "SELECT E'\\'users' FROM users",
+            "SELECT E'\\'users' FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "odd whitespace kept",
+            "SELECT\t*\n  FROM\n\n\tusers\r\n WHERE  1=1",
+            "SELECT\t*\n  FROM\n\n\tshared_common.users\r\n WHERE  1=1",
+            Rewritten,
+        ),
+        (
+            "FOR UPDATE OF names the FROM item, stays bare",
+            "SELECT * FROM users u FOR UPDATE OF u",
+            "SELECT * FROM shared_common.users u FOR UPDATE OF u",
+            Rewritten,
+        ),
+        (
+            "FOR UPDATE OF a table name stays bare",
+            "SELECT * FROM users FOR UPDATE OF users",
+            "SELECT * FROM shared_common.users FOR UPDATE OF users",
+            Rewritten,
+        ),
+        (
+            "JOIN USING column list stays",
+            "SELECT * FROM users JOIN attachments USING (users)",
+            "SELECT * FROM shared_common.users JOIN shared_common.attachments USING (users)",
+            Rewritten,
+        ),
+    ]);
+}
+
+#[test]
+fn byte_exact_with_korean_text() {
+    check(&[
+        (
+            "Korean literal before a name does not shift the insertion",
+            "SELECT '사주' AS a FROM users",
+            "SELECT '사주' AS a FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "Korean comment on an earlier line",
+            "-- 꿈 해몽 조회\nSELECT * FROM dream_interpretations WHERE t = '꿈'",
+            "-- 꿈 해몽 조회\nSELECT * FROM dream_service.dream_interpretations WHERE t = '꿈'",
+            Rewritten,
+        ),
+        (
+            "Korean on the same line and in between names",
+            "SELECT '가나다' FROM users /* 첨부 */ JOIN attachments ON true",
+            "SELECT '가나다' FROM shared_common.users /* 첨부 */ JOIN shared_common.attachments ON true",
+            Rewritten,
+        ),
+        (
+            "Korean quoted alias",
+            "SELECT \"이름\".id FROM users \"이름\"",
+            "SELECT \"이름\".id FROM shared_common.users \"이름\"",
+            Rewritten,
+        ),
+        (
+            "emoji before a name",
+            "SELECT '🙂🙂' FROM users",
+            "SELECT '🙂🙂' FROM shared_common.users",
+            Rewritten,
+        ),
+    ]);
+}

@@ -1,0 +1,65 @@
+//! The cheap first look: can this text name a mapped table at all?
+//!
+//! Most statements of a service touch none of the mapped tables, and those
+//! must be decided without tokenizing or parsing. One Aho-Corasick pass over
+//! the text finds every occurrence of a mapped name (ASCII case-insensitive,
+//! which also covers quoted names with upper case); an occurrence counts
+//! only at an identifier boundary. Occurrences inside literals and comments
+//! are false positives that the parser sorts out later.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+#[derive(Debug, Clone)]
+pub(crate) struct MappedNamePrefilter {
+    automaton: AhoCorasick,
+}
+
+/// Bytes that continue a Postgres identifier; a name glued to one of these
+/// is part of a longer word. Non-ASCII bytes count: Postgres accepts
+/// non-ASCII letters in identifiers.
+fn is_identifier_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+impl MappedNamePrefilter {
+    /// `None` when there is no name to look for.
+    pub(crate) fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        let names: Vec<&str> = names.into_iter().filter(|n| !n.is_empty()).collect();
+        if names.is_empty() {
+            return None;
+        }
+        let automaton = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            // Overlapping search: `cache` inside `kasi_cache_x` must not hide
+            // a later real occurrence.
+            .match_kind(MatchKind::Standard)
+            .build(names)
+            .expect("table names form a valid automaton");
+        Some(MappedNamePrefilter { automaton })
+    }
+
+    /// Whether some mapped name occurs in `text` at an identifier boundary.
+    pub(crate) fn may_name_mapped_table(&self, text: &str) -> bool {
+        let bytes = text.as_bytes();
+        self.automaton.find_overlapping_iter(text).any(|m| {
+            let before_ok = m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]);
+            let after_ok = m.end() == bytes.len() || !is_identifier_byte(bytes[m.end()]);
+            before_ok && after_ok
+        })
+    }
+}
+
+impl MappedNamePrefilter {
+    /// The first mapped name at an identifier boundary, lower-cased (for a
+    /// rejection message when the text cannot even be tokenized).
+    pub(crate) fn first_mapped_name(&self, text: &str) -> Option<String> {
+        let bytes = text.as_bytes();
+        self.automaton
+            .find_overlapping_iter(text)
+            .find(|m| {
+                (m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]))
+                    && (m.end() == bytes.len() || !is_identifier_byte(bytes[m.end()]))
+            })
+            .map(|m| text[m.range()].to_ascii_lowercase())
+    }
+}

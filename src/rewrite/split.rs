@@ -1,0 +1,104 @@
+//! Tokenizing a query string, cutting it into statements, and turning the
+//! tokenizer's line/column locations into byte offsets of the original text.
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, TokenizerError};
+
+/// Byte offsets of line starts, to turn a 1-based (line, column-in-chars)
+/// location into a byte offset. sqlparser counts only `\n` as a line break
+/// and every `char` (Korean syllables included) as one column, so must we.
+pub(crate) struct TextIndex<'t> {
+    text: &'t str,
+    line_starts: Vec<usize>,
+}
+
+impl<'t> TextIndex<'t> {
+    pub(crate) fn new(text: &'t str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        TextIndex { text, line_starts }
+    }
+
+    /// The byte offset of `loc`, or `None` if it lies outside the text (an
+    /// empty span is line 0).
+    pub(crate) fn byte_offset(&self, loc: Location) -> Option<usize> {
+        let line = usize::try_from(loc.line).ok()?.checked_sub(1)?;
+        let col = usize::try_from(loc.column).ok()?.checked_sub(1)?;
+        let start = *self.line_starts.get(line)?;
+        let rest = &self.text[start..];
+        let mut chars = rest.char_indices();
+        for _ in 0..col {
+            let (_, c) = chars.next()?;
+            if c == '\n' {
+                return None;
+            }
+        }
+        let within = chars.next().map_or(rest.len(), |(i, _)| i);
+        Some(start + within)
+    }
+}
+
+/// One statement of a query string: its tokens (whitespace and comments
+/// included, the terminating `;` excluded).
+pub(crate) struct StatementTokens {
+    pub(crate) tokens: Vec<TokenWithSpan>,
+}
+
+impl StatementTokens {
+    /// Whether the statement holds anything but whitespace and comments.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tokens
+            .iter()
+            .all(|t| matches!(t.token, Token::Whitespace(_)))
+    }
+}
+
+pub(crate) fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, TokenizerError> {
+    Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location()
+}
+
+/// Cut the tokens at top-level `;`. Literals, dollar quotes and comments are
+/// single tokens already; the one place a `;` does not end a statement is a
+/// SQL-standard function body `BEGIN ATOMIC ... END`, whose `BEGIN`/`CASE`
+/// ... `END` nesting is tracked.
+pub(crate) fn split_statements(tokens: Vec<TokenWithSpan>) -> Vec<StatementTokens> {
+    let mut statements = Vec::new();
+    let mut current = Vec::new();
+    let mut atomic_depth = 0usize;
+    let mut previous_word: Option<Keyword> = None;
+    for t in tokens {
+        match &t.token {
+            Token::SemiColon if atomic_depth == 0 => {
+                statements.push(StatementTokens {
+                    tokens: std::mem::take(&mut current),
+                });
+                previous_word = None;
+                continue;
+            }
+            Token::Word(w) => {
+                match w.keyword {
+                    Keyword::ATOMIC
+                        if atomic_depth == 0 && previous_word == Some(Keyword::BEGIN) =>
+                    {
+                        atomic_depth = 1
+                    }
+                    Keyword::BEGIN | Keyword::CASE if atomic_depth > 0 => atomic_depth += 1,
+                    Keyword::END if atomic_depth > 0 => atomic_depth -= 1,
+                    _ => {}
+                }
+                previous_word = Some(w.keyword);
+            }
+            Token::Whitespace(_) => {}
+            _ => previous_word = None,
+        }
+        current.push(t);
+    }
+    statements.push(StatementTokens { tokens: current });
+    statements
+}

@@ -1,0 +1,262 @@
+//! Rewriting one statement: parse, walk, check, and fall back when the AST
+//! cannot be trusted.
+
+use std::collections::BTreeMap;
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
+
+use super::fallback::{
+    first_mapped_word, names_in_table_positions, qualify_by_tokens, qualify_words, text_is_word,
+};
+use super::split::TextIndex;
+use super::walk::{TableMention, walk_statement};
+use super::{Decision, Edit, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier};
+
+/// Deeply nested reporting queries need more than sqlparser's default of
+/// 50; its `recursive-protection` feature keeps growing the stack on the
+/// heap, so a high limit cannot overflow the thread's stack while parsing.
+pub(crate) const RECURSION_LIMIT: usize = 1000;
+
+/// What happened to one statement.
+pub(crate) struct StatementRewrite {
+    pub(crate) outcome: Outcome,
+    pub(crate) names: Vec<NameUse>,
+    pub(crate) edits: Vec<Edit>,
+    pub(crate) parse_error: Option<String>,
+    pub(crate) rejected_table: Option<String>,
+}
+
+impl StatementRewrite {
+    fn parsed(names: Vec<NameUse>, edits: Vec<Edit>) -> Self {
+        let outcome = if edits.is_empty() {
+            Outcome::Unchanged
+        } else {
+            Outcome::Rewritten
+        };
+        StatementRewrite {
+            outcome,
+            names,
+            edits,
+            parse_error: None,
+            rejected_table: None,
+        }
+    }
+}
+
+pub(crate) fn rewrite_statement(
+    sql: &str,
+    index: &TextIndex<'_>,
+    tokens: Vec<TokenWithSpan>,
+    map: &SchemaMap,
+    policy: OnParseError,
+) -> StatementRewrite {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens.clone());
+    let statement = match parser.parse_statement() {
+        Ok(s) if parser.peek_token().token == Token::EOF => s,
+        Ok(_) => {
+            let extra = parser.peek_token();
+            let error = format!(
+                "unexpected {} after a complete statement{}",
+                extra.token, extra.span.start
+            );
+            return unparsed(sql, index, &tokens, map, policy, error);
+        }
+        Err(e) => return unparsed(sql, index, &tokens, map, policy, e.to_string()),
+    };
+    let walk = walk_statement(&statement);
+    if let Some(reason) = walk.unsupported {
+        return unparsed(sql, index, &tokens, map, policy, reason);
+    }
+    let (names, edits) = match resolve(sql, index, &walk.mentions, map) {
+        Ok(found) => found,
+        Err(reason) => return unparsed(sql, index, &tokens, map, policy, reason),
+    };
+
+    // Cross-check: every mapped bare name after a table keyword must have
+    // been seen by the walk. A miss is an AST form the walk does not know.
+    let expected = match names_in_table_positions(&tokens, map, index, sql) {
+        Ok(w) => w,
+        Err(reason) => return unparsed(sql, index, &tokens, map, policy, reason),
+    };
+    let column_offsets: Vec<usize> = walk
+        .column_locations
+        .iter()
+        .filter_map(|&loc| index.byte_offset(loc))
+        .collect();
+    let missed: Vec<_> = expected
+        .into_iter()
+        .filter(|w| !names.iter().any(|n| n.offset == w.offset))
+        .filter(|w| !column_offsets.contains(&w.offset))
+        .collect();
+    if missed.is_empty() {
+        return StatementRewrite::parsed(names, edits);
+    }
+    let error = format!(
+        "the rewriter does not know where `{}` stands in this statement",
+        missed[0].word.value
+    );
+    tracing::debug!(%error, "table name outside the AST walk");
+    match policy {
+        OnParseError::Tokens => {
+            let (more_names, more_edits) = qualify_words(&missed, map);
+            StatementRewrite {
+                outcome: Outcome::FallbackTokens,
+                names: merge_by_offset(names, more_names, |n| n.offset),
+                edits: merge_by_offset(edits, more_edits, |e| e.offset),
+                parse_error: Some(error),
+                rejected_table: None,
+            }
+        }
+        OnParseError::Reject | OnParseError::Passthrough => {
+            let table = Some(folded(missed[0].word));
+            apply_strict_policy(policy, table, error)
+        }
+    }
+}
+
+fn folded(word: &Word) -> String {
+    if word.quote_style.is_some() {
+        word.value.clone()
+    } else {
+        word.value.to_ascii_lowercase()
+    }
+}
+
+fn merge_by_offset<T>(a: Vec<T>, b: Vec<T>, offset: impl Fn(&T) -> usize) -> Vec<T> {
+    let mut all: BTreeMap<usize, T> = BTreeMap::new();
+    for item in a.into_iter().chain(b) {
+        all.entry(offset(&item)).or_insert(item);
+    }
+    all.into_values().collect()
+}
+
+/// Reject or pass through a statement that names `table`.
+fn apply_strict_policy(
+    policy: OnParseError,
+    table: Option<String>,
+    error: String,
+) -> StatementRewrite {
+    let (outcome, rejected_table) = match policy {
+        OnParseError::Reject => (Outcome::Rejected, table),
+        _ => (Outcome::PassthroughUnparsed, None),
+    };
+    StatementRewrite {
+        outcome,
+        names: Vec::new(),
+        edits: Vec::new(),
+        parse_error: Some(error),
+        rejected_table,
+    }
+}
+
+/// A statement the AST cannot answer for.
+pub(crate) fn unparsed(
+    sql: &str,
+    index: &TextIndex<'_>,
+    tokens: &[TokenWithSpan],
+    map: &SchemaMap,
+    policy: OnParseError,
+    error: String,
+) -> StatementRewrite {
+    tracing::debug!(%error, ?policy, "statement not rewritten from its AST");
+    let Some(table) = first_mapped_word(tokens, map) else {
+        // No word names a mapped table: nothing to do whatever the policy.
+        return StatementRewrite {
+            parse_error: Some(error),
+            ..StatementRewrite::parsed(Vec::new(), Vec::new())
+        };
+    };
+    match policy {
+        OnParseError::Tokens => match qualify_by_tokens(tokens, map, index, sql) {
+            Ok((names, edits)) => StatementRewrite {
+                outcome: Outcome::FallbackTokens,
+                names,
+                edits,
+                parse_error: Some(error),
+                rejected_table: None,
+            },
+            // Not even the tokens' locations can be trusted: refuse to guess.
+            Err(reason) => apply_strict_policy(
+                OnParseError::Reject,
+                Some(table),
+                format!("{error}; {reason}"),
+            ),
+        },
+        _ => apply_strict_policy(policy, Some(table), error),
+    }
+}
+
+/// Turn the walk's mentions into decisions and edits at verified offsets.
+pub(crate) fn resolve(
+    sql: &str,
+    index: &TextIndex<'_>,
+    mentions: &[TableMention],
+    map: &SchemaMap,
+) -> Result<(Vec<NameUse>, Vec<Edit>), String> {
+    // One entry per offset: the same name can be reached twice (a DML
+    // target marked by its statement and visited as a relation).
+    let mut by_offset: BTreeMap<usize, (NameUse, Option<Edit>)> = BTreeMap::new();
+    for mention in mentions {
+        let first = &mention.parts[0];
+        let offset = index
+            .byte_offset(first.span.start)
+            .filter(|&o| {
+                let word = Word {
+                    value: first.value.clone(),
+                    quote_style: first.quote_style,
+                    keyword: sqlparser::keywords::Keyword::NoKeyword,
+                };
+                text_is_word(sql, o, &word)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "the parser's location of `{}` ({}) does not point at it",
+                    first.value, first.span.start
+                )
+            })?;
+        let (decision, edit) = if mention.parts.len() > 1 {
+            (Decision::AlreadyQualified, None)
+        } else if mention.names_cte {
+            (Decision::Cte, None)
+        } else {
+            match map.schema_of(&first.value, first.quote_style.is_some()) {
+                Some(schema) if !mention.keep_bare => (
+                    Decision::QualifiedByMap {
+                        schema: schema.to_string(),
+                    },
+                    Some(Edit {
+                        offset,
+                        insert: format!("{}.", quote_identifier(schema)),
+                    }),
+                ),
+                _ => (Decision::NotInMap, None),
+            }
+        };
+        let name = mention
+            .parts
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect::<Vec<_>>()
+            .join(".");
+        by_offset.entry(offset).or_insert((
+            NameUse {
+                name,
+                offset,
+                decision,
+            },
+            edit,
+        ));
+    }
+    let mut names = Vec::with_capacity(by_offset.len());
+    let mut edits = Vec::new();
+    for (name, edit) in by_offset.into_values() {
+        names.push(name);
+        edits.extend(edit);
+    }
+    Ok((names, edits))
+}
