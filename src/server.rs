@@ -283,7 +283,7 @@ mod tests {
         // Frames the proxy does not rewrite arrive unchanged, in order,
         // including FunctionCall, COPY data and non-UTF-8 text.
         let mut frames = BytesMut::new();
-        protocol::encode_query(&mut frames, b"select '\xbb\xe7' from users");
+        protocol::encode_query(&mut frames, b"select '\xbb\xe7' from legacy_log");
         frames.extend_from_slice(b"F\0\0\0\x0e\0\0\x05\x75\0\0\0\0\0\0");
         frames.extend_from_slice(b"d\0\0\0\x07abc");
         frames.extend_from_slice(b"c\0\0\0\x04");
