@@ -14,7 +14,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use crate::rewrite::{OnParseError, SchemaMap};
+use crate::rewrite::{OnParseError, SchemaMap, quote_identifier};
 
 /// Postgres truncates identifiers to NAMEDATALEN - 1 bytes.
 const MAX_IDENTIFIER_BYTES: usize = 63;
@@ -136,6 +136,33 @@ struct RawDatabase {
     /// Legacy database names routed to this entry.
     #[serde(default)]
     aliases: IndexMap<String, RawAlias>,
+    /// rewrite | dry_run | off: the staged cut-over switch.
+    #[serde(default)]
+    mode: Mode,
+}
+
+/// What the proxy does with the statements of one database.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Qualify mapped names.
+    #[default]
+    Rewrite,
+    /// Forward the client's text unchanged; log and count what a rewrite
+    /// would have changed.
+    DryRun,
+    /// Forward unchanged, no parsing at all: the instant rollback.
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Rewrite => "rewrite",
+            Mode::DryRun => "dry_run",
+            Mode::Off => "off",
+        }
+    }
 }
 
 fn default_host() -> String {
@@ -195,6 +222,7 @@ pub struct Database {
     pub map: Arc<SchemaMap>,
     /// alias name -> default schema, in file order.
     pub aliases: Vec<(String, String)>,
+    pub mode: Mode,
 }
 
 /// Where a client's connection goes and how its queries are treated.
@@ -209,6 +237,8 @@ pub struct Route {
     pub map: Option<Arc<SchemaMap>>,
     /// For an alias: the search_path to set on the session.
     pub search_path: Option<String>,
+    /// What to do with statements ([`Mode::Off`] for unknown databases).
+    pub mode: Mode,
 }
 
 impl Route {
@@ -255,6 +285,7 @@ impl Config {
                     search_path: alias_schema
                         .as_ref()
                         .map(|s| format!("{}, public", quote_identifier(s))),
+                    mode: db.mode,
                 }
             }
             None => {
@@ -265,6 +296,7 @@ impl Config {
                     database: client_database.to_owned(),
                     map: None,
                     search_path: None,
+                    mode: Mode::Off,
                 }
             }
         }
@@ -393,6 +425,7 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
                 .collect(),
             map: Arc::new(map),
             aliases,
+            mode: db.mode,
         });
     }
 
@@ -450,134 +483,6 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err(format!("`{name}` contains a double quote"));
     }
     Ok(())
-}
-
-/// Whether Postgres would read `name` back unchanged without quotes.
-pub fn needs_quotes(name: &str) -> bool {
-    let mut chars = name.chars();
-    let first_ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_');
-    !first_ok
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
-        || is_reserved_keyword(name)
-}
-
-/// `name` as an SQL identifier, quoted only when needed.
-pub fn quote_identifier(name: &str) -> String {
-    if needs_quotes(name) {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    } else {
-        name.to_owned()
-    }
-}
-
-/// Postgres' reserved keywords (those that cannot be a bare schema name).
-fn is_reserved_keyword(name: &str) -> bool {
-    const RESERVED: &[&str] = &[
-        "all",
-        "analyse",
-        "analyze",
-        "and",
-        "any",
-        "array",
-        "as",
-        "asc",
-        "asymmetric",
-        "authorization",
-        "binary",
-        "both",
-        "case",
-        "cast",
-        "check",
-        "collate",
-        "collation",
-        "column",
-        "concurrently",
-        "constraint",
-        "create",
-        "cross",
-        "current_catalog",
-        "current_date",
-        "current_role",
-        "current_schema",
-        "current_time",
-        "current_timestamp",
-        "current_user",
-        "default",
-        "deferrable",
-        "desc",
-        "distinct",
-        "do",
-        "else",
-        "end",
-        "except",
-        "false",
-        "fetch",
-        "for",
-        "foreign",
-        "freeze",
-        "from",
-        "full",
-        "grant",
-        "group",
-        "having",
-        "ilike",
-        "in",
-        "initially",
-        "inner",
-        "intersect",
-        "into",
-        "is",
-        "isnull",
-        "join",
-        "lateral",
-        "leading",
-        "left",
-        "like",
-        "limit",
-        "localtime",
-        "localtimestamp",
-        "natural",
-        "not",
-        "notnull",
-        "null",
-        "offset",
-        "on",
-        "only",
-        "or",
-        "order",
-        "outer",
-        "overlaps",
-        "placing",
-        "primary",
-        "references",
-        "returning",
-        "right",
-        "select",
-        "session_user",
-        "similar",
-        "some",
-        "symmetric",
-        "system_user",
-        "table",
-        "tablesample",
-        "then",
-        "to",
-        "trailing",
-        "true",
-        "union",
-        "unique",
-        "user",
-        "using",
-        "variadic",
-        "verbose",
-        "when",
-        "where",
-        "window",
-        "with",
-    ];
-    RESERVED.contains(&name)
 }
 
 #[cfg(test)]
@@ -702,14 +607,5 @@ databases:
         assert!(msg.contains("proxy.listen"), "{msg}");
         let msg = err("databases: {}\n");
         assert!(msg.contains("at least one database"), "{msg}");
-    }
-
-    #[test]
-    fn quoting_of_schema_names() {
-        assert_eq!(quote_identifier("saju_service"), "saju_service");
-        assert_eq!(quote_identifier("Saju"), "\"Saju\"");
-        assert_eq!(quote_identifier("my schema"), "\"my schema\"");
-        assert_eq!(quote_identifier("user"), "\"user\"");
-        assert_eq!(quote_identifier("1abc"), "\"1abc\"");
     }
 }

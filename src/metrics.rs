@@ -23,6 +23,9 @@ pub struct Metrics {
     pub statements_fallback_tokens: AtomicU64,
     pub statements_rejected: AtomicU64,
     pub statements_passthrough_unparsed: AtomicU64,
+    /// Statements a `dry_run` database forwarded unchanged although a
+    /// rewrite would have changed (or refused) them.
+    pub statements_dry_run: AtomicU64,
     /// Error positions moved back to the client's text.
     pub error_positions_corrected: AtomicU64,
 }

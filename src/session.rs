@@ -146,7 +146,7 @@ async fn serve_inner(
     let ctx = relay::RelayContext {
         state: state.clone(),
         config: Arc::clone(&config),
-        map: route.map.clone(),
+        client_database: client_database.clone(),
         upstream: upstream_addr,
         shutdown: shutdown.clone(),
     };

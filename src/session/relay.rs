@@ -25,6 +25,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::statement::{EncodingClass, PositionMap, TextRewrite, rewrite_text};
 use super::{FAREWELL_TIMEOUT, Shutdown, Summary, farewell};
+use crate::config::Mode;
 use crate::error::{SessionError, SqlState};
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -51,10 +52,41 @@ const REFUSED_SQL: &[u8] = b"heal7_proxy_refused_this_statement";
 
 pub(super) struct RelayContext {
     pub state: ProxyState,
+    /// The snapshot the session started with (frame size cap).
     pub config: Arc<Snapshot>,
-    pub map: Option<Arc<SchemaMap>>,
+    /// The database name the client connected with, to route each new
+    /// snapshot after a reload.
+    pub client_database: String,
     pub upstream: SocketAddr,
     pub shutdown: Shutdown,
+}
+
+/// The mapping one statement is rewritten with: taken from the live config
+/// whenever the session is idle outside a transaction, kept otherwise, so a
+/// transaction never mixes two generations.
+struct Mapping {
+    snapshot: Arc<Snapshot>,
+    map: Option<Arc<SchemaMap>>,
+    mode: Mode,
+}
+
+impl Mapping {
+    fn of(snapshot: Arc<Snapshot>, client_database: &str) -> Mapping {
+        let route = snapshot.route(client_database);
+        Mapping {
+            snapshot,
+            map: route.map,
+            mode: route.mode,
+        }
+    }
+
+    /// Move to the live config if it is newer.
+    fn refresh(&mut self, ctx: &RelayContext) {
+        let live = ctx.state.config.load();
+        if live.generation != self.snapshot.generation {
+            *self = Mapping::of(Arc::clone(&live), &ctx.client_database);
+        }
+    }
 }
 
 /// A request the server has yet to finish answering, in send order.
@@ -90,6 +122,11 @@ struct Tracker {
 impl Tracker {
     fn is_idle(&self) -> bool {
         self.status.is_some() && self.pending.is_empty()
+    }
+
+    /// Idle and outside any transaction: a new mapping may start here.
+    fn between_transactions(&self) -> bool {
+        self.status == Some(b'I') && self.pending.is_empty()
     }
 
     /// ReadyForQuery ends the oldest Query, Sync or FunctionCall and
@@ -206,6 +243,7 @@ pub(super) async fn relay(
         ctx,
     };
     let mut up = Upstream {
+        mapping: Mapping::of(Arc::clone(&ctx.config), &ctx.client_database),
         read: client_read,
         write: server_write,
         buf: leftover,
@@ -294,6 +332,7 @@ fn prepare_read(buf: &mut BytesMut, missing: usize) {
 
 /// Client -> server.
 struct Upstream {
+    mapping: Mapping,
     read: OwnedReadHalf,
     write: OwnedWriteHalf,
     buf: BytesMut,
@@ -354,7 +393,8 @@ impl Upstream {
         let mut pos = 0;
         // How much of the batch is already in `out`, once re-encoding began.
         let mut copied: Option<usize> = None;
-        let mut encoding = None;
+        // Read from the tracker once per batch: (encoding, between transactions).
+        let mut session = None;
         let missing = loop {
             let rest = &self.buf[pos..];
             let Some(header) = peek_header(rest, max).map_err(SessionError::Client)? else {
@@ -367,15 +407,23 @@ impl Upstream {
             let (entry, replacement) = match header.tag {
                 tag::QUERY | tag::PARSE => {
                     self.statements += 1;
-                    match &ctx.map {
-                        Some(map) => {
-                            let enc = *encoding.get_or_insert_with(|| lock(tracker).encoding);
-                            statement(frame, header.tag, map, enc, ctx)?
+                    let (enc, idle) = *session.get_or_insert_with(|| {
+                        let t = lock(tracker);
+                        (t.encoding, t.between_transactions())
+                    });
+                    // Only the first request of a batch can start a new
+                    // transaction; the rest follow it.
+                    if idle && self.entries.is_empty() {
+                        self.mapping.refresh(ctx);
+                    }
+                    match (&self.mapping.map, self.mapping.mode) {
+                        (Some(map), Mode::Rewrite | Mode::DryRun) => {
+                            statement(frame, header.tag, map, &self.mapping, enc, ctx)?
                         }
-                        None if header.tag == tag::QUERY => {
+                        _ if header.tag == tag::QUERY => {
                             (Some(Pending::Query(StatementContext::Plain)), None)
                         }
-                        None => (Some(Pending::Parse(StatementContext::Plain)), None),
+                        _ => (Some(Pending::Parse(StatementContext::Plain)), None),
                     }
                 }
                 other => (request_for(other), None),
@@ -418,6 +466,7 @@ fn statement(
     frame: &[u8],
     frame_tag: u8,
     map: &SchemaMap,
+    mapping: &Mapping,
     encoding: EncodingClass,
     ctx: &RelayContext,
 ) -> Result<(Option<Pending>, Option<BytesMut>), SessionError> {
@@ -430,7 +479,7 @@ fn statement(
         let p = ParseView::parse(frame).map_err(SessionError::Client)?;
         (p.query, Some(p))
     };
-    let policy = ctx.config.on_parse_error;
+    let policy = mapping.snapshot.on_parse_error;
     let (context, sent): (StatementContext, Option<&[u8]>);
     let rewritten;
     match rewrite_text(
@@ -440,6 +489,7 @@ fn statement(
         encoding,
         ctx.state.rewriter,
         &ctx.state.metrics,
+        mapping.mode == Mode::DryRun,
     ) {
         TextRewrite::Unchanged => {
             context = StatementContext::Plain;

@@ -83,7 +83,45 @@ impl PositionMap {
 }
 
 /// Rewrite one statement text by `map`. Counts every outcome.
+///
+/// With `dry_run`, the text is rewritten only to log and count what would
+/// have changed ([`Metrics::statements_dry_run`]); the client's text is sent.
 pub fn rewrite_text(
+    text: &[u8],
+    map: &SchemaMap,
+    policy: OnParseError,
+    encoding: EncodingClass,
+    rewriter: Rewriter,
+    metrics: &Metrics,
+    dry_run: bool,
+) -> TextRewrite {
+    let result = rewrite_text_inner(text, map, policy, encoding, rewriter, metrics);
+    if !dry_run {
+        return result;
+    }
+    match result {
+        TextRewrite::Unchanged => {}
+        TextRewrite::Changed { sent, .. } => {
+            metrics.statements_dry_run.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                original = %String::from_utf8_lossy(text),
+                would_send = %String::from_utf8_lossy(&sent),
+                "dry_run: forwarded unchanged"
+            );
+        }
+        TextRewrite::Rejected { message, .. } => {
+            metrics.statements_dry_run.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                original = %String::from_utf8_lossy(text),
+                would_refuse = %message,
+                "dry_run: forwarded unchanged"
+            );
+        }
+    }
+    TextRewrite::Unchanged
+}
+
+fn rewrite_text_inner(
     text: &[u8],
     map: &SchemaMap,
     policy: OnParseError,
@@ -215,6 +253,7 @@ mod tests {
             EncodingClass::AsciiSafe,
             boom,
             &metrics,
+            false,
         ) {
             TextRewrite::Rejected { code, .. } => assert_eq!(code, SqlState::Internal),
             other => panic!("{other:?}"),
@@ -273,6 +312,7 @@ mod tests {
                 class,
                 crate::rewrite::rewrite_sql,
                 &metrics,
+                false,
             ) {
                 TextRewrite::Unchanged => {}
                 TextRewrite::Changed { sent, position } => {
