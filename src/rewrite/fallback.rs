@@ -7,7 +7,7 @@
 //! before or after) and not a function call (no `(` after).
 
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Word};
 
 use super::split::TextIndex;
 use super::{Decision, Edit, NameUse, SchemaMap, quote_identifier};
@@ -48,6 +48,7 @@ const CROSS_CHECK_KEYWORDS: &[Keyword] = &[
 pub(crate) struct TableWord<'t> {
     pub(crate) word: &'t Word,
     pub(crate) offset: usize,
+    pub(crate) location: Location,
 }
 
 /// The map's schema for a word, as Postgres would match it.
@@ -109,7 +110,11 @@ fn mapped_words_after<'t>(
             .byte_offset(t.span.start)
             .filter(|&o| text_is_word(sql, o, word))
             .ok_or_else(|| format!("token `{word}` has no matching location"))?;
-        found.push(TableWord { word, offset });
+        found.push(TableWord {
+            word,
+            offset,
+            location: t.span.start,
+        });
     }
     Ok(found)
 }

@@ -367,3 +367,69 @@ fn byte_exact_with_korean_text() {
         ),
     ]);
 }
+
+#[test]
+fn literal_forms_keep_their_boundaries() {
+    check(&[
+        (
+            "standard string: a backslash does not escape the quote",
+            "SELECT 'a\\', x FROM users WHERE y = ' FROM attachments'",
+            "SELECT 'a\\', x FROM shared_common.users WHERE y = ' FROM attachments'",
+            Rewritten,
+        ),
+        (
+            "escape string: backslash-quote stays inside",
+            "SELECT E'a\\'' FROM users",
+            "SELECT E'a\\'' FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "doubled quote inside a literal",
+            "SELECT 'it''s FROM users' FROM users",
+            "SELECT 'it''s FROM users' FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "unicode escape string",
+            "SELECT U&'d\\0061t\\+000061' FROM users",
+            "SELECT U&'d\\0061t\\+000061' FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "tagged dollar quote holding $$ and a quote",
+            "SELECT $tag$ it's $$ FROM users $tag$ FROM attachments",
+            "SELECT $tag$ it's $$ FROM users $tag$ FROM shared_common.attachments",
+            Rewritten,
+        ),
+        (
+            "bit and hex strings",
+            "SELECT B'101', X'FF' FROM users",
+            "SELECT B'101', X'FF' FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "a cast to a type named like a table is no table reference",
+            "SELECT CAST(x AS users), y::users FROM attachments",
+            "SELECT CAST(x AS users), y::users FROM shared_common.attachments",
+            Rewritten,
+        ),
+        (
+            "a column type named like a table is no table reference",
+            "CREATE TABLE t (u users)",
+            "CREATE TABLE t (u users)",
+            Unchanged,
+        ),
+        (
+            "composite field access through an alias",
+            "SELECT (u).id FROM users u",
+            "SELECT (u).id FROM shared_common.users u",
+            Rewritten,
+        ),
+        (
+            "jsonb operators",
+            "SELECT * FROM users WHERE x @> '{}'::jsonb AND y ? 'k'",
+            "SELECT * FROM shared_common.users WHERE x @> '{}'::jsonb AND y ? 'k'",
+            Rewritten,
+        ),
+    ]);
+}

@@ -366,3 +366,34 @@ fn rewriting_the_rewritten_text_changes_nothing() {
         );
     }
 }
+
+#[test]
+fn long_operator_chain_does_not_overflow_a_small_thread_stack() {
+    // Regression: 25,000 `AND` terms (a left-deep tree sqlparser builds
+    // without counting recursion) overflowed a 2 MiB stack in the visitor
+    // and aborted the whole process.
+    let sql = format!(
+        "SELECT * FROM users WHERE {}",
+        vec!["x = 1"; 30_000].join(" AND ")
+    );
+    let outcome = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || rewrite_sql(&sql, &test_map(), OnParseError::Tokens).outcome)
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(outcome, Rewritten);
+}
+
+#[test]
+fn long_single_line_query_with_korean_text_is_rewritten_exactly() {
+    // Non-ASCII text takes the character-counting path of the offsets.
+    let terms = vec!["x = '값'"; 2_000].join(" OR ");
+    let sql = format!("SELECT '사주' FROM users WHERE {terms} UNION SELECT '꿈' FROM attachments");
+    let r = rewrite_sql(&sql, &test_map(), OnParseError::Tokens);
+    assert_eq!(
+        r.apply(&sql),
+        sql.replace("FROM users", "FROM shared_common.users")
+            .replace("FROM attachments", "FROM shared_common.attachments")
+    );
+}

@@ -540,5 +540,53 @@ fn explain_and_prepare() {
             "EXPLAIN WITH x AS (SELECT * FROM shared_common.users) SELECT * FROM x",
             Rewritten,
         ),
+        (
+            "EXPLAIN MERGE",
+            "EXPLAIN MERGE INTO users u USING attachments a ON a.id = u.id WHEN MATCHED THEN DELETE",
+            "EXPLAIN MERGE INTO shared_common.users u USING shared_common.attachments a ON a.id = u.id WHEN MATCHED THEN DELETE",
+            Rewritten,
+        ),
+        (
+            "EXPLAIN CREATE TABLE AS",
+            "EXPLAIN ANALYZE CREATE TABLE snap AS SELECT * FROM users",
+            "EXPLAIN ANALYZE CREATE TABLE snap AS SELECT * FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "EXPLAIN SELECT INTO",
+            "EXPLAIN SELECT * INTO snap FROM users",
+            "EXPLAIN SELECT * INTO snap FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "EXPLAIN of a statement that does not parse falls back",
+            "EXPLAIN SELECT * FROM users FOR NO KEY UPDATE",
+            "EXPLAIN SELECT * FROM shared_common.users FOR NO KEY UPDATE",
+            FallbackTokens,
+        ),
+        (
+            "PREPARE UPDATE FROM",
+            "PREPARE u (int) AS UPDATE users SET n = $1 FROM attachments a WHERE a.id = users.id",
+            "PREPARE u (int) AS UPDATE shared_common.users SET n = $1 FROM shared_common.attachments a WHERE a.id = users.id",
+            Rewritten,
+        ),
+        (
+            "PREPARE MERGE",
+            "PREPARE m AS MERGE INTO users u USING kasi_cache k ON k.id = u.id WHEN MATCHED THEN DELETE",
+            "PREPARE m AS MERGE INTO shared_common.users u USING saju_service.kasi_cache k ON k.id = u.id WHEN MATCHED THEN DELETE",
+            Rewritten,
+        ),
+        (
+            "PREPARE with a CTE shadowing a table",
+            "PREPARE p AS WITH users AS (SELECT 1) SELECT * FROM users, attachments",
+            "PREPARE p AS WITH users AS (SELECT 1) SELECT * FROM users, shared_common.attachments",
+            Rewritten,
+        ),
+        (
+            "EXECUTE names no table",
+            "EXECUTE users(1)",
+            "EXECUTE users(1)",
+            Unchanged,
+        ),
     ]);
 }

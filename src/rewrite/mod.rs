@@ -250,7 +250,11 @@ impl Rewrite {
 /// `Rewritten` > `Unchanged` > `NoParseNeeded`. A string in which no mapped
 /// name occurs at an identifier boundary is `NoParseNeeded` (not even
 /// tokenized); a string that only holds comments or whitespace, or whose
-/// unparsable statements name no mapped table, is `Unchanged`.
+/// unparsable statements name no mapped table, is `Unchanged` (with the
+/// parser's message in `parse_error` in the latter case). `parse_error`
+/// holds the first statement's error; it also explains a `FallbackTokens`
+/// outcome for a statement that parsed but named a table where the AST walk
+/// does not look (the keyword cross-check).
 pub fn rewrite_sql(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite {
     let mut result = Rewrite {
         outcome: Outcome::NoParseNeeded,

@@ -11,6 +11,9 @@ use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, TokenizerE
 pub(crate) struct TextIndex<'t> {
     text: &'t str,
     line_starts: Vec<usize>,
+    /// All-ASCII text: a column is a byte count, no walk over the line
+    /// (a long one-line generated query would make every lookup linear).
+    ascii: bool,
 }
 
 impl<'t> TextIndex<'t> {
@@ -22,7 +25,11 @@ impl<'t> TextIndex<'t> {
                 .filter(|&(_, b)| b == b'\n')
                 .map(|(i, _)| i + 1),
         );
-        TextIndex { text, line_starts }
+        TextIndex {
+            text,
+            line_starts,
+            ascii: text.is_ascii(),
+        }
     }
 
     /// The byte offset of `loc`, or `None` if it lies outside the text (an
@@ -32,6 +39,10 @@ impl<'t> TextIndex<'t> {
         let col = usize::try_from(loc.column).ok()?.checked_sub(1)?;
         let start = *self.line_starts.get(line)?;
         let rest = &self.text[start..];
+        if self.ascii {
+            let line_len = rest.find('\n').unwrap_or(rest.len());
+            return (col <= line_len).then_some(start + col);
+        }
         let mut chars = rest.char_indices();
         for _ in 0..col {
             let (_, c) = chars.next()?;

@@ -1,7 +1,7 @@
 //! Rewriting one statement: parse, walk, check, and fall back when the AST
 //! cannot be trusted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -45,7 +45,37 @@ impl StatementRewrite {
     }
 }
 
+/// Statements with at most this many tokens are handled on the caller's
+/// stack. The AST can be as deep as the statement has tokens: sqlparser
+/// builds operator chains (`a OR b OR ...`) in a loop that its recursion
+/// limit does not count, but the visitor and `Drop` walk them recursively.
+/// A 15,000-term chain still fits a 2 MiB thread stack in a debug build.
+const TOKENS_ON_CALLER_STACK: usize = 4096;
+
+/// Stack reserved per token for larger statements (generous for debug
+/// builds; the memory is reserved, and only committed when touched).
+const STACK_BYTES_PER_TOKEN: usize = 1024;
+
 pub(crate) fn rewrite_statement(
+    sql: &str,
+    index: &TextIndex<'_>,
+    tokens: Vec<TokenWithSpan>,
+    map: &SchemaMap,
+    policy: OnParseError,
+) -> StatementRewrite {
+    if tokens.len() <= TOKENS_ON_CALLER_STACK {
+        return rewrite_statement_here(sql, index, tokens, map, policy);
+    }
+    // Parse, walk and drop the AST on a stack sized for its worst depth, so
+    // a long generated query cannot overflow the thread and abort the
+    // process.
+    let stack_bytes = tokens.len().saturating_mul(STACK_BYTES_PER_TOKEN);
+    stacker::grow(stack_bytes, || {
+        rewrite_statement_here(sql, index, tokens, map, policy)
+    })
+}
+
+fn rewrite_statement_here(
     sql: &str,
     index: &TextIndex<'_>,
     tokens: Vec<TokenWithSpan>,
@@ -83,16 +113,20 @@ pub(crate) fn rewrite_statement(
         Ok(w) => w,
         Err(reason) => return unparsed(sql, index, &tokens, map, policy, reason),
     };
-    let column_offsets: Vec<usize> = walk
-        .column_locations
-        .iter()
-        .filter_map(|&loc| index.byte_offset(loc))
-        .collect();
-    let missed: Vec<_> = expected
+    let seen: HashSet<usize> = names.iter().map(|n| n.offset).collect();
+    let mut missed: Vec<_> = expected
         .into_iter()
-        .filter(|w| !names.iter().any(|n| n.offset == w.offset))
-        .filter(|w| !column_offsets.contains(&w.offset))
+        .filter(|w| !seen.contains(&w.offset))
         .collect();
+    if !missed.is_empty() {
+        // Same tokens, same locations: compare them without converting.
+        let columns: HashSet<(u64, u64)> = walk
+            .column_locations
+            .iter()
+            .map(|l| (l.line, l.column))
+            .collect();
+        missed.retain(|w| !columns.contains(&(w.location.line, w.location.column)));
+    }
     if missed.is_empty() {
         return StatementRewrite::parsed(names, edits);
     }
