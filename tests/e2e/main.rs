@@ -1,0 +1,10 @@
+//! End-to-end tests: heal7-proxy in-process on 127.0.0.1:0 in front of a real
+//! PostgreSQL 15 that the harness starts (see harness.rs), driven by real
+//! clients (tokio-postgres, psql, and raw sockets for malformed input).
+//!
+//! Assertions are on SQLSTATE codes and on data: every mapped table has a
+//! stale copy in `public` with different rows, so a missed qualification
+//! reads STALE-... and fails.
+
+mod harness;
+mod harness_selftest;
