@@ -61,15 +61,6 @@ struct Cluster {
 
 static PG: OnceLock<Result<Pg, String>> = OnceLock::new();
 
-/// The shared test server, started (and the fixture loaded) on first use.
-/// Blocking; from async code use [`pg`].
-pub fn pg_blocking() -> &'static Pg {
-    match PG.get_or_init(init) {
-        Ok(pg) => pg,
-        Err(e) => panic!("test PostgreSQL unavailable: {e}"),
-    }
-}
-
 /// The shared test server, from async code (init runs on a blocking thread,
 /// so the proxy tasks on the test's runtime keep running).
 pub async fn pg() -> &'static Pg {

@@ -6,5 +6,11 @@
 //! stale copy in `public` with different rows, so a missed qualification
 //! reads STALE-... and fails.
 
+mod auth;
+mod errors;
 mod harness;
 mod harness_selftest;
+mod qualify;
+mod relay;
+mod routing;
+mod wire;

@@ -1,0 +1,291 @@
+//! Bare names are qualified end to end: reads see the fresh rows, writes land
+//! in the mapped schema, and every case the rules leave alone keeps its
+//! meaning against the real server.
+
+use std::sync::atomic::Ordering;
+
+use crate::harness::{pg, simple_rows, simple_value, start_proxy};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_names_read_fresh_rows_via_simple_protocol() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    for (sql, want) in [
+        ("SELECT name FROM users WHERE id = 1", "fresh-alice"),
+        ("select name from USERS where id = 2", "fresh-bob"),
+        (
+            "SELECT filename FROM attachments WHERE id = 1",
+            "fresh-photo.png",
+        ),
+        (
+            "SELECT chart FROM saju_charts WHERE id = 1",
+            "fresh-chart 갑자",
+        ),
+        ("SELECT payload FROM kasi_cache", "fresh-kasi 입춘"),
+        (
+            "SELECT name FROM dream_categories WHERE id = 1",
+            "fresh-꿈 동물",
+        ),
+        (
+            "SELECT body FROM dream_interpretations WHERE id = 1",
+            "fresh-호랑이 꿈은 길몽",
+        ),
+        // The schema name needs quoting: the proxy must insert "Dream Archive".
+        ("SELECT body FROM old_dreams WHERE id = 1", "fresh-archived"),
+    ] {
+        assert_eq!(simple_value(&c, sql).await, want, "{sql}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_names_read_fresh_rows_via_extended_protocol() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    let rows = c
+        .query("SELECT name FROM users WHERE id = $1", &[&1i32])
+        .await
+        .expect("extended query");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "fresh-alice");
+
+    // A named prepared statement reused with different parameters.
+    let stmt = c
+        .prepare("SELECT u.name, c.chart FROM users u JOIN saju_charts c ON c.user_id = u.id WHERE u.id = $1")
+        .await
+        .expect("prepare");
+    for (id, name, chart) in [
+        (1i32, "fresh-alice", "fresh-chart 갑자"),
+        (2, "fresh-bob", "fresh-chart 을축"),
+        (1, "fresh-alice", "fresh-chart 갑자"),
+    ] {
+        let row = c.query_one(&stmt, &[&id]).await.expect("execute prepared");
+        assert_eq!(row.get::<_, String>(0), name);
+        assert_eq!(row.get::<_, String>(1), chart);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_land_in_the_mapped_schema() {
+    let pg = pg().await;
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    let direct = pg.direct("heal7").await;
+
+    c.simple_query(
+        "INSERT INTO attachments (id, user_id, filename) VALUES (101, 1, 'insert-simple.txt')",
+    )
+    .await
+    .expect("insert simple");
+    c.execute(
+        "INSERT INTO attachments (id, user_id, filename) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        &[&102i32, &1i32, &"insert-extended.txt"],
+    )
+    .await
+    .expect("insert extended");
+    let returned = c
+        .query_one(
+            "INSERT INTO attachments AS a (id, user_id, filename) VALUES (103, 2, '첨부.txt') RETURNING a.filename",
+            &[],
+        )
+        .await
+        .expect("insert returning");
+    assert_eq!(returned.get::<_, String>(0), "첨부.txt");
+    let n = c
+        .execute(
+            "UPDATE attachments SET filename = 'updated.txt' FROM users WHERE attachments.user_id = users.id AND users.name = 'fresh-alice' AND attachments.id = 102",
+            &[],
+        )
+        .await
+        .expect("update from");
+    assert_eq!(n, 1, "UPDATE .. FROM users matched the fresh user");
+    let n = c
+        .execute(
+            "DELETE FROM attachments USING users WHERE attachments.user_id = users.id AND users.name = 'fresh-bob' AND attachments.id = 103",
+            &[],
+        )
+        .await
+        .expect("delete using");
+    assert_eq!(n, 1, "DELETE .. USING users matched the fresh user");
+
+    let in_schema = simple_rows(
+        &direct,
+        "SELECT id, filename FROM shared_common.attachments WHERE id BETWEEN 100 AND 199 ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        in_schema,
+        vec![
+            vec![Some("101".into()), Some("insert-simple.txt".into())],
+            vec![Some("102".into()), Some("updated.txt".into())],
+        ]
+    );
+    let in_public = simple_rows(
+        &direct,
+        "SELECT id FROM public.attachments WHERE id BETWEEN 100 AND 199",
+    )
+    .await;
+    assert!(
+        in_public.is_empty(),
+        "writes leaked into public: {in_public:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_and_roll_back_in_the_mapped_schema() {
+    let pg = pg().await;
+    let proxy = start_proxy("tokens").await;
+    let mut c = proxy.connect("heal7").await;
+    let direct = pg.direct("heal7").await;
+
+    let tx = c.transaction().await.expect("begin");
+    tx.execute(
+        "INSERT INTO kasi_cache (key, payload) VALUES ($1, $2)",
+        &[&"tx-rolled-back", &"x"],
+    )
+    .await
+    .expect("insert in tx");
+    let seen = tx
+        .query_one(
+            "SELECT count(*) FROM kasi_cache WHERE key = 'tx-rolled-back'",
+            &[],
+        )
+        .await
+        .expect("read own write");
+    assert_eq!(seen.get::<_, i64>(0), 1);
+    tx.rollback().await.expect("rollback");
+
+    let tx = c.transaction().await.expect("begin");
+    tx.execute(
+        "INSERT INTO kasi_cache (key, payload) VALUES ($1, $2)",
+        &[&"tx-committed", &"보관"],
+    )
+    .await
+    .expect("insert in tx");
+    tx.commit().await.expect("commit");
+
+    let rows = simple_rows(
+        &direct,
+        "SELECT key, payload FROM saju_service.kasi_cache WHERE key LIKE 'tx-%' ORDER BY key",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![vec![Some("tx-committed".into()), Some("보관".into())]]
+    );
+    let public = simple_rows(
+        &direct,
+        "SELECT key FROM public.kasi_cache WHERE key LIKE 'tx-%'",
+    )
+    .await;
+    assert!(public.is_empty(), "{public:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_simple_query_rewrites_each_statement() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    let rows = simple_rows(
+        &c,
+        "SELECT name FROM users WHERE id = 1; SELECT 'two'; \
+         SELECT name FROM dream_categories WHERE id = 2;SELECT chart FROM saju_charts WHERE id = 2",
+    )
+    .await;
+    let got: Vec<_> = rows.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(
+        got,
+        ["fresh-alice", "two", "fresh-water", "fresh-chart 을축"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untouched_cases_keep_their_meaning() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    for (sql, want) in [
+        // Already qualified: public stays public.
+        ("SELECT name FROM public.users WHERE id = 1", "STALE-alice"),
+        // String literal: 'users'::regclass still resolves by search_path.
+        ("SELECT 'users'::regclass::text", "users"),
+        ("SELECT 'FROM users'", "FROM users"),
+        // Dollar-quoted text is a literal too.
+        ("SELECT $$SELECT * FROM users$$", "SELECT * FROM users"),
+        // A quoted mixed-case name is a different table, not in the map.
+        ("SELECT name FROM \"Users\" WHERE id = 1", "quoted-Users"),
+        // Column qualifiers and aliases stay; the FROM item gets the schema.
+        (
+            "SELECT users.name FROM users WHERE users.id = 1",
+            "fresh-alice",
+        ),
+        ("SELECT u.name FROM users AS u WHERE u.id = 2", "fresh-bob"),
+        // Comments keep their bytes and do not confuse the insertion point.
+        (
+            "SELECT /* users */ name -- from users\n FROM users /* 사용자 */ WHERE id = 1",
+            "fresh-alice",
+        ),
+        // Korean text before the name must not shift the insertion.
+        (
+            "SELECT '한글 텍스트' || name FROM users WHERE id = 2",
+            "한글 텍스트fresh-bob",
+        ),
+        // A table function named like nothing in the map.
+        (
+            "SELECT count(*)::text FROM generate_series(1, 3) AS users",
+            "3",
+        ),
+        // A CTE named like a mapped table shadows it in the statement after it.
+        (
+            "WITH users AS (SELECT 'cte-row'::text AS name) SELECT name FROM users",
+            "cte-row",
+        ),
+        // ...but not inside its own (non-recursive) body: that is the table.
+        (
+            "WITH users AS (SELECT name FROM users WHERE id = 1) SELECT name FROM users",
+            "fresh-alice",
+        ),
+        // A CTE body reading a mapped table.
+        (
+            "WITH u AS (SELECT name, id FROM users) SELECT name FROM u WHERE id = 2",
+            "fresh-bob",
+        ),
+        // Subquery, set operation, LATERAL.
+        (
+            "SELECT name FROM users WHERE id = (SELECT max(user_id) FROM saju_charts)",
+            "fresh-bob",
+        ),
+        (
+            "SELECT string_agg(n, ',' ORDER BY n) FROM (SELECT name AS n FROM users WHERE id = 1 UNION ALL SELECT name FROM dream_categories WHERE id = 2) s",
+            "fresh-alice,fresh-water",
+        ),
+        (
+            "SELECT c.chart FROM users u, LATERAL (SELECT chart FROM saju_charts WHERE user_id = u.id) c WHERE u.id = 1",
+            "fresh-chart 갑자",
+        ),
+    ] {
+        assert_eq!(simple_value(&c, sql).await, want, "{sql}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewritten_counter_moves_only_for_rewritten_statements() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    let m = &proxy.state.metrics;
+    let before = m.statements_rewritten.load(Ordering::Relaxed);
+    simple_value(&c, "SELECT 1").await;
+    simple_value(&c, "SELECT name FROM public.users WHERE id = 1").await;
+    assert_eq!(
+        m.statements_rewritten.load(Ordering::Relaxed),
+        before,
+        "statements that need no schema are not counted as rewritten"
+    );
+    simple_value(&c, "SELECT name FROM users WHERE id = 1").await;
+    c.query("SELECT name FROM users WHERE id = $1", &[&2i32])
+        .await
+        .expect("extended");
+    assert!(
+        m.statements_rewritten.load(Ordering::Relaxed) >= before + 2,
+        "one simple and one extended rewrite counted, got {}",
+        m.statements_rewritten.load(Ordering::Relaxed)
+    );
+    assert!(m.clients_total.load(Ordering::Relaxed) >= 1);
+}
