@@ -289,3 +289,170 @@ async fn rewritten_counter_moves_only_for_rewritten_statements() {
     );
     assert!(m.clients_total.load(Ordering::Relaxed) >= 1);
 }
+
+/// One statement of each kind that names a table, run through the proxy in
+/// a transaction that is rolled back, each checked by its effect on the
+/// mapped table (never the stale public copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_statement_kind_acts_on_the_mapped_table() {
+    let proxy = start_proxy("tokens").await;
+    let mut c = proxy.connect("heal7").await;
+    let tx = c.transaction().await.expect("begin");
+    let value = |sql: &'static str| {
+        let tx = &tx;
+        async move {
+            let rows = tx
+                .simple_query(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            rows.into_iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{sql}: no row"))
+        }
+    };
+    let exec = |sql: &'static str| {
+        let tx = &tx;
+        async move {
+            tx.batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        }
+    };
+
+    // EXPLAIN VERBOSE names the relation with its schema.
+    let plan = tx
+        .simple_query("EXPLAIN (VERBOSE, COSTS OFF) SELECT name FROM users")
+        .await
+        .expect("explain");
+    let plan: String = plan
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("shared_common.users"), "{plan}");
+
+    // PREPARE / EXECUTE (SQL-level).
+    exec("PREPARE kinds_p(int) AS SELECT name FROM users WHERE id = $1").await;
+    assert_eq!(value("EXECUTE kinds_p(2)").await, "fresh-bob");
+
+    // SELECT ... INTO.
+    exec("SELECT name INTO TEMP kinds_into FROM users WHERE id = 1").await;
+    assert_eq!(value("SELECT name FROM kinds_into").await, "fresh-alice");
+
+    // CREATE VIEW.
+    exec("CREATE TEMP VIEW kinds_view AS SELECT name FROM users WHERE id = 1").await;
+    assert_eq!(value("SELECT name FROM kinds_view").await, "fresh-alice");
+
+    // MERGE.
+    exec(
+        "MERGE INTO attachments a USING users u ON a.user_id = u.id AND a.id = 1 \
+         WHEN MATCHED THEN UPDATE SET filename = u.name",
+    )
+    .await;
+    assert_eq!(
+        value("SELECT filename FROM shared_common.attachments WHERE id = 1").await,
+        "fresh-alice"
+    );
+    assert_eq!(
+        value("SELECT filename FROM public.attachments WHERE id = 1").await,
+        "STALE-photo.png"
+    );
+
+    // CREATE TABLE ... REFERENCES, ALTER TABLE ... ADD FOREIGN KEY.
+    exec("CREATE TABLE public.kinds_ref (id int REFERENCES users (id), chart_id int)").await;
+    exec("ALTER TABLE public.kinds_ref ADD FOREIGN KEY (chart_id) REFERENCES saju_charts (id)")
+        .await;
+    assert_eq!(
+        value(
+            "SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY n.nspname) \
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE k.conrelid = 'public.kinds_ref'::regclass AND k.contype = 'f'"
+        )
+        .await,
+        "saju_service.saju_charts,shared_common.users"
+    );
+
+    // CREATE INDEX ON.
+    exec("CREATE INDEX kinds_idx ON saju_charts (chart)").await;
+    assert_eq!(
+        value("SELECT schemaname FROM pg_indexes WHERE indexname = 'kinds_idx'").await,
+        "saju_service"
+    );
+
+    // COMMENT ON TABLE / COLUMN.
+    exec("COMMENT ON TABLE users IS 'kinds-comment'").await;
+    exec("COMMENT ON COLUMN users.name IS 'kinds-column'").await;
+    assert_eq!(
+        value("SELECT obj_description('shared_common.users'::regclass, 'pg_class')").await,
+        "kinds-comment"
+    );
+    assert_eq!(
+        value("SELECT col_description('shared_common.users'::regclass, 2)").await,
+        "kinds-column"
+    );
+
+    // GRANT / REVOKE ON TABLE.
+    exec("REVOKE ALL ON TABLE dream_categories FROM PUBLIC").await;
+    assert_eq!(
+        value("SELECT has_table_privilege('trust_user', 'dream_service.dream_categories', 'SELECT')::text")
+            .await,
+        "false"
+    );
+    exec("GRANT SELECT ON TABLE dream_categories TO trust_user").await;
+    assert_eq!(
+        value("SELECT has_table_privilege('trust_user', 'dream_service.dream_categories', 'SELECT')::text")
+            .await,
+        "true"
+    );
+
+    // LOCK.
+    exec("LOCK TABLE kasi_cache IN SHARE MODE").await;
+    assert_eq!(
+        value(
+            "SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY c.relname) \
+             FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE l.pid = pg_backend_pid() AND l.mode = 'ShareLock' AND l.locktype = 'relation' \
+             AND n.nspname NOT LIKE 'pg\\_%'"
+        )
+        .await,
+        // saju_charts: from CREATE INDEX above.
+        "saju_service.kasi_cache,saju_service.saju_charts"
+    );
+
+    // TRUNCATE.
+    exec("TRUNCATE dream_interpretations").await;
+    assert_eq!(
+        value("SELECT count(*) FROM dream_service.dream_interpretations").await,
+        "0"
+    );
+    assert_eq!(
+        value("SELECT count(*) FROM public.dream_interpretations").await,
+        "1"
+    );
+
+    // DROP TABLE IF EXISTS.
+    exec("DROP TABLE IF EXISTS old_dreams").await;
+    assert_eq!(
+        value("SELECT (to_regclass('\"Dream Archive\".old_dreams') IS NULL)::text").await,
+        "true"
+    );
+    assert_eq!(
+        value("SELECT (to_regclass('public.old_dreams') IS NULL)::text").await,
+        "false"
+    );
+
+    tx.rollback().await.expect("rollback");
+    // The rollback undid it all.
+    assert_eq!(
+        simple_value(&c, "SELECT body FROM old_dreams WHERE id = 1").await,
+        "fresh-archived"
+    );
+}
