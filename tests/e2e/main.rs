@@ -8,6 +8,7 @@
 
 mod auth;
 mod errors;
+mod extended;
 mod harness;
 mod harness_selftest;
 mod qualify;

@@ -107,3 +107,39 @@ async fn sessions_on_one_proxy_are_independent() {
         "fresh-bob"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_parameters_are_kept_and_combine_with_the_alias_search_path() {
+    let proxy = start_proxy("tokens").await;
+    for database in ["heal7", "heal7_saju"] {
+        let mut cfg = proxy.config(database);
+        cfg.application_name("e2e-startup-params")
+            .options("-c statement_timeout=4321 -c work_mem=4321kB");
+        let c = connect(&cfg).await.expect("connect");
+        assert_eq!(
+            simple_value(&c, "SHOW application_name").await,
+            "e2e-startup-params",
+            "{database}"
+        );
+        assert_eq!(
+            simple_value(&c, "SHOW statement_timeout").await,
+            "4321ms",
+            "{database}"
+        );
+        assert_eq!(
+            simple_value(&c, "SHOW work_mem").await,
+            "4321kB",
+            "{database}"
+        );
+        let want_path = if database == "heal7" {
+            "\"$user\", public"
+        } else {
+            "saju_service, public"
+        };
+        assert_eq!(
+            simple_value(&c, "SHOW search_path").await,
+            want_path,
+            "{database}"
+        );
+    }
+}

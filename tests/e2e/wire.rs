@@ -253,3 +253,93 @@ async fn euc_kr_query_with_bare_table_name_reads_fresh_rows() {
         "bare `users` read the stale public copy"
     );
 }
+
+async fn single_byte(s: &mut TcpStream) -> u8 {
+    let mut b = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut b))
+        .await
+        .expect("answer within 10 s")
+        .expect("one byte");
+    b[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_and_gssenc_requests_are_declined_and_startup_continues() {
+    let proxy = start_proxy("tokens").await;
+    let params = superuser_params("heal7");
+    for (what, code) in [("SSLRequest", 80_877_103u32), ("GSSENCRequest", 80_877_104)] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        let mut req = 8u32.to_be_bytes().to_vec();
+        req.extend_from_slice(&code.to_be_bytes());
+        s.write_all(&req).await.unwrap();
+        assert_eq!(single_byte(&mut s).await, b'N', "{what}");
+        s.write_all(&startup_packet(&as_refs(&params)))
+            .await
+            .unwrap();
+        loop {
+            match read_message(&mut s).await {
+                Some((b'Z', _)) => break,
+                Some((b'E', body)) => panic!("{what}: {:?}", fields(&body)),
+                Some(_) => {}
+                None => panic!("{what}: closed during startup"),
+            }
+        }
+        let rows = raw_query(&mut s, b"SELECT name FROM users WHERE id = 1")
+            .await
+            .expect("query after the declined request");
+        assert_eq!(rows[0][0].as_deref(), Some(&b"fresh-alice"[..]), "{what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_with_an_unknown_key_is_dropped() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut req = 16u32.to_be_bytes().to_vec();
+    req.extend_from_slice(&80_877_102u32.to_be_bytes());
+    req.extend_from_slice(&0x7fff_0001u32.to_be_bytes());
+    req.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    s.write_all(&req).await.unwrap();
+    // The proxy answers a CancelRequest with nothing and closes.
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("closed within 10 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing is sent back: {rest:?}");
+    let m = &proxy.state.metrics;
+    assert!(
+        crate::harness::wait_until(Duration::from_secs(5), || async {
+            m.cancels_unknown.load(Ordering::Relaxed) >= 1
+        })
+        .await,
+        "the unknown key was counted"
+    );
+    assert_eq!(m.cancels_forwarded.load(Ordering::Relaxed), 0);
+    // Other sessions are unaffected.
+    assert_eq!(simple_value(&c, "SELECT 1").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_with_euc_kr_client_encoding_gets_its_bytes_back() {
+    let name = euc_kr("김민수").await;
+    let proxy = start_proxy("tokens").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("query-euc-kr.sql");
+    let mut sql = b"SELECT name FROM shared_common.users WHERE name = '".to_vec();
+    sql.extend_from_slice(&name);
+    sql.extend_from_slice(b"';\n");
+    std::fs::write(&file, &sql).unwrap();
+    let (ok, out, err) = crate::harness::psql(
+        proxy.port(),
+        "heal7",
+        &["-f", file.to_str().unwrap()],
+        &[("PGCLIENTENCODING", "EUC_KR")],
+    )
+    .await;
+    assert!(ok, "psql failed: {err}");
+    let mut want = name.clone();
+    want.push(b'\n');
+    assert_eq!(out, want);
+}
