@@ -76,6 +76,13 @@ pub async fn pg() -> &'static Pg {
     }
 }
 
+/// The shared test server, once a test has started it (via [`pg`] or a proxy).
+pub fn pg_started() -> &'static Pg {
+    PG.get()
+        .and_then(|r| r.as_ref().ok())
+        .expect("the test server is started (call harness::pg first)")
+}
+
 fn init() -> Result<Pg, String> {
     let bindir = find_bindir();
     let pg = match std::env::var("HEAL7_TEST_PG") {
@@ -469,6 +476,8 @@ pub async fn start_proxy(on_parse_error: &str) -> ProxyHandle {
 
 /// A proxy with a config of the caller's own.
 pub async fn start_proxy_yaml(yaml: &str) -> ProxyHandle {
+    // Clients of the proxy take the superuser's name from the started server.
+    pg().await;
     let config = Config::from_yaml(yaml, "e2e.yaml").expect("test config is valid");
     let state = ProxyState::new(config);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
@@ -490,7 +499,7 @@ pub async fn start_proxy_yaml(yaml: &str) -> ProxyHandle {
 impl ProxyHandle {
     /// A tokio-postgres config for the superuser through this proxy.
     pub fn config(&self, database: &str) -> tokio_postgres::Config {
-        let pg = PG.get().and_then(|r| r.as_ref().ok()).expect("pg started");
+        let pg = pg_started();
         let mut c = tokio_postgres::Config::new();
         c.host("127.0.0.1")
             .port(self.addr.port())

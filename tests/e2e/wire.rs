@@ -115,9 +115,11 @@ async fn raw_query(s: &mut TcpStream, sql: &[u8]) -> Result<RawRows, HashMap<u8,
     }
 }
 
+/// Startup parameters for the superuser (trust auth, as the harness sets it up).
 fn superuser_params(database: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let pg = crate::harness::pg_started();
     vec![
-        ("user", b"postgres".to_vec()),
+        ("user", pg.superuser.as_bytes().to_vec()),
         ("database", database.as_bytes().to_vec()),
     ]
 }
