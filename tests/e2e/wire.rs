@@ -145,7 +145,16 @@ fn assert_fatal_08p01(f: &HashMap<u8, String>, what: &str) {
 async fn startup_packet_with_bogus_length_gets_fatal_08p01() {
     let proxy = start_proxy("tokens").await;
     for (what, bytes) in [
-        ("length under 4", 3u32.to_be_bytes().to_vec()),
+        ("length under 4", {
+            let mut b = 3u32.to_be_bytes().to_vec();
+            b.extend_from_slice(&PROTOCOL_3_0.to_be_bytes());
+            b
+        }),
+        ("length under a startup packet's minimum of 8", {
+            let mut b = 6u32.to_be_bytes().to_vec();
+            b.extend_from_slice(&PROTOCOL_3_0.to_be_bytes());
+            b
+        }),
         ("length over the cap", {
             let mut b = 0x7fff_fff0u32.to_be_bytes().to_vec();
             b.extend_from_slice(&PROTOCOL_3_0.to_be_bytes());
@@ -158,7 +167,18 @@ async fn startup_packet_with_bogus_length_gets_fatal_08p01() {
         assert_fatal_08p01(&f, what);
         assert!(read_message(&mut s).await.is_none(), "{what}: closed after");
     }
-    assert!(proxy.state.metrics.frames_rejected.load(Ordering::Relaxed) >= 2);
+}
+
+/// Postgres checks a startup packet's length as soon as its 4 bytes are in;
+/// a proxy that waits for more leaves the client hanging until the startup
+/// timeout (30 s by default) instead of answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_startup_length_is_refused_before_more_bytes_arrive() {
+    let proxy = start_proxy("tokens").await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(&3u32.to_be_bytes()).await.unwrap();
+    let f = expect_error(&mut s, "4-byte length 3 alone").await;
+    assert_fatal_08p01(&f, "4-byte length 3 alone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,6 +203,7 @@ async fn oversize_and_undersize_frames_after_login_get_fatal_08p01() {
         assert_fatal_08p01(&f, what);
         assert!(read_message(&mut s).await.is_none(), "{what}: closed after");
     }
+    assert!(proxy.state.metrics.frames_rejected.load(Ordering::Relaxed) >= 2);
     // One bad session never affects another.
     let c = proxy.connect("heal7").await;
     assert_eq!(
