@@ -58,6 +58,8 @@ async fn error_position_points_into_the_clients_text() {
     let c = proxy.connect("heal7").await;
     for sql in [
         "SELECT * FROM users WHERE nosuchcol = 1",
+        // Before any insertion: unchanged.
+        "SELECT nosuchcol FROM users",
         // Two insertions before the error, and multi-byte text before it.
         "SELECT '사용자 목록' AS k, a.filename FROM users JOIN attachments a ON a.user_id = users.id WHERE nosuchcol = 1",
         // The position is relative to the whole simple Query string.
@@ -185,5 +187,85 @@ async fn passthrough_policy_forwards_unparsable_statements_unchanged() {
             .statements_passthrough_unparsed
             .load(Ordering::Relaxed)
             >= 1
+    );
+}
+
+/// Postgres aborts a transaction on any error: later statements fail with
+/// 25P02 and COMMIT rolls back. A rejection answered by the proxy alone
+/// would leave the server's transaction open and let COMMIT keep the writes
+/// made before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_statement_inside_a_transaction_aborts_it_like_a_server_error() {
+    let pg = crate::harness::pg().await;
+    let proxy = start_proxy("reject").await;
+    let c = proxy.connect("heal7").await;
+    c.batch_execute("BEGIN").await.expect("begin");
+    c.batch_execute(
+        "INSERT INTO kasi_cache (key, payload) VALUES ('reject-in-tx', 'must not commit')",
+    )
+    .await
+    .expect("insert");
+    let e = try_simple_rows(&c, "TABLE users")
+        .await
+        .expect_err("rejected");
+    assert_eq!(sqlstate(&e), "0A000");
+    let e = try_simple_rows(&c, "SELECT 1")
+        .await
+        .expect_err("the transaction is aborted");
+    assert_eq!(sqlstate(&e), "25P02");
+    c.batch_execute("COMMIT")
+        .await
+        .expect("commit (rolls back)");
+    let direct = pg.direct("heal7").await;
+    let rows = simple_rows(
+        &direct,
+        "SELECT key FROM saju_service.kasi_cache WHERE key = 'reject-in-tx' \
+         UNION ALL SELECT key FROM public.kasi_cache WHERE key = 'reject-in-tx'",
+    )
+    .await;
+    assert!(
+        rows.is_empty(),
+        "the write before the rejection was committed"
+    );
+    assert_eq!(simple_value(&c, "SELECT 1").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_parse_in_a_pipeline_answers_in_order() {
+    let proxy = start_proxy("reject").await;
+    let c = proxy.connect("heal7").await;
+    let ok1 = c.query_one("SELECT name FROM users WHERE id = $1", &[&1i32]);
+    let bad = c.query(
+        "SELECT name FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        &[&1i32],
+    );
+    let ok2 = c.query_one("SELECT chart FROM saju_charts WHERE id = $1", &[&2i32]);
+    let ok3 = c.query_one("SELECT name FROM users WHERE id = $1", &[&2i32]);
+    let (ok1, bad, ok2, ok3) = tokio::join!(ok1, bad, ok2, ok3);
+    assert_eq!(ok1.expect("first").get::<_, String>(0), "fresh-alice");
+    assert_eq!(sqlstate(&bad.expect_err("rejected")), "0A000");
+    assert_eq!(ok2.expect("third").get::<_, String>(0), "fresh-chart 을축");
+    assert_eq!(ok3.expect("fourth").get::<_, String>(0), "fresh-bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_and_comment_only_queries_pass_through() {
+    let proxy = start_proxy("reject").await;
+    let c = proxy.connect("heal7").await;
+    for sql in [
+        "",
+        "   ",
+        "-- users only in a comment",
+        "/* FROM users */",
+        ";",
+    ] {
+        let rows = try_simple_rows(&c, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql:?}: {e:?}"));
+        assert!(rows.is_empty(), "{sql:?}");
+    }
+    assert_eq!(
+        simple_value(&c, "SELECT name FROM users WHERE id = 1").await,
+        "fresh-alice"
     );
 }

@@ -276,3 +276,80 @@ async fn psql_lo_import_uses_function_call_through_the_proxy() {
         .await
         .expect("unlink");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_terminate_closes_its_server_backend() {
+    let pg = pg().await;
+    let proxy = start_proxy("tokens").await;
+    let app = unique("e2e_terminate");
+    let mut cfg = proxy.config("heal7");
+    cfg.application_name(&app);
+    let c = connect(&cfg).await.expect("connect");
+    let direct = pg.direct("heal7").await;
+    let q = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'");
+    assert_eq!(simple_value(&direct, &q).await, "1");
+    drop(c); // sends Terminate
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            simple_value(&direct, &q).await == "0"
+        })
+        .await,
+        "the server backend outlived its client's Terminate by 15 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_sessions_and_their_server_backends() {
+    let pg = pg().await;
+    let proxy = start_proxy("tokens").await;
+    let app = unique("e2e_shutdown");
+    let mut cfg = proxy.config("heal7");
+    cfg.application_name(&app);
+    let c = connect(&cfg).await.expect("connect");
+    assert_eq!(
+        simple_value(&c, "SELECT name FROM users WHERE id = 1").await,
+        "fresh-alice"
+    );
+    let direct = pg.direct("heal7").await;
+    let q = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'");
+    proxy.shutdown.cancel();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            simple_value(&direct, &q).await == "0"
+        })
+        .await,
+        "an idle session's server backend survived the proxy's shutdown by 30 s"
+    );
+    assert!(c.simple_query("SELECT 1").await.is_err(), "session closed");
+    assert!(
+        connect(&proxy.config("heal7")).await.is_err(),
+        "no new sessions after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_sessions_each_read_fresh_rows() {
+    let proxy = start_proxy("tokens").await;
+    let mut tasks = Vec::new();
+    for i in 0..40i32 {
+        let cfg = proxy.config(if i % 2 == 0 { "heal7" } else { "heal7_saju" });
+        tasks.push(tokio::spawn(async move {
+            let c = connect(&cfg).await.expect("connect");
+            for j in 0..10i32 {
+                let id = (i + j) % 2 + 1;
+                let row = c
+                    .query_one("SELECT name FROM users WHERE id = $1", &[&id])
+                    .await
+                    .expect("query");
+                let want = if id == 1 { "fresh-alice" } else { "fresh-bob" };
+                assert_eq!(row.get::<_, String>(0), want);
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("all sessions finish within 60 s")
+            .expect("session task");
+    }
+}
