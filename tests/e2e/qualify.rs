@@ -456,3 +456,107 @@ async fn every_statement_kind_acts_on_the_mapped_table() {
         "fresh-archived"
     );
 }
+
+/// Lexical corners where a tokenizer that disagrees with Postgres would put
+/// `schema.` in the wrong place or miss a name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lexical_corner_cases_keep_their_meaning() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    for (sql, want) in [
+        // A quoted name that matches the map exactly is the mapped table.
+        ("SELECT name FROM \"users\" WHERE id = 1", "fresh-alice"),
+        (
+            "SELECT name FROM \"public\".\"users\" WHERE id = 1",
+            "STALE-alice",
+        ),
+        // standard_conforming_strings: a backslash does not escape the quote.
+        (
+            "SELECT 'a\\' || name FROM users WHERE id = 1",
+            "a\\fresh-alice",
+        ),
+        // E'' strings: here it does.
+        (
+            "SELECT E'it\\'s FROM users ' || name FROM users WHERE id = 1",
+            "it's FROM users fresh-alice",
+        ),
+        // Doubled quotes inside literals and identifiers.
+        (
+            "SELECT 'it''s FROM users ' || name AS \"a \"\"quoted\"\" alias\" FROM users WHERE id = 2",
+            "it's FROM users fresh-bob",
+        ),
+        // Tagged dollar quotes.
+        (
+            "SELECT $fn$ FROM users $fn$ || name FROM users WHERE id = 1",
+            " FROM users fresh-alice",
+        ),
+        // Nested block comments (Postgres nests them).
+        (
+            "/* outer /* inner */ FROM users */ SELECT name FROM users WHERE id = 1",
+            "fresh-alice",
+        ),
+        // Whole-row reference and a column named like a table.
+        ("SELECT (users).name FROM users WHERE id = 2", "fresh-bob"),
+        ("SELECT users FROM (SELECT 'col'::text AS users) s", "col"),
+        // Self-join: both items qualified.
+        (
+            "SELECT b.name FROM users a JOIN users b ON b.id = a.id + 1 WHERE a.id = 1",
+            "fresh-bob",
+        ),
+        // EXISTS / IN subqueries inside expressions.
+        (
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM users WHERE name = 'fresh-alice') THEN 'yes' ELSE 'no' END",
+            "yes",
+        ),
+        (
+            "SELECT count(*)::text FROM attachments WHERE user_id IN (SELECT id FROM users WHERE name LIKE 'fresh-%') AND id = 1",
+            "1",
+        ),
+        // A CTE shadows only within its own statement.
+        (
+            "WITH users AS (SELECT 'cte'::text AS name) SELECT name FROM users; SELECT name FROM users WHERE id = 1",
+            "fresh-alice",
+        ),
+        // RECURSIVE: the CTE is visible in its own body.
+        (
+            "WITH RECURSIVE users(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM users WHERE n < 5) SELECT max(n)::text FROM users",
+            "5",
+        ),
+        // Keywords in odd case and layout.
+        (
+            "select\n\tname\nfrom\n\tUsers\nwhere\n\tid=1",
+            "fresh-alice",
+        ),
+        (
+            "SELECT name FROM users/*no space*/WHERE id = 1",
+            "fresh-alice",
+        ),
+    ] {
+        let rows = simple_rows(&c, sql).await;
+        let last = rows.last().and_then(|r| r[0].clone());
+        assert_eq!(last.as_deref(), Some(want), "{sql}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_survives_a_failed_copy() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    let sink = c
+        .copy_in("COPY attachments (id, user_id, filename) FROM STDIN")
+        .await
+        .expect("copy in");
+    futures_util::pin_mut!(sink);
+    futures_util::SinkExt::send(
+        &mut sink,
+        bytes::Bytes::from_static(b"not-a-number\t1\tx\n"),
+    )
+    .await
+    .ok();
+    let e = sink.finish().await.expect_err("bad data");
+    assert_eq!(crate::harness::sqlstate(&e), "22P02");
+    assert_eq!(
+        simple_value(&c, "SELECT name FROM users WHERE id = 1").await,
+        "fresh-alice"
+    );
+}
