@@ -366,3 +366,124 @@ async fn psql_with_euc_kr_client_encoding_gets_its_bytes_back() {
     want.push(b'\n');
     assert_eq!(out, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_writing_one_byte_at_a_time_is_reassembled() {
+    let proxy = start_proxy("tokens").await;
+    let params = superuser_params("heal7");
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    for b in startup_packet(&as_refs(&params)) {
+        s.write_all(&[b]).await.unwrap();
+    }
+    loop {
+        match read_message(&mut s).await {
+            Some((b'Z', _)) => break,
+            Some((b'E', body)) => panic!("login failed: {:?}", fields(&body)),
+            Some(_) => {}
+            None => panic!("closed during login"),
+        }
+    }
+    let sql = b"SELECT name FROM users WHERE id = 1";
+    let mut frame = vec![b'Q'];
+    frame.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    frame.extend_from_slice(sql);
+    frame.push(0);
+    for b in &frame[..frame.len() - 1] {
+        s.write_all(&[*b]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    // The last byte, together with a second whole Query in the same write.
+    let mut tail = vec![0u8];
+    let sql2 = b"SELECT chart FROM saju_charts WHERE id = 2";
+    tail.push(b'Q');
+    tail.extend_from_slice(&((sql2.len() + 5) as u32).to_be_bytes());
+    tail.extend_from_slice(sql2);
+    tail.push(0);
+    s.write_all(&tail).await.unwrap();
+    let mut values = Vec::new();
+    let mut ready = 0;
+    while ready < 2 {
+        match read_message(&mut s).await.expect("answers") {
+            (b'D', body) => {
+                let len = i32::from_be_bytes(body[2..6].try_into().unwrap()) as usize;
+                values.push(String::from_utf8(body[6..6 + len].to_vec()).unwrap());
+            }
+            (b'E', body) => panic!("{:?}", fields(&body)),
+            (b'Z', _) => ready += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(values, ["fresh-alice", "fresh-chart 을축"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_over_the_configured_message_cap_is_fatal_08p01() {
+    let pg = pg().await;
+    let yaml = crate::harness::proxy_yaml(pg, "tokens").replace(
+        "  on_parse_error: tokens\n",
+        "  on_parse_error: tokens\n  max_message_size: 1024\n",
+    );
+    let proxy = crate::harness::start_proxy_yaml(&yaml).await;
+    let params = superuser_params("heal7");
+    let mut s = login(proxy.addr, &as_refs(&params)).await;
+    let small = raw_query(&mut s, b"SELECT name FROM users WHERE id = 1")
+        .await
+        .expect("a small query passes");
+    assert_eq!(small[0][0].as_deref(), Some(&b"fresh-alice"[..]));
+    let big = format!("SELECT '{}'", "x".repeat(2000));
+    let mut frame = vec![b'Q'];
+    frame.extend_from_slice(&((big.len() + 5) as u32).to_be_bytes());
+    frame.extend_from_slice(big.as_bytes());
+    frame.push(0);
+    s.write_all(&frame).await.unwrap();
+    let f = expect_error(&mut s, "2 KB query over a 1 KB cap").await;
+    assert_fatal_08p01(&f, "2 KB query over a 1 KB cap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_is_dropped_after_the_startup_timeout() {
+    let pg = pg().await;
+    let yaml = crate::harness::proxy_yaml(pg, "tokens").replace(
+        "  on_parse_error: tokens\n",
+        "  on_parse_error: tokens\n  startup_timeout_ms: 300\n",
+    );
+    let proxy = crate::harness::start_proxy_yaml(&yaml).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a client that sends nothing is still connected after 15 s"
+    );
+    // A client that does speak is served by the same proxy.
+    let c = proxy.connect("heal7").await;
+    assert_eq!(simple_value(&c, "SELECT 1").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_stall_others() {
+    let proxy = start_proxy("tokens").await;
+    let params = superuser_params("heal7");
+    let mut stuck = login(proxy.addr, &as_refs(&params)).await;
+    // About 200 MB of result that this client never reads.
+    let sql = b"SELECT repeat('x', 1000) FROM generate_series(1, 200000)";
+    let mut frame = vec![b'Q'];
+    frame.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    frame.extend_from_slice(sql);
+    frame.push(0);
+    stuck.write_all(&frame).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = proxy.connect("heal7").await;
+    for id in [1i32, 2, 1] {
+        let row = tokio::time::timeout(
+            Duration::from_secs(10),
+            c.query_one("SELECT name FROM users WHERE id = $1", &[&id]),
+        )
+        .await
+        .expect("another session answers within 10 s")
+        .expect("query");
+        assert!(row.get::<_, String>(0).starts_with("fresh-"));
+    }
+    drop(stuck);
+}
