@@ -213,11 +213,16 @@ async fn oversize_and_undersize_frames_after_login_get_fatal_08p01() {
 }
 
 async fn euc_kr(text: &str) -> Vec<u8> {
+    encode(text, "EUC_KR").await
+}
+
+/// `text` in a server-supported client encoding, converted by Postgres.
+async fn encode(text: &str, encoding: &str) -> Vec<u8> {
     let direct = pg().await.direct("heal7").await;
     let row = direct
-        .query_one("SELECT convert_to($1, 'EUC_KR')", &[&text])
+        .query_one("SELECT convert_to($1, $2)", &[&text, &encoding])
         .await
-        .expect("convert_to EUC_KR");
+        .expect("convert_to");
     let bytes: Vec<u8> = row.get(0);
     assert!(
         std::str::from_utf8(&bytes).is_err(),
@@ -254,9 +259,9 @@ async fn euc_kr_text_crosses_the_proxy_byte_for_byte_and_is_counted() {
     );
 }
 
-/// The issue says non-UTF-8 text is "forwarded unchanged"; the brief for
-/// these tests asks for correct (fresh) rows for a bare name. This test pins
-/// the latter: the Korean literal is EUC-KR, the SQL around it is ASCII.
+/// EUC-KR keeps every byte under 0x80 ASCII, so the names around a Korean
+/// literal can still be qualified: a legacy EUC-KR service must not read
+/// the stale copies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn euc_kr_query_with_bare_table_name_reads_fresh_rows() {
     let name = euc_kr("김민수").await;
@@ -486,4 +491,33 @@ async fn a_client_that_stops_reading_does_not_stall_others() {
         assert!(row.get::<_, String>(0).starts_with("fresh-"));
     }
     drop(stuck);
+}
+
+/// In Shift-JIS a character's second byte may be an ASCII byte: ソ is
+/// 0x83 0x5C, and 0x5C is a backslash. Such text must cross unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shift_jis_text_with_ascii_trail_bytes_crosses_byte_for_byte() {
+    let text = encode("ソ表示'), E'x", "SJIS").await;
+    assert!(text.windows(2).any(|w| w == [0x83, 0x5c]), "ソ is 83 5C");
+    let proxy = start_proxy("tokens").await;
+    let mut params = superuser_params("heal7");
+    params.push(("client_encoding", b"SJIS".to_vec()));
+    let mut s = login(proxy.addr, &as_refs(&params)).await;
+    // The text as a dollar-quoted literal, so its quotes and backslash are
+    // plain characters to the server.
+    let mut sql = b"SELECT $q$".to_vec();
+    sql.extend_from_slice(&text);
+    sql.extend_from_slice(b"$q$, name FROM shared_common.users WHERE id = 1");
+    let rows = raw_query(&mut s, &sql).await.expect("query succeeds");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0].as_deref(), Some(text.as_slice()), "bytes intact");
+    assert_eq!(rows[0][1].as_deref(), Some(&b"fresh-alice"[..]));
+    assert!(
+        proxy
+            .state
+            .metrics
+            .statements_non_utf8
+            .load(Ordering::Relaxed)
+            >= 1
+    );
 }
