@@ -75,14 +75,18 @@ async fn error_position_points_into_the_clients_text() {
             "simple query: {sql}"
         );
     }
-    let sql = "SELECT name FROM users WHERE nosuchcol = $1";
-    let e = c.prepare(sql).await.expect_err("undefined column");
-    assert_eq!(sqlstate(&e), "42703");
-    assert_eq!(
-        position(&e),
-        Some(char_position(sql, "nosuchcol")),
-        "extended protocol (Parse)"
-    );
+    for sql in [
+        "SELECT name FROM users WHERE nosuchcol = $1",
+        "SELECT '꿈 해몽' AS k, body FROM dream_interpretations JOIN dream_categories c ON c.id = category_id WHERE nosuchcol = $1",
+    ] {
+        let e = c.prepare(sql).await.expect_err("undefined column");
+        assert_eq!(sqlstate(&e), "42703");
+        assert_eq!(
+            position(&e),
+            Some(char_position(sql, "nosuchcol")),
+            "extended protocol (Parse): {sql}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,3 +143,24 @@ async fn startup_parameters_are_kept_and_combine_with_the_alias_search_path() {
         );
     }
 }
+
+/// Poolers and ORMs run DISCARD ALL / RESET ALL between uses; the alias'
+/// search_path must be the session's default, not a SET that they undo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_search_path_survives_reset_all_and_discard_all() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7_saju").await;
+    for reset in ["RESET ALL", "DISCARD ALL", "RESET search_path"] {
+        c.batch_execute(reset).await.expect(reset);
+        assert_eq!(
+            simple_value(&c, "SHOW search_path").await,
+            "saju_service, public",
+            "after {reset}"
+        );
+        assert_eq!(
+            simple_value(&c, "SELECT label FROM legacy_fortunes WHERE id = 1").await,
+            "fresh-fortune",
+            "after {reset}"
+        );
+    }
+}
