@@ -5,8 +5,13 @@
 //! Assertions are on SQLSTATE codes and on data: every mapped table has a
 //! stale copy in `public` with different rows, so a missed qualification
 //! reads STALE-... and fails.
+//!
+//! Run: `cargo test --test e2e` (as root the server runs as the `postgres`
+//! OS user). `HEAL7_TEST_PG` points the harness at an existing server
+//! instead (see harness.rs).
 
 mod auth;
+mod cli;
 mod errors;
 mod extended;
 mod harness;
