@@ -1,0 +1,22 @@
+//! End-to-end tests: heal7-proxy in-process on 127.0.0.1:0 in front of a real
+//! PostgreSQL 15 that the harness starts (see harness.rs), driven by real
+//! clients (tokio-postgres, psql, and raw sockets for malformed input).
+//!
+//! Assertions are on SQLSTATE codes and on data: every mapped table has a
+//! stale copy in `public` with different rows, so a missed qualification
+//! reads STALE-... and fails.
+//!
+//! Run: `cargo test --test e2e` (as root the server runs as the `postgres`
+//! OS user). `HEAL7_TEST_PG` points the harness at an existing server
+//! instead (see harness.rs).
+
+mod auth;
+mod cli;
+mod errors;
+mod extended;
+mod harness;
+mod harness_selftest;
+mod qualify;
+mod relay;
+mod routing;
+mod wire;
