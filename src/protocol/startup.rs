@@ -37,12 +37,17 @@ pub struct StartupMessage {
 
 /// Split one startup packet off `buf`; `Ok(None)` until it is whole.
 pub fn decode_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, ProtocolError> {
-    if buf.len() < 8 {
+    // Judge the length as soon as it is in, as Postgres does: a bogus one
+    // is answered at once instead of waiting for bytes that never come.
+    if buf.len() < 4 {
         return Ok(None);
     }
     let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
     if len < 8 || len as usize > MAX_STARTUP_PACKET {
         return Err(ProtocolError::StartupLength { len });
+    }
+    if buf.len() < 8 {
+        return Ok(None);
     }
     let code = i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
     let len = len as usize;
