@@ -94,6 +94,7 @@ async fn route(method: &str, path: &str, state: &AdminState) -> (u16, &'static s
                 serde_json::json!({
                     "result": "ok",
                     "generation": report.generation,
+                    "unchanged": report.unchanged,
                     "needs_restart": report.needs_restart,
                 })
                 .to_string(),

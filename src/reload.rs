@@ -50,6 +50,9 @@ pub struct ReloadFailure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadReport {
     pub generation: u64,
+    /// The file was byte-for-byte the one in force: nothing was swapped and
+    /// the generation stayed (editors and watchers fire more than once).
+    pub unchanged: bool,
     /// Settings that changed in the file but apply only after a restart.
     pub needs_restart: Vec<String>,
 }
@@ -61,6 +64,8 @@ pub struct ConfigStore {
     /// The file reloads read; `None` for a config built in memory (tests).
     path: Option<PathBuf>,
     last_error: Mutex<Option<ReloadFailure>>,
+    /// The text of the file in force, to tell a real change from a touch.
+    loaded_text: Mutex<Option<String>>,
     /// Serialises reloads so two triggers cannot race on the generation.
     reload_lock: Mutex<()>,
     pub reloads_ok: AtomicU64,
@@ -70,16 +75,20 @@ pub struct ConfigStore {
 impl ConfigStore {
     /// A store for a config read from `path` (reloads re-read that file).
     pub fn from_file(path: &Path) -> Result<ConfigStore, ConfigError> {
-        let config = Config::load(path)?;
-        Ok(Self::new(config, Some(path.to_owned())))
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Config::from_yaml(&text, &path.display().to_string())?;
+        Ok(Self::new(config, Some(path.to_owned()), Some(text)))
     }
 
     /// A store with no file behind it (reloads then fail).
     pub fn in_memory(config: Config) -> ConfigStore {
-        Self::new(config, None)
+        Self::new(config, None, None)
     }
 
-    fn new(config: Config, path: Option<PathBuf>) -> ConfigStore {
+    fn new(config: Config, path: Option<PathBuf>, text: Option<String>) -> ConfigStore {
         ConfigStore {
             current: ArcSwap::from_pointee(Snapshot {
                 config,
@@ -88,6 +97,7 @@ impl ConfigStore {
             }),
             path,
             last_error: Mutex::new(None),
+            loaded_text: Mutex::new(text),
             reload_lock: Mutex::new(()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -123,9 +133,33 @@ impl ConfigStore {
             });
         };
         let _serial = self.reload_lock.lock().expect("reload lock");
-        let result = Config::load(path);
-        let mut config = match result {
-            Ok(config) => config,
+        let text = std::fs::read_to_string(path);
+        if let Ok(text) = &text
+            && self
+                .loaded_text
+                .lock()
+                .expect("loaded text lock")
+                .as_deref()
+                == Some(text.as_str())
+        {
+            *self.last_error.lock().expect("reload error lock") = None;
+            return Ok(ReloadReport {
+                generation: self.current.load().generation,
+                unchanged: true,
+                needs_restart: Vec::new(),
+            });
+        }
+        let result = text
+            .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })
+            .and_then(|text| {
+                let config = Config::from_yaml(&text, &path.display().to_string())?;
+                Ok((config, text))
+            });
+        let (mut config, text) = match result {
+            Ok(x) => x,
             Err(e) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 *self.last_error.lock().expect("reload error lock") = Some(ReloadFailure {
@@ -160,12 +194,14 @@ impl ConfigStore {
         }));
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock().expect("reload error lock") = None;
+        *self.loaded_text.lock().expect("loaded text lock") = Some(text);
         for note in &needs_restart {
             tracing::warn!("{note}");
         }
         tracing::info!(generation, file = %path.display(), "config reloaded");
         Ok(ReloadReport {
             generation,
+            unchanged: false,
             needs_restart,
         })
     }
@@ -289,6 +325,11 @@ mod tests {
         write(&path, "users", "127.0.0.1:6432");
         assert_eq!(store.reload().unwrap().generation, 3);
         assert!(store.last_error().is_none());
+
+        // The same bytes again (a second event for one save): no new generation.
+        let again = store.reload().unwrap();
+        assert!(again.unchanged);
+        assert_eq!(again.generation, 3);
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub fn rewrite_text(
     metrics: &Metrics,
     dry_run: bool,
 ) -> TextRewrite {
-    let result = rewrite_text_inner(text, map, policy, encoding, rewriter, metrics);
+    let result = rewrite_text_inner(text, map, policy, encoding, rewriter, metrics, dry_run);
     if !dry_run {
         return result;
     }
@@ -128,13 +128,20 @@ fn rewrite_text_inner(
     encoding: EncodingClass,
     rewriter: Rewriter,
     metrics: &Metrics,
+    dry_run: bool,
 ) -> TextRewrite {
+    // A dry run is counted by what it would have done, not as a rewrite.
+    let count = |outcome| {
+        if !dry_run {
+            metrics.count_outcome(outcome)
+        }
+    };
     match std::str::from_utf8(text) {
         Ok(sql) => {
             let Some(rewrite) = call(rewriter, sql, map, policy) else {
                 return internal_error();
             };
-            metrics.count_outcome(rewrite.outcome);
+            count(rewrite.outcome);
             log_fallback(&rewrite);
             if rewrite.outcome == Outcome::Rejected {
                 return TextRewrite::Rejected {
@@ -167,7 +174,7 @@ fn rewrite_text_inner(
             let Some(rewrite) = call(rewriter, &masked, map, policy) else {
                 return internal_error();
             };
-            metrics.count_outcome(rewrite.outcome);
+            count(rewrite.outcome);
             log_fallback(&rewrite);
             if rewrite.outcome == Outcome::Rejected {
                 return TextRewrite::Rejected {

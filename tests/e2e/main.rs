@@ -18,5 +18,6 @@ mod harness;
 mod harness_selftest;
 mod qualify;
 mod relay;
+mod reload;
 mod routing;
 mod wire;

@@ -1,0 +1,370 @@
+//! Hot reload: by file change, SIGHUP and POST /reload; open connections
+//! follow the new map from their next statement, a transaction keeps the
+//! mapping it started with, an invalid file changes nothing; per-database
+//! modes dry_run and off.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use heal7_proxy::reload::{self, ConfigStore};
+use heal7_proxy::server::{self, ProxyState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{Pg, connect, pg, pg_started, simple_value, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_heal7-proxy");
+const READ_USER_1: &str = "SELECT name FROM users WHERE id = 1";
+
+/// A config whose map does (`users_mapped`) or does not list `users`.
+fn yaml(pg: &Pg, listen: &str, admin: Option<&str>, users_mapped: bool, mode: &str) -> String {
+    let tables = if users_mapped {
+        "users, attachments"
+    } else {
+        "attachments"
+    };
+    let admin = admin
+        .map(|a| format!("  admin_listen: {a}\n"))
+        .unwrap_or_default();
+    format!(
+        "proxy:\n  listen: {listen}\n{admin}databases:\n  heal7:\n    host: {host}\n    port: {port}\n    mode: {mode}\n    schemas:\n      shared_common: {{tables: [{tables}]}}\n",
+        host = pg.host,
+        port = pg.port,
+    )
+}
+
+/// A proxy in-process around a reloadable store read from `path`.
+struct ReloadableProxy {
+    addr: std::net::SocketAddr,
+    store: Arc<ConfigStore>,
+    state: ProxyState,
+    shutdown: CancellationToken,
+}
+
+impl Drop for ReloadableProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn start_reloadable(path: &std::path::Path, watch: bool) -> ReloadableProxy {
+    let store = Arc::new(ConfigStore::from_file(path).expect("valid config"));
+    let state = ProxyState::with_store(store.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    if watch {
+        let (s, sd) = (store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            reload::reload_on_file_change(s, Duration::from_millis(50), sd)
+                .await
+                .expect("watch config");
+        });
+        // The watcher must be registered before the test writes the file.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (st, sd) = (state.clone(), shutdown.clone());
+    tokio::spawn(async move { server::run(listener, st, sd).await });
+    ReloadableProxy {
+        addr,
+        store,
+        state,
+        shutdown,
+    }
+}
+
+fn client_config(port: u16) -> tokio_postgres::Config {
+    let pg = pg_started();
+    let mut c = tokio_postgres::Config::new();
+    c.host("127.0.0.1")
+        .port(port)
+        .user(&pg.superuser)
+        .dbname("heal7")
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(p) = &pg.password {
+        c.password(p);
+    }
+    c
+}
+
+/// Write a file the way editors do: a new file renamed over the old one.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_change_reaches_an_open_connection_at_its_next_statement() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, false, "rewrite")).unwrap();
+    let proxy = start_reloadable(&path, true).await;
+    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    // Not mapped yet: the bare name reads the stale copy in public.
+    assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+
+    let written = Instant::now();
+    replace_file(&path, &yaml(pg, "127.0.0.1:0", None, true, "rewrite"));
+    let reloaded = wait_until(Duration::from_secs(10), || async {
+        simple_value(&client, READ_USER_1).await == "fresh-alice"
+    })
+    .await;
+    assert!(reloaded, "the same connection never saw the new map");
+    eprintln!(
+        "file write -> first statement using the new map: {:?}",
+        written.elapsed()
+    );
+    assert_eq!(proxy.store.load().generation, 2);
+    assert_eq!(proxy.store.reloads_ok.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_spans_a_reload_keeps_its_mapping() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, false, "rewrite")).unwrap();
+    let proxy = start_reloadable(&path, false).await;
+    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+
+    client.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
+    assert_eq!(proxy.store.reload().unwrap().generation, 2);
+    // Still inside the transaction: the old mapping, for both protocols.
+    assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+    let row = client.query_one(READ_USER_1, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "STALE-alice");
+    client.batch_execute("COMMIT").await.unwrap();
+    // The next statement after the transaction uses the new map.
+    assert_eq!(simple_value(&client, READ_USER_1).await, "fresh-alice");
+    let row = client.query_one(READ_USER_1, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "fresh-alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_statement_keeps_the_text_it_was_prepared_with() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
+    let proxy = start_reloadable(&path, false).await;
+    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    let prepared = client.prepare(READ_USER_1).await.unwrap();
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, false, "rewrite")).unwrap();
+    proxy.store.reload().unwrap();
+    let row = client.query_one(&prepared, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "fresh-alice");
+    // A new statement follows the new map (users unmapped again).
+    assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_file_changes_nothing_and_shows_its_error() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
+    let proxy = start_reloadable(&path, false).await;
+    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+
+    std::fs::write(
+        &path,
+        "databases:\n  heal7:\n    schemas:\n      a: {tables: [users]}\n      b: {tables: [users]}\n",
+    )
+    .unwrap();
+    let err = proxy.store.reload().unwrap_err().to_string();
+    assert!(err.contains("already listed under schema `a`"), "{err}");
+    assert_eq!(proxy.store.load().generation, 1);
+    assert!(proxy.store.last_error().is_some());
+    assert_eq!(proxy.store.reloads_failed.load(Ordering::Relaxed), 1);
+    // The session goes on with the old map.
+    assert_eq!(simple_value(&client, READ_USER_1).await, "fresh-alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_forwards_unchanged_and_counts_what_it_would_change() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "dry_run")).unwrap();
+    let proxy = start_reloadable(&path, false).await;
+    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+    assert_eq!(
+        proxy
+            .state
+            .metrics
+            .statements_dry_run
+            .load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        proxy
+            .state
+            .metrics
+            .statements_rewritten
+            .load(Ordering::Relaxed),
+        0
+    );
+    // Switch to rewrite by reload: the same connection now reads fresh rows.
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
+    proxy.store.reload().unwrap();
+    assert_eq!(simple_value(&client, READ_USER_1).await, "fresh-alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_off_is_the_rollback_without_a_restart() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
+    let proxy = start_reloadable(&path, false).await;
+    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    assert_eq!(simple_value(&client, READ_USER_1).await, "fresh-alice");
+    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "off")).unwrap();
+    proxy.store.reload().unwrap();
+    assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+    let before = proxy
+        .state
+        .metrics
+        .statements_rewritten
+        .load(Ordering::Relaxed);
+    client.query_one(READ_USER_1, &[]).await.unwrap();
+    assert_eq!(
+        proxy
+            .state
+            .metrics
+            .statements_rewritten
+            .load(Ordering::Relaxed),
+        before
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.1 request to the admin port; returns (status, body).
+async fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .expect("admin answered")
+        .unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, body.to_owned())
+}
+
+/// The binary: SIGHUP and POST /reload both reload, /metrics and /mapping
+/// show it, and a refused file is reported at /mapping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_and_post_reload_on_the_running_binary() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    let (port, admin) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{port}");
+    let admin_listen = format!("127.0.0.1:{admin}");
+    std::fs::write(
+        &path,
+        yaml(pg, &listen, Some(&admin_listen), false, "rewrite"),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let client = {
+        let mut got = None;
+        for _ in 0..100 {
+            if let Ok(c) = connect(&client_config(port)).await {
+                got = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        got.expect("the binary accepts connections")
+    };
+    assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+
+    // SIGHUP (written in place; the file watcher may also fire: either way
+    // the connection sees the new map).
+    std::fs::write(
+        &path,
+        yaml(pg, &listen, Some(&admin_listen), true, "rewrite"),
+    )
+    .unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            simple_value(&client, READ_USER_1).await == "fresh-alice"
+        })
+        .await
+    );
+
+    // POST /reload with an invalid file: refused, reported, nothing changes.
+    let (_, before) = http(admin, "GET", "/mapping").await;
+    let generation: serde_json::Value = serde_json::from_str(&before).unwrap();
+    let generation = generation["generation"].as_u64().unwrap();
+    std::fs::write(&path, "databases: {heal7: {bogus: 1}}\n").unwrap();
+    let (status, body) = http(admin, "POST", "/reload").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("bogus"), "{body}");
+    let (_, mapping) = http(admin, "GET", "/mapping").await;
+    let mapping: serde_json::Value = serde_json::from_str(&mapping).unwrap();
+    assert!(
+        mapping["last_reload_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bogus")
+    );
+    assert_eq!(simple_value(&client, READ_USER_1).await, "fresh-alice");
+
+    // POST /reload with a valid file: one generation more (the watcher may
+    // have tried the invalid file too; only successes count).
+    std::fs::write(
+        &path,
+        yaml(pg, &listen, Some(&admin_listen), false, "rewrite"),
+    )
+    .unwrap();
+    let (status, body) = http(admin, "POST", "/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let now: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(now["generation"].as_u64().unwrap() > generation);
+    assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+
+    let (status, metrics) = http(admin, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("heal7_proxy_reloads_total{result=\"refused\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("heal7_proxy_statements_total{outcome=\"rewritten\"}"));
+    let (status, _) = http(admin, "GET", "/healthz").await;
+    assert_eq!(status, 200);
+    let (status, ready) = http(admin, "GET", "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+
+    drop(client);
+    child.kill().await.unwrap();
+}
