@@ -25,3 +25,4 @@ pub mod reload;
 pub mod rewrite;
 pub mod server;
 pub mod session;
+pub mod unmapped;

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reload::ConfigStore;
 use crate::session::{self, Shutdown};
+use crate::unmapped::UnmappedReport;
 
 /// How long busy sessions may finish their work after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -34,6 +35,8 @@ pub struct ProxyState {
     /// tests substitute a scripted one to drive refusals and position
     /// correction without depending on the real rewriter's rules.
     pub rewriter: session::Rewriter,
+    /// Bare names clients use that the map does not list.
+    pub unmapped: Arc<UnmappedReport>,
 }
 
 impl ProxyState {
@@ -49,6 +52,7 @@ impl ProxyState {
             metrics: Arc::new(Metrics::default()),
             cancel_keys: Arc::new(CancelKeys::default()),
             rewriter: crate::rewrite::rewrite_sql,
+            unmapped: Arc::new(UnmappedReport::default()),
         }
     }
 }
