@@ -6,7 +6,6 @@
 //! bodies read, bounded header size. It never touches a client session.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,19 +13,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
-use crate::reload::ConfigStore;
+use crate::metrics::{BUCKET_BOUNDS_US, Histogram, OUTCOME_LABELS};
+use crate::server::ProxyState;
 
 /// Requests larger than this are refused (only a request line and headers).
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the admin endpoint reads.
-#[derive(Clone)]
-pub struct AdminState {
-    pub store: Arc<ConfigStore>,
-    pub metrics: Arc<Metrics>,
-}
+/// What the admin endpoint reads: the proxy's shared state.
+pub type AdminState = ProxyState;
 
 /// Serve admin requests until `shutdown`.
 pub async fn run(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
@@ -87,7 +82,8 @@ async fn route(method: &str, path: &str, state: &AdminState) -> (u16, &'static s
         ("GET", "/healthz") => (200, TEXT, "ok\n".into()),
         ("GET", "/readyz") => readyz(state).await,
         ("GET", "/mapping") => (200, JSON, mapping_json(state)),
-        ("POST", "/reload") => match state.store.reload() {
+        ("GET", "/unmapped") => (200, JSON, unmapped_json(state)),
+        ("POST", "/reload") => match state.config.reload() {
             Ok(report) => (
                 200,
                 JSON,
@@ -104,13 +100,13 @@ async fn route(method: &str, path: &str, state: &AdminState) -> (u16, &'static s
                 JSON,
                 serde_json::json!({
                     "result": "refused",
-                    "generation": state.store.load().generation,
+                    "generation": state.config.load().generation,
                     "error": e.to_string(),
                 })
                 .to_string(),
             ),
         },
-        (_, "/metrics" | "/healthz" | "/readyz" | "/mapping" | "/reload") => {
+        (_, "/metrics" | "/healthz" | "/readyz" | "/mapping" | "/unmapped" | "/reload") => {
             (405, TEXT, "method not allowed\n".into())
         }
         _ => (404, TEXT, "not found\n".into()),
@@ -118,7 +114,7 @@ async fn route(method: &str, path: &str, state: &AdminState) -> (u16, &'static s
 }
 
 async fn readyz(state: &AdminState) -> (u16, &'static str, String) {
-    let snapshot = state.store.load_full();
+    let snapshot = state.config.load_full();
     let mut body = String::new();
     let mut ready = true;
     for db in &snapshot.databases {
@@ -152,7 +148,7 @@ fn unix_seconds(t: SystemTime) -> f64 {
 }
 
 fn mapping_json(state: &AdminState) -> String {
-    let snapshot = state.store.load_full();
+    let snapshot = state.config.load_full();
     let databases: Vec<_> = snapshot
         .databases
         .iter()
@@ -167,7 +163,7 @@ fn mapping_json(state: &AdminState) -> String {
         })
         .collect();
     let last_error = state
-        .store
+        .config
         .last_error()
         .map(|f| serde_json::json!({"message": f.message, "at_unix": unix_seconds(f.at)}));
     serde_json::json!({
@@ -177,6 +173,31 @@ fn mapping_json(state: &AdminState) -> String {
         "on_parse_error": format!("{:?}", snapshot.on_parse_error).to_lowercase(),
         "databases": databases,
         "last_reload_error": last_error,
+    })
+    .to_string()
+}
+
+fn unmapped_json(state: &AdminState) -> String {
+    let rows: Vec<_> = state
+        .unmapped
+        .rows()
+        .into_iter()
+        .map(|(k, v)| {
+            serde_json::json!({
+                "database": k.database,
+                "user": k.user,
+                "application_name": k.application_name,
+                "table": k.table,
+                "count": v.count,
+                "first_seen_unix": unix_seconds(v.first_seen),
+                "last_seen_unix": unix_seconds(v.last_seen),
+                "example": v.example,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "unmapped": rows,
+        "dropped": state.unmapped.dropped.load(Ordering::Relaxed),
     })
     .to_string()
 }
@@ -269,17 +290,130 @@ pub fn render_metrics(state: &AdminState) -> String {
         "counter",
         "Config reloads by result.",
         &[
-            ("result=\"ok\"", get(&state.store.reloads_ok)),
-            ("result=\"refused\"", get(&state.store.reloads_failed)),
+            ("result=\"ok\"", get(&state.config.reloads_ok)),
+            ("result=\"refused\"", get(&state.config.reloads_failed)),
         ],
     );
     metric(
         "heal7_proxy_config_generation",
         "gauge",
         "Generation of the mapping in force (1 at start, +1 per reload).",
-        &[("", state.store.load().generation)],
+        &[("", state.config.load().generation)],
+    );
+
+    let databases = m.databases();
+    let mut per_db =
+        |name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&crate::metrics::DatabaseMetrics) -> Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (db, counters) in &databases {
+                for (labels, v) in value(counters) {
+                    let sep = if labels.is_empty() { "" } else { "," };
+                    let _ = writeln!(
+                        out,
+                        "{name}{{database=\"{}\"{sep}{labels}}} {v}",
+                        escape_label(db)
+                    );
+                }
+            }
+        };
+    per_db(
+        "heal7_proxy_database_client_connections_active",
+        "gauge",
+        "Client connections open now, per database name clients used.",
+        &|d| vec![(String::new(), d.clients_active.load(Ordering::Relaxed))],
+    );
+    per_db(
+        "heal7_proxy_database_client_connections_total",
+        "counter",
+        "Client connections accepted, per database name clients used.",
+        &|d| vec![(String::new(), d.clients_total.load(Ordering::Relaxed))],
+    );
+    per_db(
+        "heal7_proxy_database_statements_total",
+        "counter",
+        "Query and Parse texts per database by what the proxy did.",
+        &|d| {
+            OUTCOME_LABELS
+                .iter()
+                .zip(&d.statements)
+                .map(|(l, c)| (format!("outcome=\"{l}\""), c.load(Ordering::Relaxed)))
+                .collect()
+        },
+    );
+
+    let schemas = m.schemas();
+    let _ = writeln!(
+        out,
+        "# HELP heal7_proxy_tables_qualified_total Table names qualified, per schema."
+    );
+    let _ = writeln!(out, "# TYPE heal7_proxy_tables_qualified_total counter");
+    for (schema, c) in &schemas {
+        let _ = writeln!(
+            out,
+            "heal7_proxy_tables_qualified_total{{schema=\"{}\"}} {}",
+            escape_label(schema),
+            c.tables_qualified.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP heal7_proxy_schema_statement_results_total Statements that touched a schema, by the server's answer."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE heal7_proxy_schema_statement_results_total counter"
+    );
+    for (schema, c) in &schemas {
+        for (result, v) in [("ok", &c.results_ok), ("error", &c.results_error)] {
+            let _ = writeln!(
+                out,
+                "heal7_proxy_schema_statement_results_total{{schema=\"{}\",result=\"{result}\"}} {}",
+                escape_label(schema),
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+    histogram(
+        &mut out,
+        "heal7_proxy_rewrite_seconds",
+        "Time the rewriter spent per statement text it examined.",
+        &m.rewrite_seconds,
+    );
+    histogram(
+        &mut out,
+        "heal7_proxy_statement_seconds",
+        "Client request to the server's ReadyForQuery, per Query or extended-protocol batch.",
+        &m.statement_seconds,
     );
     out
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let (cumulative, sum) = h.snapshot();
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (bound, count) in BUCKET_BOUNDS_US.iter().zip(&cumulative) {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {count}",
+            *bound as f64 / 1e6
+        );
+    }
+    let total = cumulative.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {total}");
+}
+
+/// Prometheus label values escape backslash, quote and newline.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 async fn respond(

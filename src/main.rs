@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use heal7_proxy::admin::AdminState;
 use heal7_proxy::check::{Credentials, check_database};
 use heal7_proxy::cli::{Cli, Command};
 use heal7_proxy::config::Config;
@@ -95,13 +94,9 @@ async fn serve(store: Arc<ConfigStore>) -> anyhow::Result<()> {
     });
     let state = ProxyState::with_store(store.clone());
     if let Some(admin) = admin {
-        let admin_state = AdminState {
-            store: store.clone(),
-            metrics: state.metrics.clone(),
-        };
         tokio::spawn(heal7_proxy::admin::run(
             admin,
-            admin_state,
+            state.clone(),
             shutdown.clone(),
         ));
     }

@@ -1,7 +1,14 @@
 //! Process-wide counters. Plain atomics: the hot path only ever increments.
-//! The admin endpoint (a later issue) renders them; tests read them directly.
+//! The admin endpoint renders them (Prometheus text); tests read them directly.
+//!
+//! Labelled families (per database, per schema) live in small registries: a
+//! session looks its database's counters up once, at startup; per-schema
+//! counters are found under a read lock, uncontended on the hot path.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::rewrite::Outcome;
 
@@ -28,6 +35,97 @@ pub struct Metrics {
     pub statements_dry_run: AtomicU64,
     /// Error positions moved back to the client's text.
     pub error_positions_corrected: AtomicU64,
+    /// Time the rewriter took per Query/Parse text that it looked at.
+    pub rewrite_seconds: Histogram,
+    /// Client request (Query, or the Sync ending an extended batch) to the
+    /// server's ReadyForQuery: the statement round trip the client sees.
+    pub statement_seconds: Histogram,
+    databases: RwLock<HashMap<String, Arc<DatabaseMetrics>>>,
+    schemas: RwLock<HashMap<String, Arc<SchemaMetrics>>>,
+}
+
+/// Counters of one client-facing database name.
+#[derive(Debug, Default)]
+pub struct DatabaseMetrics {
+    pub clients_active: AtomicU64,
+    pub clients_total: AtomicU64,
+    /// Indexed by [`outcome_index`]; the last slot counts dry runs.
+    pub statements: [AtomicU64; OUTCOME_LABELS.len()],
+}
+
+/// Counters of one schema of the map.
+#[derive(Debug, Default)]
+pub struct SchemaMetrics {
+    /// Table names qualified with this schema.
+    pub tables_qualified: AtomicU64,
+    /// Statements that touched this schema, by the server's answer.
+    pub results_ok: AtomicU64,
+    pub results_error: AtomicU64,
+}
+
+/// Outcome labels, in [`outcome_index`] order.
+pub const OUTCOME_LABELS: [&str; 7] = [
+    "no_parse_needed",
+    "unchanged",
+    "rewritten",
+    "fallback_tokens",
+    "rejected",
+    "passthrough_unparsed",
+    "dry_run",
+];
+
+/// The slot of the dry-run counter in [`DatabaseMetrics::statements`].
+pub const DRY_RUN_INDEX: usize = 6;
+
+pub fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::NoParseNeeded => 0,
+        Outcome::Unchanged => 1,
+        Outcome::Rewritten => 2,
+        Outcome::FallbackTokens => 3,
+        Outcome::Rejected => 4,
+        Outcome::PassthroughUnparsed => 5,
+    }
+}
+
+/// Upper bounds of the latency buckets, in microseconds (Prometheus `le`).
+pub const BUCKET_BOUNDS_US: [u64; 14] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000,
+];
+
+/// A fixed-bucket latency histogram; recording is two relaxed adds.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Non-cumulative counts per bucket; the last slot is +Inf.
+    buckets: [AtomicU64; BUCKET_BOUNDS_US.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn record(&self, elapsed: Duration) {
+        let us = elapsed.as_micros() as u64;
+        let slot = BUCKET_BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(BUCKET_BOUNDS_US.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound (the last is +Inf), and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, f64) {
+        let mut total = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        (cumulative, self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9)
+    }
 }
 
 impl Metrics {
@@ -45,5 +143,78 @@ impl Metrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// The counters of one client-facing database name (created on first use).
+    pub fn database(&self, name: &str) -> Arc<DatabaseMetrics> {
+        registry_entry(&self.databases, name)
+    }
+
+    /// The counters of one schema (created on first use).
+    pub fn schema(&self, name: &str) -> Arc<SchemaMetrics> {
+        registry_entry(&self.schemas, name)
+    }
+
+    /// Every database's counters, sorted by name.
+    pub fn databases(&self) -> Vec<(String, Arc<DatabaseMetrics>)> {
+        registry_rows(&self.databases)
+    }
+
+    /// Every schema's counters, sorted by name.
+    pub fn schemas(&self) -> Vec<(String, Arc<SchemaMetrics>)> {
+        registry_rows(&self.schemas)
+    }
+}
+
+fn registry_entry<T: Default>(registry: &RwLock<HashMap<String, Arc<T>>>, name: &str) -> Arc<T> {
+    if let Some(found) = registry.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+        return Arc::clone(found);
+    }
+    let mut map = registry.write().unwrap_or_else(|p| p.into_inner());
+    Arc::clone(map.entry(name.to_owned()).or_default())
+}
+
+fn registry_rows<T>(registry: &RwLock<HashMap<String, Arc<T>>>) -> Vec<(String, Arc<T>)> {
+    let map = registry.read().unwrap_or_else(|p| p.into_inner());
+    let mut rows: Vec<_> = map
+        .iter()
+        .map(|(k, v)| (k.clone(), Arc::clone(v)))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.record(Duration::from_micros(3));
+        h.record(Duration::from_micros(40));
+        h.record(Duration::from_secs(5));
+        let (cumulative, sum) = h.snapshot();
+        assert_eq!(cumulative[0], 1); // <= 5 us
+        assert_eq!(cumulative[3], 2); // <= 50 us
+        assert_eq!(cumulative[BUCKET_BOUNDS_US.len() - 1], 2); // <= 1 s
+        assert_eq!(*cumulative.last().unwrap(), 3); // +Inf
+        assert!((sum - 5.000043).abs() < 1e-6);
+    }
+
+    #[test]
+    fn registries_hand_out_one_entry_per_name() {
+        let m = Metrics::default();
+        m.database("heal7")
+            .clients_total
+            .fetch_add(1, Ordering::Relaxed);
+        m.database("heal7")
+            .clients_total
+            .fetch_add(1, Ordering::Relaxed);
+        m.schema("shared_common");
+        let dbs = m.databases();
+        assert_eq!(dbs.len(), 1);
+        assert_eq!(Metrics::get(&dbs[0].1.clients_total), 2);
+        assert_eq!(m.schemas()[0].0, "shared_common");
     }
 }
