@@ -3,6 +3,9 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
+COPY tests ./tests
+COPY examples ./examples
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
