@@ -284,3 +284,47 @@ fn several_statements() {
         ),
     ]);
 }
+
+/// Known forms sqlparser cannot read are re-parsed without the words it
+/// trips on, so the fallback is as precise as a parsed statement.
+#[test]
+fn known_forms_reparsed_without_the_words_sqlparser_trips_on() {
+    check(&[
+        (
+            "FOR NO KEY UPDATE: a name after a comma in FROM is qualified too",
+            "SELECT * FROM attachments a, users u WHERE a.user_id = u.id FOR NO KEY UPDATE",
+            "SELECT * FROM shared_common.attachments a, shared_common.users u WHERE a.user_id = u.id FOR NO KEY UPDATE",
+            FallbackTokens,
+        ),
+        (
+            "FOR KEY SHARE: names inside a subquery are qualified",
+            "SELECT * FROM t WHERE id IN (SELECT user_id FROM kasi_cache) FOR KEY SHARE",
+            "SELECT * FROM t WHERE id IN (SELECT user_id FROM saju_service.kasi_cache) FOR KEY SHARE",
+            FallbackTokens,
+        ),
+        (
+            "FOR NO KEY UPDATE: a CTE keeps shadowing the table",
+            "WITH users AS (SELECT 1 AS id) SELECT * FROM users, attachments FOR NO KEY UPDATE OF attachments",
+            "WITH users AS (SELECT 1 AS id) SELECT * FROM users, shared_common.attachments FOR NO KEY UPDATE OF attachments",
+            FallbackTokens,
+        ),
+        (
+            "VACUUM with bare options: every table of the list",
+            "VACUUM FULL ANALYZE users, kasi_cache",
+            "VACUUM FULL ANALYZE shared_common.users, saju_service.kasi_cache",
+            FallbackTokens,
+        ),
+        (
+            "LIKE ... INCLUDING / EXCLUDING options are dropped for the parse only",
+            "CREATE TABLE t (LIKE users INCLUDING DEFAULTS EXCLUDING INDEXES, note text)",
+            "CREATE TABLE t (LIKE shared_common.users INCLUDING DEFAULTS EXCLUDING INDEXES, note text)",
+            FallbackTokens,
+        ),
+        (
+            "a literal that looks like the masked words is untouched",
+            "SELECT 'FOR NO KEY UPDATE users' FROM users FOR NO KEY UPDATE",
+            "SELECT 'FOR NO KEY UPDATE users' FROM shared_common.users FOR NO KEY UPDATE",
+            FallbackTokens,
+        ),
+    ]);
+}

@@ -25,6 +25,7 @@
 use std::collections::HashMap;
 
 mod fallback;
+mod mask;
 mod prefilter;
 mod quote;
 mod split;

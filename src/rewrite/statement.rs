@@ -10,6 +10,7 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 use super::fallback::{
     first_mapped_word, names_in_table_positions, qualify_by_tokens, qualify_words, text_is_word,
 };
+use super::mask::mask_unsupported;
 use super::split::TextIndex;
 use super::walk::{TableMention, walk_statement};
 use super::{Decision, Edit, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier};
@@ -205,6 +206,29 @@ pub(crate) fn unparsed(
             ..StatementRewrite::parsed(Vec::new(), Vec::new())
         };
     };
+    if policy == OnParseError::Tokens
+        && let Some(masked) = mask_unsupported(tokens)
+    {
+        // A known form sqlparser cannot read: parse it without the words it
+        // trips on, for exact positions instead of the keyword rule. The
+        // masked tokens hold no known form, so this recurses once at most.
+        let mut r = rewrite_statement_here(sql, index, masked, map, policy);
+        if r.outcome != Outcome::Rejected {
+            // Still a fallback: the statement as written did not parse.
+            for name in &mut r.names {
+                if let Decision::QualifiedByMap { schema } = &name.decision {
+                    name.decision = Decision::QualifiedByFallback {
+                        schema: schema.clone(),
+                    };
+                }
+            }
+            return StatementRewrite {
+                outcome: Outcome::FallbackTokens,
+                parse_error: Some(error),
+                ..r
+            };
+        }
+    }
     match policy {
         OnParseError::Tokens => match qualify_by_tokens(tokens, map, index, sql) {
             Ok((names, edits)) => StatementRewrite {
