@@ -17,7 +17,8 @@ pub struct Metrics {
     pub clients_active: AtomicU64,
     pub clients_total: AtomicU64,
     pub upstream_connect_failures: AtomicU64,
-    /// Frames refused for a bad length (under 4 or over the cap).
+    /// Frames refused for a bad length (under 4 or over the cap; a startup
+    /// packet under 8 or over its cap).
     pub frames_rejected: AtomicU64,
     /// Cancel requests forwarded / dropped for an unknown key.
     pub cancels_forwarded: AtomicU64,

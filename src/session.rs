@@ -246,7 +246,9 @@ async fn farewell<W: AsyncWriteExt + Unpin>(
     state: &ProxyState,
 ) -> SessionError {
     if let SessionError::Client(
-        ProtocolError::FrameTooLarge { .. } | ProtocolError::FrameTooShort { .. },
+        ProtocolError::FrameTooLarge { .. }
+        | ProtocolError::FrameTooShort { .. }
+        | ProtocolError::StartupLength { .. },
     )
     | SessionError::Server(
         ProtocolError::FrameTooLarge { .. } | ProtocolError::FrameTooShort { .. },
