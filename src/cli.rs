@@ -1,4 +1,4 @@
-//! The command line: `serve`, `rewrite` and `check`.
+//! The command line: `serve`, `rewrite`, `check` and `hash-password`.
 
 use std::path::PathBuf;
 
@@ -45,4 +45,9 @@ pub enum Command {
         #[arg(long, short)]
         user: Option<String>,
     },
+    /// Print the SCRAM-SHA-256 verifier of a password, for
+    /// `proxy.admin_users`. The password is read from stdin (prompted for,
+    /// without echo, on a terminal); it is never taken as an argument, so it
+    /// stays out of shell history and `ps`.
+    HashPassword,
 }

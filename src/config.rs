@@ -14,6 +14,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use crate::console::scram::Verifier;
 use crate::rewrite::{OnParseError, SchemaMap, quote_identifier};
 
 /// Postgres truncates identifiers to NAMEDATALEN - 1 bytes.
@@ -81,6 +82,10 @@ struct RawProxy {
     /// How long connecting to an upstream may take.
     #[serde(default = "default_connect_timeout_ms")]
     connect_timeout_ms: u64,
+    /// Users allowed into the admin console (database `heal7_proxy`):
+    /// user -> SCRAM-SHA-256 verifier from `heal7-proxy hash-password`.
+    #[serde(default)]
+    admin_users: IndexMap<String, String>,
 }
 
 impl Default for RawProxy {
@@ -92,6 +97,7 @@ impl Default for RawProxy {
             max_message_size: default_max_message_size(),
             startup_timeout_ms: default_startup_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
+            admin_users: IndexMap::new(),
         }
     }
 }
@@ -201,6 +207,8 @@ pub struct Config {
     pub max_message_size: usize,
     pub startup_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Admin console users -> their SCRAM-SHA-256 verifiers.
+    pub admin_users: HashMap<String, Verifier>,
     /// In file order.
     pub databases: Vec<Database>,
     /// client-facing name (database key or alias) -> index into `databases`
@@ -334,6 +342,19 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
             ),
         ));
     }
+    let mut admin_users = HashMap::new();
+    for (user, verifier) in &proxy.admin_users {
+        let key = format!("proxy.admin_users.{user}");
+        if user.is_empty() {
+            return Err(invalid(key, "user name must not be empty".into()));
+        }
+        // The error never echoes the value: it may be a password typed in
+        // by mistake.
+        let verifier: Verifier = verifier
+            .parse()
+            .map_err(|e: crate::console::scram::VerifierError| invalid(key, e.to_string()))?;
+        admin_users.insert(user.clone(), verifier);
+    }
     if raw.databases.is_empty() {
         return Err(invalid(
             "databases".into(),
@@ -344,6 +365,12 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
     let mut routes: HashMap<String, (usize, Option<String>)> = HashMap::new();
     for name in raw.databases.keys() {
         check_name(name).map_err(|m| invalid(format!("databases.{name}"), m))?;
+        if name == crate::console::DATABASE {
+            return Err(invalid(
+                format!("databases.{name}"),
+                "this name is reserved for the admin console".into(),
+            ));
+        }
         // Registered up front so an alias of an earlier entry cannot shadow a
         // later key; the index is set when the entry is built below.
         routes.insert(name.clone(), (0, None));
@@ -388,6 +415,12 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
         for (alias, a) in &db.aliases {
             let akey = format!("{key}.aliases.{alias}");
             check_name(alias).map_err(|m| invalid(akey.clone(), m))?;
+            if alias == crate::console::DATABASE {
+                return Err(invalid(
+                    akey,
+                    "this name is reserved for the admin console".into(),
+                ));
+            }
             match routes.get(alias) {
                 Some((_, None)) => {
                     return Err(invalid(
@@ -441,6 +474,7 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
         max_message_size: proxy.max_message_size,
         startup_timeout: Duration::from_millis(proxy.startup_timeout_ms),
         connect_timeout: Duration::from_millis(proxy.connect_timeout_ms),
+        admin_users,
         databases,
         routes,
     })
@@ -607,5 +641,31 @@ databases:
         assert!(msg.contains("proxy.listen"), "{msg}");
         let msg = err("databases: {}\n");
         assert!(msg.contains("at least one database"), "{msg}");
+    }
+
+    #[test]
+    fn admin_users_hold_verifiers_and_refuse_anything_else() {
+        let v = crate::console::scram::hash_password(b"pw");
+        let c = Config::from_yaml(
+            &format!("proxy:\n  admin_users:\n    admin: \"{v}\"\ndatabases: {{a: {{}}}}\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.admin_users["admin"].to_string(), v);
+
+        let msg = err("proxy:\n  admin_users:\n    admin: hunter2\ndatabases: {a: {}}\n");
+        assert!(msg.contains("proxy.admin_users.admin"), "{msg}");
+        assert!(msg.contains("SCRAM-SHA-256$"), "{msg}");
+        assert!(!msg.contains("hunter2"), "the value is never echoed: {msg}");
+    }
+
+    #[test]
+    fn the_console_database_name_is_reserved() {
+        let msg = err("databases: {heal7_proxy: {}}\n");
+        assert!(msg.contains("reserved for the admin console"), "{msg}");
+        let msg = err(
+            "databases:\n  a:\n    schemas: {s: {tables: [t]}}\n    aliases:\n      heal7_proxy: {default_schema: s}\n",
+        );
+        assert!(msg.contains("reserved for the admin console"), "{msg}");
     }
 }

@@ -10,6 +10,10 @@
 //! - [`config`]: YAML -> validated routing table and schema maps.
 //! - [`session`]: one client connection: startup, auth relay, frame relay,
 //!   rewriting Query/Parse. Uses protocol, rewrite and config.
+//! - [`console`]: the admin console on the virtual database `heal7_proxy`
+//!   (SCRAM login, SHOW/RELOAD/EXPLAIN REWRITE). Uses config, rewrite and
+//!   the shared state; never an upstream.
+//! - [`clients`]: the registry of live sessions the console lists.
 //! - [`server`]: the accept loop, cancel-key registry, shutdown.
 //! - [`error`]: per-layer errors and their SQLSTATEs.
 #![forbid(unsafe_code)]
@@ -17,7 +21,9 @@
 pub mod admin;
 pub mod check;
 pub mod cli;
+pub mod clients;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod metrics;
 pub mod protocol;

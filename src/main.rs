@@ -53,6 +53,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(check(config, user))
         }
+        Command::HashPassword => {
+            let password = read_password()?;
+            println!("{}", heal7_proxy::console::scram::hash_password(&password));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -156,6 +161,39 @@ fn rewrite(config: Config, database: Option<String>, verbose: bool) -> anyhow::R
     }
     std::io::stdout().write_all(result.apply(&sql).as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The password for `hash-password`: one line from stdin; on a terminal,
+/// prompted for with echo off (stty, so no unsafe termios code here).
+fn read_password() -> anyhow::Result<Vec<u8>> {
+    use std::io::IsTerminal;
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let echo_off = tty && {
+        eprint!("Password: ");
+        std::io::stderr().flush()?;
+        stty("-echo")
+    };
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    if echo_off {
+        stty("echo");
+        eprintln!();
+    }
+    read.context("cannot read the password from stdin")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    Ok(password.as_bytes().to_vec())
 }
 
 async fn check(config: Config, user: Option<String>) -> anyhow::Result<ExitCode> {

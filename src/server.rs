@@ -14,7 +14,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clients::ClientRegistry;
 use crate::config::Config;
+use crate::console::ConsoleState;
 use crate::metrics::Metrics;
 use crate::reload::ConfigStore;
 use crate::session::{self, Shutdown};
@@ -37,6 +39,10 @@ pub struct ProxyState {
     pub rewriter: session::Rewriter,
     /// Bare names clients use that the map does not list.
     pub unmapped: Arc<UnmappedReport>,
+    /// Live client sessions, for the console's SHOW CLIENTS.
+    pub clients: Arc<ClientRegistry>,
+    /// What the admin console keeps across its sessions.
+    pub console: Arc<ConsoleState>,
 }
 
 impl ProxyState {
@@ -53,6 +59,8 @@ impl ProxyState {
             cancel_keys: Arc::new(CancelKeys::default()),
             rewriter: crate::rewrite::rewrite_sql,
             unmapped: Arc::new(UnmappedReport::default()),
+            clients: Arc::new(ClientRegistry::default()),
+            console: Arc::new(ConsoleState::default()),
         }
     }
 }

@@ -19,7 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::ClientInfo;
 use crate::config::Config;
+use crate::console;
 use crate::error::SessionError;
 use crate::protocol::{self, ProtocolError, StartupMessage, StartupPacket};
 use crate::server::ProxyState;
@@ -105,6 +107,20 @@ async fn serve_inner(
     };
 
     let client_database = startup.database().unwrap_or_default().into_owned();
+    if client_database == console::DATABASE {
+        console::serve(client, buf, startup, peer, state, shutdown).await;
+        return Ok(None);
+    }
+    // Listed for SHOW CLIENTS until this function returns, however it does.
+    let _registered = state.clients.register(ClientInfo {
+        address: peer,
+        user: startup.get_str("user").unwrap_or_default().into_owned(),
+        database: client_database.clone(),
+        application_name: startup
+            .get_str("application_name")
+            .unwrap_or_default()
+            .into_owned(),
+    });
     let route = config.route(&client_database);
     let upstream = route.upstream_addr();
     tracing::info!(

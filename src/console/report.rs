@@ -1,0 +1,385 @@
+//! The console's answers: one [`ResultSet`] per command, built from the
+//! shared state the session was handed. No I/O except RELOAD's file read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::wire::ResultSet;
+use crate::error::ConsoleError;
+use crate::reload::{ConfigStore, Snapshot};
+use crate::rewrite::{Decision, Outcome};
+use crate::server::ProxyState;
+
+/// The proxy's version as `SHOW VERSION` and `server_version` report it.
+pub const VERSION: &str = concat!("heal7-proxy ", env!("CARGO_PKG_VERSION"));
+
+fn s(v: impl ToString) -> Option<String> {
+    Some(v.to_string())
+}
+
+/// `SHOW MAPPING`: one row per mapped table, one per alias, and a last row
+/// naming the last refused reload while it stands.
+pub fn mapping(store: &ConfigStore) -> ResultSet {
+    let snap = store.load_full();
+    let mut rows = Vec::new();
+    for db in &snap.databases {
+        for (schema, tables) in &db.schemas {
+            for table in tables {
+                rows.push(vec![
+                    s(&db.name),
+                    s(schema),
+                    s(table),
+                    s(db.mode.as_str()),
+                    s(snap.generation),
+                    None,
+                ]);
+            }
+        }
+        for (alias, schema) in &db.aliases {
+            rows.push(vec![
+                s(alias),
+                s(schema),
+                None,
+                s(db.mode.as_str()),
+                s(snap.generation),
+                s(format!(
+                    "alias of {}: search_path {schema}, public",
+                    db.name
+                )),
+            ]);
+        }
+    }
+    if let Some(failure) = store.last_error() {
+        rows.push(vec![
+            None,
+            None,
+            None,
+            None,
+            s(snap.generation),
+            s(format!(
+                "last reload refused at {}: {}",
+                utc(failure.at),
+                failure.message
+            )),
+        ]);
+    }
+    ResultSet::show(
+        vec!["database", "schema", "table", "mode", "generation", "note"],
+        rows,
+    )
+}
+
+/// `SHOW CLIENTS`: every live session, oldest first (console ones too).
+pub fn clients(state: &ProxyState) -> ResultSet {
+    let rows = state
+        .clients
+        .list()
+        .iter()
+        .map(|c| {
+            vec![
+                s(c.info.address),
+                s(&c.info.user),
+                s(&c.info.database),
+                s(&c.info.application_name),
+                s(c.state().as_str()),
+                s(c.statements()),
+                s(utc(c.since)),
+            ]
+        })
+        .collect();
+    ResultSet::show(
+        vec![
+            "address",
+            "user",
+            "database",
+            "application_name",
+            "state",
+            "statements",
+            "since",
+        ],
+        rows,
+    )
+}
+
+/// `SHOW STATS`: live clients per database, then the process-wide
+/// counters under database `*` (per-database counters come with metrics).
+pub fn stats(state: &ProxyState) -> ResultSet {
+    let mut per_db: std::collections::BTreeMap<String, u64> = Default::default();
+    for c in state.clients.list() {
+        *per_db.entry(c.info.database.clone()).or_default() += 1;
+    }
+    let mut rows: Vec<Vec<Option<String>>> = per_db
+        .into_iter()
+        .map(|(db, n)| vec![s(db), s("clients_connected"), s(n)])
+        .collect();
+    let m = &state.metrics;
+    let counters: [(&str, &AtomicU64); 16] = [
+        ("clients_active", &m.clients_active),
+        ("clients_total", &m.clients_total),
+        ("upstream_connect_failures", &m.upstream_connect_failures),
+        ("frames_rejected", &m.frames_rejected),
+        ("cancels_forwarded", &m.cancels_forwarded),
+        ("cancels_unknown", &m.cancels_unknown),
+        ("statements_non_utf8", &m.statements_non_utf8),
+        ("statements_no_parse_needed", &m.statements_no_parse_needed),
+        ("statements_unchanged", &m.statements_unchanged),
+        ("statements_rewritten", &m.statements_rewritten),
+        ("statements_fallback_tokens", &m.statements_fallback_tokens),
+        ("statements_rejected", &m.statements_rejected),
+        (
+            "statements_passthrough_unparsed",
+            &m.statements_passthrough_unparsed,
+        ),
+        ("statements_dry_run", &m.statements_dry_run),
+        ("error_positions_corrected", &m.error_positions_corrected),
+        ("unmapped_report_dropped", &state.unmapped.dropped),
+    ];
+    for (name, counter) in counters {
+        rows.push(vec![s("*"), s(name), s(counter.load(Ordering::Relaxed))]);
+    }
+    let store = &state.config;
+    for (name, value) in [
+        ("reloads_ok", store.reloads_ok.load(Ordering::Relaxed)),
+        (
+            "reloads_failed",
+            store.reloads_failed.load(Ordering::Relaxed),
+        ),
+        ("generation", store.load().generation),
+    ] {
+        rows.push(vec![s("*"), s(name), s(value)]);
+    }
+    ResultSet::show(vec!["database", "counter", "value"], rows)
+}
+
+/// `SHOW UNMAPPED`: the cut-over readiness report.
+pub fn unmapped(state: &ProxyState) -> ResultSet {
+    let rows = state
+        .unmapped
+        .rows()
+        .into_iter()
+        .map(|(k, e)| {
+            vec![
+                s(k.database),
+                s(k.user),
+                s(k.application_name),
+                s(k.table),
+                s(e.count),
+                s(utc(e.first_seen)),
+                s(utc(e.last_seen)),
+                s(e.example),
+            ]
+        })
+        .collect();
+    ResultSet::show(
+        vec![
+            "database",
+            "user",
+            "application_name",
+            "table",
+            "count",
+            "first_seen",
+            "last_seen",
+            "example",
+        ],
+        rows,
+    )
+}
+
+pub fn version() -> ResultSet {
+    ResultSet::show(vec!["version"], vec![vec![s(VERSION)]])
+}
+
+/// `RELOAD`: re-read the file now (off the async threads: it is file I/O).
+pub async fn reload(store: Arc<ConfigStore>) -> Result<ResultSet, ConsoleError> {
+    let report = tokio::task::spawn_blocking(move || store.reload())
+        .await
+        .map_err(|e| ConsoleError::Internal(e.to_string()))?
+        .map_err(|e| ConsoleError::Reload(e.to_string()))?;
+    let result = if report.unchanged {
+        "unchanged"
+    } else {
+        "reloaded"
+    };
+    let notes = (!report.needs_restart.is_empty()).then(|| report.needs_restart.join("; "));
+    Ok(ResultSet {
+        columns: vec!["result", "generation", "needs_restart"],
+        rows: vec![vec![s(result), s(report.generation), notes]],
+        tag: "RELOAD".into(),
+    })
+}
+
+/// `EXPLAIN REWRITE`: what the proxy would send for `sql` from a client of
+/// `database` (default: the first database), and why, name by name.
+///
+/// Columns `item, name, offset, detail`; rows in this order:
+/// - `sent`: name = database, detail = the text that would go upstream;
+/// - `generation`: detail = the mapping generation used;
+/// - `outcome`: detail = the rewriter's outcome (and the mode if it is not
+///   `rewrite`);
+/// - `parse_error` / `rejected`: only when they apply;
+/// - `table`: one per table name found: name, byte offset in `sql`, and
+///   what was done and why.
+pub fn explain_rewrite(
+    snap: &Snapshot,
+    sql: &str,
+    database: Option<&str>,
+) -> Result<ResultSet, ConsoleError> {
+    let database = database.unwrap_or(&snap.databases[0].name);
+    let route = snap.route(database);
+    let Some(map) = route.map else {
+        return Err(ConsoleError::UnknownDatabase(database.to_owned()));
+    };
+    let result = crate::rewrite::rewrite_sql(sql, &map, snap.on_parse_error);
+    let (sent, mode_note) = match route.mode {
+        crate::config::Mode::Rewrite => (result.apply(sql), String::new()),
+        other => (
+            sql.to_owned(),
+            format!(" (mode {}: forwarded unchanged)", other.as_str()),
+        ),
+    };
+    let row = |item: &str, name: Option<String>, offset: Option<String>, detail: String| {
+        vec![s(item), name, offset, Some(detail)]
+    };
+    let mut rows = vec![
+        row("sent", s(database), None, sent),
+        row("generation", None, None, snap.generation.to_string()),
+        row(
+            "outcome",
+            None,
+            None,
+            format!("{}{mode_note}", outcome_name(result.outcome)),
+        ),
+    ];
+    if let Some(e) = &result.parse_error {
+        rows.push(row("parse_error", None, None, e.clone()));
+    }
+    if let Some(t) = &result.rejected_table {
+        rows.push(row(
+            "rejected",
+            s(t),
+            None,
+            "does not parse and names a mapped table (on_parse_error: reject): the client gets 0A000".into(),
+        ));
+    }
+    for name in &result.names {
+        rows.push(row(
+            "table",
+            s(&name.name),
+            s(name.offset),
+            decision_text(&name.decision),
+        ));
+    }
+    let tag = format!("SELECT {}", rows.len());
+    Ok(ResultSet {
+        columns: vec!["item", "name", "offset", "detail"],
+        rows,
+        tag,
+    })
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::NoParseNeeded => "no_parse_needed",
+        Outcome::Unchanged => "unchanged",
+        Outcome::Rewritten => "rewritten",
+        Outcome::FallbackTokens => "fallback_tokens",
+        Outcome::Rejected => "rejected",
+        Outcome::PassthroughUnparsed => "passthrough_unparsed",
+    }
+}
+
+fn decision_text(decision: &Decision) -> String {
+    match decision {
+        Decision::QualifiedByMap { schema } => format!("qualified by map -> {schema}"),
+        Decision::QualifiedByFallback { schema } => {
+            format!("qualified by token fallback -> {schema} (statement did not parse)")
+        }
+        Decision::AlreadyQualified => "already qualified: left as written".into(),
+        Decision::Cte => "CTE in scope: left bare".into(),
+        Decision::NotInMap => "not in map: left bare (search_path decides)".into(),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS+00`, the shape psql shows for timestamptz in UTC.
+pub fn utc(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}+00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 -> (year, month, day); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00+00");
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096); // leap day
+        assert_eq!(utc(t), "2024-02-29 12:34:56+00");
+    }
+
+    #[test]
+    fn explain_rewrite_names_cte_and_qualified_tables() {
+        let config = Config::from_yaml(
+            "databases:\n  heal7:\n    schemas:\n      saju_service: {tables: [kasi_cache, users]}\n",
+            "t",
+        )
+        .unwrap();
+        let store = ConfigStore::in_memory(config);
+        let sql = "WITH users AS (SELECT 1) SELECT * FROM users, kasi_cache";
+        let r = explain_rewrite(&store.load_full(), sql, None).unwrap();
+        let cell = |i: usize, j: usize| r.rows[i][j].clone().unwrap_or_default();
+        assert_eq!(cell(0, 0), "sent");
+        assert_eq!(
+            cell(0, 3),
+            "WITH users AS (SELECT 1) SELECT * FROM users, saju_service.kasi_cache"
+        );
+        assert_eq!((cell(1, 0), cell(1, 3)), ("generation".into(), "1".into()));
+        assert_eq!(cell(2, 3), "rewritten");
+        let tables: Vec<_> = r.rows[3..]
+            .iter()
+            .map(|row| (row[1].clone().unwrap(), row[3].clone().unwrap()))
+            .collect();
+        assert!(
+            tables
+                .iter()
+                .any(|(n, d)| n == "users" && d.starts_with("CTE"))
+        );
+        assert!(
+            tables
+                .iter()
+                .any(|(n, d)| n == "kasi_cache" && d == "qualified by map -> saju_service")
+        );
+        assert!(matches!(
+            explain_rewrite(&store.load_full(), sql, Some("nope")),
+            Err(ConsoleError::UnknownDatabase(_))
+        ));
+    }
+}
