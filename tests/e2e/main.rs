@@ -12,6 +12,7 @@
 
 mod auth;
 mod cli;
+mod console;
 mod errors;
 mod extended;
 mod harness;
