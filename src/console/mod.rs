@@ -23,7 +23,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::clients::ClientInfo;
+use crate::clients::{ClientInfo, ClientState};
 use crate::error::ConsoleError;
 use crate::protocol::{self, Frame, QueryView, StartupMessage, tag};
 use crate::server::ProxyState;
@@ -36,6 +36,9 @@ pub const DATABASE: &str = "heal7_proxy";
 
 /// Console frames are commands, not data: cap them well below the proxy's.
 const MAX_FRAME: usize = 1 << 20;
+/// Before login a client may only send small SASL messages; an
+/// unauthenticated peer must not make the proxy buffer a megabyte.
+const MAX_AUTH_FRAME: usize = crate::protocol::MAX_STARTUP_PACKET;
 /// How long the proxy keeps trying to tell a client why it is closing.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -114,12 +117,11 @@ struct Conn {
 }
 
 impl Conn {
-    /// The next whole frame; `None` when the client closed.
-    async fn read_frame(&mut self) -> Result<Option<Frame>, ConsoleError> {
+    /// The next whole frame of at most `max` bytes; `None` when the
+    /// client closed.
+    async fn read_frame(&mut self, max: usize) -> Result<Option<Frame>, ConsoleError> {
         loop {
-            if let Some(f) =
-                Frame::decode(&mut self.buf, MAX_FRAME).map_err(ConsoleError::Protocol)?
-            {
+            if let Some(f) = Frame::decode(&mut self.buf, max).map_err(ConsoleError::Protocol)? {
                 return Ok(Some(f));
             }
             self.buf.reserve(4096);
@@ -130,7 +132,7 @@ impl Conn {
     }
 
     async fn expect_sasl(&mut self) -> Result<Frame, ConsoleError> {
-        match self.read_frame().await? {
+        match self.read_frame(MAX_AUTH_FRAME).await? {
             Some(f) if f.tag == b'p' => Ok(f),
             Some(f) => Err(ConsoleError::UnexpectedMessage {
                 expected: "a SASL response",
@@ -157,7 +159,7 @@ async fn run(
         },
         () = shutdown.drain.cancelled() => return Err(ConsoleError::Shutdown),
     }
-    let _registered = state.clients.register(ClientInfo {
+    let registered = state.clients.register(ClientInfo {
         address: peer,
         user: user.to_owned(),
         database: DATABASE.to_owned(),
@@ -185,13 +187,15 @@ async fn run(
     wire::backend_key_data(&mut out, pid, rand::random());
     protocol::encode_ready_for_query(&mut out, b'I');
     conn.stream.write_all(&out).await?;
+    let me = registered.entry();
+    me.set_state(ClientState::Idle);
 
     // After an extended-protocol message, everything up to Sync is skipped,
     // as a server does after an error.
     let mut skip_to_sync = false;
     loop {
         let frame = tokio::select! {
-            f = conn.read_frame() => f?,
+            f = conn.read_frame(MAX_FRAME) => f?,
             () = shutdown.drain.cancelled() => return Err(ConsoleError::Shutdown),
         };
         let Some(frame) = frame else { return Ok(()) };
@@ -200,10 +204,13 @@ async fn run(
             tag::TERMINATE => return Ok(()),
             tag::QUERY => {
                 let query = QueryView::parse(&frame.bytes).map_err(ConsoleError::Protocol)?;
+                me.count_statement();
+                me.set_state(ClientState::Active);
                 match std::str::from_utf8(query.query) {
                     Ok(text) => execute(text, state, &mut out).await,
                     Err(_) => error(&mut out, &ConsoleError::NotUtf8),
                 }
+                me.set_state(ClientState::Idle);
                 protocol::encode_ready_for_query(&mut out, b'I');
             }
             tag::SYNC => {
