@@ -225,10 +225,12 @@ async fn show_clients_lists_a_concurrent_proxied_client() {
         "{row:?}"
     );
     assert!(row[6].ends_with("+00"), "{row:?}");
+    let console = rows_with(&clients, 2, "heal7_proxy");
+    assert_eq!(console.len(), 1, "{clients:?}");
     assert_eq!(
-        rows_with(&clients, 2, "heal7_proxy").len(),
-        1,
-        "{clients:?}"
+        cells(&console[0])[4..6],
+        ["active", "1"],
+        "the console session, running SHOW CLIENTS"
     );
 
     drop(app_client);
