@@ -434,3 +434,45 @@ async fn hash_password_output_is_accepted_by_real_postgres() {
     let c = connect(&cfg).await.expect("scram_user logs in against it");
     assert_eq!(simple_value(&c, "SELECT current_user").await, "scram_user");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hash_password_command_prints_a_verifier_the_console_accepts() {
+    use tokio::io::AsyncWriteExt;
+    let run = |stdin: &'static [u8]| async move {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_heal7-proxy"))
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin).await.unwrap();
+        drop(input);
+        child.wait_with_output().await.unwrap()
+    };
+    let out = run(b"from-the-cli\n").await;
+    assert!(out.status.success(), "{out:?}");
+    let verifier = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
+    assert!(verifier.starts_with("SCRAM-SHA-256$4096:"), "{verifier}");
+    assert!(!verifier.contains("from-the-cli"));
+
+    let pg = pg().await;
+    let yaml = console_yaml(pg, "127.0.0.1:0").replacen(
+        &format!("    {OTHER_ADMIN}: "),
+        &format!("    cli: \"{verifier}\"\n    {OTHER_ADMIN}: "),
+        1,
+    );
+    let proxy = start_proxy_yaml(&yaml).await;
+    let c = connect(&console_config(proxy.port(), "cli", "from-the-cli"))
+        .await
+        .expect("the printed verifier logs in");
+    assert!(
+        simple_value(&c, "SHOW VERSION")
+            .await
+            .starts_with("heal7-proxy")
+    );
+
+    let out = run(b"").await;
+    assert!(!out.status.success(), "an empty password is refused");
+}
