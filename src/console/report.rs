@@ -1,12 +1,14 @@
 //! The console's answers: one [`ResultSet`] per command, built from the
 //! shared state the session was handed. No I/O except RELOAD's file read.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::wire::ResultSet;
 use crate::error::ConsoleError;
+use crate::metrics::OUTCOME_LABELS;
 use crate::reload::{ConfigStore, Snapshot};
 use crate::rewrite::{Decision, Outcome};
 use crate::server::ProxyState;
@@ -102,54 +104,67 @@ pub fn clients(state: &ProxyState) -> ResultSet {
     )
 }
 
-/// `SHOW STATS`: live clients per database, then the process-wide
-/// counters under database `*` (per-database counters come with metrics).
+/// `SHOW STATS`: one row per client-facing database, then a `*` row with
+/// the process-wide totals. Columns: database, clients_connected (live
+/// sessions now), clients_active, clients_total, then statements by
+/// outcome ([`OUTCOME_LABELS`], the `/metrics` labels).
 pub fn stats(state: &ProxyState) -> ResultSet {
-    let mut per_db: std::collections::BTreeMap<String, u64> = Default::default();
+    let load = |c: &AtomicU64| s(c.load(Ordering::Relaxed));
+    let mut connected: BTreeMap<String, u64> = BTreeMap::new();
     for c in state.clients.list() {
-        *per_db.entry(c.info.database.clone()).or_default() += 1;
+        *connected.entry(c.info.database.clone()).or_default() += 1;
+    }
+    let m = &state.metrics;
+    let mut per_db: BTreeMap<String, Vec<Option<String>>> = m
+        .databases()
+        .into_iter()
+        .map(|(name, d)| {
+            let mut row = vec![load(&d.clients_active), load(&d.clients_total)];
+            row.extend(d.statements.iter().map(load));
+            (name, row)
+        })
+        .collect();
+    // Databases with live sessions but no counters (the console itself).
+    for name in connected.keys() {
+        per_db
+            .entry(name.clone())
+            .or_insert_with(|| vec![s(0); 2 + OUTCOME_LABELS.len()]);
     }
     let mut rows: Vec<Vec<Option<String>>> = per_db
         .into_iter()
-        .map(|(db, n)| vec![s(db), s("clients_connected"), s(n)])
+        .map(|(name, counters)| {
+            let mut row = vec![s(&name), s(connected.get(&name).copied().unwrap_or(0))];
+            row.extend(counters);
+            row
+        })
         .collect();
-    let m = &state.metrics;
-    let counters: [(&str, &AtomicU64); 16] = [
-        ("clients_active", &m.clients_active),
-        ("clients_total", &m.clients_total),
-        ("upstream_connect_failures", &m.upstream_connect_failures),
-        ("frames_rejected", &m.frames_rejected),
-        ("cancels_forwarded", &m.cancels_forwarded),
-        ("cancels_unknown", &m.cancels_unknown),
-        ("statements_non_utf8", &m.statements_non_utf8),
-        ("statements_no_parse_needed", &m.statements_no_parse_needed),
-        ("statements_unchanged", &m.statements_unchanged),
-        ("statements_rewritten", &m.statements_rewritten),
-        ("statements_fallback_tokens", &m.statements_fallback_tokens),
-        ("statements_rejected", &m.statements_rejected),
-        (
-            "statements_passthrough_unparsed",
-            &m.statements_passthrough_unparsed,
-        ),
-        ("statements_dry_run", &m.statements_dry_run),
-        ("error_positions_corrected", &m.error_positions_corrected),
-        ("unmapped_report_dropped", &state.unmapped.dropped),
+    let mut total = vec![
+        s("*"),
+        s(state.clients.len()),
+        load(&m.clients_active),
+        load(&m.clients_total),
     ];
-    for (name, counter) in counters {
-        rows.push(vec![s("*"), s(name), s(counter.load(Ordering::Relaxed))]);
-    }
-    let store = &state.config;
-    for (name, value) in [
-        ("reloads_ok", store.reloads_ok.load(Ordering::Relaxed)),
-        (
-            "reloads_failed",
-            store.reloads_failed.load(Ordering::Relaxed),
-        ),
-        ("generation", store.load().generation),
+    // In OUTCOME_LABELS order.
+    for c in [
+        &m.statements_no_parse_needed,
+        &m.statements_unchanged,
+        &m.statements_rewritten,
+        &m.statements_fallback_tokens,
+        &m.statements_rejected,
+        &m.statements_passthrough_unparsed,
+        &m.statements_dry_run,
     ] {
-        rows.push(vec![s("*"), s(name), s(value)]);
+        total.push(load(c));
     }
-    ResultSet::show(vec!["database", "counter", "value"], rows)
+    rows.push(total);
+    let mut columns = vec![
+        "database",
+        "clients_connected",
+        "clients_active",
+        "clients_total",
+    ];
+    columns.extend(OUTCOME_LABELS);
+    ResultSet::show(columns, rows)
 }
 
 /// `SHOW UNMAPPED`: the cut-over readiness report.

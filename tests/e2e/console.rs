@@ -99,15 +99,30 @@ async fn each_show_command_answers_a_result_set() {
     assert_eq!(alias[0][1].as_deref(), Some("saju_service"));
     assert!(alias[0][5].as_deref().unwrap().contains("alias of heal7"));
 
-    let stats = simple_rows(&c, "SHOW STATS").await;
-    let total = rows_with(&stats, 1, "clients_total");
-    assert_eq!(total.len(), 1, "{stats:?}");
-    assert!(total[0][2].as_deref().unwrap().parse::<u64>().unwrap() >= 1);
+    // A proxied client's statement shows under its database.
+    let app = proxy.connect("heal7").await;
     assert_eq!(
-        cells(&rows_with(&stats, 1, "clients_connected")[0]),
-        ["heal7_proxy", "clients_connected", "1"],
+        simple_value(&app, "SELECT name FROM users WHERE id = 1").await,
+        "fresh-alice"
+    );
+    let stats = simple_rows(&c, "SHOW STATS").await;
+    let heal7 = rows_with(&stats, 0, "heal7");
+    assert_eq!(heal7.len(), 1, "{stats:?}");
+    // database, connected, active, total, then outcomes; `rewritten` is
+    // column 6. Per-database counters fill in once sessions feed them.
+    assert_eq!(cells(&heal7[0])[..2], ["heal7", "1"], "{stats:?}");
+    assert_eq!(
+        cells(&rows_with(&stats, 0, "heal7_proxy")[0])[..2],
+        ["heal7_proxy", "1"],
         "the console session itself is a client"
     );
+    let total = cells(stats.last().unwrap());
+    assert_eq!(total[..2], ["*", "2"], "{stats:?}");
+    assert!(
+        total[6].parse::<u64>().unwrap() >= 1,
+        "rewritten: {stats:?}"
+    );
+    drop(app);
 
     assert!(simple_rows(&c, "SHOW UNMAPPED").await.is_empty());
     proxy.state.unmapped.record(
