@@ -179,7 +179,6 @@ async fn run(
         ("standard_conforming_strings", "on"),
         ("DateStyle", "ISO, MDY"),
         ("integer_datetimes", "on"),
-        ("application_name", "heal7-proxy console"),
     ] {
         wire::parameter_status(&mut out, name, value);
     }
@@ -207,7 +206,10 @@ async fn run(
                 me.count_statement();
                 me.set_state(ClientState::Active);
                 match std::str::from_utf8(query.query) {
-                    Ok(text) => execute(text, state, &mut out).await,
+                    Ok(text) => {
+                        tracing::debug!(client = %peer, user = %user, command = %text, "console command");
+                        execute(text, user, state, &mut out).await
+                    }
                     Err(_) => error(&mut out, &ConsoleError::NotUtf8),
                 }
                 me.set_state(ClientState::Idle);
@@ -271,7 +273,7 @@ async fn authenticate(conn: &mut Conn, user: &str, state: &ProxyState) -> Result
 }
 
 /// Run one command; its result set or its ERROR goes to `out`.
-async fn execute(text: &str, state: &ProxyState, out: &mut BytesMut) {
+async fn execute(text: &str, user: &str, state: &ProxyState, out: &mut BytesMut) {
     let result = match command::parse(text) {
         Err(unknown) => Err(ConsoleError::UnknownCommand(unknown)),
         Ok(Command::Empty) => {
@@ -283,7 +285,19 @@ async fn execute(text: &str, state: &ProxyState, out: &mut BytesMut) {
         Ok(Command::ShowStats) => Ok(report::stats(state)),
         Ok(Command::ShowUnmapped) => Ok(report::unmapped(state)),
         Ok(Command::ShowVersion) => Ok(report::version()),
-        Ok(Command::Reload) => report::reload(state.config.clone()).await,
+        Ok(Command::Reload) => {
+            // Who reloaded is worth a line: the other triggers log theirs.
+            let r = report::reload(state.config.clone()).await;
+            match &r {
+                Ok(_) => {
+                    tracing::info!(user = %user, generation = state.config.load().generation, "RELOAD from the admin console")
+                }
+                Err(e) => {
+                    tracing::warn!(user = %user, error = %e, "RELOAD from the admin console refused")
+                }
+            }
+            r
+        }
         Ok(Command::ExplainRewrite { sql, database }) => {
             report::explain_rewrite(&state.config.load_full(), &sql, database.as_deref())
         }
