@@ -23,8 +23,10 @@ use crate::clients::ClientInfo;
 use crate::config::Config;
 use crate::console;
 use crate::error::SessionError;
+use crate::metrics::DatabaseMetrics;
 use crate::protocol::{self, ProtocolError, StartupMessage, StartupPacket};
 use crate::server::ProxyState;
+use crate::unmapped::ClientIdentity;
 
 pub use statement::{EncodingClass, Rewriter};
 
@@ -111,16 +113,24 @@ async fn serve_inner(
         console::serve(client, buf, startup, peer, state, shutdown).await;
         return Ok(None);
     }
-    // Listed for SHOW CLIENTS until this function returns, however it does.
-    let _registered = state.clients.register(ClientInfo {
-        address: peer,
-        user: startup.get_str("user").unwrap_or_default().into_owned(),
+    let identity = ClientIdentity {
         database: client_database.clone(),
+        user: startup.get_str("user").unwrap_or_default().into_owned(),
         application_name: startup
             .get_str("application_name")
             .unwrap_or_default()
             .into_owned(),
+    };
+    // Listed for SHOW CLIENTS until this function returns, however it does.
+    let registered = state.clients.register(ClientInfo {
+        address: peer,
+        user: identity.user.clone(),
+        database: client_database.clone(),
+        application_name: identity.application_name.clone(),
     });
+    // Counted per database name until this function returns.
+    let database_metrics = state.metrics.database(&client_database);
+    let _connected = DatabaseConnection::open(Arc::clone(&database_metrics));
     let route = config.route(&client_database);
     let upstream = route.upstream_addr();
     tracing::info!(
@@ -165,8 +175,28 @@ async fn serve_inner(
         client_database: client_database.clone(),
         upstream: upstream_addr,
         shutdown: shutdown.clone(),
+        client: Arc::clone(registered.entry()),
+        database_metrics,
+        identity,
     };
     relay::relay(client, server, buf, &ctx).await.map(Some)
+}
+
+/// Holds one of a database's active client connections.
+struct DatabaseConnection(Arc<DatabaseMetrics>);
+
+impl DatabaseConnection {
+    fn open(metrics: Arc<DatabaseMetrics>) -> Self {
+        metrics.clients_total.fetch_add(1, Ordering::Relaxed);
+        metrics.clients_active.fetch_add(1, Ordering::Relaxed);
+        DatabaseConnection(metrics)
+    }
+}
+
+impl Drop for DatabaseConnection {
+    fn drop(&mut self) {
+        self.0.clients_active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Read startup packets until a StartupMessage. `Ok(None)`: nothing more to

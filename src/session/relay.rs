@@ -16,24 +16,27 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::statement::{EncodingClass, PositionMap, TextRewrite, rewrite_text};
+use super::statement::{EncodingClass, Observer, PositionMap, TextRewrite, rewrite_text};
 use super::{FAREWELL_TIMEOUT, Shutdown, Summary, farewell};
+use crate::clients::{ClientEntry, ClientState};
 use crate::config::Mode;
 use crate::error::{SessionError, SqlState};
+use crate::metrics::DatabaseMetrics;
 use crate::metrics::Metrics;
 use crate::protocol::{
     self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, peek_header, tag,
 };
 use crate::reload::Snapshot;
-use crate::rewrite::SchemaMap;
+use crate::rewrite::{Decision, SchemaMap};
 use crate::server::ProxyState;
+use crate::unmapped::ClientIdentity;
 
 /// Reads ask for at least this much room.
 const READ_CHUNK: usize = 8 * 1024;
@@ -59,6 +62,12 @@ pub(super) struct RelayContext {
     pub client_database: String,
     pub upstream: SocketAddr,
     pub shutdown: Shutdown,
+    /// This session's SHOW CLIENTS entry (state, statement count).
+    pub client: Arc<ClientEntry>,
+    /// Counters of the database name the client connected with.
+    pub database_metrics: Arc<DatabaseMetrics>,
+    /// Who sends the statements, for the unmapped-name report.
+    pub identity: ClientIdentity,
 }
 
 /// The mapping one statement is rewritten with: taken from the live config
@@ -110,6 +119,32 @@ enum StatementContext {
     Refused { code: SqlState, message: Box<str> },
 }
 
+impl StatementContext {
+    /// Count the server's answer for each schema the rewrite qualified
+    /// names with (once per schema per statement).
+    fn record_result(&self, ok: bool, metrics: &Metrics) {
+        let StatementContext::Rewritten(map) = self else {
+            return;
+        };
+        let mut counted: Vec<&str> = Vec::new();
+        for name in &map.rewrite.names {
+            let schema = match &name.decision {
+                Decision::QualifiedByMap { schema } | Decision::QualifiedByFallback { schema } => {
+                    schema.as_str()
+                }
+                _ => continue,
+            };
+            if counted.contains(&schema) {
+                continue;
+            }
+            counted.push(schema);
+            let m = metrics.schema(schema);
+            let counter = if ok { &m.results_ok } else { &m.results_error };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Tracker {
     pending: VecDeque<Pending>,
@@ -117,6 +152,11 @@ struct Tracker {
     status: Option<u8>,
     encoding: EncodingClass,
     cancel_key: Option<(i32, i32)>,
+    /// When each Query, Sync or FunctionCall still unanswered was sent: its
+    /// ReadyForQuery ends the client's round trip.
+    sent_at: VecDeque<Instant>,
+    /// An ErrorResponse arrived since the last ReadyForQuery.
+    error_since_ready: bool,
 }
 
 impl Tracker {
@@ -131,12 +171,32 @@ impl Tracker {
 
     /// ReadyForQuery ends the oldest Query, Sync or FunctionCall and
     /// everything the server skipped before it.
-    fn ready(&mut self, status: u8) {
+    fn ready(&mut self, status: u8, metrics: &Metrics) {
         self.status = Some(status);
+        let ok = !std::mem::take(&mut self.error_since_ready);
         while let Some(p) = self.pending.pop_front() {
+            if let Pending::Query(c) | Pending::Parse(c) = &p {
+                c.record_result(ok, metrics);
+            }
             if matches!(p, Pending::Query(_) | Pending::Sync | Pending::FunctionCall) {
                 break;
             }
+        }
+        if let Some(sent) = self.sent_at.pop_front() {
+            metrics.statement_seconds.record(sent.elapsed());
+        }
+    }
+
+    /// Queue the requests of a batch sent to the server at `now`.
+    fn sent(&mut self, entries: &mut Vec<Pending>, now: Instant) {
+        for entry in entries.drain(..) {
+            if matches!(
+                entry,
+                Pending::Query(_) | Pending::Sync | Pending::FunctionCall
+            ) {
+                self.sent_at.push_back(now);
+            }
+            self.pending.push_back(entry);
         }
     }
 
@@ -158,11 +218,19 @@ impl Tracker {
         match frame_tag {
             tag::READY_FOR_QUERY => {
                 if let Ok(status) = protocol::ready_for_query_status(frame) {
-                    self.ready(status);
+                    self.ready(status, metrics);
                 }
             }
-            tag::ERROR_RESPONSE => return self.correct_error(frame, metrics),
-            tag::PARSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Parse(_))),
+            tag::ERROR_RESPONSE => {
+                self.error_since_ready = true;
+                return self.correct_error(frame, metrics);
+            }
+            tag::PARSE_COMPLETE => {
+                if let Some(Pending::Parse(c)) = self.pending.front() {
+                    c.record_result(true, metrics);
+                }
+                self.pop_if(|p| matches!(p, Pending::Parse(_)))
+            }
             tag::BIND_COMPLETE => self.pop_if(|p| matches!(p, Pending::Bind)),
             tag::CLOSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Close)),
             tag::ROW_DESCRIPTION | tag::NO_DATA => self.pop_if(|p| matches!(p, Pending::Describe)),
@@ -237,6 +305,8 @@ pub(super) async fn relay(
         status: None,
         encoding: EncodingClass::AsciiSafe,
         cancel_key: None,
+        sent_at: VecDeque::with_capacity(16),
+        error_since_ready: false,
     });
     let _release = ReleaseCancelKey {
         tracker: &tracker,
@@ -365,7 +435,7 @@ impl Upstream {
             let batch = self.scan(tracker, ctx)?;
             if batch.len > 0 {
                 if !self.entries.is_empty() {
-                    lock(tracker).pending.extend(self.entries.drain(..));
+                    lock(tracker).sent(&mut self.entries, Instant::now());
                 }
                 if batch.reencoded {
                     self.write.write_all(&self.out).await?;
@@ -407,6 +477,8 @@ impl Upstream {
             let (entry, replacement) = match header.tag {
                 tag::QUERY | tag::PARSE => {
                     self.statements += 1;
+                    ctx.client.count_statement();
+                    ctx.client.set_state(ClientState::Active);
                     let (enc, idle) = *session.get_or_insert_with(|| {
                         let t = lock(tracker);
                         (t.encoding, t.between_transactions())
@@ -488,7 +560,11 @@ fn statement(
         policy,
         encoding,
         ctx.state.rewriter,
-        &ctx.state.metrics,
+        &Observer {
+            metrics: &ctx.state.metrics,
+            database: Some(&ctx.database_metrics),
+            unmapped: Some((&ctx.state.unmapped, &ctx.identity)),
+        },
         mapping.mode == Mode::DryRun,
     ) {
         TextRewrite::Unchanged => {
@@ -596,7 +672,13 @@ impl Downstream {
                 }
                 None
             } else {
-                t.on_server_frame(header.tag, frame, &ctx.state.metrics)
+                let replacement = t.on_server_frame(header.tag, frame, &ctx.state.metrics);
+                if header.tag == tag::READY_FOR_QUERY
+                    && let Some(status) = t.status
+                {
+                    ctx.client.set_state(ClientState::from_ready_status(status));
+                }
+                replacement
             };
             match (replacement, copied) {
                 (Some(bytes), false) => {
@@ -647,6 +729,8 @@ mod tests {
             status: Some(b'I'),
             encoding: EncodingClass::AsciiSafe,
             cancel_key: None,
+            sent_at: VecDeque::new(),
+            error_since_ready: false,
         }
     }
 

@@ -10,8 +10,9 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::SqlState;
-use crate::metrics::Metrics;
-use crate::rewrite::{Edit, OnParseError, Outcome, Rewrite, SchemaMap};
+use crate::metrics::{DRY_RUN_INDEX, DatabaseMetrics, Metrics, outcome_index};
+use crate::rewrite::{Decision, Edit, OnParseError, Outcome, Rewrite, SchemaMap};
+use crate::unmapped::{ClientIdentity, UnmappedReport};
 
 /// The rewriter's entry point ([`crate::rewrite::rewrite_sql`] in service).
 pub type Rewriter = fn(&str, &SchemaMap, OnParseError) -> Rewrite;
@@ -82,6 +83,64 @@ impl PositionMap {
     }
 }
 
+/// Where one statement's outcome is recorded.
+pub struct Observer<'a> {
+    pub metrics: &'a Metrics,
+    /// Counters of the database the client connected with.
+    pub database: Option<&'a DatabaseMetrics>,
+    /// The cut-over report and who is sending.
+    pub unmapped: Option<(&'a UnmappedReport, &'a ClientIdentity)>,
+}
+
+impl<'a> Observer<'a> {
+    /// Only the process-wide counters.
+    #[cfg(test)]
+    pub fn global(metrics: &'a Metrics) -> Self {
+        Observer {
+            metrics,
+            database: None,
+            unmapped: None,
+        }
+    }
+
+    fn outcome(&self, outcome: Outcome) {
+        self.metrics.count_outcome(outcome);
+        if let Some(db) = self.database {
+            db.statements[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn dry_run(&self) {
+        self.metrics
+            .statements_dry_run
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(db) = self.database {
+            db.statements[DRY_RUN_INDEX].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Tables qualified per schema (not for a dry run, which sends none)
+    /// and the unmapped bare names (dry runs included: that is the report
+    /// a staged cut-over reads).
+    fn names(&self, rewrite: &Rewrite, sql: &str, dry_run: bool) {
+        if !dry_run {
+            for name in &rewrite.names {
+                if let Decision::QualifiedByMap { schema }
+                | Decision::QualifiedByFallback { schema } = &name.decision
+                {
+                    self.metrics
+                        .schema(schema)
+                        .tables_qualified
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if let Some((report, who)) = self.unmapped {
+            report.record(who, &rewrite.names, sql);
+        }
+    }
+}
+
 /// Rewrite one statement text by `map`. Counts every outcome.
 ///
 /// With `dry_run`, the text is rewritten only to log and count what would
@@ -92,17 +151,17 @@ pub fn rewrite_text(
     policy: OnParseError,
     encoding: EncodingClass,
     rewriter: Rewriter,
-    metrics: &Metrics,
+    observer: &Observer<'_>,
     dry_run: bool,
 ) -> TextRewrite {
-    let result = rewrite_text_inner(text, map, policy, encoding, rewriter, metrics, dry_run);
+    let result = rewrite_text_inner(text, map, policy, encoding, rewriter, observer, dry_run);
     if !dry_run {
         return result;
     }
     match result {
         TextRewrite::Unchanged => {}
         TextRewrite::Changed { sent, .. } => {
-            metrics.statements_dry_run.fetch_add(1, Ordering::Relaxed);
+            observer.dry_run();
             tracing::info!(
                 original = %String::from_utf8_lossy(text),
                 would_send = %String::from_utf8_lossy(&sent),
@@ -110,7 +169,7 @@ pub fn rewrite_text(
             );
         }
         TextRewrite::Rejected { message, .. } => {
-            metrics.statements_dry_run.fetch_add(1, Ordering::Relaxed);
+            observer.dry_run();
             tracing::info!(
                 original = %String::from_utf8_lossy(text),
                 would_refuse = %message,
@@ -127,21 +186,23 @@ fn rewrite_text_inner(
     policy: OnParseError,
     encoding: EncodingClass,
     rewriter: Rewriter,
-    metrics: &Metrics,
+    observer: &Observer<'_>,
     dry_run: bool,
 ) -> TextRewrite {
+    let metrics = observer.metrics;
     // A dry run is counted by what it would have done, not as a rewrite.
     let count = |outcome| {
         if !dry_run {
-            metrics.count_outcome(outcome)
+            observer.outcome(outcome)
         }
     };
     match std::str::from_utf8(text) {
         Ok(sql) => {
-            let Some(rewrite) = call(rewriter, sql, map, policy) else {
+            let Some(rewrite) = call(rewriter, sql, map, policy, metrics) else {
                 return internal_error();
             };
             count(rewrite.outcome);
+            observer.names(&rewrite, sql, dry_run);
             log_fallback(&rewrite);
             if rewrite.outcome == Outcome::Rejected {
                 return TextRewrite::Rejected {
@@ -171,10 +232,11 @@ fn rewrite_text_inner(
                 .iter()
                 .map(|&b| if b >= 0x80 { MASK as char } else { b as char })
                 .collect();
-            let Some(rewrite) = call(rewriter, &masked, map, policy) else {
+            let Some(rewrite) = call(rewriter, &masked, map, policy, metrics) else {
                 return internal_error();
             };
             count(rewrite.outcome);
+            observer.names(&rewrite, &String::from_utf8_lossy(text), dry_run);
             log_fallback(&rewrite);
             if rewrite.outcome == Outcome::Rejected {
                 return TextRewrite::Rejected {
@@ -200,8 +262,18 @@ fn rewrite_text_inner(
 }
 
 /// Run the rewriter, containing a panic to this one statement.
-fn call(rewriter: Rewriter, sql: &str, map: &SchemaMap, policy: OnParseError) -> Option<Rewrite> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rewriter(sql, map, policy))).ok()
+fn call(
+    rewriter: Rewriter,
+    sql: &str,
+    map: &SchemaMap,
+    policy: OnParseError,
+    metrics: &Metrics,
+) -> Option<Rewrite> {
+    let started = std::time::Instant::now();
+    let rewrite =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rewriter(sql, map, policy))).ok();
+    metrics.rewrite_seconds.record(started.elapsed());
+    rewrite
 }
 
 fn internal_error() -> TextRewrite {
@@ -259,7 +331,7 @@ mod tests {
             OnParseError::Tokens,
             EncodingClass::AsciiSafe,
             boom,
-            &metrics,
+            &Observer::global(&metrics),
             false,
         ) {
             TextRewrite::Rejected { code, .. } => assert_eq!(code, SqlState::Internal),
@@ -318,7 +390,7 @@ mod tests {
                 OnParseError::Tokens,
                 class,
                 crate::rewrite::rewrite_sql,
-                &metrics,
+                &Observer::global(&metrics),
                 false,
             ) {
                 TextRewrite::Unchanged => {}

@@ -17,6 +17,7 @@ mod errors;
 mod extended;
 mod harness;
 mod harness_selftest;
+mod observe;
 mod qualify;
 mod relay;
 mod reload;
