@@ -242,12 +242,6 @@ impl Tracker {
                     && s.name == b"client_encoding"
                 {
                     self.encoding = EncodingClass::of(s.value);
-                    if self.encoding == EncodingClass::NotAsciiSafe {
-                        tracing::warn!(
-                            client_encoding = %String::from_utf8_lossy(s.value),
-                            "client_encoding is not ASCII-safe: its non-UTF-8 statements are forwarded without rewriting"
-                        );
-                    }
                 }
             }
             _ => {}
@@ -885,7 +879,7 @@ mod tests {
             &server_frame(b'S', b"client_encoding\0SJIS\0"),
             &metrics,
         );
-        assert_eq!(t.encoding, EncodingClass::NotAsciiSafe);
+        assert_eq!(t.encoding, EncodingClass::ShiftJis);
         t.on_server_frame(
             b'S',
             &server_frame(b'S', b"client_encoding\0EUC_KR\0"),

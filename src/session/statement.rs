@@ -20,36 +20,74 @@ pub type Rewriter = fn(&str, &SchemaMap, OnParseError) -> Rewrite;
 /// The letter high-bit bytes become in the masked copy.
 const MASK: u8 = b'x';
 
-/// Whether every byte of a multibyte character in the encoding is >= 0x80.
+/// How the client's encoding lays out a character, as far as lexing the
+/// text needs: Postgres converts the text to the server encoding before its
+/// lexer runs, so a character's trail byte never acts as ASCII (a 0x5C in
+/// Shift-JIS is no backslash). The proxy masks whole characters to match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncodingClass {
+    /// UTF8, SQL_ASCII, EUC_*, LATIN*, ISO_8859_*, WIN*, KOI8*,
+    /// MULE_INTERNAL: every byte of a multibyte character is >= 0x80.
     AsciiSafe,
-    /// SJIS, BIG5, GBK, UHC, GB18030, JOHAB: a trail byte may look like ASCII
-    /// (even a quote or backslash), so the text cannot be lexed unknown.
-    NotAsciiSafe,
+    /// SJIS, SHIFT_JIS_2004: 0xA1-0xDF is a one-byte katakana; any other
+    /// high byte leads a two-byte character whose trail may be ASCII.
+    ShiftJis,
+    /// BIG5, GBK, UHC, JOHAB: a high byte leads a two-byte character whose
+    /// trail may be ASCII.
+    DoubleByte,
+    /// GB18030: a high byte leads two bytes, or four when the second is a
+    /// digit.
+    Gb18030,
 }
 
 impl EncodingClass {
     /// Classify a `client_encoding` value as the server reports it.
     pub fn of(name: &[u8]) -> EncodingClass {
-        let upper = name.to_ascii_uppercase();
-        let not_safe: [&[u8]; 7] = [
-            b"SJIS",
-            b"SHIFT_JIS_2004",
-            b"BIG5",
-            b"GBK",
-            b"UHC",
-            b"GB18030",
-            b"JOHAB",
-        ];
-        if not_safe.contains(&&upper[..]) {
-            EncodingClass::NotAsciiSafe
-        } else {
-            // UTF8, SQL_ASCII, EUC_*, LATIN*, ISO_8859_*, WIN*, KOI8*,
-            // MULE_INTERNAL: all keep bytes < 0x80 for ASCII.
-            EncodingClass::AsciiSafe
+        match &name.to_ascii_uppercase()[..] {
+            b"SJIS" | b"SHIFT_JIS_2004" => EncodingClass::ShiftJis,
+            b"BIG5" | b"GBK" | b"UHC" | b"JOHAB" => EncodingClass::DoubleByte,
+            b"GB18030" => EncodingClass::Gb18030,
+            _ => EncodingClass::AsciiSafe,
         }
     }
+
+    /// Bytes of the character that starts with high byte `lead` at `text[0]`.
+    fn char_len(self, text: &[u8]) -> usize {
+        let lead = text[0];
+        let len = match self {
+            EncodingClass::AsciiSafe => 1,
+            EncodingClass::ShiftJis if (0xA1..=0xDF).contains(&lead) => 1,
+            EncodingClass::ShiftJis | EncodingClass::DoubleByte => 2,
+            EncodingClass::Gb18030 => {
+                if text.get(1).is_some_and(|b| b.is_ascii_digit()) {
+                    4
+                } else {
+                    2
+                }
+            }
+        };
+        len.min(text.len())
+    }
+}
+
+/// A copy of `text` the rewriter can lex as Postgres would: every byte of a
+/// non-ASCII character becomes an ASCII letter (Postgres' lexer takes
+/// non-ASCII characters as identifier characters), so the copy has the
+/// same length and every edit's byte offset holds in the original.
+fn mask_for_lexing(text: &[u8], encoding: EncodingClass) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] < 0x80 {
+            out.push(text[i] as char);
+            i += 1;
+            continue;
+        }
+        let len = encoding.char_len(&text[i..]);
+        out.extend(std::iter::repeat_n(MASK as char, len));
+        i += len;
+    }
+    out
 }
 
 /// What to send for one statement text.
@@ -196,8 +234,14 @@ fn rewrite_text_inner(
             observer.outcome(outcome)
         }
     };
-    match std::str::from_utf8(text) {
-        Ok(sql) => {
+    // Text in an encoding whose trail bytes may be ASCII is never read as
+    // UTF-8, even when its bytes happen to form valid UTF-8.
+    let utf8 = match encoding {
+        EncodingClass::AsciiSafe => std::str::from_utf8(text).ok(),
+        _ => None,
+    };
+    match utf8 {
+        Some(sql) => {
             let Some(rewrite) = call(rewriter, sql, map, policy, metrics) else {
                 return internal_error();
             };
@@ -223,15 +267,11 @@ fn rewrite_text_inner(
                 })),
             }
         }
-        Err(_) => {
-            metrics.statements_non_utf8.fetch_add(1, Ordering::Relaxed);
-            if encoding == EncodingClass::NotAsciiSafe {
-                return TextRewrite::Unchanged;
+        None => {
+            if !text.is_ascii() {
+                metrics.statements_non_utf8.fetch_add(1, Ordering::Relaxed);
             }
-            let masked: String = text
-                .iter()
-                .map(|&b| if b >= 0x80 { MASK as char } else { b as char })
-                .collect();
+            let masked = mask_for_lexing(text, encoding);
             let Some(rewrite) = call(rewriter, &masked, map, policy, metrics) else {
                 return internal_error();
             };
@@ -351,16 +391,57 @@ mod tests {
         ] {
             assert_eq!(EncodingClass::of(safe), EncodingClass::AsciiSafe);
         }
-        for unsafe_ in [
-            &b"SJIS"[..],
-            b"BIG5",
-            b"GBK",
-            b"UHC",
-            b"GB18030",
-            b"JOHAB",
-            b"sjis",
+        for (name, class) in [
+            (&b"SJIS"[..], EncodingClass::ShiftJis),
+            (b"sjis", EncodingClass::ShiftJis),
+            (b"BIG5", EncodingClass::DoubleByte),
+            (b"GBK", EncodingClass::DoubleByte),
+            (b"UHC", EncodingClass::DoubleByte),
+            (b"JOHAB", EncodingClass::DoubleByte),
+            (b"GB18030", EncodingClass::Gb18030),
         ] {
-            assert_eq!(EncodingClass::of(unsafe_), EncodingClass::NotAsciiSafe);
+            assert_eq!(EncodingClass::of(name), class);
+        }
+    }
+
+    /// Trail bytes that look like a quote, a backslash or a letter must not
+    /// change how the text lexes, nor hide a table name after them.
+    #[test]
+    fn double_byte_text_is_masked_by_whole_characters() {
+        let metrics = Metrics::default();
+        let map = SchemaMap::new([("shared_common", "users")]);
+        for (class, text) in [
+            // Shift-JIS 'ソ' is 0x83 0x5C: its trail is a backslash.
+            (
+                EncodingClass::ShiftJis,
+                &b"select E'\x83\x5c' , '\x83\x5c' from users"[..],
+            ),
+            // UHC '갂' is 0x81 0x41: its trail is the letter A.
+            (EncodingClass::DoubleByte, b"select '\x81\x41' from users"),
+            // GB18030 four-byte character 0x81 0x30 0x81 0x30.
+            (
+                EncodingClass::Gb18030,
+                b"select '\x81\x30\x81\x30' from users",
+            ),
+        ] {
+            let text = text.to_vec();
+            match rewrite_text(
+                &text,
+                &map,
+                OnParseError::Tokens,
+                class,
+                crate::rewrite::rewrite_sql,
+                &Observer::global(&metrics),
+                false,
+            ) {
+                TextRewrite::Changed { sent, .. } => {
+                    let mut expected = text.clone();
+                    let at = text.len() - "users".len();
+                    expected.splice(at..at, b"shared_common.".iter().copied());
+                    assert_eq!(sent, expected, "{class:?}");
+                }
+                other => panic!("{class:?}: {other:?}"),
+            }
         }
     }
 
@@ -383,7 +464,7 @@ mod tests {
         let metrics = Metrics::default();
         let map = SchemaMap::new([("s", "users")]);
         let text = b"select '\xbb\xe7' from users";
-        for class in [EncodingClass::AsciiSafe, EncodingClass::NotAsciiSafe] {
+        for class in [EncodingClass::AsciiSafe, EncodingClass::ShiftJis] {
             match rewrite_text(
                 text,
                 &map,

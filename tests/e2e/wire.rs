@@ -521,3 +521,27 @@ async fn shift_jis_text_with_ascii_trail_bytes_crosses_byte_for_byte() {
             >= 1
     );
 }
+
+/// A Shift-JIS client's bare table name is qualified too: the text is
+/// masked by whole characters, so the backslash-looking trail byte of ソ
+/// inside an E'' literal does not hide the rest of the statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shift_jis_client_gets_its_bare_names_qualified() {
+    let text = encode("ソ", "SJIS").await;
+    assert_eq!(text, [0x83, 0x5c]);
+    let proxy = start_proxy("tokens").await;
+    let mut params = superuser_params("heal7");
+    params.push(("client_encoding", b"SJIS".to_vec()));
+    let mut s = login(proxy.addr, &as_refs(&params)).await;
+    let mut sql = b"SELECT E'".to_vec();
+    sql.extend_from_slice(&text);
+    sql.extend_from_slice(b"', name FROM users WHERE id = 1");
+    let rows = raw_query(&mut s, &sql).await.expect("query succeeds");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0].as_deref(), Some(text.as_slice()), "bytes intact");
+    assert_eq!(
+        rows[0][1].as_deref(),
+        Some(&b"fresh-alice"[..]),
+        "users was qualified"
+    );
+}
