@@ -35,6 +35,10 @@ pub enum Command {
         /// done with it.
         #[arg(long, short)]
         verbose: bool,
+        /// The client_encoding of the input (as a client would set it), for
+        /// text that is not UTF-8: EUC_KR, UHC, SJIS, ...
+        #[arg(long, default_value = "UTF8")]
+        client_encoding: String,
     },
     /// Check that every mapped table exists where the map says, in each
     /// upstream database (credentials from PGUSER, PGPASSWORD, PGSSLMODE).

@@ -11,9 +11,12 @@ use clap::Parser;
 use heal7_proxy::check::{Credentials, check_database};
 use heal7_proxy::cli::{Cli, Command};
 use heal7_proxy::config::Config;
+use heal7_proxy::config::Mode;
+use heal7_proxy::metrics::Metrics;
 use heal7_proxy::reload::{self, ConfigStore};
-use heal7_proxy::rewrite::{Decision, Outcome, rewrite_sql};
+use heal7_proxy::rewrite::{Decision, rewrite_sql};
 use heal7_proxy::server::{self, ProxyState};
+use heal7_proxy::session::{EncodingClass, Observer, TextRewrite, rewrite_text};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -47,7 +50,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             database,
             verbose,
-        } => rewrite(Config::load(&config)?, database, verbose),
+            client_encoding,
+        } => rewrite(Config::load(&config)?, database, verbose, &client_encoding),
         Command::Check { config, user } => {
             let config = Config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new()?;
@@ -121,7 +125,12 @@ async fn wait_for_stop_signal() {
     }
 }
 
-fn rewrite(config: Config, database: Option<String>, verbose: bool) -> anyhow::Result<ExitCode> {
+fn rewrite(
+    config: Config,
+    database: Option<String>,
+    verbose: bool,
+    client_encoding: &str,
+) -> anyhow::Result<ExitCode> {
     let database = database.unwrap_or_else(|| config.databases[0].name.clone());
     let route = config.route(&database);
     let Some(map) = route.map else {
@@ -131,11 +140,12 @@ fn rewrite(config: Config, database: Option<String>, verbose: bool) -> anyhow::R
     };
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input)?;
-    let sql = String::from_utf8(input).context("stdin is not UTF-8")?;
-    let result = rewrite_sql(&sql, &map, config.on_parse_error);
     if verbose {
-        eprintln!("outcome: {:?}", result.outcome);
-        for name in &result.names {
+        // The per-name report needs text; non-UTF-8 input is shown lossily.
+        let lossy = String::from_utf8_lossy(&input);
+        let report = rewrite_sql(&lossy, &map, config.on_parse_error);
+        eprintln!("outcome: {:?}", report.outcome);
+        for name in &report.names {
             let what = match &name.decision {
                 Decision::QualifiedByMap { schema } => format!("qualified by map -> {schema}"),
                 Decision::QualifiedByFallback { schema } => {
@@ -147,19 +157,39 @@ fn rewrite(config: Config, database: Option<String>, verbose: bool) -> anyhow::R
             };
             eprintln!("  {} at byte {}: {what}", name.name, name.offset);
         }
-        if let Some(e) = &result.parse_error {
+        if let Some(e) = &report.parse_error {
             eprintln!("parser: {e}");
         }
     }
-    if result.outcome == Outcome::Rejected {
+    // The session's own path: encoding handling, mode and policy included.
+    let metrics = Metrics::default();
+    let sent = match route.mode {
+        Mode::Off => TextRewrite::Unchanged,
+        mode => rewrite_text(
+            &input,
+            &map,
+            config.on_parse_error,
+            EncodingClass::of(client_encoding.as_bytes()),
+            rewrite_sql,
+            &Observer::global(&metrics),
+            mode == Mode::DryRun,
+        ),
+    };
+    if route.mode != Mode::Rewrite {
         eprintln!(
-            "rejected (on_parse_error: reject): statement names mapped table `{}` but does not parse: {}",
-            result.rejected_table.as_deref().unwrap_or("?"),
-            result.parse_error.as_deref().unwrap_or("?")
+            "database `{database}` has mode {}: the proxy sends the text unchanged",
+            route.mode.as_str()
         );
-        return Ok(ExitCode::from(1));
     }
-    std::io::stdout().write_all(result.apply(&sql).as_bytes())?;
+    let out = match sent {
+        TextRewrite::Unchanged => input,
+        TextRewrite::Changed { sent, .. } => sent,
+        TextRewrite::Rejected { code, message } => {
+            eprintln!("rejected ({}): {message}", code.code());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    std::io::stdout().write_all(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 

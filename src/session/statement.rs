@@ -132,7 +132,6 @@ pub struct Observer<'a> {
 
 impl<'a> Observer<'a> {
     /// Only the process-wide counters.
-    #[cfg(test)]
     pub fn global(metrics: &'a Metrics) -> Self {
         Observer {
             metrics,

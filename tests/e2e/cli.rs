@@ -153,3 +153,26 @@ async fn serve_command_relays_and_rewrites() {
     drop(c);
     child.kill().await.expect("stop heal7-proxy");
 }
+
+/// The rewrite command takes the session's own path: non-UTF-8 input in
+/// the client's encoding is rewritten with its bytes kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrite_command_keeps_the_bytes_of_a_client_encoding() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &proxy_yaml(pg, "tokens"));
+    let config = config.to_str().unwrap();
+    // Shift-JIS ソ (0x83 0x5C: a backslash-looking trail byte) in an E'' literal.
+    let sql = b"SELECT E'\x83\x5c' FROM users";
+    let (ok, out, err) = run_bin(
+        &["rewrite", "--config", config, "--client-encoding", "SJIS"],
+        sql,
+        &[],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.as_bytes(),
+        String::from_utf8_lossy(b"SELECT E'\x83\x5c' FROM shared_common.users").as_bytes()
+    );
+}
