@@ -26,6 +26,7 @@ use std::collections::HashMap;
 
 mod fallback;
 mod mask;
+mod names;
 mod prefilter;
 mod quote;
 mod split;
@@ -45,6 +46,7 @@ mod golden_scope;
 #[cfg(test)]
 mod golden_statements;
 
+pub use names::table_names;
 pub use quote::quote_identifier;
 
 use prefilter::MappedNamePrefilter;

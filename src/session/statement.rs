@@ -157,8 +157,8 @@ impl<'a> Observer<'a> {
     }
 
     /// Tables qualified per schema (not for a dry run, which sends none)
-    /// and the unmapped bare names (dry runs included: that is the report
-    /// a staged cut-over reads).
+    /// and the unmapped bare names (dry runs included, and there from every
+    /// statement: that is the report a staged cut-over reads).
     fn names(&self, rewrite: &Rewrite, sql: &str, dry_run: bool) {
         if !dry_run {
             for name in &rewrite.names {
@@ -173,7 +173,14 @@ impl<'a> Observer<'a> {
             }
         }
         if let Some((report, who)) = self.unmapped {
-            report.record(who, &rewrite.names, sql);
+            if dry_run && rewrite.outcome == Outcome::NoParseNeeded {
+                // A staged cut-over wants every unmapped name, also from
+                // statements that name no mapped table (not parsed when
+                // rewriting, for speed).
+                report.record(who, &crate::rewrite::table_names(sql), sql);
+            } else {
+                report.record(who, &rewrite.names, sql);
+            }
         }
     }
 }

@@ -96,3 +96,23 @@ async fn metrics_and_the_unmapped_report_follow_traffic() {
         .await
     );
 }
+
+/// In dry_run (the staged cut-over) the report sees every statement, also
+/// those that name no mapped table at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_reports_unmapped_names_of_every_statement() {
+    let pg = crate::harness::pg().await;
+    let yaml = crate::harness::proxy_yaml(pg, "tokens").replace(
+        "    database: heal7\n",
+        "    database: heal7\n    mode: dry_run\n",
+    );
+    assert!(yaml.contains("mode: dry_run"));
+    let proxy = crate::harness::start_proxy_yaml(&yaml).await;
+    let client = proxy.connect("heal7").await;
+    let _ = try_simple_rows(&client, "SELECT count(*) FROM legacy_fortunes").await;
+    let rows = proxy.state.unmapped.rows();
+    assert!(
+        rows.iter().any(|(k, _)| k.table == "legacy_fortunes"),
+        "{rows:?}"
+    );
+}
