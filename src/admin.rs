@@ -157,6 +157,7 @@ fn mapping_json(state: &AdminState) -> String {
                 "name": db.name,
                 "upstream": format!("{}:{}", db.host, db.port),
                 "database": db.database,
+                "mode": db.mode.as_str(),
                 "schemas": db.schemas.iter().map(|(s, t)| (s.clone(), serde_json::json!(t))).collect::<serde_json::Map<_, _>>(),
                 "aliases": db.aliases.iter().map(|(a, s)| (a.clone(), serde_json::json!({"default_schema": s}))).collect::<serde_json::Map<_, _>>(),
             })

@@ -324,8 +324,13 @@ async fn sighup_and_post_reload_on_the_running_binary() {
 
     // POST /reload with an invalid file: refused, reported, nothing changes.
     let (_, before) = http(admin, "GET", "/mapping").await;
-    let generation: serde_json::Value = serde_json::from_str(&before).unwrap();
-    let generation = generation["generation"].as_u64().unwrap();
+    let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+    let generation = before["generation"].as_u64().unwrap();
+    assert_eq!(before["databases"][0]["mode"], "rewrite");
+    assert_eq!(
+        before["databases"][0]["schemas"]["shared_common"][0],
+        "users"
+    );
     std::fs::write(&path, "databases: {heal7: {bogus: 1}}\n").unwrap();
     let (status, body) = http(admin, "POST", "/reload").await;
     assert_eq!(status, 422, "{body}");
