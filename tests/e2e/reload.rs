@@ -373,3 +373,31 @@ async fn sighup_and_post_reload_on_the_running_binary() {
     drop(client);
     child.kill().await.unwrap();
 }
+
+/// An upstream address change applies to new connections; open sessions
+/// keep the server they have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_change_applies_to_new_connections_only() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    let good = yaml(pg, "127.0.0.1:0", None, true, "rewrite");
+    std::fs::write(&path, &good).unwrap();
+    let proxy = start_reloadable(&path, false).await;
+    let open = connect(&client_config(proxy.addr.port())).await.unwrap();
+
+    let closed = free_port();
+    std::fs::write(
+        &path,
+        good.replace(&format!("port: {}", pg.port), &format!("port: {closed}")),
+    )
+    .unwrap();
+    proxy.store.reload().unwrap();
+    assert_eq!(simple_value(&open, READ_USER_1).await, "fresh-alice");
+    let Err(err) = connect(&client_config(proxy.addr.port())).await else {
+        panic!("the new upstream is closed");
+    };
+    assert_eq!(crate::harness::sqlstate(&err), "08006", "{err}");
+    let message = err.as_db_error().unwrap().message();
+    assert!(message.contains(&closed.to_string()), "{message}");
+}
