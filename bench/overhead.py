@@ -181,9 +181,9 @@ def run_pgbench(port, db, user, workload, clients, seconds, scale, scripts_dir, 
     return tps, float(lat.group(1)) if lat else float("nan"), txns
 
 
-def start_proxy(work, upstream_port, db, binary):
+def start_proxy(work, upstream_port, db, binary, extra_env=None, name="proxy"):
     port = free_port()
-    cfg = work / "proxy.yaml"
+    cfg = work / f"{name}.yaml"
     cfg.write_text(
         f"""proxy:
   listen: 127.0.0.1:{port}
@@ -198,8 +198,8 @@ databases:
     )
     proc = subprocess.Popen(
         [str(binary), "serve", "--config", str(cfg)],
-        env={**os.environ, "RUST_LOG": "heal7_proxy=warn"},
-        stderr=open(work / "proxy.log", "w"),
+        env={**os.environ, "RUST_LOG": "heal7_proxy=warn", **(extra_env or {})},
+        stderr=open(work / f"{name}.log", "w"),
     )
     wait_port(port)
     return proc, port
@@ -257,6 +257,13 @@ def main():
     ap.add_argument("--database", default="heal7_bench", help="with PGHOST/PGPORT: an existing database to use")
     ap.add_argument("--binary", default=str(ROOT / "target/release/heal7-proxy"))
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument(
+        "--proxy-variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE",
+        help="also run a second heal7-proxy with this environment, e.g. ct:HEAL7_WORKER_THREADS=1",
+    )
     args = ap.parse_args()
 
     if not args.no_build:
@@ -282,6 +289,12 @@ def main():
         if bouncer:
             procs.append(bouncer)
         targets = [("direct", port, False, None), ("heal7-proxy", proxy_port, True, proxy.pid)]
+        for variant in args.proxy_variant:
+            vname, _, assignment = variant.partition(":")
+            var, _, value = assignment.partition("=")
+            vproc, vport = start_proxy(work, port, db, args.binary, {var: value}, vname)
+            procs.append(vproc)
+            targets.append((f"proxy-{vname}", vport, True, vproc.pid))
         if bouncer:
             targets.append(("pgbouncer", bouncer_port, False, bouncer_pid))
         else:
