@@ -3,6 +3,7 @@
 //! with every literal replaced, and each result must equal a fresh rewrite
 //! of the same text, field for field.
 
+use super::golden::test_map;
 use super::*;
 
 /// Every literal of `sql` replaced by one of another length and content.
@@ -134,4 +135,73 @@ fn a_disabled_cache_still_rewrites() {
         );
     }
     assert_eq!(map.cache_stats().entries, 0);
+}
+
+/// Statements built from templates with literals of every form the scanner
+/// accepts or refuses, in many combinations, through one map so that shapes
+/// hit across variants: each cached answer must equal a fresh rewrite.
+#[test]
+fn shape_hits_equal_fresh_rewrites_across_literal_forms() {
+    let templates = [
+        "SELECT abalance FROM pgbench_accounts WHERE aid = {}",
+        "UPDATE pgbench_accounts SET abalance = abalance + {} WHERE aid = {}",
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({}, {}, {}, {}, CURRENT_TIMESTAMP)",
+        "SELECT * FROM users u JOIN attachments a ON a.user_id = u.id WHERE u.name = {} LIMIT {}",
+        "SELECT {} AS users FROM kasi_cache WHERE solar_date > now() - interval {}",
+        "WITH users AS (SELECT {} AS id) SELECT * FROM users, saju_charts WHERE saju_charts.id = {}",
+        "SELECT * FROM users WHERE id IN ({}, {}, {}) OR name LIKE {}",
+        "SELECT count(*) FROM \"MixedCase\" m WHERE m.x = {}::int AND m.y <> {}",
+        "DELETE FROM old_table WHERE created < {} RETURNING {}",
+        "SELECT ({} + {}) * {} FROM dream_categories ORDER BY 1 OFFSET {}",
+    ];
+    let literals = [
+        "1",
+        "48213",
+        "-7",
+        "3.25",
+        "0.5",
+        "'x'",
+        "''",
+        "'it''s'",
+        "'users'",
+        "'FROM users'",
+        "'사주 풀이'",
+        "'1 day'",
+        "E'a\\'b'",
+        "B'101'",
+        "1e5",
+        ".5",
+        "$1",
+        "'a' 'b'",
+        "NULL",
+    ];
+    let map = test_map();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..600 {
+        let template = templates[round % templates.len()];
+        let mut sql = String::new();
+        let mut parts = template.split("{}").peekable();
+        while let Some(part) = parts.next() {
+            sql.push_str(part);
+            if parts.peek().is_some() {
+                sql.push_str(literals[(next() % literals.len() as u64) as usize]);
+            }
+        }
+        for policy in [OnParseError::Tokens, OnParseError::Reject] {
+            let fresh = rewrite_sql_uncached(&sql, &map, policy);
+            let cached = rewrite_sql(&sql, &map, policy);
+            assert!(
+                same(&cached, &fresh) && cached.apply(&sql) == fresh.apply(&sql),
+                "{sql}\n cached {cached:?}\n fresh  {fresh:?}"
+            );
+        }
+    }
+    let s = map.cache_stats();
+    assert!(s.shape_hits > 100, "{s:?}");
 }
