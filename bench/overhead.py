@@ -150,22 +150,27 @@ def prepare_tables(port, db, user, scale):
         port,
         db,
         "CREATE SCHEMA bench; "
-        + " ".join(f"ALTER TABLE public.pgbench_{t} SET SCHEMA bench;" for t in ("accounts", "branches", "tellers", "history"))
-        + " VACUUM ANALYZE;",
+        + " ".join(f"ALTER TABLE public.pgbench_{t} SET SCHEMA bench;" for t in ("accounts", "branches", "tellers", "history")),
         user,
     )
+    # psql -c runs several statements as one transaction; VACUUM refuses that.
+    psql(port, db, "VACUUM ANALYZE", user)
 
 
-def run_pgbench(port, db, user, workload, clients, seconds, scripts_dir, bare):
+def run_pgbench(port, db, user, workload, clients, seconds, scale, scripts_dir, bare):
     builtin, script, flags = WORKLOADS[workload]
     cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 2))]
     cmd += flags
+    # The proxy gets the same script with bare names (what pgbench's builtin
+    # `-b {builtin}` sends). `-b` itself cannot be used: pgbench then looks
+    # for pgbench_accounts in search_path through a catalog query whose
+    # table name is a string literal, which no rewriter should touch.
+    # Custom scripts take :scale from -s.
     if bare:
-        cmd += ["-b", builtin]
-    else:
-        path = scripts_dir / f"{workload}.sql"
-        path.write_text(script)
-        cmd += ["-f", str(path)]
+        script = script.replace("bench.pgbench_", "pgbench_")
+    path = scripts_dir / f"{workload}{'-bare' if bare else ''}.sql"
+    path.write_text(script)
+    cmd += ["-s", str(scale), "-f", str(path)]
     cmd.append(db)
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -176,9 +181,9 @@ def run_pgbench(port, db, user, workload, clients, seconds, scripts_dir, bare):
     return tps, float(lat.group(1)) if lat else float("nan"), txns
 
 
-def start_proxy(work, upstream_port, db, binary):
+def start_proxy(work, upstream_port, db, binary, extra_env=None, name="proxy"):
     port = free_port()
-    cfg = work / "proxy.yaml"
+    cfg = work / f"{name}.yaml"
     cfg.write_text(
         f"""proxy:
   listen: 127.0.0.1:{port}
@@ -193,8 +198,8 @@ databases:
     )
     proc = subprocess.Popen(
         [str(binary), "serve", "--config", str(cfg)],
-        env={**os.environ, "RUST_LOG": "heal7_proxy=warn"},
-        stderr=open(work / "proxy.log", "w"),
+        env={**os.environ, "RUST_LOG": "heal7_proxy=warn", **(extra_env or {})},
+        stderr=open(work / f"{name}.log", "w"),
     )
     wait_port(port)
     return proc, port
@@ -203,7 +208,7 @@ databases:
 def start_pgbouncer(work, upstream_port, db, user, password):
     exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
     if not exe:
-        return None, None
+        return None, None, None
     port = free_port()
     bdir = work / "pgbouncer"
     bdir.mkdir()
@@ -232,7 +237,14 @@ pidfile = {bdir}/pgbouncer.pid
         os.chmod(work, 0o755)
     proc = subprocess.Popen(as_postgres([exe, str(bdir / "pgbouncer.ini")]), stderr=subprocess.DEVNULL)
     wait_port(port)
-    return proc, port
+    # Under runuser the child we started is not PgBouncer itself: take its
+    # pid from the pidfile so its CPU time is PgBouncer's.
+    pidfile = bdir / "pgbouncer.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        pid = proc.pid
+    return proc, port, pid
 
 
 def main():
@@ -245,6 +257,13 @@ def main():
     ap.add_argument("--database", default="heal7_bench", help="with PGHOST/PGPORT: an existing database to use")
     ap.add_argument("--binary", default=str(ROOT / "target/release/heal7-proxy"))
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument(
+        "--proxy-variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE",
+        help="also run a second heal7-proxy with this environment, e.g. ct:HEAL7_WORKER_THREADS=1",
+    )
     args = ap.parse_args()
 
     if not args.no_build:
@@ -266,12 +285,18 @@ def main():
 
         proxy, proxy_port = start_proxy(work, port, db, args.binary)
         procs.append(proxy)
-        bouncer, bouncer_port = start_pgbouncer(work, port, db, user, os.environ.get("PGPASSWORD"))
+        bouncer, bouncer_port, bouncer_pid = start_pgbouncer(work, port, db, user, os.environ.get("PGPASSWORD"))
         if bouncer:
             procs.append(bouncer)
         targets = [("direct", port, False, None), ("heal7-proxy", proxy_port, True, proxy.pid)]
+        for variant in args.proxy_variant:
+            vname, _, assignment = variant.partition(":")
+            var, _, value = assignment.partition("=")
+            vproc, vport = start_proxy(work, port, db, args.binary, {var: value}, vname)
+            procs.append(vproc)
+            targets.append((f"proxy-{vname}", vport, True, vproc.pid))
         if bouncer:
-            targets.append(("pgbouncer", bouncer_port, False, bouncer.pid))
+            targets.append(("pgbouncer", bouncer_port, False, bouncer_pid))
         else:
             print("pgbouncer not installed: comparing with direct only (apt-get install pgbouncer)")
 
@@ -285,7 +310,7 @@ def main():
                     order = targets[rep % len(targets):] + targets[: rep % len(targets)]
                     for name, tport, bare, pid in order:
                         before = cpu_seconds(pid) if pid else None
-                        tps, lat, txns = run_pgbench(tport, db, user, workload, clients, args.seconds, work, bare)
+                        tps, lat, txns = run_pgbench(tport, db, user, workload, clients, args.seconds, args.scale, work, bare)
                         after = cpu_seconds(pid) if pid else None
                         cpu_us = (after - before) / txns * 1e6 if before is not None and after is not None and txns else None
                         rows[name].append((tps, lat, cpu_us))

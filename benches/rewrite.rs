@@ -1,13 +1,14 @@
 //! Rewriter cost, the parts that sit on the hot path: the pre-filter that
-//! decides a statement needs nothing, and whole rewrites of a short OLTP
-//! statement and a ~2 KB reporting statement.
+//! decides a statement needs nothing; a miss (tokenize, parse, qualify) and
+//! its splice, each timed alone, for a short OLTP statement and a ~2 KB
+//! reporting statement; and cache hits, by text and by shape.
 //!
 //! cargo bench --bench rewrite
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use heal7_proxy::rewrite::{OnParseError, SchemaMap, rewrite_sql};
+use heal7_proxy::rewrite::{OnParseError, SchemaMap, parts, rewrite_sql, rewrite_sql_uncached};
 
 fn heal7_map() -> SchemaMap {
     SchemaMap::new([
@@ -62,17 +63,50 @@ fn bench_rewrite(c: &mut Criterion) {
     c.bench_function("prefilter: no mapped name", |b| {
         b.iter(|| rewrite_sql(black_box(NO_MAPPED_NAME), &map, policy))
     });
-    c.bench_function("rewrite: short OLTP statement", |b| {
-        b.iter(|| {
-            let r = rewrite_sql(black_box(OLTP), &map, policy);
-            r.apply(OLTP)
+    for (name, sql) in [("short OLTP", OLTP), ("2 KB report", report.as_str())] {
+        // A miss, step by step: tokenize; tokenize + parse; the whole
+        // rewrite (qualify = whole - parse); the splice of its edits.
+        c.bench_function(&format!("miss {name}: tokenize"), |b| {
+            b.iter(|| parts::tokenize(black_box(sql)))
+        });
+        c.bench_function(&format!("miss {name}: tokenize + parse"), |b| {
+            b.iter(|| parts::parse(black_box(sql)))
+        });
+        c.bench_function(&format!("miss {name}: tokenize + parse + qualify"), |b| {
+            b.iter(|| rewrite_sql_uncached(black_box(sql), &map, policy))
+        });
+        let done = rewrite_sql_uncached(sql, &map, policy);
+        c.bench_function(&format!("miss {name}: splice"), |b| {
+            b.iter(|| black_box(&done).apply(black_box(sql)))
+        });
+        // The cached path: rewrite_sql keyed by text or shape, plus splice.
+        let _ = rewrite_sql(sql, &map, policy);
+        c.bench_function(&format!("hit {name}: lookup + splice"), |b| {
+            b.iter(|| rewrite_sql(black_box(sql), &map, policy).apply(sql))
+        });
+    }
+    // pgbench -S under the simple protocol: a new literal every time.
+    let texts: Vec<String> = (0..4096)
+        .map(|i| {
+            format!(
+                "SELECT id, email, name FROM users WHERE id = {}",
+                i * 7919 % 100_000
+            )
         })
-    });
-    c.bench_function("rewrite: 2 KB reporting statement", |b| {
-        b.iter(|| {
-            let r = rewrite_sql(black_box(&report), &map, policy);
-            r.apply(&report)
-        })
+        .collect();
+    let _ = rewrite_sql(&texts[0], &map, policy);
+    let mut i = 0;
+    c.bench_function(
+        "shape hit short OLTP, new literal each time: lookup + splice",
+        |b| {
+            b.iter(|| {
+                i = (i + 1) % texts.len();
+                rewrite_sql(black_box(&texts[i]), &map, policy).apply(&texts[i])
+            })
+        },
+    );
+    c.bench_function("shape scan short OLTP", |b| {
+        b.iter(|| parts::shape(black_box(OLTP)))
     });
 }
 

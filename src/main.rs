@@ -42,7 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             // Load and validate before binding anything.
             let store = Arc::new(ConfigStore::from_file(&config)?);
-            let runtime = tokio::runtime::Runtime::new()?;
+            let runtime = serve_runtime()?;
             runtime.block_on(serve(store))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -63,6 +63,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The runtime the proxy serves on. `HEAL7_WORKER_THREADS` (until the
+/// config file carries it): 1 = a current-thread runtime (no work stealing
+/// and no cross-thread wake-ups: least CPU per query, one core at most);
+/// N > 1 = a multi-thread runtime with N workers; unset = one worker per
+/// core.
+fn serve_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = std::env::var("HEAL7_WORKER_THREADS")
+        .ok()
+        .map(|v| v.trim().parse::<usize>())
+        .transpose()
+        .context("HEAL7_WORKER_THREADS must be a number")?;
+    let runtime = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) if n > 1 => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Runtime::new()?,
+    };
+    Ok(runtime)
 }
 
 async fn serve(store: Arc<ConfigStore>) -> anyhow::Result<()> {

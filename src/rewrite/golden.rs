@@ -26,6 +26,7 @@ pub(super) fn check_with(policy: OnParseError, cases: &[Golden]) {
     let mut failures = Vec::new();
     for &(what, input, expected, outcome) in cases {
         let r = rewrite_sql(input, &map, policy);
+        super::golden_cache::assert_cache_agrees(what, input, &map, policy, &r);
         let got = r.apply(input);
         if got != expected || r.outcome != outcome {
             failures.push(format!(

@@ -13,6 +13,8 @@
 //!
 //! The steps, in order:
 //! 1. `prefilter`: no mapped name at an identifier boundary -> done, no parse.
+//!    Then `cache`: the same text, or the same shape (literals masked, see
+//!    `shape`), rewritten before with this map -> the stored result.
 //! 2. `split`: tokenize once (sqlparser's Postgres tokenizer), cut at
 //!    top-level `;`, map token locations (chars) to byte offsets.
 //! 3. `statement`: parse each statement alone; `walk` finds every table
@@ -23,12 +25,15 @@
 //!    under [`OnParseError`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+mod cache;
 mod fallback;
 mod mask;
 mod names;
 mod prefilter;
 mod quote;
+mod shape;
 mod split;
 mod statement;
 mod walk;
@@ -37,6 +42,8 @@ mod walk;
 mod golden;
 #[cfg(test)]
 mod golden_api;
+#[cfg(test)]
+mod golden_cache;
 #[cfg(test)]
 mod golden_fallback;
 #[cfg(test)]
@@ -47,7 +54,10 @@ mod golden_scope;
 mod golden_statements;
 
 pub use names::table_names;
+pub use cache::{CACHE_BYTES_ENV, CacheStats, DEFAULT_CACHE_BYTES};
 pub use quote::quote_identifier;
+
+use cache::{Cached, KeyKind, RewriteCache, ShapeRewrite};
 
 use prefilter::MappedNamePrefilter;
 use split::{TextIndex, split_statements, tokenize};
@@ -79,6 +89,9 @@ pub struct SchemaMap {
     tables: HashMap<String, String>,
     /// Finds mapped names in raw text; `None` for an empty map.
     prefilter: Option<MappedNamePrefilter>,
+    /// Rewrites already done with this map (shared by its clones, which map
+    /// the same names; a new map starts empty).
+    cache: Arc<RewriteCache>,
 }
 
 impl SchemaMap {
@@ -95,7 +108,24 @@ impl SchemaMap {
             .map(|(s, t)| (t.into(), s.into()))
             .collect::<HashMap<String, String>>();
         let prefilter = MappedNamePrefilter::new(tables.keys().map(String::as_str));
-        SchemaMap { tables, prefilter }
+        SchemaMap {
+            tables,
+            prefilter,
+            cache: Arc::new(RewriteCache::new(cache::configured_limit())),
+        }
+    }
+
+    /// Bound the rewrite cache to `bytes` (0 turns it off). Without this the
+    /// bound is [`CACHE_BYTES_ENV`] or [`DEFAULT_CACHE_BYTES`]. Starts an
+    /// empty cache.
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache = Arc::new(RewriteCache::new(bytes));
+        self
+    }
+
+    /// Hits, misses and size of this map's rewrite cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// The schema of a table name as written in SQL. `quoted` says whether
@@ -259,19 +289,105 @@ impl Rewrite {
 /// outcome for a statement that parsed but named a table where the AST walk
 /// does not look (the keyword cross-check).
 pub fn rewrite_sql(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite {
-    let mut result = Rewrite {
-        outcome: Outcome::NoParseNeeded,
-        edits: Vec::new(),
-        names: Vec::new(),
-        parse_error: None,
-        rejected_table: None,
-    };
     let Some(prefilter) = &map.prefilter else {
-        return result;
+        return Rewrite::untouched();
     };
     if !prefilter.may_name_mapped_table(sql) {
-        return result;
+        return Rewrite::untouched();
     }
+    let cache = &map.cache;
+    if !cache.enabled() {
+        return rewrite_parsed(sql, map, policy, prefilter);
+    }
+    // A shape when the scanner is sure of one (simple-protocol statements
+    // with literals inline); the exact text otherwise (Parse with `$n`,
+    // comments, dollar quotes, ...). Never both: a text key per literal
+    // value would only churn the cache.
+    if let Some(shape) = shape::scan(sql) {
+        let key = cache::key(KeyKind::Shape, policy, &shape.key);
+        if let Some(hit) = cache.get(&key, KeyKind::Shape)
+            && let Cached::Shape(s) = &*hit
+            && let Some(r) = s.instantiate(&shape)
+        {
+            return r;
+        }
+        let r = rewrite_parsed(sql, map, policy, prefilter);
+        if let Some(anchored) = ShapeRewrite::anchor(&r, &shape) {
+            cache.insert(key, Cached::Shape(anchored));
+        }
+        return r;
+    }
+    let key = cache::key(KeyKind::Text, policy, sql.as_bytes());
+    if let Some(hit) = cache.get(&key, KeyKind::Text)
+        && let Cached::Text(r) = &*hit
+    {
+        return r.clone();
+    }
+    let r = rewrite_parsed(sql, map, policy, prefilter);
+    cache.insert(key, Cached::Text(r.clone()));
+    r
+}
+
+/// [`rewrite_sql`] without the cache: what a miss costs. For benches and
+/// the tests that prove a cache hit equals a fresh rewrite.
+#[doc(hidden)]
+pub fn rewrite_sql_uncached(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite {
+    let Some(prefilter) = &map.prefilter else {
+        return Rewrite::untouched();
+    };
+    if !prefilter.may_name_mapped_table(sql) {
+        return Rewrite::untouched();
+    }
+    rewrite_parsed(sql, map, policy, prefilter)
+}
+
+/// The parts of a rewrite, timed apart by `benches/rewrite.rs`.
+#[doc(hidden)]
+pub mod parts {
+    /// Tokenize with sqlparser's Postgres tokenizer (the first step of a
+    /// miss); the number of tokens.
+    pub fn tokenize(sql: &str) -> usize {
+        super::tokenize(sql).map_or(0, |t| t.len())
+    }
+
+    /// Tokenize and parse, as a miss does, without walking the AST.
+    pub fn parse(sql: &str) -> usize {
+        use sqlparser::dialect::PostgreSqlDialect;
+        use sqlparser::parser::Parser;
+        Parser::new(&PostgreSqlDialect {})
+            .with_recursion_limit(super::statement::RECURSION_LIMIT)
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_statements())
+            .map_or(0, |s| s.len())
+    }
+
+    /// The literal-masking scan of a shape-cache lookup; the key length.
+    pub fn shape(sql: &str) -> Option<usize> {
+        super::shape::scan(sql).map(|s| s.key.len())
+    }
+}
+
+impl Rewrite {
+    /// The result for a text the prefilter clears.
+    fn untouched() -> Rewrite {
+        Rewrite {
+            outcome: Outcome::NoParseNeeded,
+            edits: Vec::new(),
+            names: Vec::new(),
+            parse_error: None,
+            rejected_table: None,
+        }
+    }
+}
+
+/// Everything after the prefilter: tokenize, split, parse, qualify.
+fn rewrite_parsed(
+    sql: &str,
+    map: &SchemaMap,
+    policy: OnParseError,
+    prefilter: &MappedNamePrefilter,
+) -> Rewrite {
+    let mut result = Rewrite::untouched();
     let tokens = match tokenize(sql) {
         Ok(tokens) => tokens,
         Err(e) => {

@@ -46,16 +46,16 @@ impl StatementRewrite {
     }
 }
 
-/// Statements with at most this many tokens are handled on the caller's
-/// stack. The AST can be as deep as the statement has tokens: sqlparser
-/// builds operator chains (`a OR b OR ...`) in a loop that its recursion
-/// limit does not count, but the visitor and `Drop` walk them recursively.
-/// A 15,000-term chain still fits a 2 MiB thread stack in a debug build.
-const TOKENS_ON_CALLER_STACK: usize = 4096;
+/// Stack to have left before parsing, per token. The AST can be as deep as
+/// the statement has tokens: sqlparser builds operator chains (`a OR b OR
+/// ...`) in a loop that its recursion limit does not count, but the visitor
+/// and `Drop` walk them recursively; nested subqueries and CTEs recurse in
+/// the parser itself (100 nested CTEs, ~1,600 tokens, took more than a
+/// 2 MiB thread stack in a debug build). Generous for debug builds.
+const STACK_BYTES_PER_TOKEN: usize = 2048;
 
-/// Stack reserved per token for larger statements (generous for debug
-/// builds; the memory is reserved, and only committed when touched).
-const STACK_BYTES_PER_TOKEN: usize = 1024;
+/// Stack always wanted before a parse, however short the statement.
+const MIN_STACK_LEFT: usize = 256 * 1024;
 
 pub(crate) fn rewrite_statement(
     sql: &str,
@@ -64,14 +64,17 @@ pub(crate) fn rewrite_statement(
     map: &SchemaMap,
     policy: OnParseError,
 ) -> StatementRewrite {
-    if tokens.len() <= TOKENS_ON_CALLER_STACK {
-        return rewrite_statement_here(sql, index, tokens, map, policy);
-    }
-    // Parse, walk and drop the AST on a stack sized for its worst depth, so
-    // a long generated query cannot overflow the thread and abort the
-    // process.
-    let stack_bytes = tokens.len().saturating_mul(STACK_BYTES_PER_TOKEN);
-    stacker::grow(stack_bytes, || {
+    // Parse, walk and drop the AST where there is stack for its worst
+    // depth: on the caller's stack when enough is left (the common case
+    // costs one look at the stack pointer), else on a fresh segment sized
+    // for it, so a long generated query cannot overflow the thread and
+    // abort the process. A fresh segment is reserved, and only committed
+    // where touched.
+    let wanted = tokens
+        .len()
+        .saturating_mul(STACK_BYTES_PER_TOKEN)
+        .max(MIN_STACK_LEFT);
+    stacker::maybe_grow(wanted, wanted.saturating_mul(2), || {
         rewrite_statement_here(sql, index, tokens, map, policy)
     })
 }
@@ -83,21 +86,10 @@ fn rewrite_statement_here(
     map: &SchemaMap,
     policy: OnParseError,
 ) -> StatementRewrite {
-    let dialect = PostgreSqlDialect {};
-    let mut parser = Parser::new(&dialect)
-        .with_recursion_limit(RECURSION_LIMIT)
-        .with_tokens_with_locations(tokens.clone());
-    let statement = match parser.parse_statement() {
-        Ok(s) if parser.peek_token().token == Token::EOF => s,
-        Ok(_) => {
-            let extra = parser.peek_token();
-            let error = format!(
-                "unexpected {} after a complete statement{}",
-                extra.token, extra.span.start
-            );
-            return unparsed(sql, index, &tokens, map, policy, error);
-        }
-        Err(e) => return unparsed(sql, index, &tokens, map, policy, e.to_string()),
+    let (parsed, tokens) = parse_one(tokens);
+    let statement = match parsed {
+        Ok(s) => s,
+        Err(error) => return unparsed(sql, index, &tokens, map, policy, error),
     };
     let walk = walk_statement(&statement);
     if let Some(reason) = walk.unsupported {
@@ -152,6 +144,36 @@ fn rewrite_statement_here(
             apply_strict_policy(policy, table, error)
         }
     }
+}
+
+/// Parse one statement's tokens. The parser owns the tokens while it parses
+/// and hands them back after: cloning every token for it cost about a
+/// third as much as the parse itself. Kept out of line: inlined, its
+/// temporaries enlarge the caller's frame, and deep ASTs are walked and
+/// dropped recursively below that frame.
+#[inline(never)]
+fn parse_one(
+    tokens: Vec<TokenWithSpan>,
+) -> (
+    Result<sqlparser::ast::Statement, String>,
+    Vec<TokenWithSpan>,
+) {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens);
+    let parsed = match parser.parse_statement() {
+        Ok(s) if parser.peek_token().token == Token::EOF => Ok(s),
+        Ok(_) => {
+            let extra = parser.peek_token();
+            Err(format!(
+                "unexpected {} after a complete statement{}",
+                extra.token, extra.span.start
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    (parsed, parser.into_tokens())
 }
 
 fn folded(word: &Word) -> String {
