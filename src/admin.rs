@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{BUCKET_BOUNDS_US, Histogram, OUTCOME_LABELS};
+use crate::rewrite::CacheStats;
 use crate::server::ProxyState;
 
 /// Requests larger than this are refused (only a request line and headers).
@@ -378,6 +379,7 @@ pub fn render_metrics(state: &AdminState) -> String {
             );
         }
     }
+    rewrite_cache(&mut out, state);
     histogram(
         &mut out,
         "heal7_proxy_rewrite_seconds",
@@ -391,6 +393,59 @@ pub fn render_metrics(state: &AdminState) -> String {
         &m.statement_seconds,
     );
     out
+}
+
+/// Each database's rewrite cache. A reload builds new maps with empty
+/// caches, so these counters restart then (Prometheus' rate() handles it).
+fn rewrite_cache(out: &mut String, state: &AdminState) {
+    type Values = fn(&CacheStats) -> Vec<(&'static str, u64)>;
+    let snapshot = state.config.load_full();
+    let stats: Vec<_> = snapshot
+        .databases
+        .iter()
+        .map(|db| (escape_label(&db.name), db.map.cache_stats()))
+        .collect();
+    let families: [(&str, &str, &str, Values); 4] = [
+        (
+            "heal7_proxy_rewrite_cache_hits_total",
+            "counter",
+            "Rewrites answered from the cache, by key kind (since the last reload).",
+            |c| {
+                vec![
+                    ("kind=\"text\"", c.text_hits),
+                    ("kind=\"shape\"", c.shape_hits),
+                ]
+            },
+        ),
+        (
+            "heal7_proxy_rewrite_cache_misses_total",
+            "counter",
+            "Rewrites the cache could not answer (since the last reload).",
+            |c| vec![("", c.misses)],
+        ),
+        (
+            "heal7_proxy_rewrite_cache_bytes",
+            "gauge",
+            "Bytes the rewrite cache holds now (bounded by rewrite_cache_bytes).",
+            |c| vec![("", c.bytes as u64)],
+        ),
+        (
+            "heal7_proxy_rewrite_cache_entries",
+            "gauge",
+            "Entries in the rewrite cache now.",
+            |c| vec![("", c.entries as u64)],
+        ),
+    ];
+    for (name, kind, help, values) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (db, c) in &stats {
+            for (labels, v) in values(c) {
+                let sep = if labels.is_empty() { "" } else { "," };
+                let _ = writeln!(out, "{name}{{database=\"{db}\"{sep}{labels}}} {v}");
+            }
+        }
+    }
 }
 
 fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {

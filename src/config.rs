@@ -82,6 +82,10 @@ struct RawProxy {
     /// How long connecting to an upstream may take.
     #[serde(default = "default_connect_timeout_ms")]
     connect_timeout_ms: u64,
+    /// Bound of each database's rewrite cache, in bytes (0 turns it off).
+    /// Default: HEAL7_REWRITE_CACHE_BYTES, else 16 MiB.
+    #[serde(default)]
+    rewrite_cache_bytes: Option<usize>,
     /// Users allowed into the admin console (database `heal7_proxy`):
     /// user -> SCRAM-SHA-256 verifier from `heal7-proxy hash-password`.
     #[serde(default)]
@@ -97,6 +101,7 @@ impl Default for RawProxy {
             max_message_size: default_max_message_size(),
             startup_timeout_ms: default_startup_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
+            rewrite_cache_bytes: None,
             admin_users: IndexMap::new(),
         }
     }
@@ -410,6 +415,10 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
                 .iter()
                 .map(|(t, s)| (s.to_string(), t.to_string())),
         );
+        let map = match proxy.rewrite_cache_bytes {
+            Some(bytes) => map.with_cache_bytes(bytes),
+            None => map,
+        };
 
         let mut aliases = Vec::new();
         for (alias, a) in &db.aliases {
@@ -586,6 +595,16 @@ databases:
         );
         assert!(msg.contains("databases.heal7.schemas.b.tables"), "{msg}");
         assert!(msg.contains("already listed under schema `a`"), "{msg}");
+    }
+
+    #[test]
+    fn rewrite_cache_bound_comes_from_the_config() {
+        let c = Config::from_yaml(
+            "proxy: {rewrite_cache_bytes: 4096}\ndatabases: {a: {schemas: {s: {tables: [t]}}}}\n",
+            "test.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.databases[0].map.cache_stats().limit, 4096);
     }
 
     #[test]

@@ -53,8 +53,8 @@ mod golden_scope;
 #[cfg(test)]
 mod golden_statements;
 
-pub use names::table_names;
 pub use cache::{CACHE_BYTES_ENV, CacheStats, DEFAULT_CACHE_BYTES};
+pub use names::table_names;
 pub use quote::quote_identifier;
 
 use cache::{Cached, KeyKind, RewriteCache, ShapeRewrite};

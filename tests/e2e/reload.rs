@@ -365,6 +365,17 @@ async fn sighup_and_post_reload_on_the_running_binary() {
         "{metrics}"
     );
     assert!(metrics.contains("heal7_proxy_statements_total{outcome=\"rewritten\"}"));
+    for family in [
+        "heal7_proxy_database_statements_total{database=\"heal7\",outcome=\"rewritten\"}",
+        "heal7_proxy_rewrite_cache_misses_total{database=\"heal7\"}",
+        "heal7_proxy_statement_seconds_bucket{le=\"+Inf\"}",
+        "heal7_proxy_schema_statement_results_total{schema=\"shared_common\",result=\"ok\"}",
+    ] {
+        assert!(
+            metrics.contains(family),
+            "{family} missing from:\n{metrics}"
+        );
+    }
     let (status, _) = http(admin, "GET", "/healthz").await;
     assert_eq!(status, 200);
     let (status, ready) = http(admin, "GET", "/readyz").await;
