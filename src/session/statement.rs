@@ -241,69 +241,64 @@ fn rewrite_text_inner(
         }
     };
     // Text in an encoding whose trail bytes may be ASCII is never read as
-    // UTF-8, even when its bytes happen to form valid UTF-8.
+    // UTF-8, even when its bytes happen to form valid UTF-8 (plain ASCII is
+    // the same in every encoding).
     let utf8 = match encoding {
         EncodingClass::AsciiSafe => std::str::from_utf8(text).ok(),
+        _ if text.is_ascii() => std::str::from_utf8(text).ok(),
         _ => None,
     };
-    match utf8 {
-        Some(sql) => {
-            let Some(rewrite) = call(rewriter, sql, map, policy, metrics) else {
-                return internal_error();
-            };
-            count(rewrite.outcome);
-            observer.names(&rewrite, sql, dry_run);
-            log_fallback(&rewrite);
-            if rewrite.outcome == Outcome::Rejected {
-                return TextRewrite::Rejected {
-                    code: SqlState::FeatureNotSupported,
-                    message: rejection_message(&rewrite),
-                };
-            }
-            if !rewrite.changed() {
-                return TextRewrite::Unchanged;
-            }
-            let sent = rewrite.apply(sql);
-            tracing::debug!(original = sql, sent = %sent, "rewrite");
-            TextRewrite::Changed {
-                sent: sent.into_bytes(),
-                position: Some(Box::new(PositionMap {
-                    original: sql.to_owned(),
-                    rewrite,
-                })),
-            }
-        }
+    // Otherwise the rewriter reads a same-length masked copy, and its edits
+    // go into the original bytes.
+    let masked;
+    let sql = match utf8 {
+        Some(sql) => sql,
         None => {
-            if !text.is_ascii() {
-                metrics.statements_non_utf8.fetch_add(1, Ordering::Relaxed);
-            }
-            let masked = mask_for_lexing(text, encoding);
-            let Some(rewrite) = call(rewriter, &masked, map, policy, metrics) else {
-                return internal_error();
-            };
-            count(rewrite.outcome);
-            observer.names(&rewrite, &String::from_utf8_lossy(text), dry_run);
-            log_fallback(&rewrite);
-            if rewrite.outcome == Outcome::Rejected {
-                return TextRewrite::Rejected {
-                    code: SqlState::FeatureNotSupported,
-                    message: rejection_message(&rewrite),
-                };
-            }
-            if !rewrite.changed() {
-                return TextRewrite::Unchanged;
-            }
-            let sent = splice(text, &rewrite.edits);
-            tracing::debug!(
-                original = %String::from_utf8_lossy(text),
-                sent = %String::from_utf8_lossy(&sent),
-                "rewrite (non-UTF-8 text)"
-            );
-            TextRewrite::Changed {
-                sent,
-                position: None,
-            }
+            metrics.statements_non_utf8.fetch_add(1, Ordering::Relaxed);
+            masked = mask_for_lexing(text, encoding);
+            &masked
         }
+    };
+    let Some(rewrite) = call(rewriter, sql, map, policy, metrics) else {
+        return internal_error();
+    };
+    count(rewrite.outcome);
+    match utf8 {
+        Some(sql) => observer.names(&rewrite, sql, dry_run),
+        None => observer.names(&rewrite, &String::from_utf8_lossy(text), dry_run),
+    }
+    log_fallback(&rewrite);
+    if rewrite.outcome == Outcome::Rejected {
+        return TextRewrite::Rejected {
+            code: SqlState::FeatureNotSupported,
+            message: rejection_message(&rewrite),
+        };
+    }
+    if !rewrite.changed() {
+        return TextRewrite::Unchanged;
+    }
+    let Some(sql) = utf8 else {
+        let sent = splice(text, &rewrite.edits);
+        tracing::debug!(
+            original = %String::from_utf8_lossy(text),
+            sent = %String::from_utf8_lossy(&sent),
+            "rewrite (non-UTF-8 text)"
+        );
+        // Positions are not corrected: the server counts characters of
+        // the converted text, which the proxy does not decode.
+        return TextRewrite::Changed {
+            sent,
+            position: None,
+        };
+    };
+    let sent = rewrite.apply(sql);
+    tracing::debug!(original = sql, sent = %sent, "rewrite");
+    TextRewrite::Changed {
+        sent: sent.into_bytes(),
+        position: Some(Box::new(PositionMap {
+            original: sql.to_owned(),
+            rewrite,
+        })),
     }
 }
 
