@@ -1,5 +1,6 @@
 //! Relay bookkeeping: position mapping, refusals, accounting of server
 //! frames, encoding tracking and read buffers.
+
 use bytes::BufMut;
 
 use super::*;
