@@ -95,11 +95,14 @@ fn mapped_words_after<'t>(
             && matches!(&significant[i - 1].token,
                 Token::Word(k) if k.quote_style.is_none() && keywords.contains(&k.keyword));
         let maintained = is_maintained_table(&significant, i);
-        let table_position = after_keyword || maintained || is_like_source(&significant, i);
+        let owner = is_owned_by_column(&significant, i);
+        let table_position =
+            after_keyword || maintained || owner || is_like_source(&significant, i);
         let next = significant.get(i + 1).map(|n| &n.token);
-        // In VACUUM/ANALYZE a `(` after the table opens its column list.
+        // In VACUUM/ANALYZE a `(` after the table opens its column list; in
+        // `OWNED BY t.col` the `.` leads to the column, not from a schema.
         let qualified_or_called = match next {
-            Some(Token::Period) => true,
+            Some(Token::Period) => !owner,
             Some(Token::LParen) => !maintained,
             _ => false,
         };
@@ -125,26 +128,50 @@ fn is_keyword(token: &Token, keyword: Keyword) -> bool {
 
 /// `CREATE TABLE t (LIKE users INCLUDING ALL)`: `LIKE` right after `(` or
 /// `,` only occurs as a table-like clause, never as the LIKE operator.
+/// `... OWNED BY t.col` (ALTER/CREATE SEQUENCE, which sqlparser cannot
+/// always parse): `t` is a table when exactly `t . col` follows BY, not
+/// `schema . t . col`.
+fn is_owned_by_column(significant: &[&TokenWithSpan], i: usize) -> bool {
+    i >= 2
+        && is_keyword(&significant[i - 1].token, Keyword::BY)
+        && is_keyword(&significant[i - 2].token, Keyword::OWNED)
+        && matches!(
+            significant.get(i + 1).map(|t| &t.token),
+            Some(Token::Period)
+        )
+        && matches!(
+            significant.get(i + 2).map(|t| &t.token),
+            Some(Token::Word(_))
+        )
+        && !matches!(
+            significant.get(i + 3).map(|t| &t.token),
+            Some(Token::Period)
+        )
+}
+
 fn is_like_source(significant: &[&TokenWithSpan], i: usize) -> bool {
     i >= 2
         && is_keyword(&significant[i - 1].token, Keyword::LIKE)
         && matches!(significant[i - 2].token, Token::LParen | Token::Comma)
 }
 
-/// `VACUUM [FULL] [FREEZE] [VERBOSE] [ANALYZE] [(options)] t [, t ...]` and
-/// `ANALYZE [VERBOSE] t`: the table list follows the leading keywords or the
-/// option list; only top-level names count (a `(` after a table opens its
-/// column list).
+/// `VACUUM [FULL] [FREEZE] [VERBOSE] [ANALYZE] [(options)] t [, t ...]`,
+/// `ANALYZE [VERBOSE] t` and `CLUSTER [VERBOSE] t [USING index]`: the table
+/// list follows the leading keywords or the option list; only top-level
+/// names count (a `(` after a table opens its column list).
 fn is_maintained_table(significant: &[&TokenWithSpan], i: usize) -> bool {
     const LEADING: &[Keyword] = &[
         Keyword::VACUUM,
         Keyword::ANALYZE,
+        Keyword::CLUSTER,
         Keyword::FULL,
         Keyword::FREEZE,
         Keyword::VERBOSE,
     ];
     let starts_maintenance = significant.first().is_some_and(|t| {
-        is_keyword(&t.token, Keyword::VACUUM) || is_keyword(&t.token, Keyword::ANALYZE)
+        is_keyword(&t.token, Keyword::VACUUM)
+            || is_keyword(&t.token, Keyword::ANALYZE)
+            || is_keyword(&t.token, Keyword::CLUSTER)
     });
     if !starts_maintenance || i == 0 {
         return false;

@@ -328,3 +328,35 @@ fn known_forms_reparsed_without_the_words_sqlparser_trips_on() {
         ),
     ]);
 }
+
+/// Statements sqlparser cannot parse whose table follows no FROM-like
+/// keyword: the token rule knows where their table stands.
+#[test]
+fn cluster_and_owned_by_are_qualified_by_tokens() {
+    check(&[
+        (
+            "CLUSTER table USING index",
+            "CLUSTER users USING users_pkey",
+            "CLUSTER shared_common.users USING users_pkey",
+            FallbackTokens,
+        ),
+        (
+            "CLUSTER VERBOSE table",
+            "CLUSTER VERBOSE users",
+            "CLUSTER VERBOSE shared_common.users",
+            FallbackTokens,
+        ),
+        (
+            "OWNED BY table.column: the table part is qualified",
+            "ALTER SEQUENCE users_id_seq OWNED BY users.id",
+            "ALTER SEQUENCE users_id_seq OWNED BY shared_common.users.id",
+            FallbackTokens,
+        ),
+        (
+            "OWNED BY schema.table.column is already qualified",
+            "ALTER SEQUENCE users_id_seq OWNED BY public.users.id",
+            "ALTER SEQUENCE users_id_seq OWNED BY public.users.id",
+            FallbackTokens,
+        ),
+    ]);
+}

@@ -560,3 +560,37 @@ async fn session_survives_a_failed_copy() {
         "fresh-alice"
     );
 }
+
+/// Statements sqlparser cannot parse whose table follows no FROM-like
+/// keyword still reach the mapped table (the token rule), checked by what
+/// the server did: the sequence's owner and the table clustered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_by_and_cluster_reach_the_mapped_table() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    // Postgres wants the sequence in the table's schema: an unqualified
+    // `users` (public's stale copy) would fail with 55000.
+    c.batch_execute(
+        "BEGIN; CREATE SEQUENCE shared_common.e2e_owned_seq; \
+         ALTER SEQUENCE shared_common.e2e_owned_seq OWNED BY users.id",
+    )
+    .await
+    .unwrap();
+    let owner = simple_value(
+        &c,
+        "SELECT refobjid::regclass::text FROM pg_depend \
+         WHERE objid = 'shared_common.e2e_owned_seq'::regclass AND deptype = 'a'",
+    )
+    .await;
+    assert_eq!(owner, "shared_common.users");
+    c.batch_execute("CLUSTER users USING users_pkey")
+        .await
+        .unwrap();
+    let clustered = simple_value(
+        &c,
+        "SELECT indisclustered::text FROM pg_index WHERE indexrelid = 'shared_common.users_pkey'::regclass",
+    )
+    .await;
+    assert_eq!(clustered, "true");
+    c.batch_execute("ROLLBACK").await.unwrap();
+}
