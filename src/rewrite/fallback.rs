@@ -26,23 +26,16 @@ const FALLBACK_KEYWORDS: &[Keyword] = &[
     Keyword::REFERENCES,
 ];
 
-/// Keywords whose following name the AST walk must have accounted for (the
+/// Keywords whose following name the AST walk must have accounted for: the
 /// fallback list plus `ON` and `USING`, which introduce tables in CREATE
-/// INDEX, GRANT, CREATE TRIGGER, MERGE and DELETE).
-const CROSS_CHECK_KEYWORDS: &[Keyword] = &[
-    Keyword::FROM,
-    Keyword::JOIN,
-    Keyword::INTO,
-    Keyword::UPDATE,
-    Keyword::TABLE,
-    Keyword::ONLY,
-    Keyword::TRUNCATE,
-    Keyword::LOCK,
-    Keyword::COPY,
-    Keyword::REFERENCES,
-    Keyword::ON,
-    Keyword::USING,
-];
+/// INDEX, GRANT, CREATE TRIGGER, MERGE and DELETE.
+fn is_cross_check_keyword(k: Keyword) -> bool {
+    FALLBACK_KEYWORDS.contains(&k) || matches!(k, Keyword::ON | Keyword::USING)
+}
+
+fn is_fallback_keyword(k: Keyword) -> bool {
+    FALLBACK_KEYWORDS.contains(&k)
+}
 
 /// A bare word in a table position of the token stream.
 pub(crate) struct TableWord<'t> {
@@ -74,7 +67,7 @@ pub(crate) fn first_mapped_word(tokens: &[TokenWithSpan], map: &SchemaMap) -> Op
 /// called. `Err` when a location does not point at the word's text.
 fn mapped_words_after<'t>(
     tokens: &'t [TokenWithSpan],
-    keywords: &[Keyword],
+    is_table_keyword: fn(Keyword) -> bool,
     map: &SchemaMap,
     index: &TextIndex<'_>,
     sql: &str,
@@ -93,7 +86,7 @@ fn mapped_words_after<'t>(
         }
         let after_keyword = i > 0
             && matches!(&significant[i - 1].token,
-                Token::Word(k) if k.quote_style.is_none() && keywords.contains(&k.keyword));
+                Token::Word(k) if k.quote_style.is_none() && is_table_keyword(k.keyword));
         let maintained = is_maintained_table(&significant, i);
         let owner = is_owned_by_column(&significant, i);
         let table_position =
@@ -213,7 +206,7 @@ pub(crate) fn names_in_table_positions<'t>(
     index: &TextIndex<'_>,
     sql: &str,
 ) -> Result<Vec<TableWord<'t>>, String> {
-    mapped_words_after(tokens, CROSS_CHECK_KEYWORDS, map, index, sql)
+    mapped_words_after(tokens, is_cross_check_keyword, map, index, sql)
 }
 
 /// The token fallback for a whole statement: names and edits.
@@ -223,7 +216,7 @@ pub(crate) fn qualify_by_tokens(
     index: &TextIndex<'_>,
     sql: &str,
 ) -> Result<(Vec<NameUse>, Vec<Edit>), String> {
-    let words = mapped_words_after(tokens, FALLBACK_KEYWORDS, map, index, sql)?;
+    let words = mapped_words_after(tokens, is_fallback_keyword, map, index, sql)?;
     Ok(qualify_words(&words, map))
 }
 
