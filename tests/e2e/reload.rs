@@ -37,6 +37,9 @@ fn yaml(pg: &Pg, listen: &str, admin: Option<&str>, users_mapped: bool, mode: &s
 
 /// A proxy in-process around a reloadable store read from `path`.
 struct ReloadableProxy {
+    /// Holds the config file.
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
     addr: std::net::SocketAddr,
     store: Arc<ConfigStore>,
     state: ProxyState,
@@ -49,8 +52,39 @@ impl Drop for ReloadableProxy {
     }
 }
 
-async fn start_reloadable(path: &std::path::Path, watch: bool) -> ReloadableProxy {
-    let store = Arc::new(ConfigStore::from_file(path).expect("valid config"));
+/// A reloadable proxy whose file maps (`users_mapped`) or not `users`, in
+/// `mode`, and one client connected through it.
+async fn reloadable(
+    users_mapped: bool,
+    mode: &str,
+    watch: bool,
+) -> (ReloadableProxy, tokio_postgres::Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    std::fs::write(
+        &path,
+        yaml(pg().await, "127.0.0.1:0", None, users_mapped, mode),
+    )
+    .unwrap();
+    let proxy = start_reloadable(dir, path, watch).await;
+    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    (proxy, client)
+}
+
+impl ReloadableProxy {
+    /// Rewrite the config file in place (no reload by itself).
+    fn write_config(&self, users_mapped: bool, mode: &str) {
+        let text = yaml(pg_started(), "127.0.0.1:0", None, users_mapped, mode);
+        std::fs::write(&self.path, text).unwrap();
+    }
+}
+
+async fn start_reloadable(
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    watch: bool,
+) -> ReloadableProxy {
+    let store = Arc::new(ConfigStore::from_file(&path).expect("valid config"));
     let state = ProxyState::with_store(store.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -68,6 +102,8 @@ async fn start_reloadable(path: &std::path::Path, watch: bool) -> ReloadableProx
     let (st, sd) = (state.clone(), shutdown.clone());
     tokio::spawn(async move { server::run(listener, st, sd).await });
     ReloadableProxy {
+        _dir: dir,
+        path,
         addr,
         store,
         state,
@@ -98,17 +134,15 @@ fn replace_file(path: &std::path::Path, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_change_reaches_an_open_connection_at_its_next_statement() {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heal7.yaml");
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, false, "rewrite")).unwrap();
-    let proxy = start_reloadable(&path, true).await;
-    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    let (proxy, client) = reloadable(false, "rewrite", true).await;
     // Not mapped yet: the bare name reads the stale copy in public.
     assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
 
     let written = Instant::now();
-    replace_file(&path, &yaml(pg, "127.0.0.1:0", None, true, "rewrite"));
+    replace_file(
+        &proxy.path,
+        &yaml(pg_started(), "127.0.0.1:0", None, true, "rewrite"),
+    );
     let reloaded = wait_until(Duration::from_secs(10), || async {
         simple_value(&client, READ_USER_1).await == "fresh-alice"
     })
@@ -124,16 +158,11 @@ async fn file_change_reaches_an_open_connection_at_its_next_statement() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_that_spans_a_reload_keeps_its_mapping() {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heal7.yaml");
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, false, "rewrite")).unwrap();
-    let proxy = start_reloadable(&path, false).await;
-    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    let (proxy, client) = reloadable(false, "rewrite", false).await;
 
     client.batch_execute("BEGIN").await.unwrap();
     assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
+    proxy.write_config(true, "rewrite");
     assert_eq!(proxy.store.reload().unwrap().generation, 2);
     // Still inside the transaction: the old mapping, for both protocols.
     assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
@@ -148,14 +177,9 @@ async fn a_transaction_that_spans_a_reload_keeps_its_mapping() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prepared_statement_keeps_the_text_it_was_prepared_with() {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heal7.yaml");
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
-    let proxy = start_reloadable(&path, false).await;
-    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    let (proxy, client) = reloadable(true, "rewrite", false).await;
     let prepared = client.prepare(READ_USER_1).await.unwrap();
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, false, "rewrite")).unwrap();
+    proxy.write_config(false, "rewrite");
     proxy.store.reload().unwrap();
     let row = client.query_one(&prepared, &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "fresh-alice");
@@ -165,15 +189,10 @@ async fn a_prepared_statement_keeps_the_text_it_was_prepared_with() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_file_changes_nothing_and_shows_its_error() {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heal7.yaml");
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
-    let proxy = start_reloadable(&path, false).await;
-    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    let (proxy, client) = reloadable(true, "rewrite", false).await;
 
     std::fs::write(
-        &path,
+        &proxy.path,
         "databases:\n  heal7:\n    schemas:\n      a: {tables: [users]}\n      b: {tables: [users]}\n",
     )
     .unwrap();
@@ -188,12 +207,7 @@ async fn an_invalid_file_changes_nothing_and_shows_its_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_forwards_unchanged_and_counts_what_it_would_change() {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heal7.yaml");
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "dry_run")).unwrap();
-    let proxy = start_reloadable(&path, false).await;
-    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    let (proxy, client) = reloadable(true, "dry_run", false).await;
     assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
     assert_eq!(
         proxy
@@ -212,21 +226,16 @@ async fn dry_run_forwards_unchanged_and_counts_what_it_would_change() {
         0
     );
     // Switch to rewrite by reload: the same connection now reads fresh rows.
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
+    proxy.write_config(true, "rewrite");
     proxy.store.reload().unwrap();
     assert_eq!(simple_value(&client, READ_USER_1).await, "fresh-alice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mode_off_is_the_rollback_without_a_restart() {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heal7.yaml");
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "rewrite")).unwrap();
-    let proxy = start_reloadable(&path, false).await;
-    let client = connect(&client_config(proxy.addr.port())).await.unwrap();
+    let (proxy, client) = reloadable(true, "rewrite", false).await;
     assert_eq!(simple_value(&client, READ_USER_1).await, "fresh-alice");
-    std::fs::write(&path, yaml(pg, "127.0.0.1:0", None, true, "off")).unwrap();
+    proxy.write_config(true, "off");
     proxy.store.reload().unwrap();
     assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
     let before = proxy
@@ -390,16 +399,12 @@ async fn sighup_and_post_reload_on_the_running_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_change_applies_to_new_connections_only() {
     let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heal7.yaml");
+    let (proxy, open) = reloadable(true, "rewrite", false).await;
     let good = yaml(pg, "127.0.0.1:0", None, true, "rewrite");
-    std::fs::write(&path, &good).unwrap();
-    let proxy = start_reloadable(&path, false).await;
-    let open = connect(&client_config(proxy.addr.port())).await.unwrap();
 
     let closed = free_port();
     std::fs::write(
-        &path,
+        &proxy.path,
         good.replace(&format!("port: {}", pg.port), &format!("port: {closed}")),
     )
     .unwrap();
