@@ -8,6 +8,7 @@
 
 mod relay;
 mod statement;
+mod wake_gate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -67,7 +67,7 @@ impl UnmappedReport {
                 database: who.database.clone(),
                 user: who.user.clone(),
                 application_name: who.application_name.clone(),
-                table: name.name.clone(),
+                table: name.name.to_string(),
             };
             if let Some(e) = entries.get_mut(&key) {
                 e.count += 1;

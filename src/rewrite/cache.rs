@@ -18,7 +18,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::shape::Shape;
 use super::{Decision, Edit, NameUse, OnParseError, Outcome, Rewrite};
 
 /// The default bound when none is configured: enough for tens of thousands
@@ -43,19 +42,19 @@ pub(crate) enum Cached {
 }
 
 /// A rewrite with every offset replaced by the index of the word it falls
-/// on (see [`Shape::word_starts`]).
+/// on (see [`super::shape::Shape::word_starts`]).
 #[derive(Debug)]
 pub(crate) struct ShapeRewrite {
     outcome: Outcome,
-    edits: Vec<(u32, String)>,
-    names: Vec<(u32, String, Decision)>,
+    edits: Vec<(u32, Arc<str>)>,
+    names: Vec<(u32, Arc<str>, Decision)>,
 }
 
 impl ShapeRewrite {
     /// Anchor `rewrite` (of the text `shape` was scanned from) to words.
     /// `None` when it cannot be: an offset not at a word start, or a result
     /// that carries text of its own (a parser message, a rejected name).
-    pub(crate) fn anchor(rewrite: &Rewrite, shape: &Shape) -> Option<ShapeRewrite> {
+    pub(crate) fn anchor(rewrite: &Rewrite, word_starts: &[u32]) -> Option<ShapeRewrite> {
         if !matches!(rewrite.outcome, Outcome::Unchanged | Outcome::Rewritten)
             || rewrite.parse_error.is_some()
             || rewrite.rejected_table.is_some()
@@ -64,11 +63,7 @@ impl ShapeRewrite {
         }
         let word = |offset: usize| -> Option<u32> {
             let offset = u32::try_from(offset).ok()?;
-            shape
-                .word_starts
-                .binary_search(&offset)
-                .ok()
-                .map(|i| i as u32)
+            word_starts.binary_search(&offset).ok().map(|i| i as u32)
         };
         let edits = rewrite
             .edits
@@ -89,8 +84,8 @@ impl ShapeRewrite {
 
     /// The rewrite of a text of the same shape. `None` if the words do not
     /// line up (cannot happen for an equal key; checked anyway).
-    pub(crate) fn instantiate(&self, shape: &Shape) -> Option<Rewrite> {
-        let at = |w: u32| shape.word_starts.get(w as usize).map(|&o| o as usize);
+    pub(crate) fn instantiate(&self, word_starts: &[u32]) -> Option<Rewrite> {
+        let at = |w: u32| word_starts.get(w as usize).map(|&o| o as usize);
         let edits = self
             .edits
             .iter()
@@ -166,11 +161,16 @@ pub(crate) enum KeyKind {
     Shape = 1,
 }
 
-/// Build the lookup key: kind, policy, then the text or shape bytes.
+/// The bytes a key starts with: kind, then policy; the text or shape
+/// bytes follow.
+pub(crate) fn key_prefix(kind: KeyKind, policy: OnParseError) -> [u8; 2] {
+    [kind as u8, policy as u8]
+}
+
+/// A whole key (tests).
+#[cfg(test)]
 pub(crate) fn key(kind: KeyKind, policy: OnParseError, body: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(body.len() + 2);
-    k.push(kind as u8);
-    k.push(policy as u8);
+    let mut k = key_prefix(kind, policy).to_vec();
     k.extend_from_slice(body);
     k
 }
@@ -184,7 +184,9 @@ struct Slot {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<Arc<[u8]>, Slot>,
+    /// foldhash, not SipHash: keys are whole statements, hashed on every
+    /// lookup; the seed is still random per map.
+    entries: HashMap<Arc<[u8]>, Slot, foldhash::fast::RandomState>,
     /// CLOCK order: the hand is the front.
     clock: VecDeque<Arc<[u8]>>,
     bytes: usize,
@@ -283,18 +285,18 @@ impl RewriteCache {
         found
     }
 
-    pub(crate) fn insert(&self, key: Vec<u8>, value: Cached) {
+    pub(crate) fn insert(&self, key: &[u8], value: Cached) {
         let cost = key.len() + value.bytes() + ENTRY_OVERHEAD;
         // One entry may take at most an eighth of the bound, so a few huge
         // statements cannot flush everything else.
         if cost > self.limit / 8 {
             return;
         }
-        let key: Arc<[u8]> = key.into();
         let mut inner = self.lock();
-        if inner.entries.contains_key(&key) {
+        if inner.entries.contains_key(key) {
             return;
         }
+        let key: Arc<[u8]> = key.into();
         let mut evicted = 0u64;
         // Each entry is passed over at most twice (once to clear its bit).
         let mut budget = 2 * inner.clock.len() + 1;
@@ -379,7 +381,7 @@ mod tests {
                 format!("{i} {filler}").as_bytes(),
             );
             assert!(cache.get(&k, KeyKind::Text).is_none());
-            cache.insert(k, text_value(i));
+            cache.insert(&k, text_value(i));
             assert!(cache.stats().bytes <= limit);
         }
         let s = cache.stats();
@@ -392,7 +394,7 @@ mod tests {
     fn a_hit_entry_survives_one_round_of_eviction() {
         let cache = RewriteCache::new(8 * 1024);
         let hot = key(KeyKind::Text, OnParseError::Tokens, b"hot");
-        cache.insert(hot.clone(), text_value(0));
+        cache.insert(&hot, text_value(0));
         for i in 0..200 {
             assert!(cache.get(&hot, KeyKind::Text).is_some(), "lost at {i}");
             let k = key(
@@ -400,7 +402,7 @@ mod tests {
                 OnParseError::Tokens,
                 format!("cold {i}").as_bytes(),
             );
-            cache.insert(k, text_value(i));
+            cache.insert(&k, text_value(i));
         }
         let s = cache.stats();
         assert_eq!(s.text_hits, 200);
@@ -411,7 +413,7 @@ mod tests {
     fn an_entry_over_an_eighth_of_the_bound_is_not_kept() {
         let cache = RewriteCache::new(8 * 1024);
         let k = key(KeyKind::Text, OnParseError::Tokens, &[b'x'; 2000]);
-        cache.insert(k.clone(), text_value(0));
+        cache.insert(&k, text_value(0));
         assert!(cache.get(&k, KeyKind::Text).is_none());
         assert_eq!(cache.stats().bytes, 0);
     }

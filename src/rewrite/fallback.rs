@@ -229,15 +229,15 @@ pub(crate) fn qualify_words(words: &[TableWord<'_>], map: &SchemaMap) -> (Vec<Na
             continue;
         };
         names.push(NameUse {
-            name: w.word.value.clone(),
+            name: w.word.value.as_str().into(),
             offset: w.offset,
             decision: Decision::QualifiedByFallback {
-                schema: schema.to_string(),
+                schema: schema.into(),
             },
         });
         edits.push(Edit {
             offset: w.offset,
-            insert: format!("{}.", quote_identifier(schema)),
+            insert: format!("{}.", quote_identifier(schema)).into(),
         });
     }
     (names, edits)

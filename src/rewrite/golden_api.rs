@@ -15,7 +15,7 @@ fn decisions(sql: &str) -> Vec<(String, usize, Decision)> {
     rewrite_sql(sql, &test_map(), OnParseError::Tokens)
         .names
         .into_iter()
-        .map(|n| (n.name, n.offset, n.decision))
+        .map(|n| (n.name.to_string(), n.offset, n.decision))
         .collect()
 }
 
@@ -62,7 +62,7 @@ fn name_offset_of_a_quoted_name_is_its_opening_quote() {
     let sql = "SELECT * FROM \"users\"";
     let r = rewrite_sql(sql, &test_map(), OnParseError::Tokens);
     assert_eq!(r.names[0].offset, 14);
-    assert_eq!(r.names[0].name, "users");
+    assert_eq!(&*r.names[0].name, "users");
     assert_eq!(
         r.edits,
         vec![Edit {

@@ -24,8 +24,11 @@
 //! 4. `fallback`: the token rule for statements the AST cannot answer for,
 //!    under [`OnParseError`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 mod cache;
 mod fallback;
@@ -180,9 +183,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Qualified with this schema from the map.
-    QualifiedByMap { schema: String },
+    QualifiedByMap { schema: Arc<str> },
     /// Qualified with this schema by the token fallback.
-    QualifiedByFallback { schema: String },
+    QualifiedByFallback { schema: Arc<str> },
     /// Already written as `schema.table`.
     AlreadyQualified,
     /// The name refers to a CTE in scope.
@@ -195,7 +198,7 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameUse {
     /// The name as written (without quotes).
-    pub name: String,
+    pub name: Arc<str>,
     /// Byte offset of the name's first byte in the original text (the
     /// opening quote for a quoted name).
     pub offset: usize,
@@ -208,7 +211,7 @@ pub struct Edit {
     /// Byte offset in the original text where `insert` goes.
     pub offset: usize,
     /// The text inserted, e.g. `shared_common.` or `"My Schema".`.
-    pub insert: String,
+    pub insert: Arc<str>,
 }
 
 /// The result of [`rewrite_sql`].
@@ -254,12 +257,38 @@ impl Rewrite {
     /// in the original text. A position inside an inserted `schema.` maps to
     /// the start of the table name it qualifies.
     pub fn original_position(&self, original: &str, sent_position: usize) -> usize {
-        // Walk the edits in order, counting inserted characters before the
-        // position. Inserts are ASCII or quoted identifiers (chars, not bytes).
-        let mut shift = 0usize; // chars inserted before the current point
+        self.position_shift(original)
+            .original_position(sent_position)
+    }
+
+    /// What [`Rewrite::original_position`] needs, in characters, without
+    /// keeping the original text (a session holds one per statement in
+    /// flight).
+    pub fn position_shift(&self, original: &str) -> PositionShift {
+        let mut inserts = SmallVec::new();
+        let (mut at, mut chars_before) = (0, 0);
         for e in &self.edits {
-            let orig_chars_before = original[..e.offset].chars().count();
-            let ins_chars = e.insert.chars().count();
+            chars_before += original[at..e.offset].chars().count();
+            at = e.offset;
+            // Inserts are ASCII or quoted identifiers: count chars, not bytes.
+            inserts.push((chars_before, e.insert.chars().count()));
+        }
+        PositionShift { inserts }
+    }
+}
+
+/// The insertions of a rewrite in characters: `(characters of the original
+/// before it, characters inserted)`, in text order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PositionShift {
+    inserts: SmallVec<[(usize, usize); 2]>,
+}
+
+impl PositionShift {
+    /// See [`Rewrite::original_position`].
+    pub fn original_position(&self, sent_position: usize) -> usize {
+        let mut shift = 0usize; // chars inserted before the current point
+        for &(orig_chars_before, ins_chars) in &self.inserts {
             // 1-based sent position of the first inserted char:
             let sent_start = orig_chars_before + shift + 1;
             if sent_position < sent_start {
@@ -299,26 +328,74 @@ pub fn rewrite_sql(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite 
     if !cache.enabled() {
         return rewrite_parsed(sql, map, policy, prefilter);
     }
+    SCRATCH.with(|scratch| {
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            // Only if a rewrite ever re-entered this one.
+            return rewrite_parsed(sql, map, policy, prefilter);
+        };
+        let result = rewrite_cached(sql, map, policy, prefilter, &mut scratch);
+        scratch.trim();
+        result
+    })
+}
+
+thread_local! {
+    /// Key and word buffers reused by every lookup on this thread, so a
+    /// cache hit allocates nothing to find its entry.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+#[derive(Default)]
+struct Scratch {
+    key: Vec<u8>,
+    word_starts: Vec<u32>,
+}
+
+impl Scratch {
+    /// Give back what a huge statement made the buffers grow to.
+    fn trim(&mut self) {
+        const KEEP: usize = 64 * 1024;
+        if self.key.capacity() > KEEP {
+            self.key = Vec::new();
+        }
+        if self.word_starts.capacity() > KEEP / 4 {
+            self.word_starts = Vec::new();
+        }
+    }
+}
+
+fn rewrite_cached(
+    sql: &str,
+    map: &SchemaMap,
+    policy: OnParseError,
+    prefilter: &MappedNamePrefilter,
+    scratch: &mut Scratch,
+) -> Rewrite {
+    let cache = &map.cache;
     // A shape when the scanner is sure of one (simple-protocol statements
     // with literals inline); the exact text otherwise (Parse with `$n`,
     // comments, dollar quotes, ...). Never both: a text key per literal
     // value would only churn the cache.
-    if let Some(shape) = shape::scan(sql) {
-        let key = cache::key(KeyKind::Shape, policy, &shape.key);
-        if let Some(hit) = cache.get(&key, KeyKind::Shape)
+    let Scratch { key, word_starts } = scratch;
+    key.clear();
+    key.extend_from_slice(&cache::key_prefix(KeyKind::Shape, policy));
+    if shape::scan_into(sql, key, word_starts) {
+        if let Some(hit) = cache.get(key, KeyKind::Shape)
             && let Cached::Shape(s) = &*hit
-            && let Some(r) = s.instantiate(&shape)
+            && let Some(r) = s.instantiate(word_starts)
         {
             return r;
         }
         let r = rewrite_parsed(sql, map, policy, prefilter);
-        if let Some(anchored) = ShapeRewrite::anchor(&r, &shape) {
+        if let Some(anchored) = ShapeRewrite::anchor(&r, word_starts) {
             cache.insert(key, Cached::Shape(anchored));
         }
         return r;
     }
-    let key = cache::key(KeyKind::Text, policy, sql.as_bytes());
-    if let Some(hit) = cache.get(&key, KeyKind::Text)
+    key.clear();
+    key.extend_from_slice(&cache::key_prefix(KeyKind::Text, policy));
+    key.extend_from_slice(sql.as_bytes());
+    if let Some(hit) = cache.get(key, KeyKind::Text)
         && let Cached::Text(r) = &*hit
     {
         return r.clone();

@@ -43,10 +43,7 @@ mod tests {
         let names = table_names(
             "WITH c AS (SELECT 1) SELECT * FROM legacy_log, c, public.audit; INSERT INTO crawl_tmp VALUES (1)",
         );
-        let got: Vec<(&str, &Decision)> = names
-            .iter()
-            .map(|n| (n.name.as_str(), &n.decision))
-            .collect();
+        let got: Vec<(&str, &Decision)> = names.iter().map(|n| (&*n.name, &n.decision)).collect();
         assert_eq!(
             got,
             [

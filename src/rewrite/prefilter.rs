@@ -40,12 +40,24 @@ impl MappedNamePrefilter {
 
     /// Whether some mapped name occurs in `text` at an identifier boundary.
     pub(crate) fn may_name_mapped_table(&self, text: &str) -> bool {
-        let bytes = text.as_bytes();
-        self.automaton.find_overlapping_iter(text).any(|m| {
+        let at_boundary = |m: aho_corasick::Match| {
+            let bytes = text.as_bytes();
             let before_ok = m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]);
             let after_ok = m.end() == bytes.len() || !is_identifier_byte(bytes[m.end()]);
             before_ok && after_ok
-        })
+        };
+        // The non-overlapping search is the faster one and answers most
+        // texts: no occurrence at all, or one at a boundary.
+        let mut any = false;
+        for m in self.automaton.find_iter(text) {
+            if at_boundary(m) {
+                return true;
+            }
+            any = true;
+        }
+        // An occurrence inside a longer word may have hidden an overlapping
+        // one that stands alone.
+        any && self.automaton.find_overlapping_iter(text).any(at_boundary)
     }
 }
 

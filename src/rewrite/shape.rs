@@ -20,9 +20,9 @@ const NUMBER: u8 = 0x01;
 /// Replaces a string literal (quotes included) in the key.
 const STRING: u8 = 0x02;
 
-/// A statement's shape: the cache key, and where each word starts in this
-/// particular text.
-#[derive(Debug)]
+/// A statement's shape, owned (tests and benches; the rewriter scans into
+/// reused buffers with [`scan_into`]).
+#[derive(Debug, Default)]
 pub(crate) struct Shape {
     /// The text with each literal replaced by one marker byte (which the
     /// scanner never accepts in the text itself).
@@ -35,160 +35,234 @@ pub(crate) struct Shape {
     pub(crate) literals: Vec<(usize, usize, u8)>,
 }
 
-fn is_word_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_'
-}
+/// What a byte starts, for the scanner's dispatch (one table lookup per
+/// token instead of a chain of tests).
+const OTHER: u8 = 0;
+const WORD: u8 = 1;
+const DIGIT: u8 = 2;
+const QUOTE: u8 = 3;
+const DQUOTE: u8 = 4;
+const SPACE: u8 = 5;
+/// Punctuation and operator bytes passed through verbatim. `-` and `/` are
+/// checked for comment starts separately, `.` for `.5`.
+const PUNCT: u8 = 6;
+
+const CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphabetic() || c == b'_' {
+            WORD
+        } else if c.is_ascii_digit() {
+            DIGIT
+        } else if c == b'\'' {
+            QUOTE
+        } else if c == b'"' {
+            DQUOTE
+        } else if matches!(c, b' ' | b'\n' | b'\t' | b'\r') {
+            SPACE
+        } else if matches!(
+            c,
+            b'(' | b')'
+                | b','
+                | b';'
+                | b'.'
+                | b'='
+                | b'<'
+                | b'>'
+                | b'!'
+                | b'+'
+                | b'-'
+                | b'*'
+                | b'/'
+                | b'%'
+                | b'^'
+                | b'|'
+                | b'&'
+                | b'~'
+                | b'?'
+                | b'@'
+                | b'#'
+                | b':'
+                | b'['
+                | b']'
+        ) {
+            PUNCT
+        } else {
+            // `$`, `\`, backquote, braces, control bytes, non-ASCII.
+            OTHER
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Bytes that continue a word.
+const WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
+        b += 1;
+    }
+    t
+};
 
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$'
+    WORD_BYTE[b as usize]
 }
 
-/// Punctuation and operator bytes passed through verbatim. `-` and `/` are
-/// checked for comment starts separately.
-fn is_punct(b: u8) -> bool {
-    matches!(
-        b,
-        b'(' | b')'
-            | b','
-            | b';'
-            | b'.'
-            | b'='
-            | b'<'
-            | b'>'
-            | b'!'
-            | b'+'
-            | b'-'
-            | b'*'
-            | b'/'
-            | b'%'
-            | b'^'
-            | b'|'
-            | b'&'
-            | b'~'
-            | b'?'
-            | b'@'
-            | b'#'
-            | b':'
-            | b'['
-            | b']'
-    )
+/// Whether the byte after a literal or name glues onto it (a prefix,
+/// a suffix, another quote): not ours to judge.
+fn glued(next: Option<&u8>) -> bool {
+    next.is_some_and(|&c| is_word_byte(c) || matches!(c, b'\'' | b'"'))
 }
 
 /// The shape of `sql`, or `None` when the scanner is not sure of it.
 pub(crate) fn scan(sql: &str) -> Option<Shape> {
+    let mut shape = Shape::default();
+    #[cfg(test)]
+    let mut literals = Vec::new();
+    let sure = scan_literals(
+        sql,
+        &mut shape.key,
+        &mut shape.word_starts,
+        |start, end, marker| {
+            #[cfg(test)]
+            literals.push((start, end, marker));
+            let _ = (start, end, marker);
+        },
+    );
+    #[cfg(test)]
+    {
+        shape.literals = literals;
+    }
+    sure.then_some(shape)
+}
+
+/// Append the shape key of `sql` to `key` and put the offset of each word
+/// in `word_starts` (cleared first). False when the scanner is not sure of
+/// the shape; the buffers then hold garbage.
+pub(crate) fn scan_into(sql: &str, key: &mut Vec<u8>, word_starts: &mut Vec<u32>) -> bool {
+    scan_literals(sql, key, word_starts, |_, _, _| {})
+}
+
+/// [`scan_into`], telling `literal` where each literal is.
+fn scan_literals(
+    sql: &str,
+    key: &mut Vec<u8>,
+    word_starts: &mut Vec<u32>,
+    mut literal: impl FnMut(usize, usize, u8),
+) -> bool {
     let text = sql.as_bytes();
     // Offsets are stored as u32; a text beyond that is not worth caching.
     if text.len() > u32::MAX as usize {
-        return None;
+        return false;
     }
-    let mut key = Vec::with_capacity(text.len());
-    let mut word_starts = Vec::with_capacity(16);
-    #[cfg(test)]
-    let mut literals = Vec::new();
+    key.reserve(text.len());
+    word_starts.clear();
     let mut i = 0;
     // Copy the verbatim run [run_start, i) lazily, at each literal.
     let mut run_start = 0;
     while i < text.len() {
         let b = text[i];
-        if is_word_start(b) {
-            word_starts.push(i as u32);
-            i += 1;
-            while i < text.len() && is_word_byte(text[i]) {
+        match CLASS[b as usize] {
+            WORD => {
+                word_starts.push(i as u32);
                 i += 1;
+                while i < text.len() && is_word_byte(text[i]) {
+                    i += 1;
+                }
+                // E'..', B'..', X'..', N'..', a word glued to a quoted name:
+                // prefixes change how the literal lexes.
+                if matches!(text.get(i), Some(b'\'' | b'"')) {
+                    return false;
+                }
             }
-            // E'..', B'..', X'..', N'..', a word glued to a quoted name:
-            // prefixes change how the literal lexes.
-            if i < text.len() && matches!(text[i], b'\'' | b'"') {
-                return None;
-            }
-        } else if b.is_ascii_digit() {
-            let start = i;
-            while i < text.len() && text[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i < text.len() && text[i] == b'.' {
-                i += 1;
+            SPACE => i += 1,
+            DIGIT => {
+                let start = i;
                 while i < text.len() && text[i].is_ascii_digit() {
                     i += 1;
                 }
-            }
-            // Exponents, hex/octal/binary prefixes, `1_000`, `1..2`,
-            // trailing junk: not ours to judge.
-            if i < text.len() && (is_word_byte(text[i]) || matches!(text[i], b'.' | b'\'' | b'"')) {
-                return None;
-            }
-            key.extend_from_slice(&text[run_start..start]);
-            key.push(NUMBER);
-            #[cfg(test)]
-            literals.push((start, i, NUMBER));
-            run_start = i;
-        } else if b == b'\'' {
-            let start = i;
-            i += 1;
-            loop {
-                match text.get(i) {
-                    None => return None,
-                    Some(b'\\') => return None,
-                    Some(b'\'') if text.get(i + 1) == Some(&b'\'') => i += 2,
-                    Some(b'\'') => {
+                if text.get(i) == Some(&b'.') {
+                    i += 1;
+                    while i < text.len() && text[i].is_ascii_digit() {
                         i += 1;
-                        break;
                     }
-                    Some(_) => i += 1,
+                }
+                // Exponents, hex/octal/binary prefixes, `1_000`, `1..2`,
+                // trailing junk: not ours to judge.
+                if glued(text.get(i)) || text.get(i) == Some(&b'.') {
+                    return false;
+                }
+                key.extend_from_slice(&text[run_start..start]);
+                key.push(NUMBER);
+                literal(start, i, NUMBER);
+                run_start = i;
+            }
+            QUOTE => {
+                let start = i;
+                i += 1;
+                loop {
+                    match text.get(i) {
+                        None => return false,
+                        Some(b'\\') => return false,
+                        Some(b'\'') if text.get(i + 1) == Some(&b'\'') => i += 2,
+                        Some(b'\'') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+                if glued(text.get(i)) {
+                    return false;
+                }
+                key.extend_from_slice(&text[run_start..start]);
+                key.push(STRING);
+                literal(start, i, STRING);
+                run_start = i;
+            }
+            DQUOTE => {
+                // A quoted identifier is a word: kept verbatim.
+                word_starts.push(i as u32);
+                i += 1;
+                loop {
+                    match text.get(i) {
+                        None => return false,
+                        Some(b'"') if text.get(i + 1) == Some(&b'"') => i += 2,
+                        Some(b'"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(&c) if c < 0x20 => return false,
+                        Some(_) => i += 1,
+                    }
+                }
+                if glued(text.get(i)) {
+                    return false;
                 }
             }
-            if i < text.len() && (is_word_byte(text[i]) || matches!(text[i], b'\'' | b'"')) {
-                return None;
-            }
-            key.extend_from_slice(&text[run_start..start]);
-            key.push(STRING);
-            #[cfg(test)]
-            literals.push((start, i, STRING));
-            run_start = i;
-        } else if b == b'"' {
-            // A quoted identifier is a word: kept verbatim.
-            word_starts.push(i as u32);
-            i += 1;
-            loop {
-                match text.get(i) {
-                    None => return None,
-                    Some(b'"') if text.get(i + 1) == Some(&b'"') => i += 2,
-                    Some(b'"') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(&c) if c < 0x20 => return None,
-                    Some(_) => i += 1,
+            PUNCT => {
+                let next = text.get(i + 1).copied();
+                if (b == b'-' && next == Some(b'-')) || (b == b'/' && next == Some(b'*')) {
+                    return false;
                 }
+                // `.5` is a number sqlparser and Postgres may read differently
+                // from `. 5`; leave it to the full path.
+                if b == b'.' && next.is_some_and(|n| n.is_ascii_digit()) {
+                    return false;
+                }
+                i += 1;
             }
-            if i < text.len() && (is_word_byte(text[i]) || matches!(text[i], b'\'' | b'"')) {
-                return None;
-            }
-        } else if b == b' ' || b == b'\n' || b == b'\t' || b == b'\r' {
-            i += 1;
-        } else if is_punct(b) {
-            let next = text.get(i + 1).copied();
-            if (b == b'-' && next == Some(b'-')) || (b == b'/' && next == Some(b'*')) {
-                return None;
-            }
-            // `.5` is a number sqlparser and Postgres may read differently
-            // from `. 5`; leave it to the full path.
-            if b == b'.' && next.is_some_and(|n| n.is_ascii_digit()) {
-                return None;
-            }
-            i += 1;
-        } else {
-            // `$`, `\`, backquote, braces, control bytes, non-ASCII.
-            return None;
+            _ => return false,
         }
     }
     key.extend_from_slice(&text[run_start..]);
-    Some(Shape {
-        key,
-        word_starts,
-        #[cfg(test)]
-        literals,
-    })
+    true
 }
 
 #[cfg(test)]

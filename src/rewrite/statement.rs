@@ -307,11 +307,11 @@ pub(crate) fn resolve(
             match map.schema_of(&first.value, first.quote_style.is_some()) {
                 Some(schema) if !mention.keep_bare => (
                     Decision::QualifiedByMap {
-                        schema: schema.to_string(),
+                        schema: schema.into(),
                     },
                     Some(Edit {
                         offset,
-                        insert: format!("{}.", quote_identifier(schema)),
+                        insert: format!("{}.", quote_identifier(schema)).into(),
                     }),
                 ),
                 _ => (Decision::NotInMap, None),
@@ -325,7 +325,7 @@ pub(crate) fn resolve(
             .join(".");
         by_offset.entry(offset).or_insert((
             NameUse {
-                name,
+                name: name.into(),
                 offset,
                 decision,
             },

@@ -12,6 +12,7 @@
 //! read batch and never across an await: the FIFO of requests the server
 //! still owes an answer to, the transaction status and client_encoding.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,7 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::statement::{EncodingClass, Observer, PositionMap, TextRewrite, rewrite_text};
+use super::statement::{EncodingClass, Observer, Rewritten, TextRewrite, rewrite_text};
+use super::wake_gate::WakeGate;
 use super::{FAREWELL_TIMEOUT, Shutdown, Summary, farewell};
 use crate::clients::{ClientEntry, ClientState};
 use crate::config::Mode;
@@ -34,7 +36,7 @@ use crate::protocol::{
     self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, peek_header, tag,
 };
 use crate::reload::Snapshot;
-use crate::rewrite::{Decision, SchemaMap};
+use crate::rewrite::SchemaMap;
 use crate::server::ProxyState;
 use crate::unmapped::ClientIdentity;
 
@@ -115,30 +117,18 @@ enum Pending {
 #[derive(Debug)]
 enum StatementContext {
     Plain,
-    Rewritten(Box<PositionMap>),
+    Rewritten(Rewritten),
     Refused { code: SqlState, message: Box<str> },
 }
 
 impl StatementContext {
     /// Count the server's answer for each schema the rewrite qualified
     /// names with (once per schema per statement).
-    fn record_result(&self, ok: bool, metrics: &Metrics) {
-        let StatementContext::Rewritten(map) = self else {
+    fn record_result(&self, ok: bool) {
+        let StatementContext::Rewritten(r) = self else {
             return;
         };
-        let mut counted: Vec<&str> = Vec::new();
-        for name in &map.rewrite.names {
-            let schema = match &name.decision {
-                Decision::QualifiedByMap { schema } | Decision::QualifiedByFallback { schema } => {
-                    schema.as_str()
-                }
-                _ => continue,
-            };
-            if counted.contains(&schema) {
-                continue;
-            }
-            counted.push(schema);
-            let m = metrics.schema(schema);
+        for m in &r.schemas {
             let counter = if ok { &m.results_ok } else { &m.results_error };
             counter.fetch_add(1, Ordering::Relaxed);
         }
@@ -176,7 +166,7 @@ impl Tracker {
         let ok = !std::mem::take(&mut self.error_since_ready);
         while let Some(p) = self.pending.pop_front() {
             if let Pending::Query(c) | Pending::Parse(c) = &p {
-                c.record_result(ok, metrics);
+                c.record_result(ok);
             }
             if matches!(p, Pending::Query(_) | Pending::Sync | Pending::FunctionCall) {
                 break;
@@ -227,7 +217,7 @@ impl Tracker {
             }
             tag::PARSE_COMPLETE => {
                 if let Some(Pending::Parse(c)) = self.pending.front() {
-                    c.record_result(true, metrics);
+                    c.record_result(true);
                 }
                 self.pop_if(|p| matches!(p, Pending::Parse(_)))
             }
@@ -264,10 +254,11 @@ impl Tracker {
                 protocol::encode_error_response(&mut out, "ERROR", code.code(), message);
                 Some(out)
             }
-            StatementContext::Rewritten(map) => {
+            StatementContext::Rewritten(r) => {
+                let shift = r.position.as_ref()?;
                 let fields = ErrorFields::parse(frame).ok()?;
                 let sent = fields.position()?;
-                let original = map.original_position(sent);
+                let original = shift.original_position(sent);
                 if original == sent {
                     return None;
                 }
@@ -325,11 +316,15 @@ pub(super) async fn relay(
         writing: false,
     };
 
+    // The shutdown branches are gated: select! polls every branch on every
+    // wake, and a cancellation token's poll takes a lock.
+    let drain = WakeGate::new(drained(&tracker, &ctx.shutdown));
+    let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
     let result = tokio::select! {
         r = up.run(&tracker, ctx) => r,
         r = down.run(&mut client_write, &tracker, ctx) => r,
-        () = drained(&tracker, &ctx.shutdown) => Err(SessionError::Shutdown),
-        () = ctx.shutdown.abort.cancelled() => Err(SessionError::Shutdown),
+        () = drain => Err(SessionError::Shutdown),
+        () = abort => Err(SessionError::Shutdown),
     };
 
     let summary = |ended| Summary {
@@ -498,16 +493,16 @@ impl Upstream {
                 self.entries.push(entry);
             }
             match (replacement, copied) {
-                (Some(bytes), None) => {
+                (Some(r), None) => {
                     self.rewritten += 1;
                     self.out.clear();
                     self.out.extend_from_slice(&self.buf[..pos]);
-                    self.out.extend_from_slice(&bytes);
+                    r.encode(&mut self.out);
                     copied = Some(pos + header.total_len);
                 }
-                (Some(bytes), Some(_)) => {
+                (Some(r), Some(_)) => {
                     self.rewritten += 1;
-                    self.out.extend_from_slice(&bytes);
+                    r.encode(&mut self.out);
                     copied = Some(pos + header.total_len);
                 }
                 (None, Some(_)) => {
@@ -526,16 +521,32 @@ impl Upstream {
     }
 }
 
+/// The frame to send in place of a client's Query or Parse.
+struct Replacement<'a> {
+    sql: Cow<'static, [u8]>,
+    /// The Parse the text came in; `None` for a Query.
+    parse: Option<ParseView<'a>>,
+}
+
+impl Replacement<'_> {
+    fn encode(&self, out: &mut BytesMut) {
+        match &self.parse {
+            None => protocol::encode_query(out, &self.sql),
+            Some(p) => protocol::encode_parse(out, p.name, &self.sql, p.param_types),
+        }
+    }
+}
+
 /// Rewrite one Query or Parse frame: the request to track, and the frame
 /// to send instead (None: forward as is).
-fn statement(
-    frame: &[u8],
+fn statement<'a>(
+    frame: &'a [u8],
     frame_tag: u8,
     map: &SchemaMap,
     mapping: &Mapping,
     encoding: EncodingClass,
     ctx: &RelayContext,
-) -> Result<(Option<Pending>, Option<BytesMut>), SessionError> {
+) -> Result<(Option<Pending>, Option<Replacement<'a>>), SessionError> {
     let (text, parse) = if frame_tag == tag::QUERY {
         (
             QueryView::parse(frame).map_err(SessionError::Client)?.query,
@@ -546,9 +557,7 @@ fn statement(
         (p.query, Some(p))
     };
     let policy = mapping.snapshot.on_parse_error;
-    let (context, sent): (StatementContext, Option<&[u8]>);
-    let rewritten;
-    match rewrite_text(
+    let (context, sql): (StatementContext, Option<Cow<'static, [u8]>>) = match rewrite_text(
         text,
         map,
         policy,
@@ -561,36 +570,23 @@ fn statement(
         },
         mapping.mode == Mode::DryRun,
     ) {
-        TextRewrite::Unchanged => {
-            context = StatementContext::Plain;
-            sent = None;
-        }
-        TextRewrite::Changed { sent: s, position } => {
-            rewritten = s;
-            sent = Some(&rewritten);
-            context = match position {
-                Some(p) => StatementContext::Rewritten(p),
-                None => StatementContext::Plain,
-            };
+        TextRewrite::Unchanged => (StatementContext::Plain, None),
+        TextRewrite::Changed { sent, context } => {
+            (StatementContext::Rewritten(context), Some(Cow::Owned(sent)))
         }
         TextRewrite::Rejected { code, message } => {
             tracing::debug!(message = %message, "statement refused");
-            context = StatementContext::Refused {
-                code,
-                message: message.into_boxed_str(),
-            };
-            sent = Some(REFUSED_SQL);
+            (
+                StatementContext::Refused {
+                    code,
+                    message: message.into_boxed_str(),
+                },
+                Some(Cow::Borrowed(REFUSED_SQL)),
+            )
         }
-    }
-    let replacement = sent.map(|sql| {
-        let mut out = BytesMut::with_capacity(sql.len() + 32);
-        match parse {
-            None => protocol::encode_query(&mut out, sql),
-            Some(p) => protocol::encode_parse(&mut out, p.name, sql, p.param_types),
-        }
-        out
-    });
-    let entry = if parse.is_none() {
+    };
+    let replacement = sql.map(|sql| Replacement { sql, parse });
+    let entry = if frame_tag == tag::QUERY {
         Pending::Query(context)
     } else {
         Pending::Parse(context)

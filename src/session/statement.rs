@@ -7,11 +7,14 @@
 //! bytes at the same offsets. Postgres' lexer takes high-bit bytes as
 //! identifier characters, so masking does not change how the text lexes.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use smallvec::SmallVec;
+
 use crate::error::SqlState;
-use crate::metrics::{DRY_RUN_INDEX, DatabaseMetrics, Metrics, outcome_index};
-use crate::rewrite::{Decision, Edit, OnParseError, Outcome, Rewrite, SchemaMap};
+use crate::metrics::{DRY_RUN_INDEX, DatabaseMetrics, Metrics, SchemaMetrics, outcome_index};
+use crate::rewrite::{Decision, Edit, OnParseError, Outcome, PositionShift, Rewrite, SchemaMap};
 use crate::unmapped::{ClientIdentity, UnmappedReport};
 
 /// The rewriter's entry point ([`crate::rewrite::rewrite_sql`] in service).
@@ -95,31 +98,29 @@ fn mask_for_lexing(text: &[u8], encoding: EncodingClass) -> String {
 pub enum TextRewrite {
     /// Forward the frame as it came.
     Unchanged,
-    /// Send `sent` instead; `position` maps error positions back (absent for
-    /// non-UTF-8 text, whose positions are not corrected).
-    Changed {
-        sent: Vec<u8>,
-        position: Option<Box<PositionMap>>,
-    },
+    /// Send `sent` instead.
+    Changed { sent: Vec<u8>, context: Rewritten },
     /// Not sent: the policy refuses it (0A000), or the rewriter failed
     /// (XX000): a statement the proxy could not check must not reach a
     /// server where a bare name would read a stale table.
     Rejected { code: SqlState, message: String },
 }
 
-/// Enough to map a server error position back to the client's text.
-#[derive(Debug)]
-pub struct PositionMap {
-    pub original: String,
-    pub rewrite: Rewrite,
+/// What the session keeps of a rewritten statement until the server has
+/// answered it.
+#[derive(Debug, Default)]
+pub struct Rewritten {
+    /// Maps error positions back; absent for non-UTF-8 text, whose
+    /// positions are not corrected (the server counts characters of the
+    /// converted text, which the proxy does not decode).
+    pub position: Option<PositionShift>,
+    /// The counters of each schema the statement's names were qualified
+    /// with, once each, for the server's answer.
+    pub schemas: SchemaCounters,
 }
 
-impl PositionMap {
-    pub fn original_position(&self, sent_position: usize) -> usize {
-        self.rewrite
-            .original_position(&self.original, sent_position)
-    }
-}
+/// Distinct schemas of one statement (almost always one).
+pub type SchemaCounters = SmallVec<[Arc<SchemaMetrics>; 1]>;
 
 /// Where one statement's outcome is recorded.
 pub struct Observer<'a> {
@@ -158,17 +159,24 @@ impl<'a> Observer<'a> {
 
     /// Tables qualified per schema (not for a dry run, which sends none)
     /// and the unmapped bare names (dry runs included, and there from every
-    /// statement: that is the report a staged cut-over reads).
-    fn names(&self, rewrite: &Rewrite, sql: &str, dry_run: bool) {
+    /// statement: that is the report a staged cut-over reads). Returns the
+    /// counters of each schema qualified with.
+    fn names(&self, rewrite: &Rewrite, sql: &str, dry_run: bool) -> SchemaCounters {
+        let mut found: SmallVec<[(&str, Arc<SchemaMetrics>); 1]> = SmallVec::new();
         if !dry_run {
             for name in &rewrite.names {
                 if let Decision::QualifiedByMap { schema }
                 | Decision::QualifiedByFallback { schema } = &name.decision
                 {
-                    self.metrics
-                        .schema(schema)
-                        .tables_qualified
-                        .fetch_add(1, Ordering::Relaxed);
+                    // One registry lookup per schema per statement.
+                    let i = match found.iter().position(|(s, _)| *s == &**schema) {
+                        Some(i) => i,
+                        None => {
+                            found.push((schema, self.metrics.schema(schema)));
+                            found.len() - 1
+                        }
+                    };
+                    found[i].1.tables_qualified.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -182,6 +190,7 @@ impl<'a> Observer<'a> {
                 report.record(who, &rewrite.names, sql);
             }
         }
+        found.into_iter().map(|(_, counters)| counters).collect()
     }
 }
 
@@ -263,10 +272,10 @@ fn rewrite_text_inner(
         return internal_error();
     };
     count(rewrite.outcome);
-    match utf8 {
+    let schemas = match utf8 {
         Some(sql) => observer.names(&rewrite, sql, dry_run),
         None => observer.names(&rewrite, &String::from_utf8_lossy(text), dry_run),
-    }
+    };
     log_fallback(&rewrite);
     if rewrite.outcome == Outcome::Rejected {
         return TextRewrite::Rejected {
@@ -284,21 +293,22 @@ fn rewrite_text_inner(
             sent = %String::from_utf8_lossy(&sent),
             "rewrite (non-UTF-8 text)"
         );
-        // Positions are not corrected: the server counts characters of
-        // the converted text, which the proxy does not decode.
         return TextRewrite::Changed {
             sent,
-            position: None,
+            context: Rewritten {
+                position: None,
+                schemas,
+            },
         };
     };
     let sent = rewrite.apply(sql);
     tracing::debug!(original = sql, sent = %sent, "rewrite");
     TextRewrite::Changed {
         sent: sent.into_bytes(),
-        position: Some(Box::new(PositionMap {
-            original: sql.to_owned(),
-            rewrite,
-        })),
+        context: Rewritten {
+            position: Some(rewrite.position_shift(sql)),
+            schemas,
+        },
     }
 }
 
@@ -476,8 +486,8 @@ mod tests {
                 false,
             ) {
                 TextRewrite::Unchanged => {}
-                TextRewrite::Changed { sent, position } => {
-                    assert!(position.is_none());
+                TextRewrite::Changed { sent, context } => {
+                    assert!(context.position.is_none());
                     assert!(sent.windows(2).any(|w| w == b"\xbb\xe7"));
                 }
                 TextRewrite::Rejected { .. } => panic!("rejected"),

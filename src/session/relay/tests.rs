@@ -31,7 +31,10 @@ fn rewritten() -> StatementContext {
         parse_error: None,
         rejected_table: None,
     };
-    StatementContext::Rewritten(Box::new(PositionMap { original, rewrite }))
+    StatementContext::Rewritten(Rewritten {
+        position: Some(rewrite.position_shift(&original)),
+        schemas: Default::default(),
+    })
 }
 
 fn server_frame(t: u8, body: &[u8]) -> Vec<u8> {
