@@ -90,6 +90,10 @@ struct RawProxy {
     /// user -> SCRAM-SHA-256 verifier from `heal7-proxy hash-password`.
     #[serde(default)]
     admin_users: IndexMap<String, String>,
+    /// Event loops (threads) sessions are spread over. Default: one per
+    /// core.
+    #[serde(default)]
+    worker_threads: Option<usize>,
 }
 
 impl Default for RawProxy {
@@ -103,6 +107,7 @@ impl Default for RawProxy {
             connect_timeout_ms: default_connect_timeout_ms(),
             rewrite_cache_bytes: None,
             admin_users: IndexMap::new(),
+            worker_threads: None,
         }
     }
 }
@@ -212,6 +217,8 @@ pub struct Config {
     pub max_message_size: usize,
     pub startup_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Event loops sessions are spread over; `None`: one per core.
+    pub worker_threads: Option<usize>,
     /// Admin console users -> their SCRAM-SHA-256 verifiers.
     pub admin_users: HashMap<String, Verifier>,
     /// In file order.
@@ -335,6 +342,14 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
         return Err(invalid(
             "proxy.admin_listen".into(),
             format!("`{admin}` is not HOST:PORT"),
+        ));
+    }
+    if let Some(n) = proxy.worker_threads
+        && !(1..=1024).contains(&n)
+    {
+        return Err(invalid(
+            "proxy.worker_threads".into(),
+            format!("{n} is outside 1..=1024"),
         ));
     }
     // A frame must at least hold a length; anything past 1 GiB Postgres itself refuses.
@@ -483,6 +498,7 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
         max_message_size: proxy.max_message_size,
         startup_timeout: Duration::from_millis(proxy.startup_timeout_ms),
         connect_timeout: Duration::from_millis(proxy.connect_timeout_ms),
+        worker_threads: proxy.worker_threads,
         admin_users,
         databases,
         routes,
@@ -660,6 +676,10 @@ databases:
         assert!(msg.contains("proxy.listen"), "{msg}");
         let msg = err("databases: {}\n");
         assert!(msg.contains("at least one database"), "{msg}");
+        let msg = err("proxy: {worker_threads: 0}\ndatabases: {a: {}}\n");
+        assert!(msg.contains("proxy.worker_threads"), "{msg}");
+        let c = Config::from_yaml("proxy: {worker_threads: 3}\ndatabases: {a: {}}\n", "t").unwrap();
+        assert_eq!(c.worker_threads, Some(3));
     }
 
     #[test]

@@ -32,3 +32,4 @@ pub mod rewrite;
 pub mod server;
 pub mod session;
 pub mod unmapped;
+pub mod workers;

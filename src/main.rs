@@ -17,6 +17,7 @@ use heal7_proxy::reload::{self, ConfigStore};
 use heal7_proxy::rewrite::{Decision, rewrite_sql};
 use heal7_proxy::server::{self, ProxyState};
 use heal7_proxy::session::{EncodingClass, Observer, TextRewrite, rewrite_text};
+use heal7_proxy::workers::Workers;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -42,8 +43,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             // Load and validate before binding anything.
             let store = Arc::new(ConfigStore::from_file(&config)?);
-            let runtime = serve_runtime()?;
-            runtime.block_on(serve(store))?;
+            let threads = worker_threads(&store.load().config)?;
+            // The accepting runtime is one of the event loops; the others
+            // get a thread each.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let workers = Workers::spawn(threads - 1)?;
+            runtime.block_on(serve(store, workers))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rewrite {
@@ -65,31 +72,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The runtime the proxy serves on. `HEAL7_WORKER_THREADS` (until the
-/// config file carries it): 1 = a current-thread runtime (no work stealing
-/// and no cross-thread wake-ups: least CPU per query, one core at most);
-/// N > 1 = a multi-thread runtime with N workers; unset = one worker per
-/// core.
-fn serve_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let workers = std::env::var("HEAL7_WORKER_THREADS")
+/// How many event loops serve sessions: `HEAL7_WORKER_THREADS` (to compare
+/// settings without editing the file), else `proxy.worker_threads`, else
+/// one per core.
+fn worker_threads(config: &Config) -> anyhow::Result<usize> {
+    let from_env = std::env::var("HEAL7_WORKER_THREADS")
         .ok()
         .map(|v| v.trim().parse::<usize>())
         .transpose()
         .context("HEAL7_WORKER_THREADS must be a number")?;
-    let runtime = match workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        Some(n) if n > 1 => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build()?,
-        _ => tokio::runtime::Runtime::new()?,
-    };
-    Ok(runtime)
+    let n = from_env
+        .or(config.worker_threads)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Ok(n.max(1))
 }
 
-async fn serve(store: Arc<ConfigStore>) -> anyhow::Result<()> {
+async fn serve(store: Arc<ConfigStore>, workers: Workers) -> anyhow::Result<()> {
     let config = store.load_full();
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -107,6 +105,7 @@ async fn serve(store: Arc<ConfigStore>) -> anyhow::Result<()> {
         admin = ?admin.as_ref().and_then(|a| a.local_addr().ok()),
         config = %config.source,
         databases = config.databases.len(),
+        worker_threads = workers.len(),
         "heal7-proxy listening"
     );
     let shutdown = CancellationToken::new();
@@ -133,7 +132,7 @@ async fn serve(store: Arc<ConfigStore>) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
-    server::run(listener, state, shutdown).await?;
+    server::run_on(listener, state, shutdown, workers).await?;
     Ok(())
 }
 

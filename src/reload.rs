@@ -186,6 +186,13 @@ impl ConfigStore {
             ));
             config.admin_listen = old.config.admin_listen.clone();
         }
+        if config.worker_threads != old.config.worker_threads {
+            needs_restart.push(format!(
+                "proxy.worker_threads: {:?} -> {:?} (needs restart)",
+                old.config.worker_threads, config.worker_threads
+            ));
+            config.worker_threads = old.config.worker_threads;
+        }
         let generation = old.generation + 1;
         self.current.store(Arc::new(Snapshot {
             config,
@@ -343,5 +350,19 @@ mod tests {
         assert_eq!(report.needs_restart.len(), 1);
         assert!(report.needs_restart[0].contains("needs restart"));
         assert_eq!(store.load().listen, "127.0.0.1:6432");
+    }
+
+    #[test]
+    fn worker_threads_change_needs_restart_and_keeps_old_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let text = |n: usize| format!("proxy: {{worker_threads: {n}}}\ndatabases: {{a: {{}}}}\n");
+        std::fs::write(&path, text(2)).unwrap();
+        let store = ConfigStore::from_file(&path).unwrap();
+        std::fs::write(&path, text(4)).unwrap();
+        let report = store.reload().unwrap();
+        assert_eq!(report.needs_restart.len(), 1);
+        assert!(report.needs_restart[0].contains("proxy.worker_threads"));
+        assert_eq!(store.load().worker_threads, Some(2));
     }
 }

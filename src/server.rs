@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::reload::ConfigStore;
 use crate::session::{self, Shutdown};
 use crate::unmapped::UnmappedReport;
+use crate::workers::Workers;
 
 /// How long busy sessions may finish their work after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -105,10 +106,22 @@ impl CancelKeys {
 /// Accept clients until `shutdown`, then stop accepting, close idle
 /// sessions (57P01), give busy ones [`SHUTDOWN_GRACE`] and close the rest.
 /// A session's error is logged by the session, never returned from here.
+/// Serve clients from `listener` until `shutdown`, every session on the
+/// current runtime.
 pub async fn run(
     listener: TcpListener,
     state: ProxyState,
     shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    run_on(listener, state, shutdown, Workers::current()).await
+}
+
+/// [`run`], spreading sessions over `workers`.
+pub async fn run_on(
+    listener: TcpListener,
+    state: ProxyState,
+    shutdown: CancellationToken,
+    workers: Workers,
 ) -> std::io::Result<()> {
     let tasks = TaskTracker::new();
     let signals = Shutdown {
@@ -127,7 +140,7 @@ pub async fn run(
             Ok((stream, peer)) => {
                 let state = state.clone();
                 let signals = signals.clone();
-                tasks.spawn(async move {
+                workers.spawn_session(&tasks, stream, move |stream| async move {
                     state.metrics.clients_total.fetch_add(1, Ordering::Relaxed);
                     state.metrics.clients_active.fetch_add(1, Ordering::Relaxed);
                     let _active = ActiveGuard(Arc::clone(&state.metrics));

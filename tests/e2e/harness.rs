@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use heal7_proxy::config::Config;
 use heal7_proxy::server::{self, ProxyState};
+use heal7_proxy::workers::Workers;
 use tokio::net::TcpListener;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_util::sync::CancellationToken;
@@ -476,6 +477,11 @@ pub async fn start_proxy(on_parse_error: &str) -> ProxyHandle {
 
 /// A proxy with a config of the caller's own.
 pub async fn start_proxy_yaml(yaml: &str) -> ProxyHandle {
+    start_proxy_on(yaml, Workers::current()).await
+}
+
+/// A proxy whose sessions run on `workers`.
+pub async fn start_proxy_on(yaml: &str, workers: Workers) -> ProxyHandle {
     // Clients of the proxy take the superuser's name from the started server.
     pg().await;
     let config = Config::from_yaml(yaml, "e2e.yaml").expect("test config is valid");
@@ -485,7 +491,7 @@ pub async fn start_proxy_yaml(yaml: &str) -> ProxyHandle {
     let shutdown = CancellationToken::new();
     let (st, sd) = (state.clone(), shutdown.clone());
     tokio::spawn(async move {
-        if let Err(e) = server::run(listener, st, sd).await {
+        if let Err(e) = server::run_on(listener, st, sd, workers).await {
             eprintln!("proxy on {addr} stopped with an error: {e}");
         }
     });

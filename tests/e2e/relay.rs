@@ -8,9 +8,11 @@ use bytes::Bytes;
 use futures_util::{SinkExt, TryStreamExt};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use heal7_proxy::workers::Workers;
+
 use crate::harness::{
-    connect, connect_with_messages, pg, psql, simple_rows, simple_value, sqlstate, start_proxy,
-    unique, wait_until,
+    connect, connect_with_messages, pg, proxy_yaml, psql, simple_rows, simple_value, sqlstate,
+    start_proxy, start_proxy_on, unique, wait_until,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,4 +354,60 @@ async fn many_concurrent_sessions_each_read_fresh_rows() {
             .expect("all sessions finish within 60 s")
             .expect("session task");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_spread_over_worker_loops_and_cancel_across_them() {
+    let pg = pg().await;
+    let workers = Workers::spawn(2).expect("worker threads");
+    let proxy = start_proxy_on(&proxy_yaml(pg, "tokens"), workers.clone()).await;
+    let app = unique("e2e_workers");
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let mut cfg = proxy.config("heal7");
+        cfg.application_name(format!("{app}_{i}"));
+        let c = connect(&cfg).await.expect("connect");
+        let row = c
+            .query_one("SELECT name FROM users WHERE id = $1", &[&1i32])
+            .await
+            .expect("query");
+        assert_eq!(row.get::<_, String>(0), "fresh-alice");
+        clients.push(c);
+    }
+    // The accepting loop and two workers, two sessions each.
+    assert_eq!(workers.sessions(), vec![2, 2, 2]);
+
+    // The second client's session runs on a worker; its cancel request is
+    // accepted by the loop with the fewest sessions, the accepting one.
+    let c = clients.remove(1);
+    let token = c.cancel_token();
+    let running =
+        tokio::spawn(async move { c.simple_query("SELECT pg_sleep(5) FROM users").await });
+    let direct = pg.direct("heal7").await;
+    let q = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}_1' AND state = 'active' AND query LIKE '%pg_sleep%'"
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            simple_value(&direct, &q).await == "1"
+        })
+        .await,
+        "the query never showed up as active"
+    );
+    token.cancel_query(NoTls).await.expect("send cancel");
+    let result = tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("query ended within 20 s of the cancel")
+        .expect("task");
+    assert_eq!(sqlstate(&result.expect_err("cancelled")), "57014");
+
+    drop(clients);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            workers.sessions().iter().all(|&n| n == 0)
+        })
+        .await,
+        "sessions still counted: {:?}",
+        workers.sessions()
+    );
 }
