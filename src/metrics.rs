@@ -41,8 +41,8 @@ pub struct Metrics {
     /// Client request (Query, or the Sync ending an extended batch) to the
     /// server's ReadyForQuery: the statement round trip the client sees.
     pub statement_seconds: Histogram,
-    databases: RwLock<HashMap<String, Arc<DatabaseMetrics>>>,
-    schemas: RwLock<HashMap<String, Arc<SchemaMetrics>>>,
+    databases: RwLock<Registry<DatabaseMetrics>>,
+    schemas: RwLock<Registry<SchemaMetrics>>,
 }
 
 /// Counters of one client-facing database name.
@@ -167,7 +167,11 @@ impl Metrics {
     }
 }
 
-fn registry_entry<T: Default>(registry: &RwLock<HashMap<String, Arc<T>>>, name: &str) -> Arc<T> {
+/// Counters by name. foldhash: a schema's counters are looked up for every
+/// rewritten statement.
+type Registry<T> = HashMap<String, Arc<T>, foldhash::fast::RandomState>;
+
+fn registry_entry<T: Default>(registry: &RwLock<Registry<T>>, name: &str) -> Arc<T> {
     if let Some(found) = registry.read().unwrap_or_else(|p| p.into_inner()).get(name) {
         return Arc::clone(found);
     }
@@ -175,7 +179,7 @@ fn registry_entry<T: Default>(registry: &RwLock<HashMap<String, Arc<T>>>, name: 
     Arc::clone(map.entry(name.to_owned()).or_default())
 }
 
-fn registry_rows<T>(registry: &RwLock<HashMap<String, Arc<T>>>) -> Vec<(String, Arc<T>)> {
+fn registry_rows<T>(registry: &RwLock<Registry<T>>) -> Vec<(String, Arc<T>)> {
     let map = registry.read().unwrap_or_else(|p| p.into_inner());
     let mut rows: Vec<_> = map
         .iter()
