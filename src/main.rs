@@ -16,7 +16,7 @@ use heal7_proxy::metrics::Metrics;
 use heal7_proxy::reload::{self, ConfigStore};
 use heal7_proxy::rewrite::{Decision, rewrite_sql};
 use heal7_proxy::server::{self, ProxyState};
-use heal7_proxy::session::{EncodingClass, Observer, TextRewrite, rewrite_text};
+use heal7_proxy::session::{EncodingClass, Observer, TextRewrite, rewrite_text, splice};
 use heal7_proxy::workers::Workers;
 use tokio_util::sync::CancellationToken;
 
@@ -206,7 +206,7 @@ fn rewrite(
     }
     let out = match sent {
         TextRewrite::Unchanged => input,
-        TextRewrite::Changed { sent, .. } => sent,
+        TextRewrite::Changed { edits, .. } => splice(&input, &edits),
         TextRewrite::Rejected { code, message } => {
             eprintln!("rejected ({}): {message}", code.code());
             return Ok(ExitCode::from(1));

@@ -181,8 +181,14 @@ impl<'a> ErrorFields<'a> {
 
 /// Append a Query frame carrying `query`.
 pub fn encode_query(out: &mut BytesMut, query: &[u8]) {
+    encode_query_with(out, |out| out.extend_from_slice(query));
+}
+
+/// [`encode_query`] with the text appended by `write_text` (no copy of it
+/// is made first).
+pub fn encode_query_with(out: &mut BytesMut, write_text: impl FnOnce(&mut BytesMut)) {
     let start = begin_frame(out, b'Q');
-    out.extend_from_slice(query);
+    write_text(out);
     out.put_u8(0);
     finish_frame(out, start);
 }
@@ -190,10 +196,20 @@ pub fn encode_query(out: &mut BytesMut, query: &[u8]) {
 /// Append a Parse frame: the client's name and raw parameter types around
 /// a (rewritten) query text.
 pub fn encode_parse(out: &mut BytesMut, name: &[u8], query: &[u8], param_types: &[u8]) {
+    encode_parse_with(out, name, |out| out.extend_from_slice(query), param_types);
+}
+
+/// [`encode_parse`] with the text appended by `write_text`.
+pub fn encode_parse_with(
+    out: &mut BytesMut,
+    name: &[u8],
+    write_text: impl FnOnce(&mut BytesMut),
+    param_types: &[u8],
+) {
     let start = begin_frame(out, b'P');
     out.extend_from_slice(name);
     out.put_u8(0);
-    out.extend_from_slice(query);
+    write_text(out);
     out.put_u8(0);
     out.extend_from_slice(param_types);
     finish_frame(out, start);

@@ -13,7 +13,8 @@ mod startup;
 pub use frame::{Frame, FrameHeader, peek_header};
 pub use messages::{
     BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, encode_error_response,
-    encode_parse, encode_query, encode_ready_for_query, encode_terminate, ready_for_query_status,
+    encode_parse, encode_parse_with, encode_query, encode_query_with, encode_ready_for_query,
+    encode_terminate, ready_for_query_status,
 };
 pub use startup::{
     CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET, PROTOCOL_3_0, SSL_REQUEST_CODE,

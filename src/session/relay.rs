@@ -12,7 +12,6 @@
 //! read batch and never across an await: the FIFO of requests the server
 //! still owes an answer to, the transaction status and client_encoding.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -24,7 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::statement::{EncodingClass, Observer, Rewritten, TextRewrite, rewrite_text};
+use super::statement::{
+    EncodingClass, Observer, Rewritten, TextRewrite, rewrite_text, splice_into,
+};
 use super::wake_gate::WakeGate;
 use super::{FAREWELL_TIMEOUT, Shutdown, Summary, farewell};
 use crate::clients::{ClientEntry, ClientState};
@@ -36,7 +37,7 @@ use crate::protocol::{
     self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, peek_header, tag,
 };
 use crate::reload::Snapshot;
-use crate::rewrite::SchemaMap;
+use crate::rewrite::{Edit, SchemaMap};
 use crate::server::ProxyState;
 use crate::unmapped::ClientIdentity;
 
@@ -523,16 +524,32 @@ impl Upstream {
 
 /// The frame to send in place of a client's Query or Parse.
 struct Replacement<'a> {
-    sql: Cow<'static, [u8]>,
+    sql: SentText<'a>,
     /// The Parse the text came in; `None` for a Query.
     parse: Option<ParseView<'a>>,
 }
 
+/// The text of a replacement frame.
+enum SentText<'a> {
+    /// The client's text with the rewrite's insertions.
+    Spliced {
+        original: &'a [u8],
+        edits: Vec<Edit>,
+    },
+    /// [`REFUSED_SQL`].
+    Refused,
+}
+
 impl Replacement<'_> {
     fn encode(&self, out: &mut BytesMut) {
+        // Spliced straight into the frame: no intermediate copy of the text.
+        let write_text = |out: &mut BytesMut| match &self.sql {
+            SentText::Spliced { original, edits } => splice_into(out, original, edits),
+            SentText::Refused => out.extend_from_slice(REFUSED_SQL),
+        };
         match &self.parse {
-            None => protocol::encode_query(out, &self.sql),
-            Some(p) => protocol::encode_parse(out, p.name, &self.sql, p.param_types),
+            None => protocol::encode_query_with(out, write_text),
+            Some(p) => protocol::encode_parse_with(out, p.name, write_text, p.param_types),
         }
     }
 }
@@ -557,7 +574,7 @@ fn statement<'a>(
         (p.query, Some(p))
     };
     let policy = mapping.snapshot.on_parse_error;
-    let (context, sql): (StatementContext, Option<Cow<'static, [u8]>>) = match rewrite_text(
+    let (context, sql): (StatementContext, Option<SentText<'a>>) = match rewrite_text(
         text,
         map,
         policy,
@@ -571,9 +588,13 @@ fn statement<'a>(
         mapping.mode == Mode::DryRun,
     ) {
         TextRewrite::Unchanged => (StatementContext::Plain, None),
-        TextRewrite::Changed { sent, context } => {
-            (StatementContext::Rewritten(context), Some(Cow::Owned(sent)))
-        }
+        TextRewrite::Changed { edits, context } => (
+            StatementContext::Rewritten(context),
+            Some(SentText::Spliced {
+                original: text,
+                edits,
+            }),
+        ),
         TextRewrite::Rejected { code, message } => {
             tracing::debug!(message = %message, "statement refused");
             (
@@ -581,7 +602,7 @@ fn statement<'a>(
                     code,
                     message: message.into_boxed_str(),
                 },
-                Some(Cow::Borrowed(REFUSED_SQL)),
+                Some(SentText::Refused),
             )
         }
     };

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use bytes::BufMut;
 use smallvec::SmallVec;
 
 use crate::error::SqlState;
@@ -98,8 +99,12 @@ fn mask_for_lexing(text: &[u8], encoding: EncodingClass) -> String {
 pub enum TextRewrite {
     /// Forward the frame as it came.
     Unchanged,
-    /// Send `sent` instead.
-    Changed { sent: Vec<u8>, context: Rewritten },
+    /// Send the original text with `edits` spliced in ([`splice_into`]):
+    /// the session writes it straight into the frame it sends.
+    Changed {
+        edits: Vec<Edit>,
+        context: Rewritten,
+    },
     /// Not sent: the policy refuses it (0A000), or the rewriter failed
     /// (XX000): a statement the proxy could not check must not reach a
     /// server where a bare name would read a stale table.
@@ -213,11 +218,11 @@ pub fn rewrite_text(
     }
     match result {
         TextRewrite::Unchanged => {}
-        TextRewrite::Changed { sent, .. } => {
+        TextRewrite::Changed { edits, .. } => {
             observer.dry_run();
             tracing::info!(
                 original = %String::from_utf8_lossy(text),
-                would_send = %String::from_utf8_lossy(&sent),
+                would_send = %String::from_utf8_lossy(&splice(text, &edits)),
                 "dry_run: forwarded unchanged"
             );
         }
@@ -286,29 +291,19 @@ fn rewrite_text_inner(
     if !rewrite.changed() {
         return TextRewrite::Unchanged;
     }
-    let Some(sql) = utf8 else {
-        let sent = splice(text, &rewrite.edits);
+    // Positions are not corrected for non-UTF-8 text: the server counts
+    // characters of the converted text, which the proxy does not decode.
+    let position = utf8.map(|sql| rewrite.position_shift(sql));
+    if tracing::enabled!(tracing::Level::DEBUG) {
         tracing::debug!(
             original = %String::from_utf8_lossy(text),
-            sent = %String::from_utf8_lossy(&sent),
-            "rewrite (non-UTF-8 text)"
+            sent = %String::from_utf8_lossy(&splice(text, &rewrite.edits)),
+            "rewrite"
         );
-        return TextRewrite::Changed {
-            sent,
-            context: Rewritten {
-                position: None,
-                schemas,
-            },
-        };
-    };
-    let sent = rewrite.apply(sql);
-    tracing::debug!(original = sql, sent = %sent, "rewrite");
+    }
     TextRewrite::Changed {
-        sent: sent.into_bytes(),
-        context: Rewritten {
-            position: Some(rewrite.position_shift(sql)),
-            schemas,
-        },
+        edits: rewrite.edits,
+        context: Rewritten { position, schemas },
     }
 }
 
@@ -337,18 +332,23 @@ fn internal_error() -> TextRewrite {
 }
 
 /// Apply edits (sorted, byte offsets) to raw bytes.
-fn splice(original: &[u8], edits: &[Edit]) -> Vec<u8> {
+pub fn splice(original: &[u8], edits: &[Edit]) -> Vec<u8> {
     let extra: usize = edits.iter().map(|e| e.insert.len()).sum();
     let mut out = Vec::with_capacity(original.len() + extra);
+    splice_into(&mut out, original, edits);
+    out
+}
+
+/// Append `original` with `edits` (sorted, byte offsets) applied to `out`.
+pub fn splice_into<B: BufMut>(out: &mut B, original: &[u8], edits: &[Edit]) {
     let mut at = 0;
     for e in edits {
         let offset = e.offset.clamp(at, original.len());
-        out.extend_from_slice(&original[at..offset]);
-        out.extend_from_slice(e.insert.as_bytes());
+        out.put_slice(&original[at..offset]);
+        out.put_slice(e.insert.as_bytes());
         at = offset;
     }
-    out.extend_from_slice(&original[at..]);
-    out
+    out.put_slice(&original[at..]);
 }
 
 fn log_fallback(rewrite: &Rewrite) {
@@ -445,7 +445,8 @@ mod tests {
                 &Observer::global(&metrics),
                 false,
             ) {
-                TextRewrite::Changed { sent, .. } => {
+                TextRewrite::Changed { edits, .. } => {
+                    let sent = splice(&text, &edits);
                     let mut expected = text.clone();
                     let at = text.len() - "users".len();
                     expected.splice(at..at, b"shared_common.".iter().copied());
@@ -486,7 +487,8 @@ mod tests {
                 false,
             ) {
                 TextRewrite::Unchanged => {}
-                TextRewrite::Changed { sent, context } => {
+                TextRewrite::Changed { edits, context } => {
+                    let sent = splice(text, &edits);
                     assert!(context.position.is_none());
                     assert!(sent.windows(2).any(|w| w == b"\xbb\xe7"));
                 }
