@@ -35,7 +35,7 @@ pub struct UnmappedEntry {
 }
 
 /// Who sends the statements (fixed for a session).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ClientIdentity {
     pub database: String,
     pub user: String,
@@ -44,9 +44,18 @@ pub struct ClientIdentity {
 
 #[derive(Debug, Default)]
 pub struct UnmappedReport {
-    entries: Mutex<HashMap<UnmappedKey, UnmappedEntry>>,
+    entries: Mutex<Entries>,
     /// New keys refused because the report was full.
     pub dropped: AtomicU64,
+}
+
+/// By client, then table: a statement from a known client and table is
+/// counted without allocating a key.
+#[derive(Debug, Default)]
+struct Entries {
+    by_client: HashMap<ClientIdentity, HashMap<String, UnmappedEntry>>,
+    /// Entries over all clients (bounded by [`MAX_ENTRIES`]).
+    len: usize,
 }
 
 impl UnmappedReport {
@@ -61,25 +70,31 @@ impl UnmappedReport {
             return;
         }
         let now = SystemTime::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = &mut *guard;
+        if !entries.by_client.contains_key(who) {
+            if entries.len >= MAX_ENTRIES {
+                // Full: a new client would only add an empty table map.
+                self.dropped
+                    .fetch_add(unmapped.count() as u64, Ordering::Relaxed);
+                return;
+            }
+            entries.by_client.insert(who.clone(), HashMap::new());
+        }
+        let tables = entries.by_client.get_mut(who).expect("inserted above");
         for name in unmapped {
-            let key = UnmappedKey {
-                database: who.database.clone(),
-                user: who.user.clone(),
-                application_name: who.application_name.clone(),
-                table: name.name.to_string(),
-            };
-            if let Some(e) = entries.get_mut(&key) {
+            if let Some(e) = tables.get_mut(&*name.name) {
                 e.count += 1;
                 e.last_seen = now;
                 continue;
             }
-            if entries.len() >= MAX_ENTRIES {
+            if entries.len >= MAX_ENTRIES {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            entries.insert(
-                key,
+            entries.len += 1;
+            tables.insert(
+                name.name.to_string(),
                 UnmappedEntry {
                     count: 1,
                     first_seen: now,
@@ -94,8 +109,19 @@ impl UnmappedReport {
     pub fn rows(&self) -> Vec<(UnmappedKey, UnmappedEntry)> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows: Vec<_> = entries
+            .by_client
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .flat_map(|(who, tables)| {
+                tables.iter().map(move |(table, entry)| {
+                    let key = UnmappedKey {
+                        database: who.database.clone(),
+                        user: who.user.clone(),
+                        application_name: who.application_name.clone(),
+                        table: table.clone(),
+                    };
+                    (key, entry.clone())
+                })
+            })
             .collect();
         rows.sort_by(|a, b| {
             (&a.0.database, &a.0.table, &a.0.user, &a.0.application_name).cmp(&(
@@ -171,6 +197,33 @@ mod tests {
             rows[0].1.example,
             "SELECT * FROM legacy_log JOIN users USING (id)"
         );
+    }
+
+    #[test]
+    fn a_full_report_counts_new_names_as_dropped() {
+        let r = UnmappedReport::default();
+        let who = |app: usize| ClientIdentity {
+            database: "heal7".into(),
+            user: "u".into(),
+            application_name: app.to_string(),
+        };
+        for i in 0..MAX_ENTRIES {
+            r.record(
+                &who(i % 7),
+                &[name(&format!("t{i}"), Decision::NotInMap)],
+                "q",
+            );
+        }
+        assert_eq!(r.rows().len(), MAX_ENTRIES);
+        // A known table of a known client is still counted; anything new is not kept.
+        r.record(&who(0), &[name("t0", Decision::NotInMap)], "q");
+        r.record(&who(0), &[name("new", Decision::NotInMap)], "q");
+        r.record(&who(99), &[name("t0", Decision::NotInMap)], "q");
+        assert_eq!(r.dropped.load(Ordering::Relaxed), 2);
+        let rows = r.rows();
+        assert_eq!(rows.len(), MAX_ENTRIES);
+        let t0 = rows.iter().find(|(k, _)| k.table == "t0").unwrap();
+        assert_eq!(t0.1.count, 2);
     }
 
     #[test]
