@@ -123,18 +123,10 @@ fn glued(next: Option<&u8>) -> bool {
 /// The shape of `sql`, or `None` when the scanner is not sure of it.
 pub(crate) fn scan(sql: &str) -> Option<Shape> {
     let mut shape = Shape::default();
-    #[cfg(test)]
     let mut literals = Vec::new();
-    let sure = scan_literals(
-        sql,
-        &mut shape.key,
-        &mut shape.word_starts,
-        |start, end, marker| {
-            #[cfg(test)]
-            literals.push((start, end, marker));
-            let _ = (start, end, marker);
-        },
-    );
+    let sure = scan_literals(sql, &mut shape.key, &mut shape.word_starts, |s, e, m| {
+        literals.push((s, e, m))
+    });
     #[cfg(test)]
     {
         shape.literals = literals;
