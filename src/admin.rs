@@ -232,6 +232,20 @@ pub fn render_metrics(state: &AdminState) -> String {
         "Client connections accepted.",
         &[("", get(&m.clients_total))],
     );
+    let loops: Vec<(String, u64)> = state
+        .workers
+        .sessions()
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (format!("worker=\"{i}\""), n as u64))
+        .collect();
+    let loops: Vec<(&str, u64)> = loops.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        "heal7_proxy_worker_sessions",
+        "gauge",
+        "Sessions (client connections past accept) on each event loop; worker 0 also accepts.",
+        &loops,
+    );
     metric(
         "heal7_proxy_statements_total",
         "counter",

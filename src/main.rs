@@ -124,7 +124,8 @@ async fn serve(store: Arc<ConfigStore>, workers: Workers) -> anyhow::Result<()> 
             tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
         }
     });
-    let state = ProxyState::with_store(store.clone());
+    let mut state = ProxyState::with_store(store.clone());
+    state.workers = workers;
     if let Some(admin) = admin {
         tokio::spawn(heal7_proxy::admin::run(
             admin,
@@ -132,7 +133,7 @@ async fn serve(store: Arc<ConfigStore>, workers: Workers) -> anyhow::Result<()> 
             shutdown.clone(),
         ));
     }
-    server::run_on(listener, state, shutdown, workers).await?;
+    server::run(listener, state, shutdown).await?;
     Ok(())
 }
 

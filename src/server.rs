@@ -44,6 +44,8 @@ pub struct ProxyState {
     pub clients: Arc<ClientRegistry>,
     /// What the admin console keeps across its sessions.
     pub console: Arc<ConsoleState>,
+    /// The event loops sessions run on.
+    pub workers: Workers,
 }
 
 impl ProxyState {
@@ -62,6 +64,7 @@ impl ProxyState {
             unmapped: Arc::new(UnmappedReport::default()),
             clients: Arc::new(ClientRegistry::default()),
             console: Arc::new(ConsoleState::default()),
+            workers: Workers::current(),
         }
     }
 }
@@ -106,23 +109,14 @@ impl CancelKeys {
 /// Accept clients until `shutdown`, then stop accepting, close idle
 /// sessions (57P01), give busy ones [`SHUTDOWN_GRACE`] and close the rest.
 /// A session's error is logged by the session, never returned from here.
-/// Serve clients from `listener` until `shutdown`, every session on the
-/// current runtime.
+/// Serve clients from `listener` until `shutdown`, each session on one of
+/// `state.workers`.
 pub async fn run(
     listener: TcpListener,
     state: ProxyState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    run_on(listener, state, shutdown, Workers::current()).await
-}
-
-/// [`run`], spreading sessions over `workers`.
-pub async fn run_on(
-    listener: TcpListener,
-    state: ProxyState,
-    shutdown: CancellationToken,
-    workers: Workers,
-) -> std::io::Result<()> {
+    let workers = state.workers.clone();
     let tasks = TaskTracker::new();
     let signals = Shutdown {
         drain: shutdown.child_token(),

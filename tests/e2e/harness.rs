@@ -485,13 +485,14 @@ pub async fn start_proxy_on(yaml: &str, workers: Workers) -> ProxyHandle {
     // Clients of the proxy take the superuser's name from the started server.
     pg().await;
     let config = Config::from_yaml(yaml, "e2e.yaml").expect("test config is valid");
-    let state = ProxyState::new(config);
+    let mut state = ProxyState::new(config);
+    state.workers = workers;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
     let addr = listener.local_addr().expect("proxy addr");
     let shutdown = CancellationToken::new();
     let (st, sd) = (state.clone(), shutdown.clone());
     tokio::spawn(async move {
-        if let Err(e) = server::run_on(listener, st, sd, workers).await {
+        if let Err(e) = server::run(listener, st, sd).await {
             eprintln!("proxy on {addr} stopped with an error: {e}");
         }
     });

@@ -385,6 +385,13 @@ async fn sighup_and_post_reload_on_the_running_binary() {
             "{family} missing from:\n{metrics}"
         );
     }
+    // The one client connected now is one session on some event loop.
+    let sessions: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("heal7_proxy_worker_sessions{worker=\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(sessions, 1, "{metrics}");
     let (status, _) = http(admin, "GET", "/healthz").await;
     assert_eq!(status, 200);
     let (status, ready) = http(admin, "GET", "/readyz").await;
