@@ -300,20 +300,14 @@ pub(super) async fn relay(
     };
     let mut up = Upstream {
         mapping: Mapping::of(Arc::clone(&ctx.config), &ctx.client_database),
-        read: client_read,
+        from: Inbound::new(client_read, leftover),
         write: server_write,
-        buf: leftover,
-        out: BytesMut::new(),
         entries: Vec::with_capacity(16),
         statements: 0,
         rewritten: 0,
-        bytes: 0,
     };
     let mut down = Downstream {
-        read: server_read,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        out: BytesMut::new(),
-        bytes: 0,
+        from: Inbound::new(server_read, BytesMut::with_capacity(READ_CHUNK)),
         writing: false,
     };
 
@@ -331,8 +325,8 @@ pub(super) async fn relay(
     let summary = |ended| Summary {
         statements: up.statements,
         rewritten: up.rewritten,
-        bytes_from_client: up.bytes,
-        bytes_from_server: down.bytes,
+        bytes_from_client: up.from.bytes,
+        bytes_from_server: down.from.bytes,
         ended,
     };
     match result {
@@ -390,19 +384,83 @@ fn prepare_read(buf: &mut BytesMut, missing: usize) {
     buf.reserve(missing.clamp(READ_CHUNK, GROW_STEP));
 }
 
+/// One direction's read side: the bytes read and not yet forwarded, and the
+/// batch to send instead when some frame in it was re-encoded.
+struct Inbound {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    out: BytesMut,
+    /// Bytes read so far.
+    bytes: u64,
+}
+
+impl Inbound {
+    fn new(read: OwnedReadHalf, buf: BytesMut) -> Self {
+        Inbound {
+            read,
+            buf,
+            out: BytesMut::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Send a scanned batch (from `out` if re-encoded, else straight from
+    /// the read buffer) and drop its frames from the read buffer.
+    async fn forward(&mut self, batch: &Batch, to: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        if batch.reencoded {
+            to.write_all(&self.out).await?;
+            self.out.clear();
+        } else {
+            to.write_all(&self.buf[..batch.len]).await?;
+        }
+        self.buf.advance(batch.len);
+        Ok(())
+    }
+
+    /// Read more, making room for `missing` bytes of a partly read frame;
+    /// false at the end of the stream.
+    async fn fill(&mut self, missing: usize) -> std::io::Result<bool> {
+        prepare_read(&mut self.buf, missing);
+        let n = self.read.read_buf(&mut self.buf).await?;
+        self.bytes += n as u64;
+        Ok(n > 0)
+    }
+}
+
+/// Put the frame `buf[pos..end]` into the batch being built, as it is or
+/// replaced by what `replace` writes. The batch is the read buffer itself
+/// until a frame is replaced; from then on (`reencoding`) it is built in
+/// `out`.
+fn place_frame(
+    out: &mut BytesMut,
+    buf: &[u8],
+    (pos, end): (usize, usize),
+    reencoding: &mut bool,
+    replace: Option<impl FnOnce(&mut BytesMut)>,
+) {
+    match replace {
+        Some(write) => {
+            if !*reencoding {
+                out.clear();
+                out.extend_from_slice(&buf[..pos]);
+                *reencoding = true;
+            }
+            write(out);
+        }
+        None if *reencoding => out.extend_from_slice(&buf[pos..end]),
+        None => {}
+    }
+}
+
 /// Client -> server.
 struct Upstream {
     mapping: Mapping,
-    read: OwnedReadHalf,
+    from: Inbound,
     write: OwnedWriteHalf,
-    buf: BytesMut,
-    /// The batch to send when some frame in it was re-encoded.
-    out: BytesMut,
     /// Requests of the current batch, pushed to the tracker before sending.
     entries: Vec<Pending>,
     statements: u64,
     rewritten: u64,
-    bytes: u64,
 }
 
 /// The complete frames at the front of a buffer, scanned.
@@ -427,20 +485,11 @@ impl Upstream {
                 if !self.entries.is_empty() {
                     lock(tracker).sent(&mut self.entries, Instant::now());
                 }
-                if batch.reencoded {
-                    self.write.write_all(&self.out).await?;
-                    self.out.clear();
-                } else {
-                    self.write.write_all(&self.buf[..batch.len]).await?;
-                }
-                self.buf.advance(batch.len);
+                self.from.forward(&batch, &mut self.write).await?;
             }
-            prepare_read(&mut self.buf, batch.missing);
-            let n = self.read.read_buf(&mut self.buf).await?;
-            if n == 0 {
+            if !self.from.fill(batch.missing).await? {
                 return Ok("client closed");
             }
-            self.bytes += n as u64;
         }
     }
 
@@ -451,12 +500,11 @@ impl Upstream {
     ) -> Result<Batch, SessionError> {
         let max = ctx.config.max_message_size;
         let mut pos = 0;
-        // How much of the batch is already in `out`, once re-encoding began.
-        let mut copied: Option<usize> = None;
+        let mut reencoding = false;
         // Read from the tracker once per batch: (encoding, between transactions).
         let mut session = None;
         let missing = loop {
-            let rest = &self.buf[pos..];
+            let rest = &self.from.buf[pos..];
             let Some(header) = peek_header(rest, max).map_err(SessionError::Client)? else {
                 break 0;
             };
@@ -493,30 +541,21 @@ impl Upstream {
             if let Some(entry) = entry {
                 self.entries.push(entry);
             }
-            match (replacement, copied) {
-                (Some(r), None) => {
-                    self.rewritten += 1;
-                    self.out.clear();
-                    self.out.extend_from_slice(&self.buf[..pos]);
-                    r.encode(&mut self.out);
-                    copied = Some(pos + header.total_len);
-                }
-                (Some(r), Some(_)) => {
-                    self.rewritten += 1;
-                    r.encode(&mut self.out);
-                    copied = Some(pos + header.total_len);
-                }
-                (None, Some(_)) => {
-                    self.out.extend_from_slice(frame);
-                    copied = Some(pos + header.total_len);
-                }
-                (None, None) => {}
+            if replacement.is_some() {
+                self.rewritten += 1;
             }
+            place_frame(
+                &mut self.from.out,
+                &self.from.buf,
+                (pos, pos + header.total_len),
+                &mut reencoding,
+                replacement.map(|r| move |out: &mut BytesMut| r.encode(out)),
+            );
             pos += header.total_len;
         };
         Ok(Batch {
             len: pos,
-            reencoded: copied.is_some(),
+            reencoded: reencoding,
             missing,
         })
     }
@@ -617,10 +656,7 @@ fn statement<'a>(
 
 /// Server -> client.
 struct Downstream {
-    read: OwnedReadHalf,
-    buf: BytesMut,
-    out: BytesMut,
-    bytes: u64,
+    from: Inbound,
     /// Set while a write to the client is under way: if the relay stops
     /// then, the client may hold half a frame and must not get another.
     writing: bool,
@@ -637,21 +673,12 @@ impl Downstream {
             let batch = self.scan(tracker, ctx)?;
             if batch.len > 0 {
                 self.writing = true;
-                if batch.reencoded {
-                    client.write_all(&self.out).await?;
-                    self.out.clear();
-                } else {
-                    client.write_all(&self.buf[..batch.len]).await?;
-                }
+                self.from.forward(&batch, client).await?;
                 self.writing = false;
-                self.buf.advance(batch.len);
             }
-            prepare_read(&mut self.buf, batch.missing);
-            let n = self.read.read_buf(&mut self.buf).await?;
-            if n == 0 {
+            if !self.from.fill(batch.missing).await? {
                 return Ok("server closed");
             }
-            self.bytes += n as u64;
         }
     }
 
@@ -662,10 +689,10 @@ impl Downstream {
     ) -> Result<Batch, SessionError> {
         let max = ctx.config.max_message_size;
         let mut pos = 0;
-        let mut copied = false;
+        let mut reencoding = false;
         let mut t = lock(tracker);
         let missing = loop {
-            let rest = &self.buf[pos..];
+            let rest = &self.from.buf[pos..];
             let Some(header) = peek_header(rest, max).map_err(SessionError::Server)? else {
                 break 0;
             };
@@ -691,22 +718,18 @@ impl Downstream {
                 }
                 replacement
             };
-            match (replacement, copied) {
-                (Some(bytes), false) => {
-                    self.out.clear();
-                    self.out.extend_from_slice(&self.buf[..pos]);
-                    self.out.extend_from_slice(&bytes);
-                    copied = true;
-                }
-                (Some(bytes), true) => self.out.extend_from_slice(&bytes),
-                (None, true) => self.out.extend_from_slice(frame),
-                (None, false) => {}
-            }
+            place_frame(
+                &mut self.from.out,
+                &self.from.buf,
+                (pos, pos + header.total_len),
+                &mut reencoding,
+                replacement.map(|bytes| move |out: &mut BytesMut| out.extend_from_slice(&bytes)),
+            );
             pos += header.total_len;
         };
         Ok(Batch {
             len: pos,
-            reencoded: copied,
+            reencoded: reencoding,
             missing,
         })
     }
