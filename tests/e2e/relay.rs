@@ -140,12 +140,18 @@ async fn notices_pass_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_reaches_the_running_query() {
-    let pg = pg().await;
     let proxy = start_proxy("tokens").await;
     let app = unique("e2e_cancel");
     let mut cfg = proxy.config("heal7");
     cfg.application_name(&app);
     let c = connect(&cfg).await.expect("connect");
+    cancel_a_running_query(c, &app).await;
+}
+
+/// Start a long query on `c` (whose application_name is `app`), wait until
+/// the server shows it running, cancel it through the proxy and check it
+/// ended with 57014.
+async fn cancel_a_running_query(c: tokio_postgres::Client, app: &str) {
     let token = c.cancel_token();
     let running = tokio::spawn(async move {
         // Three rows (fresh users) x 5 s: long enough to be caught running.
@@ -153,7 +159,7 @@ async fn cancel_request_reaches_the_running_query() {
         drop(c);
         r
     });
-    let direct = pg.direct("heal7").await;
+    let direct = pg().await.direct("heal7").await;
     let q = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' AND state = 'active' AND query LIKE '%pg_sleep%'"
     );
@@ -379,27 +385,7 @@ async fn sessions_spread_over_worker_loops_and_cancel_across_them() {
 
     // The second client's session runs on a worker; its cancel request is
     // accepted by the loop with the fewest sessions, the accepting one.
-    let c = clients.remove(1);
-    let token = c.cancel_token();
-    let running =
-        tokio::spawn(async move { c.simple_query("SELECT pg_sleep(5) FROM users").await });
-    let direct = pg.direct("heal7").await;
-    let q = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}_1' AND state = 'active' AND query LIKE '%pg_sleep%'"
-    );
-    assert!(
-        wait_until(Duration::from_secs(15), || async {
-            simple_value(&direct, &q).await == "1"
-        })
-        .await,
-        "the query never showed up as active"
-    );
-    token.cancel_query(NoTls).await.expect("send cancel");
-    let result = tokio::time::timeout(Duration::from_secs(20), running)
-        .await
-        .expect("query ended within 20 s of the cancel")
-        .expect("task");
-    assert_eq!(sqlstate(&result.expect_err("cancelled")), "57014");
+    cancel_a_running_query(clients.remove(1), &format!("{app}_1")).await;
 
     drop(clients);
     assert!(
