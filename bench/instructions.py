@@ -32,9 +32,13 @@ from overhead import (  # noqa: E402
     ROOT,
     Throwaway,
     as_postgres,
+    find_pgbouncer,
     free_port,
     prepare_tables,
     psql,
+    write_pgbouncer_config,
+    wait_port,
+    write_proxy_config,
 )
 
 WORKLOADS = {
@@ -42,16 +46,6 @@ WORKLOADS = {
     "select-extended": ["-M", "extended"],
     "select-prepared": ["-M", "prepared"],
 }
-
-
-def wait_port(port, seconds=120):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        r = subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)])
-        if r.returncode in (0, 1):  # accepting, or up and rejecting
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"nothing listens on {port} after {seconds}s")
 
 
 def callgrind(cmd, out, as_user=None):
@@ -75,46 +69,6 @@ def stop(proc, out):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def proxy_config(work, name, listen, upstream_port, db):
-    cfg = work / f"{name}.yaml"
-    cfg.write_text(
-        f"""proxy:
-  listen: 127.0.0.1:{listen}
-databases:
-  {db}:
-    host: 127.0.0.1
-    port: {upstream_port}
-    database: {db}
-    schemas:
-      bench: {{tables: [pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history]}}
-"""
-    )
-    return cfg
-
-
-def bouncer_config(work, name, listen, upstream_port, db, user):
-    bdir = work / name
-    bdir.mkdir()
-    (bdir / "pgbouncer.ini").write_text(
-        f"""[databases]
-{db} = host=127.0.0.1 port={upstream_port} dbname={db}
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {listen}
-unix_socket_dir =
-auth_type = trust
-auth_file = {bdir}/users.txt
-pool_mode = session
-logfile = {bdir}/pgbouncer.log
-"""
-    )
-    (bdir / "users.txt").write_text(f'"{user}" ""\n')
-    if os.geteuid() == 0:
-        for p in [bdir, *bdir.iterdir()]:
-            shutil.chown(p, "postgres")
-    return bdir / "pgbouncer.ini"
 
 
 def main():
@@ -156,7 +110,7 @@ def main():
             vname, _, assignment = variant.partition(":")
             var, _, value = assignment.partition("=")
             targets.append((f"proxy-{vname}", {var: value}))
-        bouncer = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+        bouncer = find_pgbouncer()
         if bouncer:
             targets.append(("pgbouncer", None))
         else:
@@ -172,18 +126,18 @@ def main():
                     listen = free_port()
                     out = work / f"cg.{name}.{workload}.{n}"
                     if env is None:
-                        ini = bouncer_config(work, f"bouncer-{workload}-{n}", listen, port, db, user)
+                        ini = write_pgbouncer_config(work / f"bouncer-{workload}-{n}", listen, port, db, user)
                         # PgBouncer runs as postgres: it writes in its own folder.
                         out = ini.parent / "callgrind.out"
                         proc = callgrind([bouncer, str(ini)], out, as_user="postgres")
                     else:
-                        cfg = proxy_config(work, f"{name}-{workload}-{n}", listen, port, db)
+                        cfg = write_proxy_config(work / f"{name}-{workload}-{n}.yaml", listen, port, db)
                         os.environ.update(env)
                         proc = callgrind([args.binary, "serve", "--config", str(cfg)], out)
                         for var in env:
                             del os.environ[var]
                     try:
-                        wait_port(listen)
+                        wait_port(listen, seconds=120)  # valgrind starts slowly
                         run_pgbench_count(listen, db, user, flags, n, args.scale, work, bare=env is not None)
                     finally:
                         stop(proc, out)

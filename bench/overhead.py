@@ -181,12 +181,11 @@ def run_pgbench(port, db, user, workload, clients, seconds, scale, scripts_dir, 
     return tps, float(lat.group(1)) if lat else float("nan"), txns
 
 
-def start_proxy(work, upstream_port, db, binary, extra_env=None, name="proxy"):
-    port = free_port()
-    cfg = work / f"{name}.yaml"
-    cfg.write_text(
+def write_proxy_config(path, listen_port, upstream_port, db):
+    """heal7-proxy's config: `db` upstream, the pgbench tables mapped to `bench`."""
+    path.write_text(
         f"""proxy:
-  listen: 127.0.0.1:{port}
+  listen: 127.0.0.1:{listen_port}
 databases:
   {db}:
     host: 127.0.0.1
@@ -196,21 +195,16 @@ databases:
       bench: {{tables: [pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history]}}
 """
     )
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--config", str(cfg)],
-        env={**os.environ, "RUST_LOG": "heal7_proxy=warn", **(extra_env or {})},
-        stderr=open(work / f"{name}.log", "w"),
-    )
-    wait_port(port)
-    return proc, port
+    return path
 
 
-def start_pgbouncer(work, upstream_port, db, user, password):
-    exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
-    if not exe:
-        return None, None, None
-    port = free_port()
-    bdir = work / "pgbouncer"
+def find_pgbouncer():
+    return shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+
+
+def write_pgbouncer_config(bdir, listen_port, upstream_port, db, user, password=None):
+    """A session-mode PgBouncer in its own folder, owned by `postgres` when
+    run as root (PgBouncer refuses root). Returns the ini path."""
     bdir.mkdir()
     pw = f" password={password}" if password else ""
     (bdir / "pgbouncer.ini").write_text(
@@ -218,7 +212,7 @@ def start_pgbouncer(work, upstream_port, db, user, password):
 {db} = host=127.0.0.1 port={upstream_port} dbname={db}{pw}
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = {port}
+listen_port = {listen_port}
 unix_socket_dir =
 auth_type = trust
 auth_file = {bdir}/users.txt
@@ -231,11 +225,33 @@ pidfile = {bdir}/pgbouncer.pid
     )
     (bdir / "users.txt").write_text(f'"{user}" ""\n')
     if os.geteuid() == 0:
-        shutil.chown(bdir, "postgres")
-        for f in bdir.iterdir():
-            shutil.chown(f, "postgres")
+        for p in [bdir, *bdir.iterdir()]:
+            shutil.chown(p, "postgres")
+    return bdir / "pgbouncer.ini"
+
+
+def start_proxy(work, upstream_port, db, binary, extra_env=None, name="proxy"):
+    port = free_port()
+    cfg = write_proxy_config(work / f"{name}.yaml", port, upstream_port, db)
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--config", str(cfg)],
+        env={**os.environ, "RUST_LOG": "heal7_proxy=warn", **(extra_env or {})},
+        stderr=open(work / f"{name}.log", "w"),
+    )
+    wait_port(port)
+    return proc, port
+
+
+def start_pgbouncer(work, upstream_port, db, user, password):
+    exe = find_pgbouncer()
+    if not exe:
+        return None, None, None
+    port = free_port()
+    bdir = work / "pgbouncer"
+    ini = write_pgbouncer_config(bdir, port, upstream_port, db, user, password)
+    if os.geteuid() == 0:
         os.chmod(work, 0o755)
-    proc = subprocess.Popen(as_postgres([exe, str(bdir / "pgbouncer.ini")]), stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(as_postgres([exe, str(ini)]), stderr=subprocess.DEVNULL)
     wait_port(port)
     # Under runuser the child we started is not PgBouncer itself: take its
     # pid from the pidfile so its CPU time is PgBouncer's.
