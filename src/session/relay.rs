@@ -432,9 +432,7 @@ impl Inbound {
 /// Put the frame `buf[pos..end]` into the batch being built, as it is or
 /// replaced by what `replace` writes. The batch is the read buffer itself
 /// until a frame is replaced; from then on (`reencoding`) it is built in
-/// `out`. Called for every frame relayed: always inlined (callgrind: 22
-/// fewer instructions per statement than leaving it to the compiler).
-#[inline(always)]
+/// `out`.
 fn place_frame(
     out: &mut BytesMut,
     buf: &[u8],
