@@ -39,6 +39,10 @@ pub enum Command {
         /// text that is not UTF-8: EUC_KR, UHC, SJIS, ...
         #[arg(long, default_value = "UTF8")]
         client_encoding: String,
+        /// The session's standard_conforming_strings: with `off`, a
+        /// backslash escapes inside '...' literals.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        standard_conforming_strings: String,
     },
     /// Check that every mapped table exists where the map says, in each
     /// upstream database (credentials from PGUSER, PGPASSWORD, PGSSLMODE).

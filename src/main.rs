@@ -14,9 +14,11 @@ use heal7_proxy::config::Config;
 use heal7_proxy::config::Mode;
 use heal7_proxy::metrics::Metrics;
 use heal7_proxy::reload::{self, ConfigStore};
-use heal7_proxy::rewrite::{Decision, rewrite_sql};
+use heal7_proxy::rewrite::rewrite_sql;
 use heal7_proxy::server::{self, ProxyState};
-use heal7_proxy::session::{EncodingClass, Observer, TextRewrite, rewrite_text, splice};
+use heal7_proxy::session::{
+    EncodingClass, Observer, SessionFacts, TextRewrite, rewrite_text, splice,
+};
 use heal7_proxy::workers::Workers;
 use tokio_util::sync::CancellationToken;
 
@@ -58,7 +60,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database,
             verbose,
             client_encoding,
-        } => rewrite(Config::load(&config)?, database, verbose, &client_encoding),
+            standard_conforming_strings,
+        } => {
+            let facts = SessionFacts {
+                encoding: EncodingClass::of(client_encoding.as_bytes()),
+                standard_conforming_strings: standard_conforming_strings == "on",
+                ..SessionFacts::default()
+            };
+            rewrite(Config::load(&config)?, database, verbose, facts)
+        }
         Command::Check { config, user } => {
             let config = Config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new()?;
@@ -153,7 +163,7 @@ fn rewrite(
     config: Config,
     database: Option<String>,
     verbose: bool,
-    client_encoding: &str,
+    mut facts: SessionFacts,
 ) -> anyhow::Result<ExitCode> {
     let database = database.unwrap_or_else(|| config.databases[0].name.clone());
     let route = config.route(&database);
@@ -170,15 +180,7 @@ fn rewrite(
         let report = rewrite_sql(&lossy, &map, config.on_parse_error);
         eprintln!("outcome: {:?}", report.outcome);
         for name in &report.names {
-            let what = match &name.decision {
-                Decision::QualifiedByMap { schema } => format!("qualified by map -> {schema}"),
-                Decision::QualifiedByFallback { schema } => {
-                    format!("qualified by token fallback -> {schema}")
-                }
-                Decision::AlreadyQualified => "already qualified".to_owned(),
-                Decision::Cte => "CTE in scope".to_owned(),
-                Decision::NotInMap => "not in map".to_owned(),
-            };
+            let what = name.decision.describe();
             eprintln!("  {} at byte {}: {what}", name.name, name.offset);
         }
         if let Some(e) = &report.parse_error {
@@ -193,7 +195,7 @@ fn rewrite(
             &input,
             &map,
             config.on_parse_error,
-            EncodingClass::of(client_encoding.as_bytes()),
+            &mut facts,
             rewrite_sql,
             &Observer::global(&metrics),
             mode == Mode::DryRun,

@@ -525,6 +525,7 @@ mod tests {
             r.outcome = Outcome::Rewritten;
             r.edits.push(Edit {
                 offset: at + 1,
+                replaced: 0,
                 insert: "shared_common.".into(),
             });
         }

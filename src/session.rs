@@ -29,7 +29,10 @@ use crate::protocol::{self, ProtocolError, StartupMessage, StartupPacket};
 use crate::server::ProxyState;
 use crate::unmapped::ClientIdentity;
 
-pub use statement::{EncodingClass, Observer, Rewriter, TextRewrite, rewrite_text, splice};
+pub use statement::{
+    EncodingClass, Observer, Rewriter, SessionFacts, TempRelations, TextRewrite, rewrite_text,
+    splice,
+};
 
 /// How long the proxy keeps trying to tell a client why it is closing.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);

@@ -10,7 +10,7 @@ use super::wire::ResultSet;
 use crate::error::ConsoleError;
 use crate::metrics::OUTCOME_LABELS;
 use crate::reload::{ConfigStore, Snapshot};
-use crate::rewrite::{Decision, Outcome};
+use crate::rewrite::Outcome;
 use crate::server::ProxyState;
 
 /// The proxy's version as `SHOW VERSION` and `server_version` report it.
@@ -282,7 +282,7 @@ pub fn explain_rewrite(
             "table",
             s(&name.name),
             s(name.offset),
-            decision_text(&name.decision),
+            name.decision.describe(),
         ));
     }
     let tag = format!("SELECT {}", rows.len());
@@ -301,18 +301,6 @@ fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::FallbackTokens => "fallback_tokens",
         Outcome::Rejected => "rejected",
         Outcome::PassthroughUnparsed => "passthrough_unparsed",
-    }
-}
-
-fn decision_text(decision: &Decision) -> String {
-    match decision {
-        Decision::QualifiedByMap { schema } => format!("qualified by map -> {schema}"),
-        Decision::QualifiedByFallback { schema } => {
-            format!("qualified by token fallback -> {schema} (statement did not parse)")
-        }
-        Decision::AlreadyQualified => "already qualified: left as written".into(),
-        Decision::Cte => "CTE in scope: left bare".into(),
-        Decision::NotInMap => "not in map: left bare (search_path decides)".into(),
     }
 }
 

@@ -46,7 +46,8 @@ pub(crate) enum Cached {
 #[derive(Debug)]
 pub(crate) struct ShapeRewrite {
     outcome: Outcome,
-    edits: Vec<(u32, Arc<str>)>,
+    /// (word, bytes replaced, text inserted)
+    edits: Vec<(u32, usize, Arc<str>)>,
     names: Vec<(u32, Arc<str>, Decision)>,
 }
 
@@ -68,7 +69,7 @@ impl ShapeRewrite {
         let edits = rewrite
             .edits
             .iter()
-            .map(|e| Some((word(e.offset)?, e.insert.clone())))
+            .map(|e| Some((word(e.offset)?, e.replaced, e.insert.clone())))
             .collect::<Option<Vec<_>>>()?;
         let names = rewrite
             .names
@@ -89,9 +90,10 @@ impl ShapeRewrite {
         let edits = self
             .edits
             .iter()
-            .map(|(w, insert)| {
+            .map(|(w, replaced, insert)| {
                 Some(Edit {
                     offset: at(*w)?,
+                    replaced: *replaced,
                     insert: insert.clone(),
                 })
             })
@@ -117,7 +119,10 @@ impl ShapeRewrite {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.edits.iter().map(|(_, s)| 32 + s.len()).sum::<usize>()
+        self.edits
+            .iter()
+            .map(|(_, _, s)| 40 + s.len())
+            .sum::<usize>()
             + self
                 .names
                 .iter()
@@ -127,12 +132,7 @@ impl ShapeRewrite {
 }
 
 fn decision_bytes(d: &Decision) -> usize {
-    match d {
-        Decision::QualifiedByMap { schema } | Decision::QualifiedByFallback { schema } => {
-            schema.len()
-        }
-        _ => 0,
-    }
+    d.qualified_schema().map_or(0, |s| s.len())
 }
 
 impl Cached {
@@ -246,6 +246,10 @@ pub(crate) fn configured_limit() -> usize {
 }
 
 impl RewriteCache {
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub(crate) fn new(limit: usize) -> Self {
         RewriteCache {
             limit,
@@ -361,6 +365,7 @@ mod tests {
             outcome: Outcome::Rewritten,
             edits: vec![Edit {
                 offset: n,
+                replaced: 0,
                 insert: "shared_common.".into(),
             }],
             names: vec![],

@@ -237,6 +237,7 @@ pub(crate) fn qualify_words(words: &[TableWord<'_>], map: &SchemaMap) -> (Vec<Na
         });
         edits.push(Edit {
             offset: w.offset,
+            replaced: 0,
             insert: format!("{}.", quote_identifier(schema)).into(),
         });
     }

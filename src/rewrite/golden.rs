@@ -170,8 +170,38 @@ fn matching_rules() {
         ),
         (
             "qualified with another schema is untouched",
+            "SELECT * FROM archive.users",
+            "SELECT * FROM archive.users",
+            Unchanged,
+        ),
+        (
+            "public. spelling of a moved name means the moved table",
             "SELECT * FROM public.users",
-            "SELECT * FROM public.users",
+            "SELECT * FROM shared_common.users",
+            Rewritten,
+        ),
+        (
+            "public. spelling with quotes, spaces and a quoted schema",
+            "SELECT * FROM \"public\" . \"users\" JOIN PUBLIC.old_table ON true",
+            "SELECT * FROM shared_common.\"users\" JOIN \"Legacy Schema\".old_table ON true",
+            Rewritten,
+        ),
+        (
+            "public. spelling of an unmapped name is untouched",
+            "SELECT * FROM public.orders",
+            "SELECT * FROM public.orders",
+            NoParseNeeded,
+        ),
+        (
+            "public. spelling of a DML target",
+            "UPDATE public.users SET name = 'x' WHERE id = 1",
+            "UPDATE shared_common.users SET name = 'x' WHERE id = 1",
+            Rewritten,
+        ),
+        (
+            "a quoted \"Public\" is another schema",
+            "SELECT * FROM \"Public\".users",
+            "SELECT * FROM \"Public\".users",
             Unchanged,
         ),
         (
@@ -182,9 +212,27 @@ fn matching_rules() {
         ),
         (
             "quoted schema qualifier is untouched",
-            "SELECT * FROM \"public\".\"users\"",
-            "SELECT * FROM \"public\".\"users\"",
+            "SELECT * FROM \"archive\".\"users\"",
+            "SELECT * FROM \"archive\".\"users\"",
             Unchanged,
+        ),
+        (
+            "an insertion keeps a token separator after a glued keyword",
+            "SELECT * FROM\"users\" JOIN\"attachments\" ON true",
+            "SELECT * FROM shared_common.\"users\" JOIN shared_common.\"attachments\" ON true",
+            Rewritten,
+        ),
+        (
+            "a temporary table of a mapped name is created bare",
+            "CREATE TEMP TABLE users (id int)",
+            "CREATE TEMP TABLE users (id int)",
+            Unchanged,
+        ),
+        (
+            "a table created in pg_temp is left as written",
+            "CREATE TABLE pg_temp.kasi_cache AS SELECT * FROM saju_charts",
+            "CREATE TABLE pg_temp.kasi_cache AS SELECT * FROM saju_service.saju_charts",
+            Rewritten,
         ),
         (
             "unmapped bare name is untouched",

@@ -27,12 +27,12 @@ fn by_map(schema: &str) -> Decision {
 
 #[test]
 fn names_report_every_reference_in_text_order_with_its_decision() {
-    let sql = "WITH c AS (SELECT 1) SELECT * FROM users JOIN public.attachments ON true JOIN c ON true JOIN orders ON true";
+    let sql = "WITH c AS (SELECT 1) SELECT * FROM users JOIN archive.attachments ON true JOIN c ON true JOIN orders ON true";
     assert_eq!(
         decisions(sql),
         vec![
             ("users".into(), 35, by_map("shared_common")),
-            ("public.attachments".into(), 46, Decision::AlreadyQualified),
+            ("archive.attachments".into(), 46, Decision::AlreadyQualified),
             ("c".into(), sql.find(" c ON").unwrap() + 1, Decision::Cte),
             (
                 "orders".into(),
@@ -67,6 +67,7 @@ fn name_offset_of_a_quoted_name_is_its_opening_quote() {
         r.edits,
         vec![Edit {
             offset: 14,
+            replaced: 0,
             insert: "shared_common.".into()
         }]
     );
@@ -98,7 +99,7 @@ fn map_without_tables_never_parses() {
 fn changed_says_whether_the_text_differs() {
     let map = test_map();
     assert!(rewrite_sql("SELECT * FROM users", &map, OnParseError::Tokens).changed());
-    assert!(!rewrite_sql("SELECT * FROM public.users", &map, OnParseError::Tokens).changed());
+    assert!(!rewrite_sql("SELECT * FROM archive.users", &map, OnParseError::Tokens).changed());
 }
 
 #[test]
@@ -396,4 +397,60 @@ fn long_single_line_query_with_korean_text_is_rewritten_exactly() {
         sql.replace("FROM users", "FROM shared_common.users")
             .replace("FROM attachments", "FROM shared_common.attachments")
     );
+}
+
+#[test]
+fn public_spelling_is_replaced_and_positions_map_back() {
+    let map = test_map();
+    let sql = "SELECT nope FROM public.users WHERE idd = 1";
+    let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+    let sent = r.apply(sql);
+    assert_eq!(sent, "SELECT nope FROM shared_common.users WHERE idd = 1");
+    assert_eq!(
+        r.names[0].decision,
+        Decision::RequalifiedFromPublic {
+            schema: "shared_common".into()
+        }
+    );
+    // `idd` is at 1-based char 44 of the sent text and 37 of the original.
+    assert_eq!(sent.find("idd").unwrap() + 1, 44);
+    assert_eq!(r.original_position(sql, 44), 37);
+    // Inside the replacement: the start of `public`.
+    assert_eq!(r.original_position(sql, 20), 18);
+    // Before it: unchanged.
+    assert_eq!(r.original_position(sql, 8), 8);
+}
+
+#[test]
+fn public_spelling_can_be_kept() {
+    let map = test_map().with_public_requalified(false);
+    let sql = "SELECT * FROM public.users, users";
+    let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+    assert_eq!(
+        r.apply(sql),
+        "SELECT * FROM public.users, shared_common.users"
+    );
+    assert_eq!(r.names[0].decision, Decision::AlreadyQualified);
+}
+
+#[test]
+fn temp_creations_are_reported() {
+    let map = test_map();
+    for sql in [
+        "CREATE TEMP TABLE users (id int)",
+        "CREATE TEMPORARY TABLE users AS SELECT 1",
+        "CREATE TABLE pg_temp.users (id int)",
+        "SELECT 1 AS id INTO TEMP users",
+        "CREATE TEMP VIEW users AS SELECT 1",
+    ] {
+        let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+        assert!(!r.changed(), "{sql}");
+        assert!(
+            r.names
+                .iter()
+                .any(|n| n.decision == Decision::TempCreated && n.name.ends_with("users")),
+            "{sql}: {:?}",
+            r.names
+        );
+    }
 }

@@ -110,8 +110,8 @@ fn cte_scope() {
         ),
         (
             "a qualified name is never a CTE",
-            "WITH users AS (SELECT 1) SELECT * FROM public.users",
-            "WITH users AS (SELECT 1) SELECT * FROM public.users",
+            "WITH users AS (SELECT 1) SELECT * FROM archive.users",
+            "WITH users AS (SELECT 1) SELECT * FROM archive.users",
             Unchanged,
         ),
         (

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 mod cache;
+mod escapes;
 mod fallback;
 mod mask;
 mod names;
@@ -57,6 +58,7 @@ mod golden_scope;
 mod golden_statements;
 
 pub use cache::{CACHE_BYTES_ENV, CacheStats, DEFAULT_CACHE_BYTES};
+pub use escapes::mask_backslash_escapes;
 pub use names::table_names;
 pub use quote::quote_identifier;
 
@@ -95,6 +97,10 @@ pub struct SchemaMap {
     /// Rewrites already done with this map (shared by its clones, which map
     /// the same names; a new map starts empty).
     cache: Arc<RewriteCache>,
+    /// `public.users` for a mapped `users` is sent as written
+    /// (`public_qualified: keep`, for tools that must reach the stale
+    /// copies) instead of with the mapped schema (the default).
+    keep_public: bool,
 }
 
 impl SchemaMap {
@@ -115,7 +121,20 @@ impl SchemaMap {
             tables,
             prefilter,
             cache: Arc::new(RewriteCache::new(cache::configured_limit())),
+            keep_public: false,
         }
+    }
+
+    /// Whether `public.name` of a mapped name is sent with the mapped
+    /// schema (true, the default) or as written.
+    pub fn with_public_requalified(mut self, requalify: bool) -> Self {
+        self.keep_public = !requalify;
+        self.cache = Arc::new(RewriteCache::new(self.cache.limit()));
+        self
+    }
+
+    pub(crate) fn requalify_public(&self) -> bool {
+        !self.keep_public
     }
 
     /// Bound the rewrite cache to `bytes` (0 turns it off). Without this the
@@ -192,6 +211,49 @@ pub enum Decision {
     Cte,
     /// A bare name the map does not list (reads whatever search_path finds).
     NotInMap,
+    /// `public.name` for a name the map moved: `public` replaced by this
+    /// schema (legacy code names the live table that way).
+    RequalifiedFromPublic { schema: Arc<str> },
+    /// The statement creates a temporary relation of a mapped name (`CREATE
+    /// TEMP TABLE users`, `pg_temp.users`): left as written, and from now
+    /// on the session leaves that name bare, as pg_temp comes first.
+    TempCreated,
+    /// A mapped name left bare because the session created a temporary
+    /// relation of that name: PostgreSQL resolves it in pg_temp first, and
+    /// the route's search_path resolves it to the mapped schema otherwise.
+    TempShadowed,
+}
+
+impl Decision {
+    /// The schema the name was sent with, when the proxy changed it.
+    pub fn qualified_schema(&self) -> Option<&Arc<str>> {
+        match self {
+            Decision::QualifiedByMap { schema }
+            | Decision::QualifiedByFallback { schema }
+            | Decision::RequalifiedFromPublic { schema } => Some(schema),
+            _ => None,
+        }
+    }
+
+    /// One line for logs, the `rewrite` command and EXPLAIN REWRITE.
+    pub fn describe(&self) -> String {
+        match self {
+            Decision::QualifiedByMap { schema } => format!("qualified by map -> {schema}"),
+            Decision::QualifiedByFallback { schema } => {
+                format!("qualified by the fallback parser -> {schema}")
+            }
+            Decision::AlreadyQualified => "already qualified: left as written".into(),
+            Decision::Cte => "CTE in scope: left bare".into(),
+            Decision::NotInMap => "not in map: left bare (search_path decides)".into(),
+            Decision::RequalifiedFromPublic { schema } => {
+                format!("public. spelling of a moved name -> {schema}")
+            }
+            Decision::TempCreated => "temporary relation created: left bare".into(),
+            Decision::TempShadowed => {
+                "session has a temporary relation of this name: left bare".into()
+            }
+        }
+    }
 }
 
 /// One table reference found in the text.
@@ -205,13 +267,29 @@ pub struct NameUse {
     pub decision: Decision,
 }
 
-/// One insertion into the original text.
+/// One change to the original text: almost always an insertion of
+/// `schema.`; a replacement only where a legacy `public.` spelling of a
+/// moved name becomes its schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edit {
     /// Byte offset in the original text where `insert` goes.
     pub offset: usize,
+    /// Bytes of the original from `offset` on that `insert` replaces (0 for
+    /// an insertion).
+    pub replaced: usize,
     /// The text inserted, e.g. `shared_common.` or `"My Schema".`.
     pub insert: Arc<str>,
+}
+
+impl Edit {
+    /// An insertion of `insert` at `offset`.
+    pub fn insertion(offset: usize, insert: Arc<str>) -> Edit {
+        Edit {
+            offset,
+            replaced: 0,
+            insert,
+        }
+    }
 }
 
 /// The result of [`rewrite_sql`].
@@ -246,7 +324,7 @@ impl Rewrite {
         for e in &self.edits {
             out.push_str(&original[at..e.offset]);
             out.push_str(&e.insert);
-            at = e.offset;
+            at = e.offset + e.replaced;
         }
         out.push_str(&original[at..]);
         out
@@ -269,37 +347,53 @@ impl Rewrite {
         let (mut at, mut chars_before) = (0, 0);
         for e in &self.edits {
             chars_before += original[at..e.offset].chars().count();
-            at = e.offset;
+            let replaced = original[e.offset..e.offset + e.replaced].chars().count();
             // Inserts are ASCII or quoted identifiers: count chars, not bytes.
-            inserts.push((chars_before, e.insert.chars().count()));
+            inserts.push(Shift {
+                original_before: chars_before,
+                replaced,
+                inserted: e.insert.chars().count(),
+            });
+            chars_before += replaced;
+            at = e.offset + e.replaced;
         }
         PositionShift { inserts }
     }
 }
 
-/// The insertions of a rewrite in characters: `(characters of the original
-/// before it, characters inserted)`, in text order.
+/// The edits of a rewrite in characters, in text order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PositionShift {
-    inserts: SmallVec<[(usize, usize); 2]>,
+    inserts: SmallVec<[Shift; 2]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shift {
+    /// Characters of the original before the edit.
+    original_before: usize,
+    /// Characters of the original the edit replaces.
+    replaced: usize,
+    /// Characters the edit inserts.
+    inserted: usize,
 }
 
 impl PositionShift {
     /// See [`Rewrite::original_position`].
     pub fn original_position(&self, sent_position: usize) -> usize {
-        let mut shift = 0usize; // chars inserted before the current point
-        for &(orig_chars_before, ins_chars) in &self.inserts {
+        // Sent chars minus original chars before the current point.
+        let mut shift = 0isize;
+        for s in &self.inserts {
             // 1-based sent position of the first inserted char:
-            let sent_start = orig_chars_before + shift + 1;
+            let sent_start = (s.original_before as isize + shift + 1) as usize;
             if sent_position < sent_start {
                 break;
             }
-            if sent_position < sent_start + ins_chars {
-                return orig_chars_before + 1;
+            if sent_position < sent_start + s.inserted {
+                return s.original_before + 1;
             }
-            shift += ins_chars;
+            shift += s.inserted as isize - s.replaced as isize;
         }
-        sent_position.saturating_sub(shift).max(1)
+        ((sent_position as isize - shift).max(1)) as usize
     }
 }
 

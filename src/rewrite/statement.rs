@@ -2,7 +2,9 @@
 //! cannot be trusted.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
+use sqlparser::ast::Ident;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
@@ -12,7 +14,7 @@ use super::fallback::{
 };
 use super::mask::mask_unsupported;
 use super::split::TextIndex;
-use super::walk::{TableMention, walk_statement};
+use super::walk::{TableMention, normalized, walk_statement};
 use super::{Decision, Edit, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier};
 
 /// Deeply nested reporting queries need more than sqlparser's default of
@@ -283,39 +285,45 @@ pub(crate) fn resolve(
     let mut by_offset: BTreeMap<usize, (NameUse, Option<Edit>)> = BTreeMap::new();
     for mention in mentions {
         let first = &mention.parts[0];
-        let offset = index
-            .byte_offset(first.span.start)
-            .filter(|&o| {
-                let word = Word {
-                    value: first.value.clone(),
-                    quote_style: first.quote_style,
-                    keyword: sqlparser::keywords::Keyword::NoKeyword,
-                };
-                text_is_word(sql, o, &word)
-            })
-            .ok_or_else(|| {
-                format!(
-                    "the parser's location of `{}` ({}) does not point at it",
-                    first.value, first.span.start
-                )
-            })?;
-        let (decision, edit) = if mention.parts.len() > 1 {
-            (Decision::AlreadyQualified, None)
-        } else if mention.names_cte {
-            (Decision::Cte, None)
-        } else {
-            match map.schema_of(&first.value, first.quote_style.is_some()) {
-                Some(schema) if !mention.keep_bare => (
+        let offset = word_offset(sql, index, first)?;
+        let (decision, edit) = match &mention.parts[..] {
+            [_] if mention.names_cte => (Decision::Cte, None),
+            [name] => match map.schema_of(&name.value, name.quote_style.is_some()) {
+                Some(_) if mention.keep_bare => (Decision::TempCreated, None),
+                Some(schema) => (
                     Decision::QualifiedByMap {
                         schema: schema.into(),
                     },
-                    Some(Edit {
-                        offset,
-                        insert: format!("{}.", quote_identifier(schema)).into(),
-                    }),
+                    Some(Edit::insertion(offset, qualifier(sql, offset, schema))),
                 ),
-                _ => (Decision::NotInMap, None),
+                None => (Decision::NotInMap, None),
+            },
+            [qualifier_ident, name] => {
+                let qualified_schema = normalized(qualifier_ident);
+                let mapped = map.schema_of(&name.value, name.quote_style.is_some());
+                match (qualified_schema.as_str(), mapped) {
+                    // `CREATE TABLE pg_temp.users`: a temporary table that
+                    // shadows the moved one from now on.
+                    ("pg_temp", Some(_)) => (Decision::TempCreated, None),
+                    // A legacy `public.users` means the live table, which
+                    // moved: the map's schema replaces `public`.
+                    ("public", Some(schema)) if schema != "public" && map.requalify_public() => {
+                        let name_offset = word_offset(sql, index, name)?;
+                        (
+                            Decision::RequalifiedFromPublic {
+                                schema: schema.into(),
+                            },
+                            Some(Edit {
+                                offset,
+                                replaced: name_offset - offset,
+                                insert: format!("{}.", quote_identifier(schema)).into(),
+                            }),
+                        )
+                    }
+                    _ => (Decision::AlreadyQualified, None),
+                }
             }
+            _ => (Decision::AlreadyQualified, None),
         };
         let name = mention
             .parts
@@ -339,4 +347,36 @@ pub(crate) fn resolve(
         edits.extend(edit);
     }
     Ok((names, edits))
+}
+
+/// The verified byte offset of an identifier the parser located.
+fn word_offset(sql: &str, index: &TextIndex<'_>, ident: &Ident) -> Result<usize, String> {
+    index
+        .byte_offset(ident.span.start)
+        .filter(|&o| {
+            let word = Word {
+                value: ident.value.clone(),
+                quote_style: ident.quote_style,
+                keyword: sqlparser::keywords::Keyword::NoKeyword,
+            };
+            text_is_word(sql, o, &word)
+        })
+        .ok_or_else(|| {
+            format!(
+                "the parser's location of `{}` ({}) does not point at it",
+                ident.value, ident.span.start
+            )
+        })
+}
+
+/// The `schema.` to insert before the name at `offset`: with a leading
+/// space where the name is glued to the word before it (`FROM"users"`),
+/// so the insertion never joins two tokens into one.
+pub(crate) fn qualifier(sql: &str, offset: usize, schema: &str) -> Arc<str> {
+    let glued = offset > 0 && {
+        let b = sql.as_bytes()[offset - 1];
+        b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    };
+    let space = if glued { " " } else { "" };
+    format!("{space}{}.", quote_identifier(schema)).into()
 }

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::statement::{
-    EncodingClass, Observer, Rewritten, TextRewrite, rewrite_text, splice_into,
+    EncodingClass, Observer, Rewritten, SessionFacts, TextRewrite, rewrite_text, splice_into,
 };
 use super::wake_gate::WakeGate;
 use super::{FAREWELL_TIMEOUT, Shutdown, Summary, farewell};
@@ -141,7 +141,10 @@ struct Tracker {
     pending: VecDeque<Pending>,
     /// The last ReadyForQuery status; `None` until the first one.
     status: Option<u8>,
+    /// The server's client_encoding and standard_conforming_strings, as
+    /// its ParameterStatus messages report them.
     encoding: EncodingClass,
+    standard_conforming_strings: bool,
     cancel_key: Option<(i32, i32)>,
     /// When each Query, Sync or FunctionCall still unanswered was sent: its
     /// ReadyForQuery ends the client's round trip.
@@ -229,10 +232,14 @@ impl Tracker {
                 self.pop_if(|p| matches!(p, Pending::Execute))
             }
             tag::PARAMETER_STATUS => {
-                if let Ok(s) = ParameterStatus::parse(frame)
-                    && s.name == b"client_encoding"
-                {
-                    self.encoding = EncodingClass::of(s.value);
+                if let Ok(s) = ParameterStatus::parse(frame) {
+                    match s.name {
+                        b"client_encoding" => self.encoding = EncodingClass::of(s.value),
+                        b"standard_conforming_strings" => {
+                            self.standard_conforming_strings = s.value != b"off"
+                        }
+                        _ => {}
+                    }
                 }
             }
             _ => {}
@@ -290,6 +297,7 @@ pub(super) async fn relay(
         pending: VecDeque::with_capacity(16),
         status: None,
         encoding: EncodingClass::AsciiSafe,
+        standard_conforming_strings: true,
         cancel_key: None,
         sent_at: VecDeque::with_capacity(16),
         error_since_ready: false,
@@ -303,6 +311,7 @@ pub(super) async fn relay(
         from: Inbound::new(client_read, leftover),
         write: server_write,
         entries: Vec::with_capacity(16),
+        facts: SessionFacts::default(),
         statements: 0,
         rewritten: 0,
     };
@@ -461,6 +470,8 @@ struct Upstream {
     write: OwnedWriteHalf,
     /// Requests of the current batch, pushed to the tracker before sending.
     entries: Vec<Pending>,
+    /// Encoding, literal rules and temporary relations of this session.
+    facts: SessionFacts,
     statements: u64,
     rewritten: u64,
 }
@@ -507,7 +518,7 @@ impl Upstream {
         let max = ctx.config.max_message_size;
         let mut pos = 0;
         let mut reencoding = false;
-        // Read from the tracker once per batch: (encoding, between transactions).
+        // Read from the tracker once per batch: lexing facts, between transactions.
         let mut session = None;
         let missing = loop {
             let rest = &self.from.buf[pos..];
@@ -523,9 +534,11 @@ impl Upstream {
                     self.statements += 1;
                     ctx.client.count_statement();
                     ctx.client.set_state(ClientState::Active);
-                    let (enc, idle) = *session.get_or_insert_with(|| {
+                    let idle = *session.get_or_insert_with(|| {
                         let t = lock(tracker);
-                        (t.encoding, t.between_transactions())
+                        self.facts.encoding = t.encoding;
+                        self.facts.standard_conforming_strings = t.standard_conforming_strings;
+                        t.between_transactions()
                     });
                     // Only the first request of a batch can start a new
                     // transaction; the rest follow it.
@@ -534,7 +547,7 @@ impl Upstream {
                     }
                     match (&self.mapping.map, self.mapping.mode) {
                         (Some(map), Mode::Rewrite | Mode::DryRun) => {
-                            statement(frame, header.tag, map, &self.mapping, enc, ctx)?
+                            statement(frame, header.tag, map, &self.mapping, &mut self.facts, ctx)?
                         }
                         _ if header.tag == tag::QUERY => {
                             (Some(Pending::Query(StatementContext::Plain)), None)
@@ -606,7 +619,7 @@ fn statement<'a>(
     frame_tag: u8,
     map: &SchemaMap,
     mapping: &Mapping,
-    encoding: EncodingClass,
+    facts: &mut SessionFacts,
     ctx: &RelayContext,
 ) -> Result<(Option<Pending>, Option<Replacement<'a>>), SessionError> {
     let (text, parse) = if frame_tag == tag::QUERY {
@@ -623,7 +636,7 @@ fn statement<'a>(
         text,
         map,
         policy,
-        encoding,
+        facts,
         ctx.state.rewriter,
         &Observer {
             metrics: &ctx.state.metrics,

@@ -15,7 +15,10 @@ use smallvec::SmallVec;
 
 use crate::error::SqlState;
 use crate::metrics::{DRY_RUN_INDEX, DatabaseMetrics, Metrics, SchemaMetrics, outcome_index};
-use crate::rewrite::{Decision, Edit, OnParseError, Outcome, PositionShift, Rewrite, SchemaMap};
+use crate::rewrite::{
+    Decision, Edit, OnParseError, Outcome, PositionShift, Rewrite, SchemaMap,
+    mask_backslash_escapes,
+};
 use crate::unmapped::{ClientIdentity, UnmappedReport};
 
 /// The rewriter's entry point ([`crate::rewrite::rewrite_sql`] in service).
@@ -94,6 +97,110 @@ fn mask_for_lexing(text: &[u8], encoding: EncodingClass) -> String {
     out
 }
 
+/// What the session knows that changes how its statements read: the
+/// server's `client_encoding` and `standard_conforming_strings` (followed
+/// from its ParameterStatus messages) and the temporary relations the
+/// session created under mapped names.
+#[derive(Debug, Clone)]
+pub struct SessionFacts {
+    pub encoding: EncodingClass,
+    pub standard_conforming_strings: bool,
+    pub temp_relations: TempRelations,
+}
+
+impl Default for SessionFacts {
+    fn default() -> Self {
+        SessionFacts {
+            encoding: EncodingClass::AsciiSafe,
+            // PostgreSQL's default since 9.1.
+            standard_conforming_strings: true,
+            temp_relations: TempRelations::default(),
+        }
+    }
+}
+
+/// Mapped names the session created a temporary relation of. PostgreSQL
+/// looks names up in pg_temp before the search_path, so such a name is
+/// left bare from then on: it reaches the temporary relation while one
+/// exists, and the mapped schema (first on the route's search_path)
+/// otherwise. Never forgotten within a session, so a dropped or rolled
+/// back temporary relation cannot leave a name qualified past a new one.
+/// Only mapped names enter, so the set is bounded by the map.
+#[derive(Debug, Clone, Default)]
+pub struct TempRelations {
+    names: Vec<Box<str>>,
+}
+
+impl TempRelations {
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn contains(&self, folded: &str) -> bool {
+        self.names.iter().any(|n| &**n == folded)
+    }
+
+    fn insert(&mut self, folded: String) {
+        if !self.contains(&folded) {
+            self.names.push(folded.into_boxed_str());
+        }
+    }
+
+    /// Follow one rewrite in text order: record the temporary relations it
+    /// creates, and leave bare each later name that one shadows.
+    fn apply(&mut self, rewrite: &mut Rewrite, sql: &str) {
+        let creates = rewrite
+            .names
+            .iter()
+            .any(|n| n.decision == Decision::TempCreated);
+        if self.is_empty() && !creates {
+            return;
+        }
+        let mut dropped = Vec::new();
+        for name in &mut rewrite.names {
+            if name.decision == Decision::TempCreated {
+                self.insert(folded_relation(&name.name, sql, name.offset));
+            } else if matches!(
+                name.decision,
+                Decision::QualifiedByMap { .. } | Decision::QualifiedByFallback { .. }
+            ) && self.contains(&folded_relation(&name.name, sql, name.offset))
+            {
+                name.decision = Decision::TempShadowed;
+                dropped.push(name.offset);
+            }
+        }
+        if dropped.is_empty() {
+            return;
+        }
+        rewrite.edits.retain(|e| !dropped.contains(&e.offset));
+        if rewrite.edits.is_empty() && rewrite.outcome == Outcome::Rewritten {
+            rewrite.outcome = Outcome::Unchanged;
+        }
+    }
+}
+
+/// The relation name of a name use as PostgreSQL stores it: the last part,
+/// folded to lower case unless it was quoted.
+fn folded_relation(name: &str, sql: &str, offset: usize) -> String {
+    let relation = name.rsplit('.').next().unwrap_or(name);
+    let quoted = if name.contains('.') {
+        // `pg_temp.users`: find how the relation part was written.
+        sql.get(offset..)
+            .and_then(|rest| {
+                rest.find(relation)
+                    .map(|p| p > 0 && rest.as_bytes()[p - 1] == b'"')
+            })
+            .unwrap_or(false)
+    } else {
+        sql.as_bytes().get(offset) == Some(&b'"')
+    };
+    if quoted {
+        relation.to_owned()
+    } else {
+        relation.to_ascii_lowercase()
+    }
+}
+
 /// What to send for one statement text.
 #[derive(Debug)]
 pub enum TextRewrite {
@@ -170,9 +277,7 @@ impl<'a> Observer<'a> {
         let mut found: SmallVec<[(&str, Arc<SchemaMetrics>); 1]> = SmallVec::new();
         if !dry_run {
             for name in &rewrite.names {
-                if let Decision::QualifiedByMap { schema }
-                | Decision::QualifiedByFallback { schema } = &name.decision
-                {
+                if let Some(schema) = name.decision.qualified_schema() {
                     // One registry lookup per schema per statement.
                     let i = match found.iter().position(|(s, _)| *s == &**schema) {
                         Some(i) => i,
@@ -207,12 +312,12 @@ pub fn rewrite_text(
     text: &[u8],
     map: &SchemaMap,
     policy: OnParseError,
-    encoding: EncodingClass,
+    facts: &mut SessionFacts,
     rewriter: Rewriter,
     observer: &Observer<'_>,
     dry_run: bool,
 ) -> TextRewrite {
-    let result = rewrite_text_inner(text, map, policy, encoding, rewriter, observer, dry_run);
+    let result = rewrite_text_inner(text, map, policy, facts, rewriter, observer, dry_run);
     if !dry_run {
         return result;
     }
@@ -242,7 +347,7 @@ fn rewrite_text_inner(
     text: &[u8],
     map: &SchemaMap,
     policy: OnParseError,
-    encoding: EncodingClass,
+    facts: &mut SessionFacts,
     rewriter: Rewriter,
     observer: &Observer<'_>,
     dry_run: bool,
@@ -257,6 +362,7 @@ fn rewrite_text_inner(
     // Text in an encoding whose trail bytes may be ASCII is never read as
     // UTF-8, even when its bytes happen to form valid UTF-8 (plain ASCII is
     // the same in every encoding).
+    let encoding = facts.encoding;
     let utf8 = match encoding {
         EncodingClass::AsciiSafe => std::str::from_utf8(text).ok(),
         _ if text.is_ascii() => std::str::from_utf8(text).ok(),
@@ -273,9 +379,23 @@ fn rewrite_text_inner(
             &masked
         }
     };
-    let Some(rewrite) = call(rewriter, sql, map, policy, metrics) else {
+    // With standard_conforming_strings off, a backslash escapes inside
+    // literals: lex a copy whose escapes are letters (same length).
+    let unescaped;
+    let sql = match facts.standard_conforming_strings {
+        true => sql,
+        false => match mask_backslash_escapes(sql) {
+            Some(copy) => {
+                unescaped = copy;
+                &unescaped
+            }
+            None => sql,
+        },
+    };
+    let Some(mut rewrite) = call(rewriter, sql, map, policy, metrics) else {
         return internal_error();
     };
+    facts.temp_relations.apply(&mut rewrite, sql);
     count(rewrite.outcome);
     let schemas = match utf8 {
         Some(sql) => observer.names(&rewrite, sql, dry_run),
@@ -346,7 +466,7 @@ pub fn splice_into<B: BufMut>(out: &mut B, original: &[u8], edits: &[Edit]) {
         let offset = e.offset.clamp(at, original.len());
         out.put_slice(&original[at..offset]);
         out.put_slice(e.insert.as_bytes());
-        at = offset;
+        at = (offset + e.replaced).min(original.len());
     }
     out.put_slice(&original[at..]);
 }
@@ -380,7 +500,7 @@ mod tests {
             b"select 1",
             &map,
             OnParseError::Tokens,
-            EncodingClass::AsciiSafe,
+            &mut SessionFacts::default(),
             boom,
             &Observer::global(&metrics),
             false,
@@ -440,7 +560,10 @@ mod tests {
                 &text,
                 &map,
                 OnParseError::Tokens,
-                class,
+                &mut SessionFacts {
+                    encoding: class,
+                    ..SessionFacts::default()
+                },
                 crate::rewrite::rewrite_sql,
                 &Observer::global(&metrics),
                 false,
@@ -463,6 +586,7 @@ mod tests {
         let original = b"select '\xbb\xe7' from users";
         let edits = [Edit {
             offset: original.len() - 5,
+            replaced: 0,
             insert: "shared_common.".into(),
         }];
         assert_eq!(
@@ -481,7 +605,10 @@ mod tests {
                 text,
                 &map,
                 OnParseError::Tokens,
-                class,
+                &mut SessionFacts {
+                    encoding: class,
+                    ..SessionFacts::default()
+                },
                 crate::rewrite::rewrite_sql,
                 &Observer::global(&metrics),
                 false,
@@ -496,5 +623,83 @@ mod tests {
             }
         }
         assert_eq!(Metrics::get(&metrics.statements_non_utf8), 2);
+    }
+}
+
+#[cfg(test)]
+mod facts_tests {
+    use super::*;
+
+    fn send(facts: &mut SessionFacts, sql: &str) -> String {
+        let metrics = Metrics::default();
+        let map = SchemaMap::new([("shared_common", "users"), ("saju_service", "kasi_cache")]);
+        match rewrite_text(
+            sql.as_bytes(),
+            &map,
+            OnParseError::Tokens,
+            facts,
+            crate::rewrite::rewrite_sql,
+            &Observer::global(&metrics),
+            false,
+        ) {
+            TextRewrite::Unchanged => sql.to_owned(),
+            TextRewrite::Changed { edits, .. } => {
+                String::from_utf8(splice(sql.as_bytes(), &edits)).unwrap()
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_temporary_table_shadows_its_mapped_name_from_its_creation_on() {
+        let mut facts = SessionFacts::default();
+        assert_eq!(
+            send(&mut facts, "SELECT * FROM users"),
+            "SELECT * FROM shared_common.users"
+        );
+        assert_eq!(
+            send(
+                &mut facts,
+                "SELECT * FROM users; CREATE TEMP TABLE users (id int); INSERT INTO users VALUES (1)"
+            ),
+            "SELECT * FROM shared_common.users; CREATE TEMP TABLE users (id int); INSERT INTO users VALUES (1)"
+        );
+        assert_eq!(send(&mut facts, "DROP TABLE users"), "DROP TABLE users");
+        assert_eq!(
+            send(&mut facts, "SELECT * FROM users, kasi_cache"),
+            "SELECT * FROM users, saju_service.kasi_cache"
+        );
+        // Another session is not affected.
+        assert_eq!(
+            send(&mut SessionFacts::default(), "DROP TABLE users"),
+            "DROP TABLE shared_common.users"
+        );
+        // pg_temp spelling, quoted: the same relation name.
+        let mut facts = SessionFacts::default();
+        send(&mut facts, "CREATE TABLE pg_temp.\"kasi_cache\" (k text)");
+        assert_eq!(
+            send(&mut facts, "DELETE FROM kasi_cache"),
+            "DELETE FROM kasi_cache"
+        );
+    }
+
+    #[test]
+    fn literals_follow_standard_conforming_strings() {
+        let sql = r"INSERT INTO users (note) VALUES ('You\'ve been removed from users list')";
+        let mut off = SessionFacts {
+            standard_conforming_strings: false,
+            ..SessionFacts::default()
+        };
+        assert_eq!(
+            send(&mut off, sql),
+            r"INSERT INTO shared_common.users (note) VALUES ('You\'ve been removed from users list')"
+        );
+        // Off: one literal up to the last quote, no table at all.
+        let sql = r"SELECT 'a\', name FROM users --'";
+        assert_eq!(send(&mut off, sql), sql);
+        assert_eq!(
+            send(&mut SessionFacts::default(), sql),
+            r"SELECT 'a\', name FROM shared_common.users --'"
+        );
     }
 }

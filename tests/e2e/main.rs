@@ -22,4 +22,5 @@ mod qualify;
 mod relay;
 mod reload;
 mod routing;
+mod session_facts;
 mod wire;

@@ -11,6 +11,7 @@ fn tracker() -> Tracker {
         pending: VecDeque::new(),
         status: Some(b'I'),
         encoding: EncodingClass::AsciiSafe,
+        standard_conforming_strings: true,
         cancel_key: None,
         sent_at: VecDeque::new(),
         error_since_ready: false,
@@ -25,6 +26,7 @@ fn rewritten() -> StatementContext {
         outcome: Outcome::Rewritten,
         edits: vec![Edit {
             offset: 14,
+            replaced: 0,
             insert: "shared_common.".into(),
         }],
         names: vec![],

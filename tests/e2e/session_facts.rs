@@ -1,0 +1,125 @@
+//! What the session knows changes how a name or a literal reads: its
+//! temporary tables shadow mapped names (pg_temp is searched first), its
+//! `standard_conforming_strings` decides where a literal ends, and legacy
+//! `public.` spellings of moved tables mean the moved table.
+
+use crate::harness::{pg, simple_rows, simple_value, start_proxy};
+
+/// Rows of `sql` run directly on the moved database (no proxy).
+async fn direct_value(sql: &str) -> String {
+    let direct = pg().await.direct("heal7").await;
+    simple_value(&direct, sql).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_table_shadows_the_mapped_table_and_never_reaches_it() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    simple_rows(
+        &c,
+        "CREATE TEMP TABLE users (id int, name text); INSERT INTO users VALUES (90, 'temp-row')",
+    )
+    .await;
+    assert_eq!(
+        simple_value(&c, "SELECT name FROM users WHERE id = 90").await,
+        "temp-row"
+    );
+    assert_eq!(
+        simple_value(&c, "SELECT count(*) FROM users").await,
+        "1",
+        "the session reads its temporary table"
+    );
+    // Dropping it drops the temporary table, never the moved one.
+    simple_rows(&c, "DROP TABLE users").await;
+    for table in ["shared_common.users", "public.users"] {
+        assert_eq!(
+            direct_value(&format!(
+                "SELECT count(*) FROM {table} WHERE id IN (1, 2, 3)"
+            ))
+            .await,
+            "3",
+            "{table} is intact"
+        );
+    }
+    // Without the temporary table the name is the moved table again.
+    assert_eq!(
+        simple_value(&c, "SELECT name FROM users WHERE id = 1").await,
+        "fresh-alice"
+    );
+
+    // A temporary table created in a rolled back transaction: gone, and the
+    // name reads the moved table.
+    simple_rows(
+        &c,
+        "BEGIN; CREATE TEMP TABLE kasi_cache AS SELECT * FROM kasi_cache; ROLLBACK",
+    )
+    .await;
+    assert_eq!(
+        simple_value(&c, "SELECT payload FROM kasi_cache").await,
+        "fresh-kasi 입춘"
+    );
+
+    // CREATE TEMP TABLE ... AS reads the moved table, DELETE hits the copy.
+    simple_rows(
+        &c,
+        "CREATE TEMP TABLE saju_charts AS SELECT * FROM saju_charts; DELETE FROM saju_charts",
+    )
+    .await;
+    assert_eq!(
+        simple_value(&c, "SELECT count(*) FROM saju_charts").await,
+        "0"
+    );
+    assert_eq!(
+        direct_value("SELECT count(*) FROM saju_service.saju_charts").await,
+        "2",
+        "the moved table keeps its rows"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn literals_follow_the_sessions_standard_conforming_strings() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    simple_rows(&c, "SET standard_conforming_strings = off").await;
+    let rows = simple_rows(
+        &c,
+        r"BEGIN;
+          INSERT INTO users (id, name, note) VALUES (91, 'x', 'You\'ve been removed from users list');
+          SELECT note FROM shared_common.users WHERE id = 91;
+          ROLLBACK",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![vec![Some("You've been removed from users list".to_owned())]],
+        "the row lands in the moved table with its literal intact"
+    );
+    // Back on: a backslash is an ordinary character again.
+    simple_rows(&c, "SET standard_conforming_strings = on").await;
+    assert_eq!(
+        simple_value(&c, r"SELECT 'a\' || name FROM users WHERE id = 1").await,
+        r"a\fresh-alice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_spellings_of_moved_tables_mean_the_moved_table() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    for (sql, want) in [
+        ("SELECT name FROM public.users WHERE id = 1", "fresh-alice"),
+        (
+            "SELECT u.name FROM \"public\".users u JOIN public.attachments a ON a.user_id = u.id",
+            "fresh-alice",
+        ),
+        // A glued keyword keeps its separator.
+        ("SELECT name FROM\"users\"WHERE id = 2", "fresh-bob"),
+    ] {
+        assert_eq!(simple_value(&c, sql).await, want, "{sql}");
+    }
+    // An unmapped public name is left alone.
+    assert_eq!(
+        simple_value(&c, "SELECT name FROM public.\"Users\"").await,
+        "quoted-Users"
+    );
+}
