@@ -8,7 +8,7 @@ use super::Outcome::*;
 use super::golden::test_map;
 use super::split::TextIndex;
 use super::statement::{RECURSION_LIMIT, resolve};
-use super::walk::TableMention;
+use super::walk::{Creates, TableMention};
 use super::*;
 
 fn decisions(sql: &str) -> Vec<(String, usize, Decision)> {
@@ -247,6 +247,7 @@ fn a_span_that_does_not_point_at_the_name_is_refused() {
         parts: vec![Ident::with_span(at(column), "users")],
         names_cte: false,
         keep_bare: false,
+        creates: Creates::Nothing,
     };
     assert!(resolve(sql, &index, &[mention(15)], &test_map()).is_ok());
     // One column off: the bytes there are not `users`.
@@ -258,6 +259,7 @@ fn a_span_that_does_not_point_at_the_name_is_refused() {
         parts: vec![Ident::new("users")],
         names_cte: false,
         keep_bare: false,
+        creates: Creates::Nothing,
     };
     assert!(resolve(sql, &index, &[empty], &test_map()).is_err());
 }
@@ -279,7 +281,7 @@ fn text_index_counts_columns_in_characters() {
 #[test]
 fn prefilter_finds_names_only_at_identifier_boundaries() {
     use super::prefilter::MappedNamePrefilter;
-    let filter = MappedNamePrefilter::new(["users", "kasi_cache", "MixedCase"]).unwrap();
+    let filter = MappedNamePrefilter::new(["users", "kasi_cache", "MixedCase"], false).unwrap();
     for (text, expected) in [
         ("SELECT * FROM users", true),
         ("SELECT * FROM USERS", true),
@@ -298,7 +300,7 @@ fn prefilter_finds_names_only_at_identifier_boundaries() {
     ] {
         assert_eq!(filter.may_name_mapped_table(text), expected, "{text}");
     }
-    assert!(MappedNamePrefilter::new(std::iter::empty::<&str>()).is_none());
+    assert!(MappedNamePrefilter::new(std::iter::empty::<&str>(), false).is_none());
 }
 
 #[test]
@@ -453,4 +455,68 @@ fn temp_creations_are_reported() {
             r.names
         );
     }
+}
+
+#[test]
+fn objects_created_without_a_schema_go_to_the_create_schema() {
+    let map = test_map().with_create_schema(Some("public"));
+    for (sql, want) in [
+        (
+            "CREATE TABLE new_thing (id int REFERENCES users)",
+            "CREATE TABLE public.new_thing (id int REFERENCES shared_common.users)",
+        ),
+        (
+            "create view v as select 1",
+            "create view public.v as select 1",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW mv AS SELECT * FROM users",
+            "CREATE MATERIALIZED VIEW public.mv AS SELECT * FROM shared_common.users",
+        ),
+        (
+            "CREATE SEQUENCE s START 5",
+            "CREATE SEQUENCE public.s START 5",
+        ),
+        (
+            "CREATE TYPE mood AS ENUM ('a', 'b')",
+            "CREATE TYPE public.mood AS ENUM ('a', 'b')",
+        ),
+        (
+            "CREATE DOMAIN email_addr AS text",
+            "CREATE DOMAIN public.email_addr AS text",
+        ),
+        (
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
+            "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
+        ),
+        (
+            "SELECT * INTO report FROM users",
+            "SELECT * INTO public.report FROM shared_common.users",
+        ),
+        // Mapped names keep their schema; temporary and qualified ones
+        // stay as written; an index lives with its table.
+        (
+            "CREATE TABLE users (id int)",
+            "CREATE TABLE shared_common.users (id int)",
+        ),
+        (
+            "CREATE TEMP TABLE t (id int)",
+            "CREATE TEMP TABLE t (id int)",
+        ),
+        (
+            "CREATE TABLE audit.t (id int)",
+            "CREATE TABLE audit.t (id int)",
+        ),
+        ("CREATE INDEX i ON t (id)", "CREATE INDEX i ON t (id)"),
+        ("INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (1)"),
+    ] {
+        let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+        assert_eq!(r.apply(sql), want, "{sql}");
+    }
+    // Without a create schema nothing new is parsed.
+    let plain = test_map();
+    assert_eq!(
+        rewrite_sql("CREATE TABLE t (id int)", &plain, OnParseError::Tokens).outcome,
+        NoParseNeeded
+    );
 }

@@ -101,6 +101,9 @@ pub struct SchemaMap {
     /// (`public_qualified: keep`, for tools that must reach the stale
     /// copies) instead of with the mapped schema (the default).
     keep_public: bool,
+    /// Where objects created without a schema go, when that is not the
+    /// first schema of the route's search_path (`None`: leave them to it).
+    create_schema: Option<Arc<str>>,
 }
 
 impl SchemaMap {
@@ -116,13 +119,33 @@ impl SchemaMap {
             .into_iter()
             .map(|(s, t)| (t.into(), s.into()))
             .collect::<HashMap<String, String>>();
-        let prefilter = MappedNamePrefilter::new(tables.keys().map(String::as_str));
+        let prefilter = MappedNamePrefilter::new(tables.keys().map(String::as_str), false);
         SchemaMap {
             tables,
             prefilter,
             cache: Arc::new(RewriteCache::new(cache::configured_limit())),
             keep_public: false,
+            create_schema: None,
         }
+    }
+
+    /// Qualify objects created without a schema (`CREATE TABLE t`, `SELECT
+    /// ... INTO t`, `CREATE FUNCTION f`, ...) with `schema`: needed when the
+    /// route's search_path puts mapped schemas before the one they landed
+    /// in before the move. Such statements are then parsed even when they
+    /// name no mapped table.
+    pub fn with_create_schema(mut self, schema: Option<&str>) -> Self {
+        self.create_schema = schema.map(Arc::from);
+        self.prefilter = MappedNamePrefilter::new(
+            self.tables.keys().map(String::as_str),
+            self.create_schema.is_some(),
+        );
+        self.cache = Arc::new(RewriteCache::new(self.cache.limit()));
+        self
+    }
+
+    pub(crate) fn create_schema(&self) -> Option<&str> {
+        self.create_schema.as_deref()
     }
 
     /// Whether `public.name` of a mapped name is sent with the mapped
@@ -214,6 +237,9 @@ pub enum Decision {
     /// `public.name` for a name the map moved: `public` replaced by this
     /// schema (legacy code names the live table that way).
     RequalifiedFromPublic { schema: Arc<str> },
+    /// An object created without a schema, sent with the schema it landed
+    /// in before the move (the route's create schema).
+    CreatedIn { schema: Arc<str> },
     /// The statement creates a temporary relation of a mapped name (`CREATE
     /// TEMP TABLE users`, `pg_temp.users`): left as written, and from now
     /// on the session leaves that name bare, as pg_temp comes first.
@@ -230,7 +256,8 @@ impl Decision {
         match self {
             Decision::QualifiedByMap { schema }
             | Decision::QualifiedByFallback { schema }
-            | Decision::RequalifiedFromPublic { schema } => Some(schema),
+            | Decision::RequalifiedFromPublic { schema }
+            | Decision::CreatedIn { schema } => Some(schema),
             _ => None,
         }
     }
@@ -247,6 +274,9 @@ impl Decision {
             Decision::NotInMap => "not in map: left bare (search_path decides)".into(),
             Decision::RequalifiedFromPublic { schema } => {
                 format!("public. spelling of a moved name -> {schema}")
+            }
+            Decision::CreatedIn { schema } => {
+                format!("created without a schema -> {schema}, where it landed before the move")
             }
             Decision::TempCreated => "temporary relation created: left bare".into(),
             Decision::TempShadowed => {

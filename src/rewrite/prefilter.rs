@@ -12,7 +12,13 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 #[derive(Debug, Clone)]
 pub(crate) struct MappedNamePrefilter {
     automaton: AhoCorasick,
+    /// Patterns from this id on are the creating keywords, not names.
+    first_keyword: usize,
 }
+
+/// The words of statements that create objects: looked for as well when
+/// created objects get a schema (see `SchemaMap::with_create_schema`).
+const CREATING_WORDS: [&str; 2] = ["create", "into"];
 
 /// Bytes that continue a Postgres identifier; a name glued to one of these
 /// is part of a longer word. Non-ASCII bytes count: Postgres accepts
@@ -23,8 +29,15 @@ fn is_identifier_byte(b: u8) -> bool {
 
 impl MappedNamePrefilter {
     /// `None` when there is no name to look for.
-    pub(crate) fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Self> {
-        let names: Vec<&str> = names.into_iter().filter(|n| !n.is_empty()).collect();
+    pub(crate) fn new<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+        creating_statements: bool,
+    ) -> Option<Self> {
+        let mut names: Vec<&str> = names.into_iter().filter(|n| !n.is_empty()).collect();
+        let first_keyword = names.len();
+        if creating_statements {
+            names.extend(CREATING_WORDS);
+        }
         if names.is_empty() {
             return None;
         }
@@ -35,7 +48,10 @@ impl MappedNamePrefilter {
             .match_kind(MatchKind::Standard)
             .build(names)
             .expect("table names form a valid automaton");
-        Some(MappedNamePrefilter { automaton })
+        Some(MappedNamePrefilter {
+            automaton,
+            first_keyword,
+        })
     }
 
     /// Whether some mapped name occurs in `text` at an identifier boundary.
@@ -69,7 +85,8 @@ impl MappedNamePrefilter {
         self.automaton
             .find_overlapping_iter(text)
             .find(|m| {
-                (m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]))
+                m.pattern().as_usize() < self.first_keyword
+                    && (m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]))
                     && (m.end() == bytes.len() || !is_identifier_byte(bytes[m.end()]))
             })
             .map(|m| text[m.range()].to_ascii_lowercase())

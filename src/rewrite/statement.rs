@@ -14,7 +14,7 @@ use super::fallback::{
 };
 use super::mask::mask_unsupported;
 use super::split::TextIndex;
-use super::walk::{TableMention, normalized, walk_statement};
+use super::walk::{Creates, TableMention, normalized, walk_statement};
 use super::{Decision, Edit, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier};
 
 /// Deeply nested reporting queries need more than sqlparser's default of
@@ -284,20 +284,40 @@ pub(crate) fn resolve(
     // target marked by its statement and visited as a relation).
     let mut by_offset: BTreeMap<usize, (NameUse, Option<Edit>)> = BTreeMap::new();
     for mention in mentions {
+        // A created type or function matters only for where it lands.
+        if mention.creates == Creates::OtherObject
+            && (map.create_schema().is_none() || mention.parts.len() > 1)
+        {
+            continue;
+        }
         let first = &mention.parts[0];
         let offset = word_offset(sql, index, first)?;
         let (decision, edit) = match &mention.parts[..] {
             [_] if mention.names_cte => (Decision::Cte, None),
-            [name] => match map.schema_of(&name.value, name.quote_style.is_some()) {
-                Some(_) if mention.keep_bare => (Decision::TempCreated, None),
-                Some(schema) => (
-                    Decision::QualifiedByMap {
-                        schema: schema.into(),
-                    },
-                    Some(Edit::insertion(offset, qualifier(sql, offset, schema))),
-                ),
-                None => (Decision::NotInMap, None),
-            },
+            [name] => {
+                let mapped = match mention.creates {
+                    Creates::OtherObject => None,
+                    _ => map.schema_of(&name.value, name.quote_style.is_some()),
+                };
+                match (mapped, map.create_schema()) {
+                    (Some(_), _) if mention.keep_bare => (Decision::TempCreated, None),
+                    (Some(schema), _) => (
+                        Decision::QualifiedByMap {
+                            schema: schema.into(),
+                        },
+                        Some(Edit::insertion(offset, qualifier(sql, offset, schema))),
+                    ),
+                    // Created without a schema: where it landed before the
+                    // move, not in the first schema of the route's path.
+                    (None, Some(schema)) if mention.creates != Creates::Nothing => (
+                        Decision::CreatedIn {
+                            schema: schema.into(),
+                        },
+                        Some(Edit::insertion(offset, qualifier(sql, offset, schema))),
+                    ),
+                    (None, _) => (Decision::NotInMap, None),
+                }
+            }
             [qualifier_ident, name] => {
                 let qualified_schema = normalized(qualifier_ident);
                 let mapped = map.schema_of(&name.value, name.quote_style.is_some());

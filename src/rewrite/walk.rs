@@ -33,6 +33,21 @@ pub(crate) struct TableMention {
     /// A name that must not be qualified whatever the map says: the new
     /// table of `CREATE TEMP TABLE` / `SELECT INTO TEMP` lives in pg_temp.
     pub(crate) keep_bare: bool,
+    /// The statement creates an object of this name (not a temporary one):
+    /// a bare name the map does not list goes to the create schema.
+    pub(crate) creates: Creates,
+}
+
+/// What a mention creates, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Creates {
+    Nothing,
+    /// A table, view, materialized view or sequence: a relation, which the
+    /// map may list.
+    Relation,
+    /// A type, domain, function, procedure or aggregate: never a relation,
+    /// so only the create schema applies.
+    OtherObject,
 }
 
 /// What the walk found, or why it could not account for a name.
@@ -82,6 +97,8 @@ struct TableWalker {
     not_table: HashSet<usize>,
     /// Relation names to report but never qualify.
     keep_bare: HashSet<usize>,
+    /// Relation names a CREATE statement creates.
+    creating: HashSet<usize>,
     mentions: Vec<TableMention>,
     column_locations: Vec<Location>,
     unsupported: Option<String>,
@@ -114,17 +131,36 @@ impl TableWalker {
             return;
         };
         let keep_bare = self.keep_bare.contains(&address(name));
-        self.mention_parts(parts, always_table, keep_bare);
+        let creates = if self.creating.contains(&address(name)) && !keep_bare {
+            Creates::Relation
+        } else {
+            Creates::Nothing
+        };
+        self.mention_parts(parts, always_table, keep_bare, creates);
     }
 
-    fn mention_parts(&mut self, parts: Vec<Ident>, always_table: bool, keep_bare: bool) {
+    fn mention_parts(
+        &mut self,
+        parts: Vec<Ident>,
+        always_table: bool,
+        keep_bare: bool,
+        creates: Creates,
+    ) {
         let names_cte =
             !always_table && parts.len() == 1 && self.cte_visible(&normalized(&parts[0]));
         self.mentions.push(TableMention {
             parts,
             names_cte,
             keep_bare,
+            creates,
         });
+    }
+
+    /// A created object that is not a relation (type, function, ...).
+    fn created_object(&mut self, name: &ObjectName) {
+        if let Some(parts) = self.identifiers(name) {
+            self.mention_parts(parts, true, false, Creates::OtherObject);
+        }
     }
 
     /// `TABLE name` as a query body (alone or as a set-operation branch):
@@ -139,7 +175,7 @@ impl TableWalker {
                     .cloned()
                     .collect();
                 if !parts.is_empty() {
-                    self.mention_parts(parts, false, false);
+                    self.mention_parts(parts, false, false, Creates::Nothing);
                 }
             }
             SetExpr::SetOperation { left, right, .. } => {
@@ -164,6 +200,7 @@ impl TableWalker {
             parts,
             names_cte: false,
             keep_bare: false,
+            creates: Creates::Nothing,
         });
     }
 
@@ -257,6 +294,11 @@ impl Visitor for TableWalker {
                     parts,
                     names_cte: false,
                     keep_bare: into.temporary,
+                    creates: if into.temporary {
+                        Creates::Nothing
+                    } else {
+                        Creates::Relation
+                    },
                 });
             }
         }
@@ -341,6 +383,7 @@ impl Visitor for TableWalker {
             }
             Statement::CreateTable(create) => {
                 self.always_table.insert(address(&create.name));
+                self.creating.insert(address(&create.name));
                 if create.temporary {
                     self.keep_bare.insert(address(&create.name));
                 }
@@ -383,10 +426,18 @@ impl Visitor for TableWalker {
             }
             Statement::CreateView(view) => {
                 self.always_table.insert(address(&view.name));
+                self.creating.insert(address(&view.name));
                 if view.temporary {
                     self.keep_bare.insert(address(&view.name));
                 }
             }
+            Statement::CreateType { name, .. } => self.created_object(name),
+            Statement::CreateDomain(domain) => self.created_object(&domain.name),
+            Statement::CreateFunction(function) if !function.temporary => {
+                self.created_object(&function.name)
+            }
+            Statement::CreateProcedure { name, .. } => self.created_object(name),
+            Statement::CreateAggregate(aggregate) => self.created_object(&aggregate.name),
             Statement::CreateIndex(index) => {
                 self.always_table.insert(address(&index.table_name));
             }
@@ -407,8 +458,20 @@ impl Visitor for TableWalker {
                 }
             }
             Statement::CreateSequence {
-                sequence_options, ..
+                temporary,
+                name,
+                sequence_options,
+                ..
             } => {
+                // A sequence is a relation: the map may list it.
+                if let Some(parts) = self.identifiers(name) {
+                    let creates = if *temporary {
+                        Creates::Nothing
+                    } else {
+                        Creates::Relation
+                    };
+                    self.mention_parts(parts, true, *temporary, creates);
+                }
                 // `OWNED BY users.id`: the table part of a column name.
                 for option in sequence_options {
                     if let SequenceOptions::OwnedBy(Some(column)) = option {
