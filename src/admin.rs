@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{BUCKET_BOUNDS_US, Histogram, OUTCOME_LABELS};
-use crate::rewrite::CacheStats;
+use crate::rewrite::{CacheStats, Decision};
 use crate::server::ProxyState;
 
 /// Requests larger than this are refused (only a request line and headers).
@@ -267,6 +267,18 @@ pub fn render_metrics(state: &AdminState) -> String {
                 get(&m.statements_passthrough_unparsed),
             ),
         ],
+    );
+    let decisions: Vec<(String, u64)> = Decision::LABELS
+        .iter()
+        .zip(&m.names_by_decision)
+        .map(|(label, n)| (format!("decision=\"{label}\""), get(n)))
+        .collect();
+    let decisions: Vec<(&str, u64)> = decisions.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        "heal7_proxy_names_total",
+        "counter",
+        "Names in table and created-object positions of parsed statements, by what the proxy decided: qualified by the map or the fallback parser, public. replaced, created in the create schema, left bare for a temporary relation, or left to the search_path.",
+        &decisions,
     );
     metric(
         "heal7_proxy_statements_non_utf8_total",

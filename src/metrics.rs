@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::rewrite::Outcome;
+use crate::rewrite::{Decision, Outcome};
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -36,6 +36,9 @@ pub struct Metrics {
     pub statements_dry_run: AtomicU64,
     /// Error positions moved back to the client's text.
     pub error_positions_corrected: AtomicU64,
+    /// Names found in rewritten statements, by what was decided for them
+    /// (indexed by `Decision::index`).
+    pub names_by_decision: [AtomicU64; Decision::LABELS.len()],
     /// Time the rewriter took per Query/Parse text that it looked at.
     pub rewrite_seconds: Histogram,
     /// Client request (Query, or the Sync ending an extended batch) to the

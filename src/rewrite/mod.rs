@@ -251,6 +251,36 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision's metric label, in [`Decision::index`] order.
+    pub const LABELS: [&'static str; 9] = [
+        "qualified_by_map",
+        "qualified_by_fallback",
+        "already_qualified",
+        "cte",
+        "not_in_map",
+        "requalified_from_public",
+        "created_in",
+        "temp_created",
+        "temp_shadowed",
+    ];
+
+    /// The slot of this decision in [`Decision::LABELS`]: which layer
+    /// resolved the name (the map, the fallback parser, the session's
+    /// temporary relations, or left to the search_path).
+    pub fn index(&self) -> usize {
+        match self {
+            Decision::QualifiedByMap { .. } => 0,
+            Decision::QualifiedByFallback { .. } => 1,
+            Decision::AlreadyQualified => 2,
+            Decision::Cte => 3,
+            Decision::NotInMap => 4,
+            Decision::RequalifiedFromPublic { .. } => 5,
+            Decision::CreatedIn { .. } => 6,
+            Decision::TempCreated => 7,
+            Decision::TempShadowed => 8,
+        }
+    }
+
     /// The schema the name was sent with, when the proxy changed it.
     pub fn qualified_schema(&self) -> Option<&Arc<str>> {
         match self {

@@ -277,6 +277,8 @@ impl<'a> Observer<'a> {
         let mut found: SmallVec<[(&str, Arc<SchemaMetrics>); 1]> = SmallVec::new();
         if !dry_run {
             for name in &rewrite.names {
+                self.metrics.names_by_decision[name.decision.index()]
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Some(schema) = name.decision.qualified_schema() {
                     // One registry lookup per schema per statement.
                     let i = match found.iter().position(|(s, _)| *s == &**schema) {

@@ -3,6 +3,8 @@
 //! `standard_conforming_strings` decides where a literal ends, and legacy
 //! `public.` spellings of moved tables mean the moved table.
 
+use heal7_proxy::rewrite::Decision;
+
 use crate::harness::{pg, simple_rows, simple_value, start_proxy};
 
 /// Rows of `sql` run directly on the moved database (no proxy).
@@ -74,6 +76,12 @@ async fn a_temporary_table_shadows_the_mapped_table_and_never_reaches_it() {
         "2",
         "the moved table keeps its rows"
     );
+    // Counted by what resolved them.
+    let count = |d: Decision| {
+        proxy.state.metrics.names_by_decision[d.index()].load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(count(Decision::TempCreated) >= 3);
+    assert!(count(Decision::TempShadowed) >= 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
