@@ -490,6 +490,22 @@ fn objects_created_without_a_schema_go_to_the_create_schema() {
             "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
         ),
         (
+            "CREATE COLLATION c (provider = icu, locale = 'und')",
+            "CREATE COLLATION public.c (provider = icu, locale = 'und')",
+        ),
+        (
+            "CREATE FOREIGN TABLE ft (id int) SERVER s",
+            "CREATE FOREIGN TABLE public.ft (id int) SERVER s",
+        ),
+        (
+            "CREATE TEXT SEARCH CONFIGURATION tsc (COPY = simple)",
+            "CREATE TEXT SEARCH CONFIGURATION public.tsc (COPY = simple)",
+        ),
+        (
+            "CREATE AGGREGATE agg (int) (sfunc = int4pl, stype = int)",
+            "CREATE AGGREGATE public.agg (int) (sfunc = int4pl, stype = int)",
+        ),
+        (
             "SELECT * INTO report FROM users",
             "SELECT * INTO public.report FROM shared_common.users",
         ),

@@ -438,6 +438,13 @@ impl Visitor for TableWalker {
             }
             Statement::CreateProcedure { name, .. } => self.created_object(name),
             Statement::CreateAggregate(aggregate) => self.created_object(&aggregate.name),
+            Statement::CreateCollation(collation) => self.created_object(&collation.name),
+            Statement::CreateTextSearch(search) => self.created_object(&search.name),
+            Statement::CreateOperator(operator) => self.created_object(&operator.name),
+            Statement::CreateForeignTable(table) => {
+                self.creating.insert(address(&table.name));
+                self.mention(&table.name, true);
+            }
             Statement::CreateIndex(index) => {
                 self.always_table.insert(address(&index.table_name));
             }
