@@ -506,6 +506,18 @@ fn objects_created_without_a_schema_go_to_the_create_schema() {
             "CREATE AGGREGATE public.agg (int) (sfunc = int4pl, stype = int)",
         ),
         (
+            "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\"",
+            "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\" SCHEMA public",
+        ),
+        (
+            "create extension pgcrypto with version '1.3' cascade",
+            "create extension pgcrypto with SCHEMA public version '1.3' cascade",
+        ),
+        (
+            "CREATE EXTENSION hstore SCHEMA audit",
+            "CREATE EXTENSION hstore SCHEMA audit",
+        ),
+        (
             "SELECT * INTO report FROM users",
             "SELECT * INTO public.report FROM shared_common.users",
         ),

@@ -285,13 +285,34 @@ pub(crate) fn resolve(
     let mut by_offset: BTreeMap<usize, (NameUse, Option<Edit>)> = BTreeMap::new();
     for mention in mentions {
         // A created type or function matters only for where it lands.
-        if mention.creates == Creates::OtherObject
-            && (map.create_schema().is_none() || mention.parts.len() > 1)
+        if matches!(
+            mention.creates,
+            Creates::OtherObject | Creates::ExtensionObjects { .. }
+        ) && (map.create_schema().is_none() || mention.parts.len() > 1)
         {
             continue;
         }
         let first = &mention.parts[0];
         let offset = word_offset(sql, index, first)?;
+        if let (Creates::ExtensionObjects { with_keyword }, Some(schema)) =
+            (mention.creates, map.create_schema())
+        {
+            let at = extension_schema_offset(sql, index, first, with_keyword)?;
+            by_offset.entry(offset).or_insert((
+                NameUse {
+                    name: first.value.as_str().into(),
+                    offset,
+                    decision: Decision::CreatedIn {
+                        schema: schema.into(),
+                    },
+                },
+                Some(Edit::insertion(
+                    at,
+                    format!(" SCHEMA {}", quote_identifier(schema)).into(),
+                )),
+            ));
+            continue;
+        }
         let (decision, edit) = match &mention.parts[..] {
             [_] if mention.names_cte => (Decision::Cte, None),
             [name] => {
@@ -387,6 +408,34 @@ fn word_offset(sql: &str, index: &TextIndex<'_>, ident: &Ident) -> Result<usize,
                 ident.value, ident.span.start
             )
         })
+}
+
+/// Where ` SCHEMA s` goes in `CREATE EXTENSION name [WITH] ...`: right
+/// after the name, or after its `WITH`.
+fn extension_schema_offset(
+    sql: &str,
+    index: &TextIndex<'_>,
+    name: &Ident,
+    with_keyword: bool,
+) -> Result<usize, String> {
+    let end = index
+        .byte_offset(name.span.end)
+        .filter(|&e| e <= sql.len())
+        .ok_or_else(|| format!("no end location for extension `{}`", name.value))?;
+    if !with_keyword {
+        return Ok(end);
+    }
+    let rest = &sql[end..];
+    let skipped = rest.len() - rest.trim_start().len();
+    let word = rest.trim_start().get(..4);
+    if word.is_some_and(|w| w.eq_ignore_ascii_case("with")) {
+        Ok(end + skipped + 4)
+    } else {
+        Err(format!(
+            "cannot place SCHEMA in CREATE EXTENSION `{}`",
+            name.value
+        ))
+    }
 }
 
 /// The `schema.` to insert before the name at `offset`: with a leading

@@ -48,6 +48,11 @@ pub(crate) enum Creates {
     /// A type, domain, function, procedure or aggregate: never a relation,
     /// so only the create schema applies.
     OtherObject,
+    /// `CREATE EXTENSION name` without SCHEMA: its objects go to the create
+    /// schema through an added SCHEMA clause (after `WITH` if written).
+    ExtensionObjects {
+        with_keyword: bool,
+    },
 }
 
 /// What the walk found, or why it could not account for a name.
@@ -441,6 +446,16 @@ impl Visitor for TableWalker {
             Statement::CreateCollation(collation) => self.created_object(&collation.name),
             Statement::CreateTextSearch(search) => self.created_object(&search.name),
             Statement::CreateOperator(operator) => self.created_object(&operator.name),
+            Statement::CreateExtension(extension) if extension.schema.is_none() => {
+                self.mention_parts(
+                    vec![extension.name.clone()],
+                    true,
+                    false,
+                    Creates::ExtensionObjects {
+                        with_keyword: extension.with_keyword,
+                    },
+                );
+            }
             Statement::CreateForeignTable(table) => {
                 self.creating.insert(address(&table.name));
                 self.mention(&table.name, true);
