@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ObjectKind;
 use crate::metrics::{BUCKET_BOUNDS_US, Histogram, OUTCOME_LABELS};
 use crate::rewrite::CacheStats;
 use crate::server::ProxyState;
@@ -159,8 +160,25 @@ fn mapping_json(state: &AdminState) -> String {
                 "upstream": format!("{}:{}", db.host, db.port),
                 "database": db.database,
                 "mode": db.mode.as_str(),
-                "schemas": db.schemas.iter().map(|(s, t)| (s.clone(), serde_json::json!(t))).collect::<serde_json::Map<_, _>>(),
-                "aliases": db.aliases.iter().map(|(a, s)| (a.clone(), serde_json::json!({"default_schema": s}))).collect::<serde_json::Map<_, _>>(),
+                // schema -> tables, as before the other kinds existed.
+                "schemas": db.schemas.iter().map(|s| (s.name.clone(), serde_json::json!(s.tables))).collect::<serde_json::Map<_, _>>(),
+                // schema -> kind -> names, every kind (`public` included).
+                "objects": db.schemas.iter().map(|s| {
+                    let kinds = ObjectKind::ALL
+                        .into_iter()
+                        .filter(|k| !s.names(*k).is_empty())
+                        .map(|k| (k.key().to_owned(), serde_json::json!(s.names(k))))
+                        .collect::<serde_json::Map<_, _>>();
+                    (s.name.clone(), serde_json::Value::Object(kinds))
+                }).collect::<serde_json::Map<_, _>>(),
+                "search_path": db.session_search_path(&db.name),
+                "public_qualified": db.public_qualified.as_str(),
+                "create_schema": db.create_schema,
+                "aliases": db.aliases.iter().map(|a| (a.name.clone(), serde_json::json!({
+                    "default_schema": a.default_schema,
+                    "search_path": db.session_search_path(&a.name),
+                    "create_schema": a.create_schema,
+                }))).collect::<serde_json::Map<_, _>>(),
             })
         })
         .collect();

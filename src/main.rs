@@ -254,11 +254,27 @@ async fn check(config: Config, user: Option<String>) -> anyhow::Result<ExitCode>
     let credentials = Credentials::from_env(user);
     let mut all_ok = true;
     for db in &config.databases {
+        // What string and catalog lookups (`'users'::regclass`, psql's \d)
+        // resolve through, per name a client connects with.
+        let names = std::iter::once((db.name.as_str(), String::new())).chain(
+            db.aliases
+                .iter()
+                .map(|a| (a.name.as_str(), format!(" (alias of {})", db.name))),
+        );
+        for (name, what) in names {
+            match config.route(name).search_path {
+                Some(path) => println!("{name}{what} search_path: {path}"),
+                None => println!(
+                    "{name}{what} search_path: not set (mode {}): the server's default",
+                    db.mode.as_str()
+                ),
+            }
+        }
         match check_database(db, &credentials).await {
-            Ok(tables) => {
-                for t in tables {
-                    all_ok &= t.present;
-                    println!("{} {}.{}: {}", db.name, t.schema, t.table, t.status());
+            Ok(objects) => {
+                for o in objects {
+                    all_ok &= o.present;
+                    println!("{} {}: {}", db.name, o.label(), o.status());
                 }
             }
             Err(e) => {
