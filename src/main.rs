@@ -64,6 +64,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(check(config, user))
         }
+        Command::Introspect { database, user } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(introspect(database, user))
+        }
         Command::HashPassword => {
             let password = read_password()?;
             println!("{}", heal7_proxy::console::scram::hash_password(&password));
@@ -214,6 +218,32 @@ fn rewrite(
         }
     };
     std::io::stdout().write_all(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `introspect`: the catalog of one database as a schema map on stdout.
+async fn introspect(database: Option<String>, user: Option<String>) -> anyhow::Result<ExitCode> {
+    let credentials = Credentials::from_env(user);
+    let host = std::env::var("PGHOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let port = match std::env::var("PGPORT").ok().filter(|p| !p.is_empty()) {
+        Some(p) => p
+            .trim()
+            .parse::<u16>()
+            .context("PGPORT must be a port number")?,
+        None => 5432,
+    };
+    let database = database
+        .or_else(|| std::env::var("PGDATABASE").ok().filter(|d| !d.is_empty()))
+        .unwrap_or_else(|| credentials.effective_user());
+    let catalog =
+        heal7_proxy::introspect::read_catalog(&host, port, &database, &credentials).await?;
+    println!(
+        "# heal7-proxy introspect: {database} on {host}:{port}; paste under databases.<name>:"
+    );
+    print!("{}", heal7_proxy::introspect::render(&catalog));
     Ok(ExitCode::SUCCESS)
 }
 
