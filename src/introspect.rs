@@ -52,7 +52,8 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
                     AND d.objid = n.oid AND d.deptype = 'e')";
 
 /// Every relation, type and function of those schemas, with whether a map
-/// would list it.
+/// would list it. Functions a type made for itself (a range's
+/// constructors: internal dependencies) are not the service's.
 const OBJECTS_SQL: &str = "\
 WITH ns AS ( \
   SELECT n.oid, n.nspname::text AS nspname FROM pg_catalog.pg_namespace n \
@@ -85,7 +86,10 @@ UNION ALL \
 SELECT ns.nspname, 'function', p.proname::text, \
        NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_proc'::regclass \
                                        AND ext.objid = p.oid) \
-FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace";
+FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace \
+WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                  WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid \
+                    AND d.deptype = 'i')";
 
 /// Read the catalog of `database` on `host:port`.
 pub async fn read_catalog(
