@@ -9,11 +9,14 @@
 //! to an extension are left out: the extension owns them, not the service.
 //!
 //! Then a `public:` entry for the names that exist in `public` and, not
-//! listed, in another schema: with the default search_path (mapped schemas
-//! first) that other object would shadow the legacy one. And, as YAML
-//! comments, the names whose resolution deserves a look: a stale copy in
-//! `public` of a listed object, and a name in two non-public schemas (the map
-//! can send a name to one schema only; it is listed under the first).
+//! listed, in another schema (an extension's object): with the default
+//! search_path (mapped schemas first) that other object would shadow the
+//! legacy one. A sequence owned by a table is not listed either, but it
+//! moved with its table, so public's same-named one counts as a stale copy,
+//! not as a name to keep. And, as YAML comments, the names whose resolution
+//! deserves a look: a stale copy in `public` of a listed (or owned) object,
+//! and a name in two non-public schemas (the map can send a name to one
+//! schema only; it is listed under the first).
 //!
 //! Rendering is a pure function of the catalog rows ([`render`]), so the
 //! output is deterministic and testable without a server.
@@ -29,9 +32,18 @@ pub struct CatalogObject {
     pub schema: String,
     pub kind: ObjectKind,
     pub name: String,
-    /// False for objects a map does not list: sequences owned by a table
-    /// (they follow their table) and objects of an extension.
-    pub listable: bool,
+    pub listing: Listing,
+}
+
+/// Whether a map lists an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Listing {
+    Listed,
+    /// A sequence owned by a table (serial, identity): not listed, it
+    /// moved with its table (OWNED BY needs the same schema).
+    OwnedSequence,
+    /// An object of an extension: the extension's, not the service's.
+    Extension,
 }
 
 /// What [`render`] reads: the schemas (non-system, not owned by an
@@ -66,26 +78,29 @@ SELECT ns.nspname, \
        CASE WHEN c.relkind IN ('r', 'p', 'f') THEN 'table' \
             WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'sequence' END, \
        c.relname::text, \
-       NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_class'::regclass \
-                                       AND ext.objid = c.oid) \
-       AND NOT (c.relkind = 'S' AND EXISTS ( \
-         SELECT 1 FROM pg_catalog.pg_depend d \
-         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid \
-           AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i'))) \
+       CASE WHEN EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_class'::regclass \
+                                             AND ext.objid = c.oid) THEN 'extension' \
+            WHEN c.relkind = 'S' AND EXISTS ( \
+              SELECT 1 FROM pg_catalog.pg_depend d \
+              WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid \
+                AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')) \
+            THEN 'owned' ELSE 'listed' END \
 FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace \
 WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') \
 UNION ALL \
 SELECT ns.nspname, 'type', t.typname::text, \
-       NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_type'::regclass \
-                                       AND ext.objid = t.oid) \
+       CASE WHEN EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_type'::regclass \
+                                             AND ext.objid = t.oid) \
+            THEN 'extension' ELSE 'listed' END \
 FROM pg_catalog.pg_type t JOIN ns ON ns.oid = t.typnamespace \
 WHERE t.typtype IN ('e', 'd', 'r') \
    OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
                                    WHERE c.oid = t.typrelid AND c.relkind = 'c')) \
 UNION ALL \
 SELECT ns.nspname, 'function', p.proname::text, \
-       NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_proc'::regclass \
-                                       AND ext.objid = p.oid) \
+       CASE WHEN EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_proc'::regclass \
+                                             AND ext.objid = p.oid) \
+            THEN 'extension' ELSE 'listed' END \
 FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace \
 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
                   WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid \
@@ -133,7 +148,11 @@ pub async fn read_catalog(
                 schema,
                 kind,
                 name: r.get(2),
-                listable: r.get(3),
+                listing: match r.get::<_, &str>(3) {
+                    "listed" => Listing::Listed,
+                    "owned" => Listing::OwnedSequence,
+                    _ => Listing::Extension,
+                },
             })
         })
         .collect();
@@ -174,7 +193,7 @@ pub fn render(catalog: &Catalog) -> String {
             continue;
         }
         if let Err(m) = check_name(&o.name) {
-            if o.listable {
+            if o.listing == Listing::Listed {
                 comments.push(format!(
                     "skipped {} {}.{}: {m}",
                     o.kind.as_str(),
@@ -188,23 +207,29 @@ pub fn render(catalog: &Catalog) -> String {
     }
 
     // (namespace, name) -> the schemas (byte order) where a map would list
-    // it, and those where it exists unlisted.
+    // it, and those where it exists unlisted (with why).
     let mut listable: BTreeMap<(u8, &str), Vec<&str>> = BTreeMap::new();
-    let mut unlisted: BTreeMap<(u8, &str), Vec<&str>> = BTreeMap::new();
+    let mut unlisted: BTreeMap<(u8, &str), Vec<(&str, Listing)>> = BTreeMap::new();
     for o in objects.iter().filter(|o| o.schema != PUBLIC) {
-        let into = if o.listable {
-            &mut listable
+        let key = (namespace(o.kind), o.name.as_str());
+        if o.listing == Listing::Listed {
+            let at = listable.entry(key).or_default();
+            if !at.contains(&o.schema.as_str()) {
+                at.push(&o.schema);
+            }
         } else {
-            &mut unlisted
-        };
-        let at = into.entry((namespace(o.kind), &o.name)).or_default();
-        if !at.contains(&o.schema.as_str()) {
-            at.push(&o.schema);
+            unlisted
+                .entry(key)
+                .or_default()
+                .push((&o.schema, o.listing));
         }
     }
 
     let mut entries: BTreeMap<&str, Entry> = schemas.iter().map(|s| (*s, Entry::new())).collect();
-    for o in objects.iter().filter(|o| o.schema != PUBLIC && o.listable) {
+    for o in objects
+        .iter()
+        .filter(|o| o.schema != PUBLIC && o.listing == Listing::Listed)
+    {
         let at = &listable[&(namespace(o.kind), o.name.as_str())];
         if at[0] == o.schema {
             entries
@@ -237,12 +262,26 @@ pub fn render(catalog: &Catalog) -> String {
                 o.name
             ));
         } else if let Some(at) = unlisted.get(&key) {
-            public.entry(o.kind).or_default().insert(o.name.clone());
-            comments.push(format!(
-                "kept in public: {} (also in {}, not listed there)",
-                o.name,
-                at.join(", ")
-            ));
+            // A sequence owned by a table moved with it: public's is the
+            // stale copy, as for the table. Anything else unlisted (an
+            // extension's) would shadow public's on the search_path: keep
+            // the name in public.
+            if let Some((schema, _)) = at.iter().find(|(_, l)| *l == Listing::OwnedSequence) {
+                comments.push(format!(
+                    "stale copy? public.{} ({}) has the name of {schema}.{}, owned by a table there (not listed: it moves with its table)",
+                    o.name,
+                    o.kind.as_str(),
+                    o.name
+                ));
+            } else {
+                public.entry(o.kind).or_default().insert(o.name.clone());
+                let at: Vec<&str> = at.iter().map(|(s, _)| *s).collect();
+                comments.push(format!(
+                    "kept in public: {} (also in {}, where an extension owns it)",
+                    o.name,
+                    at.join(", ")
+                ));
+            }
         }
     }
 
@@ -324,11 +363,16 @@ mod tests {
     use crate::config::Config;
 
     fn obj(schema: &str, kind: ObjectKind, name: &str, listable: bool) -> CatalogObject {
+        let listing = match (listable, kind) {
+            (true, _) => Listing::Listed,
+            (false, ObjectKind::Sequence) => Listing::OwnedSequence,
+            (false, _) => Listing::Extension,
+        };
         CatalogObject {
             schema: schema.into(),
             kind,
             name: name.into(),
-            listable,
+            listing,
         }
     }
 
@@ -378,13 +422,12 @@ mod tests {
     types: [mood]
     functions: [touch]
   public:
-    sequences: [users_id_seq]
     functions: [uuid_v7]
 # skipped table saju.bad.name: `bad.name` contains a dot; list bare names under their schema
 # ambiguous: users exists in saju, shared_common; listed under saju only (first on the search_path)
 # stale copy? public.users (table) has the name of saju.users, where the map and the search_path send it
-# kept in public: users_id_seq (also in shared_common, not listed there)
-# kept in public: uuid_v7 (also in shared_common, not listed there)
+# stale copy? public.users_id_seq (sequence) has the name of shared_common.users_id_seq, owned by a table there (not listed: it moves with its table)
+# kept in public: uuid_v7 (also in shared_common, where an extension owns it)
 "
         );
     }
@@ -402,7 +445,13 @@ mod tests {
         let map = config.route("heal7").map.unwrap();
         assert_eq!(map.schema_of("users", false), Some("saju"));
         assert_eq!(map.schema_of("true", false), Some("Dream Archive"));
-        assert_eq!(map.schema_of("users_id_seq", false), Some("public"));
+        assert_eq!(map.schema_of("users_id_seq", false), None);
+        assert_eq!(map.schema_of("only_public", false), None);
+        assert_eq!(
+            db.schemas.last().unwrap().functions,
+            ["uuid_v7"],
+            "the public entry"
+        );
     }
 
     #[test]

@@ -273,6 +273,24 @@ async fn introspect_prints_every_kind_and_what_public_would_shadow() {
     )
     .await
     .unwrap();
+    // An extension's objects are not the service's: never listed, and a
+    // legacy function in public that one of them would shadow is kept there.
+    let extension = simple_value(
+        &db,
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'pgcrypto'",
+    )
+    .await
+        == "1";
+    if extension {
+        db.batch_execute(
+            "CREATE EXTENSION pgcrypto SCHEMA svc; \
+             CREATE FUNCTION public.digest(text, text) RETURNS text LANGUAGE sql AS 'SELECT $1'",
+        )
+        .await
+        .unwrap();
+    } else {
+        eprintln!("pgcrypto is not available: the extension case is not tested");
+    }
 
     let out = introspect(pg, &database).await;
     let body: String = out
@@ -280,9 +298,18 @@ async fn introspect_prints_every_kind_and_what_public_would_shadow() {
         .filter(|l| !l.starts_with("# heal7-proxy introspect:"))
         .map(|l| format!("{l}\n"))
         .collect();
+    let (public, kept) = if extension {
+        (
+            "  public:\n    functions: [digest]\n",
+            "# kept in public: digest (also in svc, where an extension owns it)\n",
+        )
+    } else {
+        ("", "")
+    };
     assert_eq!(
         body,
-        r#"schemas:
+        format!(
+            r#"schemas:
   "Other Svc":
     tables: [mood_log, notes]
     views: [item_labels]
@@ -292,13 +319,12 @@ async fn introspect_prints_every_kind_and_what_public_would_shadow() {
     sequences: [invoice_no]
     types: [mood, point2, positive, span]
     functions: [purge, touch]
-  public:
-    sequences: [items_id_seq]
-# ambiguous: item_labels exists in Other Svc, svc; listed under Other Svc only (first on the search_path)
+{public}# ambiguous: item_labels exists in Other Svc, svc; listed under Other Svc only (first on the search_path)
 # stale copy? public.items (table) has the name of svc.items, where the map and the search_path send it
-# kept in public: items_id_seq (also in svc, not listed there)
-# stale copy? public.touch (function) has the name of svc.touch, where the map and the search_path send it
-"#,
+# stale copy? public.items_id_seq (sequence) has the name of svc.items_id_seq, owned by a table there (not listed: it moves with its table)
+{kept}# stale copy? public.touch (function) has the name of svc.touch, where the map and the search_path send it
+"#
+        ),
         "{out}"
     );
     let yaml = under_database(pg, &database, &out);
@@ -310,8 +336,12 @@ async fn introspect_prints_every_kind_and_what_public_would_shadow() {
         Some("\"Other Svc\", svc, public")
     );
     let map = route.map.unwrap();
-    assert_eq!(map.schema_of("items_id_seq", false), Some("public"));
     assert_eq!(map.schema_of("invoice_no", false), Some("svc"));
+    assert_eq!(map.schema_of("items", false), Some("svc"));
+    // Owned sequences follow their table; public-only names stay unmapped.
+    assert_eq!(map.schema_of("items_id_seq", false), None);
+    assert_eq!(map.schema_of("tickets_id_seq", false), None);
+    assert_eq!(map.schema_of("only_public", false), None);
 
     // check agrees that every object is where the printed map says.
     let dir = tempfile::tempdir().unwrap();
@@ -325,7 +355,6 @@ async fn introspect_prints_every_kind_and_what_public_would_shadow() {
         "svc.touch() (function): ok, also present in public",
         "svc.invoice_no (sequence): ok",
         "svc.item_count (view): ok",
-        "public.items_id_seq (sequence): ok, also present in svc",
     ] {
         assert!(out.contains(line), "{line}: {out}");
     }
