@@ -27,9 +27,6 @@ pub struct ObjectCheck {
     pub also_in: Vec<String>,
 }
 
-/// The former name of [`ObjectCheck`], when only tables were checked.
-pub type TableCheck = ObjectCheck;
-
 impl ObjectCheck {
     pub fn status(&self) -> String {
         let missing = match &self.found_as {
