@@ -527,3 +527,36 @@ async fn respond(
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn mapping_shows_every_kind_and_the_search_paths() {
+        let config = Config::from_yaml(
+            "databases:\n  heal7:\n    schemas:\n      s: {tables: [t], views: [v], functions: [f]}\n      \
+             public: {tables: [legacy]}\n    aliases:\n      old: {default_schema: s}\n",
+            "t",
+        )
+        .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&mapping_json(&ProxyState::new(config))).unwrap();
+        let db = &json["databases"][0];
+        assert_eq!(db["schemas"]["s"], serde_json::json!(["t"]));
+        assert_eq!(
+            db["objects"]["s"],
+            serde_json::json!({"tables": ["t"], "views": ["v"], "functions": ["f"]})
+        );
+        assert_eq!(
+            db["objects"]["public"],
+            serde_json::json!({"tables": ["legacy"]})
+        );
+        assert_eq!(db["search_path"], "s, public");
+        assert_eq!(db["create_schema"], "public");
+        assert_eq!(db["public_qualified"], "rewrite");
+        assert_eq!(db["aliases"]["old"]["search_path"], "s, public");
+        assert_eq!(db["aliases"]["old"]["create_schema"], "s");
+    }
+}

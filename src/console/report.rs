@@ -386,6 +386,49 @@ mod tests {
     }
 
     #[test]
+    fn show_mapping_names_every_kind_and_each_search_path() {
+        let config = Config::from_yaml(
+            "databases:\n  heal7:\n    schemas:\n      s: {tables: [t], views: [v], sequences: [q], types: [y], functions: [f]}\n      \
+             public: {tables: [legacy]}\n    aliases:\n      old: {default_schema: s}\n  \
+             quiet:\n    mode: off\n    schemas: {a: {tables: [u]}}\n",
+            "t",
+        )
+        .unwrap();
+        let r = mapping(&ConfigStore::in_memory(config));
+        let rows: Vec<Vec<String>> = r
+            .rows
+            .iter()
+            .map(|row| {
+                [0, 1, 2, 5]
+                    .iter()
+                    .map(|&i| row[i].clone().unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        let want: Vec<Vec<String>> = [
+            ["heal7", "s", "t", ""],
+            ["heal7", "s", "v", "view"],
+            ["heal7", "s", "q", "sequence"],
+            ["heal7", "s", "y", "type"],
+            ["heal7", "s", "f", "function"],
+            [
+                "heal7",
+                "public",
+                "legacy",
+                "table kept in public for heal7 (not for its aliases)",
+            ],
+            ["heal7", "", "", "search_path s, public"],
+            ["old", "s", "", "alias of heal7: search_path s, public"],
+            ["quiet", "a", "u", ""],
+            ["quiet", "", "", "no search_path set (mode off)"],
+        ]
+        .iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+        assert_eq!(rows, want);
+    }
+
+    #[test]
     fn explain_rewrite_names_cte_and_qualified_tables() {
         let config = Config::from_yaml(
             "databases:\n  heal7:\n    schemas:\n      saju_service: {tables: [kasi_cache, users]}\n",
