@@ -93,6 +93,22 @@ CREATE TABLE crawler_service.crawl_results (job_id bigint REFERENCES crawler_ser
 CREATE TABLE admin_service.admin_users (id serial PRIMARY KEY, login text NOT NULL);
 CREATE TABLE admin_service.site_settings (key text PRIMARY KEY, value text);
 
+-- Not only tables: a view, a free sequence, a function and a type.
+CREATE VIEW shared_common.active_users AS
+    SELECT id, email, name FROM shared_common.users;
+CREATE SEQUENCE saju_service.reading_no;
+CREATE FUNCTION saju_service.pillar_of(chart_id bigint) RETURNS text
+    LANGUAGE sql STABLE
+    AS 'SELECT day_pillar FROM saju_service.saju_charts WHERE id = chart_id';
+CREATE TYPE dream_service.dream_mood AS ENUM ('good', 'bad', 'neutral');
+
+-- The crawler's own settings (not mapped) and the legacy services' settings,
+-- still in public: the map's `public` entry keeps `settings` there.
+CREATE TABLE crawler_service.settings (key text PRIMARY KEY, value text);
+INSERT INTO crawler_service.settings VALUES ('user_agent', 'heal7-crawler');
+CREATE TABLE public.settings (key text PRIMARY KEY, value text);
+INSERT INTO public.settings VALUES ('maintenance', 'off');
+
 INSERT INTO shared_common.users (email, name) VALUES
     ('alice@heal7.example', '김하늘'),
     ('bob@heal7.example', '이바다');
@@ -111,3 +127,4 @@ CREATE TABLE public.kasi_cache (solar_date date PRIMARY KEY, lunar_date text, pa
 INSERT INTO public.kasi_cache VALUES ('1999-01-01', 'STALE', '{}');
 CREATE TABLE public.dream_categories (id serial PRIMARY KEY, name text);
 INSERT INTO public.dream_categories (name) VALUES ('STALE');
+CREATE VIEW public.active_users AS SELECT id, email, name FROM public.users;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ObjectKind;
 use crate::metrics::{BUCKET_BOUNDS_US, Histogram, OUTCOME_LABELS};
 use crate::rewrite::{CacheStats, Decision};
 use crate::server::ProxyState;
@@ -159,8 +160,25 @@ fn mapping_json(state: &AdminState) -> String {
                 "upstream": format!("{}:{}", db.host, db.port),
                 "database": db.database,
                 "mode": db.mode.as_str(),
-                "schemas": db.schemas.iter().map(|(s, t)| (s.clone(), serde_json::json!(t))).collect::<serde_json::Map<_, _>>(),
-                "aliases": db.aliases.iter().map(|(a, s)| (a.clone(), serde_json::json!({"default_schema": s}))).collect::<serde_json::Map<_, _>>(),
+                // schema -> tables, as before the other kinds existed.
+                "schemas": db.schemas.iter().map(|s| (s.name.clone(), serde_json::json!(s.tables))).collect::<serde_json::Map<_, _>>(),
+                // schema -> kind -> names, every kind (`public` included).
+                "objects": db.schemas.iter().map(|s| {
+                    let kinds = ObjectKind::ALL
+                        .into_iter()
+                        .filter(|k| !s.names(*k).is_empty())
+                        .map(|k| (k.key().to_owned(), serde_json::json!(s.names(k))))
+                        .collect::<serde_json::Map<_, _>>();
+                    (s.name.clone(), serde_json::Value::Object(kinds))
+                }).collect::<serde_json::Map<_, _>>(),
+                "search_path": db.session_search_path(&db.name),
+                "public_qualified": db.public_qualified.as_str(),
+                "create_schema": db.create_schema,
+                "aliases": db.aliases.iter().map(|a| (a.name.clone(), serde_json::json!({
+                    "default_schema": a.default_schema,
+                    "search_path": db.session_search_path(&a.name),
+                    "create_schema": a.create_schema,
+                }))).collect::<serde_json::Map<_, _>>(),
             })
         })
         .collect();
@@ -520,4 +538,37 @@ async fn respond(
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn mapping_shows_every_kind_and_the_search_paths() {
+        let config = Config::from_yaml(
+            "databases:\n  heal7:\n    schemas:\n      s: {tables: [t], views: [v], functions: [f]}\n      \
+             public: {tables: [legacy]}\n    aliases:\n      old: {default_schema: s}\n",
+            "t",
+        )
+        .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&mapping_json(&ProxyState::new(config))).unwrap();
+        let db = &json["databases"][0];
+        assert_eq!(db["schemas"]["s"], serde_json::json!(["t"]));
+        assert_eq!(
+            db["objects"]["s"],
+            serde_json::json!({"tables": ["t"], "views": ["v"], "functions": ["f"]})
+        );
+        assert_eq!(
+            db["objects"]["public"],
+            serde_json::json!({"tables": ["legacy"]})
+        );
+        assert_eq!(db["search_path"], "s, public");
+        assert_eq!(db["create_schema"], "public");
+        assert_eq!(db["public_qualified"], "rewrite");
+        assert_eq!(db["aliases"]["old"]["search_path"], "s, public");
+        assert_eq!(db["aliases"]["old"]["create_schema"], "s");
+    }
 }

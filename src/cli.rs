@@ -1,4 +1,5 @@
-//! The command line: `serve`, `rewrite`, `check` and `hash-password`.
+//! The command line: `serve`, `rewrite`, `check`, `introspect` and
+//! `hash-password`.
 
 use std::path::PathBuf;
 
@@ -44,11 +45,25 @@ pub enum Command {
         #[arg(long, default_value = "on", value_parser = ["on", "off"])]
         standard_conforming_strings: String,
     },
-    /// Check that every mapped table exists where the map says, in each
-    /// upstream database (credentials from PGUSER, PGPASSWORD, PGSSLMODE).
+    /// Check that every mapped object (tables, views, sequences, types,
+    /// functions) exists where the map says, in each upstream database, and
+    /// print the search_path each client database name gets (credentials
+    /// from PGUSER, PGPASSWORD, PGSSLMODE).
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// User to connect as (overrides PGUSER).
+        #[arg(long, short)]
+        user: Option<String>,
+    },
+    /// Read a live database's catalog and print the schema map that
+    /// describes it, in the config's YAML shape (paste it under
+    /// `databases.<name>:`). Connects with PGHOST (default localhost),
+    /// PGPORT (5432), PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE.
+    Introspect {
+        /// Database to read (overrides PGDATABASE; default: the user name).
+        #[arg(long, short)]
+        database: Option<String>,
         /// User to connect as (overrides PGUSER).
         #[arg(long, short)]
         user: Option<String>,

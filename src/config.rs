@@ -155,6 +155,38 @@ struct RawDatabase {
     /// rewrite | dry_run | off: the staged cut-over switch.
     #[serde(default)]
     mode: Mode,
+    /// The search_path set on sessions of the main name (default: every
+    /// mapped schema in file order, then `public`).
+    #[serde(default)]
+    search_path: Option<Vec<String>>,
+    /// What to do with a name the client qualified with `public.`.
+    #[serde(default)]
+    public_qualified: PublicQualified,
+    /// Where objects created without a schema land (default `public`).
+    #[serde(default)]
+    create_schema: Option<String>,
+}
+
+/// What the rewriter does with `public.name` when the map sends `name`
+/// elsewhere.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublicQualified {
+    /// Send it to the mapped schema: legacy code that wrote `public.users`
+    /// meant the table that moved, not the stale copy left behind.
+    #[default]
+    Rewrite,
+    /// Send `public.name` as written (the client reads `public`'s copy).
+    Keep,
+}
+
+impl PublicQualified {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublicQualified::Rewrite => "rewrite",
+            PublicQualified::Keep => "keep",
+        }
+    }
 }
 
 /// What the proxy does with the statements of one database.
@@ -191,9 +223,22 @@ fn default_port() -> u16 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSchema {
-    /// Tables that live in this schema, named as the catalog stores them.
+    /// Tables (also partitioned and foreign ones) that live in this schema,
+    /// named as the catalog stores them.
     #[serde(default)]
     tables: Vec<String>,
+    /// Views and materialized views.
+    #[serde(default)]
+    views: Vec<String>,
+    /// Sequences not owned by a table.
+    #[serde(default)]
+    sequences: Vec<String>,
+    /// Types: enums, composites, domains, ranges.
+    #[serde(default)]
+    types: Vec<String>,
+    /// Functions and procedures, by name (all overloads).
+    #[serde(default)]
+    functions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +246,14 @@ struct RawSchema {
 struct RawAlias {
     /// Schema put first on the session's search_path.
     default_schema: String,
+    /// The search_path of this alias' sessions (default: the default
+    /// schema, the other mapped schemas in file order, then `public`).
+    #[serde(default)]
+    search_path: Option<Vec<String>>,
+    /// Where objects created without a schema land (default: the default
+    /// schema).
+    #[serde(default)]
+    create_schema: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -224,8 +277,121 @@ pub struct Config {
     /// In file order.
     pub databases: Vec<Database>,
     /// client-facing name (database key or alias) -> index into `databases`
-    /// and the alias' default schema, if it is one.
-    routes: HashMap<String, (usize, Option<String>)>,
+    /// and, for an alias, its index into that entry's `aliases`.
+    routes: HashMap<String, (usize, Option<usize>)>,
+}
+
+/// The kinds of object a schema entry lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectKind {
+    Table,
+    View,
+    Sequence,
+    Type,
+    Function,
+}
+
+impl ObjectKind {
+    /// Every kind, in the order a schema entry lists them.
+    pub const ALL: [ObjectKind; 5] = [
+        ObjectKind::Table,
+        ObjectKind::View,
+        ObjectKind::Sequence,
+        ObjectKind::Type,
+        ObjectKind::Function,
+    ];
+
+    /// The singular word for messages and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Table => "table",
+            ObjectKind::View => "view",
+            ObjectKind::Sequence => "sequence",
+            ObjectKind::Type => "type",
+            ObjectKind::Function => "function",
+        }
+    }
+
+    /// The key of a schema entry that lists this kind.
+    pub fn key(self) -> &'static str {
+        match self {
+            ObjectKind::Table => "tables",
+            ObjectKind::View => "views",
+            ObjectKind::Sequence => "sequences",
+            ObjectKind::Type => "types",
+            ObjectKind::Function => "functions",
+        }
+    }
+
+    /// Tables, views and sequences are relations: they share one namespace
+    /// per schema (pg_class) and go into the rewriter's [`SchemaMap`].
+    pub fn is_relation(self) -> bool {
+        matches!(
+            self,
+            ObjectKind::Table | ObjectKind::View | ObjectKind::Sequence
+        )
+    }
+
+    /// Names of one namespace must be unique across the map: relations
+    /// share one, types and functions have their own.
+    fn namespace(self) -> u8 {
+        match self {
+            ObjectKind::Table | ObjectKind::View | ObjectKind::Sequence => 0,
+            ObjectKind::Type => 1,
+            ObjectKind::Function => 2,
+        }
+    }
+}
+
+/// One schema entry of the map, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappedSchema {
+    pub name: String,
+    pub tables: Vec<String>,
+    pub views: Vec<String>,
+    pub sequences: Vec<String>,
+    pub types: Vec<String>,
+    pub functions: Vec<String>,
+}
+
+impl MappedSchema {
+    /// The names listed under `kind`.
+    pub fn names(&self, kind: ObjectKind) -> &[String] {
+        match kind {
+            ObjectKind::Table => &self.tables,
+            ObjectKind::View => &self.views,
+            ObjectKind::Sequence => &self.sequences,
+            ObjectKind::Type => &self.types,
+            ObjectKind::Function => &self.functions,
+        }
+    }
+
+    /// Every listed object, kinds in [`ObjectKind::ALL`] order.
+    pub fn objects(&self) -> impl Iterator<Item = (ObjectKind, &str)> {
+        ObjectKind::ALL
+            .into_iter()
+            .flat_map(move |k| self.names(k).iter().map(move |n| (k, n.as_str())))
+    }
+
+    /// The `public` entry: legacy names kept in `public` for the main name.
+    pub fn is_public(&self) -> bool {
+        self.name == PUBLIC
+    }
+}
+
+/// The schema Postgres creates in every database.
+pub const PUBLIC: &str = "public";
+
+/// A legacy database name routed to a [`Database`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub name: String,
+    /// Where names outside the map resolve first.
+    pub default_schema: String,
+    /// The search_path its sessions get in mode rewrite (unquoted names).
+    pub search_path: Vec<String>,
+    /// Where objects created without a schema land.
+    pub create_schema: String,
 }
 
 /// One upstream database and its schema map.
@@ -237,12 +403,68 @@ pub struct Database {
     pub port: u16,
     /// The upstream database name.
     pub database: String,
-    /// schema -> tables, in file order (for reports and `check`).
-    pub schemas: Vec<(String, Vec<String>)>,
+    /// The schema entries in file order (for reports and `check`),
+    /// `public`'s included.
+    pub schemas: Vec<MappedSchema>,
+    /// The relations (tables, views, sequences) of every entry, `public`'s
+    /// included: the map of sessions on the main name.
     pub map: Arc<SchemaMap>,
-    /// alias name -> default schema, in file order.
-    pub aliases: Vec<(String, String)>,
+    /// The same without the `public` entry's names, for alias sessions
+    /// (which find unmapped names in their default schema first). The same
+    /// `Arc` as `map` when there is no `public` entry.
+    pub alias_map: Arc<SchemaMap>,
+    /// The search_path of sessions on the main name in mode rewrite
+    /// (unquoted names).
+    pub search_path: Vec<String>,
+    /// What the rewriter does with `public.name` for a mapped `name`.
+    pub public_qualified: PublicQualified,
+    /// Where objects created without a schema land on the main name.
+    pub create_schema: String,
+    /// In file order.
+    pub aliases: Vec<Alias>,
     pub mode: Mode,
+}
+
+impl Database {
+    /// Types listed in the map: type name -> schema (`public`'s included).
+    pub fn types(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.schemas
+            .iter()
+            .flat_map(|s| s.types.iter().map(move |t| (t.as_str(), s.name.as_str())))
+    }
+
+    /// Functions listed in the map: function name -> schema.
+    pub fn functions(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.schemas.iter().flat_map(|s| {
+            s.functions
+                .iter()
+                .map(move |f| (f.as_str(), s.name.as_str()))
+        })
+    }
+
+    /// The search_path a session on `client_database` (this entry's name or
+    /// one of its aliases) gets, as set through the startup `options`;
+    /// `None` in modes dry_run and off, which must not change how the
+    /// server resolves names.
+    pub fn session_search_path(&self, client_database: &str) -> Option<String> {
+        if self.mode != Mode::Rewrite {
+            return None;
+        }
+        let path = match self.aliases.iter().find(|a| a.name == client_database) {
+            Some(alias) => &alias.search_path,
+            None => &self.search_path,
+        };
+        Some(render_search_path(path))
+    }
+}
+
+/// A search_path value: each schema quoted as needed, `, `-separated.
+pub fn render_search_path(schemas: &[String]) -> String {
+    schemas
+        .iter()
+        .map(|s| quote_identifier(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where a client's connection goes and how its queries are treated.
@@ -253,10 +475,25 @@ pub struct Route {
     /// Database name to put in the upstream StartupMessage.
     pub database: String,
     /// The schema map, or `None` for databases the config does not know
-    /// (forwarded unchanged, no rewriting).
+    /// (forwarded unchanged, no rewriting). The main name's map holds the
+    /// `public` entry's names; an alias' map does not.
     pub map: Option<Arc<SchemaMap>>,
-    /// For an alias: the search_path to set on the session.
+    /// The search_path to set on the session (startup `options`), already
+    /// quoted; `None` in modes dry_run and off and for unknown databases.
+    /// A session keeps the one it started with across reloads.
     pub search_path: Option<String>,
+    /// What the rewriter does with `public.name` when the map sends `name`
+    /// to another schema ([`PublicQualified::Keep`] for unknown databases,
+    /// where nothing is rewritten). Validated and exposed for the rewriter,
+    /// which does not read it yet: until it does, `public.name` is sent as
+    /// written.
+    pub public_qualified: PublicQualified,
+    /// The schema where objects created without a schema land: `public` for
+    /// a main name unless configured, the default schema for an alias.
+    /// Exposed for the rewriter, which does not read it yet: until it does,
+    /// an unqualified CREATE lands in the first schema of the session's
+    /// search_path (the first mapped schema, in mode rewrite).
+    pub create_schema: String,
     /// What to do with statements ([`Mode::Off`] for unknown databases).
     pub mode: Mode,
 }
@@ -295,16 +532,20 @@ impl Config {
     /// first entry's host and port, without rewriting.
     pub fn route(&self, client_database: &str) -> Route {
         match self.routes.get(client_database) {
-            Some((index, alias_schema)) => {
+            Some((index, alias)) => {
                 let db = &self.databases[*index];
+                let (map, create_schema) = match alias {
+                    Some(a) => (&db.alias_map, &db.aliases[*a].create_schema),
+                    None => (&db.map, &db.create_schema),
+                };
                 Route {
                     host: db.host.clone(),
                     port: db.port,
                     database: db.database.clone(),
-                    map: Some(db.map.clone()),
-                    search_path: alias_schema
-                        .as_ref()
-                        .map(|s| format!("{}, public", quote_identifier(s))),
+                    map: Some(map.clone()),
+                    search_path: db.session_search_path(client_database),
+                    public_qualified: db.public_qualified,
+                    create_schema: create_schema.clone(),
                     mode: db.mode,
                 }
             }
@@ -316,6 +557,8 @@ impl Config {
                     database: client_database.to_owned(),
                     map: None,
                     search_path: None,
+                    public_qualified: PublicQualified::Keep,
+                    create_schema: PUBLIC.to_owned(),
                     mode: Mode::Off,
                 }
             }
@@ -382,7 +625,7 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
         ));
     }
 
-    let mut routes: HashMap<String, (usize, Option<String>)> = HashMap::new();
+    let mut routes: HashMap<String, (usize, Option<usize>)> = HashMap::new();
     for name in raw.databases.keys() {
         check_name(name).map_err(|m| invalid(format!("databases.{name}"), m))?;
         if name == crate::console::DATABASE {
@@ -409,31 +652,100 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
         let database = db.database.unwrap_or_else(|| name.clone());
         check_name(&database).map_err(|m| invalid(format!("{key}.database"), m))?;
 
-        let mut table_schema: HashMap<&str, &str> = HashMap::new();
+        // name -> (schema, kind) per namespace: relations share one.
+        let mut listed: [HashMap<&str, (&str, ObjectKind)>; 3] = Default::default();
+        let mut schemas = Vec::with_capacity(db.schemas.len());
         for (schema, s) in &db.schemas {
             check_name(schema).map_err(|m| invalid(format!("{key}.schemas.{schema}"), m))?;
-            for table in &s.tables {
-                let tkey = format!("{key}.schemas.{schema}.tables");
-                check_name(table).map_err(|m| invalid(tkey.clone(), format!("`{table}`: {m}")))?;
-                if let Some(other) = table_schema.insert(table, schema) {
-                    let message = if other == schema {
-                        format!("table `{table}` is listed twice")
-                    } else {
-                        format!("table `{table}` is already listed under schema `{other}`")
+            let entry = MappedSchema {
+                name: schema.clone(),
+                tables: s.tables.clone(),
+                views: s.views.clone(),
+                sequences: s.sequences.clone(),
+                types: s.types.clone(),
+                functions: s.functions.clone(),
+            };
+            schemas.push(entry);
+        }
+        for entry in &schemas {
+            let schema = entry.name.as_str();
+            for (kind, name) in entry.objects() {
+                let okey = format!("{key}.schemas.{schema}.{}", kind.key());
+                check_name(name).map_err(|m| invalid(okey.clone(), format!("`{name}`: {m}")))?;
+                let namespace = &mut listed[kind.namespace() as usize];
+                if let Some((other, other_kind)) = namespace.insert(name, (schema, kind)) {
+                    let what = kind.as_str();
+                    let message = match (other == schema, other_kind == kind) {
+                        (true, true) => format!("{what} `{name}` is listed twice"),
+                        (true, false) => format!(
+                            "{what} `{name}` is already listed as a {} (tables, views and sequences share one namespace)",
+                            other_kind.as_str()
+                        ),
+                        (false, true) => {
+                            format!("{what} `{name}` is already listed under schema `{other}`")
+                        }
+                        (false, false) => format!(
+                            "{what} `{name}` is already listed under schema `{other}` as a {} (tables, views and sequences share one namespace)",
+                            other_kind.as_str()
+                        ),
                     };
-                    return Err(invalid(tkey, message));
+                    return Err(invalid(okey, message));
                 }
             }
         }
-        let map = SchemaMap::new(
-            table_schema
+        let relations = |with_public: bool| {
+            schemas
                 .iter()
-                .map(|(t, s)| (s.to_string(), t.to_string())),
-        );
-        let map = match proxy.rewrite_cache_bytes {
-            Some(bytes) => map.with_cache_bytes(bytes),
-            None => map,
+                .filter(|s| with_public || !s.is_public())
+                .flat_map(|s| {
+                    ObjectKind::ALL
+                        .into_iter()
+                        .filter(|k| k.is_relation())
+                        .flat_map(|k| s.names(k).iter().map(|n| (s.name.clone(), n.clone())))
+                })
+                .collect::<Vec<_>>()
         };
+        let new_map = |pairs: Vec<(String, String)>| {
+            let map = SchemaMap::new(pairs);
+            Arc::new(match proxy.rewrite_cache_bytes {
+                Some(bytes) => map.with_cache_bytes(bytes),
+                None => map,
+            })
+        };
+        let map = new_map(relations(true));
+        let has_public_relations = schemas
+            .iter()
+            .any(|s| s.is_public() && s.objects().any(|(k, _)| k.is_relation()));
+        // Aliases resolve unmapped names in their default schema first, so
+        // the names kept in `public` for the main name do not apply; a
+        // second map (with its own cache) only when it differs.
+        let alias_map = if has_public_relations {
+            new_map(relations(false))
+        } else {
+            map.clone()
+        };
+        let mapped_schemas: Vec<String> = schemas
+            .iter()
+            .filter(|s| !s.is_public())
+            .map(|s| s.name.clone())
+            .collect();
+
+        let search_path = match &db.search_path {
+            Some(path) => check_search_path(path, &format!("{key}.search_path"), &invalid)?,
+            None => mapped_schemas
+                .iter()
+                .cloned()
+                .chain([PUBLIC.to_owned()])
+                .collect(),
+        };
+        let create_schema = db.create_schema.clone().unwrap_or_else(|| PUBLIC.into());
+        check_create_schema(
+            &create_schema,
+            &schemas,
+            &search_path,
+            &format!("{key}.create_schema"),
+            &invalid,
+        )?;
 
         let mut aliases = Vec::new();
         for (alias, a) in &db.aliases {
@@ -466,8 +778,36 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
                     ),
                 ));
             }
-            routes.insert(alias.clone(), (index, Some(a.default_schema.clone())));
-            aliases.push((alias.clone(), a.default_schema.clone()));
+            let search_path = match &a.search_path {
+                Some(path) => check_search_path(path, &format!("{akey}.search_path"), &invalid)?,
+                None => {
+                    let mut path = vec![a.default_schema.clone()];
+                    for s in mapped_schemas.iter().chain([&PUBLIC.to_owned()]) {
+                        if !path.contains(s) {
+                            path.push(s.clone());
+                        }
+                    }
+                    path
+                }
+            };
+            let create_schema = a
+                .create_schema
+                .clone()
+                .unwrap_or_else(|| a.default_schema.clone());
+            check_create_schema(
+                &create_schema,
+                &schemas,
+                &search_path,
+                &format!("{akey}.create_schema"),
+                &invalid,
+            )?;
+            routes.insert(alias.clone(), (index, Some(aliases.len())));
+            aliases.push(Alias {
+                name: alias.clone(),
+                default_schema: a.default_schema.clone(),
+                search_path,
+                create_schema,
+            });
         }
 
         databases.push(Database {
@@ -475,12 +815,12 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
             host: db.host,
             port: db.port,
             database,
-            schemas: db
-                .schemas
-                .iter()
-                .map(|(s, t)| (s.clone(), t.tables.clone()))
-                .collect(),
-            map: Arc::new(map),
+            schemas,
+            map,
+            alias_map,
+            search_path,
+            public_qualified: db.public_qualified,
+            create_schema,
             aliases,
             mode: db.mode,
         });
@@ -505,6 +845,54 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
     })
 }
 
+/// A configured search_path: valid names (`$user` included), no repeats,
+/// not empty.
+fn check_search_path(
+    path: &[String],
+    key: &str,
+    invalid: &impl Fn(String, String) -> ConfigError,
+) -> Result<Vec<String>, ConfigError> {
+    if path.is_empty() {
+        return Err(invalid(
+            key.to_owned(),
+            "must list at least one schema (leave it out for the default)".into(),
+        ));
+    }
+    for (i, schema) in path.iter().enumerate() {
+        check_name(schema).map_err(|m| invalid(key.to_owned(), m))?;
+        if path[..i].contains(schema) {
+            return Err(invalid(
+                key.to_owned(),
+                format!("schema `{schema}` is listed twice"),
+            ));
+        }
+    }
+    Ok(path.to_vec())
+}
+
+/// `create_schema` must be a schema the proxy knows of: `public`, a mapped
+/// schema, or one on the session's search_path.
+fn check_create_schema(
+    schema: &str,
+    schemas: &[MappedSchema],
+    search_path: &[String],
+    key: &str,
+    invalid: &impl Fn(String, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    check_name(schema).map_err(|m| invalid(key.to_owned(), m))?;
+    if schema == PUBLIC
+        || schemas.iter().any(|s| s.name == schema)
+        || search_path.iter().any(|s| s == schema)
+    {
+        Ok(())
+    } else {
+        Err(invalid(
+            key.to_owned(),
+            format!("schema `{schema}` is neither public, a mapped schema nor on the search_path"),
+        ))
+    }
+}
+
 fn looks_like_host_port(s: &str) -> bool {
     match s.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
@@ -515,7 +903,7 @@ fn looks_like_host_port(s: &str) -> bool {
 /// A name the catalog can hold: non-empty, at most 63 bytes, no control
 /// characters, no surrounding blanks, and no dot (a dot means someone wrote
 /// `schema.table` where a bare name belongs).
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("name must not be empty".into());
     }
@@ -576,7 +964,12 @@ databases:
         assert_eq!(c.on_parse_error, OnParseError::Tokens);
         let r = c.route("heal7");
         assert_eq!(r.database, "heal7");
-        assert!(r.search_path.is_none());
+        assert_eq!(
+            r.search_path.as_deref(),
+            Some("shared_common, saju_service, public")
+        );
+        assert_eq!(r.create_schema, "public");
+        assert_eq!(r.public_qualified, PublicQualified::Rewrite);
         let map = r.map.unwrap();
         assert_eq!(map.schema_of("users", false), Some("shared_common"));
         assert_eq!(map.schema_of("USERS", false), Some("shared_common"));
@@ -584,13 +977,196 @@ databases:
 
         let alias = c.route("heal7_saju");
         assert_eq!(alias.database, "heal7");
-        assert_eq!(alias.search_path.as_deref(), Some("saju_service, public"));
+        assert_eq!(
+            alias.search_path.as_deref(),
+            Some("saju_service, shared_common, public")
+        );
+        assert_eq!(alias.create_schema, "saju_service");
         assert!(alias.map.is_some());
 
         let other = c.route("postgres");
         assert_eq!(other.database, "postgres");
         assert!(other.map.is_none());
+        assert!(other.search_path.is_none());
         assert_eq!(other.upstream_addr(), "127.0.0.1:5432");
+    }
+
+    const KINDS: &str = r#"
+databases:
+  heal7:
+    schemas:
+      shared_common:
+        tables: [users]
+        views: [active_users]
+        sequences: [invoice_no]
+        types: [mood]
+        functions: [touch_user]
+      "Dream Archive": {tables: [old_dreams], types: [users]}
+      public:
+        tables: [legacy_fortunes]
+        functions: [touch_user_legacy]
+    aliases:
+      heal7_saju: {default_schema: "Dream Archive"}
+"#;
+
+    #[test]
+    fn every_kind_is_mapped_and_relations_reach_the_rewriter() {
+        let c = Config::from_yaml(KINDS, "test.yaml").unwrap();
+        let db = &c.databases[0];
+        let main = c.route("heal7").map.unwrap();
+        for name in ["users", "active_users", "invoice_no"] {
+            assert_eq!(main.schema_of(name, false), Some("shared_common"), "{name}");
+        }
+        assert_eq!(main.schema_of("legacy_fortunes", false), Some("public"));
+        // Types and functions stay out of the rewriter's map, for now.
+        assert_eq!(main.schema_of("mood", false), None);
+        assert_eq!(main.schema_of("touch_user", false), None);
+        assert_eq!(main.len(), 5);
+        assert_eq!(
+            db.types().collect::<Vec<_>>(),
+            [("mood", "shared_common"), ("users", "Dream Archive")]
+        );
+        assert_eq!(
+            db.functions().collect::<Vec<_>>(),
+            [
+                ("touch_user", "shared_common"),
+                ("touch_user_legacy", "public")
+            ]
+        );
+        assert_eq!(db.schemas[0].views, ["active_users"]);
+        assert!(db.schemas[2].is_public());
+    }
+
+    #[test]
+    fn public_entries_apply_to_the_main_name_only() {
+        let c = Config::from_yaml(KINDS, "test.yaml").unwrap();
+        let main = c.route("heal7");
+        let alias = c.route("heal7_saju");
+        let (main_map, alias_map) = (main.map.unwrap(), alias.map.unwrap());
+        assert!(!Arc::ptr_eq(&main_map, &alias_map));
+        assert_eq!(alias_map.schema_of("legacy_fortunes", false), None);
+        assert_eq!(alias_map.schema_of("users", false), Some("shared_common"));
+        assert_eq!(alias_map.len(), 4);
+        // Without a `public` entry both routes share one map and its cache.
+        let c = Config::from_yaml(EXAMPLE, "test.yaml").unwrap();
+        assert!(Arc::ptr_eq(
+            &c.route("heal7").map.unwrap(),
+            &c.route("heal7_saju").map.unwrap()
+        ));
+        // Each map honours the configured cache bound.
+        let c = Config::from_yaml(
+            &format!("proxy: {{rewrite_cache_bytes: 2048}}\n{KINDS}"),
+            "test.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.databases[0].map.cache_stats().limit, 2048);
+        assert_eq!(c.databases[0].alias_map.cache_stats().limit, 2048);
+    }
+
+    #[test]
+    fn default_search_paths_put_mapped_schemas_before_public() {
+        let c = Config::from_yaml(KINDS, "test.yaml").unwrap();
+        assert_eq!(
+            c.route("heal7").search_path.as_deref(),
+            Some("shared_common, \"Dream Archive\", public")
+        );
+        assert_eq!(
+            c.route("heal7_saju").search_path.as_deref(),
+            Some("\"Dream Archive\", shared_common, public")
+        );
+        assert_eq!(c.route("heal7_saju").create_schema, "Dream Archive");
+        assert_eq!(
+            c.databases[0].search_path,
+            ["shared_common", "Dream Archive", "public"]
+        );
+    }
+
+    #[test]
+    fn configured_search_path_create_schema_and_public_qualified() {
+        let c = Config::from_yaml(
+            "databases:\n  heal7:\n    schemas: {a: {tables: [t]}, b: {tables: [u]}}\n    \
+             search_path: [b, \"$user\", public]\n    create_schema: a\n    public_qualified: keep\n    \
+             aliases:\n      old: {default_schema: a, search_path: [a], create_schema: b}\n",
+            "test.yaml",
+        )
+        .unwrap();
+        let r = c.route("heal7");
+        assert_eq!(r.search_path.as_deref(), Some("b, \"$user\", public"));
+        assert_eq!(r.create_schema, "a");
+        assert_eq!(r.public_qualified, PublicQualified::Keep);
+        let r = c.route("old");
+        assert_eq!(r.search_path.as_deref(), Some("a"));
+        assert_eq!(r.create_schema, "b");
+        assert_eq!(r.public_qualified, PublicQualified::Keep);
+
+        for (bad, what) in [
+            ("search_path: []", "at least one schema"),
+            ("search_path: [a, a]", "listed twice"),
+            ("search_path: [\"a.b\"]", "contains a dot"),
+            ("create_schema: nowhere", "neither public"),
+            ("public_qualified: always", "unknown variant `always`"),
+        ] {
+            let msg = err(&format!(
+                "databases:\n  heal7:\n    schemas: {{a: {{tables: [t]}}}}\n    {bad}\n"
+            ));
+            assert!(msg.contains(what), "{bad}: {msg}");
+        }
+        let msg = err(
+            "databases:\n  heal7:\n    schemas: {a: {tables: [t]}}\n    aliases:\n      old: {default_schema: a, create_schema: z}\n",
+        );
+        assert!(
+            msg.contains("databases.heal7.aliases.old.create_schema"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn dry_run_and_off_set_no_search_path() {
+        for mode in ["dry_run", "off"] {
+            let c = Config::from_yaml(
+                &KINDS.replace("    aliases:", &format!("    mode: {mode}\n    aliases:")),
+                "t",
+            )
+            .unwrap();
+            assert_eq!(c.databases[0].mode.as_str(), mode);
+            assert!(c.route("heal7").search_path.is_none(), "{mode}");
+            assert!(c.route("heal7_saju").search_path.is_none(), "{mode}");
+        }
+    }
+
+    #[test]
+    fn a_relation_name_is_unique_across_kinds_and_schemas() {
+        let msg = err(
+            "databases:\n  heal7:\n    schemas:\n      a: {tables: [users]}\n      b: {views: [users]}\n",
+        );
+        assert!(msg.contains("databases.heal7.schemas.b.views"), "{msg}");
+        assert!(
+            msg.contains("view `users` is already listed under schema `a` as a table"),
+            "{msg}"
+        );
+        let msg =
+            err("databases:\n  heal7:\n    schemas:\n      a: {tables: [s], sequences: [s]}\n");
+        assert!(msg.contains("databases.heal7.schemas.a.sequences"), "{msg}");
+        assert!(msg.contains("already listed as a table"), "{msg}");
+        let msg = err(
+            "databases:\n  heal7:\n    schemas:\n      a: {tables: [users]}\n      public: {tables: [users]}\n",
+        );
+        assert!(
+            msg.contains("databases.heal7.schemas.public.tables"),
+            "{msg}"
+        );
+        let msg = err(
+            "databases:\n  heal7:\n    schemas:\n      a: {functions: [f]}\n      b: {functions: [f]}\n",
+        );
+        assert!(msg.contains("databases.heal7.schemas.b.functions"), "{msg}");
+        let msg = err("databases:\n  heal7:\n    schemas:\n      a: {types: [\"x.y\"]}\n");
+        assert!(msg.contains("databases.heal7.schemas.a.types"), "{msg}");
+        // Separate namespaces: a type, a function and a table may share a name.
+        Config::from_yaml(
+            "databases:\n  heal7:\n    schemas:\n      a: {tables: [x]}\n      b: {types: [x], functions: [x]}\n",
+            "t",
+        )
+        .unwrap();
     }
 
     #[test]

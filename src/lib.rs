@@ -15,6 +15,8 @@
 //!   the shared state; never an upstream.
 //! - [`clients`]: the registry of live sessions the console lists.
 //! - [`server`]: the accept loop, cancel-key registry, shutdown.
+//! - [`check`], [`introspect`]: the catalog side of the map (is every
+//!   mapped object where the map says; what map describes a database).
 //! - [`error`]: per-layer errors and their SQLSTATEs.
 #![forbid(unsafe_code)]
 
@@ -25,6 +27,7 @@ pub mod clients;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod introspect;
 pub mod metrics;
 pub mod protocol;
 pub mod reload;

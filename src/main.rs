@@ -74,6 +74,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(check(config, user))
         }
+        Command::Introspect { database, user } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(introspect(database, user))
+        }
         Command::HashPassword => {
             let password = read_password()?;
             println!("{}", heal7_proxy::console::scram::hash_password(&password));
@@ -219,6 +223,32 @@ fn rewrite(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `introspect`: the catalog of one database as a schema map on stdout.
+async fn introspect(database: Option<String>, user: Option<String>) -> anyhow::Result<ExitCode> {
+    let credentials = Credentials::from_env(user);
+    let host = std::env::var("PGHOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let port = match std::env::var("PGPORT").ok().filter(|p| !p.is_empty()) {
+        Some(p) => p
+            .trim()
+            .parse::<u16>()
+            .context("PGPORT must be a port number")?,
+        None => 5432,
+    };
+    let database = database
+        .or_else(|| std::env::var("PGDATABASE").ok().filter(|d| !d.is_empty()))
+        .unwrap_or_else(|| credentials.effective_user());
+    let catalog =
+        heal7_proxy::introspect::read_catalog(&host, port, &database, &credentials).await?;
+    println!(
+        "# heal7-proxy introspect: {database} on {host}:{port}; paste under databases.<name>:"
+    );
+    print!("{}", heal7_proxy::introspect::render(&catalog));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The password for `hash-password`: one line from stdin; on a terminal,
 /// prompted for with echo off (stty, so no unsafe termios code here).
 fn read_password() -> anyhow::Result<Vec<u8>> {
@@ -256,11 +286,27 @@ async fn check(config: Config, user: Option<String>) -> anyhow::Result<ExitCode>
     let credentials = Credentials::from_env(user);
     let mut all_ok = true;
     for db in &config.databases {
+        // What string and catalog lookups (`'users'::regclass`, psql's \d)
+        // resolve through, per name a client connects with.
+        let names = std::iter::once((db.name.as_str(), String::new())).chain(
+            db.aliases
+                .iter()
+                .map(|a| (a.name.as_str(), format!(" (alias of {})", db.name))),
+        );
+        for (name, what) in names {
+            match config.route(name).search_path {
+                Some(path) => println!("{name}{what} search_path: {path}"),
+                None => println!(
+                    "{name}{what} search_path: not set (mode {}): the server's default",
+                    db.mode.as_str()
+                ),
+            }
+        }
         match check_database(db, &credentials).await {
-            Ok(tables) => {
-                for t in tables {
-                    all_ok &= t.present;
-                    println!("{} {}.{}: {}", db.name, t.schema, t.table, t.status());
+            Ok(objects) => {
+                for o in objects {
+                    all_ok &= o.present;
+                    println!("{} {}: {}", db.name, o.label(), o.status());
                 }
             }
             Err(e) => {

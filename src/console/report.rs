@@ -20,34 +20,59 @@ fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
 }
 
-/// `SHOW MAPPING`: one row per mapped table, one per alias, and a last row
-/// naming the last refused reload while it stands.
+/// `SHOW MAPPING`: one row per mapped object (the note names the kind of
+/// anything but a table, and marks the names kept in `public` for the main
+/// name), one row per client database name with the search_path its
+/// sessions get, and a last row naming the last refused reload while it
+/// stands.
 pub fn mapping(store: &ConfigStore) -> ResultSet {
     let snap = store.load_full();
     let mut rows = Vec::new();
     for db in &snap.databases {
-        for (schema, tables) in &db.schemas {
-            for table in tables {
+        for schema in &db.schemas {
+            for (kind, name) in schema.objects() {
+                let note = match (schema.is_public(), kind) {
+                    (true, _) => Some(format!(
+                        "{} kept in public for {} (not for its aliases)",
+                        kind.as_str(),
+                        db.name
+                    )),
+                    (false, crate::config::ObjectKind::Table) => None,
+                    (false, kind) => s(kind.as_str()),
+                };
                 rows.push(vec![
                     s(&db.name),
-                    s(schema),
-                    s(table),
+                    s(&schema.name),
+                    s(name),
                     s(db.mode.as_str()),
                     s(snap.generation),
-                    None,
+                    note,
                 ]);
             }
         }
-        for (alias, schema) in &db.aliases {
+        let search_path = |name: &str| match db.session_search_path(name) {
+            Some(path) => format!("search_path {path}"),
+            None => format!("no search_path set (mode {})", db.mode.as_str()),
+        };
+        rows.push(vec![
+            s(&db.name),
+            None,
+            None,
+            s(db.mode.as_str()),
+            s(snap.generation),
+            s(search_path(&db.name)),
+        ]);
+        for alias in &db.aliases {
             rows.push(vec![
-                s(alias),
-                s(schema),
+                s(&alias.name),
+                s(&alias.default_schema),
                 None,
                 s(db.mode.as_str()),
                 s(snap.generation),
                 s(format!(
-                    "alias of {}: search_path {schema}, public",
-                    db.name
+                    "alias of {}: {}",
+                    db.name,
+                    search_path(&alias.name)
                 )),
             ]);
         }
@@ -346,6 +371,49 @@ mod tests {
         assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00+00");
         let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096); // leap day
         assert_eq!(utc(t), "2024-02-29 12:34:56+00");
+    }
+
+    #[test]
+    fn show_mapping_names_every_kind_and_each_search_path() {
+        let config = Config::from_yaml(
+            "databases:\n  heal7:\n    schemas:\n      s: {tables: [t], views: [v], sequences: [q], types: [y], functions: [f]}\n      \
+             public: {tables: [legacy]}\n    aliases:\n      old: {default_schema: s}\n  \
+             quiet:\n    mode: off\n    schemas: {a: {tables: [u]}}\n",
+            "t",
+        )
+        .unwrap();
+        let r = mapping(&ConfigStore::in_memory(config));
+        let rows: Vec<Vec<String>> = r
+            .rows
+            .iter()
+            .map(|row| {
+                [0, 1, 2, 5]
+                    .iter()
+                    .map(|&i| row[i].clone().unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        let want: Vec<Vec<String>> = [
+            ["heal7", "s", "t", ""],
+            ["heal7", "s", "v", "view"],
+            ["heal7", "s", "q", "sequence"],
+            ["heal7", "s", "y", "type"],
+            ["heal7", "s", "f", "function"],
+            [
+                "heal7",
+                "public",
+                "legacy",
+                "table kept in public for heal7 (not for its aliases)",
+            ],
+            ["heal7", "", "", "search_path s, public"],
+            ["old", "s", "", "alias of heal7: search_path s, public"],
+            ["quiet", "a", "u", ""],
+            ["quiet", "", "", "no search_path set (mode off)"],
+        ]
+        .iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+        assert_eq!(rows, want);
     }
 
     #[test]

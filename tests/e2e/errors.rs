@@ -173,12 +173,18 @@ async fn reject_policy_answers_0a000_and_keeps_the_session_usable() {
 async fn passthrough_policy_forwards_unparsable_statements_unchanged() {
     let proxy = start_proxy("passthrough").await;
     let c = proxy.connect("heal7").await;
-    // Forwarded as written: the server resolves the bare name by search_path
-    // and reads the stale copy, which is what passthrough means.
+    // Forwarded as written: the server resolves the bare name by the
+    // session's search_path, which puts the mapped schemas before public,
+    // so a mapped name still reads the moved table...
     let rows = simple_rows(&c, "TABLE users").await;
     let mut names: Vec<String> = rows.into_iter().map(|r| r[1].clone().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["STALE-alice", "STALE-bob", "김민수"]);
+    assert_eq!(names, ["fresh-alice", "fresh-bob", "김민수"]);
+    // ...but a name the map pins to public is not qualified either: it
+    // reads what the search_path finds first (saju_service's copy), which is
+    // what passthrough means.
+    let rows = simple_rows(&c, "TABLE legacy_fortunes").await;
+    assert_eq!(rows[0][1].as_deref(), Some("fresh-fortune"));
     // Parsable statements are still rewritten.
     assert_eq!(
         simple_value(&c, "SELECT name FROM users WHERE id = 1").await,

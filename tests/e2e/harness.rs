@@ -434,12 +434,17 @@ impl Pg {
 }
 
 /// The schema map every test proxy uses (the example config's shape plus a
-/// schema whose name needs quoting).
+/// schema whose name needs quoting). `legacy_fortunes` is not mapped: it
+/// exists in saju_service and in public, and a session on `heal7` must keep
+/// reading public's copy (as before the move) although its search_path puts
+/// saju_service first, so the `public` entry pins it there; the alias
+/// `heal7_saju` reads saju_service's.
 pub const SCHEMAS_YAML: &str = r#"    schemas:
       shared_common: {tables: [users, attachments]}
       saju_service: {tables: [saju_charts, kasi_cache]}
       dream_service: {tables: [dream_categories, dream_interpretations]}
       "Dream Archive": {tables: [old_dreams]}
+      public: {tables: [legacy_fortunes]}
     aliases:
       heal7_saju: {default_schema: saju_service}
 "#;

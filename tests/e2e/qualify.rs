@@ -578,8 +578,9 @@ async fn owned_by_and_cluster_reach_the_mapped_table() {
     .unwrap();
     let owner = simple_value(
         &c,
-        "SELECT refobjid::regclass::text FROM pg_depend \
-         WHERE objid = 'shared_common.e2e_owned_seq'::regclass AND deptype = 'a'",
+        "SELECT n.nspname || '.' || c.relname FROM pg_depend d \
+         JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE d.objid = 'shared_common.e2e_owned_seq'::regclass AND d.deptype = 'a'",
     )
     .await;
     assert_eq!(owner, "shared_common.users");

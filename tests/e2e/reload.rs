@@ -18,18 +18,21 @@ use crate::harness::{Pg, connect, pg, pg_started, simple_value, wait_until};
 const BIN: &str = env!("CARGO_BIN_EXE_heal7-proxy");
 const READ_USER_1: &str = "SELECT name FROM users WHERE id = 1";
 
-/// A config whose map does (`users_mapped`) or does not list `users`.
+/// A config whose map sends `users` to shared_common (`users_mapped`) or
+/// keeps it in public, where it was before the move (the `public` entry: the
+/// session's search_path puts shared_common first, so a name merely left out
+/// of the map would find shared_common's table).
 fn yaml(pg: &Pg, listen: &str, admin: Option<&str>, users_mapped: bool, mode: &str) -> String {
-    let tables = if users_mapped {
-        "users, attachments"
+    let schemas = if users_mapped {
+        "      shared_common: {tables: [users, attachments]}\n"
     } else {
-        "attachments"
+        "      shared_common: {tables: [attachments]}\n      public: {tables: [users]}\n"
     };
     let admin = admin
         .map(|a| format!("  admin_listen: {a}\n"))
         .unwrap_or_default();
     format!(
-        "proxy:\n  listen: {listen}\n{admin}databases:\n  heal7:\n    host: {host}\n    port: {port}\n    mode: {mode}\n    schemas:\n      shared_common: {{tables: [{tables}]}}\n",
+        "proxy:\n  listen: {listen}\n{admin}databases:\n  heal7:\n    host: {host}\n    port: {port}\n    mode: {mode}\n    schemas:\n{schemas}",
         host = pg.host,
         port = pg.port,
     )
@@ -135,7 +138,7 @@ fn replace_file(path: &std::path::Path, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_change_reaches_an_open_connection_at_its_next_statement() {
     let (proxy, client) = reloadable(false, "rewrite", true).await;
-    // Not mapped yet: the bare name reads the stale copy in public.
+    // Not moved yet: the bare name reads the copy in public.
     assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
 
     let written = Instant::now();
@@ -237,7 +240,24 @@ async fn mode_off_is_the_rollback_without_a_restart() {
     assert_eq!(simple_value(&client, READ_USER_1).await, "fresh-alice");
     proxy.write_config(true, "off");
     proxy.store.reload().unwrap();
-    assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+    // New sessions get no search_path: the server resolves as without the
+    // proxy, so the bare name reads public's copy.
+    let fresh_session = connect(&client_config(proxy.addr.port())).await.unwrap();
+    assert_eq!(
+        simple_value(&fresh_session, READ_USER_1).await,
+        "STALE-alice"
+    );
+    assert_eq!(
+        simple_value(&fresh_session, "SHOW search_path").await,
+        "\"$user\", public"
+    );
+    // An open session is no longer rewritten, but keeps the search_path it
+    // started with (a startup parameter): its bare name finds shared_common.
+    assert_eq!(
+        simple_value(&client, "SHOW search_path").await,
+        "shared_common, public"
+    );
+    assert_eq!(simple_value(&client, READ_USER_1).await, "fresh-alice");
     let before = proxy
         .state
         .metrics

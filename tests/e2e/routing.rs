@@ -1,20 +1,23 @@
 //! Routing by the database name the client connects with: a mapped
-//! database, an alias with its search_path, an unknown name forwarded
-//! unchanged, and an unreachable upstream.
+//! database and an alias, each with its search_path, an unknown name
+//! forwarded unchanged, and an unreachable upstream.
 
 use crate::harness::{
-    connect, simple_value, sqlstate, start_proxy, start_proxy_yaml, try_simple_rows,
-    yaml_for_upstream,
+    connect, pg, proxy_yaml, psql, simple_value, sqlstate, start_proxy, start_proxy_yaml,
+    try_simple_rows, unique, yaml_for_upstream,
 };
+
+/// The search_path of sessions on `heal7`: the mapped schemas in file
+/// order, then public.
+const MAIN_PATH: &str = "shared_common, saju_service, dream_service, \"Dream Archive\", public";
+/// The alias': its default schema, the other mapped schemas, then public.
+const ALIAS_PATH: &str = "saju_service, shared_common, dream_service, \"Dream Archive\", public";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alias_gets_its_search_path_and_the_same_map() {
     let proxy = start_proxy("tokens").await;
     let c = proxy.connect("heal7_saju").await;
-    assert_eq!(
-        simple_value(&c, "SHOW search_path").await,
-        "saju_service, public"
-    );
+    assert_eq!(simple_value(&c, "SHOW search_path").await, ALIAS_PATH);
     assert_eq!(simple_value(&c, "SELECT current_database()").await, "heal7");
     // Not in the map: found through the search_path, saju_service first.
     assert_eq!(
@@ -33,13 +36,149 @@ async fn alias_gets_its_search_path_and_the_same_map() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn database_key_session_keeps_the_default_search_path() {
+async fn database_key_session_gets_the_mapped_schemas_before_public() {
     let proxy = start_proxy("tokens").await;
     let c = proxy.connect("heal7").await;
+    assert_eq!(simple_value(&c, "SHOW search_path").await, MAIN_PATH);
+    // Mapped names are qualified whatever the search_path says.
     assert_eq!(
-        simple_value(&c, "SHOW search_path").await,
-        "\"$user\", public"
+        simple_value(&c, "SELECT name FROM users WHERE id = 1").await,
+        "fresh-alice"
     );
+}
+
+/// `legacy_fortunes` is in no service's map: on `heal7` it reads public's
+/// copy as it did before the move (the `public` entry), although
+/// saju_service, which also has one, is earlier on the search_path; on the
+/// alias it reads the alias' default schema, as in the old database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmapped_legacy_name_reads_public_on_the_main_name_and_the_default_schema_on_the_alias()
+{
+    let proxy = start_proxy("tokens").await;
+    let main = proxy.connect("heal7").await;
+    let alias = proxy.connect("heal7_saju").await;
+    let sql = "SELECT label FROM legacy_fortunes WHERE id = 1";
+    assert_eq!(simple_value(&main, sql).await, "STALE-fortune");
+    assert_eq!(simple_value(&alias, sql).await, "fresh-fortune");
+    // The extended protocol takes the same path.
+    let row = main
+        .query_one("SELECT label FROM legacy_fortunes WHERE id = $1", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "STALE-fortune");
+    let row = alias
+        .query_one("SELECT label FROM legacy_fortunes WHERE id = $1", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "fresh-fortune");
+}
+
+/// Names in string literals and catalog lookups are never rewritten: they
+/// resolve through the search_path, which must find the moved objects, not
+/// the stale copies left in public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_and_catalog_lookups_resolve_to_the_moved_schema() {
+    let pg = pg().await;
+    let direct = pg.direct("heal7").await;
+    let seq = unique("e2e_lookup_seq");
+    // Not in the map, and a stale same-named one in public.
+    direct
+        .batch_execute(&format!(
+            "CREATE SEQUENCE shared_common.{seq} START 1; \
+             CREATE SEQUENCE public.{seq} START 1000; \
+             GRANT USAGE, SELECT ON SEQUENCE shared_common.{seq}, public.{seq} TO PUBLIC"
+        ))
+        .await
+        .unwrap();
+    let proxy = start_proxy("tokens").await;
+    for database in ["heal7", "heal7_saju"] {
+        let c = proxy.connect(database).await;
+        // shared_common's counts from 1, public's from 1000.
+        let next: i64 = simple_value(&c, &format!("SELECT nextval('{seq}')"))
+            .await
+            .parse()
+            .unwrap();
+        assert!(next < 1000, "{database}: nextval reached public's copy");
+        assert_eq!(
+            simple_value(
+                &c,
+                &format!("SELECT '{seq}'::regclass = 'shared_common.{seq}'::regclass")
+            )
+            .await,
+            "t",
+            "{database}"
+        );
+        for check in [
+            "SELECT 'users'::regclass = 'shared_common.users'::regclass",
+            "SELECT to_regclass('users') = 'shared_common.users'::regclass",
+            // What SQLAlchemy's reflection and psql's \dt rely on.
+            "SELECT pg_table_is_visible('shared_common.users'::regclass)",
+            "SELECT NOT pg_table_is_visible('public.users'::regclass)",
+        ] {
+            assert_eq!(simple_value(&c, check).await, "t", "{database}: {check}");
+        }
+        // The extended protocol too.
+        let row = c
+            .query_one(
+                "SELECT $1::text::regclass = 'shared_common.users'::regclass",
+                &[&"users"],
+            )
+            .await
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "{database}");
+    }
+    direct
+        .batch_execute(&format!(
+            "DROP SEQUENCE shared_common.{seq}; DROP SEQUENCE public.{seq}"
+        ))
+        .await
+        .unwrap();
+}
+
+/// psql's `\d` finds its table through the search_path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describe_shows_the_moved_table() {
+    let proxy = start_proxy("tokens").await;
+    for database in ["heal7", "heal7_saju"] {
+        let (ok, out, err) = psql(
+            proxy.port(),
+            database,
+            &["-P", "tuples_only=off", "-c", "\\d users"],
+            &[],
+        )
+        .await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(ok, "{database}: {err}");
+        assert!(
+            out.contains("Table \"shared_common.users\""),
+            "{database}: {out}"
+        );
+        assert!(!out.contains("public.users"), "{database}: {out}");
+    }
+}
+
+/// dry_run and off forward statements unchanged: they must not change how
+/// the server resolves names either, so no search_path is set, on the main
+/// name or an alias.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_off_databases_get_no_search_path() {
+    let pg = pg().await;
+    for mode in ["dry_run", "off"] {
+        let yaml = proxy_yaml(pg, "tokens").replace(
+            "    database: heal7\n",
+            &format!("    database: heal7\n    mode: {mode}\n"),
+        );
+        assert!(yaml.contains(&format!("mode: {mode}")));
+        let proxy = start_proxy_yaml(&yaml).await;
+        for database in ["heal7", "heal7_saju"] {
+            let c = proxy.connect(database).await;
+            assert_eq!(
+                simple_value(&c, "SHOW search_path").await,
+                "\"$user\", public",
+                "{mode} {database}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,9 +271,9 @@ async fn startup_parameters_are_kept_and_combine_with_the_alias_search_path() {
             "{database}"
         );
         let want_path = if database == "heal7" {
-            "\"$user\", public"
+            MAIN_PATH
         } else {
-            "saju_service, public"
+            ALIAS_PATH
         };
         assert_eq!(
             simple_value(&c, "SHOW search_path").await,
@@ -154,7 +293,7 @@ async fn alias_search_path_survives_reset_all_and_discard_all() {
         c.batch_execute(reset).await.expect(reset);
         assert_eq!(
             simple_value(&c, "SHOW search_path").await,
-            "saju_service, public",
+            ALIAS_PATH,
             "after {reset}"
         );
         assert_eq!(
