@@ -409,10 +409,11 @@ pub struct Database {
     /// The relations (tables, views, sequences) of every entry, `public`'s
     /// included: the map of sessions on the main name.
     pub map: Arc<SchemaMap>,
-    /// The same without the `public` entry's names, for alias sessions
-    /// (which find unmapped names in their default schema first). The same
-    /// `Arc` as `map` when there is no `public` entry.
-    pub alias_map: Arc<SchemaMap>,
+    /// Per alias (in `aliases` order): the map without the `public`
+    /// entry's names (alias sessions find unmapped names in their default
+    /// schema first), with the alias' create schema. Aliases (and the main
+    /// name) with the same rules share one map and cache.
+    pub alias_maps: Vec<Arc<SchemaMap>>,
     /// The search_path of sessions on the main name in mode rewrite
     /// (unquoted names).
     pub search_path: Vec<String>,
@@ -535,7 +536,7 @@ impl Config {
             Some((index, alias)) => {
                 let db = &self.databases[*index];
                 let (map, create_schema) = match alias {
-                    Some(a) => (&db.alias_map, &db.aliases[*a].create_schema),
+                    Some(a) => (&db.alias_maps[*a], &db.aliases[*a].create_schema),
                     None => (&db.map, &db.create_schema),
                 };
                 Route {
@@ -705,25 +706,27 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
                 })
                 .collect::<Vec<_>>()
         };
-        let new_map = |pairs: Vec<(String, String)>| {
-            let map = SchemaMap::new(pairs);
-            Arc::new(match proxy.rewrite_cache_bytes {
+        let public_requalified = db.public_qualified == PublicQualified::Rewrite;
+        // One map (and cache) per distinct rewriting rule set of the entry.
+        let mut maps: Vec<((bool, Option<String>), Arc<SchemaMap>)> = Vec::new();
+        let mut map_for = |with_public: bool, create: Option<&str>| -> Arc<SchemaMap> {
+            let key = (with_public, create.map(str::to_owned));
+            if let Some((_, m)) = maps.iter().find(|(k, _)| *k == key) {
+                return m.clone();
+            }
+            let map = SchemaMap::new(relations(with_public))
+                .with_public_requalified(public_requalified)
+                .with_create_schema(create);
+            let map = Arc::new(match proxy.rewrite_cache_bytes {
                 Some(bytes) => map.with_cache_bytes(bytes),
                 None => map,
-            })
+            });
+            maps.push((key, map.clone()));
+            map
         };
-        let map = new_map(relations(true));
         let has_public_relations = schemas
             .iter()
             .any(|s| s.is_public() && s.objects().any(|(k, _)| k.is_relation()));
-        // Aliases resolve unmapped names in their default schema first, so
-        // the names kept in `public` for the main name do not apply; a
-        // second map (with its own cache) only when it differs.
-        let alias_map = if has_public_relations {
-            new_map(relations(false))
-        } else {
-            map.clone()
-        };
         let mapped_schemas: Vec<String> = schemas
             .iter()
             .filter(|s| !s.is_public())
@@ -746,8 +749,13 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
             &format!("{key}.create_schema"),
             &invalid,
         )?;
+        let map = map_for(
+            true,
+            creation_qualifier(&search_path, &create_schema, db.mode),
+        );
 
         let mut aliases = Vec::new();
+        let mut alias_maps = Vec::new();
         for (alias, a) in &db.aliases {
             let akey = format!("{key}.aliases.{alias}");
             check_name(alias).map_err(|m| invalid(akey.clone(), m))?;
@@ -802,6 +810,12 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
                 &invalid,
             )?;
             routes.insert(alias.clone(), (index, Some(aliases.len())));
+            // Aliases resolve unmapped names in their default schema first,
+            // so the names kept in `public` for the main name do not apply.
+            alias_maps.push(map_for(
+                !has_public_relations,
+                creation_qualifier(&search_path, &create_schema, db.mode),
+            ));
             aliases.push(Alias {
                 name: alias.clone(),
                 default_schema: a.default_schema.clone(),
@@ -817,7 +831,7 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
             database,
             schemas,
             map,
-            alias_map,
+            alias_maps,
             search_path,
             public_qualified: db.public_qualified,
             create_schema,
@@ -843,6 +857,18 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
         databases,
         routes,
     })
+}
+
+/// The schema the rewriter must add to objects created without one: the
+/// create schema, unless the session's search_path already puts it first
+/// (or the mode sets no search_path).
+fn creation_qualifier<'a>(
+    search_path: &[String],
+    create_schema: &'a str,
+    mode: Mode,
+) -> Option<&'a str> {
+    let first = search_path.first().map(String::as_str);
+    (mode == Mode::Rewrite && first != Some(create_schema)).then_some(create_schema)
 }
 
 /// A configured search_path: valid names (`$user` included), no repeats,
@@ -1047,12 +1073,21 @@ databases:
         assert_eq!(alias_map.schema_of("legacy_fortunes", false), None);
         assert_eq!(alias_map.schema_of("users", false), Some("shared_common"));
         assert_eq!(alias_map.len(), 4);
-        // Without a `public` entry both routes share one map and its cache.
+        // The main name sends creations to public (its search_path starts
+        // with a mapped schema); an alias' path starts with its create
+        // schema: two maps even without a `public` entry.
         let c = Config::from_yaml(EXAMPLE, "test.yaml").unwrap();
-        assert!(Arc::ptr_eq(
-            &c.route("heal7").map.unwrap(),
-            &c.route("heal7_saju").map.unwrap()
-        ));
+        let (main, alias) = (
+            c.route("heal7").map.unwrap(),
+            c.route("heal7_saju").map.unwrap(),
+        );
+        assert!(!Arc::ptr_eq(&main, &alias));
+        let create = "CREATE TABLE t (id int)";
+        let sent = |m: &SchemaMap| {
+            crate::rewrite::rewrite_sql(create, m, OnParseError::Tokens).apply(create)
+        };
+        assert_eq!(sent(&main), "CREATE TABLE public.t (id int)");
+        assert_eq!(sent(&alias), create);
         // Each map honours the configured cache bound.
         let c = Config::from_yaml(
             &format!("proxy: {{rewrite_cache_bytes: 2048}}\n{KINDS}"),
@@ -1060,7 +1095,7 @@ databases:
         )
         .unwrap();
         assert_eq!(c.databases[0].map.cache_stats().limit, 2048);
-        assert_eq!(c.databases[0].alias_map.cache_stats().limit, 2048);
+        assert_eq!(c.databases[0].alias_maps[0].cache_stats().limit, 2048);
     }
 
     #[test]

@@ -316,13 +316,13 @@ async fn explain_rewrite_shows_the_text_and_each_name_with_why() {
     assert_eq!(rows[0][1].as_deref(), Some("heal7_saju"));
     assert_eq!(
         rows[0][3].as_deref(),
-        Some("SELECT * FROM public.users, legacy")
+        Some("SELECT * FROM shared_common.users, legacy")
     );
     assert!(
         rows_with(&rows, 1, "public.users")[0][3]
             .as_deref()
             .unwrap()
-            .starts_with("already qualified")
+            .starts_with("public. spelling of a moved name -> shared_common")
     );
     assert!(
         rows_with(&rows, 1, "legacy")[0][3]

@@ -202,8 +202,13 @@ async fn untouched_cases_keep_their_meaning() {
     let proxy = start_proxy("tokens").await;
     let c = proxy.connect("heal7").await;
     for (sql, want) in [
-        // Already qualified: public stays public.
-        ("SELECT name FROM public.users WHERE id = 1", "STALE-alice"),
+        // Already qualified with the database: left as written.
+        (
+            "SELECT name FROM heal7.public.users WHERE id = 1",
+            "STALE-alice",
+        ),
+        // A public. spelling of a moved table means the moved table.
+        ("SELECT name FROM public.users WHERE id = 1", "fresh-alice"),
         // String literal: 'users'::regclass still resolves by search_path.
         ("SELECT 'users'::regclass::text", "users"),
         ("SELECT 'FROM users'", "FROM users"),
@@ -272,7 +277,7 @@ async fn rewritten_counter_moves_only_for_rewritten_statements() {
     let m = &proxy.state.metrics;
     let before = m.statements_rewritten.load(Ordering::Relaxed);
     simple_value(&c, "SELECT 1").await;
-    simple_value(&c, "SELECT name FROM public.users WHERE id = 1").await;
+    simple_value(&c, "SELECT name FROM heal7.public.users WHERE id = 1").await;
     assert_eq!(
         m.statements_rewritten.load(Ordering::Relaxed),
         before,
@@ -360,7 +365,7 @@ async fn every_statement_kind_acts_on_the_mapped_table() {
         "fresh-alice"
     );
     assert_eq!(
-        value("SELECT filename FROM public.attachments WHERE id = 1").await,
+        value("SELECT filename FROM heal7.public.attachments WHERE id = 1").await,
         "STALE-photo.png"
     );
 
@@ -434,7 +439,7 @@ async fn every_statement_kind_acts_on_the_mapped_table() {
         "0"
     );
     assert_eq!(
-        value("SELECT count(*) FROM public.dream_interpretations").await,
+        value("SELECT count(*) FROM heal7.public.dream_interpretations").await,
         "1"
     );
 
@@ -468,7 +473,7 @@ async fn lexical_corner_cases_keep_their_meaning() {
         ("SELECT name FROM \"users\" WHERE id = 1", "fresh-alice"),
         (
             "SELECT name FROM \"public\".\"users\" WHERE id = 1",
-            "STALE-alice",
+            "fresh-alice",
         ),
         // standard_conforming_strings: a backslash does not escape the quote.
         (

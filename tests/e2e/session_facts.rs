@@ -57,7 +57,11 @@ async fn a_temporary_table_shadows_the_mapped_table_and_never_reaches_it() {
     )
     .await;
     assert_eq!(
-        simple_value(&c, "SELECT payload FROM kasi_cache").await,
+        simple_value(
+            &c,
+            "SELECT payload FROM kasi_cache WHERE key = '2024-01-01'"
+        )
+        .await,
         "fresh-kasi 입춘"
     );
 
@@ -117,7 +121,7 @@ async fn public_spellings_of_moved_tables_mean_the_moved_table() {
     for (sql, want) in [
         ("SELECT name FROM public.users WHERE id = 1", "fresh-alice"),
         (
-            "SELECT u.name FROM \"public\".users u JOIN public.attachments a ON a.user_id = u.id",
+            "SELECT u.name FROM \"public\".users u JOIN public.attachments a ON a.user_id = u.id WHERE a.id = 1",
             "fresh-alice",
         ),
         // A glued keyword keeps its separator.
@@ -130,4 +134,66 @@ async fn public_spellings_of_moved_tables_mean_the_moved_table() {
         simple_value(&c, "SELECT name FROM public.\"Users\"").await,
         "quoted-Users"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_created_without_a_schema_land_where_they_did_before_the_move() {
+    let proxy = start_proxy("tokens").await;
+    let table = crate::harness::unique("created");
+    let function = crate::harness::unique("made_fn");
+    let main = proxy.connect("heal7").await;
+    simple_rows(
+        &main,
+        &format!(
+            "CREATE TABLE {table} (id int REFERENCES users (id)); \
+             CREATE FUNCTION {function}() RETURNS int LANGUAGE sql AS 'SELECT 7'; \
+             INSERT INTO {table} VALUES (1)"
+        ),
+    )
+    .await;
+    // The search_path starts with the mapped schemas, but a bare CREATE on
+    // the main name still lands in public, as it did before the move.
+    assert_eq!(
+        direct_value(&format!(
+            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = '{table}'"
+        ))
+        .await,
+        "public"
+    );
+    assert_eq!(
+        direct_value(&format!(
+            "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE p.proname = '{function}'"
+        ))
+        .await,
+        "public"
+    );
+    assert_eq!(
+        simple_value(
+            &main,
+            &format!("SELECT {function}() + count(*) FROM {table}")
+        )
+        .await,
+        "8"
+    );
+    // On an alias, the default schema, first on its search_path.
+    let alias = proxy.connect("heal7_saju").await;
+    let in_saju = crate::harness::unique("saju_made");
+    simple_rows(&alias, &format!("CREATE TABLE {in_saju} (id int)")).await;
+    assert_eq!(
+        direct_value(&format!(
+            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = '{in_saju}'"
+        ))
+        .await,
+        "saju_service"
+    );
+    simple_rows(
+        &main,
+        &format!(
+            "DROP TABLE {table}; DROP FUNCTION {function}(); DROP TABLE saju_service.{in_saju}"
+        ),
+    )
+    .await;
 }
