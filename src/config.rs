@@ -708,7 +708,7 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
         };
         let public_requalified = db.public_qualified == PublicQualified::Rewrite;
         // One map (and cache) per distinct rewriting rule set of the entry.
-        let mut maps: Vec<((bool, Option<String>), Arc<SchemaMap>)> = Vec::new();
+        let mut maps: Vec<(MapRules, Arc<SchemaMap>)> = Vec::new();
         let mut map_for = |with_public: bool, create: Option<&str>| -> Arc<SchemaMap> {
             let key = (with_public, create.map(str::to_owned));
             if let Some((_, m)) = maps.iter().find(|(k, _)| *k == key) {
@@ -858,6 +858,10 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
         routes,
     })
 }
+
+/// What distinguishes one route's map from another's of the same entry:
+/// whether the `public` entry applies, and the create schema to add.
+type MapRules = (bool, Option<String>);
 
 /// The schema the rewriter must add to objects created without one: the
 /// create schema, unless the session's search_path already puts it first
