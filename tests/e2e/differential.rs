@@ -511,7 +511,8 @@ async fn differential() {
     let pg = pg().await;
     let mut entries = parse_corpus(CORPUS_SQL);
     let gaps_path = fidelity_dir().join("known_gaps.txt");
-    let gaps = parse_gaps(&std::fs::read_to_string(&gaps_path).unwrap_or_default());
+    let gaps_text = std::fs::read_to_string(&gaps_path).unwrap_or_default();
+    let gaps = parse_gaps(&gaps_text);
     let only: Option<BTreeSet<String>> = std::env::var("FID_ONLY")
         .ok()
         .filter(|s| !s.is_empty())
@@ -598,7 +599,13 @@ async fn differential() {
             }
         } else {
             fam.2 += 1;
-            gap_lines.push(format!("{}  {}", o.entry.id, o.how()));
+            // Keep the cause tag a person gave the entry (`[tag]`).
+            let tag = gaps
+                .get(&o.entry.id)
+                .and_then(|why| why.strip_prefix('['))
+                .and_then(|why| why.split_once(']'))
+                .map_or(String::from("[?] "), |(tag, _)| format!("[{tag}] "));
+            gap_lines.push(format!("{}  {tag}{}", o.entry.id, o.how()));
             if !gaps.contains_key(&o.entry.id) {
                 unexpected.push(o);
             }
@@ -618,16 +625,24 @@ async fn differential() {
     for (fam, (t, m, g)) in &by_family {
         println!("{fam:<14} {t:>5} {m:>6} {g:>5}");
     }
+    let mut by_cause: BTreeMap<&str, usize> = BTreeMap::new();
+    for why in gaps.values() {
+        let tag = why
+            .strip_prefix('[')
+            .and_then(|w| w.split_once(']'))
+            .map_or("?", |(t, _)| t);
+        *by_cause.entry(tag).or_default() += 1;
+    }
+    println!("known gaps by cause (see known_gaps.txt): {by_cause:?}");
     if std::env::var("FID_WRITE_GAPS").is_ok_and(|v| v == "1") && only.is_none() {
-        let text = format!(
-            "# Corpus entries (tests/e2e/fidelity/corpus.sql) whose answer through the\n\
-             # proxy differs today from the pre-move database's. One line each: id, then\n\
-             # how it differs (loud: an error on one side; silent: both answered,\n\
-             # differently; stale copy written: the probe saw a write or DDL on a stale\n\
-             # copy). Generated with FID_WRITE_GAPS=1; the test fails when an entry here\n\
-             # starts to match, so fixes shrink this list.\n{}\n",
-            gap_lines.join("\n")
-        );
+        // The file's leading comment block (the legend of the cause tags)
+        // stays; the entries are regenerated, keeping their tags.
+        let header: String = gaps_text
+            .lines()
+            .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let text = format!("{header}{}\n", gap_lines.join("\n"));
         std::fs::write(&gaps_path, text).expect("write known_gaps.txt");
         println!("wrote {}", gaps_path.display());
         return;
