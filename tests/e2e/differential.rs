@@ -349,6 +349,19 @@ async fn run_side(config: &tokio_postgres::Config, entry: &Entry) -> Answer {
         answer.push(run_step(&client, step).await);
     }
     if !entry.nowrap {
+        // Still inside the runner's BEGIN? (SAVEPOINT outside a transaction
+        // block is 25P01; in an aborted one 25P02, which is fine.) An entry
+        // that commits must say so, or its writes would leak into the next.
+        let guard =
+            tokio::time::timeout(STEP_TIMEOUT, client.batch_execute("SAVEPOINT fid_guard")).await;
+        if let Ok(Err(e)) = &guard {
+            assert_ne!(
+                e.code().map(|c| c.code()),
+                Some("25P01"),
+                "corpus entry {} ends the runner's transaction: mark it `-- nowrap`",
+                entry.id
+            );
+        }
         // A failed COPY or a TIMEOUT may leave the connection unusable:
         // dropping it rolls back too.
         let _ = tokio::time::timeout(STEP_TIMEOUT, client.batch_execute("ROLLBACK")).await;
