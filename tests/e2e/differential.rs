@@ -24,6 +24,17 @@
 //! run instead (review the diff). `FID_ONLY=id,id` runs only those entries
 //! and prints both sides; `FID_SHOW_ERRORS=1` lists the entries whose
 //! direct side fails (on purpose or by a corpus mistake).
+//!
+//! Limits: a stale READ is caught only by its different answer (the stale
+//! rows say STALE-..., counts and sequence values differ); a stale write or
+//! DDL is caught by the probe's triggers and event triggers, except REINDEX
+//! and VACUUM, which fire no event trigger in PostgreSQL 15. With
+//! `HEAL7_TEST_PG` the test drops and recreates the databases fid_before,
+//! fid_after, fid_before_tpl and fid_after_tpl on that server and needs a
+//! superuser (event triggers).
+//!
+//! Run: `cargo test --test e2e differential -- --nocapture` (summary by
+//! family and by cause).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;

@@ -140,6 +140,10 @@ SELECT user_id, action, detail FROM audit_logs ORDER BY id
 -- next: plain.update_version_count
 UPDATE users SET version = version + 1;
 SELECT sum(version) FROM users
+-- next: plain.cte_update_returning
+WITH moved AS (UPDATE users SET status = 'pending' WHERE status = 'disabled' RETURNING id) SELECT count(*) FROM moved
+-- next: plain.delete_returning_star
+DELETE FROM kasi_cache WHERE hits = 0 RETURNING *
 -- next: plain.delete
 DELETE FROM notifications WHERE read
 -- next: plain.delete_cascade
@@ -552,6 +556,15 @@ COPY daily_fortunes (user_id, day, score, summary) FROM STDIN (FORMAT csv)
 SELECT user_id, day, score FROM daily_fortunes ORDER BY id
 -- next: asyncpg.set_type_codec_lookup
 SELECT t.oid = to_regtype('address') FROM pg_type t WHERE t.typname = 'address' AND t.typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+-- next: asyncpg.set_type_codec_public
+-- set_type_codec('address') looks the type up in schema 'public' by default;
+-- the codec must be for the type the users.home column really has
+SELECT (SELECT t.oid FROM pg_catalog.pg_type t INNER JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace WHERE t.typname = 'address' AND ns.nspname = 'public') = pg_typeof(home)::oid FROM users WHERE id = 1
+-- next: asyncpg.insert_enum_cast
+INSERT INTO users (email, name, status) VALUES ('ac@heal7.test', 'ac', 'pending'::user_status) RETURNING id
+-- next: asyncpg.where_enum_param_cast
+-- step extended
+SELECT name FROM users WHERE status = 'disabled'::user_status
 -- next: asyncpg.reset_query
 SELECT pg_advisory_unlock_all();
 CLOSE ALL;
@@ -669,6 +682,10 @@ ANALYZE users;
 SELECT reltuples FROM pg_class WHERE oid = 'users'::regclass
 
 -- ===== views and materialized views ==============================
+-- next: regclass.tableoid_display
+SELECT DISTINCT tableoid::regclass::text FROM users
+-- next: regclass.oid_roundtrip
+SELECT count(*) FROM users WHERE tableoid = 'users'::regclass
 -- next: view.select
 SELECT * FROM active_users ORDER BY id
 -- next: view.count
@@ -1023,6 +1040,16 @@ INSERT INTO user_notes (user_id, note) VALUES (5, 'n') RETURNING id, user_id
 -- next: ddl.create_table_fk_violation
 CREATE TABLE user_notes (id serial PRIMARY KEY, user_id int REFERENCES users (id), note text);
 INSERT INTO user_notes (user_id, note) VALUES (4, 'n')
+-- next: ddl.create_table_if_not_exists_users
+-- what a legacy service runs at start-up
+CREATE TABLE IF NOT EXISTS users (id serial PRIMARY KEY, email text, name text);
+SELECT count(*) FROM users
+-- next: ddl.add_column_if_not_exists
+ALTER TABLE users ADD COLUMN IF NOT EXISTS phone text;
+SELECT count(*) FROM users WHERE phone IS NULL
+-- next: ddl.create_index_if_not_exists_new
+CREATE INDEX IF NOT EXISTS users_lower_name_idx ON users (lower(name));
+SELECT count(*) FROM pg_indexes WHERE indexname = 'users_lower_name_idx'
 -- next: ddl.create_table_like
 CREATE TABLE users_archive (LIKE users INCLUDING ALL);
 INSERT INTO users_archive SELECT * FROM users;
