@@ -13,6 +13,7 @@
 mod auth;
 mod cli;
 mod console;
+mod differential;
 mod errors;
 mod extended;
 mod harness;
