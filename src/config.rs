@@ -714,7 +714,18 @@ fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
             if let Some((_, m)) = maps.iter().find(|(k, _)| *k == key) {
                 return m.clone();
             }
+            let listed = |s: &&MappedSchema| with_public || !s.is_public();
+            let routines = schemas.iter().filter(listed).flat_map(|s| {
+                s.functions
+                    .iter()
+                    .map(move |f| (s.name.as_str(), f.as_str()))
+            });
+            let types = schemas
+                .iter()
+                .filter(listed)
+                .flat_map(|s| s.types.iter().map(move |t| (s.name.as_str(), t.as_str())));
             let map = SchemaMap::new(relations(with_public))
+                .with_routines_and_types(routines, types)
                 .with_public_requalified(public_requalified)
                 .with_create_schema(create);
             let map = Arc::new(match proxy.rewrite_cache_bytes {

@@ -8,7 +8,7 @@ use super::Outcome::*;
 use super::golden::test_map;
 use super::split::TextIndex;
 use super::statement::{RECURSION_LIMIT, resolve};
-use super::walk::{Creates, TableMention};
+use super::walk::{Creates, Namespace, TableMention};
 use super::*;
 
 fn decisions(sql: &str) -> Vec<(String, usize, Decision)> {
@@ -248,6 +248,7 @@ fn a_span_that_does_not_point_at_the_name_is_refused() {
         names_cte: false,
         keep_bare: false,
         creates: Creates::Nothing,
+        namespace: Namespace::Relation,
     };
     assert!(resolve(sql, &index, &[mention(15)], &test_map()).is_ok());
     // One column off: the bytes there are not `users`.
@@ -260,6 +261,7 @@ fn a_span_that_does_not_point_at_the_name_is_refused() {
         names_cte: false,
         keep_bare: false,
         creates: Creates::Nothing,
+        namespace: Namespace::Relation,
     };
     assert!(resolve(sql, &index, &[empty], &test_map()).is_err());
 }
@@ -547,4 +549,42 @@ fn objects_created_without_a_schema_go_to_the_create_schema() {
         rewrite_sql("CREATE TABLE t (id int)", &plain, OnParseError::Tokens).outcome,
         NoParseNeeded
     );
+}
+
+#[test]
+fn listed_functions_and_types_are_created_in_and_spelled_to_their_schema() {
+    let map = test_map()
+        .with_routines_and_types(
+            [("shared_common", "user_count")],
+            [("shared_common", "user_status")],
+        )
+        .with_create_schema(Some("public"));
+    for (sql, want) in [
+        (
+            "CREATE OR REPLACE FUNCTION user_count() RETURNS bigint LANGUAGE sql AS 'SELECT 1'",
+            "CREATE OR REPLACE FUNCTION shared_common.user_count() RETURNS bigint LANGUAGE sql AS 'SELECT 1'",
+        ),
+        (
+            "CREATE TYPE user_status AS ENUM ('a')",
+            "CREATE TYPE shared_common.user_status AS ENUM ('a')",
+        ),
+        (
+            "CREATE FUNCTION other() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "CREATE FUNCTION public.other() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        ),
+        (
+            "SELECT public.user_count(), user_count(), public.now()",
+            "SELECT shared_common.user_count(), user_count(), public.now()",
+        ),
+        (
+            "SELECT public.users.name FROM public.users WHERE public.users.id = 1",
+            "SELECT shared_common.users.name FROM shared_common.users WHERE shared_common.users.id = 1",
+        ),
+    ] {
+        let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+        assert_eq!(r.apply(sql), want, "{sql}");
+    }
+    // A bare call is left to the search_path and reports nothing.
+    let r = rewrite_sql("SELECT user_count()", &map, OnParseError::Tokens);
+    assert!(!r.changed() && r.names.is_empty(), "{:?}", r.names);
 }

@@ -92,6 +92,10 @@ pub enum OnParseError {
 pub struct SchemaMap {
     /// table name (exact, as stored in the catalog) -> schema name (exact).
     tables: HashMap<String, String>,
+    /// Function, procedure and aggregate names -> schema.
+    routines: HashMap<String, String>,
+    /// Type and domain names -> schema.
+    types: HashMap<String, String>,
     /// Finds mapped names in raw text; `None` for an empty map.
     prefilter: Option<MappedNamePrefilter>,
     /// Rewrites already done with this map (shared by its clones, which map
@@ -122,11 +126,56 @@ impl SchemaMap {
         let prefilter = MappedNamePrefilter::new(tables.keys().map(String::as_str), false);
         SchemaMap {
             tables,
+            routines: HashMap::new(),
+            types: HashMap::new(),
             prefilter,
             cache: Arc::new(RewriteCache::new(cache::configured_limit())),
             keep_public: false,
             create_schema: None,
         }
+    }
+
+    /// The functions and types the map lists (`(schema, name)` pairs): a
+    /// `CREATE [OR REPLACE]` of one goes to its schema, and a `public.`
+    /// spelling of one means it. Their bare uses are left to the route's
+    /// search_path. Such names also send a statement to the parser.
+    pub fn with_routines_and_types<S: AsRef<str>, N: AsRef<str>>(
+        mut self,
+        routines: impl IntoIterator<Item = (S, N)>,
+        types: impl IntoIterator<Item = (S, N)>,
+    ) -> Self {
+        let by_name = |pairs: &mut dyn Iterator<Item = (S, N)>| {
+            pairs
+                .map(|(s, n)| (n.as_ref().to_owned(), s.as_ref().to_owned()))
+                .collect::<HashMap<String, String>>()
+        };
+        self.routines = by_name(&mut routines.into_iter());
+        self.types = by_name(&mut types.into_iter());
+        self.rebuild();
+        self
+    }
+
+    /// The prefilter and an empty cache for the current names.
+    fn rebuild(&mut self) {
+        self.prefilter = MappedNamePrefilter::new(
+            self.tables
+                .keys()
+                .chain(self.routines.keys())
+                .chain(self.types.keys())
+                .map(String::as_str),
+            self.create_schema.is_some(),
+        );
+        self.cache = Arc::new(RewriteCache::new(self.cache.limit()));
+    }
+
+    /// The schema of a function name, as [`SchemaMap::schema_of`].
+    pub(crate) fn routine_schema(&self, name: &str, quoted: bool) -> Option<&str> {
+        lookup(&self.routines, name, quoted)
+    }
+
+    /// The schema of a type name, as [`SchemaMap::schema_of`].
+    pub(crate) fn type_schema(&self, name: &str, quoted: bool) -> Option<&str> {
+        lookup(&self.types, name, quoted)
     }
 
     /// Qualify objects created without a schema (`CREATE TABLE t`, `SELECT
@@ -136,11 +185,7 @@ impl SchemaMap {
     /// name no mapped table.
     pub fn with_create_schema(mut self, schema: Option<&str>) -> Self {
         self.create_schema = schema.map(Arc::from);
-        self.prefilter = MappedNamePrefilter::new(
-            self.tables.keys().map(String::as_str),
-            self.create_schema.is_some(),
-        );
-        self.cache = Arc::new(RewriteCache::new(self.cache.limit()));
+        self.rebuild();
         self
     }
 
@@ -177,13 +222,7 @@ impl SchemaMap {
     /// the identifier was double-quoted (then it matches exactly; otherwise
     /// it is folded to lower case first, as Postgres does).
     pub fn schema_of(&self, name: &str, quoted: bool) -> Option<&str> {
-        if quoted || !name.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.tables.get(name).map(String::as_str)
-        } else {
-            self.tables
-                .get(&name.to_ascii_lowercase())
-                .map(String::as_str)
-        }
+        lookup(&self.tables, name, quoted)
     }
 
     /// Every `(table, schema)` pair, in no particular order.
@@ -197,6 +236,19 @@ impl SchemaMap {
 
     pub fn is_empty(&self) -> bool {
         self.tables.is_empty()
+    }
+}
+
+/// A name as written looked up as Postgres matches it: quoted exactly,
+/// unquoted folded to lower case.
+fn lookup<'m>(names: &'m HashMap<String, String>, name: &str, quoted: bool) -> Option<&'m str> {
+    if names.is_empty() {
+        return None;
+    }
+    if quoted || !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        names.get(name).map(String::as_str)
+    } else {
+        names.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 }
 

@@ -14,7 +14,7 @@ use super::fallback::{
 };
 use super::mask::mask_unsupported;
 use super::split::TextIndex;
-use super::walk::{Creates, TableMention, normalized, walk_statement};
+use super::walk::{Creates, Namespace, TableMention, normalized, walk_statement};
 use super::{Decision, Edit, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier};
 
 /// Deeply nested reporting queries need more than sqlparser's default of
@@ -284,87 +284,29 @@ pub(crate) fn resolve(
     // target marked by its statement and visited as a relation).
     let mut by_offset: BTreeMap<usize, (NameUse, Option<Edit>)> = BTreeMap::new();
     for mention in mentions {
-        // A created type or function matters only for where it lands.
-        if matches!(
-            mention.creates,
-            Creates::OtherObject | Creates::ExtensionObjects { .. }
-        ) && (map.create_schema().is_none() || mention.parts.len() > 1)
-        {
+        let Some((decision, edit_at)) = decide(sql, index, mention, map)? else {
             continue;
-        }
+        };
         let first = &mention.parts[0];
         let offset = word_offset(sql, index, first)?;
-        if let (Creates::ExtensionObjects { with_keyword }, Some(schema)) =
-            (mention.creates, map.create_schema())
-        {
-            let at = extension_schema_offset(sql, index, first, with_keyword)?;
-            by_offset.entry(offset).or_insert((
-                NameUse {
-                    name: first.value.as_str().into(),
-                    offset,
-                    decision: Decision::CreatedIn {
-                        schema: schema.into(),
-                    },
-                },
-                Some(Edit::insertion(
-                    at,
-                    format!(" SCHEMA {}", quote_identifier(schema)).into(),
-                )),
-            ));
-            continue;
-        }
-        let (decision, edit) = match &mention.parts[..] {
-            [_] if mention.names_cte => (Decision::Cte, None),
-            [name] => {
-                let mapped = match mention.creates {
-                    Creates::OtherObject => None,
-                    _ => map.schema_of(&name.value, name.quote_style.is_some()),
-                };
-                match (mapped, map.create_schema()) {
-                    (Some(_), _) if mention.keep_bare => (Decision::TempCreated, None),
-                    (Some(schema), _) => (
-                        Decision::QualifiedByMap {
-                            schema: schema.into(),
-                        },
-                        Some(Edit::insertion(offset, qualifier(sql, offset, schema))),
-                    ),
-                    // Created without a schema: where it landed before the
-                    // move, not in the first schema of the route's path.
-                    (None, Some(schema)) if mention.creates != Creates::Nothing => (
-                        Decision::CreatedIn {
-                            schema: schema.into(),
-                        },
-                        Some(Edit::insertion(offset, qualifier(sql, offset, schema))),
-                    ),
-                    (None, _) => (Decision::NotInMap, None),
-                }
-            }
-            [qualifier_ident, name] => {
-                let qualified_schema = normalized(qualifier_ident);
-                let mapped = map.schema_of(&name.value, name.quote_style.is_some());
-                match (qualified_schema.as_str(), mapped) {
-                    // `CREATE TABLE pg_temp.users`: a temporary table that
-                    // shadows the moved one from now on.
-                    ("pg_temp", Some(_)) => (Decision::TempCreated, None),
-                    // A legacy `public.users` means the live table, which
-                    // moved: the map's schema replaces `public`.
-                    ("public", Some(schema)) if schema != "public" && map.requalify_public() => {
-                        let name_offset = word_offset(sql, index, name)?;
-                        (
-                            Decision::RequalifiedFromPublic {
-                                schema: schema.into(),
-                            },
-                            Some(Edit {
-                                offset,
-                                replaced: name_offset - offset,
-                                insert: format!("{}.", quote_identifier(schema)).into(),
-                            }),
-                        )
-                    }
-                    _ => (Decision::AlreadyQualified, None),
-                }
-            }
-            _ => (Decision::AlreadyQualified, None),
+        let edit = match (&decision, edit_at) {
+            (Decision::CreatedIn { schema }, Some(EditAt::ExtensionSchema(at))) => Some(
+                Edit::insertion(at, format!(" SCHEMA {}", quote_identifier(schema)).into()),
+            ),
+            (_, Some(EditAt::ReplaceUpTo(name_offset))) => Some(Edit {
+                offset,
+                replaced: name_offset - offset,
+                insert: format!(
+                    "{}.",
+                    quote_identifier(decision.qualified_schema().expect("a schema"))
+                )
+                .into(),
+            }),
+            (_, Some(EditAt::Before)) => Some(Edit::insertion(
+                offset,
+                qualifier(sql, offset, decision.qualified_schema().expect("a schema")),
+            )),
+            _ => None,
         };
         let name = mention
             .parts
@@ -388,6 +330,93 @@ pub(crate) fn resolve(
         edits.extend(edit);
     }
     Ok((names, edits))
+}
+
+/// Where a decision's text goes.
+enum EditAt {
+    /// `schema.` before the name.
+    Before,
+    /// `schema.` in place of the qualifier, up to the name at this offset.
+    ReplaceUpTo(usize),
+    /// ` SCHEMA s` at this offset.
+    ExtensionSchema(usize),
+}
+
+/// What one mention resolves to, or `None` for one that is not reported
+/// (a name outside the relation namespace that needs nothing).
+fn decide(
+    sql: &str,
+    index: &TextIndex<'_>,
+    mention: &TableMention,
+    map: &SchemaMap,
+) -> Result<Option<(Decision, Option<EditAt>)>, String> {
+    let relation = mention.namespace == Namespace::Relation;
+    let mapped = |name: &Ident| {
+        let quoted = name.quote_style.is_some();
+        match mention.namespace {
+            Namespace::Relation => map.schema_of(&name.value, quoted),
+            Namespace::Routine => map.routine_schema(&name.value, quoted),
+            Namespace::Type => map.type_schema(&name.value, quoted),
+            Namespace::Other => None,
+        }
+    };
+    let qualified = |schema: &str| Arc::<str>::from(schema);
+    Ok(match &mention.parts[..] {
+        [_] if mention.names_cte => Some((Decision::Cte, None)),
+        [name] => match (mapped(name), map.create_schema(), mention.creates) {
+            (Some(_), _, _) if mention.keep_bare => Some((Decision::TempCreated, None)),
+            // Only relations are qualified wherever they stand; other
+            // names are created in, or called from, their mapped schema
+            // through the search_path.
+            (Some(schema), _, _) if relation || mention.creates == Creates::Object => Some((
+                Decision::QualifiedByMap {
+                    schema: qualified(schema),
+                },
+                Some(EditAt::Before),
+            )),
+            // Created without a schema: where it landed before the move,
+            // not in the first schema of the route's path.
+            (None, Some(schema), Creates::Object) => Some((
+                Decision::CreatedIn {
+                    schema: qualified(schema),
+                },
+                Some(EditAt::Before),
+            )),
+            (None, Some(schema), Creates::ExtensionObjects { with_keyword }) => Some((
+                Decision::CreatedIn {
+                    schema: qualified(schema),
+                },
+                Some(EditAt::ExtensionSchema(extension_schema_offset(
+                    sql,
+                    index,
+                    name,
+                    with_keyword,
+                )?)),
+            )),
+            _ if relation => Some((Decision::NotInMap, None)),
+            _ => None,
+        },
+        [qualifier_ident, name] => {
+            let schema_written = normalized(qualifier_ident);
+            match (schema_written.as_str(), mapped(name)) {
+                // `CREATE TABLE pg_temp.users`: a temporary table that
+                // shadows the moved one from now on.
+                ("pg_temp", Some(_)) if relation => Some((Decision::TempCreated, None)),
+                // A legacy `public.users` means the live object, which
+                // moved: the map's schema replaces `public`.
+                ("public", Some(schema)) if schema != "public" && map.requalify_public() => Some((
+                    Decision::RequalifiedFromPublic {
+                        schema: qualified(schema),
+                    },
+                    Some(EditAt::ReplaceUpTo(word_offset(sql, index, name)?)),
+                )),
+                _ if relation => Some((Decision::AlreadyQualified, None)),
+                _ => None,
+            }
+        }
+        _ if relation => Some((Decision::AlreadyQualified, None)),
+        _ => None,
+    })
 }
 
 /// The verified byte offset of an identifier the parser located.

@@ -36,23 +36,35 @@ pub(crate) struct TableMention {
     /// The statement creates an object of this name (not a temporary one):
     /// a bare name the map does not list goes to the create schema.
     pub(crate) creates: Creates,
+    /// Which of the map's namespaces the name is looked up in.
+    pub(crate) namespace: Namespace,
 }
 
 /// What a mention creates, if anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Creates {
     Nothing,
-    /// A table, view, materialized view or sequence: a relation, which the
-    /// map may list.
-    Relation,
-    /// A type, domain, function, procedure or aggregate: never a relation,
-    /// so only the create schema applies.
-    OtherObject,
+    /// An object of this name, in the mention's namespace.
+    Object,
     /// `CREATE EXTENSION name` without SCHEMA: its objects go to the create
     /// schema through an added SCHEMA clause (after `WITH` if written).
     ExtensionObjects {
         with_keyword: bool,
     },
+}
+
+/// PostgreSQL's name spaces, as far as the map lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Namespace {
+    /// Tables, views, materialized views, sequences, foreign tables.
+    Relation,
+    /// Functions, procedures, aggregates.
+    Routine,
+    /// Types and domains.
+    Type,
+    /// Collations, operators, text search objects, extensions: never in
+    /// the map, only the create schema applies.
+    Other,
 }
 
 /// What the walk found, or why it could not account for a name.
@@ -137,7 +149,7 @@ impl TableWalker {
         };
         let keep_bare = self.keep_bare.contains(&address(name));
         let creates = if self.creating.contains(&address(name)) && !keep_bare {
-            Creates::Relation
+            Creates::Object
         } else {
             Creates::Nothing
         };
@@ -158,13 +170,21 @@ impl TableWalker {
             names_cte,
             keep_bare,
             creates,
+            namespace: Namespace::Relation,
         });
     }
 
-    /// A created object that is not a relation (type, function, ...).
-    fn created_object(&mut self, name: &ObjectName) {
+    /// A name outside the relation namespace: a created one, or a
+    /// reference the map may know (`public.user_count()`).
+    fn other_name(&mut self, name: &ObjectName, namespace: Namespace, creates: Creates) {
         if let Some(parts) = self.identifiers(name) {
-            self.mention_parts(parts, true, false, Creates::OtherObject);
+            self.mentions.push(TableMention {
+                parts,
+                names_cte: false,
+                keep_bare: false,
+                creates,
+                namespace,
+            });
         }
     }
 
@@ -206,6 +226,7 @@ impl TableWalker {
             names_cte: false,
             keep_bare: false,
             creates: Creates::Nothing,
+            namespace: Namespace::Relation,
         });
     }
 
@@ -302,8 +323,9 @@ impl Visitor for TableWalker {
                     creates: if into.temporary {
                         Creates::Nothing
                     } else {
-                        Creates::Relation
+                        Creates::Object
                     },
+                    namespace: Namespace::Relation,
                 });
             }
         }
@@ -329,6 +351,22 @@ impl Visitor for TableWalker {
             Expr::CompoundIdentifier(idents) => {
                 self.column_locations
                     .extend(idents.first().map(|i| i.span.start));
+                // `public.users.name`: a column of a public-spelled table,
+                // which must follow the table wherever it is sent.
+                if let [schema, table, _] = &idents[..]
+                    && normalized(schema) == "public"
+                {
+                    self.mentions.push(TableMention {
+                        parts: vec![schema.clone(), table.clone()],
+                        names_cte: false,
+                        keep_bare: false,
+                        creates: Creates::Nothing,
+                        namespace: Namespace::Relation,
+                    });
+                }
+            }
+            Expr::Function(function) if function.name.0.len() == 2 => {
+                self.other_name(&function.name, Namespace::Routine, Creates::Nothing)
             }
             _ => {}
         }
@@ -436,25 +474,40 @@ impl Visitor for TableWalker {
                     self.keep_bare.insert(address(&view.name));
                 }
             }
-            Statement::CreateType { name, .. } => self.created_object(name),
-            Statement::CreateDomain(domain) => self.created_object(&domain.name),
-            Statement::CreateFunction(function) if !function.temporary => {
-                self.created_object(&function.name)
+            Statement::CreateType { name, .. } => {
+                self.other_name(name, Namespace::Type, Creates::Object)
             }
-            Statement::CreateProcedure { name, .. } => self.created_object(name),
-            Statement::CreateAggregate(aggregate) => self.created_object(&aggregate.name),
-            Statement::CreateCollation(collation) => self.created_object(&collation.name),
-            Statement::CreateTextSearch(search) => self.created_object(&search.name),
-            Statement::CreateOperator(operator) => self.created_object(&operator.name),
+            Statement::CreateDomain(domain) => {
+                self.other_name(&domain.name, Namespace::Type, Creates::Object)
+            }
+            Statement::CreateFunction(function) if !function.temporary => {
+                self.other_name(&function.name, Namespace::Routine, Creates::Object)
+            }
+            Statement::CreateProcedure { name, .. } => {
+                self.other_name(name, Namespace::Routine, Creates::Object)
+            }
+            Statement::CreateAggregate(aggregate) => {
+                self.other_name(&aggregate.name, Namespace::Routine, Creates::Object)
+            }
+            Statement::CreateCollation(collation) => {
+                self.other_name(&collation.name, Namespace::Other, Creates::Object)
+            }
+            Statement::CreateTextSearch(search) => {
+                self.other_name(&search.name, Namespace::Other, Creates::Object)
+            }
+            Statement::CreateOperator(operator) => {
+                self.other_name(&operator.name, Namespace::Other, Creates::Object)
+            }
             Statement::CreateExtension(extension) if extension.schema.is_none() => {
-                self.mention_parts(
-                    vec![extension.name.clone()],
-                    true,
-                    false,
-                    Creates::ExtensionObjects {
+                self.mentions.push(TableMention {
+                    parts: vec![extension.name.clone()],
+                    names_cte: false,
+                    keep_bare: false,
+                    creates: Creates::ExtensionObjects {
                         with_keyword: extension.with_keyword,
                     },
-                );
+                    namespace: Namespace::Other,
+                });
             }
             Statement::CreateForeignTable(table) => {
                 self.creating.insert(address(&table.name));
@@ -490,7 +543,7 @@ impl Visitor for TableWalker {
                     let creates = if *temporary {
                         Creates::Nothing
                     } else {
-                        Creates::Relation
+                        Creates::Object
                     };
                     self.mention_parts(parts, true, *temporary, creates);
                 }

@@ -67,19 +67,15 @@ const SCHEMAS: &[(&str, &str)] = &[
 ];
 
 // ---------------------------------------------------------------------------
-// EXTRA MAP ENTRIES: where the other object kinds go once the config accepts
-// them (optional `views`, `sequences`, `types`, `functions` lists per schema,
-// and a per-database `search_path` default of the mapped schemas then
-// public). Today's config refuses unknown keys, so these are empty. To re-run
-// the corpus with them, fill them in, e.g.
-//   ("shared_common", ", views: [active_users, user_stats], sequences: [users_id_seq,
-//     attachments_id_seq, audit_logs_id_seq, notifications_id_seq],
-//     types: [user_status, address, email_addr], functions: [user_count, touch_user, users_audit]"),
-//   ("saju_service", ", sequences: [saju_charts_id_seq, daily_fortunes_id_seq]"),
-//   ("dream_service", ", sequences: [dream_categories_id_seq, dream_interpretations_id_seq]"),
-// and DATABASE_EXTRA = "    search_path: ...\n" in whatever shape lands,
-// then run with FID_WRITE_GAPS=1 and review the shrunken known_gaps.txt.
-const EXTRA_LISTS: &[(&str, &str)] = &[];
+// The other object kinds the moved schemas hold. Sequences owned by a table
+// are not listed: they moved with it, and the search_path finds them.
+const EXTRA_LISTS: &[(&str, &str)] = &[(
+    "shared_common",
+    ", views: [active_users, user_stats], types: [user_status, address, email_addr], \
+     functions: [user_count, touch_user, users_audit]",
+)];
+/// Per-database settings beyond the map: none, the defaults (search_path of
+/// the mapped schemas then public, create schema public) are under test.
 const DATABASE_EXTRA: &str = "";
 // ---------------------------------------------------------------------------
 
