@@ -7,13 +7,11 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 
-use super::fallback::{
-    first_mapped_word, names_in_table_positions, qualify_by_tokens, qualify_words, text_is_word,
-};
-use super::mask::mask_unsupported;
+use super::exact::{ExactError, qualifier_insert, qualify_exact};
+use super::fallback::{first_mapped_word, names_in_table_positions, text_is_word};
 use super::split::TextIndex;
 use super::walk::{TableMention, walk_statement};
-use super::{Decision, Edit, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier};
+use super::{Decision, Edit, NameUse, OnParseError, Outcome, SchemaMap};
 
 /// Deeply nested reporting queries need more than sqlparser's default of
 /// 50; its `recursive-protection` feature keeps growing the stack on the
@@ -63,6 +61,7 @@ pub(crate) fn rewrite_statement(
     tokens: Vec<TokenWithSpan>,
     map: &SchemaMap,
     policy: OnParseError,
+    standard_conforming_strings: bool,
 ) -> StatementRewrite {
     // Parse, walk and drop the AST where there is stack for its worst
     // depth: on the caller's stack when enough is left (the common case
@@ -75,7 +74,7 @@ pub(crate) fn rewrite_statement(
         .saturating_mul(STACK_BYTES_PER_TOKEN)
         .max(MIN_STACK_LEFT);
     stacker::maybe_grow(wanted, wanted.saturating_mul(2), || {
-        rewrite_statement_here(sql, index, tokens, map, policy)
+        rewrite_statement_here(sql, index, tokens, map, policy, standard_conforming_strings)
     })
 }
 
@@ -85,26 +84,38 @@ fn rewrite_statement_here(
     tokens: Vec<TokenWithSpan>,
     map: &SchemaMap,
     policy: OnParseError,
+    standard_conforming_strings: bool,
 ) -> StatementRewrite {
+    let unparsed = |tokens: &[TokenWithSpan], error: String| {
+        unparsed(
+            sql,
+            index,
+            tokens,
+            map,
+            policy,
+            standard_conforming_strings,
+            error,
+        )
+    };
     let (parsed, tokens) = parse_one(tokens);
     let statement = match parsed {
         Ok(s) => s,
-        Err(error) => return unparsed(sql, index, &tokens, map, policy, error),
+        Err(error) => return unparsed(&tokens, error),
     };
     let walk = walk_statement(&statement);
     if let Some(reason) = walk.unsupported {
-        return unparsed(sql, index, &tokens, map, policy, reason);
+        return unparsed(&tokens, reason);
     }
     let (names, edits) = match resolve(sql, index, &walk.mentions, map) {
         Ok(found) => found,
-        Err(reason) => return unparsed(sql, index, &tokens, map, policy, reason),
+        Err(reason) => return unparsed(&tokens, reason),
     };
 
     // Cross-check: every mapped bare name after a table keyword must have
     // been seen by the walk. A miss is an AST form the walk does not know.
     let expected = match names_in_table_positions(&tokens, map, index, sql) {
         Ok(w) => w,
-        Err(reason) => return unparsed(sql, index, &tokens, map, policy, reason),
+        Err(reason) => return unparsed(&tokens, reason),
     };
     let seen: HashSet<usize> = names.iter().map(|n| n.offset).collect();
     let mut missed: Vec<_> = expected
@@ -128,22 +139,7 @@ fn rewrite_statement_here(
         missed[0].word.value
     );
     tracing::debug!(%error, "table name outside the AST walk");
-    match policy {
-        OnParseError::Tokens => {
-            let (more_names, more_edits) = qualify_words(&missed, map);
-            StatementRewrite {
-                outcome: Outcome::FallbackTokens,
-                names: merge_by_offset(names, more_names, |n| n.offset),
-                edits: merge_by_offset(edits, more_edits, |e| e.offset),
-                parse_error: Some(error),
-                rejected_table: None,
-            }
-        }
-        OnParseError::Reject | OnParseError::Passthrough => {
-            let table = Some(folded(missed[0].word));
-            apply_strict_policy(policy, table, error)
-        }
-    }
+    unparsed(&tokens, error)
 }
 
 /// Parse one statement's tokens. The parser owns the tokens while it parses
@@ -176,22 +172,6 @@ fn parse_one(
     (parsed, parser.into_tokens())
 }
 
-fn folded(word: &Word) -> String {
-    if word.quote_style.is_some() {
-        word.value.clone()
-    } else {
-        word.value.to_ascii_lowercase()
-    }
-}
-
-fn merge_by_offset<T>(a: Vec<T>, b: Vec<T>, offset: impl Fn(&T) -> usize) -> Vec<T> {
-    let mut all: BTreeMap<usize, T> = BTreeMap::new();
-    for item in a.into_iter().chain(b) {
-        all.entry(offset(&item)).or_insert(item);
-    }
-    all.into_values().collect()
-}
-
 /// Reject or pass through a statement that names `table`.
 fn apply_strict_policy(
     policy: OnParseError,
@@ -211,13 +191,19 @@ fn apply_strict_policy(
     }
 }
 
-/// A statement the AST cannot answer for.
+/// A statement the sqlparser AST cannot answer for: PostgreSQL's own
+/// grammar decides (see `exact`). Only a statement PostgreSQL's parser
+/// rejects too is left to `policy`: the server will reject it, so `Tokens`
+/// and `Passthrough` forward it unchanged and `Reject` refuses it. A parsed
+/// statement whose mapped name cannot be located exactly is refused unless
+/// the policy is `Passthrough`.
 pub(crate) fn unparsed(
     sql: &str,
     index: &TextIndex<'_>,
     tokens: &[TokenWithSpan],
     map: &SchemaMap,
     policy: OnParseError,
+    standard_conforming_strings: bool,
     error: String,
 ) -> StatementRewrite {
     tracing::debug!(%error, ?policy, "statement not rewritten from its AST");
@@ -228,46 +214,54 @@ pub(crate) fn unparsed(
             ..StatementRewrite::parsed(Vec::new(), Vec::new())
         };
     };
-    if policy == OnParseError::Tokens
-        && let Some(masked) = mask_unsupported(tokens)
-    {
-        // A known form sqlparser cannot read: parse it without the words it
-        // trips on, for exact positions instead of the keyword rule. The
-        // masked tokens hold no known form, so this recurses once at most.
-        let mut r = rewrite_statement_here(sql, index, masked, map, policy);
-        if r.outcome != Outcome::Rejected {
-            // Still a fallback: the statement as written did not parse.
-            for name in &mut r.names {
-                if let Decision::QualifiedByMap { schema } = &name.decision {
-                    name.decision = Decision::QualifiedByFallback {
-                        schema: schema.clone(),
-                    };
-                }
-            }
-            return StatementRewrite {
+    let exact = statement_bounds(sql, index, tokens)
+        .and_then(|bounds| qualify_exact(sql, bounds, map, standard_conforming_strings));
+    match exact {
+        Ok(exact) => {
+            tracing::debug!(temp_created = ?exact.temp_created, "qualified by PostgreSQL's grammar");
+            StatementRewrite {
                 outcome: Outcome::FallbackTokens,
-                parse_error: Some(error),
-                ..r
-            };
-        }
-    }
-    match policy {
-        OnParseError::Tokens => match qualify_by_tokens(tokens, map, index, sql) {
-            Ok((names, edits)) => StatementRewrite {
-                outcome: Outcome::FallbackTokens,
-                names,
-                edits,
+                names: exact.names,
+                edits: exact.edits,
                 parse_error: Some(error),
                 rejected_table: None,
-            },
-            // Not even the tokens' locations can be trusted: refuse to guess.
-            Err(reason) => apply_strict_policy(
-                OnParseError::Reject,
-                Some(table),
-                format!("{error}; {reason}"),
-            ),
-        },
-        _ => apply_strict_policy(policy, Some(table), error),
+            }
+        }
+        Err(ExactError::Syntax(reason)) => {
+            apply_strict_policy(policy, Some(table), format!("{error}; {reason}"))
+        }
+        Err(ExactError::Unresolved(reason)) => {
+            let policy = match policy {
+                OnParseError::Passthrough => OnParseError::Passthrough,
+                OnParseError::Tokens | OnParseError::Reject => OnParseError::Reject,
+            };
+            apply_strict_policy(policy, Some(table), format!("{error}; {reason}"))
+        }
+    }
+}
+
+/// The byte range of the statement made of `tokens` (whitespace and
+/// comments around it included, the `;` after it excluded). The range must
+/// end where the text does or at that `;`.
+fn statement_bounds(
+    sql: &str,
+    index: &TextIndex<'_>,
+    tokens: &[TokenWithSpan],
+) -> Result<std::ops::Range<usize>, ExactError> {
+    let start = tokens.first().and_then(|t| index.byte_offset(t.span.start));
+    let end = tokens.last().and_then(|t| index.byte_offset(t.span.end));
+    match (start, end) {
+        (Some(start), Some(end))
+            if start <= end
+                && sql
+                    .get(end..)
+                    .is_some_and(|r| r.is_empty() || r.starts_with(';')) =>
+        {
+            Ok(start..end)
+        }
+        _ => Err(ExactError::Unresolved(
+            "the statement's bounds in the text are not known".into(),
+        )),
     }
 }
 
@@ -311,7 +305,7 @@ pub(crate) fn resolve(
                     },
                     Some(Edit {
                         offset,
-                        insert: format!("{}.", quote_identifier(schema)).into(),
+                        insert: qualifier_insert(sql, offset, schema).into(),
                     }),
                 ),
                 _ => (Decision::NotInMap, None),
