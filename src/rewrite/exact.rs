@@ -197,6 +197,19 @@ fn relation_suffix(objtype: i64) -> Option<usize> {
     }
 }
 
+/// Whether the `RangeVar` of this node names a composite type, not a
+/// table: `CREATE TYPE t AS (...)`, `ALTER TYPE t ADD/RENAME ATTRIBUTE`.
+/// Type names are never qualified.
+fn names_composite_type(tag: &str, obj: &Map<String, Value>) -> bool {
+    let type_field = match tag {
+        "CompositeTypeStmt" => return true,
+        "AlterTableStmt" => "objtype",
+        "RenameStmt" => "relation_type",
+        _ => return false,
+    };
+    obj.get(type_field).and_then(Value::as_i64) == Some(ObjectType::ObjectType as i64)
+}
+
 type Scope = Vec<String>;
 
 struct Walker<'a> {
@@ -287,8 +300,11 @@ impl Walker<'_> {
             }
         }
         let Some(Value::Object(with)) = obj.get("with_clause") else {
+            let composite_type = names_composite_type(tag, obj);
             for (k, v) in obj {
-                self.value(v, scope, tag, k);
+                if !(composite_type && matches!(k.as_str(), "relation" | "typevar")) {
+                    self.value(v, scope, tag, k);
+                }
             }
             return;
         };

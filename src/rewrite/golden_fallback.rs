@@ -799,6 +799,43 @@ fn utility_statements_in_the_exact_parser() {
         ("DROP FUNCTION users(int)", "DROP FUNCTION users(int)"),
         ("DROP TYPE users", "DROP TYPE users"),
         (
+            "CREATE TYPE users AS (id int)",
+            "CREATE TYPE users AS (id int)",
+        ),
+        (
+            "ALTER TYPE users ADD ATTRIBUTE x int",
+            "ALTER TYPE users ADD ATTRIBUTE x int",
+        ),
+        (
+            "ALTER TYPE users RENAME ATTRIBUTE x TO y",
+            "ALTER TYPE users RENAME ATTRIBUTE x TO y",
+        ),
+        (
+            "ALTER TABLE users RENAME COLUMN x TO y",
+            "ALTER TABLE shared_common.users RENAME COLUMN x TO y",
+        ),
+        (
+            "ALTER TABLE users ADD COLUMN x int",
+            "ALTER TABLE shared_common.users ADD COLUMN x int",
+        ),
+        (
+            "CREATE FOREIGN TABLE users (id int) SERVER s",
+            "CREATE FOREIGN TABLE shared_common.users (id int) SERVER s",
+        ),
+        (
+            "ALTER EXTENSION e ADD TABLE users",
+            "ALTER EXTENSION e ADD TABLE shared_common.users",
+        ),
+        (
+            "SECURITY LABEL ON TABLE users IS 'x'",
+            "SECURITY LABEL ON TABLE shared_common.users IS 'x'",
+        ),
+        ("DROP RULE r ON users", "DROP RULE r ON shared_common.users"),
+        (
+            "DROP INDEX users_pkey, \"users\"",
+            "DROP INDEX users_pkey, shared_common.\"users\"",
+        ),
+        (
             "COMMENT ON TABLE users IS 'users'",
             "COMMENT ON TABLE shared_common.users IS 'users'",
         ),
