@@ -9,28 +9,28 @@ use super::golden::{check, check_with, test_map};
 use super::*;
 
 #[test]
-fn known_unparsable_statements_by_tokens() {
+fn known_unparsable_statements_by_the_exact_parser() {
     check(&[
         (
-            "TABLE users does not parse: qualified after TABLE",
+            "TABLE users does not parse in sqlparser: qualified by PostgreSQL's grammar",
             "TABLE users",
             "TABLE shared_common.users",
             FallbackTokens,
         ),
         (
-            "FOR NO KEY UPDATE does not parse: qualified after FROM",
+            "FOR NO KEY UPDATE does not parse in sqlparser: the FROM table is qualified",
             "SELECT * FROM users FOR NO KEY UPDATE",
             "SELECT * FROM shared_common.users FOR NO KEY UPDATE",
             FallbackTokens,
         ),
         (
-            "FOR KEY SHARE does not parse: qualified after FROM",
+            "FOR KEY SHARE does not parse in sqlparser: both joined tables are qualified",
             "SELECT * FROM users u JOIN attachments a ON true FOR KEY SHARE",
             "SELECT * FROM shared_common.users u JOIN shared_common.attachments a ON true FOR KEY SHARE",
             FallbackTokens,
         ),
         (
-            "VACUUM ANALYZE stops parsing before its table: the maintenance rule qualifies it",
+            "VACUUM ANALYZE stops sqlparser before its table: qualified exactly",
             "VACUUM ANALYZE users",
             "VACUUM ANALYZE shared_common.users",
             FallbackTokens,
@@ -42,7 +42,7 @@ fn known_unparsable_statements_by_tokens() {
             FallbackTokens,
         ),
         (
-            "LIKE ... INCLUDING ALL does not parse: LIKE after ( is a table position",
+            "LIKE ... INCLUDING ALL does not parse in sqlparser: the LIKE source is qualified",
             "CREATE TABLE t (LIKE users INCLUDING ALL)",
             "CREATE TABLE t (LIKE shared_common.users INCLUDING ALL)",
             FallbackTokens,
@@ -60,37 +60,37 @@ fn known_unparsable_statements_by_tokens() {
             Unchanged,
         ),
         (
-            "fallback does not touch qualified names",
+            "the exact fallback does not touch qualified names",
             "TABLE shared_common.users",
             "TABLE shared_common.users",
             FallbackTokens,
         ),
         (
-            "fallback does not touch a name followed by (",
+            "a function in FROM is no table",
             "SELECT * FROM users(1) FOR NO KEY UPDATE",
             "SELECT * FROM users(1) FOR NO KEY UPDATE",
             FallbackTokens,
         ),
         (
-            "fallback does not touch a column qualifier",
+            "the exact fallback does not touch a column qualifier",
             "SELECT users.id FROM users FOR NO KEY UPDATE",
             "SELECT users.id FROM shared_common.users FOR NO KEY UPDATE",
             FallbackTokens,
         ),
         (
-            "fallback leaves comments and literals alone",
+            "the exact fallback leaves comments and literals alone",
             "SELECT '사주 FROM users' /* FROM users */ FROM users FOR NO KEY UPDATE",
             "SELECT '사주 FROM users' /* FROM users */ FROM shared_common.users FOR NO KEY UPDATE",
             FallbackTokens,
         ),
         (
-            "fallback quotes the schema",
+            "the exact fallback quotes the schema",
             "TABLE old_table",
             "TABLE \"Legacy Schema\".old_table",
             FallbackTokens,
         ),
         (
-            "fallback matches quoted names exactly",
+            "a quoted name matches exactly",
             "TABLE \"Users\"",
             "TABLE \"Users\"",
             Unchanged,
@@ -299,10 +299,10 @@ fn several_statements() {
     ]);
 }
 
-/// Known forms sqlparser cannot read are re-parsed without the words it
-/// trips on, so the fallback is as precise as a parsed statement.
+/// Known forms sqlparser cannot read: PostgreSQL's grammar reads them, so
+/// comma lists, subqueries and CTEs are handled as in a parsed statement.
 #[test]
-fn known_forms_reparsed_without_the_words_sqlparser_trips_on() {
+fn known_forms_sqlparser_trips_on() {
     check(&[
         (
             "FOR NO KEY UPDATE: a name after a comma in FROM is qualified too",
@@ -335,7 +335,7 @@ fn known_forms_reparsed_without_the_words_sqlparser_trips_on() {
             FallbackTokens,
         ),
         (
-            "a literal that looks like the masked words is untouched",
+            "a literal that looks like the unparsable words is untouched",
             "SELECT 'FOR NO KEY UPDATE users' FROM users FOR NO KEY UPDATE",
             "SELECT 'FOR NO KEY UPDATE users' FROM shared_common.users FOR NO KEY UPDATE",
             FallbackTokens,
@@ -344,9 +344,10 @@ fn known_forms_reparsed_without_the_words_sqlparser_trips_on() {
 }
 
 /// Statements sqlparser cannot parse whose table follows no FROM-like
-/// keyword: the token rule knows where their table stands.
+/// keyword: PostgreSQL's grammar (and its scanner for OWNED BY, whose
+/// name has no location in the tree) places it.
 #[test]
-fn cluster_and_owned_by_are_qualified_by_tokens() {
+fn cluster_and_owned_by_are_qualified_exactly() {
     check(&[
         (
             "CLUSTER table USING index",
