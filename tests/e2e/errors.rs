@@ -126,11 +126,15 @@ async fn unparsable_statements_use_the_token_fallback_by_default() {
 async fn reject_policy_answers_0a000_and_keeps_the_session_usable() {
     let proxy = start_proxy("reject").await;
     let c = proxy.connect("heal7").await;
+    // What PostgreSQL's grammar parses is qualified exactly, whatever the
+    // policy; the policy only decides for what it rejects too.
+    assert_eq!(simple_rows(&c, "TABLE users").await.len(), 3);
     for sql in [
-        "TABLE users",
-        "VACUUM ANALYZE users",
-        "SELECT name FROM users WHERE id = 1 FOR NO KEY UPDATE",
-        "CREATE TEMP TABLE t_like (LIKE users INCLUDING ALL)",
+        "TABLE users WHERE id = 1",
+        "VACUUM ANALYZE users users",
+        "SELECT name FROM users WHERE id = 1 FOR NO KEY UPDAT",
+        // Parses, but `users` (constraint and table) cannot be placed exactly.
+        "COMMENT ON CONSTRAINT users ON users IS 'x'",
     ] {
         let e = try_simple_rows(&c, sql).await.expect_err(sql);
         assert_eq!(sqlstate(&e), "0A000", "{sql}");
@@ -143,7 +147,7 @@ async fn reject_policy_answers_0a000_and_keeps_the_session_usable() {
     // Extended protocol: the rejected Parse must not wedge the session.
     let e = c
         .query(
-            "SELECT name FROM users WHERE id = $1 FOR NO KEY UPDATE",
+            "SELECT name FROM users WHERE id = $1 FOR NO KEY UPDAT",
             &[&1i32],
         )
         .await
@@ -173,12 +177,18 @@ async fn reject_policy_answers_0a000_and_keeps_the_session_usable() {
 async fn passthrough_policy_forwards_unparsable_statements_unchanged() {
     let proxy = start_proxy("passthrough").await;
     let c = proxy.connect("heal7").await;
-    // Forwarded as written: the server resolves the bare name by search_path
-    // and reads the stale copy, which is what passthrough means.
+    // A syntax error for PostgreSQL too is forwarded as written: the
+    // server's own error comes back, not the proxy's 0A000.
+    let e = try_simple_rows(&c, "SELECT name FROM users WHERE")
+        .await
+        .expect_err("syntax error");
+    assert_eq!(sqlstate(&e), "42601");
+    // What PostgreSQL's grammar parses is qualified exactly under every
+    // policy: the fresh rows.
     let rows = simple_rows(&c, "TABLE users").await;
     let mut names: Vec<String> = rows.into_iter().map(|r| r[1].clone().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["STALE-alice", "STALE-bob", "김민수"]);
+    assert_eq!(names, ["fresh-alice", "fresh-bob", "김민수"]);
     // Parsable statements are still rewritten.
     assert_eq!(
         simple_value(&c, "SELECT name FROM users WHERE id = 1").await,
@@ -209,7 +219,7 @@ async fn rejected_statement_inside_a_transaction_aborts_it_like_a_server_error()
     )
     .await
     .expect("insert");
-    let e = try_simple_rows(&c, "TABLE users")
+    let e = try_simple_rows(&c, "TABLE users WHERE id = 1")
         .await
         .expect_err("rejected");
     assert_eq!(sqlstate(&e), "0A000");
@@ -240,7 +250,7 @@ async fn rejected_parse_in_a_pipeline_answers_in_order() {
     let c = proxy.connect("heal7").await;
     let ok1 = c.query_one("SELECT name FROM users WHERE id = $1", &[&1i32]);
     let bad = c.query(
-        "SELECT name FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        "SELECT name FROM users WHERE id = $1 FOR NO KEY UPDAT",
         &[&1i32],
     );
     let ok2 = c.query_one("SELECT chart FROM saju_charts WHERE id = $1", &[&2i32]);
