@@ -956,6 +956,18 @@ fn offsets_are_bytes_of_the_whole_string() {
             FallbackTokens,
         ),
         (
+            "a line comment without a newline ends the text",
+            "TABLE users -- 사용자",
+            "TABLE shared_common.users -- 사용자",
+            FallbackTokens,
+        ),
+        (
+            "a block comment and newlines end the statement",
+            "TABLE users /* 끝 */\n\n;\nTABLE \"users\"\n",
+            "TABLE shared_common.users /* 끝 */\n\n;\nTABLE shared_common.\"users\"\n",
+            FallbackTokens,
+        ),
+        (
             "dollar quotes and E-strings around the name",
             "SELECT $a$ FROM users $a$, E'\\' FROM users' FROM \"users\" FOR KEY SHARE",
             "SELECT $a$ FROM users $a$, E'\\' FROM users' FROM shared_common.\"users\" FOR KEY SHARE",
