@@ -975,3 +975,52 @@ fn offsets_are_bytes_of_the_whole_string() {
         ),
     ]);
 }
+
+/// What the exact fallback costs alone, for a short and a ~2 KB statement:
+/// libpg_query's parse, its tree as JSON, and parse + walk + qualify.
+/// `cargo test --release --lib exact_fallback_timing -- --ignored --nocapture`
+#[test]
+#[ignore = "timing, run by hand in release"]
+fn exact_fallback_timing() {
+    use std::time::Instant;
+    let map = exact_map();
+    let short = "SELECT id, email, name FROM users WHERE id BETWEEN SYMMETRIC 12345 AND 12300";
+    let mut report = String::from(
+        "/* monthly reading report */\nWITH recent AS (\n  SELECT r.chart_id, count(*) AS n, max(r.id) AS last_id\n  FROM saju_charts r\n  GROUP BY r.chart_id\n)\nSELECT u.id, u.name, c.day_pillar, recent.n,\n  (SELECT count(*) FROM notifications nt WHERE nt.user_id = u.id AND NOT nt.read) AS unread,\n  (SELECT string_agg(a.path, ',') FROM attachments a WHERE a.user_id = u.id) AS files\nFROM users u\n  JOIN saju_charts c ON c.user_id = u.id\n  LEFT JOIN recent ON recent.chart_id = c.id\nWHERE u.created_at > now() - interval '30 days'\n  AND EXISTS (SELECT 1 FROM kasi_cache k WHERE k.solar_date = u.birth_date)\n",
+    );
+    while report.len() < 1900 {
+        report.push_str("  AND u.email NOT LIKE '%@test.heal7.example' -- exclude test accounts\n");
+    }
+    report.push_str("  AND u.id BETWEEN SYMMETRIC 1 AND 100000\nORDER BY recent.n DESC NULLS LAST, u.id\nLIMIT 100");
+    for (name, sql) in [("short", short), ("2 KB", report.as_str())] {
+        assert!(
+            !qualify_exact(sql, 0..sql.len(), &map, true)
+                .unwrap()
+                .edits
+                .is_empty()
+        );
+        let n = if sql.len() < 200 { 20_000 } else { 2_000 };
+        let time = |f: &dyn Fn()| {
+            let t = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+        };
+        let parse = time(&|| {
+            std::hint::black_box(pg_query::parse(sql, 0).unwrap());
+        });
+        let parsed = pg_query::parse(sql, 0).unwrap();
+        let json = time(&|| {
+            std::hint::black_box(serde_json::to_value(&parsed.protobuf).unwrap());
+        });
+        let whole = time(&|| {
+            std::hint::black_box(qualify_exact(sql, 0..sql.len(), &map, true).unwrap());
+        });
+        eprintln!(
+            "{name} ({} bytes): pg_query::parse {parse:.1} µs, tree to JSON {json:.1} µs, \
+             qualify_exact (parse + JSON + walk + qualify) {whole:.1} µs",
+            sql.len()
+        );
+    }
+}
