@@ -1,5 +1,9 @@
 # Build and run heal7-proxy (used by docker-compose.yml).
 FROM rust:1-bookworm AS build
+# libclang: pg_query (the exact fallback parser) runs bindgen at build time.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends libclang-dev \
+  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src

@@ -1,9 +1,12 @@
 //! Rewriter cost, the parts that sit on the hot path: the pre-filter that
 //! decides a statement needs nothing; a miss (tokenize, parse, qualify) and
 //! its splice, each timed alone, for a short OLTP statement and a ~2 KB
-//! reporting statement; and cache hits, by text and by shape.
+//! reporting statement; and cache hits, by text and by shape. Off the hot
+//! path: a miss that takes the exact fallback (sqlparser fails, PostgreSQL's
+//! grammar via libpg_query qualifies), for statements of the same sizes.
 //!
 //! cargo bench --bench rewrite
+//! cargo bench --bench rewrite -- 'exact fallback'   (the fallback alone)
 
 use std::hint::black_box;
 
@@ -110,5 +113,25 @@ fn bench_rewrite(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_rewrite);
+/// A miss sqlparser cannot parse (`BETWEEN SYMMETRIC`): tokenize, the failed
+/// sqlparser parse, then libpg_query's parse, the walk of its tree and the
+/// qualification. Compare with `miss ...: tokenize + parse + qualify`.
+fn bench_exact_fallback(c: &mut Criterion) {
+    let map = heal7_map();
+    let policy = OnParseError::Tokens;
+    let short = "SELECT id, email, name FROM users WHERE id BETWEEN SYMMETRIC 12345 AND 12300";
+    let report = report_statement().replace(
+        "ORDER BY recent.n",
+        "  AND u.id BETWEEN SYMMETRIC 1 AND 100000\nORDER BY recent.n",
+    );
+    for (name, sql) in [("short OLTP", short), ("2 KB report", report.as_str())] {
+        let done = rewrite_sql_uncached(sql, &map, policy);
+        assert!(done.changed(), "{name}: the exact fallback qualifies it");
+        c.bench_function(&format!("exact fallback {name}: whole miss"), |b| {
+            b.iter(|| rewrite_sql_uncached(black_box(sql), &map, policy))
+        });
+    }
+}
+
+criterion_group!(benches, bench_rewrite, bench_exact_fallback);
 criterion_main!(benches);

@@ -1,19 +1,21 @@
-//! What is left when the AST cannot be trusted: the statement's tokens.
+//! The keyword cross-check on a statement's tokens: where a mapped name
+//! stands in a table position that the sqlparser AST walk must have seen.
 //!
-//! Used for statements sqlparser cannot parse, and for names in table
-//! positions that the AST walk did not account for. The token rule is the
-//! one from the issue: a mapped name right after FROM, JOIN, INTO, UPDATE,
-//! TABLE, ONLY, TRUNCATE, LOCK, COPY or REFERENCES, not qualified (no `.`
-//! before or after) and not a function call (no `(` after).
+//! It never qualifies anything itself: a statement whose name the walk
+//! missed goes to the exact fallback (`exact`, PostgreSQL's grammar). A
+//! table position is a mapped name right after FROM, JOIN, INTO, UPDATE,
+//! TABLE, ONLY, TRUNCATE, LOCK, COPY, REFERENCES, ON or USING, a VACUUM /
+//! ANALYZE / CLUSTER table, `OWNED BY t.col` or `(LIKE t`, not qualified
+//! and not a function call.
 
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Word};
 
+use super::SchemaMap;
 use super::split::TextIndex;
-use super::{Decision, Edit, NameUse, SchemaMap, quote_identifier};
 
-/// Keywords after which the token fallback qualifies a mapped name.
-const FALLBACK_KEYWORDS: &[Keyword] = &[
+/// Keywords after which a mapped name stands in a table position.
+const TABLE_KEYWORDS: &[Keyword] = &[
     Keyword::FROM,
     Keyword::JOIN,
     Keyword::INTO,
@@ -27,14 +29,10 @@ const FALLBACK_KEYWORDS: &[Keyword] = &[
 ];
 
 /// Keywords whose following name the AST walk must have accounted for: the
-/// fallback list plus `ON` and `USING`, which introduce tables in CREATE
-/// INDEX, GRANT, CREATE TRIGGER, MERGE and DELETE.
+/// list plus `ON` and `USING`, which introduce tables in CREATE INDEX,
+/// GRANT, CREATE TRIGGER, MERGE and DELETE.
 fn is_cross_check_keyword(k: Keyword) -> bool {
-    FALLBACK_KEYWORDS.contains(&k) || matches!(k, Keyword::ON | Keyword::USING)
-}
-
-fn is_fallback_keyword(k: Keyword) -> bool {
-    FALLBACK_KEYWORDS.contains(&k)
+    TABLE_KEYWORDS.contains(&k) || matches!(k, Keyword::ON | Keyword::USING)
 }
 
 /// A bare word in a table position of the token stream.
@@ -207,39 +205,4 @@ pub(crate) fn names_in_table_positions<'t>(
     sql: &str,
 ) -> Result<Vec<TableWord<'t>>, String> {
     mapped_words_after(tokens, is_cross_check_keyword, map, index, sql)
-}
-
-/// The token fallback for a whole statement: names and edits.
-pub(crate) fn qualify_by_tokens(
-    tokens: &[TokenWithSpan],
-    map: &SchemaMap,
-    index: &TextIndex<'_>,
-    sql: &str,
-) -> Result<(Vec<NameUse>, Vec<Edit>), String> {
-    let words = mapped_words_after(tokens, is_fallback_keyword, map, index, sql)?;
-    Ok(qualify_words(&words, map))
-}
-
-/// Qualify each of `words` (all mapped) by the fallback.
-pub(crate) fn qualify_words(words: &[TableWord<'_>], map: &SchemaMap) -> (Vec<NameUse>, Vec<Edit>) {
-    let mut names = Vec::new();
-    let mut edits = Vec::new();
-    for w in words {
-        let Some(schema) = schema_of_word(map, w.word) else {
-            continue;
-        };
-        names.push(NameUse {
-            name: w.word.value.as_str().into(),
-            offset: w.offset,
-            decision: Decision::QualifiedByFallback {
-                schema: schema.into(),
-            },
-        });
-        edits.push(Edit {
-            offset: w.offset,
-            replaced: 0,
-            insert: format!("{}.", quote_identifier(schema)).into(),
-        });
-    }
-    (names, edits)
 }

@@ -21,8 +21,10 @@
 //!    name with its CTE scope; each insertion point is verified against the
 //!    text; a keyword cross-check on the tokens catches names the walk did
 //!    not see.
-//! 4. `fallback`: the token rule for statements the AST cannot answer for,
-//!    under [`OnParseError`].
+//! 4. `exact`: statements sqlparser cannot parse, or whose names the walk
+//!    missed (the keyword cross-check of `fallback`), are qualified by
+//!    PostgreSQL's own grammar (libpg_query); [`OnParseError`] decides only
+//!    for statements PostgreSQL's parser rejects too.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -32,8 +34,8 @@ use smallvec::SmallVec;
 
 mod cache;
 mod escapes;
+mod exact;
 mod fallback;
-mod mask;
 mod names;
 mod prefilter;
 mod quote;
@@ -68,13 +70,16 @@ use prefilter::MappedNamePrefilter;
 use split::{TextIndex, split_statements, tokenize};
 use statement::rewrite_statement;
 
-/// What to do with a statement sqlparser cannot parse but that names a mapped
-/// table (per the tokenizer).
+/// What to do with a statement that names a mapped table (per the
+/// tokenizer) and that sqlparser cannot parse. Such a statement is first
+/// qualified exactly by PostgreSQL's own grammar (libpg_query), whatever the
+/// policy; the policy decides only when that parser rejects it too (a
+/// syntax error the server will report) or parses it but cannot place a
+/// mapped name in the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnParseError {
-    /// Qualify mapped names that follow FROM, JOIN, INTO, UPDATE, TABLE,
-    /// ONLY, TRUNCATE, LOCK, COPY or REFERENCES (not already qualified, not
-    /// followed by `(`).
+    /// Forward a syntax error unchanged (the server rejects it); refuse a
+    /// statement whose mapped name cannot be placed exactly.
     #[default]
     Tokens,
     /// Refuse the statement (the session answers 0A000).
@@ -261,8 +266,9 @@ pub enum Outcome {
     Unchanged,
     /// Parsed; at least one name was qualified.
     Rewritten,
-    /// At least one statement did not parse and was qualified by the token
-    /// fallback ([`OnParseError::Tokens`]).
+    /// At least one statement did not parse with sqlparser (or named a table
+    /// where its AST walk does not look) and was qualified by the exact
+    /// fallback, PostgreSQL's own grammar.
     FallbackTokens,
     /// A statement did not parse, names a mapped table, and the policy is
     /// [`OnParseError::Reject`]. The session must answer 0A000.
@@ -278,7 +284,7 @@ pub enum Outcome {
 pub enum Decision {
     /// Qualified with this schema from the map.
     QualifiedByMap { schema: Arc<str> },
-    /// Qualified with this schema by the token fallback.
+    /// Qualified with this schema by the exact fallback (PostgreSQL's grammar).
     QualifiedByFallback { schema: Arc<str> },
     /// Already written as `schema.table`.
     AlreadyQualified,
@@ -694,7 +700,7 @@ fn rewrite_parsed(
         if statement.is_empty() {
             continue;
         }
-        let done = rewrite_statement(sql, &index, statement.tokens, map, policy);
+        let done = rewrite_statement(sql, &index, statement.tokens, map, policy, true);
         if severity(done.outcome) > severity(result.outcome) {
             result.outcome = done.outcome;
         }

@@ -27,6 +27,7 @@ pub fn table_names(sql: &str) -> Vec<NameUse> {
             statement.tokens,
             &map,
             OnParseError::Passthrough,
+            true,
         );
         names.extend(done.names);
     }

@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use sqlparser::ast::Ident;
 use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 
-use super::fallback::{
-    first_mapped_word, names_in_table_positions, qualify_by_tokens, qualify_words, text_is_word,
-};
-use super::mask::mask_unsupported;
+use super::exact::{ExactError, qualifier_insert, qualify_exact};
+use super::fallback::{first_mapped_word, names_in_table_positions, text_is_word};
 use super::split::TextIndex;
 use super::walk::{Creates, Namespace, TableMention, normalized, walk_statement};
 use super::{Decision, Edit, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier};
@@ -65,6 +64,7 @@ pub(crate) fn rewrite_statement(
     tokens: Vec<TokenWithSpan>,
     map: &SchemaMap,
     policy: OnParseError,
+    standard_conforming_strings: bool,
 ) -> StatementRewrite {
     // Parse, walk and drop the AST where there is stack for its worst
     // depth: on the caller's stack when enough is left (the common case
@@ -77,7 +77,7 @@ pub(crate) fn rewrite_statement(
         .saturating_mul(STACK_BYTES_PER_TOKEN)
         .max(MIN_STACK_LEFT);
     stacker::maybe_grow(wanted, wanted.saturating_mul(2), || {
-        rewrite_statement_here(sql, index, tokens, map, policy)
+        rewrite_statement_here(sql, index, tokens, map, policy, standard_conforming_strings)
     })
 }
 
@@ -87,26 +87,38 @@ fn rewrite_statement_here(
     tokens: Vec<TokenWithSpan>,
     map: &SchemaMap,
     policy: OnParseError,
+    standard_conforming_strings: bool,
 ) -> StatementRewrite {
+    let unparsed = |tokens: &[TokenWithSpan], error: String| {
+        unparsed(
+            sql,
+            index,
+            tokens,
+            map,
+            policy,
+            standard_conforming_strings,
+            error,
+        )
+    };
     let (parsed, tokens) = parse_one(tokens);
     let statement = match parsed {
         Ok(s) => s,
-        Err(error) => return unparsed(sql, index, &tokens, map, policy, error),
+        Err(error) => return unparsed(&tokens, error),
     };
     let walk = walk_statement(&statement);
     if let Some(reason) = walk.unsupported {
-        return unparsed(sql, index, &tokens, map, policy, reason);
+        return unparsed(&tokens, reason);
     }
     let (names, edits) = match resolve(sql, index, &walk.mentions, map) {
         Ok(found) => found,
-        Err(reason) => return unparsed(sql, index, &tokens, map, policy, reason),
+        Err(reason) => return unparsed(&tokens, reason),
     };
 
     // Cross-check: every mapped bare name after a table keyword must have
     // been seen by the walk. A miss is an AST form the walk does not know.
     let expected = match names_in_table_positions(&tokens, map, index, sql) {
         Ok(w) => w,
-        Err(reason) => return unparsed(sql, index, &tokens, map, policy, reason),
+        Err(reason) => return unparsed(&tokens, reason),
     };
     let seen: HashSet<usize> = names.iter().map(|n| n.offset).collect();
     let mut missed: Vec<_> = expected
@@ -130,22 +142,7 @@ fn rewrite_statement_here(
         missed[0].word.value
     );
     tracing::debug!(%error, "table name outside the AST walk");
-    match policy {
-        OnParseError::Tokens => {
-            let (more_names, more_edits) = qualify_words(&missed, map);
-            StatementRewrite {
-                outcome: Outcome::FallbackTokens,
-                names: merge_by_offset(names, more_names, |n| n.offset),
-                edits: merge_by_offset(edits, more_edits, |e| e.offset),
-                parse_error: Some(error),
-                rejected_table: None,
-            }
-        }
-        OnParseError::Reject | OnParseError::Passthrough => {
-            let table = Some(folded(missed[0].word));
-            apply_strict_policy(policy, table, error)
-        }
-    }
+    unparsed(&tokens, error)
 }
 
 /// Parse one statement's tokens. The parser owns the tokens while it parses
@@ -178,22 +175,6 @@ fn parse_one(
     (parsed, parser.into_tokens())
 }
 
-fn folded(word: &Word) -> String {
-    if word.quote_style.is_some() {
-        word.value.clone()
-    } else {
-        word.value.to_ascii_lowercase()
-    }
-}
-
-fn merge_by_offset<T>(a: Vec<T>, b: Vec<T>, offset: impl Fn(&T) -> usize) -> Vec<T> {
-    let mut all: BTreeMap<usize, T> = BTreeMap::new();
-    for item in a.into_iter().chain(b) {
-        all.entry(offset(&item)).or_insert(item);
-    }
-    all.into_values().collect()
-}
-
 /// Reject or pass through a statement that names `table`.
 fn apply_strict_policy(
     policy: OnParseError,
@@ -213,63 +194,102 @@ fn apply_strict_policy(
     }
 }
 
-/// A statement the AST cannot answer for.
+/// A statement the sqlparser AST cannot answer for: PostgreSQL's own
+/// grammar decides (see `exact`). Only a statement PostgreSQL's parser
+/// rejects too is left to `policy`: the server will reject it, so `Tokens`
+/// and `Passthrough` forward it unchanged and `Reject` refuses it. A parsed
+/// statement whose mapped name cannot be located exactly is refused unless
+/// the policy is `Passthrough`.
 pub(crate) fn unparsed(
     sql: &str,
     index: &TextIndex<'_>,
     tokens: &[TokenWithSpan],
     map: &SchemaMap,
     policy: OnParseError,
+    standard_conforming_strings: bool,
     error: String,
 ) -> StatementRewrite {
     tracing::debug!(%error, ?policy, "statement not rewritten from its AST");
-    let Some(table) = first_mapped_word(tokens, map) else {
+    let table = first_mapped_word(tokens, map);
+    let creates = map.create_schema().is_some() && creates_objects(tokens);
+    if table.is_none() && !creates {
         // No word names a mapped table: nothing to do whatever the policy.
         return StatementRewrite {
             parse_error: Some(error),
             ..StatementRewrite::parsed(Vec::new(), Vec::new())
         };
-    };
-    if policy == OnParseError::Tokens
-        && let Some(masked) = mask_unsupported(tokens)
-    {
-        // A known form sqlparser cannot read: parse it without the words it
-        // trips on, for exact positions instead of the keyword rule. The
-        // masked tokens hold no known form, so this recurses once at most.
-        let mut r = rewrite_statement_here(sql, index, masked, map, policy);
-        if r.outcome != Outcome::Rejected {
-            // Still a fallback: the statement as written did not parse.
-            for name in &mut r.names {
-                if let Decision::QualifiedByMap { schema } = &name.decision {
-                    name.decision = Decision::QualifiedByFallback {
-                        schema: schema.clone(),
-                    };
-                }
-            }
-            return StatementRewrite {
-                outcome: Outcome::FallbackTokens,
-                parse_error: Some(error),
-                ..r
-            };
-        }
     }
-    match policy {
-        OnParseError::Tokens => match qualify_by_tokens(tokens, map, index, sql) {
-            Ok((names, edits)) => StatementRewrite {
-                outcome: Outcome::FallbackTokens,
-                names,
-                edits,
+    let exact = statement_bounds(sql, index, tokens)
+        .and_then(|bounds| qualify_exact(sql, bounds, map, standard_conforming_strings));
+    match exact {
+        Ok(exact) => {
+            tracing::debug!(temp_created = ?exact.temp_created, "qualified by PostgreSQL's grammar");
+            StatementRewrite {
+                // A statement that names no mapped table and creates
+                // nothing outside its schema was not a fallback at all.
+                outcome: if table.is_none() && exact.edits.is_empty() {
+                    Outcome::Unchanged
+                } else {
+                    Outcome::FallbackTokens
+                },
+                names: exact.names,
+                edits: exact.edits,
                 parse_error: Some(error),
                 rejected_table: None,
-            },
-            // Not even the tokens' locations can be trusted: refuse to guess.
-            Err(reason) => apply_strict_policy(
-                OnParseError::Reject,
-                Some(table),
-                format!("{error}; {reason}"),
-            ),
+            }
+        }
+        // Names no mapped table, and PostgreSQL rejects it too: forwarded,
+        // the server answers its own syntax error.
+        Err(ExactError::Syntax(_)) if table.is_none() => StatementRewrite {
+            parse_error: Some(error),
+            ..StatementRewrite::parsed(Vec::new(), Vec::new())
         },
-        _ => apply_strict_policy(policy, Some(table), error),
+        Err(ExactError::Syntax(reason)) => {
+            apply_strict_policy(policy, table, format!("{error}; {reason}"))
+        }
+        Err(ExactError::Unresolved(reason)) => {
+            let policy = match policy {
+                OnParseError::Passthrough => OnParseError::Passthrough,
+                OnParseError::Tokens | OnParseError::Reject => OnParseError::Reject,
+            };
+            apply_strict_policy(policy, table, format!("{error}; {reason}"))
+        }
+    }
+}
+
+/// Whether the statement creates objects by name: CREATE ..., or an INTO
+/// (SELECT INTO; INSERT INTO names an existing table, which is harmless).
+fn creates_objects(tokens: &[TokenWithSpan]) -> bool {
+    tokens.iter().any(|t| {
+        matches!(
+            &t.token,
+            Token::Word(w) if matches!(w.keyword, Keyword::CREATE | Keyword::INTO)
+        )
+    })
+}
+
+/// The byte range of the statement made of `tokens` (whitespace and
+/// comments around it included, the `;` after it excluded). The range must
+/// end where the text does or at that `;`.
+fn statement_bounds(
+    sql: &str,
+    index: &TextIndex<'_>,
+    tokens: &[TokenWithSpan],
+) -> Result<std::ops::Range<usize>, ExactError> {
+    let start = tokens.first().and_then(|t| index.byte_offset(t.span.start));
+    let end = tokens.last().and_then(|t| index.byte_offset(t.span.end));
+    match (start, end) {
+        (Some(start), Some(end))
+            if start <= end
+                && sql
+                    .get(end..)
+                    .is_some_and(|r| r.is_empty() || r.starts_with(';')) =>
+        {
+            Ok(start..end)
+        }
+        _ => Err(ExactError::Unresolved(
+            "the statement's bounds in the text are not known".into(),
+        )),
     }
 }
 
@@ -304,7 +324,8 @@ pub(crate) fn resolve(
             }),
             (_, Some(EditAt::Before)) => Some(Edit::insertion(
                 offset,
-                qualifier(sql, offset, decision.qualified_schema().expect("a schema")),
+                qualifier_insert(sql, offset, decision.qualified_schema().expect("a schema"))
+                    .into(),
             )),
             _ => None,
         };
@@ -465,16 +486,4 @@ fn extension_schema_offset(
             name.value
         ))
     }
-}
-
-/// The `schema.` to insert before the name at `offset`: with a leading
-/// space where the name is glued to the word before it (`FROM"users"`),
-/// so the insertion never joins two tokens into one.
-pub(crate) fn qualifier(sql: &str, offset: usize, schema: &str) -> Arc<str> {
-    let glued = offset > 0 && {
-        let b = sql.as_bytes()[offset - 1];
-        b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
-    };
-    let space = if glued { " " } else { "" };
-    format!("{space}{}.", quote_identifier(schema)).into()
 }

@@ -126,11 +126,15 @@ async fn unparsable_statements_use_the_token_fallback_by_default() {
 async fn reject_policy_answers_0a000_and_keeps_the_session_usable() {
     let proxy = start_proxy("reject").await;
     let c = proxy.connect("heal7").await;
+    // What PostgreSQL's grammar parses is qualified exactly, whatever the
+    // policy; the policy only decides for what it rejects too.
+    assert_eq!(simple_rows(&c, "TABLE users").await.len(), 3);
     for sql in [
-        "TABLE users",
-        "VACUUM ANALYZE users",
-        "SELECT name FROM users WHERE id = 1 FOR NO KEY UPDATE",
-        "CREATE TEMP TABLE t_like (LIKE users INCLUDING ALL)",
+        "TABLE users WHERE id = 1",
+        "VACUUM ANALYZE users users",
+        "SELECT name FROM users WHERE id = 1 FOR NO KEY UPDAT",
+        // Parses, but `users` (constraint and table) cannot be placed exactly.
+        "COMMENT ON CONSTRAINT users ON users IS 'x'",
     ] {
         let e = try_simple_rows(&c, sql).await.expect_err(sql);
         assert_eq!(sqlstate(&e), "0A000", "{sql}");
@@ -143,7 +147,7 @@ async fn reject_policy_answers_0a000_and_keeps_the_session_usable() {
     // Extended protocol: the rejected Parse must not wedge the session.
     let e = c
         .query(
-            "SELECT name FROM users WHERE id = $1 FOR NO KEY UPDATE",
+            "SELECT name FROM users WHERE id = $1 FOR NO KEY UPDAT",
             &[&1i32],
         )
         .await
@@ -173,18 +177,18 @@ async fn reject_policy_answers_0a000_and_keeps_the_session_usable() {
 async fn passthrough_policy_forwards_unparsable_statements_unchanged() {
     let proxy = start_proxy("passthrough").await;
     let c = proxy.connect("heal7").await;
-    // Forwarded as written: the server resolves the bare name by the
-    // session's search_path, which puts the mapped schemas before public,
-    // so a mapped name still reads the moved table...
+    // A syntax error for PostgreSQL too is forwarded as written: the
+    // server's own error comes back, not the proxy's 0A000.
+    let e = try_simple_rows(&c, "SELECT name FROM users WHERE")
+        .await
+        .expect_err("syntax error");
+    assert_eq!(sqlstate(&e), "42601");
+    // What PostgreSQL's grammar parses is qualified exactly under every
+    // policy: the fresh rows.
     let rows = simple_rows(&c, "TABLE users").await;
     let mut names: Vec<String> = rows.into_iter().map(|r| r[1].clone().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["fresh-alice", "fresh-bob", "김민수"]);
-    // ...but a name the map pins to public is not qualified either: it
-    // reads what the search_path finds first (saju_service's copy), which is
-    // what passthrough means.
-    let rows = simple_rows(&c, "TABLE legacy_fortunes").await;
-    assert_eq!(rows[0][1].as_deref(), Some("fresh-fortune"));
     // Parsable statements are still rewritten.
     assert_eq!(
         simple_value(&c, "SELECT name FROM users WHERE id = 1").await,
@@ -215,7 +219,7 @@ async fn rejected_statement_inside_a_transaction_aborts_it_like_a_server_error()
     )
     .await
     .expect("insert");
-    let e = try_simple_rows(&c, "TABLE users")
+    let e = try_simple_rows(&c, "TABLE users WHERE id = 1")
         .await
         .expect_err("rejected");
     assert_eq!(sqlstate(&e), "0A000");
@@ -246,7 +250,7 @@ async fn rejected_parse_in_a_pipeline_answers_in_order() {
     let c = proxy.connect("heal7").await;
     let ok1 = c.query_one("SELECT name FROM users WHERE id = $1", &[&1i32]);
     let bad = c.query(
-        "SELECT name FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        "SELECT name FROM users WHERE id = $1 FOR NO KEY UPDAT",
         &[&1i32],
     );
     let ok2 = c.query_one("SELECT chart FROM saju_charts WHERE id = $1", &[&2i32]);

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::harness::{pg, simple_rows, simple_value, start_proxy};
+use crate::harness::{
+    pg, proxy_yaml, simple_rows, simple_value, start_proxy, start_proxy_yaml, unique,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bare_names_read_fresh_rows_via_simple_protocol() {
@@ -567,8 +569,9 @@ async fn session_survives_a_failed_copy() {
 }
 
 /// Statements sqlparser cannot parse whose table follows no FROM-like
-/// keyword still reach the mapped table (the token rule), checked by what
-/// the server did: the sequence's owner and the table clustered.
+/// keyword still reach the mapped table (PostgreSQL's grammar, and its
+/// scanner for the OWNED BY name), checked by what the server did: the
+/// sequence's owner and the table clustered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owned_by_and_cluster_reach_the_mapped_table() {
     let proxy = start_proxy("tokens").await;
@@ -598,5 +601,153 @@ async fn owned_by_and_cluster_reach_the_mapped_table() {
     )
     .await;
     assert_eq!(clustered, "true");
+    c.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// `ON CONFLICT (expression)` is beyond sqlparser: the exact fallback
+/// qualifies the INSERT target, so the upsert hits the moved table's row
+/// (and its unique index), not the stale copy; `RETURNING t.col` and
+/// `excluded.col` keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_on_an_expression_lands_in_the_mapped_table() {
+    let pg = pg().await;
+    let direct = pg.direct("heal7").await;
+    let t = unique("fb_upsert");
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE shared_common.{t} (id serial PRIMARY KEY, email text, name text);
+             CREATE UNIQUE INDEX ON shared_common.{t} (lower(email));
+             CREATE TABLE public.{t} (LIKE shared_common.{t} INCLUDING ALL);
+             INSERT INTO shared_common.{t} (email, name) VALUES ('A@heal7.kr', 'fresh');
+             INSERT INTO public.{t} (email, name) VALUES ('A@heal7.kr', 'stale');"
+        ))
+        .await
+        .expect("fixture");
+    let yaml = proxy_yaml(pg, "reject").replace(
+        "shared_common: {tables: [users, attachments]}",
+        &format!("shared_common: {{tables: [users, attachments, {t}]}}"),
+    );
+    let proxy = start_proxy_yaml(&yaml).await;
+    let c = proxy.connect("heal7").await;
+    let returned = simple_value(
+        &c,
+        &format!(
+            "INSERT INTO {t} (email, name) VALUES ('a@heal7.kr', '갱신') \
+             ON CONFLICT (lower(email)) DO UPDATE SET name = excluded.name RETURNING {t}.name"
+        ),
+    )
+    .await;
+    assert_eq!(returned, "갱신");
+    let fresh = simple_rows(
+        &direct,
+        &format!("SELECT email, name FROM shared_common.{t}"),
+    )
+    .await;
+    assert_eq!(
+        fresh,
+        vec![vec![Some("A@heal7.kr".into()), Some("갱신".into())]],
+        "the upsert updated the moved table's row"
+    );
+    let stale = simple_rows(&direct, &format!("SELECT name FROM public.{t}")).await;
+    assert_eq!(
+        stale,
+        vec![vec![Some("stale".into())]],
+        "the stale copy is untouched"
+    );
+    direct
+        .batch_execute(&format!("DROP TABLE shared_common.{t}, public.{t}"))
+        .await
+        .expect("cleanup");
+}
+
+/// `FOR UPDATE OF a, b` names FROM items: the FROM list is qualified, the
+/// OF list stays as written (PostgreSQL refuses a qualified name there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn for_update_of_keeps_its_names_and_locks_the_mapped_tables() {
+    let proxy = start_proxy("tokens").await;
+    let mut c = proxy.connect("heal7").await;
+    let tx = c.transaction().await.expect("begin");
+    let rows = tx
+        .simple_query(
+            "SELECT users.name, attachments.filename FROM users, attachments \
+             WHERE users.id = attachments.user_id AND attachments.id = 1 \
+             FOR UPDATE OF users, attachments",
+        )
+        .await
+        .expect("FOR UPDATE OF through the proxy");
+    let row = rows
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((r.get(0).unwrap().to_owned(), r.get(1).unwrap().to_owned()))
+            }
+            _ => None,
+        })
+        .expect("one row");
+    assert_eq!(row.0, "fresh-alice");
+    assert!(!row.1.starts_with("STALE"), "{row:?}");
+    let locked = tx
+        .simple_query(
+            "SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY c.relname) \
+             FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE l.pid = pg_backend_pid() AND l.mode = 'RowShareLock' AND c.relkind = 'r'",
+        )
+        .await
+        .expect("locks");
+    let locked = locked
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("lock row");
+    assert_eq!(locked, "shared_common.attachments,shared_common.users");
+    tx.rollback().await.expect("rollback");
+}
+
+/// Cursor names are no tables: a cursor called `users` is declared over
+/// the mapped table and fetched, moved and closed by its own name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_named_like_a_table_is_left_alone() {
+    let proxy = start_proxy("reject").await;
+    let c = proxy.connect("heal7").await;
+    c.batch_execute(
+        "BEGIN; DECLARE users CURSOR FOR SELECT name FROM users WHERE id = 1 FOR UPDATE",
+    )
+    .await
+    .expect("declare");
+    assert_eq!(simple_value(&c, "FETCH 1 FROM users").await, "fresh-alice");
+    c.batch_execute("MOVE 0 IN users").await.expect("move");
+    assert_eq!(
+        simple_value(
+            &c,
+            "UPDATE users SET note = 'fb-cursor' WHERE CURRENT OF users RETURNING name"
+        )
+        .await,
+        "fresh-alice"
+    );
+    c.batch_execute("CLOSE users; ROLLBACK")
+        .await
+        .expect("close");
+}
+
+/// `COMMENT ON CONSTRAINT c ON t`: the tree gives `t` no location; the
+/// scanner places it, and the comment lands on the moved table's
+/// constraint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comment_on_a_constraint_reaches_the_mapped_table() {
+    let proxy = start_proxy("reject").await;
+    let c = proxy.connect("heal7").await;
+    c.batch_execute("BEGIN; COMMENT ON CONSTRAINT users_pkey ON users IS 'fb-pkey'")
+        .await
+        .expect("comment on constraint");
+    let comment = simple_value(
+        &c,
+        "SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint \
+         WHERE conname = 'users_pkey' AND conrelid = 'shared_common.users'::regclass",
+    )
+    .await;
+    assert_eq!(comment, "fb-pkey");
     c.batch_execute("ROLLBACK").await.unwrap();
 }
