@@ -12,8 +12,10 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 #[derive(Debug, Clone)]
 pub(crate) struct MappedNamePrefilter {
     automaton: AhoCorasick,
-    /// Patterns from this id on are the creating keywords, not names.
-    first_keyword: usize,
+    /// The creating keywords, when created objects get a schema: a second
+    /// automaton, asked only when no mapped name occurs, so the names'
+    /// search keeps its start-byte acceleration.
+    creating: Option<AhoCorasick>,
 }
 
 /// The words of statements that create objects: looked for as well when
@@ -33,29 +35,36 @@ impl MappedNamePrefilter {
         names: impl IntoIterator<Item = &'a str>,
         creating_statements: bool,
     ) -> Option<Self> {
-        let mut names: Vec<&str> = names.into_iter().filter(|n| !n.is_empty()).collect();
-        let first_keyword = names.len();
-        if creating_statements {
-            names.extend(CREATING_WORDS);
-        }
-        if names.is_empty() {
+        let names: Vec<&str> = names.into_iter().filter(|n| !n.is_empty()).collect();
+        if names.is_empty() && !creating_statements {
             return None;
         }
-        let automaton = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            // Overlapping search: `cache` inside `kasi_cache_x` must not hide
-            // a later real occurrence.
-            .match_kind(MatchKind::Standard)
-            .build(names)
-            .expect("table names form a valid automaton");
+        let build = |words: &[&str]| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                // Overlapping search: `cache` inside `kasi_cache_x` must not
+                // hide a later real occurrence.
+                .match_kind(MatchKind::Standard)
+                .build(words)
+                .expect("names form a valid automaton")
+        };
         Some(MappedNamePrefilter {
-            automaton,
-            first_keyword,
+            automaton: build(&names),
+            creating: creating_statements.then(|| build(&CREATING_WORDS)),
         })
     }
 
-    /// Whether some mapped name occurs in `text` at an identifier boundary.
+    /// Whether some mapped name (or, when created objects get a schema, a
+    /// creating keyword) occurs in `text` at an identifier boundary.
     pub(crate) fn may_name_mapped_table(&self, text: &str) -> bool {
+        Self::occurs(&self.automaton, text)
+            || self
+                .creating
+                .as_ref()
+                .is_some_and(|words| Self::occurs(words, text))
+    }
+
+    fn occurs(automaton: &AhoCorasick, text: &str) -> bool {
         let at_boundary = |m: aho_corasick::Match| {
             let bytes = text.as_bytes();
             let before_ok = m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]);
@@ -65,7 +74,7 @@ impl MappedNamePrefilter {
         // The non-overlapping search is the faster one and answers most
         // texts: no occurrence at all, or one at a boundary.
         let mut any = false;
-        for m in self.automaton.find_iter(text) {
+        for m in automaton.find_iter(text) {
             if at_boundary(m) {
                 return true;
             }
@@ -73,7 +82,7 @@ impl MappedNamePrefilter {
         }
         // An occurrence inside a longer word may have hidden an overlapping
         // one that stands alone.
-        any && self.automaton.find_overlapping_iter(text).any(at_boundary)
+        any && automaton.find_overlapping_iter(text).any(at_boundary)
     }
 }
 
@@ -85,8 +94,7 @@ impl MappedNamePrefilter {
         self.automaton
             .find_overlapping_iter(text)
             .find(|m| {
-                m.pattern().as_usize() < self.first_keyword
-                    && (m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]))
+                (m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]))
                     && (m.end() == bytes.len() || !is_identifier_byte(bytes[m.end()]))
             })
             .map(|m| text[m.range()].to_ascii_lowercase())

@@ -149,11 +149,12 @@ impl TempRelations {
     /// Follow one rewrite in text order: record the temporary relations it
     /// creates, and leave bare each later name that one shadows.
     fn apply(&mut self, rewrite: &mut Rewrite, sql: &str) {
-        let creates = rewrite
-            .names
-            .iter()
-            .any(|n| n.decision == Decision::TempCreated);
-        if self.is_empty() && !creates {
+        if self.is_empty()
+            && !rewrite
+                .names
+                .iter()
+                .any(|n| n.decision == Decision::TempCreated)
+        {
             return;
         }
         let mut dropped = Vec::new();
