@@ -9,6 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bindir=$(scripts/install-postgres.sh)
+# pg_query (the exact fallback parser) runs bindgen, which needs libclang.
+if ! dpkg -s libclang-dev >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "libclang-dev is missing; install it (as root: apt-get install libclang-dev)" >&2
+    exit 1
+  fi
+  echo "installing libclang-dev from Debian's packages..." >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >&2
+fi
 proxy_port=${PROXY_PORT:-6432}
 pg_port=${PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
 
