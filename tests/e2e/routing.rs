@@ -154,6 +154,40 @@ async fn psql_describe_shows_the_moved_table() {
             "{database}: {out}"
         );
         assert!(!out.contains("public.users"), "{database}: {out}");
+
+        let (ok, out, err) = psql(
+            proxy.port(),
+            database,
+            &["-P", "tuples_only=off", "-c", "\\d saju_charts"],
+            &[],
+        )
+        .await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(ok, "{database}: {err}");
+        assert!(
+            out.contains("Table \"saju_service.saju_charts\""),
+            "{database}: {out}"
+        );
+
+        // \dt lists what a bare name reaches: the moved tables, not the
+        // stale copies they shadow.
+        let (ok, out, err) = psql(proxy.port(), database, &["-c", "\\dt"], &[]).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(ok, "{database}: {err}");
+        for moved in [
+            "shared_common|users|",
+            "saju_service|kasi_cache|",
+            "dream_service|dream_categories|",
+        ] {
+            assert!(out.contains(moved), "{database}: {moved} in {out}");
+        }
+        for stale in [
+            "public|users|",
+            "public|kasi_cache|",
+            "public|dream_categories|",
+        ] {
+            assert!(!out.contains(stale), "{database}: {stale} in {out}");
+        }
     }
 }
 
