@@ -485,15 +485,12 @@ pub struct Route {
     pub search_path: Option<String>,
     /// What the rewriter does with `public.name` when the map sends `name`
     /// to another schema ([`PublicQualified::Keep`] for unknown databases,
-    /// where nothing is rewritten). Validated and exposed for the rewriter,
-    /// which does not read it yet: until it does, `public.name` is sent as
-    /// written.
+    /// where nothing is rewritten). Built into `map`; here for reports.
     pub public_qualified: PublicQualified,
     /// The schema where objects created without a schema land: `public` for
     /// a main name unless configured, the default schema for an alias.
-    /// Exposed for the rewriter, which does not read it yet: until it does,
-    /// an unqualified CREATE lands in the first schema of the session's
-    /// search_path (the first mapped schema, in mode rewrite).
+    /// `map` qualifies such creations with it when the session's
+    /// search_path does not start with it; here for reports.
     pub create_schema: String,
     /// What to do with statements ([`Mode::Off`] for unknown databases).
     pub mode: Mode,
