@@ -281,16 +281,7 @@ fn is_range_var(obj: &Map<String, Value>) -> bool {
 
 /// `{"node": {"String": {"sval": ..}}}` items of a `List` node -> strings.
 fn name_list(v: &Value) -> Option<Vec<String>> {
-    let list = v.get("node")?.get("List")?.get("items")?.as_array()?;
-    list.iter()
-        .map(|item| {
-            item.get("node")?
-                .get("String")?
-                .get("sval")?
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect()
+    string_items(v.get("node")?.get("List")?.get("items")?)
 }
 
 impl Walker<'_> {

@@ -7,6 +7,14 @@ use heal7_proxy::rewrite::Decision;
 
 use crate::harness::{pg, simple_rows, simple_value, start_proxy};
 
+/// The schema a relation was created in, read directly.
+async fn schema_of_relation(relation: &str) -> String {
+    direct_value(&format!(
+        "SELECT relnamespace::regnamespace::text FROM pg_class WHERE relname = '{relation}'"
+    ))
+    .await
+}
+
 /// Rows of `sql` run directly on the moved database (no proxy).
 async fn direct_value(sql: &str) -> String {
     let direct = pg().await.direct("heal7").await;
@@ -153,14 +161,7 @@ async fn objects_created_without_a_schema_land_where_they_did_before_the_move() 
     .await;
     // The search_path starts with the mapped schemas, but a bare CREATE on
     // the main name still lands in public, as it did before the move.
-    assert_eq!(
-        direct_value(&format!(
-            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relname = '{table}'"
-        ))
-        .await,
-        "public"
-    );
+    assert_eq!(schema_of_relation(&table).await, "public");
     assert_eq!(
         direct_value(&format!(
             "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
@@ -181,14 +182,7 @@ async fn objects_created_without_a_schema_land_where_they_did_before_the_move() 
     let alias = proxy.connect("heal7_saju").await;
     let in_saju = crate::harness::unique("saju_made");
     simple_rows(&alias, &format!("CREATE TABLE {in_saju} (id int)")).await;
-    assert_eq!(
-        direct_value(&format!(
-            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relname = '{in_saju}'"
-        ))
-        .await,
-        "saju_service"
-    );
+    assert_eq!(schema_of_relation(&in_saju).await, "saju_service");
     simple_rows(
         &main,
         &format!(
