@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ObjectKind;
 use crate::metrics::{BUCKET_BOUNDS_US, Histogram, OUTCOME_LABELS};
-use crate::rewrite::{CacheStats, Decision};
+use crate::rewrite::{CacheStats, Decision, FallbackCause};
 use crate::server::ProxyState;
 
 /// Requests larger than this are refused (only a request line and headers).
@@ -297,6 +297,18 @@ pub fn render_metrics(state: &AdminState) -> String {
         "counter",
         "Names in table and created-object positions of parsed statements, by what the proxy decided: qualified by the map or the fallback parser, public. replaced, created in the create schema, left bare for a temporary relation, or left to the search_path.",
         &decisions,
+    );
+    let causes: Vec<(String, u64)> = FallbackCause::LABELS
+        .iter()
+        .zip(&m.fallbacks)
+        .map(|(label, n)| (format!("cause=\"{label}\""), get(n)))
+        .collect();
+    let causes: Vec<(&str, u64)> = causes.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        "heal7_proxy_fallbacks_total",
+        "counter",
+        "Statements read with PostgreSQL's grammar (libpg_query) because sqlparser could not parse them, parsed them into a form the walk does not read, left a name unplaced, or missed a mapped name the keyword cross-check saw.",
+        &causes,
     );
     metric(
         "heal7_proxy_statements_non_utf8_total",

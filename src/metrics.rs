@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::rewrite::{Decision, Outcome};
+use crate::rewrite::{Decision, FallbackCause, Outcome};
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -39,6 +39,9 @@ pub struct Metrics {
     /// Names found in rewritten statements, by what was decided for them
     /// (indexed by `Decision::index`).
     pub names_by_decision: [AtomicU64; Decision::LABELS.len()],
+    /// Statements sent to the exact parser, by why (indexed by
+    /// `FallbackCause::index`).
+    pub fallbacks: [AtomicU64; FallbackCause::LABELS.len()],
     /// Time the rewriter took per Query/Parse text that it looked at.
     pub rewrite_seconds: Histogram,
     /// Client request (Query, or the Sync ending an extended batch) to the

@@ -515,6 +515,7 @@ mod tests {
             edits: vec![],
             names: vec![],
             parse_error: None,
+            fallback_cause: None,
             rejected_table: None,
         };
         if sql.contains("REFUSE") {

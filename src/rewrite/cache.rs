@@ -114,6 +114,7 @@ impl ShapeRewrite {
             edits,
             names,
             parse_error: None,
+            fallback_cause: None,
             rejected_table: None,
         })
     }
@@ -370,6 +371,7 @@ mod tests {
             }],
             names: vec![],
             parse_error: None,
+            fallback_cause: None,
             rejected_table: None,
         })
     }

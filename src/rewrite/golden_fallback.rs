@@ -425,6 +425,7 @@ fn exact(
         edits: r.edits.clone(),
         names: r.names.clone(),
         parse_error: None,
+        fallback_cause: None,
         rejected_table: None,
     }
     .apply(sql);
@@ -1082,4 +1083,20 @@ fn exact_parser_requalifies_public_reports_temps_and_places_creations() {
         OnParseError::Tokens,
     );
     assert_eq!(r.names[0].decision, Decision::TempCreated);
+}
+
+#[test]
+fn every_fallback_says_why() {
+    let map = test_map();
+    for (sql, cause) in [
+        (
+            "SELECT * FROM users WHERE id BETWEEN SYMMETRIC 1 AND 2",
+            Some(FallbackCause::SqlparserSyntax),
+        ),
+        ("SELECT * FROM users", None),
+        ("SELECT 1 BETWEEN SYMMETRIC 1 AND 2", None),
+    ] {
+        let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+        assert_eq!(r.fallback_cause, cause, "{sql}: {:?}", r.outcome);
+    }
 }

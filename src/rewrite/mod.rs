@@ -278,6 +278,41 @@ pub enum Outcome {
     PassthroughUnparsed,
 }
 
+/// Why a statement went to the exact parser (PostgreSQL's grammar), for
+/// the fallback counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackCause {
+    /// sqlparser could not parse it.
+    SqlparserSyntax,
+    /// sqlparser parsed it into a form the walk does not read (a computed
+    /// object name, a `SELECT INTO` target that is no name).
+    UnsupportedForm,
+    /// A name the walk found could not be placed in the text.
+    UnplacedName,
+    /// The keyword cross-check saw a mapped name in a table position the
+    /// walk did not account for.
+    CrossCheck,
+}
+
+impl FallbackCause {
+    /// Every cause's metric label, in [`FallbackCause::index`] order.
+    pub const LABELS: [&'static str; 4] = [
+        "sqlparser_syntax",
+        "unsupported_form",
+        "unplaced_name",
+        "cross_check",
+    ];
+
+    pub fn index(self) -> usize {
+        match self {
+            FallbackCause::SqlparserSyntax => 0,
+            FallbackCause::UnsupportedForm => 1,
+            FallbackCause::UnplacedName => 2,
+            FallbackCause::CrossCheck => 3,
+        }
+    }
+}
+
 /// Why a table name was or was not qualified (for logs, EXPLAIN REWRITE and
 /// the cut-over report).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -424,6 +459,8 @@ pub struct Rewrite {
     pub names: Vec<NameUse>,
     /// The parser's error, when a statement did not parse.
     pub parse_error: Option<String>,
+    /// Why the first statement that went to the exact parser did.
+    pub fallback_cause: Option<FallbackCause>,
     /// For `Rejected`: the mapped table that made the statement matter.
     pub rejected_table: Option<String>,
 }
@@ -664,6 +701,7 @@ impl Rewrite {
             edits: Vec::new(),
             names: Vec::new(),
             parse_error: None,
+            fallback_cause: None,
             rejected_table: None,
         }
     }
@@ -705,6 +743,7 @@ fn rewrite_parsed(
             result.outcome = done.outcome;
         }
         result.parse_error = result.parse_error.or(done.parse_error);
+        result.fallback_cause = result.fallback_cause.or(done.fallback_cause);
         result.rejected_table = result.rejected_table.or(done.rejected_table);
         result.names.extend(done.names);
         result.edits.extend(done.edits);

@@ -14,7 +14,9 @@ use super::exact::{ExactError, qualifier_insert, qualify_exact};
 use super::fallback::{first_mapped_word, names_in_table_positions, text_is_word};
 use super::split::TextIndex;
 use super::walk::{Creates, Namespace, TableMention, normalized, walk_statement};
-use super::{Decision, Edit, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier};
+use super::{
+    Decision, Edit, FallbackCause, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier,
+};
 
 /// Deeply nested reporting queries need more than sqlparser's default of
 /// 50; its `recursive-protection` feature keeps growing the stack on the
@@ -24,6 +26,8 @@ pub(crate) const RECURSION_LIMIT: usize = 1000;
 /// What happened to one statement.
 pub(crate) struct StatementRewrite {
     pub(crate) outcome: Outcome,
+    /// Why the statement went to the exact parser, when it did.
+    pub(crate) fallback_cause: Option<FallbackCause>,
     pub(crate) names: Vec<NameUse>,
     pub(crate) edits: Vec<Edit>,
     pub(crate) parse_error: Option<String>,
@@ -38,6 +42,7 @@ impl StatementRewrite {
             Outcome::Rewritten
         };
         StatementRewrite {
+            fallback_cause: None,
             outcome,
             names,
             edits,
@@ -89,8 +94,8 @@ fn rewrite_statement_here(
     policy: OnParseError,
     standard_conforming_strings: bool,
 ) -> StatementRewrite {
-    let unparsed = |tokens: &[TokenWithSpan], error: String| {
-        unparsed(
+    let unparsed = |tokens: &[TokenWithSpan], cause: FallbackCause, error: String| {
+        let mut r = unparsed(
             sql,
             index,
             tokens,
@@ -98,27 +103,31 @@ fn rewrite_statement_here(
             policy,
             standard_conforming_strings,
             error,
-        )
+        );
+        if r.parse_error.is_some() && r.outcome != Outcome::Unchanged {
+            r.fallback_cause = Some(cause);
+        }
+        r
     };
     let (parsed, tokens) = parse_one(tokens);
     let statement = match parsed {
         Ok(s) => s,
-        Err(error) => return unparsed(&tokens, error),
+        Err(error) => return unparsed(&tokens, FallbackCause::SqlparserSyntax, error),
     };
     let walk = walk_statement(&statement);
     if let Some(reason) = walk.unsupported {
-        return unparsed(&tokens, reason);
+        return unparsed(&tokens, FallbackCause::UnsupportedForm, reason);
     }
     let (names, edits) = match resolve(sql, index, &walk.mentions, map) {
         Ok(found) => found,
-        Err(reason) => return unparsed(&tokens, reason),
+        Err(reason) => return unparsed(&tokens, FallbackCause::UnplacedName, reason),
     };
 
     // Cross-check: every mapped bare name after a table keyword must have
     // been seen by the walk. A miss is an AST form the walk does not know.
     let expected = match names_in_table_positions(&tokens, map, index, sql) {
         Ok(w) => w,
-        Err(reason) => return unparsed(&tokens, reason),
+        Err(reason) => return unparsed(&tokens, FallbackCause::UnplacedName, reason),
     };
     let seen: HashSet<usize> = names.iter().map(|n| n.offset).collect();
     let mut missed: Vec<_> = expected
@@ -142,7 +151,7 @@ fn rewrite_statement_here(
         missed[0].word.value
     );
     tracing::debug!(%error, "table name outside the AST walk");
-    unparsed(&tokens, error)
+    unparsed(&tokens, FallbackCause::CrossCheck, error)
 }
 
 /// Parse one statement's tokens. The parser owns the tokens while it parses
@@ -186,6 +195,7 @@ fn apply_strict_policy(
         _ => (Outcome::PassthroughUnparsed, None),
     };
     StatementRewrite {
+        fallback_cause: None,
         outcome,
         names: Vec::new(),
         edits: Vec::new(),
@@ -225,6 +235,7 @@ pub(crate) fn unparsed(
         Ok(exact) => {
             tracing::debug!(temp_created = ?exact.temp_created, "qualified by PostgreSQL's grammar");
             StatementRewrite {
+                fallback_cause: None,
                 // A statement that names no mapped table and creates
                 // nothing outside its schema was not a fallback at all.
                 outcome: if table.is_none() && exact.edits.is_empty() {

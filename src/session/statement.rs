@@ -400,6 +400,11 @@ fn rewrite_text_inner(
     };
     facts.temp_relations.apply(&mut rewrite, sql);
     count(rewrite.outcome);
+    if let Some(cause) = rewrite.fallback_cause
+        && !dry_run
+    {
+        metrics.fallbacks[cause.index()].fetch_add(1, Ordering::Relaxed);
+    }
     let schemas = match utf8 {
         Some(sql) => observer.names(&rewrite, sql, dry_run),
         None => observer.names(&rewrite, &String::from_utf8_lossy(text), dry_run),

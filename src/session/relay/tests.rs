@@ -31,6 +31,7 @@ fn rewritten() -> StatementContext {
         }],
         names: vec![],
         parse_error: None,
+        fallback_cause: None,
         rejected_table: None,
     };
     StatementContext::Rewritten(Rewritten {
