@@ -86,29 +86,25 @@ impl ShapeRewrite {
     /// The rewrite of a text of the same shape. `None` if the words do not
     /// line up (cannot happen for an equal key; checked anyway).
     pub(crate) fn instantiate(&self, word_starts: &[u32]) -> Option<Rewrite> {
+        // Plain loops: on every shape hit, and `collect` into an
+        // `Option<Vec>` was left out of line (callgrind).
         let at = |w: u32| word_starts.get(w as usize).map(|&o| o as usize);
-        let edits = self
-            .edits
-            .iter()
-            .map(|(w, replaced, insert)| {
-                Some(Edit {
-                    offset: at(*w)?,
-                    replaced: *replaced,
-                    insert: insert.clone(),
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let names = self
-            .names
-            .iter()
-            .map(|(w, name, decision)| {
-                Some(NameUse {
-                    name: name.clone(),
-                    offset: at(*w)?,
-                    decision: decision.clone(),
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
+        let mut edits = Vec::with_capacity(self.edits.len());
+        for (w, replaced, insert) in &self.edits {
+            edits.push(Edit {
+                offset: at(*w)?,
+                replaced: *replaced,
+                insert: insert.clone(),
+            });
+        }
+        let mut names = Vec::with_capacity(self.names.len());
+        for (w, name, decision) in &self.names {
+            names.push(NameUse {
+                name: name.clone(),
+                offset: at(*w)?,
+                decision: decision.clone(),
+            });
+        }
         Some(Rewrite {
             outcome: self.outcome,
             edits,

@@ -502,7 +502,10 @@ impl Rewrite {
         let (mut at, mut chars_before) = (0, 0);
         for e in &self.edits {
             chars_before += original[at..e.offset].chars().count();
-            let replaced = original[e.offset..e.offset + e.replaced].chars().count();
+            let replaced = match e.replaced {
+                0 => 0,
+                n => original[e.offset..e.offset + n].chars().count(),
+            };
             // Inserts are ASCII or quoted identifiers: count chars, not bytes.
             inserts.push(Shift {
                 original_before: chars_before,
