@@ -94,6 +94,7 @@ pub(crate) fn qualify_exact(
         temp_created: Vec::new(),
         unlocated: Vec::new(),
         created_unlocated: Vec::new(),
+        schema_elements: 0,
         error: None,
     };
     walker.value(&tree, &Vec::new(), "", "");
@@ -115,7 +116,15 @@ pub(crate) fn qualify_exact(
             walker.qualify_at(offset, &parts[0], &Vec::new(), Role::Table);
         }
         for (name, decision) in std::mem::take(&mut walker.created_unlocated) {
-            let location = locate(&chains, std::slice::from_ref(&name))?;
+            // The created name follows the object kind's keywords, so its
+            // first occurrence is the name (`CREATE STATISTICS s ON a FROM s`).
+            let location = chains
+                .iter()
+                .find(|c| c.parts.len() == 1 && c.parts[0] == name)
+                .map(|c| c.start)
+                .ok_or_else(|| {
+                    ExactError::Unresolved(format!("the created `{name}` is not found in the text"))
+                })?;
             let offset = statement.start + location;
             let schema = decision.qualified_schema().expect("a schema").clone();
             let edit = Edit::insertion(offset, qualifier_insert(sql, offset, &schema).into());
@@ -268,6 +277,8 @@ struct Walker<'a> {
     /// Bare names of created functions, types and other objects (no
     /// location in the tree), with the schema they must be created in.
     created_unlocated: Vec<(String, Decision)>,
+    /// Inside `CREATE SCHEMA s CREATE ...`: objects are created in s.
+    schema_elements: usize,
     error: Option<String>,
 }
 
@@ -327,10 +338,17 @@ impl Walker<'_> {
         let Some(&(_, field, namespace)) = CREATED_NAMES.iter().find(|(t, _, _)| *t == tag) else {
             return;
         };
+        if self.schema_elements > 0 {
+            // CREATE SCHEMA s CREATE ...: created in s.
+            return;
+        }
         let namespace = match (tag, namespace) {
             ("DefineStmt", _) => match obj.get("kind").and_then(Value::as_i64) {
                 Some(k) if k == ObjectType::ObjectAggregate as i64 => Created::Routine,
                 Some(k) if k == ObjectType::ObjectType as i64 => Created::Type,
+                // An operator's name is a symbol the scanner does not chain
+                // as a name: left to the search_path (README).
+                Some(k) if k == ObjectType::ObjectOperator as i64 => return,
                 _ => Created::Other,
             },
             (_, namespace) => namespace,
@@ -359,6 +377,14 @@ impl Walker<'_> {
     }
 
     fn node(&mut self, tag: &str, obj: &Map<String, Value>, scope: &Scope) {
+        if tag == "CreateSchemaStmt" {
+            self.schema_elements += 1;
+            for (k, v) in obj {
+                self.value(v, scope, tag, k);
+            }
+            self.schema_elements -= 1;
+            return;
+        }
         self.created_object(tag, obj);
         if let Some(&(_, type_field, objects_field)) =
             OBJECT_LISTS.iter().find(|(t, _, _)| *t == tag)
@@ -533,8 +559,9 @@ impl Walker<'_> {
                     qualifier_insert(self.sql, offset, schema).into(),
                 )),
             ),
-            // Created without a schema: where it landed before the move.
-            (None, Some(schema)) if role == Role::Created => (
+            // Created without a schema: where it landed before the move
+            // (inside CREATE SCHEMA s, in s).
+            (None, Some(schema)) if role == Role::Created && self.schema_elements == 0 => (
                 Decision::CreatedIn {
                     schema: schema.into(),
                 },

@@ -1100,3 +1100,35 @@ fn every_fallback_says_why() {
         assert_eq!(r.fallback_cause, cause, "{sql}: {:?}", r.outcome);
     }
 }
+
+/// Found by PostgreSQL's regression suite through a proxy whose
+/// search_path starts with another schema than the create schema.
+#[test]
+fn creations_the_regression_suite_makes() {
+    let map = test_map().with_create_schema(Some("public"));
+    for (sql, want) in [
+        // The created name's first occurrence, though the table shares it.
+        (
+            "CREATE STATISTICS stxdinh ON a, b FROM stxdinh",
+            "CREATE STATISTICS public.stxdinh ON a, b FROM stxdinh",
+        ),
+        (
+            "CREATE FUNCTION leakproof(int) RETURNS bool LANGUAGE sql LEAKPROOF AS 'select true'",
+            "CREATE FUNCTION public.leakproof(int) RETURNS bool LANGUAGE sql LEAKPROOF AS 'select true'",
+        ),
+        // An operator is a symbol: left to the search_path, not refused.
+        (
+            "CREATE OPERATOR === (LEFTARG = boolean, RIGHTARG = boolean, PROCEDURE = booleq)",
+            "CREATE OPERATOR === (LEFTARG = boolean, RIGHTARG = boolean, PROCEDURE = booleq)",
+        ),
+        // CREATE SCHEMA s CREATE ...: the elements are created in s.
+        (
+            "CREATE SCHEMA s CREATE TABLE t (id int) CREATE VIEW v AS SELECT * FROM t",
+            "CREATE SCHEMA s CREATE TABLE t (id int) CREATE VIEW v AS SELECT * FROM t",
+        ),
+    ] {
+        let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+        assert_ne!(r.outcome, Outcome::Rejected, "{sql}: {:?}", r.parse_error);
+        assert_eq!(r.apply(sql), want, "{sql}");
+    }
+}

@@ -337,6 +337,14 @@ pub enum Decision {
     /// TEMP TABLE users`, `pg_temp.users`): left as written, and from now
     /// on the session leaves that name bare, as pg_temp comes first.
     TempCreated,
+    /// The statement sets the session's own search_path (`own`), or gives
+    /// it back to the route's (RESET, DISCARD ALL): from then on objects
+    /// created without a schema follow the session's own path, as they did
+    /// before the move.
+    SessionSearchPath { own: bool },
+    /// Created without a schema while the session runs its own search_path:
+    /// left to it.
+    CreatedBySessionPath,
     /// A mapped name left bare because the session created a temporary
     /// relation of that name: PostgreSQL resolves it in pg_temp first, and
     /// the route's search_path resolves it to the mapped schema otherwise.
@@ -345,7 +353,7 @@ pub enum Decision {
 
 impl Decision {
     /// Every decision's metric label, in [`Decision::index`] order.
-    pub const LABELS: [&'static str; 9] = [
+    pub const LABELS: [&'static str; 11] = [
         "qualified_by_map",
         "qualified_by_fallback",
         "already_qualified",
@@ -355,6 +363,8 @@ impl Decision {
         "created_in",
         "temp_created",
         "temp_shadowed",
+        "session_search_path",
+        "created_by_session_path",
     ];
 
     /// The slot of this decision in [`Decision::LABELS`]: which layer
@@ -371,6 +381,8 @@ impl Decision {
             Decision::CreatedIn { .. } => 6,
             Decision::TempCreated => 7,
             Decision::TempShadowed => 8,
+            Decision::SessionSearchPath { .. } => 9,
+            Decision::CreatedBySessionPath => 10,
         }
     }
 
@@ -404,6 +416,15 @@ impl Decision {
             Decision::TempCreated => "temporary relation created: left bare".into(),
             Decision::TempShadowed => {
                 "session has a temporary relation of this name: left bare".into()
+            }
+            Decision::SessionSearchPath { own: true } => {
+                "the session sets its own search_path: creations follow it".into()
+            }
+            Decision::SessionSearchPath { own: false } => {
+                "the session gives back its search_path: creations go to the create schema".into()
+            }
+            Decision::CreatedBySessionPath => {
+                "created without a schema under the session's own search_path: left to it".into()
             }
         }
     }

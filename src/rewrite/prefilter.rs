@@ -18,9 +18,10 @@ pub(crate) struct MappedNamePrefilter {
     creating: Option<AhoCorasick>,
 }
 
-/// The words of statements that create objects: looked for as well when
-/// created objects get a schema (see `SchemaMap::with_create_schema`).
-const CREATING_WORDS: [&str; 2] = ["create", "into"];
+/// The words of statements that create objects, or that change where
+/// objects are created (a session's own search_path): looked for as well
+/// when created objects get a schema (see `SchemaMap::with_create_schema`).
+const CREATING_WORDS: [&str; 5] = ["create", "into", "search_path", "reset", "discard"];
 
 /// Bytes that continue a Postgres identifier; a name glued to one of these
 /// is part of a longer word. Non-ASCII bytes count: Postgres accepts

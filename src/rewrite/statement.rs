@@ -144,6 +144,21 @@ fn rewrite_statement_here(
         missed.retain(|w| !columns.contains(&(w.location.line, w.location.column)));
     }
     if missed.is_empty() {
+        let mut names = names;
+        if let (Some(own), Some(first)) = (walk.search_path, tokens.first())
+            && let Some(offset) = index.byte_offset(first.span.start)
+        {
+            // Reported at the statement's first word (SET, RESET, DISCARD),
+            // which no name shares.
+            names.insert(
+                0,
+                NameUse {
+                    name: "search_path".into(),
+                    offset,
+                    decision: Decision::SessionSearchPath { own },
+                },
+            );
+        }
         return StatementRewrite::parsed(names, edits);
     }
     let error = format!(

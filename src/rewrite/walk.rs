@@ -75,6 +75,10 @@ pub(crate) struct WalkResult {
     /// (`x IS DISTINCT FROM users`, `extract(day FROM kasi_cache)`).
     pub(crate) column_locations: Vec<Location>,
     pub(crate) unsupported: Option<String>,
+    /// The statement sets the session's own search_path (`Some(true)`:
+    /// SET search_path) or gives it back (`Some(false)`: RESET search_path,
+    /// RESET ALL, DISCARD ALL).
+    pub(crate) search_path: Option<bool>,
 }
 
 /// Postgres' identity of a name: unquoted folds to lower case.
@@ -93,6 +97,32 @@ pub(crate) fn walk_statement(statement: &Statement) -> WalkResult {
         mentions: walker.mentions,
         column_locations: walker.column_locations,
         unsupported: walker.unsupported,
+        search_path: search_path_change(statement),
+    }
+}
+
+/// See [`WalkResult::search_path`].
+fn search_path_change(statement: &Statement) -> Option<bool> {
+    use sqlparser::ast::{DiscardObject, Reset, Set};
+    let is_search_path = |name: &ObjectName| matches!(&name.0[..], [ObjectNamePart::Identifier(i)] if normalized(i) == "search_path");
+    match statement {
+        Statement::Set(Set::SingleAssignment { variable, .. }) if is_search_path(variable) => {
+            Some(true)
+        }
+        Statement::Set(Set::ParenthesizedAssignments { variables, .. })
+            if variables.iter().any(is_search_path) =>
+        {
+            Some(true)
+        }
+        Statement::Reset(reset) => match &reset.reset {
+            Reset::ALL => Some(false),
+            Reset::ConfigurationParameter(name) if is_search_path(name) => Some(false),
+            _ => None,
+        },
+        Statement::Discard {
+            object_type: DiscardObject::ALL,
+        } => Some(false),
+        _ => None,
     }
 }
 

@@ -106,6 +106,9 @@ pub struct SessionFacts {
     pub encoding: EncodingClass,
     pub standard_conforming_strings: bool,
     pub temp_relations: TempRelations,
+    /// The session ran `SET search_path` (and no RESET or DISCARD ALL
+    /// since): objects it creates without a schema follow its own path.
+    pub own_search_path: bool,
 }
 
 impl Default for SessionFacts {
@@ -115,6 +118,7 @@ impl Default for SessionFacts {
             // PostgreSQL's default since 9.1.
             standard_conforming_strings: true,
             temp_relations: TempRelations::default(),
+            own_search_path: false,
         }
     }
 }
@@ -145,35 +149,63 @@ impl TempRelations {
             self.names.push(folded.into_boxed_str());
         }
     }
+}
 
+impl SessionFacts {
     /// Follow one rewrite in text order: record the temporary relations it
-    /// creates, and leave bare each later name that one shadows.
+    /// creates and whether the session runs its own search_path, and leave
+    /// as written each later name that one of them decides: a name a
+    /// temporary relation shadows, an object created under the session's
+    /// own search_path.
     fn apply(&mut self, rewrite: &mut Rewrite, sql: &str) {
-        if self.is_empty()
-            && !rewrite
-                .names
-                .iter()
-                .any(|n| n.decision == Decision::TempCreated)
-        {
+        let quiet = self.temp_relations.is_empty()
+            && !self.own_search_path
+            && !rewrite.names.iter().any(|n| {
+                matches!(
+                    n.decision,
+                    Decision::TempCreated | Decision::SessionSearchPath { .. }
+                )
+            });
+        if quiet {
             return;
         }
         let mut dropped = Vec::new();
         for name in &mut rewrite.names {
-            if name.decision == Decision::TempCreated {
-                self.insert(folded_relation(&name.name, sql, name.offset));
-            } else if matches!(
-                name.decision,
+            match &name.decision {
+                Decision::TempCreated => {
+                    self.temp_relations
+                        .insert(folded_relation(&name.name, sql, name.offset))
+                }
+                Decision::SessionSearchPath { own } => self.own_search_path = *own,
                 Decision::QualifiedByMap { .. } | Decision::QualifiedByFallback { .. }
-            ) && self.contains(&folded_relation(&name.name, sql, name.offset))
-            {
-                name.decision = Decision::TempShadowed;
-                dropped.push(name.offset);
+                    if self.temp_relations.contains(&folded_relation(
+                        &name.name,
+                        sql,
+                        name.offset,
+                    )) =>
+                {
+                    name.decision = Decision::TempShadowed;
+                    dropped.push(name.offset);
+                }
+                Decision::CreatedIn { .. } if self.own_search_path => {
+                    name.decision = Decision::CreatedBySessionPath;
+                    dropped.push(name.offset);
+                }
+                _ => {}
             }
         }
         if dropped.is_empty() {
             return;
         }
-        rewrite.edits.retain(|e| !dropped.contains(&e.offset));
+        // A CREATE EXTENSION's edit (` SCHEMA s`) is not at its name.
+        let extension_left = rewrite
+            .names
+            .iter()
+            .any(|n| n.decision == Decision::CreatedBySessionPath);
+        rewrite.edits.retain(|e| {
+            let extension_schema = extension_left && e.insert.starts_with(" SCHEMA ");
+            !(dropped.contains(&e.offset) || extension_schema)
+        });
         if rewrite.edits.is_empty() && rewrite.outcome == Outcome::Rewritten {
             rewrite.outcome = Outcome::Unchanged;
         }
@@ -398,7 +430,7 @@ fn rewrite_text_inner(
     let Some(mut rewrite) = call(rewriter, sql, map, policy, metrics) else {
         return internal_error();
     };
-    facts.temp_relations.apply(&mut rewrite, sql);
+    facts.apply(&mut rewrite, sql);
     count(rewrite.outcome);
     if let Some(cause) = rewrite.fallback_cause
         && !dry_run
@@ -485,12 +517,17 @@ fn log_fallback(rewrite: &Rewrite) {
     }
 }
 
+/// Why a statement was refused: the policy refuses what PostgreSQL's
+/// grammar rejects too (`reject`), or a name could not be placed exactly
+/// (every policy but `passthrough`); the parser's words say which.
 fn rejection_message(rewrite: &Rewrite) -> String {
-    format!(
-        "heal7-proxy refused a statement naming mapped table \"{}\" that it cannot parse ({}); on_parse_error is reject",
-        rewrite.rejected_table.as_deref().unwrap_or("?"),
-        rewrite.parse_error.as_deref().unwrap_or("parse error"),
-    )
+    let why = rewrite.parse_error.as_deref().unwrap_or("parse error");
+    match rewrite.rejected_table.as_deref() {
+        Some(table) => {
+            format!("heal7-proxy refused a statement naming mapped table \"{table}\": {why}")
+        }
+        None => format!("heal7-proxy refused a statement it cannot rewrite exactly: {why}"),
+    }
 }
 
 #[cfg(test)]
@@ -708,6 +745,61 @@ mod facts_tests {
         assert_eq!(
             send(&mut SessionFacts::default(), sql),
             r"SELECT 'a\', name FROM shared_common.users --'"
+        );
+    }
+
+    #[test]
+    fn creations_follow_the_sessions_own_search_path() {
+        let metrics = Metrics::default();
+        let map = SchemaMap::new([("shared_common", "users")]).with_create_schema(Some("public"));
+        let mut facts = SessionFacts::default();
+        let mut send = |sql: &str| match rewrite_text(
+            sql.as_bytes(),
+            &map,
+            OnParseError::Tokens,
+            &mut facts,
+            crate::rewrite::rewrite_sql,
+            &Observer::global(&metrics),
+            false,
+        ) {
+            TextRewrite::Unchanged => sql.to_owned(),
+            TextRewrite::Changed { edits, .. } => {
+                String::from_utf8(splice(sql.as_bytes(), &edits)).unwrap()
+            }
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(
+            send("CREATE TABLE a (id int)"),
+            "CREATE TABLE public.a (id int)"
+        );
+        assert_eq!(
+            send("SET search_path = alt, public; CREATE TABLE b (id int)"),
+            "SET search_path = alt, public; CREATE TABLE b (id int)"
+        );
+        assert_eq!(
+            send("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'"),
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'"
+        );
+        assert_eq!(
+            send("CREATE EXTENSION pgcrypto"),
+            "CREATE EXTENSION pgcrypto"
+        );
+        // Mapped names are still qualified under the session's own path.
+        assert_eq!(
+            send("SELECT * FROM users"),
+            "SELECT * FROM shared_common.users"
+        );
+        assert_eq!(send("RESET search_path"), "RESET search_path");
+        assert_eq!(
+            send("CREATE TABLE c (id int)"),
+            "CREATE TABLE public.c (id int)"
+        );
+        send("set SEARCH_PATH to alt");
+        assert_eq!(send("CREATE TABLE d (id int)"), "CREATE TABLE d (id int)");
+        send("DISCARD ALL");
+        assert_eq!(
+            send("CREATE TABLE e (id int)"),
+            "CREATE TABLE public.e (id int)"
         );
     }
 }

@@ -183,10 +183,23 @@ async fn objects_created_without_a_schema_land_where_they_did_before_the_move() 
     let in_saju = crate::harness::unique("saju_made");
     simple_rows(&alias, &format!("CREATE TABLE {in_saju} (id int)")).await;
     assert_eq!(schema_of_relation(&in_saju).await, "saju_service");
+    // A session that sets its own search_path creates where it says, as it
+    // did before the move.
+    let own = crate::harness::unique("own_path");
     simple_rows(
         &main,
         &format!(
-            "DROP TABLE {table}; DROP FUNCTION {function}(); DROP TABLE saju_service.{in_saju}"
+            "SET search_path = saju_service, public; CREATE TABLE {own} (id int); \
+             RESET search_path"
+        ),
+    )
+    .await;
+    assert_eq!(schema_of_relation(&own).await, "saju_service");
+    simple_rows(
+        &main,
+        &format!(
+            "DROP TABLE {table}; DROP FUNCTION {function}(); DROP TABLE saju_service.{in_saju}; \
+             DROP TABLE saju_service.{own}"
         ),
     )
     .await;
