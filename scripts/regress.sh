@@ -308,6 +308,7 @@ stop_cluster
 # Through the proxy, on a fresh cluster.
 start_cluster proxy
 proxy_port=$(free_port)
+admin_port=$(free_port)
 # The config lives outside the directories pg_regress writes to, and
 # nothing reads it while the proxy runs: heal7-proxy watches it, and any
 # access to the file (even a read) makes it reload (see the summary's
@@ -317,6 +318,7 @@ config=$out/heal7-regress.yaml
   echo "# written by scripts/regress.sh: identity map for PostgreSQL's regression database"
   echo "proxy:"
   echo "  listen: 127.0.0.1:$proxy_port"
+  echo "  admin_listen: 127.0.0.1:$admin_port"
   echo "databases:"
   echo "  regression:"
   echo "    host: 127.0.0.1"
@@ -340,6 +342,9 @@ done
 log "proxy: $proxy_bin on 127.0.0.1:$proxy_port -> 127.0.0.1:$pg_port (config $config)"
 run_suite proxy 127.0.0.1 "$proxy_port"
 if kill -0 "$proxy_pid" 2>/dev/null; then echo yes; else echo "NO (see $out/proxy.log)"; fi >"$out/proxy/proxy_alive"
+# What the proxy did with the suite's statements (its Prometheus counters).
+python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+  "http://127.0.0.1:$admin_port/metrics" >"$out/proxy/metrics.txt" 2>/dev/null || true
 kill "$proxy_pid" 2>/dev/null || true
 wait "$proxy_pid" 2>/dev/null || true
 proxy_pid=
@@ -410,6 +415,22 @@ for run in ("direct", "proxy"):
 reloads = sum("config file changed" in l for l in open(os.path.join(out, "proxy.log"), errors="replace"))
 p(f"  proxy config reloads during the run: {reloads} (nothing changes the file: 0 expected)")
 p(f"  proxy still running after the suite: {open(os.path.join(out, 'proxy', 'proxy_alive')).read().strip()}")
+def counters(metric, label):
+    got = {}
+    try:
+        text = open(os.path.join(out, "proxy", "metrics.txt")).read()
+    except OSError:
+        return got
+    for m in re.finditer(r"^heal7_proxy_%s\{[^}]*%s=\"([^\"]+)\"[^}]*\} (\S+)$" % (metric, label), text, re.M):
+        got[m.group(1)] = got.get(m.group(1), 0) + float(m.group(2))
+    return got
+st = counters("database_statements_total", "outcome")
+st = {k: v for k, v in st.items() if v}
+if st:
+    p("  statement texts through the proxy, by outcome: " + ", ".join(f"{k} {int(v)}" for k, v in sorted(st.items())))
+nm = counters("names_total", "decision")
+if nm:
+    p("  names found in table positions, by decision: " + ", ".join(f"{k} {int(v)}" for k, v in sorted(nm.items()) if v))
 p(f"  failing directly       : {' '.join(sorted(d_fail)) or '-'}")
 p(f"  failing through proxy  : {' '.join(sorted(p_fail)) or '-'}")
 only_p = sorted(p_fail - d_fail)
