@@ -37,6 +37,7 @@ pub mod tag {
     pub const TERMINATE: u8 = b'X';
     // Server -> client.
     pub const ERROR_RESPONSE: u8 = b'E';
+    pub const NOTICE_RESPONSE: u8 = b'N';
     pub const READY_FOR_QUERY: u8 = b'Z';
     pub const BACKEND_KEY_DATA: u8 = b'K';
     pub const PARAMETER_STATUS: u8 = b'S';

@@ -219,6 +219,9 @@ impl Tracker {
                 self.error_since_ready = true;
                 return self.correct_error(frame, metrics);
             }
+            // A WARNING or NOTICE about the statement carries a position
+            // in the sent text too.
+            tag::NOTICE_RESPONSE => return self.correct_notice(frame, metrics),
             tag::PARSE_COMPLETE => {
                 if let Some(Pending::Parse(c)) = self.pending.front() {
                     c.record_result(true);
@@ -247,6 +250,32 @@ impl Tracker {
         None
     }
 
+    /// The NoticeResponse to send instead of `frame`, if any: the server's
+    /// with its position moved back to the client's text.
+    fn correct_notice(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
+        match self.pending.front()? {
+            Pending::Query(StatementContext::Rewritten(r))
+            | Pending::Parse(StatementContext::Rewritten(r)) => {
+                Self::moved_position(r, frame, metrics)
+            }
+            _ => None,
+        }
+    }
+
+    fn moved_position(r: &Rewritten, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
+        let shift = r.position.as_ref()?;
+        let fields = ErrorFields::parse(frame).ok()?;
+        let sent = fields.position()?;
+        let original = shift.original_position(sent);
+        if original == sent {
+            return None;
+        }
+        metrics
+            .error_positions_corrected
+            .fetch_add(1, Ordering::Relaxed);
+        Some(BytesMut::from(&fields.with_position(original)[..]))
+    }
+
     /// The ErrorResponse to send instead of `frame`, if any: the proxy's own
     /// 0A000 for a refused statement, or the server's with its position
     /// moved back to the client's text (other fields byte for byte).
@@ -262,19 +291,7 @@ impl Tracker {
                 protocol::encode_error_response(&mut out, "ERROR", code.code(), message);
                 Some(out)
             }
-            StatementContext::Rewritten(r) => {
-                let shift = r.position.as_ref()?;
-                let fields = ErrorFields::parse(frame).ok()?;
-                let sent = fields.position()?;
-                let original = shift.original_position(sent);
-                if original == sent {
-                    return None;
-                }
-                metrics
-                    .error_positions_corrected
-                    .fetch_add(1, Ordering::Relaxed);
-                Some(BytesMut::from(&fields.with_position(original)[..]))
-            }
+            StatementContext::Rewritten(r) => Self::moved_position(r, frame, metrics),
         }
     }
 }

@@ -204,3 +204,40 @@ async fn objects_created_without_a_schema_land_where_they_did_before_the_move() 
     )
     .await;
 }
+
+/// A WARNING about a rewritten statement points into the client's text,
+/// as an error does (found by PostgreSQL's regression suite: CREATE TYPE's
+/// warnings after the create schema was inserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warning_positions_point_into_the_clients_text() {
+    let proxy = start_proxy("tokens").await;
+    let (c, mut messages, _task) = crate::harness::connect_with_messages(&proxy.config("heal7"))
+        .await
+        .expect("connect");
+    let name = crate::harness::unique("bogus_type");
+    // A shell type, then its definition: rolled back together, as int4in
+    // cannot be its input function (an error after the warning).
+    let sql = format!(
+        "CREATE TYPE {name}; \
+         CREATE TYPE {name} (\"Internallength\" = 4, INPUT = int4in, OUTPUT = int4out)"
+    );
+    c.simple_query(&sql).await.expect_err("invalid type");
+    let want = sql.find("\"Internallength\"").unwrap() + 1;
+    let mut positions = Vec::new();
+    while let Ok(Some(m)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), messages.recv()).await
+    {
+        if let tokio_postgres::AsyncMessage::Notice(n) = m
+            && n.message().contains("Internallength")
+        {
+            positions.push(n.position().cloned());
+            break;
+        }
+    }
+    assert_eq!(
+        positions,
+        vec![Some(tokio_postgres::error::ErrorPosition::Original(
+            want as u32
+        ))]
+    );
+}
