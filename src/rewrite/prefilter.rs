@@ -57,6 +57,7 @@ impl MappedNamePrefilter {
 
     /// Whether some mapped name (or, when created objects get a schema, a
     /// creating keyword) occurs in `text` at an identifier boundary.
+    #[inline]
     pub(crate) fn may_name_mapped_table(&self, text: &str) -> bool {
         Self::occurs(&self.automaton, text)
             || self
@@ -65,6 +66,7 @@ impl MappedNamePrefilter {
                 .is_some_and(|words| Self::occurs(words, text))
     }
 
+    #[inline]
     fn occurs(automaton: &AhoCorasick, text: &str) -> bool {
         let at_boundary = |m: aho_corasick::Match| {
             let bytes = text.as_bytes();

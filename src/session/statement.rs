@@ -157,6 +157,7 @@ impl SessionFacts {
     /// as written each later name that one of them decides: a name a
     /// temporary relation shadows, an object created under the session's
     /// own search_path.
+    #[inline]
     fn apply(&mut self, rewrite: &mut Rewrite, sql: &str) {
         let quiet = self.temp_relations.is_empty()
             && !self.own_search_path
@@ -166,9 +167,14 @@ impl SessionFacts {
                     Decision::TempCreated | Decision::SessionSearchPath { .. }
                 )
             });
-        if quiet {
-            return;
+        if !quiet {
+            self.follow(rewrite, sql);
         }
+    }
+
+    /// [`SessionFacts::apply`] for a rewrite that changes or uses them.
+    #[inline(never)]
+    fn follow(&mut self, rewrite: &mut Rewrite, sql: &str) {
         let mut dropped = Vec::new();
         for name in &mut rewrite.names {
             match &name.decision {
