@@ -70,6 +70,8 @@ pub struct ConfigStore {
     reload_lock: Mutex<()>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Times the file was read for a reload, an unchanged one included.
+    pub reads: AtomicU64,
 }
 
 impl ConfigStore {
@@ -101,6 +103,7 @@ impl ConfigStore {
             reload_lock: Mutex::new(()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -133,6 +136,7 @@ impl ConfigStore {
             });
         };
         let _serial = self.reload_lock.lock().expect("reload lock");
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let text = std::fs::read_to_string(path);
         if let Ok(text) = &text
             && self
@@ -236,6 +240,21 @@ pub async fn reload_on_sighup(store: Arc<ConfigStore>, shutdown: CancellationTok
     }
 }
 
+/// Whether a watch event can mean new content. Opening, reading and closing
+/// the file unwritten (the proxy's own read during a reload, a `cat`) and
+/// metadata changes (atime, chown, chmod) cannot: reacting to them made
+/// every reload trigger the next one, every 200 ms, forever.
+fn may_change_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        _ => true,
+    }
+}
+
 /// Reload when the config file changes on disk, debounced by `debounce`.
 ///
 /// The directory is watched rather than the file, so editors that save by
@@ -258,6 +277,7 @@ pub async fn reload_on_file_change(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
+            && may_change_content(&event.kind)
             && event
                 .paths
                 .iter()

@@ -159,6 +159,31 @@ async fn file_change_reaches_an_open_connection_at_its_next_statement() {
     assert_eq!(proxy.store.reloads_ok.load(Ordering::Relaxed), 1);
 }
 
+/// Reading the file (the proxy's own read during a reload, an operator's
+/// `cat`) and touching its metadata change nothing: they must not start a
+/// reload, let alone one that starts the next (it used to, every 200 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_or_touching_the_file_does_not_reload() {
+    let (proxy, _client) = reloadable(true, "rewrite", true).await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&proxy.path).unwrap().permissions().mode();
+    for _ in 0..5 {
+        std::fs::read_to_string(&proxy.path).unwrap();
+        std::fs::set_permissions(&proxy.path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // A real change is seen: one read.
+    proxy.write_config(false, "rewrite");
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            proxy.store.load().generation == 2
+        })
+        .await
+    );
+    // ...and its own read does not start another (the debounce is 50 ms).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(proxy.store.reads.load(Ordering::Relaxed), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_that_spans_a_reload_keeps_its_mapping() {
     let (proxy, client) = reloadable(false, "rewrite", false).await;
