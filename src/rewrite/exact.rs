@@ -82,7 +82,16 @@ pub(crate) fn qualify_exact(
     } else {
         ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
     };
-    let parsed = pg_query::parse(text, options).map_err(|e| ExactError::Syntax(e.to_string()))?;
+    let parsed = pg_query::parse(text, options).map_err(|e| {
+        let message = e.to_string();
+        // libpg_query's stack limit is far below the server's: past it the
+        // statement may well be valid, so it cannot count as a syntax error.
+        if message.contains("stack depth limit exceeded") {
+            ExactError::Unresolved(format!("too deeply nested for the exact parser: {message}"))
+        } else {
+            ExactError::Syntax(message)
+        }
+    })?;
     let tree = serde_json::to_value(&parsed.protobuf)
         .map_err(|e| ExactError::Unresolved(format!("parse tree: {e}")))?;
     let mut walker = Walker {

@@ -1132,3 +1132,23 @@ fn creations_the_regression_suite_makes() {
         assert_eq!(r.apply(sql), want, "{sql}");
     }
 }
+
+/// libpg_query stops at a stack depth far below the server's (whose
+/// max_stack_depth is 2 MB by default): a statement that deep is valid for
+/// the server, so forwarding it unchanged would read the stale copy. It is
+/// refused instead; bison's own limit is the server's too.
+#[test]
+fn too_deep_for_the_exact_parser_is_refused_not_forwarded() {
+    let map = test_map();
+    let sql = format!(
+        "SELECT {}1{} FROM users WHERE 1 BETWEEN SYMMETRIC 0 AND 2",
+        "abs(".repeat(1_000),
+        ")".repeat(1_000)
+    );
+    for policy in [OnParseError::Tokens, OnParseError::Reject] {
+        let r = rewrite_sql(&sql, &map, policy);
+        assert_eq!(r.outcome, Outcome::Rejected, "{:?}", r.parse_error);
+    }
+    let r = rewrite_sql(&sql, &map, OnParseError::Passthrough);
+    assert_eq!(r.outcome, Outcome::PassthroughUnparsed);
+}
