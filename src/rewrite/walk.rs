@@ -97,8 +97,27 @@ pub(crate) fn walk_statement(statement: &Statement) -> WalkResult {
         mentions: walker.mentions,
         column_locations: walker.column_locations,
         unsupported: walker.unsupported,
-        search_path: search_path_change(statement),
+        search_path: search_path_change(statement).or(walker.sets_search_path.then_some(true)),
     }
+}
+
+/// `set_config('search_path', value, is_local)`, the function form of SET.
+fn sets_search_path(function: &sqlparser::ast::Function) -> bool {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments, Value};
+    let [ObjectNamePart::Identifier(name)] = &function.name.0[..] else {
+        return false;
+    };
+    if normalized(name) != "set_config" {
+        return false;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return false;
+    };
+    matches!(
+        list.args.first(),
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))))
+            if matches!(&v.value, Value::SingleQuotedString(s) if s.eq_ignore_ascii_case("search_path"))
+    )
 }
 
 /// See [`WalkResult::search_path`].
@@ -146,6 +165,8 @@ struct TableWalker {
     keep_bare: HashSet<usize>,
     /// Relation names a CREATE statement creates.
     creating: HashSet<usize>,
+    /// A `set_config('search_path', ...)` call was seen.
+    sets_search_path: bool,
     mentions: Vec<TableMention>,
     column_locations: Vec<Location>,
     unsupported: Option<String>,
@@ -397,6 +418,10 @@ impl Visitor for TableWalker {
             }
             Expr::Function(function) if function.name.0.len() == 2 => {
                 self.other_name(&function.name, Namespace::Routine, Creates::Nothing)
+            }
+            // set_config('search_path', ...): the session's own path, as SET.
+            Expr::Function(function) if sets_search_path(function) => {
+                self.sets_search_path = true;
             }
             _ => {}
         }

@@ -807,5 +807,7 @@ mod facts_tests {
             send("CREATE TABLE e (id int)"),
             "CREATE TABLE public.e (id int)"
         );
+        send("SELECT set_config('search_path', 'alt', false)");
+        assert_eq!(send("CREATE TABLE f (id int)"), "CREATE TABLE f (id int)");
     }
 }
