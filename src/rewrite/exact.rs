@@ -31,6 +31,11 @@ use serde_json::{Map, Value};
 
 use super::{Decision, Edit, NameUse, SchemaMap, quote_identifier};
 
+/// The largest statement the exact parser reads. Its tree is held three
+/// times over (libpg_query's, protobuf, JSON), many times the text's size;
+/// a larger statement that sqlparser cannot read is refused instead.
+const EXACT_MAX_BYTES: usize = 1 << 20;
+
 /// What [`qualify_exact`] found in one statement (or several).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ExactResult {
@@ -77,6 +82,12 @@ pub(crate) fn qualify_exact(
     let text = sql
         .get(statement.clone())
         .ok_or_else(|| ExactError::Unresolved("statement bounds are not in the text".into()))?;
+    if text.len() > EXACT_MAX_BYTES {
+        return Err(ExactError::Unresolved(format!(
+            "a {} byte statement is larger than the exact parser takes ({EXACT_MAX_BYTES})",
+            text.len()
+        )));
+    }
     let options = if standard_conforming_strings {
         ParserOptions::DEFAULT
     } else {

@@ -1152,3 +1152,21 @@ fn too_deep_for_the_exact_parser_is_refused_not_forwarded() {
     let r = rewrite_sql(&sql, &map, OnParseError::Passthrough);
     assert_eq!(r.outcome, Outcome::PassthroughUnparsed);
 }
+
+/// A statement only the exact parser can read, past its size bound, is
+/// refused rather than held in memory many times over.
+#[test]
+fn a_huge_statement_for_the_exact_parser_is_refused() {
+    let map = test_map();
+    let sql = format!(
+        "SELECT * FROM users WHERE id BETWEEN SYMMETRIC 0 AND 2 AND name IN ({}'x')",
+        "'x', ".repeat(300_000)
+    );
+    let r = rewrite_sql(&sql, &map, OnParseError::Tokens);
+    assert_eq!(r.outcome, Outcome::Rejected);
+    assert!(
+        r.parse_error
+            .unwrap()
+            .contains("larger than the exact parser takes")
+    );
+}
