@@ -519,7 +519,7 @@ impl Walker<'_> {
             }
             return;
         };
-        if temp && self.map.schema_of(relname, true).is_some() {
+        if temp {
             // From now on the session leaves this name bare.
             let written =
                 written_name(self.text, location, relname).unwrap_or_else(|| relname.to_owned());

@@ -411,7 +411,9 @@ fn decide(
     Ok(match &mention.parts[..] {
         [_] if mention.names_cte => Some((Decision::Cte, None)),
         [name] => match (mapped(name), map.create_schema(), mention.creates) {
-            (Some(_), _, _) if mention.keep_bare => Some((Decision::TempCreated, None)),
+            // Any temporary relation, mapped or not: the session remembers
+            // it (a view over one is temporary too).
+            _ if mention.keep_bare && relation => Some((Decision::TempCreated, None)),
             // Only relations are qualified wherever they stand; other
             // names are created in, or called from, their mapped schema
             // through the search_path.
@@ -448,7 +450,7 @@ fn decide(
             match (schema_written.as_str(), mapped(name)) {
                 // `CREATE TABLE pg_temp.users`: a temporary table that
                 // shadows the moved one from now on.
-                ("pg_temp", Some(_)) if relation => Some((Decision::TempCreated, None)),
+                ("pg_temp", _) if relation => Some((Decision::TempCreated, None)),
                 // A legacy `public.users` means the live object, which
                 // moved: the map's schema replaces `public`.
                 ("public", Some(schema)) if schema != "public" && map.requalify_public() => Some((

@@ -123,30 +123,35 @@ impl Default for SessionFacts {
     }
 }
 
-/// Mapped names the session created a temporary relation of. PostgreSQL
-/// looks names up in pg_temp before the search_path, so such a name is
-/// left bare from then on: it reaches the temporary relation while one
+/// Names the session created a temporary relation of. PostgreSQL looks
+/// names up in pg_temp before the search_path, so a mapped name among them
+/// is left bare from then on: it reaches the temporary relation while one
 /// exists, and the mapped schema (first on the route's search_path)
 /// otherwise. Never forgotten within a session, so a dropped or rolled
 /// back temporary relation cannot leave a name qualified past a new one.
-/// Only mapped names enter, so the set is bounded by the map.
+/// Unmapped names are kept too (a view over a temporary relation is
+/// temporary), up to [`TempRelations::MAX`].
 #[derive(Debug, Clone, Default)]
 pub struct TempRelations {
-    names: Vec<Box<str>>,
+    names: std::collections::HashSet<Box<str>>,
 }
 
 impl TempRelations {
+    /// The most names one session keeps: a client creating temporary
+    /// tables without end must not grow the proxy without end.
+    pub const MAX: usize = 4096;
+
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 
     pub fn contains(&self, folded: &str) -> bool {
-        self.names.iter().any(|n| &**n == folded)
+        self.names.contains(folded)
     }
 
     fn insert(&mut self, folded: String) {
-        if !self.contains(&folded) {
-            self.names.push(folded.into_boxed_str());
+        if self.names.len() < Self::MAX {
+            self.names.insert(folded.into_boxed_str());
         }
     }
 }
@@ -200,6 +205,7 @@ impl SessionFacts {
                 _ => {}
             }
         }
+        self.views_over_temporary_relations(rewrite, sql, &mut dropped);
         if dropped.is_empty() {
             return;
         }
@@ -216,6 +222,65 @@ impl SessionFacts {
             rewrite.outcome = Outcome::Unchanged;
         }
     }
+}
+
+impl SessionFacts {
+    /// `CREATE VIEW v AS ... FROM t` over a temporary `t`: PostgreSQL makes
+    /// the view temporary itself, and refuses it in any named schema. Such
+    /// a view is left bare (and remembered). Only names before the next `;`
+    /// count; a `;` inside a literal just keeps the create schema (and the
+    /// server's refusal), never the other way round.
+    fn views_over_temporary_relations(
+        &mut self,
+        rewrite: &mut Rewrite,
+        sql: &str,
+        dropped: &mut Vec<usize>,
+    ) {
+        if self.temp_relations.is_empty() {
+            return;
+        }
+        for i in 0..rewrite.names.len() {
+            let view = &rewrite.names[i];
+            if !matches!(view.decision, Decision::CreatedIn { .. })
+                || !word_before(sql, view.offset).eq_ignore_ascii_case("view")
+            {
+                continue;
+            }
+            let from = view.offset;
+            let over_temporary = rewrite.names[i + 1..]
+                .iter()
+                .take_while(|n| !sql.get(from..n.offset).unwrap_or(";").contains(';'))
+                .any(|n| {
+                    let may_be_temporary = match &n.decision {
+                        Decision::NotInMap | Decision::TempShadowed => true,
+                        Decision::AlreadyQualified => n
+                            .name
+                            .get(..8)
+                            .is_some_and(|p| p.eq_ignore_ascii_case("pg_temp.")),
+                        _ => false,
+                    };
+                    may_be_temporary
+                        && self
+                            .temp_relations
+                            .contains(&folded_relation(&n.name, sql, n.offset))
+                });
+            if over_temporary {
+                let folded = folded_relation(&rewrite.names[i].name, sql, from);
+                self.temp_relations.insert(folded);
+                rewrite.names[i].decision = Decision::TempCreated;
+                dropped.push(from);
+            }
+        }
+    }
+}
+
+/// The word right before `offset` (after skipping whitespace), or "".
+fn word_before(sql: &str, offset: usize) -> &str {
+    let before = sql.get(..offset).unwrap_or("").trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    &before[start..]
 }
 
 /// The relation name of a name use as PostgreSQL stores it: the last part,
@@ -809,5 +874,46 @@ mod facts_tests {
         );
         send("SELECT set_config('search_path', 'alt', false)");
         assert_eq!(send("CREATE TABLE f (id int)"), "CREATE TABLE f (id int)");
+    }
+
+    #[test]
+    fn a_view_over_a_temporary_relation_is_left_to_pg_temp() {
+        let metrics = Metrics::default();
+        let map = SchemaMap::new([("shared_common", "users")]).with_create_schema(Some("public"));
+        let mut facts = SessionFacts::default();
+        let mut send = |sql: &str| match rewrite_text(
+            sql.as_bytes(),
+            &map,
+            OnParseError::Tokens,
+            &mut facts,
+            crate::rewrite::rewrite_sql,
+            &Observer::global(&metrics),
+            false,
+        ) {
+            TextRewrite::Unchanged => sql.to_owned(),
+            TextRewrite::Changed { edits, .. } => {
+                String::from_utf8(splice(sql.as_bytes(), &edits)).unwrap()
+            }
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(
+            send("CREATE TEMP TABLE gtmp (a int)"),
+            "CREATE TEMP TABLE gtmp (a int)"
+        );
+        assert_eq!(
+            send("CREATE VIEW gview AS SELECT a FROM gtmp"),
+            "CREATE VIEW gview AS SELECT a FROM gtmp"
+        );
+        // A view over permanent tables still gets the create schema, also
+        // after a statement that named the temporary table.
+        assert_eq!(
+            send("SELECT * FROM gtmp; CREATE VIEW pview AS SELECT * FROM users"),
+            "SELECT * FROM gtmp; CREATE VIEW public.pview AS SELECT * FROM shared_common.users"
+        );
+        // A table made from a temporary one is permanent: create schema.
+        assert_eq!(
+            send("CREATE TABLE copy AS SELECT * FROM gtmp"),
+            "CREATE TABLE public.copy AS SELECT * FROM gtmp"
+        );
     }
 }

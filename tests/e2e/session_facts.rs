@@ -241,3 +241,27 @@ async fn warning_positions_point_into_the_clients_text() {
         ))]
     );
 }
+
+/// A view over a temporary table is temporary: PostgreSQL refuses it in a
+/// named schema, so the create schema must not be added (found by the
+/// regression suite's groupingsets test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_over_a_temporary_table_is_created_as_postgresql_would() {
+    let proxy = start_proxy("tokens").await;
+    let c = proxy.connect("heal7").await;
+    simple_rows(
+        &c,
+        "CREATE TEMP TABLE gtmp (a int); INSERT INTO gtmp VALUES (7)",
+    )
+    .await;
+    simple_rows(&c, "CREATE VIEW gview AS SELECT a FROM gtmp").await;
+    assert_eq!(
+        simple_value(
+            &c,
+            "SELECT relpersistence::text || (SELECT a FROM gview)::text \
+             FROM pg_class WHERE relname = 'gview'"
+        )
+        .await,
+        "t7"
+    );
+}
