@@ -29,6 +29,7 @@ use pg_query::ParserOptions;
 use pg_query::protobuf::{KeywordKind, ObjectType, Token};
 use serde_json::{Map, Value};
 
+use super::quote::{is_identifier_byte, qualifier};
 use super::{Decision, Edit, NameUse, SchemaMap, quote_identifier};
 
 /// The largest statement the exact parser reads. Its tree is held three
@@ -147,7 +148,7 @@ pub(crate) fn qualify_exact(
                 })?;
             let offset = statement.start + location;
             let schema = decision.qualified_schema().expect("a schema").clone();
-            let edit = Edit::insertion(offset, qualifier_insert(sql, offset, &schema).into());
+            let edit = Edit::insertion(offset, qualifier(sql, offset, &schema).into());
             walker.record(location, name, decision, Some(edit));
         }
     }
@@ -160,17 +161,6 @@ pub(crate) fn qualify_exact(
         result.edits.extend(edit);
     }
     Ok(result)
-}
-
-/// The text to insert before a name at `offset` of `sql`: `schema.`, with a
-/// space first where the name is glued to an identifier character (`FROM"x"`).
-pub(crate) fn qualifier_insert(sql: &str, offset: usize, schema: &str) -> String {
-    let glued = offset
-        .checked_sub(1)
-        .and_then(|i| sql.as_bytes().get(i))
-        .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80);
-    let sep = if glued { " " } else { "" };
-    format!("{sep}{}.", quote_identifier(schema))
 }
 
 /// What a `RangeVar` stands for where it occurs.
@@ -576,7 +566,7 @@ impl Walker<'_> {
                 },
                 Some(Edit::insertion(
                     offset,
-                    qualifier_insert(self.sql, offset, schema).into(),
+                    qualifier(self.sql, offset, schema).into(),
                 )),
             ),
             // Created without a schema: where it landed before the move
@@ -587,7 +577,7 @@ impl Walker<'_> {
                 },
                 Some(Edit::insertion(
                     offset,
-                    qualifier_insert(self.sql, offset, schema).into(),
+                    qualifier(self.sql, offset, schema).into(),
                 )),
             ),
             _ => (Decision::NotInMap, None),
@@ -666,7 +656,7 @@ fn read_identifier(s: &str) -> Option<(String, bool)> {
     }
     let end = s
         .bytes()
-        .position(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80))
+        .position(|b| !is_identifier_byte(b))
         .unwrap_or(s.len());
     (end > 0 && !s.as_bytes()[0].is_ascii_digit() && s.as_bytes()[0] != b'$')
         .then(|| (s[..end].to_owned(), false))
@@ -691,7 +681,7 @@ fn name_after_qualifier(text: &str, at: usize) -> Option<usize> {
         }
     } else {
         rest.bytes()
-            .position(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80))
+            .position(|b| !is_identifier_byte(b))
             .unwrap_or(rest.len())
     };
     let after = &rest[qualifier_len..];

@@ -762,7 +762,7 @@ fn rewrite_parsed(
         if statement.is_empty() {
             continue;
         }
-        let done = rewrite_statement(sql, &index, statement.tokens, map, policy, true);
+        let done = rewrite_statement(sql, &index, statement.tokens, map, policy);
         if severity(done.outcome) > severity(result.outcome) {
             result.outcome = done.outcome;
         }

@@ -27,7 +27,6 @@ pub fn table_names(sql: &str) -> Vec<NameUse> {
             statement.tokens,
             &map,
             OnParseError::Passthrough,
-            true,
         );
         names.extend(done.names);
     }

@@ -9,6 +9,8 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
+use super::quote::is_identifier_byte;
+
 #[derive(Debug, Clone)]
 pub(crate) struct MappedNamePrefilter {
     automaton: AhoCorasick,
@@ -22,13 +24,6 @@ pub(crate) struct MappedNamePrefilter {
 /// objects are created (a session's own search_path): looked for as well
 /// when created objects get a schema (see `SchemaMap::with_create_schema`).
 const CREATING_WORDS: [&str; 5] = ["create", "into", "search_path", "reset", "discard"];
-
-/// Bytes that continue a Postgres identifier; a name glued to one of these
-/// is part of a longer word. Non-ASCII bytes count: Postgres accepts
-/// non-ASCII letters in identifiers.
-fn is_identifier_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
-}
 
 impl MappedNamePrefilter {
     /// `None` when there is no name to look for.

@@ -171,6 +171,26 @@ const KEYWORDS_NEEDING_QUOTES: &[&str] = &[
     "xmltable",
 ];
 
+/// Bytes that continue a Postgres identifier; a name glued to one of these
+/// is part of a longer word. Non-ASCII bytes count: Postgres accepts
+/// non-ASCII letters in identifiers.
+#[inline]
+pub(crate) fn is_identifier_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// The text to insert before a name at `offset` of `sql`: `schema.`, with a
+/// space first where the name is glued to an identifier character
+/// (`FROM"x"`), so the insertion never joins two tokens into one.
+pub(crate) fn qualifier(sql: &str, offset: usize, schema: &str) -> String {
+    let glued = offset
+        .checked_sub(1)
+        .and_then(|i| sql.as_bytes().get(i))
+        .is_some_and(|&b| is_identifier_byte(b));
+    let sep = if glued { " " } else { "" };
+    format!("{sep}{}.", quote_identifier(schema))
+}
+
 /// Spell `name` as a Postgres identifier: bare when Postgres would read the
 /// bare word back as exactly `name`, otherwise double-quoted with inner
 /// quotes doubled (`Legacy Schema` -> `"Legacy Schema"`).

@@ -10,8 +10,9 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 
-use super::exact::{ExactError, qualifier_insert, qualify_exact};
+use super::exact::{ExactError, qualify_exact};
 use super::fallback::{first_mapped_word, names_in_table_positions, text_is_word};
+use super::quote::qualifier;
 use super::split::TextIndex;
 use super::walk::{Creates, Namespace, TableMention, normalized, walk_statement};
 use super::{
@@ -69,7 +70,6 @@ pub(crate) fn rewrite_statement(
     tokens: Vec<TokenWithSpan>,
     map: &SchemaMap,
     policy: OnParseError,
-    standard_conforming_strings: bool,
 ) -> StatementRewrite {
     // Parse, walk and drop the AST where there is stack for its worst
     // depth: on the caller's stack when enough is left (the common case
@@ -82,7 +82,7 @@ pub(crate) fn rewrite_statement(
         .saturating_mul(STACK_BYTES_PER_TOKEN)
         .max(MIN_STACK_LEFT);
     stacker::maybe_grow(wanted, wanted.saturating_mul(2), || {
-        rewrite_statement_here(sql, index, tokens, map, policy, standard_conforming_strings)
+        rewrite_statement_here(sql, index, tokens, map, policy)
     })
 }
 
@@ -92,18 +92,9 @@ fn rewrite_statement_here(
     tokens: Vec<TokenWithSpan>,
     map: &SchemaMap,
     policy: OnParseError,
-    standard_conforming_strings: bool,
 ) -> StatementRewrite {
     let unparsed = |tokens: &[TokenWithSpan], cause: FallbackCause, error: String| {
-        let mut r = unparsed(
-            sql,
-            index,
-            tokens,
-            map,
-            policy,
-            standard_conforming_strings,
-            error,
-        );
+        let mut r = unparsed(sql, index, tokens, map, policy, error);
         if r.parse_error.is_some() && r.outcome != Outcome::Unchanged {
             r.fallback_cause = Some(cause);
         }
@@ -231,7 +222,6 @@ pub(crate) fn unparsed(
     tokens: &[TokenWithSpan],
     map: &SchemaMap,
     policy: OnParseError,
-    standard_conforming_strings: bool,
     error: String,
 ) -> StatementRewrite {
     tracing::debug!(%error, ?policy, "statement not rewritten from its AST");
@@ -244,8 +234,10 @@ pub(crate) fn unparsed(
             ..StatementRewrite::parsed(Vec::new(), Vec::new())
         };
     }
+    // The text lexes with standard strings: the session hands a copy with
+    // its backslash escapes masked when the setting is off.
     let exact = statement_bounds(sql, index, tokens)
-        .and_then(|bounds| qualify_exact(sql, bounds, map, standard_conforming_strings));
+        .and_then(|bounds| qualify_exact(sql, bounds, map, true));
     match exact {
         Ok(exact) => {
             tracing::debug!(temp_created = ?exact.temp_created, "qualified by PostgreSQL's grammar");
@@ -350,8 +342,7 @@ pub(crate) fn resolve(
             }),
             (_, Some(EditAt::Before)) => Some(Edit::insertion(
                 offset,
-                qualifier_insert(sql, offset, decision.qualified_schema().expect("a schema"))
-                    .into(),
+                qualifier(sql, offset, decision.qualified_schema().expect("a schema")).into(),
             )),
             _ => None,
         };
