@@ -390,28 +390,7 @@ fn exact_map() -> SchemaMap {
 
 /// [`check_with`] on [`exact_map`], under the `tokens` policy.
 fn check_exact(cases: &[super::golden::Golden]) {
-    let map = exact_map();
-    let mut failures = Vec::new();
-    for &(what, input, expected, outcome) in cases {
-        let r = rewrite_sql(input, &map, OnParseError::Tokens);
-        super::golden_cache::assert_cache_agrees(what, input, &map, OnParseError::Tokens, &r);
-        let got = r.apply(input);
-        if got != expected || r.outcome != outcome {
-            failures.push(format!(
-                "{what}\n   input:    {input}\n   expected: {expected} ({outcome:?})\n   got:      {got} ({:?}) error={:?}",
-                r.outcome, r.parse_error
-            ));
-        }
-        assert!(
-            r.edits.windows(2).all(|w| w[0].offset < w[1].offset),
-            "{what}"
-        );
-        assert!(
-            r.names.windows(2).all(|w| w[0].offset < w[1].offset),
-            "{what}"
-        );
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    super::golden::check_on(&exact_map(), OnParseError::Tokens, cases)
 }
 
 /// `qualify_exact` on a whole string, applied.
