@@ -209,22 +209,20 @@ impl SessionFacts {
         if dropped.is_empty() {
             return;
         }
-        // A CREATE EXTENSION's edit (` SCHEMA s`) is not at its name.
-        let extension_left = rewrite
-            .names
-            .iter()
-            .any(|n| n.decision == Decision::CreatedBySessionPath);
-        rewrite.edits.retain(|e| {
-            let extension_schema = extension_left && e.insert.starts_with(" SCHEMA ");
-            !(dropped.contains(&e.offset) || extension_schema)
-        });
+        // A name's edit is the first at or after it: at the name for a
+        // `schema.` prefix, right after it for CREATE EXTENSION's
+        // ` SCHEMA s` (edits are sorted, one per name at most).
+        for name_offset in dropped {
+            let i = rewrite.edits.partition_point(|e| e.offset < name_offset);
+            if i < rewrite.edits.len() {
+                rewrite.edits.remove(i);
+            }
+        }
         if rewrite.edits.is_empty() && rewrite.outcome == Outcome::Rewritten {
             rewrite.outcome = Outcome::Unchanged;
         }
     }
-}
 
-impl SessionFacts {
     /// `CREATE VIEW v AS ... FROM t` over a temporary `t`: PostgreSQL makes
     /// the view temporary itself, and refuses it in any named schema. Such
     /// a view is left bare (and remembered). Only names before the next `;`
@@ -747,11 +745,16 @@ mod facts_tests {
     use super::*;
 
     fn send(facts: &mut SessionFacts, sql: &str) -> String {
-        let metrics = Metrics::default();
         let map = SchemaMap::new([("shared_common", "users"), ("saju_service", "kasi_cache")]);
+        send_on(&map, facts, sql)
+    }
+
+    /// What the session sends for `sql` with `map` and `facts`.
+    fn send_on(map: &SchemaMap, facts: &mut SessionFacts, sql: &str) -> String {
+        let metrics = Metrics::default();
         match rewrite_text(
             sql.as_bytes(),
-            &map,
+            map,
             OnParseError::Tokens,
             facts,
             crate::rewrite::rewrite_sql,
@@ -821,24 +824,9 @@ mod facts_tests {
 
     #[test]
     fn creations_follow_the_sessions_own_search_path() {
-        let metrics = Metrics::default();
         let map = SchemaMap::new([("shared_common", "users")]).with_create_schema(Some("public"));
         let mut facts = SessionFacts::default();
-        let mut send = |sql: &str| match rewrite_text(
-            sql.as_bytes(),
-            &map,
-            OnParseError::Tokens,
-            &mut facts,
-            crate::rewrite::rewrite_sql,
-            &Observer::global(&metrics),
-            false,
-        ) {
-            TextRewrite::Unchanged => sql.to_owned(),
-            TextRewrite::Changed { edits, .. } => {
-                String::from_utf8(splice(sql.as_bytes(), &edits)).unwrap()
-            }
-            other => panic!("{sql}: {other:?}"),
-        };
+        let mut send = |sql: &str| send_on(&map, &mut facts, sql);
         assert_eq!(
             send("CREATE TABLE a (id int)"),
             "CREATE TABLE public.a (id int)"
@@ -878,24 +866,9 @@ mod facts_tests {
 
     #[test]
     fn a_view_over_a_temporary_relation_is_left_to_pg_temp() {
-        let metrics = Metrics::default();
         let map = SchemaMap::new([("shared_common", "users")]).with_create_schema(Some("public"));
         let mut facts = SessionFacts::default();
-        let mut send = |sql: &str| match rewrite_text(
-            sql.as_bytes(),
-            &map,
-            OnParseError::Tokens,
-            &mut facts,
-            crate::rewrite::rewrite_sql,
-            &Observer::global(&metrics),
-            false,
-        ) {
-            TextRewrite::Unchanged => sql.to_owned(),
-            TextRewrite::Changed { edits, .. } => {
-                String::from_utf8(splice(sql.as_bytes(), &edits)).unwrap()
-            }
-            other => panic!("{sql}: {other:?}"),
-        };
+        let mut send = |sql: &str| send_on(&map, &mut facts, sql);
         assert_eq!(
             send("CREATE TEMP TABLE gtmp (a int)"),
             "CREATE TEMP TABLE gtmp (a int)"
