@@ -222,6 +222,19 @@ fn unmapped_json(state: &AdminState) -> String {
     .to_string()
 }
 
+/// One `key="label"` sample per counter of a family indexed by label.
+fn labelled(key: &str, labels: &[&str], counters: &[AtomicU64]) -> Vec<(String, u64)> {
+    labels
+        .iter()
+        .zip(counters)
+        .map(|(label, n)| (format!("{key}=\"{label}\""), n.load(Ordering::Relaxed)))
+        .collect()
+}
+
+fn samples(labelled: &[(String, u64)]) -> Vec<(&str, u64)> {
+    labelled.iter().map(|(l, n)| (l.as_str(), *n)).collect()
+}
+
 /// Prometheus text exposition of every counter.
 pub fn render_metrics(state: &AdminState) -> String {
     let m = &state.metrics;
@@ -286,29 +299,19 @@ pub fn render_metrics(state: &AdminState) -> String {
             ),
         ],
     );
-    let decisions: Vec<(String, u64)> = Decision::LABELS
-        .iter()
-        .zip(&m.names_by_decision)
-        .map(|(label, n)| (format!("decision=\"{label}\""), get(n)))
-        .collect();
-    let decisions: Vec<(&str, u64)> = decisions.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    let decisions = labelled("decision", &Decision::LABELS, &m.names_by_decision);
     metric(
         "heal7_proxy_names_total",
         "counter",
         "Names in table and created-object positions of parsed statements, by what the proxy decided: qualified by the map or the fallback parser, public. replaced, created in the create schema, left bare for a temporary relation, or left to the search_path.",
-        &decisions,
+        &samples(&decisions),
     );
-    let causes: Vec<(String, u64)> = FallbackCause::LABELS
-        .iter()
-        .zip(&m.fallbacks)
-        .map(|(label, n)| (format!("cause=\"{label}\""), get(n)))
-        .collect();
-    let causes: Vec<(&str, u64)> = causes.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    let causes = labelled("cause", &FallbackCause::LABELS, &m.fallbacks);
     metric(
         "heal7_proxy_fallbacks_total",
         "counter",
         "Statements read with PostgreSQL's grammar (libpg_query) because sqlparser could not parse them, parsed them into a form the walk does not read, left a name unplaced, or missed a mapped name the keyword cross-check saw.",
-        &causes,
+        &samples(&causes),
     );
     metric(
         "heal7_proxy_statements_non_utf8_total",
