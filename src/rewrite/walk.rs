@@ -229,14 +229,19 @@ impl TableWalker {
     /// reference the map may know (`public.user_count()`).
     fn other_name(&mut self, name: &ObjectName, namespace: Namespace, creates: Creates) {
         if let Some(parts) = self.identifiers(name) {
-            self.mentions.push(TableMention {
-                parts,
-                names_cte: false,
-                keep_bare: false,
-                creates,
-                namespace,
-            });
+            self.never_a_cte(parts, namespace, creates);
         }
+    }
+
+    /// A name no CTE can answer to and that is not a temporary creation.
+    fn never_a_cte(&mut self, parts: Vec<Ident>, namespace: Namespace, creates: Creates) {
+        self.mentions.push(TableMention {
+            parts,
+            names_cte: false,
+            keep_bare: false,
+            creates,
+            namespace,
+        });
     }
 
     /// `TABLE name` as a query body (alone or as a set-operation branch):
@@ -272,13 +277,7 @@ impl TableWalker {
             return;
         }
         parts.pop();
-        self.mentions.push(TableMention {
-            parts,
-            names_cte: false,
-            keep_bare: false,
-            creates: Creates::Nothing,
-            namespace: Namespace::Relation,
-        });
+        self.never_a_cte(parts, Namespace::Relation, Creates::Nothing);
     }
 
     fn mark_target(&mut self, table: &TableWithJoins) {
@@ -407,13 +406,11 @@ impl Visitor for TableWalker {
                 if let [schema, table, _] = &idents[..]
                     && normalized(schema) == "public"
                 {
-                    self.mentions.push(TableMention {
-                        parts: vec![schema.clone(), table.clone()],
-                        names_cte: false,
-                        keep_bare: false,
-                        creates: Creates::Nothing,
-                        namespace: Namespace::Relation,
-                    });
+                    self.never_a_cte(
+                        vec![schema.clone(), table.clone()],
+                        Namespace::Relation,
+                        Creates::Nothing,
+                    );
                 }
             }
             Expr::Function(function) if function.name.0.len() == 2 => {
@@ -554,15 +551,13 @@ impl Visitor for TableWalker {
                 self.other_name(&operator.name, Namespace::Other, Creates::Object)
             }
             Statement::CreateExtension(extension) if extension.schema.is_none() => {
-                self.mentions.push(TableMention {
-                    parts: vec![extension.name.clone()],
-                    names_cte: false,
-                    keep_bare: false,
-                    creates: Creates::ExtensionObjects {
+                self.never_a_cte(
+                    vec![extension.name.clone()],
+                    Namespace::Other,
+                    Creates::ExtensionObjects {
                         with_keyword: extension.with_keyword,
                     },
-                    namespace: Namespace::Other,
-                });
+                );
             }
             Statement::CreateForeignTable(table) => {
                 self.creating.insert(address(&table.name));
