@@ -86,8 +86,6 @@ impl ShapeRewrite {
     /// The rewrite of a text of the same shape. `None` if the words do not
     /// line up (cannot happen for an equal key; checked anyway).
     pub(crate) fn instantiate(&self, word_starts: &[u32]) -> Option<Rewrite> {
-        // Plain loops: on every shape hit, and `collect` into an
-        // `Option<Vec>` was left out of line (callgrind).
         let at = |w: u32| word_starts.get(w as usize).map(|&o| o as usize);
         let mut edits = Vec::with_capacity(self.edits.len());
         for (w, replaced, insert) in &self.edits {
