@@ -2,37 +2,48 @@
 //! names from a schema map, so legacy services keep working after their tables
 //! moved out of `public`.
 //!
-//! Layers, and the direction of their dependencies:
-//! - [`protocol`]: the pure wire codec (frames, startup packets, lazy views of
-//!   the few messages the proxy acts on). Knows nothing of SQL or sockets.
-//! - [`rewrite`]: the pure rewriter (SQL text + [`rewrite::SchemaMap`] in,
-//!   SQL text + what it did out). Knows nothing of the wire or sockets.
-//! - [`config`]: YAML -> validated routing table and schema maps.
-//! - [`session`]: one client connection: startup, auth relay, frame relay,
-//!   rewriting Query/Parse. Uses protocol, rewrite and config.
-//! - [`console`]: the admin console on the virtual database `heal7_proxy`
-//!   (SCRAM login, SHOW/RELOAD/EXPLAIN REWRITE). Uses config, rewrite and
-//!   the shared state; never an upstream.
-//! - [`clients`]: the registry of live sessions the console lists.
-//! - [`server`]: the accept loop, cancel-key registry, shutdown.
-//! - [`check`], [`introspect`]: the catalog side of the map (is every
-//!   mapped object where the map says; what map describes a database).
-//! - [`error`]: per-layer errors and their SQLSTATEs.
+//! Layers, top-down; a module imports only from its own layer or below, and
+//! the connection handlers of L3 never import each other (`tests/layers.rs`
+//! keeps this true):
+//! - L5, the binary's edge: `main`, [`cli`], [`commands`] (rewrite, check,
+//!   introspect, hash-password). `anyhow` lives only here.
+//! - L4, assembly: [`server`] (accept -> startup -> console or session;
+//!   drain), [`http`] (the admin HTTP endpoint).
+//! - L3, connection handlers: [`startup`], [`session`], [`console`].
+//! - L2, shared services: [`state`] (what handlers share), [`reload`] (the
+//!   live config and its triggers), [`qualify`] (the one statement step),
+//!   [`metrics`], [`clients`], [`unmapped`], [`cancel`], [`shutdown`],
+//!   [`farewell`], [`workers`].
+//! - L1: [`config`] (YAML -> validated routes and schema maps).
+//! - L0, pure (no tokio, no I/O): [`protocol`] (the wire codec and
+//!   SQLSTATEs), [`auth`] (SCRAM), [`rewrite`] (SQL text + map + session
+//!   facts in, SQL text + what it did out).
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod check;
-pub mod cli;
-pub mod clients;
-pub mod config;
-pub mod console;
-pub mod error;
-pub mod introspect;
-pub mod metrics;
+// L0
+pub mod auth;
 pub mod protocol;
-pub mod reload;
 pub mod rewrite;
-pub mod server;
-pub mod session;
+// L1
+pub mod config;
+// L2
+pub mod cancel;
+pub mod clients;
+pub mod farewell;
+pub mod metrics;
+pub mod qualify;
+pub mod reload;
+pub mod shutdown;
+pub mod state;
 pub mod unmapped;
 pub mod workers;
+// L3
+pub mod console;
+pub mod session;
+pub mod startup;
+// L4
+pub mod http;
+pub mod server;
+// L5
+pub mod cli;
+pub mod commands;

@@ -1,110 +1,28 @@
-//! The accept loop: one session task per client, the registry of live
-//! sessions' cancel keys, and graceful shutdown.
+//! The accept loop: one task per client, which runs the startup phase and
+//! then hands the connection to the admin console or a session; graceful
+//! shutdown.
 //!
 //! CONTRACT used by the CLI and the integration tests:
 //! `pub async fn run(listener: tokio::net::TcpListener, state: ProxyState, shutdown: CancellationToken) -> std::io::Result<()>`
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::clients::ClientRegistry;
-use crate::config::Config;
-use crate::console::ConsoleState;
+use crate::config::CONSOLE_DATABASE;
+use crate::console::{self, ConsoleState};
 use crate::metrics::Metrics;
-use crate::reload::ConfigStore;
-use crate::session::{self, Shutdown};
-use crate::unmapped::UnmappedReport;
-use crate::workers::Workers;
+use crate::session;
+use crate::shutdown::Shutdown;
+use crate::startup::{self, Handshake};
+use crate::state::ProxyState;
 
 /// How long busy sessions may finish their work after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Everything a session needs that outlives it. Cheap to clone.
-#[derive(Clone)]
-pub struct ProxyState {
-    /// The live config; a reload swaps it and bumps its generation.
-    pub config: Arc<ConfigStore>,
-    pub metrics: Arc<Metrics>,
-    /// Live sessions' BackendKeyData -> their upstream server.
-    pub cancel_keys: Arc<CancelKeys>,
-    /// The rewriter sessions call: [`crate::rewrite::rewrite_sql`]; relay
-    /// tests substitute a scripted one to drive refusals and position
-    /// correction without depending on the real rewriter's rules.
-    pub rewriter: session::Rewriter,
-    /// Bare names clients use that the map does not list.
-    pub unmapped: Arc<UnmappedReport>,
-    /// Live client sessions, for the console's SHOW CLIENTS.
-    pub clients: Arc<ClientRegistry>,
-    /// What the admin console keeps across its sessions.
-    pub console: Arc<ConsoleState>,
-    /// The event loops sessions run on.
-    pub workers: Workers,
-}
-
-impl ProxyState {
-    /// State around a config built in memory (reloads are refused).
-    pub fn new(config: Config) -> Self {
-        Self::with_store(Arc::new(ConfigStore::in_memory(config)))
-    }
-
-    /// State around a live, reloadable config.
-    pub fn with_store(config: Arc<ConfigStore>) -> Self {
-        ProxyState {
-            config,
-            metrics: Arc::new(Metrics::default()),
-            cancel_keys: Arc::new(CancelKeys::default()),
-            rewriter: crate::rewrite::rewrite_sql,
-            unmapped: Arc::new(UnmappedReport::default()),
-            clients: Arc::new(ClientRegistry::default()),
-            console: Arc::new(ConsoleState::default()),
-            workers: Workers::current(),
-        }
-    }
-}
-
-/// (pid, secret) of each live session's server -> that server's address,
-/// so a CancelRequest (which arrives on a new connection) finds its way.
-#[derive(Debug, Default)]
-pub struct CancelKeys {
-    keys: Mutex<HashMap<(i32, i32), SocketAddr>>,
-}
-
-impl CancelKeys {
-    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, i32), SocketAddr>> {
-        self.keys.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn register(&self, key: (i32, i32), upstream: SocketAddr) {
-        self.locked().insert(key, upstream);
-    }
-
-    /// Remove `key`, unless another session has since registered it.
-    pub fn remove(&self, key: (i32, i32), upstream: SocketAddr) {
-        let mut keys = self.locked();
-        if keys.get(&key) == Some(&upstream) {
-            keys.remove(&key);
-        }
-    }
-
-    pub fn lookup(&self, key: (i32, i32)) -> Option<SocketAddr> {
-        self.locked().get(&key).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.locked().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// Accept clients until `shutdown`, then stop accepting, close idle
 /// sessions (57P01), give busy ones [`SHUTDOWN_GRACE`] and close the rest.
@@ -117,6 +35,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let workers = state.workers.clone();
+    let console = Arc::new(ConsoleState::default());
     let tasks = TaskTracker::new();
     let signals = Shutdown {
         drain: shutdown.child_token(),
@@ -134,11 +53,12 @@ pub async fn run(
             Ok((stream, peer)) => {
                 let state = state.clone();
                 let signals = signals.clone();
+                let console = Arc::clone(&console);
                 workers.spawn_session(&tasks, stream, move |stream| async move {
                     state.metrics.clients_total.fetch_add(1, Ordering::Relaxed);
                     state.metrics.clients_active.fetch_add(1, Ordering::Relaxed);
                     let _active = ActiveGuard(Arc::clone(&state.metrics));
-                    session::serve(stream, peer, state, signals).await;
+                    serve_connection(stream, peer, state, &console, signals).await;
                 });
             }
             Err(e) => {
@@ -165,6 +85,29 @@ pub async fn run(
     Ok(())
 }
 
+/// One connection: the startup phase, then the console or a session.
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    state: ProxyState,
+    console: &ConsoleState,
+    signals: Shutdown,
+) {
+    // One snapshot for the whole connection: a reload never changes a live
+    // session's routing or map halfway.
+    let config = state.config.load_full();
+    let Handshake::Startup(startup, buf) =
+        startup::handshake(&mut stream, peer, &config, &state, &signals).await
+    else {
+        return;
+    };
+    if startup.database().as_deref() == Some(CONSOLE_DATABASE) {
+        console::serve(stream, buf, startup, peer, &state, console, &signals).await;
+    } else {
+        session::serve(stream, buf, startup, peer, config, state, signals).await;
+    }
+}
+
 /// Keeps `clients_active` right even if a session task panics.
 struct ActiveGuard(Arc<Metrics>);
 
@@ -176,510 +119,4 @@ impl Drop for ActiveGuard {
 
 /// The relay against a scripted fake upstream: no Postgres needed.
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use bytes::{BufMut, BytesMut};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-
-    use super::*;
-    use crate::protocol::{self, ErrorFields, Frame, StartupMessage, StartupPacket};
-
-    const MAX: usize = 1 << 20;
-
-    fn config(upstream_port: u16) -> Config {
-        let yaml = format!(
-            "proxy:\n  max_message_size: 4096\ndatabases:\n  heal7:\n    host: 127.0.0.1\n    port: {upstream_port}\n    schemas:\n      shared_common: {{tables: [users]}}\n    aliases:\n      heal7_saju: {{default_schema: shared_common}}\n"
-        );
-        Config::from_yaml(&yaml, "test").unwrap()
-    }
-
-    async fn start_proxy(config: Config) -> (SocketAddr, ProxyState, CancellationToken) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = ProxyState::new(config);
-        let shutdown = CancellationToken::new();
-        tokio::spawn(run(listener, state.clone(), shutdown.clone()));
-        (addr, state, shutdown)
-    }
-
-    fn startup_packet(params: &[(&str, &str)]) -> bytes::Bytes {
-        StartupMessage {
-            version: protocol::PROTOCOL_3_0,
-            params: params
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        bytes::Bytes::copy_from_slice(k.as_bytes()),
-                        bytes::Bytes::copy_from_slice(v.as_bytes()),
-                    )
-                })
-                .collect(),
-        }
-        .encode()
-    }
-
-    /// AuthenticationOk, BackendKeyData(42, 7), ParameterStatus, ReadyForQuery.
-    fn server_hello() -> Vec<u8> {
-        let mut b = BytesMut::new();
-        b.extend_from_slice(b"R\0\0\0\x08\0\0\0\0");
-        b.extend_from_slice(b"K\0\0\0\x0c\0\0\0\x2a\0\0\0\x07");
-        b.extend_from_slice(b"S\0\0\0\x1bclient_encoding\0EUC_KR\0");
-        protocol::encode_ready_for_query(&mut b, b'I');
-        b.to_vec()
-    }
-
-    async fn read_startup(s: &mut TcpStream) -> StartupMessage {
-        let mut buf = BytesMut::new();
-        loop {
-            if let Some(StartupPacket::Startup(m)) = protocol::decode_startup(&mut buf).unwrap() {
-                return m;
-            }
-            assert!(s.read_buf(&mut buf).await.unwrap() > 0, "eof in startup");
-        }
-    }
-
-    async fn read_exact_vec(s: &mut TcpStream, n: usize) -> Vec<u8> {
-        let mut v = vec![0; n];
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut v))
-            .await
-            .unwrap()
-            .unwrap();
-        v
-    }
-
-    async fn read_frame(s: &mut TcpStream, buf: &mut BytesMut) -> Frame {
-        loop {
-            if let Some(f) = Frame::decode(buf, MAX).unwrap() {
-                return f;
-            }
-            let n = tokio::time::timeout(Duration::from_secs(5), s.read_buf(buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "eof");
-        }
-    }
-
-    #[tokio::test]
-    async fn alias_startup_is_rebuilt_and_frames_relay_byte_for_byte() {
-        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (proxy, state, shutdown) =
-            start_proxy(config(upstream.local_addr().unwrap().port())).await;
-
-        let mut client = TcpStream::connect(proxy).await.unwrap();
-        client
-            .write_all(&startup_packet(&[
-                ("user", "app"),
-                ("database", "heal7_saju"),
-                ("options", "-c work_mem=8MB"),
-                ("application_name", "t"),
-            ]))
-            .await
-            .unwrap();
-        let (mut server, _) = upstream.accept().await.unwrap();
-        let startup = read_startup(&mut server).await;
-        let keys: Vec<&[u8]> = startup.params.iter().map(|(k, _)| &k[..]).collect();
-        assert_eq!(
-            keys,
-            [&b"user"[..], b"database", b"options", b"application_name"]
-        );
-        assert_eq!(startup.get("database"), Some(&b"heal7"[..]));
-        assert_eq!(
-            startup.get("options"),
-            Some(&br"-c work_mem=8MB -c search_path=shared_common,\ public"[..])
-        );
-
-        let hello = server_hello();
-        server.write_all(&hello).await.unwrap();
-        assert_eq!(read_exact_vec(&mut client, hello.len()).await, hello);
-        assert_eq!(
-            state.cancel_keys.lookup((42, 7)).map(|a| a.port()),
-            Some(upstream.local_addr().unwrap().port())
-        );
-
-        // Frames the proxy does not rewrite arrive unchanged, in order,
-        // including FunctionCall, COPY data and non-UTF-8 text.
-        let mut frames = BytesMut::new();
-        protocol::encode_query(&mut frames, b"select '\xbb\xe7' from legacy_log");
-        frames.extend_from_slice(b"F\0\0\0\x0e\0\0\x05\x75\0\0\0\0\0\0");
-        frames.extend_from_slice(b"d\0\0\0\x07abc");
-        frames.extend_from_slice(b"c\0\0\0\x04");
-        frames.extend_from_slice(b"H\0\0\0\x04");
-        client.write_all(&frames).await.unwrap();
-        assert_eq!(
-            read_exact_vec(&mut server, frames.len()).await,
-            frames.to_vec()
-        );
-        assert_eq!(Metrics::get(&state.metrics.statements_non_utf8), 1);
-
-        // Server answers pass back unchanged.
-        let mut answer = BytesMut::new();
-        answer.extend_from_slice(b"C\0\0\0\x0dSELECT 1\0");
-        protocol::encode_ready_for_query(&mut answer, b'T');
-        server.write_all(&answer).await.unwrap();
-        assert_eq!(
-            read_exact_vec(&mut client, answer.len()).await,
-            answer.to_vec()
-        );
-
-        // A client that leaves closes its server connection and its key.
-        drop(client);
-        let mut rest = Vec::new();
-        let n = tokio::time::timeout(Duration::from_secs(5), server.read_to_end(&mut rest))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(n, 0);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(state.cancel_keys.is_empty());
-        shutdown.cancel();
-    }
-
-    #[tokio::test]
-    async fn cancel_request_reaches_the_sessions_server_and_unknown_keys_are_dropped() {
-        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (proxy, state, shutdown) =
-            start_proxy(config(upstream.local_addr().unwrap().port())).await;
-        let mut client = TcpStream::connect(proxy).await.unwrap();
-        client
-            .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
-            .await
-            .unwrap();
-        let (mut server, _) = upstream.accept().await.unwrap();
-        read_startup(&mut server).await;
-        let hello = server_hello();
-        server.write_all(&hello).await.unwrap();
-        read_exact_vec(&mut client, hello.len()).await;
-
-        let mut cancel = BytesMut::new();
-        cancel.put_i32(16);
-        cancel.put_i32(protocol::CANCEL_REQUEST_CODE);
-        cancel.put_i32(42);
-        cancel.put_i32(7);
-        let mut c = TcpStream::connect(proxy).await.unwrap();
-        c.write_all(&cancel).await.unwrap();
-        let (mut cancel_conn, _) = tokio::time::timeout(Duration::from_secs(5), upstream.accept())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(read_exact_vec(&mut cancel_conn, 16).await, cancel.to_vec());
-        assert_eq!(Metrics::get(&state.metrics.cancels_forwarded), 1);
-
-        let mut unknown = cancel.clone();
-        unknown[12..16].copy_from_slice(&8i32.to_be_bytes());
-        let mut c = TcpStream::connect(proxy).await.unwrap();
-        c.write_all(&unknown).await.unwrap();
-        let mut rest = Vec::new();
-        c.read_to_end(&mut rest).await.unwrap();
-        assert!(rest.is_empty());
-        assert_eq!(Metrics::get(&state.metrics.cancels_unknown), 1);
-        shutdown.cancel();
-    }
-
-    async fn fatal_of(client: &mut TcpStream) -> (String, String) {
-        let mut buf = BytesMut::new();
-        let f = read_frame(client, &mut buf).await;
-        assert_eq!(f.tag, b'E');
-        let e = ErrorFields::parse(&f.bytes).unwrap();
-        assert_eq!(e.get(b'S'), Some(&b"FATAL"[..]));
-        (
-            String::from_utf8_lossy(e.code().unwrap()).into_owned(),
-            String::from_utf8_lossy(e.get(b'M').unwrap()).into_owned(),
-        )
-    }
-
-    #[tokio::test]
-    async fn unreachable_upstream_is_08006_naming_the_address() {
-        // A port nobody listens on: bind, note it, close.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let (proxy, state, shutdown) = start_proxy(config(port)).await;
-        let mut client = TcpStream::connect(proxy).await.unwrap();
-        client
-            .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
-            .await
-            .unwrap();
-        let (code, message) = fatal_of(&mut client).await;
-        assert_eq!(code, "08006");
-        assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
-        assert_eq!(Metrics::get(&state.metrics.upstream_connect_failures), 1);
-        shutdown.cancel();
-    }
-
-    #[tokio::test]
-    async fn bad_frames_are_08p01_and_other_sessions_go_on() {
-        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (proxy, state, shutdown) =
-            start_proxy(config(upstream.local_addr().unwrap().port())).await;
-
-        // Garbage instead of a startup packet.
-        let mut garbage = TcpStream::connect(proxy).await.unwrap();
-        garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        assert_eq!(fatal_of(&mut garbage).await.0, "08P01");
-
-        // SSLRequest is refused with 'N', then the session goes on.
-        let mut client = TcpStream::connect(proxy).await.unwrap();
-        client
-            .write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f])
-            .await
-            .unwrap();
-        assert_eq!(read_exact_vec(&mut client, 1).await, b"N");
-        client
-            .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
-            .await
-            .unwrap();
-        let (mut server, _) = upstream.accept().await.unwrap();
-        read_startup(&mut server).await;
-        let hello = server_hello();
-        server.write_all(&hello).await.unwrap();
-        read_exact_vec(&mut client, hello.len()).await;
-
-        // A frame over the cap (4096 here), from the header alone.
-        client.write_all(b"Q\0\x01\0\0").await.unwrap();
-        assert_eq!(fatal_of(&mut client).await.0, "08P01");
-        // The garbage startup above counts too (7e1cfba), then this frame.
-        assert_eq!(Metrics::get(&state.metrics.frames_rejected), 2);
-
-        // The proxy still serves others; a server frame over the cap ends
-        // that session with a FATAL to the client.
-        let mut other = TcpStream::connect(proxy).await.unwrap();
-        other
-            .write_all(&startup_packet(&[
-                ("user", "app"),
-                ("database", "postgres"),
-            ]))
-            .await
-            .unwrap();
-        let (mut server2, _) = upstream.accept().await.unwrap();
-        let s2 = read_startup(&mut server2).await;
-        assert_eq!(s2.get("database"), Some(&b"postgres"[..]));
-        server2.write_all(&hello).await.unwrap();
-        read_exact_vec(&mut other, hello.len()).await;
-        server2.write_all(b"D\0\x01\0\0").await.unwrap();
-        let (code, message) = fatal_of(&mut other).await;
-        assert_eq!(code, "08006");
-        assert!(message.contains("upstream"), "{message}");
-        shutdown.cancel();
-    }
-
-    #[tokio::test]
-    async fn shutdown_tells_idle_clients_57p01_and_run_returns() {
-        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = listener.local_addr().unwrap();
-        let state = ProxyState::new(config(upstream.local_addr().unwrap().port()));
-        let shutdown = CancellationToken::new();
-        let running = tokio::spawn(run(listener, state.clone(), shutdown.clone()));
-
-        let mut client = TcpStream::connect(proxy).await.unwrap();
-        client
-            .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
-            .await
-            .unwrap();
-        let (mut server, _) = upstream.accept().await.unwrap();
-        read_startup(&mut server).await;
-        let hello = server_hello();
-        server.write_all(&hello).await.unwrap();
-        read_exact_vec(&mut client, hello.len()).await;
-        assert_eq!(Metrics::get(&state.metrics.clients_active), 1);
-
-        shutdown.cancel();
-        assert_eq!(fatal_of(&mut client).await.0, "57P01");
-        // The server is told to terminate.
-        assert_eq!(read_exact_vec(&mut server, 5).await, b"X\0\0\0\x04");
-        tokio::time::timeout(Duration::from_secs(2), running)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(Metrics::get(&state.metrics.clients_active), 0);
-        assert_eq!(Metrics::get(&state.metrics.clients_total), 1);
-    }
-
-    /// Qualifies ` users` and refuses any text containing REFUSE, so the
-    /// relay's side of rewriting is tested apart from the real rules.
-    fn scripted_rewriter(
-        sql: &str,
-        _map: &crate::rewrite::SchemaMap,
-        _policy: crate::rewrite::OnParseError,
-    ) -> crate::rewrite::Rewrite {
-        use crate::rewrite::{Edit, Outcome, Rewrite};
-        let mut r = Rewrite {
-            outcome: Outcome::NoParseNeeded,
-            edits: vec![],
-            names: vec![],
-            parse_error: None,
-            fallback_cause: None,
-            rejected_table: None,
-        };
-        if sql.contains("REFUSE") {
-            r.outcome = Outcome::Rejected;
-            r.rejected_table = Some("users".into());
-            r.parse_error = Some("scripted parse error".into());
-        } else if let Some(at) = sql.find(" users") {
-            r.outcome = Outcome::Rewritten;
-            r.edits.push(Edit {
-                offset: at + 1,
-                replaced: 0,
-                insert: "shared_common.".into(),
-            });
-        }
-        r
-    }
-
-    fn server_error(code: &str, position: &str) -> BytesMut {
-        let mut b = BytesMut::new();
-        b.put_u8(b'E');
-        b.put_i32(0);
-        for (c, v) in [
-            (b'S', "ERROR"),
-            (b'C', code),
-            (b'M', "scripted"),
-            (b'P', position),
-        ] {
-            b.put_u8(c);
-            b.extend_from_slice(v.as_bytes());
-            b.put_u8(0);
-        }
-        b.put_u8(0);
-        let len = (b.len() - 1) as i32;
-        b[1..5].copy_from_slice(&len.to_be_bytes());
-        b
-    }
-
-    #[tokio::test]
-    async fn rewritten_and_refused_statements_in_simple_and_extended_protocol() {
-        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = listener.local_addr().unwrap();
-        let mut state = ProxyState::new(config(upstream.local_addr().unwrap().port()));
-        state.rewriter = scripted_rewriter;
-        let shutdown = CancellationToken::new();
-        tokio::spawn(run(listener, state.clone(), shutdown.clone()));
-
-        let mut client = TcpStream::connect(proxy).await.unwrap();
-        client
-            .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
-            .await
-            .unwrap();
-        let (mut server, _) = upstream.accept().await.unwrap();
-        read_startup(&mut server).await;
-        let hello = server_hello();
-        server.write_all(&hello).await.unwrap();
-        read_exact_vec(&mut client, hello.len()).await;
-        let (mut from_client, mut from_server) = (BytesMut::new(), BytesMut::new());
-
-        // Simple Query: rewritten; the server's error position (41 in the
-        // sent text) comes back as 27 in the client's.
-        let mut q = BytesMut::new();
-        protocol::encode_query(&mut q, b"select * from users where idd = 1");
-        client.write_all(&q).await.unwrap();
-        let f = read_frame(&mut server, &mut from_client).await;
-        assert_eq!(
-            protocol::QueryView::parse(&f.bytes).unwrap().query,
-            b"select * from shared_common.users where idd = 1"
-        );
-        let mut answer = server_error("42703", "41");
-        protocol::encode_ready_for_query(&mut answer, b'I');
-        server.write_all(&answer).await.unwrap();
-        let e = read_frame(&mut client, &mut from_server).await;
-        assert_eq!(ErrorFields::parse(&e.bytes).unwrap().position(), Some(27));
-        assert_eq!(read_frame(&mut client, &mut from_server).await.tag, b'Z');
-
-        // Simple Query refused: the server sees SQL that fails to parse, the
-        // client gets 0A000 naming the table, then the server's ReadyForQuery.
-        let mut q = BytesMut::new();
-        protocol::encode_query(&mut q, b"REFUSE users");
-        client.write_all(&q).await.unwrap();
-        let f = read_frame(&mut server, &mut from_client).await;
-        assert_eq!(
-            protocol::QueryView::parse(&f.bytes).unwrap().query,
-            b"heal7_proxy_refused_this_statement"
-        );
-        let mut answer = server_error("42601", "1");
-        protocol::encode_ready_for_query(&mut answer, b'T');
-        server.write_all(&answer).await.unwrap();
-        let e = read_frame(&mut client, &mut from_server).await;
-        let fields = ErrorFields::parse(&e.bytes).unwrap();
-        assert_eq!(fields.code(), Some(&b"0A000"[..]));
-        assert!(String::from_utf8_lossy(fields.get(b'M').unwrap()).contains("users"));
-        let z = read_frame(&mut client, &mut from_server).await;
-        assert_eq!(&z.bytes[..], b"Z\0\0\0\x05T");
-
-        // Extended protocol, pipelined in one write: a rewritten Parse, then
-        // a refused named Parse; Bind/Execute/Sync pass byte for byte.
-        let types = [0u8, 1, 0, 0, 0, 23];
-        let tail = b"B\0\0\0\x0c\0\0\0\0\0\0\0\0E\0\0\0\x09\0\0\0\0\0S\0\0\0\x04";
-        let mut batch = BytesMut::new();
-        protocol::encode_parse(
-            &mut batch,
-            b"",
-            b"select * from users where idd = $1",
-            &types,
-        );
-        batch.extend_from_slice(tail);
-        protocol::encode_parse(&mut batch, b"s1", b"REFUSE users", &types);
-        batch.extend_from_slice(tail);
-        client.write_all(&batch).await.unwrap();
-
-        let p1 = read_frame(&mut server, &mut from_client).await;
-        let v = protocol::ParseView::parse(&p1.bytes).unwrap();
-        assert_eq!(v.query, b"select * from shared_common.users where idd = $1");
-        assert_eq!(v.param_types, types);
-        assert_eq!(
-            read_exact_vec_buffered(&mut server, &mut from_client, tail.len()).await,
-            tail
-        );
-        let p2 = read_frame(&mut server, &mut from_client).await;
-        let v = protocol::ParseView::parse(&p2.bytes).unwrap();
-        assert_eq!(
-            (v.name, v.query),
-            (&b"s1"[..], &b"heal7_proxy_refused_this_statement"[..])
-        );
-        assert_eq!(v.param_types, types);
-        assert_eq!(
-            read_exact_vec_buffered(&mut server, &mut from_client, tail.len()).await,
-            tail
-        );
-
-        // First batch fails at its Parse (position 41 -> 27), second at the
-        // refused Parse (-> 0A000).
-        let mut answer = server_error("42703", "41");
-        protocol::encode_ready_for_query(&mut answer, b'I');
-        answer.extend_from_slice(&server_error("42601", "1"));
-        protocol::encode_ready_for_query(&mut answer, b'I');
-        server.write_all(&answer).await.unwrap();
-        let e = read_frame(&mut client, &mut from_server).await;
-        assert_eq!(ErrorFields::parse(&e.bytes).unwrap().position(), Some(27));
-        assert_eq!(read_frame(&mut client, &mut from_server).await.tag, b'Z');
-        let e = read_frame(&mut client, &mut from_server).await;
-        assert_eq!(
-            ErrorFields::parse(&e.bytes).unwrap().code(),
-            Some(&b"0A000"[..])
-        );
-        assert_eq!(read_frame(&mut client, &mut from_server).await.tag, b'Z');
-
-        let m = &state.metrics;
-        assert_eq!(Metrics::get(&m.statements_rewritten), 2);
-        assert_eq!(Metrics::get(&m.statements_rejected), 2);
-        assert_eq!(Metrics::get(&m.error_positions_corrected), 2);
-        shutdown.cancel();
-    }
-
-    async fn read_exact_vec_buffered(s: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Vec<u8> {
-        while buf.len() < n {
-            let read = tokio::time::timeout(Duration::from_secs(5), s.read_buf(buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(read > 0, "eof");
-        }
-        buf.split_to(n).to_vec()
-    }
-}
+mod tests;

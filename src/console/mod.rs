@@ -11,36 +11,32 @@
 //! the relay: a console session never reaches it.
 
 pub mod command;
+mod error;
 pub mod report;
-pub mod scram;
-pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::auth::scram::{self, ScramServer, Verifier};
 use crate::clients::{ClientInfo, ClientState};
-use crate::error::ConsoleError;
-use crate::protocol::{self, Frame, QueryView, StartupMessage, tag};
-use crate::server::ProxyState;
-use crate::session::Shutdown;
+use crate::config::CONSOLE_DATABASE as DATABASE;
+use crate::farewell::farewell;
+use crate::protocol::console as wire;
+use crate::protocol::{self, ClientFacing, Frame, QueryView, StartupMessage, tag};
+use crate::shutdown::Shutdown;
+use crate::state::ProxyState;
 use command::Command;
-use scram::{ScramServer, Verifier};
-
-/// The database name that selects the console.
-pub const DATABASE: &str = "heal7_proxy";
+pub use error::ConsoleError;
 
 /// Console frames are commands, not data: cap them well below the proxy's.
 const MAX_FRAME: usize = 1 << 20;
 /// Before login a client may only send small SASL messages; an
 /// unauthenticated peer must not make the proxy buffer a megabyte.
 const MAX_AUTH_FRAME: usize = crate::protocol::MAX_STARTUP_PACKET;
-/// How long the proxy keeps trying to tell a client why it is closing.
-const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// State the console keeps across sessions.
 #[derive(Debug)]
@@ -73,6 +69,7 @@ pub async fn serve(
     startup: StartupMessage,
     peer: SocketAddr,
     state: &ProxyState,
+    console: &ConsoleState,
     shutdown: &Shutdown,
 ) {
     let user = startup.get_str("user").unwrap_or_default().into_owned();
@@ -80,19 +77,12 @@ pub async fn serve(
         stream: client,
         buf,
     };
-    let result = run(&mut conn, &startup, &user, peer, state, shutdown).await;
+    let result = run(&mut conn, &startup, &user, peer, state, console, shutdown).await;
     match result {
         Ok(()) => tracing::info!(client = %peer, user = %user, "console session closed"),
         Err(e) => {
-            if e.is_fatal() && !matches!(e, ConsoleError::Io(_)) {
-                let mut out = BytesMut::new();
-                protocol::encode_error_response(
-                    &mut out,
-                    "FATAL",
-                    e.sqlstate().code(),
-                    &e.to_string(),
-                );
-                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, conn.stream.write_all(&out)).await;
+            if e.is_fatal() {
+                farewell(&mut conn.stream, &e).await;
             }
             match e {
                 ConsoleError::AuthFailed(_) | ConsoleError::Scram(_) => tracing::warn!(
@@ -149,11 +139,12 @@ async fn run(
     user: &str,
     peer: SocketAddr,
     state: &ProxyState,
+    console: &ConsoleState,
     shutdown: &Shutdown,
 ) -> Result<(), ConsoleError> {
     let limit = state.config.load().startup_timeout;
     tokio::select! {
-        r = tokio::time::timeout(limit, authenticate(conn, user, state)) => match r {
+        r = tokio::time::timeout(limit, authenticate(conn, user, state, console)) => match r {
             Ok(r) => r?,
             Err(_) => return Err(ConsoleError::AuthTimeout(limit)),
         },
@@ -182,7 +173,7 @@ async fn run(
     ] {
         wire::parameter_status(&mut out, name, value);
     }
-    let pid = state.console.next_pid.fetch_add(1, Ordering::Relaxed);
+    let pid = console.next_pid.fetch_add(1, Ordering::Relaxed);
     wire::backend_key_data(&mut out, pid, rand::random());
     protocol::encode_ready_for_query(&mut out, b'I');
     conn.stream.write_all(&out).await?;
@@ -233,11 +224,16 @@ async fn run(
 
 /// The SCRAM exchange. An unknown user runs it to the end against a mock
 /// verifier and fails like a wrong password: no user enumeration.
-async fn authenticate(conn: &mut Conn, user: &str, state: &ProxyState) -> Result<(), ConsoleError> {
+async fn authenticate(
+    conn: &mut Conn,
+    user: &str,
+    state: &ProxyState,
+    console: &ConsoleState,
+) -> Result<(), ConsoleError> {
     let known = state.config.load().admin_users.get(user).cloned();
     let verifier = known
         .clone()
-        .unwrap_or_else(|| Verifier::mock(user, &state.console.mock_secret));
+        .unwrap_or_else(|| Verifier::mock(user, &console.mock_secret));
 
     let mut out = BytesMut::new();
     wire::auth_sasl(&mut out, scram::MECHANISM);
@@ -309,5 +305,5 @@ async fn execute(text: &str, user: &str, state: &ProxyState, out: &mut BytesMut)
 }
 
 fn error(out: &mut BytesMut, e: &ConsoleError) {
-    protocol::encode_error_response(out, "ERROR", e.sqlstate().code(), &e.to_string());
+    protocol::encode_client_error(out, e);
 }

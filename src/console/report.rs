@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::wire::ResultSet;
-use crate::error::ConsoleError;
+use super::ConsoleError;
 use crate::metrics::OUTCOME_LABELS;
+use crate::protocol::console::ResultSet;
 use crate::reload::{ConfigStore, Snapshot};
 use crate::rewrite::Outcome;
-use crate::server::ProxyState;
+use crate::state::ProxyState;
 
 /// The proxy's version as `SHOW VERSION` and `server_version` report it.
 pub const VERSION: &str = concat!("heal7-proxy ", env!("CARGO_PKG_VERSION"));
@@ -233,9 +233,8 @@ pub fn version() -> ResultSet {
 /// `RELOAD`: re-read the file now (off the async threads: it is file I/O).
 pub async fn reload(store: Arc<ConfigStore>) -> Result<ResultSet, ConsoleError> {
     let report = tokio::task::spawn_blocking(move || store.reload())
-        .await
-        .map_err(|e| ConsoleError::Internal(e.to_string()))?
-        .map_err(|e| ConsoleError::Reload(e.to_string()))?;
+        .await?
+        .map_err(ConsoleError::Reload)?;
     let result = if report.unchanged {
         "unchanged"
     } else {

@@ -1,13 +1,16 @@
 //! The pure wire codec: framing of tagged messages, the untyped startup
-//! packets, lazy views of the few messages the proxy acts on, and encoders
-//! for the messages it writes itself.
+//! packets, lazy views of the few messages the proxy acts on, encoders for
+//! the messages it writes itself (the console's in [`console`]), and the
+//! SQLSTATEs it answers with ([`SqlState`], [`ClientFacing`]).
 //!
 //! It owns byte layout only. It knows nothing of sockets, tasks, config or
 //! SQL: callers pass in the buffer and the size cap, and get back frames as
 //! the `Bytes` they arrived in (no copy) or typed views borrowed from them.
 
+pub mod console;
 mod frame;
 mod messages;
+mod sqlstate;
 mod startup;
 
 pub use frame::{Frame, FrameHeader, peek_header};
@@ -16,6 +19,7 @@ pub use messages::{
     encode_parse, encode_parse_with, encode_query, encode_query_with, encode_ready_for_query,
     encode_terminate, ready_for_query_status,
 };
+pub use sqlstate::{ClientFacing, SqlState, encode_client_error};
 pub use startup::{
     CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET, PROTOCOL_3_0, SSL_REQUEST_CODE,
     StartupMessage, StartupPacket, decode_startup, escape_option_value,

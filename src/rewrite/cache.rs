@@ -24,10 +24,6 @@ use super::{Decision, Edit, NameUse, OnParseError, Outcome, Rewrite};
 /// of OLTP statements or ~5,000 2 KB reports.
 pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
 
-/// The environment variable that sets the bound (bytes; 0 turns the cache
-/// off) until the config file carries it.
-pub const CACHE_BYTES_ENV: &str = "HEAL7_REWRITE_CACHE_BYTES";
-
 /// Bytes charged per entry on top of key and value: the hash table slot,
 /// the CLOCK queue slot, the `Arc` headers and the allocator's rounding.
 const ENTRY_OVERHEAD: usize = 128;
@@ -228,16 +224,8 @@ impl std::fmt::Debug for RewriteCache {
 
 impl Default for RewriteCache {
     fn default() -> Self {
-        RewriteCache::new(configured_limit())
+        RewriteCache::new(DEFAULT_CACHE_BYTES)
     }
-}
-
-/// The bound from [`CACHE_BYTES_ENV`], else [`DEFAULT_CACHE_BYTES`].
-pub(crate) fn configured_limit() -> usize {
-    std::env::var(CACHE_BYTES_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_CACHE_BYTES)
 }
 
 impl RewriteCache {

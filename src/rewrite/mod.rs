@@ -33,13 +33,16 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 mod cache;
+mod encoding;
 mod escapes;
 mod exact;
+mod facts;
 mod fallback;
 mod names;
 mod prefilter;
 mod quote;
 mod shape;
+mod splice;
 mod split;
 mod statement;
 mod walk;
@@ -59,10 +62,13 @@ mod golden_scope;
 #[cfg(test)]
 mod golden_statements;
 
-pub use cache::{CACHE_BYTES_ENV, CacheStats, DEFAULT_CACHE_BYTES};
+pub use cache::{CacheStats, DEFAULT_CACHE_BYTES};
+pub use encoding::{EncodingClass, LexableText, lexable_text, mask_for_lexing};
 pub use escapes::mask_backslash_escapes;
+pub use facts::{SessionFacts, TempRelations};
 pub use names::table_names;
 pub use quote::quote_identifier;
+pub use splice::{splice, splice_into};
 
 use cache::{Cached, KeyKind, RewriteCache, ShapeRewrite};
 
@@ -134,7 +140,7 @@ impl SchemaMap {
             routines: HashMap::new(),
             types: HashMap::new(),
             prefilter,
-            cache: Arc::new(RewriteCache::new(cache::configured_limit())),
+            cache: Arc::new(RewriteCache::new(DEFAULT_CACHE_BYTES)),
             keep_public: false,
             create_schema: None,
         }
@@ -211,7 +217,7 @@ impl SchemaMap {
     }
 
     /// Bound the rewrite cache to `bytes` (0 turns it off). Without this the
-    /// bound is [`CACHE_BYTES_ENV`] or [`DEFAULT_CACHE_BYTES`]. Starts an
+    /// bound is [`DEFAULT_CACHE_BYTES`]. Starts an
     /// empty cache.
     pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
         self.cache = Arc::new(RewriteCache::new(bytes));

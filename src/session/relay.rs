@@ -23,22 +23,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::statement::{
-    EncodingClass, Observer, Rewritten, SessionFacts, TextRewrite, rewrite_text, splice_into,
-};
 use super::wake_gate::WakeGate;
-use super::{FAREWELL_TIMEOUT, Shutdown, Summary, farewell};
+use super::{SessionError, Summary, farewell};
 use crate::clients::{ClientEntry, ClientState};
 use crate::config::Mode;
-use crate::error::{SessionError, SqlState};
+use crate::farewell::FAREWELL_TIMEOUT;
 use crate::metrics::DatabaseMetrics;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, peek_header, tag,
+    self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, SqlState,
+    peek_header, tag,
 };
+use crate::qualify::{Observer, Rewritten, TextRewrite, qualify};
 use crate::reload::Snapshot;
-use crate::rewrite::{Edit, SchemaMap};
-use crate::server::ProxyState;
+use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, splice_into};
+use crate::shutdown::Shutdown;
+use crate::state::ProxyState;
 use crate::unmapped::ClientIdentity;
 
 /// Reads ask for at least this much room.
@@ -649,9 +649,10 @@ fn statement<'a>(
         (p.query, Some(p))
     };
     let policy = mapping.snapshot.on_parse_error;
-    let (context, sql): (StatementContext, Option<SentText<'a>>) = match rewrite_text(
+    let (context, sql): (StatementContext, Option<SentText<'a>>) = match qualify(
         text,
-        map,
+        Some(map),
+        mapping.mode,
         policy,
         facts,
         ctx.state.rewriter,
@@ -659,8 +660,8 @@ fn statement<'a>(
             metrics: &ctx.state.metrics,
             database: Some(&ctx.database_metrics),
             unmapped: Some((&ctx.state.unmapped, &ctx.identity)),
+            log_dry_run: true,
         },
-        mapping.mode == Mode::DryRun,
     ) {
         TextRewrite::Unchanged => (StatementContext::Plain, None),
         TextRewrite::Changed { edits, context } => (

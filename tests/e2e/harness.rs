@@ -28,7 +28,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use heal7_proxy::config::Config;
-use heal7_proxy::server::{self, ProxyState};
+use heal7_proxy::server;
+use heal7_proxy::state::ProxyState;
 use heal7_proxy::workers::Workers;
 use tokio::net::TcpListener;
 use tokio_postgres::{AsyncMessage, Client, NoTls};

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use heal7_proxy::reload::{self, ConfigStore};
-use heal7_proxy::server::{self, ProxyState};
+use heal7_proxy::server;
+use heal7_proxy::state::ProxyState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;

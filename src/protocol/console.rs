@@ -1,11 +1,10 @@
-//! The few backend messages only the console writes (authentication,
+//! The backend messages only the admin console writes (authentication,
 //! ParameterStatus, result sets) and the SASL messages it reads. Pure
-//! functions over `BytesMut`, kept here rather than in `protocol` because
-//! the relay never needs them.
+//! functions over `BytesMut`; the relay never needs them.
 
 use bytes::{BufMut, BytesMut};
 
-use crate::protocol::ProtocolError;
+use super::ProtocolError;
 
 /// Text, so every value is sent in text format and psql prints it as is.
 const TEXT_OID: i32 = 25;

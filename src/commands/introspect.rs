@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::check::{CheckError, Credentials, connect};
+use super::check::{CheckError, Credentials, connect};
 use crate::config::{ObjectKind, PUBLIC, check_name};
 
 /// One object as the catalog has it.

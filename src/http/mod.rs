@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ObjectKind;
 use crate::metrics::{BUCKET_BOUNDS_US, Histogram, OUTCOME_LABELS};
 use crate::rewrite::{CacheStats, Decision, FallbackCause};
-use crate::server::ProxyState;
+use crate::state::ProxyState;
 
 /// Requests larger than this are refused (only a request line and headers).
 const MAX_REQUEST_BYTES: usize = 8 * 1024;

@@ -1,0 +1,425 @@
+//! Validation: the raw shape -> the indexed [`Config`] the proxy uses, with
+//! every refusal naming its dotted key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::raw::*;
+use super::*;
+use crate::rewrite::{OnParseError, SchemaMap};
+
+pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, ConfigError> {
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        source_name: source_name.to_owned(),
+        key,
+        message,
+    };
+    let proxy = raw.proxy;
+    if !looks_like_host_port(&proxy.listen) {
+        return Err(invalid(
+            "proxy.listen".into(),
+            format!("`{}` is not HOST:PORT", proxy.listen),
+        ));
+    }
+    if let Some(admin) = &proxy.admin_listen
+        && !looks_like_host_port(admin)
+    {
+        return Err(invalid(
+            "proxy.admin_listen".into(),
+            format!("`{admin}` is not HOST:PORT"),
+        ));
+    }
+    if let Some(n) = proxy.worker_threads
+        && !(1..=1024).contains(&n)
+    {
+        return Err(invalid(
+            "proxy.worker_threads".into(),
+            format!("{n} is outside 1..=1024"),
+        ));
+    }
+    // A frame must at least hold a length; anything past 1 GiB Postgres itself refuses.
+    if !(1024..=(1 << 30)).contains(&proxy.max_message_size) {
+        return Err(invalid(
+            "proxy.max_message_size".into(),
+            format!(
+                "{} is outside 1024..=1073741824 bytes",
+                proxy.max_message_size
+            ),
+        ));
+    }
+    let mut admin_users = HashMap::new();
+    for (user, verifier) in &proxy.admin_users {
+        let key = format!("proxy.admin_users.{user}");
+        if user.is_empty() {
+            return Err(invalid(key, "user name must not be empty".into()));
+        }
+        // The error never echoes the value: it may be a password typed in
+        // by mistake.
+        let verifier: Verifier = verifier
+            .parse()
+            .map_err(|e: crate::auth::scram::VerifierError| invalid(key, e.to_string()))?;
+        admin_users.insert(user.clone(), verifier);
+    }
+    if raw.databases.is_empty() {
+        return Err(invalid(
+            "databases".into(),
+            "at least one database is required".into(),
+        ));
+    }
+
+    let mut routes: HashMap<String, (usize, Option<usize>)> = HashMap::new();
+    for name in raw.databases.keys() {
+        check_name(name).map_err(|m| invalid(format!("databases.{name}"), m))?;
+        if name == super::CONSOLE_DATABASE {
+            return Err(invalid(
+                format!("databases.{name}"),
+                "this name is reserved for the admin console".into(),
+            ));
+        }
+        // Registered up front so an alias of an earlier entry cannot shadow a
+        // later key; the index is set when the entry is built below.
+        routes.insert(name.clone(), (0, None));
+    }
+
+    let mut databases = Vec::with_capacity(raw.databases.len());
+    for (index, (name, db)) in raw.databases.into_iter().enumerate() {
+        routes.insert(name.clone(), (index, None));
+        let key = format!("databases.{name}");
+        if db.host.trim().is_empty() {
+            return Err(invalid(format!("{key}.host"), "must not be empty".into()));
+        }
+        if db.port == 0 {
+            return Err(invalid(format!("{key}.port"), "must not be 0".into()));
+        }
+        let database = db.database.unwrap_or_else(|| name.clone());
+        check_name(&database).map_err(|m| invalid(format!("{key}.database"), m))?;
+
+        // name -> (schema, kind) per namespace: relations share one.
+        let mut listed: [HashMap<&str, (&str, ObjectKind)>; 3] = Default::default();
+        let mut schemas = Vec::with_capacity(db.schemas.len());
+        for (schema, s) in &db.schemas {
+            check_name(schema).map_err(|m| invalid(format!("{key}.schemas.{schema}"), m))?;
+            let entry = MappedSchema {
+                name: schema.clone(),
+                tables: s.tables.clone(),
+                views: s.views.clone(),
+                sequences: s.sequences.clone(),
+                types: s.types.clone(),
+                functions: s.functions.clone(),
+            };
+            schemas.push(entry);
+        }
+        for entry in &schemas {
+            let schema = entry.name.as_str();
+            for (kind, name) in entry.objects() {
+                let okey = format!("{key}.schemas.{schema}.{}", kind.key());
+                check_name(name).map_err(|m| invalid(okey.clone(), format!("`{name}`: {m}")))?;
+                let namespace = &mut listed[kind.namespace() as usize];
+                if let Some((other, other_kind)) = namespace.insert(name, (schema, kind)) {
+                    let what = kind.as_str();
+                    let message = match (other == schema, other_kind == kind) {
+                        (true, true) => format!("{what} `{name}` is listed twice"),
+                        (true, false) => format!(
+                            "{what} `{name}` is already listed as a {} (tables, views and sequences share one namespace)",
+                            other_kind.as_str()
+                        ),
+                        (false, true) => {
+                            format!("{what} `{name}` is already listed under schema `{other}`")
+                        }
+                        (false, false) => format!(
+                            "{what} `{name}` is already listed under schema `{other}` as a {} (tables, views and sequences share one namespace)",
+                            other_kind.as_str()
+                        ),
+                    };
+                    return Err(invalid(okey, message));
+                }
+            }
+        }
+        let relations = |with_public: bool| {
+            schemas
+                .iter()
+                .filter(|s| with_public || !s.is_public())
+                .flat_map(|s| {
+                    ObjectKind::ALL
+                        .into_iter()
+                        .filter(|k| k.is_relation())
+                        .flat_map(|k| s.names(k).iter().map(|n| (s.name.clone(), n.clone())))
+                })
+                .collect::<Vec<_>>()
+        };
+        let public_requalified = db.public_qualified == PublicQualified::Rewrite;
+        // One map (and cache) per distinct rewriting rule set of the entry.
+        let mut maps: Vec<(MapRules, Arc<SchemaMap>)> = Vec::new();
+        let mut map_for = |with_public: bool, create: Option<&str>| -> Arc<SchemaMap> {
+            let key = (with_public, create.map(str::to_owned));
+            if let Some((_, m)) = maps.iter().find(|(k, _)| *k == key) {
+                return m.clone();
+            }
+            let listed = |s: &&MappedSchema| with_public || !s.is_public();
+            let routines = schemas.iter().filter(listed).flat_map(|s| {
+                s.functions
+                    .iter()
+                    .map(move |f| (s.name.as_str(), f.as_str()))
+            });
+            let types = schemas
+                .iter()
+                .filter(listed)
+                .flat_map(|s| s.types.iter().map(move |t| (s.name.as_str(), t.as_str())));
+            let map = SchemaMap::new(relations(with_public))
+                .with_routines_and_types(routines, types)
+                .with_public_requalified(public_requalified)
+                .with_create_schema(create);
+            let map = Arc::new(
+                match proxy.rewrite_cache_bytes.or_else(cache_bytes_from_env) {
+                    Some(bytes) => map.with_cache_bytes(bytes),
+                    None => map,
+                },
+            );
+            maps.push((key, map.clone()));
+            map
+        };
+        let has_public_relations = schemas
+            .iter()
+            .any(|s| s.is_public() && s.objects().any(|(k, _)| k.is_relation()));
+        let mapped_schemas: Vec<String> = schemas
+            .iter()
+            .filter(|s| !s.is_public())
+            .map(|s| s.name.clone())
+            .collect();
+
+        let search_path = match &db.search_path {
+            Some(path) => check_search_path(path, &format!("{key}.search_path"), &invalid)?,
+            None => mapped_schemas
+                .iter()
+                .cloned()
+                .chain([PUBLIC.to_owned()])
+                .collect(),
+        };
+        let create_schema = db.create_schema.clone().unwrap_or_else(|| PUBLIC.into());
+        check_create_schema(
+            &create_schema,
+            &schemas,
+            &search_path,
+            &format!("{key}.create_schema"),
+            &invalid,
+        )?;
+        let map = map_for(
+            true,
+            creation_qualifier(&search_path, &create_schema, db.mode),
+        );
+
+        let mut aliases = Vec::new();
+        let mut alias_maps = Vec::new();
+        for (alias, a) in &db.aliases {
+            let akey = format!("{key}.aliases.{alias}");
+            check_name(alias).map_err(|m| invalid(akey.clone(), m))?;
+            if alias == super::CONSOLE_DATABASE {
+                return Err(invalid(
+                    akey,
+                    "this name is reserved for the admin console".into(),
+                ));
+            }
+            match routes.get(alias) {
+                Some((_, None)) => {
+                    return Err(invalid(
+                        akey,
+                        format!("alias `{alias}` is also a database key"),
+                    ));
+                }
+                Some(_) => {
+                    return Err(invalid(akey, format!("alias `{alias}` is defined twice")));
+                }
+                None => {}
+            }
+            if !db.schemas.contains_key(&a.default_schema) {
+                return Err(invalid(
+                    format!("{akey}.default_schema"),
+                    format!(
+                        "schema `{}` is not listed under {key}.schemas",
+                        a.default_schema
+                    ),
+                ));
+            }
+            let search_path = match &a.search_path {
+                Some(path) => check_search_path(path, &format!("{akey}.search_path"), &invalid)?,
+                None => {
+                    let mut path = vec![a.default_schema.clone()];
+                    for s in mapped_schemas.iter().chain([&PUBLIC.to_owned()]) {
+                        if !path.contains(s) {
+                            path.push(s.clone());
+                        }
+                    }
+                    path
+                }
+            };
+            let create_schema = a
+                .create_schema
+                .clone()
+                .unwrap_or_else(|| a.default_schema.clone());
+            check_create_schema(
+                &create_schema,
+                &schemas,
+                &search_path,
+                &format!("{akey}.create_schema"),
+                &invalid,
+            )?;
+            routes.insert(alias.clone(), (index, Some(aliases.len())));
+            // Aliases resolve unmapped names in their default schema first,
+            // so the names kept in `public` for the main name do not apply.
+            alias_maps.push(map_for(
+                !has_public_relations,
+                creation_qualifier(&search_path, &create_schema, db.mode),
+            ));
+            aliases.push(Alias {
+                name: alias.clone(),
+                default_schema: a.default_schema.clone(),
+                search_path,
+                create_schema,
+            });
+        }
+
+        databases.push(Database {
+            name,
+            host: db.host,
+            port: db.port,
+            database,
+            schemas,
+            map,
+            alias_maps,
+            search_path,
+            public_qualified: db.public_qualified,
+            create_schema,
+            aliases,
+            mode: db.mode,
+        });
+    }
+
+    Ok(Config {
+        source: source_name.to_owned(),
+        listen: proxy.listen,
+        admin_listen: proxy.admin_listen,
+        on_parse_error: match proxy.on_parse_error {
+            RawOnParseError::Tokens => OnParseError::Tokens,
+            RawOnParseError::Reject => OnParseError::Reject,
+            RawOnParseError::Passthrough => OnParseError::Passthrough,
+        },
+        max_message_size: proxy.max_message_size,
+        startup_timeout: Duration::from_millis(proxy.startup_timeout_ms),
+        connect_timeout: Duration::from_millis(proxy.connect_timeout_ms),
+        worker_threads: proxy.worker_threads,
+        admin_users,
+        databases,
+        routes,
+    })
+}
+
+/// What distinguishes one route's map from another's of the same entry:
+/// whether the `public` entry applies, and the create schema to add.
+type MapRules = (bool, Option<String>);
+
+/// The schema the rewriter must add to objects created without one: the
+/// create schema, unless the session's search_path already puts it first
+/// (or the mode sets no search_path).
+fn creation_qualifier<'a>(
+    search_path: &[String],
+    create_schema: &'a str,
+    mode: Mode,
+) -> Option<&'a str> {
+    let first = search_path.first().map(String::as_str);
+    (mode == Mode::Rewrite && first != Some(create_schema)).then_some(create_schema)
+}
+
+/// A configured search_path: valid names (`$user` included), no repeats,
+/// not empty.
+fn check_search_path(
+    path: &[String],
+    key: &str,
+    invalid: &impl Fn(String, String) -> ConfigError,
+) -> Result<Vec<String>, ConfigError> {
+    if path.is_empty() {
+        return Err(invalid(
+            key.to_owned(),
+            "must list at least one schema (leave it out for the default)".into(),
+        ));
+    }
+    for (i, schema) in path.iter().enumerate() {
+        check_name(schema).map_err(|m| invalid(key.to_owned(), m))?;
+        if path[..i].contains(schema) {
+            return Err(invalid(
+                key.to_owned(),
+                format!("schema `{schema}` is listed twice"),
+            ));
+        }
+    }
+    Ok(path.to_vec())
+}
+
+/// `create_schema` must be a schema the proxy knows of: `public`, a mapped
+/// schema, or one on the session's search_path.
+fn check_create_schema(
+    schema: &str,
+    schemas: &[MappedSchema],
+    search_path: &[String],
+    key: &str,
+    invalid: &impl Fn(String, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    check_name(schema).map_err(|m| invalid(key.to_owned(), m))?;
+    if schema == PUBLIC
+        || schemas.iter().any(|s| s.name == schema)
+        || search_path.iter().any(|s| s == schema)
+    {
+        Ok(())
+    } else {
+        Err(invalid(
+            key.to_owned(),
+            format!("schema `{schema}` is neither public, a mapped schema nor on the search_path"),
+        ))
+    }
+}
+
+fn looks_like_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+/// A name the catalog can hold: non-empty, at most 63 bytes, no control
+/// characters, no surrounding blanks, and no dot (a dot means someone wrote
+/// `schema.table` where a bare name belongs).
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("name must not be empty".into());
+    }
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        return Err(format!(
+            "`{name}` is longer than {MAX_IDENTIFIER_BYTES} bytes (Postgres would truncate it)"
+        ));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "`{}` contains a control character",
+            name.escape_debug()
+        ));
+    }
+    if name.trim() != name {
+        return Err(format!("`{name}` has leading or trailing blanks"));
+    }
+    if name.contains('.') {
+        return Err(format!(
+            "`{name}` contains a dot; list bare names under their schema"
+        ));
+    }
+    if name.contains('"') {
+        return Err(format!("`{name}` contains a double quote"));
+    }
+    Ok(())
+}
+
+/// The cache bound from [`CACHE_BYTES_ENV`], when set.
+fn cache_bytes_from_env() -> Option<usize> {
+    std::env::var(CACHE_BYTES_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}

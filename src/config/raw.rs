@@ -1,0 +1,213 @@
+//! The raw shape of the file: serde structs that refuse unknown keys, with
+//! the defaults in one place. [`super::build`] validates them into a
+//! [`super::Config`].
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    /// Settings of the proxy process itself.
+    #[serde(default)]
+    pub(super) proxy: RawProxy,
+    /// Client-facing database name -> upstream and schema map. Order matters:
+    /// the first entry's host/port receive clients of unknown databases.
+    pub(super) databases: IndexMap<String, RawDatabase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProxy {
+    /// Address legacy services connect to.
+    #[serde(default = "default_listen")]
+    pub(super) listen: String,
+    /// HTTP admin address (metrics, reload); optional.
+    #[serde(default)]
+    pub(super) admin_listen: Option<String>,
+    /// What to do with statements sqlparser cannot read.
+    #[serde(default)]
+    pub(super) on_parse_error: RawOnParseError,
+    /// Largest frame accepted from either side, in bytes (Postgres' own cap
+    /// for a message is 1 GiB).
+    #[serde(default = "default_max_message_size")]
+    pub(super) max_message_size: usize,
+    /// How long a client may take to send its startup packet.
+    #[serde(default = "default_startup_timeout_ms")]
+    pub(super) startup_timeout_ms: u64,
+    /// How long connecting to an upstream may take.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub(super) connect_timeout_ms: u64,
+    /// Bound of each database's rewrite cache, in bytes (0 turns it off).
+    /// Default: HEAL7_REWRITE_CACHE_BYTES, else 16 MiB.
+    #[serde(default)]
+    pub(super) rewrite_cache_bytes: Option<usize>,
+    /// Users allowed into the admin console (database `heal7_proxy`):
+    /// user -> SCRAM-SHA-256 verifier from `heal7-proxy hash-password`.
+    #[serde(default)]
+    pub(super) admin_users: IndexMap<String, String>,
+    /// Event loops (threads) sessions are spread over. Default: one per
+    /// core.
+    #[serde(default)]
+    pub(super) worker_threads: Option<usize>,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        RawProxy {
+            listen: default_listen(),
+            admin_listen: None,
+            on_parse_error: RawOnParseError::default(),
+            max_message_size: default_max_message_size(),
+            startup_timeout_ms: default_startup_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            rewrite_cache_bytes: None,
+            admin_users: IndexMap::new(),
+            worker_threads: None,
+        }
+    }
+}
+
+pub(super) fn default_listen() -> String {
+    "127.0.0.1:6432".to_owned()
+}
+pub(super) fn default_max_message_size() -> usize {
+    1 << 30
+}
+pub(super) fn default_startup_timeout_ms() -> u64 {
+    30_000
+}
+pub(super) fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawOnParseError {
+    #[default]
+    Tokens,
+    Reject,
+    Passthrough,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    /// Upstream host.
+    #[serde(default = "default_host")]
+    pub(super) host: String,
+    /// Upstream port.
+    #[serde(default = "default_port")]
+    pub(super) port: u16,
+    /// Upstream database name; defaults to the entry's key.
+    #[serde(default)]
+    pub(super) database: Option<String>,
+    /// schema -> tables, the shape of the team's config/database.yaml.
+    #[serde(default)]
+    pub(super) schemas: IndexMap<String, RawSchema>,
+    /// Legacy database names routed to this entry.
+    #[serde(default)]
+    pub(super) aliases: IndexMap<String, RawAlias>,
+    /// rewrite | dry_run | off: the staged cut-over switch.
+    #[serde(default)]
+    pub(super) mode: Mode,
+    /// The search_path set on sessions of the main name (default: every
+    /// mapped schema in file order, then `public`).
+    #[serde(default)]
+    pub(super) search_path: Option<Vec<String>>,
+    /// What to do with a name the client qualified with `public.`.
+    #[serde(default)]
+    pub(super) public_qualified: PublicQualified,
+    /// Where objects created without a schema land (default `public`).
+    #[serde(default)]
+    pub(super) create_schema: Option<String>,
+}
+
+/// What the rewriter does with `public.name` when the map sends `name`
+/// elsewhere.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublicQualified {
+    /// Send it to the mapped schema: legacy code that wrote `public.users`
+    /// meant the table that moved, not the stale copy left behind.
+    #[default]
+    Rewrite,
+    /// Send `public.name` as written (the client reads `public`'s copy).
+    Keep,
+}
+
+impl PublicQualified {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublicQualified::Rewrite => "rewrite",
+            PublicQualified::Keep => "keep",
+        }
+    }
+}
+
+/// What the proxy does with the statements of one database.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Qualify mapped names.
+    #[default]
+    Rewrite,
+    /// Forward the client's text unchanged; log and count what a rewrite
+    /// would have changed.
+    DryRun,
+    /// Forward unchanged, no parsing at all: the instant rollback.
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Rewrite => "rewrite",
+            Mode::DryRun => "dry_run",
+            Mode::Off => "off",
+        }
+    }
+}
+
+pub(super) fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+pub(super) fn default_port() -> u16 {
+    5432
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchema {
+    /// Tables (also partitioned and foreign ones) that live in this schema,
+    /// named as the catalog stores them.
+    #[serde(default)]
+    pub(super) tables: Vec<String>,
+    /// Views and materialized views.
+    #[serde(default)]
+    pub(super) views: Vec<String>,
+    /// Sequences not owned by a table.
+    #[serde(default)]
+    pub(super) sequences: Vec<String>,
+    /// Types: enums, composites, domains, ranges.
+    #[serde(default)]
+    pub(super) types: Vec<String>,
+    /// Functions and procedures, by name (all overloads).
+    #[serde(default)]
+    pub(super) functions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlias {
+    /// Schema put first on the session's search_path.
+    pub(super) default_schema: String,
+    /// The search_path of this alias' sessions (default: the default
+    /// schema, the other mapped schemas in file order, then `public`).
+    #[serde(default)]
+    pub(super) search_path: Option<Vec<String>>,
+    /// Where objects created without a schema land (default: the default
+    /// schema).
+    #[serde(default)]
+    pub(super) create_schema: Option<String>,
+}

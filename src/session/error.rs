@@ -1,0 +1,72 @@
+//! Why a session ended early. Each variant names the SQLSTATE the client is
+//! told (when the client can still be told anything).
+
+use crate::protocol::{ClientFacing, ProtocolError, SqlState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The client broke the protocol (bad length, unknown message, ...).
+    #[error("{0}")]
+    Client(ProtocolError),
+    /// The upstream server broke the protocol (e.g. a frame over the cap).
+    #[error("upstream server sent an invalid message: {0}")]
+    Server(ProtocolError),
+    #[error("cannot connect to upstream {addr}: {reason}")]
+    UpstreamUnreachable {
+        addr: String,
+        reason: UpstreamFailure,
+    },
+    /// The proxy is shutting down.
+    #[error("terminating connection because heal7-proxy is shutting down")]
+    Shutdown,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why the upstream could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("no connection within {} ms", .0.as_millis())]
+    Timeout(std::time::Duration),
+}
+
+impl SessionError {
+    /// Whether the error is a frame the proxy refused for its size or
+    /// length (counted as `frames_rejected`).
+    pub fn is_rejected_frame(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Client(
+                ProtocolError::FrameTooLarge { .. }
+                    | ProtocolError::FrameTooShort { .. }
+                    | ProtocolError::StartupLength { .. },
+            ) | SessionError::Server(
+                ProtocolError::FrameTooLarge { .. } | ProtocolError::FrameTooShort { .. },
+            )
+        )
+    }
+}
+
+impl ClientFacing for SessionError {
+    /// The one place a session error picks its SQLSTATE.
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            SessionError::Client(_) => SqlState::ProtocolViolation,
+            SessionError::Server(_) | SessionError::UpstreamUnreachable { .. } => {
+                SqlState::ConnectionFailure
+            }
+            SessionError::Shutdown => SqlState::AdminShutdown,
+            SessionError::Io(_) => SqlState::Internal,
+        }
+    }
+
+    fn is_fatal(&self) -> bool {
+        true
+    }
+
+    fn reaches_client(&self) -> bool {
+        !matches!(self, SessionError::Io(_))
+    }
+}

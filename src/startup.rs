@@ -1,0 +1,172 @@
+//! The startup phase of a new connection: answer SSLRequest and
+//! GSSENCRequest, forward a CancelRequest to the session that holds its key,
+//! and read the StartupMessage within the startup timeout. The server then
+//! decides where the connection goes (console or session); this handler
+//! never dispatches into a sibling.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::Config;
+use crate::farewell::farewell;
+use crate::protocol::{self, ClientFacing, ProtocolError, SqlState, StartupMessage, StartupPacket};
+use crate::shutdown::Shutdown;
+use crate::state::ProxyState;
+
+/// How a connection's startup phase ended.
+#[derive(Debug)]
+pub enum Handshake {
+    /// A StartupMessage, and whatever the client sent after it.
+    Startup(StartupMessage, BytesMut),
+    /// Nothing more to do: a cancel request was handled, the client left,
+    /// or it was told why it cannot go on.
+    Done,
+}
+
+/// Why the startup phase failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The client broke the protocol (bad length, unknown request code).
+    #[error("{0}")]
+    Client(ProtocolError),
+    #[error("no startup packet received within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("terminating connection because heal7-proxy is shutting down")]
+    Shutdown,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ClientFacing for StartupError {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            StartupError::Client(_) | StartupError::Timeout(_) => SqlState::ProtocolViolation,
+            StartupError::Shutdown => SqlState::AdminShutdown,
+            StartupError::Io(_) => SqlState::Internal,
+        }
+    }
+
+    fn is_fatal(&self) -> bool {
+        true
+    }
+
+    fn reaches_client(&self) -> bool {
+        !matches!(self, StartupError::Io(_))
+    }
+}
+
+/// Run the startup phase on `client` with the config in force. Errors are
+/// logged here, and the client has been told when possible.
+pub async fn handshake(
+    client: &mut TcpStream,
+    peer: SocketAddr,
+    config: &Config,
+    state: &ProxyState,
+    shutdown: &Shutdown,
+) -> Handshake {
+    let started = std::time::Instant::now();
+    let _ = client.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(1024);
+    let result = tokio::select! {
+        r = tokio::time::timeout(config.startup_timeout, read_startup(client, &mut buf, state, config)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(StartupError::Timeout(config.startup_timeout)),
+        },
+        _ = shutdown.drain.cancelled() => Err(StartupError::Shutdown),
+    };
+    match result {
+        Ok(Some(startup)) => Handshake::Startup(startup, buf),
+        Ok(None) => Handshake::Done,
+        Err(e) => {
+            if let StartupError::Client(
+                ProtocolError::FrameTooLarge { .. }
+                | ProtocolError::FrameTooShort { .. }
+                | ProtocolError::StartupLength { .. },
+            ) = &e
+            {
+                state
+                    .metrics
+                    .frames_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            farewell(client, &e).await;
+            match e {
+                StartupError::Io(e) => {
+                    tracing::debug!(client = %peer, error = %e, "session i/o error")
+                }
+                e => tracing::warn!(
+                    client = %peer,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    sqlstate = e.sqlstate().code(),
+                    error = %e,
+                    "session ended with an error"
+                ),
+            }
+            Handshake::Done
+        }
+    }
+}
+
+/// Read startup packets until a StartupMessage. `Ok(None)`: nothing more to
+/// do (a cancel request was handled, or the client left).
+async fn read_startup(
+    client: &mut TcpStream,
+    buf: &mut BytesMut,
+    state: &ProxyState,
+    config: &Config,
+) -> Result<Option<StartupMessage>, StartupError> {
+    loop {
+        match protocol::decode_startup(buf).map_err(StartupError::Client)? {
+            Some(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
+                // TLS is another issue: refuse, the client continues in clear.
+                client.write_all(b"N").await?;
+            }
+            Some(StartupPacket::CancelRequest { pid, secret, raw }) => {
+                forward_cancel(pid, secret, &raw, state, config).await;
+                return Ok(None);
+            }
+            Some(StartupPacket::Startup(msg)) => return Ok(Some(msg)),
+            None => {
+                buf.reserve(1024);
+                if client.read_buf(buf).await? == 0 {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Send a cancel request on to the server of the session holding the key.
+/// Unknown keys are dropped: the client gets no answer either way, as from
+/// Postgres itself.
+async fn forward_cancel(pid: i32, secret: i32, raw: &[u8], state: &ProxyState, config: &Config) {
+    let Some(addr) = state.cancel_keys.lookup((pid, secret)) else {
+        state
+            .metrics
+            .cancels_unknown
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(pid, "cancel request with an unknown key dropped");
+        return;
+    };
+    state
+        .metrics
+        .cancels_forwarded
+        .fetch_add(1, Ordering::Relaxed);
+    let sent = tokio::time::timeout(config.connect_timeout, async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(raw).await?;
+        s.shutdown().await
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => tracing::debug!(pid, upstream = %addr, "cancel request forwarded"),
+        Ok(Err(e)) => {
+            tracing::warn!(pid, upstream = %addr, error = %e, "cannot forward cancel request")
+        }
+        Err(_) => tracing::warn!(pid, upstream = %addr, "forwarding cancel request timed out"),
+    }
+}
