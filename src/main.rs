@@ -87,17 +87,17 @@ fn worker_threads(config: &Config) -> anyhow::Result<usize> {
         .transpose()
         .context("HEAL7_WORKER_THREADS must be a number")?;
     let n = from_env
-        .or(config.worker_threads)
+        .or(config.start.worker_threads)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Ok(n.max(1))
 }
 
 async fn serve(store: Arc<ConfigStore>, workers: Workers) -> anyhow::Result<()> {
     let config = store.load_full();
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    let listener = tokio::net::TcpListener::bind(&config.start.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let admin = match &config.admin_listen {
+        .with_context(|| format!("cannot listen on {}", config.start.listen))?;
+    let admin = match &config.start.admin_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await

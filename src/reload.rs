@@ -175,28 +175,9 @@ impl ConfigStore {
             }
         };
         let old = self.current.load_full();
-        let mut needs_restart = Vec::new();
-        if config.listen != old.config.listen {
-            needs_restart.push(format!(
-                "proxy.listen: {} -> {} (needs restart; still {})",
-                old.config.listen, config.listen, old.config.listen
-            ));
-            config.listen = old.config.listen.clone();
-        }
-        if config.admin_listen != old.config.admin_listen {
-            needs_restart.push(format!(
-                "proxy.admin_listen: {:?} -> {:?} (needs restart)",
-                old.config.admin_listen, config.admin_listen
-            ));
-            config.admin_listen = old.config.admin_listen.clone();
-        }
-        if config.worker_threads != old.config.worker_threads {
-            needs_restart.push(format!(
-                "proxy.worker_threads: {:?} -> {:?} (needs restart)",
-                old.config.worker_threads, config.worker_threads
-            ));
-            config.worker_threads = old.config.worker_threads;
-        }
+        // Settings fixed at start stay as they are, and the report says so.
+        let needs_restart = config.start.changes_from(&old.config.start);
+        config.start = old.config.start.clone();
         let generation = old.generation + 1;
         self.current.store(Arc::new(Snapshot {
             config,
@@ -369,7 +350,7 @@ mod tests {
         let report = store.reload().unwrap();
         assert_eq!(report.needs_restart.len(), 1);
         assert!(report.needs_restart[0].contains("needs restart"));
-        assert_eq!(store.load().listen, "127.0.0.1:6432");
+        assert_eq!(store.load().start.listen, "127.0.0.1:6432");
     }
 
     #[test]
@@ -383,6 +364,6 @@ mod tests {
         let report = store.reload().unwrap();
         assert_eq!(report.needs_restart.len(), 1);
         assert!(report.needs_restart[0].contains("proxy.worker_threads"));
-        assert_eq!(store.load().worker_threads, Some(2));
+        assert_eq!(store.load().start.worker_threads, Some(2));
     }
 }

@@ -297,8 +297,11 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
 
     Ok(Config {
         source: source_name.to_owned(),
-        listen: proxy.listen,
-        admin_listen: proxy.admin_listen,
+        start: StartSettings {
+            listen: proxy.listen,
+            admin_listen: proxy.admin_listen,
+            worker_threads: proxy.worker_threads,
+        },
         on_parse_error: match proxy.on_parse_error {
             RawOnParseError::Tokens => OnParseError::Tokens,
             RawOnParseError::Reject => OnParseError::Reject,
@@ -307,7 +310,6 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         max_message_size: proxy.max_message_size,
         startup_timeout: Duration::from_millis(proxy.startup_timeout_ms),
         connect_timeout: Duration::from_millis(proxy.connect_timeout_ms),
-        worker_threads: proxy.worker_threads,
         admin_users,
         databases,
         routes,

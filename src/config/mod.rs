@@ -60,19 +60,54 @@ pub const CONSOLE_DATABASE: &str = "heal7_proxy";
 /// turns it off) when the file sets no `proxy.rewrite_cache_bytes`.
 pub const CACHE_BYTES_ENV: &str = "HEAL7_REWRITE_CACHE_BYTES";
 
-/// A validated configuration.
+/// Settings that apply only when the proxy starts: a reload that changes
+/// them keeps the ones in force and says a restart is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartSettings {
+    pub listen: String,
+    pub admin_listen: Option<String>,
+    /// Event loops sessions are spread over; `None`: one per core.
+    pub worker_threads: Option<usize>,
+}
+
+impl StartSettings {
+    /// One line per setting that differs from `in_force`, for the reload
+    /// report.
+    pub fn changes_from(&self, in_force: &StartSettings) -> Vec<String> {
+        let mut changes = Vec::new();
+        if self.listen != in_force.listen {
+            changes.push(format!(
+                "proxy.listen: {} -> {} (needs restart; still {})",
+                in_force.listen, self.listen, in_force.listen
+            ));
+        }
+        if self.admin_listen != in_force.admin_listen {
+            changes.push(format!(
+                "proxy.admin_listen: {:?} -> {:?} (needs restart)",
+                in_force.admin_listen, self.admin_listen
+            ));
+        }
+        if self.worker_threads != in_force.worker_threads {
+            changes.push(format!(
+                "proxy.worker_threads: {:?} -> {:?} (needs restart)",
+                in_force.worker_threads, self.worker_threads
+            ));
+        }
+        changes
+    }
+}
+
+/// A validated configuration: the settings fixed at start, and the rest,
+/// which a reload replaces.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the config came from (a path, or a label for in-memory text).
     pub source: String,
-    pub listen: String,
-    pub admin_listen: Option<String>,
+    pub start: StartSettings,
     pub on_parse_error: OnParseError,
     pub max_message_size: usize,
     pub startup_timeout: Duration,
     pub connect_timeout: Duration,
-    /// Event loops sessions are spread over; `None`: one per core.
-    pub worker_threads: Option<usize>,
     /// Admin console users -> their SCRAM-SHA-256 verifiers.
     pub admin_users: HashMap<String, Verifier>,
     /// In file order.

@@ -328,7 +328,7 @@ fn bad_policy_and_listen_are_refused() {
     let msg = err("proxy: {worker_threads: 0}\ndatabases: {a: {}}\n");
     assert!(msg.contains("proxy.worker_threads"), "{msg}");
     let c = Config::from_yaml("proxy: {worker_threads: 3}\ndatabases: {a: {}}\n", "t").unwrap();
-    assert_eq!(c.worker_threads, Some(3));
+    assert_eq!(c.start.worker_threads, Some(3));
 }
 
 #[test]
