@@ -25,15 +25,9 @@ pub struct Metrics {
     pub cancels_unknown: AtomicU64,
     /// Query/Parse texts that were not valid UTF-8 (forwarded unchanged).
     pub statements_non_utf8: AtomicU64,
-    pub statements_no_parse_needed: AtomicU64,
-    pub statements_unchanged: AtomicU64,
-    pub statements_rewritten: AtomicU64,
-    pub statements_fallback_tokens: AtomicU64,
-    pub statements_rejected: AtomicU64,
-    pub statements_passthrough_unparsed: AtomicU64,
-    /// Statements a `dry_run` database forwarded unchanged although a
-    /// rewrite would have changed (or refused) them.
-    pub statements_dry_run: AtomicU64,
+    /// Query/Parse texts by what the proxy did, indexed by
+    /// [`StatementOutcome`]; read them with [`Metrics::statements`].
+    statements: [AtomicU64; StatementOutcome::ALL.len()],
     /// Error positions moved back to the client's text.
     pub error_positions_corrected: AtomicU64,
     /// Names found in rewritten statements, by what was decided for them
@@ -56,8 +50,8 @@ pub struct Metrics {
 pub struct DatabaseMetrics {
     pub clients_active: AtomicU64,
     pub clients_total: AtomicU64,
-    /// Indexed by [`outcome_index`]; the last slot counts dry runs.
-    pub statements: [AtomicU64; OUTCOME_LABELS.len()],
+    /// Indexed by [`StatementOutcome`].
+    pub statements: [AtomicU64; StatementOutcome::ALL.len()],
 }
 
 /// Counters of one schema of the map.
@@ -70,28 +64,59 @@ pub struct SchemaMetrics {
     pub results_error: AtomicU64,
 }
 
-/// Outcome labels, in [`outcome_index`] order.
-pub const OUTCOME_LABELS: [&str; 7] = [
-    "no_parse_needed",
-    "unchanged",
-    "rewritten",
-    "fallback_tokens",
-    "rejected",
-    "passthrough_unparsed",
-    "dry_run",
-];
+/// What the proxy did with one Query/Parse text, as counted and exported:
+/// the rewriter's [`Outcome`], plus the dry runs (forwarded unchanged
+/// although a rewrite would have changed or refused them). Written once:
+/// every exporter iterates [`StatementOutcome::ALL`], so a new outcome
+/// cannot compile while one of them misses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementOutcome {
+    NoParseNeeded,
+    Unchanged,
+    Rewritten,
+    FallbackTokens,
+    Rejected,
+    PassthroughUnparsed,
+    DryRun,
+}
 
-/// The slot of the dry-run counter in [`DatabaseMetrics::statements`].
-pub const DRY_RUN_INDEX: usize = 6;
+impl StatementOutcome {
+    /// Every outcome, in counter-slot and label order.
+    pub const ALL: [StatementOutcome; 7] = [
+        StatementOutcome::NoParseNeeded,
+        StatementOutcome::Unchanged,
+        StatementOutcome::Rewritten,
+        StatementOutcome::FallbackTokens,
+        StatementOutcome::Rejected,
+        StatementOutcome::PassthroughUnparsed,
+        StatementOutcome::DryRun,
+    ];
 
-pub fn outcome_index(outcome: Outcome) -> usize {
-    match outcome {
-        Outcome::NoParseNeeded => 0,
-        Outcome::Unchanged => 1,
-        Outcome::Rewritten => 2,
-        Outcome::FallbackTokens => 3,
-        Outcome::Rejected => 4,
-        Outcome::PassthroughUnparsed => 5,
+    /// The label in `/metrics` and the column in SHOW STATS.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementOutcome::NoParseNeeded => "no_parse_needed",
+            StatementOutcome::Unchanged => "unchanged",
+            StatementOutcome::Rewritten => "rewritten",
+            StatementOutcome::FallbackTokens => "fallback_tokens",
+            StatementOutcome::Rejected => "rejected",
+            StatementOutcome::PassthroughUnparsed => "passthrough_unparsed",
+            StatementOutcome::DryRun => "dry_run",
+        }
+    }
+}
+
+impl From<Outcome> for StatementOutcome {
+    #[inline]
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::NoParseNeeded => StatementOutcome::NoParseNeeded,
+            Outcome::Unchanged => StatementOutcome::Unchanged,
+            Outcome::Rewritten => StatementOutcome::Rewritten,
+            Outcome::FallbackTokens => StatementOutcome::FallbackTokens,
+            Outcome::Rejected => StatementOutcome::Rejected,
+            Outcome::PassthroughUnparsed => StatementOutcome::PassthroughUnparsed,
+        }
     }
 }
 
@@ -136,16 +161,14 @@ impl Histogram {
 }
 
 impl Metrics {
-    pub fn count_outcome(&self, outcome: Outcome) {
-        let counter = match outcome {
-            Outcome::NoParseNeeded => &self.statements_no_parse_needed,
-            Outcome::Unchanged => &self.statements_unchanged,
-            Outcome::Rewritten => &self.statements_rewritten,
-            Outcome::FallbackTokens => &self.statements_fallback_tokens,
-            Outcome::Rejected => &self.statements_rejected,
-            Outcome::PassthroughUnparsed => &self.statements_passthrough_unparsed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// The process-wide counter of `outcome`.
+    #[inline]
+    pub fn statements(&self, outcome: StatementOutcome) -> &AtomicU64 {
+        &self.statements[outcome as usize]
+    }
+
+    pub fn count(&self, outcome: StatementOutcome) {
+        self.statements(outcome).fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

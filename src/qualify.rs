@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use smallvec::SmallVec;
 
 use crate::config::Mode;
-use crate::metrics::{DRY_RUN_INDEX, DatabaseMetrics, Metrics, SchemaMetrics, outcome_index};
+use crate::metrics::{DatabaseMetrics, Metrics, SchemaMetrics, StatementOutcome};
 use crate::protocol::SqlState;
 use crate::rewrite::{
     Edit, OnParseError, Outcome, PositionShift, Rewrite, SchemaMap, SessionFacts, lexable_text,
@@ -86,20 +86,15 @@ impl<'a> Observer<'a> {
         }
     }
 
-    fn outcome(&self, outcome: Outcome) {
-        self.metrics.count_outcome(outcome);
+    fn outcome(&self, outcome: StatementOutcome) {
+        self.metrics.count(outcome);
         if let Some(db) = self.database {
-            db.statements[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+            db.statements[outcome as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn dry_run(&self) {
-        self.metrics
-            .statements_dry_run
-            .fetch_add(1, Ordering::Relaxed);
-        if let Some(db) = self.database {
-            db.statements[DRY_RUN_INDEX].fetch_add(1, Ordering::Relaxed);
-        }
+        self.outcome(StatementOutcome::DryRun);
     }
 
     /// Tables qualified per schema (not for a dry run, which sends none)
@@ -171,7 +166,7 @@ pub fn qualify(
 /// Rewrite one statement text by `map`. Counts every outcome.
 ///
 /// With `dry_run`, the text is rewritten only to log and count what would
-/// have changed ([`Metrics::statements_dry_run`]); the client's text is sent.
+/// have changed ([`StatementOutcome::DryRun`]); the client's text is sent.
 pub fn rewrite_text(
     text: &[u8],
     map: &SchemaMap,
@@ -226,7 +221,7 @@ fn rewrite_text_inner(
     // A dry run is counted by what it would have done, not as a rewrite.
     let count = |outcome| {
         if !dry_run {
-            observer.outcome(outcome)
+            observer.outcome(StatementOutcome::from(outcome))
         }
     };
     let text_read = lexable_text(text, facts.encoding, facts.standard_conforming_strings);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ConsoleError;
-use crate::metrics::OUTCOME_LABELS;
+use crate::metrics::StatementOutcome;
 use crate::protocol::console::ResultSet;
 use crate::reload::{ConfigStore, Snapshot};
 use crate::rewrite::Outcome;
@@ -132,7 +132,7 @@ pub fn clients(state: &ProxyState) -> ResultSet {
 /// `SHOW STATS`: one row per client-facing database, then a `*` row with
 /// the process-wide totals. Columns: database, clients_connected (live
 /// sessions now), clients_active, clients_total, then statements by
-/// outcome ([`OUTCOME_LABELS`], the `/metrics` labels).
+/// outcome ([`StatementOutcome::ALL`], the `/metrics` labels).
 pub fn stats(state: &ProxyState) -> ResultSet {
     let load = |c: &AtomicU64| s(c.load(Ordering::Relaxed));
     let mut connected: BTreeMap<String, u64> = BTreeMap::new();
@@ -153,7 +153,7 @@ pub fn stats(state: &ProxyState) -> ResultSet {
     for name in connected.keys() {
         per_db
             .entry(name.clone())
-            .or_insert_with(|| vec![s(0); 2 + OUTCOME_LABELS.len()]);
+            .or_insert_with(|| vec![s(0); 2 + StatementOutcome::ALL.len()]);
     }
     let mut rows: Vec<Vec<Option<String>>> = per_db
         .into_iter()
@@ -169,17 +169,8 @@ pub fn stats(state: &ProxyState) -> ResultSet {
         load(&m.clients_active),
         load(&m.clients_total),
     ];
-    // In OUTCOME_LABELS order.
-    for c in [
-        &m.statements_no_parse_needed,
-        &m.statements_unchanged,
-        &m.statements_rewritten,
-        &m.statements_fallback_tokens,
-        &m.statements_rejected,
-        &m.statements_passthrough_unparsed,
-        &m.statements_dry_run,
-    ] {
-        total.push(load(c));
+    for outcome in StatementOutcome::ALL {
+        total.push(load(m.statements(outcome)));
     }
     rows.push(total);
     let mut columns = vec![
@@ -188,7 +179,7 @@ pub fn stats(state: &ProxyState) -> ResultSet {
         "clients_active",
         "clients_total",
     ];
-    columns.extend(OUTCOME_LABELS);
+    columns.extend(StatementOutcome::ALL.map(StatementOutcome::as_str));
     ResultSet::show(columns, rows)
 }
 
@@ -318,14 +309,7 @@ pub fn explain_rewrite(
 }
 
 fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::NoParseNeeded => "no_parse_needed",
-        Outcome::Unchanged => "unchanged",
-        Outcome::Rewritten => "rewritten",
-        Outcome::FallbackTokens => "fallback_tokens",
-        Outcome::Rejected => "rejected",
-        Outcome::PassthroughUnparsed => "passthrough_unparsed",
-    }
+    StatementOutcome::from(outcome).as_str()
 }
 
 /// `YYYY-MM-DD HH:MM:SS+00`, the shape psql shows for timestamptz in UTC.

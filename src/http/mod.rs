@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ObjectKind;
-use crate::metrics::{BUCKET_BOUNDS_US, Histogram, OUTCOME_LABELS};
+use crate::metrics::{BUCKET_BOUNDS_US, Histogram, StatementOutcome};
 use crate::rewrite::{CacheStats, Decision, FallbackCause};
 use crate::state::ProxyState;
 
@@ -277,27 +277,17 @@ pub fn render_metrics(state: &AdminState) -> String {
         "Sessions (client connections past accept) on each event loop; worker 0 also accepts.",
         &loops,
     );
+    // Dry runs are exported per database only.
+    let outcomes: Vec<(String, u64)> = StatementOutcome::ALL
+        .into_iter()
+        .filter(|&o| o != StatementOutcome::DryRun)
+        .map(|o| (format!("outcome=\"{}\"", o.as_str()), get(m.statements(o))))
+        .collect();
     metric(
         "heal7_proxy_statements_total",
         "counter",
         "Query and Parse texts by what the rewriter did.",
-        &[
-            (
-                "outcome=\"no_parse_needed\"",
-                get(&m.statements_no_parse_needed),
-            ),
-            ("outcome=\"unchanged\"", get(&m.statements_unchanged)),
-            ("outcome=\"rewritten\"", get(&m.statements_rewritten)),
-            (
-                "outcome=\"fallback_tokens\"",
-                get(&m.statements_fallback_tokens),
-            ),
-            ("outcome=\"rejected\"", get(&m.statements_rejected)),
-            (
-                "outcome=\"passthrough_unparsed\"",
-                get(&m.statements_passthrough_unparsed),
-            ),
-        ],
+        &samples(&outcomes),
     );
     let decisions = labelled("decision", &Decision::LABELS, &m.names_by_decision);
     metric(
@@ -398,10 +388,15 @@ pub fn render_metrics(state: &AdminState) -> String {
         "counter",
         "Query and Parse texts per database by what the proxy did.",
         &|d| {
-            OUTCOME_LABELS
+            StatementOutcome::ALL
                 .iter()
                 .zip(&d.statements)
-                .map(|(l, c)| (format!("outcome=\"{l}\""), c.load(Ordering::Relaxed)))
+                .map(|(o, c)| {
+                    (
+                        format!("outcome=\"{}\"", o.as_str()),
+                        c.load(Ordering::Relaxed),
+                    )
+                })
                 .collect()
         },
     );

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 use super::*;
 use crate::config::Config;
+use crate::metrics::StatementOutcome;
 use crate::protocol::{self, ErrorFields, Frame, StartupMessage, StartupPacket};
 
 const MAX: usize = 1 << 20;
@@ -490,8 +491,8 @@ async fn rewritten_and_refused_statements_in_simple_and_extended_protocol() {
     assert_eq!(read_frame(&mut client, &mut from_server).await.tag, b'Z');
 
     let m = &state.metrics;
-    assert_eq!(Metrics::get(&m.statements_rewritten), 2);
-    assert_eq!(Metrics::get(&m.statements_rejected), 2);
+    assert_eq!(Metrics::get(m.statements(StatementOutcome::Rewritten)), 2);
+    assert_eq!(Metrics::get(m.statements(StatementOutcome::Rejected)), 2);
     assert_eq!(Metrics::get(&m.error_positions_corrected), 2);
     shutdown.cancel();
 }

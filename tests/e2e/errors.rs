@@ -4,6 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
+use heal7_proxy::metrics::StatementOutcome;
+
 use tokio_postgres::error::ErrorPosition;
 
 use crate::harness::{simple_rows, simple_value, sqlstate, start_proxy, try_simple_rows};
@@ -116,7 +118,7 @@ async fn unparsable_statements_use_the_token_fallback_by_default() {
         proxy
             .state
             .metrics
-            .statements_fallback_tokens
+            .statements(StatementOutcome::FallbackTokens)
             .load(Ordering::Relaxed)
             >= 3
     );
@@ -167,7 +169,7 @@ async fn reject_policy_answers_0a000_and_keeps_the_session_usable() {
         proxy
             .state
             .metrics
-            .statements_rejected
+            .statements(StatementOutcome::Rejected)
             .load(Ordering::Relaxed)
             >= 5
     );
@@ -198,7 +200,7 @@ async fn passthrough_policy_forwards_unparsable_statements_unchanged() {
         proxy
             .state
             .metrics
-            .statements_passthrough_unparsed
+            .statements(StatementOutcome::PassthroughUnparsed)
             .load(Ordering::Relaxed)
             >= 1
     );

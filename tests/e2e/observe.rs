@@ -4,12 +4,15 @@
 
 use std::sync::atomic::Ordering;
 
-use heal7_proxy::metrics::{DRY_RUN_INDEX, Metrics, OUTCOME_LABELS};
+use heal7_proxy::metrics::{Metrics, StatementOutcome};
 
 use crate::harness::{simple_value, start_proxy, try_simple_rows};
 
 fn outcome(label: &str) -> usize {
-    OUTCOME_LABELS.iter().position(|l| *l == label).unwrap()
+    StatementOutcome::ALL
+        .iter()
+        .position(|o| o.as_str() == label)
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,7 +46,10 @@ async fn metrics_and_the_unmapped_report_follow_traffic() {
     assert_eq!(Metrics::get(&db.clients_active), 1);
     assert!(Metrics::get(&db.clients_total) >= 1);
     assert!(Metrics::get(&db.statements[outcome("rewritten")]) >= 3);
-    assert_eq!(Metrics::get(&db.statements[DRY_RUN_INDEX]), 0);
+    assert_eq!(
+        Metrics::get(&db.statements[StatementOutcome::DryRun as usize]),
+        0
+    );
 
     let shared = m.schema("shared_common");
     assert!(Metrics::get(&shared.tables_qualified) >= 1);

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
+use heal7_proxy::metrics::StatementOutcome;
+
 use crate::harness::{
     pg, proxy_yaml, simple_rows, simple_value, start_proxy, start_proxy_yaml, unique,
 };
@@ -277,11 +279,14 @@ async fn rewritten_counter_moves_only_for_rewritten_statements() {
     let proxy = start_proxy("tokens").await;
     let c = proxy.connect("heal7").await;
     let m = &proxy.state.metrics;
-    let before = m.statements_rewritten.load(Ordering::Relaxed);
+    let before = m
+        .statements(StatementOutcome::Rewritten)
+        .load(Ordering::Relaxed);
     simple_value(&c, "SELECT 1").await;
     simple_value(&c, "SELECT name FROM heal7.public.users WHERE id = 1").await;
     assert_eq!(
-        m.statements_rewritten.load(Ordering::Relaxed),
+        m.statements(StatementOutcome::Rewritten)
+            .load(Ordering::Relaxed),
         before,
         "statements that need no schema are not counted as rewritten"
     );
@@ -290,9 +295,12 @@ async fn rewritten_counter_moves_only_for_rewritten_statements() {
         .await
         .expect("extended");
     assert!(
-        m.statements_rewritten.load(Ordering::Relaxed) >= before + 2,
+        m.statements(StatementOutcome::Rewritten)
+            .load(Ordering::Relaxed)
+            >= before + 2,
         "one simple and one extended rewrite counted, got {}",
-        m.statements_rewritten.load(Ordering::Relaxed)
+        m.statements(StatementOutcome::Rewritten)
+            .load(Ordering::Relaxed)
     );
     assert!(m.clients_total.load(Ordering::Relaxed) >= 1);
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use heal7_proxy::metrics::StatementOutcome;
 use heal7_proxy::reload::{self, ConfigStore};
 use heal7_proxy::server;
 use heal7_proxy::state::ProxyState;
@@ -242,7 +243,7 @@ async fn dry_run_forwards_unchanged_and_counts_what_it_would_change() {
         proxy
             .state
             .metrics
-            .statements_dry_run
+            .statements(StatementOutcome::DryRun)
             .load(Ordering::Relaxed),
         1
     );
@@ -250,7 +251,7 @@ async fn dry_run_forwards_unchanged_and_counts_what_it_would_change() {
         proxy
             .state
             .metrics
-            .statements_rewritten
+            .statements(StatementOutcome::Rewritten)
             .load(Ordering::Relaxed),
         0
     );
@@ -287,14 +288,14 @@ async fn mode_off_is_the_rollback_without_a_restart() {
     let before = proxy
         .state
         .metrics
-        .statements_rewritten
+        .statements(StatementOutcome::Rewritten)
         .load(Ordering::Relaxed);
     client.query_one(READ_USER_1, &[]).await.unwrap();
     assert_eq!(
         proxy
             .state
             .metrics
-            .statements_rewritten
+            .statements(StatementOutcome::Rewritten)
             .load(Ordering::Relaxed),
         before
     );
