@@ -1,7 +1,7 @@
 //! Golden tests: one table per statement kind that can name a table.
 
-use super::Outcome::*;
-use super::golden::check;
+use super::check;
+use crate::rewrite::Outcome::*;
 
 #[test]
 fn select_forms() {

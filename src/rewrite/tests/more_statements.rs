@@ -2,8 +2,8 @@
 //! tables (triggers, partitions, inheritance, maintenance, cursors,
 //! policies) and the temporary objects that must stay bare.
 
-use super::Outcome::*;
-use super::golden::check;
+use super::check;
+use crate::rewrite::Outcome::*;
 
 #[test]
 fn triggers_partitions_inheritance() {

@@ -1,7 +1,7 @@
 //! Golden tests: CTE scope as Postgres resolves it, and DML targets.
 
-use super::Outcome::*;
-use super::golden::check;
+use super::check;
+use crate::rewrite::Outcome::*;
 
 #[test]
 fn cte_scope() {
