@@ -48,19 +48,7 @@ mod statement;
 mod walk;
 
 #[cfg(test)]
-mod golden;
-#[cfg(test)]
-mod golden_api;
-#[cfg(test)]
-mod golden_cache;
-#[cfg(test)]
-mod golden_fallback;
-#[cfg(test)]
-mod golden_more_statements;
-#[cfg(test)]
-mod golden_scope;
-#[cfg(test)]
-mod golden_statements;
+mod tests;
 
 pub use cache::{CacheStats, DEFAULT_CACHE_BYTES};
 pub use encoding::{EncodingClass, LexableText, lexable_text, mask_for_lexing};

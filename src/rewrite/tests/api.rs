@@ -4,12 +4,12 @@
 use sqlparser::ast::Ident;
 use sqlparser::tokenizer::{Location, Span};
 
-use super::Outcome::*;
-use super::golden::test_map;
-use super::split::TextIndex;
-use super::statement::{RECURSION_LIMIT, resolve};
-use super::walk::{Creates, Namespace, TableMention};
-use super::*;
+use super::test_map;
+use crate::rewrite::Outcome::*;
+use crate::rewrite::split::TextIndex;
+use crate::rewrite::statement::{RECURSION_LIMIT, resolve};
+use crate::rewrite::walk::{Creates, Namespace, TableMention};
+use crate::rewrite::*;
 
 fn decisions(sql: &str) -> Vec<(String, usize, Decision)> {
     rewrite_sql(sql, &test_map(), OnParseError::Tokens)
@@ -282,7 +282,7 @@ fn text_index_counts_columns_in_characters() {
 
 #[test]
 fn prefilter_finds_names_only_at_identifier_boundaries() {
-    use super::prefilter::MappedNamePrefilter;
+    use crate::rewrite::prefilter::MappedNamePrefilter;
     let filter = MappedNamePrefilter::new(["users", "kasi_cache", "MixedCase"], false).unwrap();
     for (text, expected) in [
         ("SELECT * FROM users", true),

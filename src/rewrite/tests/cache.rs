@@ -3,8 +3,8 @@
 //! with every literal replaced, and each result must equal a fresh rewrite
 //! of the same text, field for field.
 
-use super::golden::test_map;
-use super::*;
+use super::test_map;
+use crate::rewrite::*;
 
 /// Every literal of `sql` replaced by one of another length and content.
 fn vary_literals(sql: &str) -> Option<String> {
