@@ -7,6 +7,7 @@
 
 mod error;
 mod relay;
+mod tracker;
 mod wake_gate;
 
 use std::net::SocketAddr;

@@ -196,7 +196,10 @@ fn source_files(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
 #[test]
 fn every_import_points_down_and_handlers_stay_apart() {
     let mut files = Vec::new();
-    source_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    source_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     assert!(files.len() > 20, "found only {} source files", files.len());
     let broken = violations(&files);
     assert!(broken.is_empty(), "layering broken:\n{}", broken.join("\n"));

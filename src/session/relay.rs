@@ -14,8 +14,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -23,18 +22,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use super::tracker::{Pending, StatementContext, Tracker, lock};
 use super::wake_gate::WakeGate;
 use super::{SessionError, Summary, farewell};
 use crate::clients::{ClientEntry, ClientState};
 use crate::config::Mode;
 use crate::farewell::FAREWELL_TIMEOUT;
 use crate::metrics::DatabaseMetrics;
-use crate::metrics::Metrics;
-use crate::protocol::{
-    self, BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, SqlState,
-    peek_header, tag,
-};
-use crate::qualify::{Observer, Rewritten, TextRewrite, qualify};
+use crate::protocol::{self, BackendKeyData, ParseView, QueryView, peek_header, tag};
+use crate::qualify::{Observer, TextRewrite, qualify};
 use crate::reload::Snapshot;
 use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, splice_into};
 use crate::shutdown::Shutdown;
@@ -99,207 +95,6 @@ impl Mapping {
             *self = Mapping::of(Arc::clone(&live), &ctx.client_database);
         }
     }
-}
-
-/// A request the server has yet to finish answering, in send order.
-#[derive(Debug)]
-enum Pending {
-    Query(StatementContext),
-    Parse(StatementContext),
-    Bind,
-    Describe,
-    Execute,
-    Close,
-    Sync,
-    FunctionCall,
-}
-
-/// What the proxy did to a statement, for the server's answer to it.
-#[derive(Debug)]
-enum StatementContext {
-    Plain,
-    Rewritten(Rewritten),
-    Refused { code: SqlState, message: Box<str> },
-}
-
-impl StatementContext {
-    /// Count the server's answer for each schema the rewrite qualified
-    /// names with (once per schema per statement).
-    fn record_result(&self, ok: bool) {
-        let StatementContext::Rewritten(r) = self else {
-            return;
-        };
-        for m in &r.schemas {
-            let counter = if ok { &m.results_ok } else { &m.results_error };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Tracker {
-    pending: VecDeque<Pending>,
-    /// The last ReadyForQuery status; `None` until the first one.
-    status: Option<u8>,
-    /// The server's client_encoding and standard_conforming_strings, as
-    /// its ParameterStatus messages report them.
-    encoding: EncodingClass,
-    standard_conforming_strings: bool,
-    cancel_key: Option<(i32, i32)>,
-    /// When each Query, Sync or FunctionCall still unanswered was sent: its
-    /// ReadyForQuery ends the client's round trip.
-    sent_at: VecDeque<Instant>,
-    /// An ErrorResponse arrived since the last ReadyForQuery.
-    error_since_ready: bool,
-}
-
-impl Tracker {
-    fn is_idle(&self) -> bool {
-        self.status.is_some() && self.pending.is_empty()
-    }
-
-    /// Idle and outside any transaction: a new mapping may start here.
-    fn between_transactions(&self) -> bool {
-        self.status == Some(b'I') && self.pending.is_empty()
-    }
-
-    /// ReadyForQuery ends the oldest Query, Sync or FunctionCall and
-    /// everything the server skipped before it.
-    fn ready(&mut self, status: u8, metrics: &Metrics) {
-        self.status = Some(status);
-        let ok = !std::mem::take(&mut self.error_since_ready);
-        while let Some(p) = self.pending.pop_front() {
-            if let Pending::Query(c) | Pending::Parse(c) = &p {
-                c.record_result(ok);
-            }
-            if matches!(p, Pending::Query(_) | Pending::Sync | Pending::FunctionCall) {
-                break;
-            }
-        }
-        if let Some(sent) = self.sent_at.pop_front() {
-            metrics.statement_seconds.record(sent.elapsed());
-        }
-    }
-
-    /// Queue the requests of a batch sent to the server at `now`.
-    fn sent(&mut self, entries: &mut Vec<Pending>, now: Instant) {
-        for entry in entries.drain(..) {
-            if matches!(
-                entry,
-                Pending::Query(_) | Pending::Sync | Pending::FunctionCall
-            ) {
-                self.sent_at.push_back(now);
-            }
-            self.pending.push_back(entry);
-        }
-    }
-
-    fn pop_if(&mut self, wanted: fn(&Pending) -> bool) {
-        if self.pending.front().is_some_and(wanted) {
-            self.pending.pop_front();
-        }
-    }
-
-    /// Account for one server frame; returns the frame to send instead, if
-    /// any. Views are read leniently: a frame the proxy cannot read is
-    /// still forwarded untouched.
-    fn on_server_frame(
-        &mut self,
-        frame_tag: u8,
-        frame: &[u8],
-        metrics: &Metrics,
-    ) -> Option<BytesMut> {
-        match frame_tag {
-            tag::READY_FOR_QUERY => {
-                if let Ok(status) = protocol::ready_for_query_status(frame) {
-                    self.ready(status, metrics);
-                }
-            }
-            tag::ERROR_RESPONSE => {
-                self.error_since_ready = true;
-                return self.correct_error(frame, metrics);
-            }
-            // A WARNING or NOTICE about the statement carries a position
-            // in the sent text too.
-            tag::NOTICE_RESPONSE => return self.correct_notice(frame, metrics),
-            tag::PARSE_COMPLETE => {
-                if let Some(Pending::Parse(c)) = self.pending.front() {
-                    c.record_result(true);
-                }
-                self.pop_if(|p| matches!(p, Pending::Parse(_)))
-            }
-            tag::BIND_COMPLETE => self.pop_if(|p| matches!(p, Pending::Bind)),
-            tag::CLOSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Close)),
-            tag::ROW_DESCRIPTION | tag::NO_DATA => self.pop_if(|p| matches!(p, Pending::Describe)),
-            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
-                self.pop_if(|p| matches!(p, Pending::Execute))
-            }
-            tag::PARAMETER_STATUS => {
-                if let Ok(s) = ParameterStatus::parse(frame) {
-                    match s.name {
-                        b"client_encoding" => self.encoding = EncodingClass::of(s.value),
-                        b"standard_conforming_strings" => {
-                            self.standard_conforming_strings = s.value != b"off"
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-        None
-    }
-
-    /// The NoticeResponse to send instead of `frame`, if any: the server's
-    /// with its position moved back to the client's text.
-    fn correct_notice(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
-        match self.pending.front()? {
-            Pending::Query(StatementContext::Rewritten(r))
-            | Pending::Parse(StatementContext::Rewritten(r)) => {
-                Self::moved_position(r, frame, metrics)
-            }
-            _ => None,
-        }
-    }
-
-    fn moved_position(r: &Rewritten, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
-        let shift = r.position.as_ref()?;
-        let fields = ErrorFields::parse(frame).ok()?;
-        let sent = fields.position()?;
-        let original = shift.original_position(sent);
-        if original == sent {
-            return None;
-        }
-        metrics
-            .error_positions_corrected
-            .fetch_add(1, Ordering::Relaxed);
-        Some(BytesMut::from(&fields.with_position(original)[..]))
-    }
-
-    /// The ErrorResponse to send instead of `frame`, if any: the proxy's own
-    /// 0A000 for a refused statement, or the server's with its position
-    /// moved back to the client's text (other fields byte for byte).
-    fn correct_error(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
-        let context = match self.pending.front()? {
-            Pending::Query(c) | Pending::Parse(c) => c,
-            _ => return None,
-        };
-        match context {
-            StatementContext::Plain => None,
-            StatementContext::Refused { code, message } => {
-                let mut out = BytesMut::new();
-                protocol::encode_error_response(&mut out, "ERROR", code.code(), message);
-                Some(out)
-            }
-            StatementContext::Rewritten(r) => Self::moved_position(r, frame, metrics),
-        }
-    }
-}
-
-fn lock(tracker: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
-    // A poisoned lock only means another half panicked mid-update; the
-    // tracker holds no invariant worth dying for.
-    tracker.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub(super) async fn relay(

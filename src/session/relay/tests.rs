@@ -4,6 +4,9 @@
 use bytes::BufMut;
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::protocol::{ErrorFields, SqlState};
+use crate::qualify::Rewritten;
 use crate::rewrite::{Edit, Outcome, Rewrite};
 
 fn tracker() -> Tracker {
