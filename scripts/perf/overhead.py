@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 SELECT_ONLY = """\\set aid random(1, 100000 * :scale)
 SELECT abalance FROM bench.pgbench_accounts WHERE aid = :aid;

@@ -6,8 +6,8 @@ Runs the proxy against a tiny fake upstream (accepts any startup, answers
 every Query with CommandComplete + ReadyForQuery), so only the proxy's own
 memory is measured and no Postgres is needed:
 
-  bench/memory.py --clients 1000
-  bench/memory.py --statements 10000 --cache-bytes 4194304
+  scripts/perf/memory.py --clients 1000
+  scripts/perf/memory.py --statements 10000 --cache-bytes 4194304
 
 Needs a built binary (default target/release/heal7-proxy).
 """
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rss_kib(pid):

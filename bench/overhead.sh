@@ -1,3 +1,0 @@
-#!/usr/bin/env bash
-# See bench/overhead.py: heal7-proxy vs direct vs PgBouncer, pgbench interleaved.
-exec python3 "$(dirname "$0")/overhead.py" "$@"
