@@ -177,32 +177,24 @@ pub fn rewrite_text(
     dry_run: bool,
 ) -> TextRewrite {
     let result = rewrite_text_inner(text, map, policy, facts, rewriter, observer, dry_run);
-    if !dry_run {
+    if !dry_run || matches!(result, TextRewrite::Unchanged) {
         return result;
     }
-    match result {
-        TextRewrite::Unchanged => {}
-        TextRewrite::Changed { edits, .. } => {
-            observer.dry_run();
-            if !observer.log_dry_run {
-                return TextRewrite::Unchanged;
-            }
-            tracing::info!(
-                original = %String::from_utf8_lossy(text),
-                would_send = %String::from_utf8_lossy(&splice(text, &edits)),
+    observer.dry_run();
+    if observer.log_dry_run {
+        let original = String::from_utf8_lossy(text);
+        match &result {
+            TextRewrite::Changed { edits, .. } => tracing::info!(
+                %original,
+                would_send = %String::from_utf8_lossy(&splice(text, edits)),
                 "dry_run: forwarded unchanged"
-            );
-        }
-        TextRewrite::Rejected { message, .. } => {
-            observer.dry_run();
-            if !observer.log_dry_run {
-                return TextRewrite::Unchanged;
-            }
-            tracing::info!(
-                original = %String::from_utf8_lossy(text),
+            ),
+            TextRewrite::Rejected { message, .. } => tracing::info!(
+                %original,
                 would_refuse = %message,
                 "dry_run: forwarded unchanged"
-            );
+            ),
+            TextRewrite::Unchanged => {}
         }
     }
     TextRewrite::Unchanged
