@@ -103,9 +103,10 @@ impl std::fmt::Display for Verifier {
 }
 
 impl Verifier {
-    /// The verifier of `password` with a given salt. Postgres applies
-    /// SASLprep first; [`hash_password`] does, this does not (tests, mocks).
-    pub fn from_password(password: &[u8], salt: &[u8], iterations: u32) -> Verifier {
+    /// The verifier of `password` with a given salt, derived here to check
+    /// [`hash_password`] against (which also applies SASLprep).
+    #[cfg(test)]
+    fn from_password(password: &[u8], salt: &[u8], iterations: u32) -> Verifier {
         let salted = hi(password, salt, iterations);
         let client_key = hmac(&salted, b"Client Key");
         Verifier {
@@ -280,6 +281,7 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 }
 
 /// PBKDF2-HMAC-SHA-256 with one output block: RFC 5802's Hi().
+#[cfg(test)]
 fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     let mut block = salt.to_vec();
     block.extend_from_slice(&1u32.to_be_bytes());
