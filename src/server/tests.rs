@@ -11,6 +11,10 @@ use std::net::SocketAddr;
 
 use super::*;
 use crate::config::Config;
+use raw_wire::read_exact_vec;
+
+#[path = "../../tests/support/raw_wire.rs"]
+mod raw_wire;
 use crate::metrics::StatementOutcome;
 use crate::protocol::{self, ErrorFields, Frame, StartupMessage, StartupPacket};
 
@@ -32,20 +36,10 @@ async fn start_proxy(config: Config) -> (SocketAddr, ProxyState, CancellationTok
     (addr, state, shutdown)
 }
 
-fn startup_packet(params: &[(&str, &str)]) -> bytes::Bytes {
-    StartupMessage {
-        version: protocol::PROTOCOL_3_0,
-        params: params
-            .iter()
-            .map(|(k, v)| {
-                (
-                    bytes::Bytes::copy_from_slice(k.as_bytes()),
-                    bytes::Bytes::copy_from_slice(v.as_bytes()),
-                )
-            })
-            .collect(),
-    }
-    .encode()
+/// A StartupMessage of text parameters.
+fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
+    let params: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    raw_wire::startup_packet(&params)
 }
 
 /// AuthenticationOk, BackendKeyData(42, 7), ParameterStatus, ReadyForQuery.
@@ -66,15 +60,6 @@ async fn read_startup(s: &mut TcpStream) -> StartupMessage {
         }
         assert!(s.read_buf(&mut buf).await.unwrap() > 0, "eof in startup");
     }
-}
-
-async fn read_exact_vec(s: &mut TcpStream, n: usize) -> Vec<u8> {
-    let mut v = vec![0; n];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut v))
-        .await
-        .unwrap()
-        .unwrap();
-    v
 }
 
 async fn read_frame(s: &mut TcpStream, buf: &mut BytesMut) -> Frame {

@@ -20,6 +20,8 @@ mod harness;
 mod harness_selftest;
 mod observe;
 mod qualify;
+#[path = "../support/raw_wire.rs"]
+mod raw_wire;
 mod relay;
 mod reload;
 mod routing;

@@ -11,57 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{pg, simple_value, start_proxy};
-
-const PROTOCOL_3_0: u32 = 196_608;
-
-fn startup_packet(params: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut body = PROTOCOL_3_0.to_be_bytes().to_vec();
-    for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v);
-        body.push(0);
-    }
-    body.push(0);
-    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    packet.extend(body);
-    packet
-}
-
-/// One backend message, or None at EOF (a reset counts as EOF).
-async fn read_message(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let fut = async {
-        let mut header = [0u8; 5];
-        s.read_exact(&mut header).await.ok()?;
-        let len = u32::from_be_bytes(header[1..5].try_into().unwrap()) as usize;
-        assert!((4..1 << 24).contains(&len), "backend frame length {len}");
-        let mut body = vec![0u8; len - 4];
-        s.read_exact(&mut body).await.ok()?;
-        Some((header[0], body))
-    };
-    tokio::time::timeout(Duration::from_secs(20), fut)
-        .await
-        .expect("a backend message (or EOF) within 20 s")
-}
-
-/// ErrorResponse/NoticeResponse fields by their one-byte code.
-fn fields(body: &[u8]) -> HashMap<u8, String> {
-    body.split(|b| *b == 0)
-        .filter(|f| !f.is_empty())
-        .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).into_owned()))
-        .collect()
-}
-
-/// Read until an ErrorResponse; panic if the socket closes first.
-async fn expect_error(s: &mut TcpStream, what: &str) -> HashMap<u8, String> {
-    loop {
-        match read_message(s).await {
-            Some((b'E', body)) => return fields(&body),
-            Some(_) => continue,
-            None => panic!("{what}: connection closed without an ErrorResponse"),
-        }
-    }
-}
+use crate::raw_wire::{
+    PROTOCOL_3_0, error_fields as fields, expect_error, read_message, startup_packet,
+};
 
 /// Log in (trust) and read up to the first ReadyForQuery.
 async fn login(addr: SocketAddr, params: &[(&str, &[u8])]) -> TcpStream {
