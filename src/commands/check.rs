@@ -127,7 +127,7 @@ pub async fn connect(
         pg.connect(tokio_postgres::NoTls)
             .await
             .map_err(|source| CheckError::Connect {
-                addr: format!("{host}:{port}"),
+                addr: crate::config::host_port(host, port),
                 database: database.to_owned(),
                 source,
             })?;

@@ -334,8 +334,13 @@ pub struct Route {
 
 impl Route {
     pub fn upstream_addr(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        host_port(&self.host, self.port)
     }
+}
+
+/// `host:port` as logs, errors and the admin views print an upstream.
+pub fn host_port(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
 }
 
 impl Config {

@@ -204,9 +204,5 @@ fn folded_relation(name: &str, sql: &str, offset: usize) -> String {
     } else {
         sql.as_bytes().get(offset) == Some(&b'"')
     };
-    if quoted {
-        relation.to_owned()
-    } else {
-        relation.to_ascii_lowercase()
-    }
+    super::quote::fold_identifier(relation, quoted)
 }

@@ -52,11 +52,10 @@ pub(crate) fn schema_of_word<'m>(map: &'m SchemaMap, word: &Word) -> Option<&'m 
 /// folds it.
 pub(crate) fn first_mapped_word(tokens: &[TokenWithSpan], map: &SchemaMap) -> Option<String> {
     tokens.iter().find_map(|t| match &t.token {
-        Token::Word(w) if schema_of_word(map, w).is_some() => Some(if w.quote_style.is_some() {
-            w.value.clone()
-        } else {
-            w.value.to_ascii_lowercase()
-        }),
+        Token::Word(w) if schema_of_word(map, w).is_some() => Some(super::quote::fold_identifier(
+            &w.value,
+            w.quote_style.is_some(),
+        )),
         _ => None,
     })
 }

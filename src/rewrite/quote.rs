@@ -175,6 +175,17 @@ const KEYWORDS_NEEDING_QUOTES: &[&str] = &[
 /// is part of a longer word. Non-ASCII bytes count: Postgres accepts
 /// non-ASCII letters in identifiers.
 #[inline]
+/// A name as PostgreSQL stores it: quoted exactly as written, unquoted
+/// folded to lower case (ASCII only, as PostgreSQL's `downcase_identifier`
+/// does for the encodings the proxy lexes).
+pub(crate) fn fold_identifier(value: &str, quoted: bool) -> String {
+    if quoted {
+        value.to_owned()
+    } else {
+        value.to_ascii_lowercase()
+    }
+}
+
 pub(crate) fn is_identifier_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }

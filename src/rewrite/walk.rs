@@ -83,11 +83,7 @@ pub(crate) struct WalkResult {
 
 /// Postgres' identity of a name: unquoted folds to lower case.
 pub(crate) fn normalized(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_ascii_lowercase()
-    }
+    super::quote::fold_identifier(&ident.value, ident.quote_style.is_some())
 }
 
 pub(crate) fn walk_statement(statement: &Statement) -> WalkResult {

@@ -6,7 +6,7 @@
 use pg_query::protobuf::{KeywordKind, Token};
 
 use super::ExactError;
-use crate::rewrite::quote::is_identifier_byte;
+use crate::rewrite::quote::{fold_identifier, is_identifier_byte};
 
 /// The identifier at `location` of `text` as written (without quotes), if
 /// it spells `relname` as PostgreSQL reads it (quoted: exactly; unquoted:
@@ -14,12 +14,7 @@ use crate::rewrite::quote::is_identifier_byte;
 pub(super) fn written_name(text: &str, location: usize, relname: &str) -> Option<String> {
     let rest = text.get(location..)?;
     let (value, quoted) = read_identifier(rest)?;
-    let identity = if quoted {
-        value.clone()
-    } else {
-        value.to_ascii_lowercase()
-    };
-    (identity == relname).then_some(value)
+    (fold_identifier(&value, quoted) == relname).then_some(value)
 }
 
 /// The identifier at the start of `s`: (its value, whether quoted).
@@ -105,7 +100,7 @@ pub(super) fn scan_chains(text: &str) -> Result<Vec<Chain>, ExactError> {
             let identity = text
                 .get(start..end)
                 .and_then(read_identifier)
-                .map(|(v, quoted)| if quoted { v } else { v.to_ascii_lowercase() })
+                .map(|(v, quoted)| fold_identifier(&v, quoted))
                 // U&"..." and the like: never equal to a name looked for.
                 .unwrap_or_default();
             match chains.last_mut() {
