@@ -10,7 +10,10 @@ use super::ConsoleError;
 use crate::metrics::StatementOutcome;
 use crate::protocol::console::ResultSet;
 use crate::reload::{ConfigStore, Snapshot};
-use crate::rewrite::Outcome;
+use crate::config::Mode;
+use crate::metrics::Metrics;
+use crate::qualify::{Observer, TextRewrite, qualify};
+use crate::rewrite::{Outcome, SessionFacts, rewrite_sql, splice};
 use crate::state::ProxyState;
 
 /// The proxy's version as `SHOW VERSION` and `server_version` report it.
@@ -260,13 +263,27 @@ pub fn explain_rewrite(
     let Some(map) = route.map else {
         return Err(ConsoleError::UnknownDatabase(database.to_owned()));
     };
-    let result = crate::rewrite::rewrite_sql(sql, &map, snap.on_parse_error);
-    let (sent, mode_note) = match route.mode {
-        crate::config::Mode::Rewrite => (result.apply(sql), String::new()),
-        other => (
-            sql.to_owned(),
-            format!(" (mode {}: forwarded unchanged)", other.as_str()),
-        ),
+    // What a new session would send: the qualify step itself.
+    let sent = match qualify(
+        sql.as_bytes(),
+        Some(&map),
+        route.mode,
+        snap.on_parse_error,
+        &mut SessionFacts::default(),
+        rewrite_sql,
+        &Observer::quiet(&Metrics::default()),
+    ) {
+        TextRewrite::Changed { edits, .. } => {
+            String::from_utf8_lossy(&splice(sql.as_bytes(), &edits)).into_owned()
+        }
+        TextRewrite::Unchanged | TextRewrite::Rejected { .. } => sql.to_owned(),
+    };
+    // Why, name by name, with the same session facts applied.
+    let mut result = rewrite_sql(sql, &map, snap.on_parse_error);
+    SessionFacts::default().apply(&mut result, sql);
+    let mode_note = match route.mode {
+        Mode::Rewrite => String::new(),
+        other => format!(" (mode {}: forwarded unchanged)", other.as_str()),
     };
     let row = |item: &str, name: Option<String>, offset: Option<String>, detail: String| {
         vec![s(item), name, offset, Some(detail)]
