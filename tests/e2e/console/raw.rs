@@ -3,7 +3,9 @@
 //! of frames pgwire's decoder would trip over.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use heal7_proxy::protocol::{ErrorFields, Frame, PROTOCOL_3_0, StartupMessage};
+use heal7_proxy::protocol::{
+    BackendKeyData, ErrorFields, Frame, PROTOCOL_3_0, ParameterStatus, StartupMessage,
+};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -81,8 +83,9 @@ impl Raw {
         self.send_p(&body).await;
     }
 
-    /// Log in with SCRAM and read up to the first ReadyForQuery.
-    pub async fn login(&mut self, password: &str) {
+    /// Log in with SCRAM and read up to the first ReadyForQuery; the
+    /// frames after SASLFinal (AuthenticationOk to ReadyForQuery).
+    pub async fn login(&mut self, password: &str) -> Vec<(u8, Bytes)> {
         assert_eq!(self.frame().await.unwrap().0, b'R'); // AuthenticationSASL
         let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
         self.send_initial(scram.message()).await;
@@ -91,12 +94,20 @@ impl Raw {
         self.send_p(scram.message()).await;
         let (_, last) = self.frame().await.unwrap();
         scram.finish(&last[9..]).unwrap();
-        while self.frame().await.unwrap().0 != b'Z' {}
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.frame().await.unwrap();
+            let done = frame.0 == b'Z';
+            frames.push(frame);
+            if done {
+                return frames;
+            }
+        }
     }
 }
 
-use super::{ADMIN, ADMIN_PASSWORD, admin, start_console_proxy};
-use crate::harness::simple_value;
+use super::{ADMIN, ADMIN_PASSWORD, admin, console_yaml, start_console_proxy};
+use crate::harness::{pg, simple_value, start_proxy_yaml};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_console_session_is_told_57p01_at_shutdown() {
@@ -151,4 +162,66 @@ async fn a_bind_whose_value_overruns_its_frame_ends_the_session_with_08p01() {
             .await
             .starts_with("heal7-proxy")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_announces_the_parameters_and_a_fresh_backend_key() {
+    let proxy = start_console_proxy().await;
+    let mut pids = Vec::new();
+    for _ in 0..2 {
+        let mut c = Raw::start(proxy.port(), ADMIN).await;
+        let frames = c.login(ADMIN_PASSWORD).await;
+        assert_eq!(
+            frames[0].1[..],
+            b"R\0\0\0\x08\0\0\0\0"[..],
+            "AuthenticationOk first"
+        );
+        let params: std::collections::BTreeMap<String, String> = frames
+            .iter()
+            .filter(|(tag, _)| *tag == b'S')
+            .map(|(_, f)| {
+                let p = ParameterStatus::parse(f).unwrap();
+                (
+                    String::from_utf8(p.name.to_vec()).unwrap(),
+                    String::from_utf8(p.value.to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        let want = [
+            ("DateStyle", "ISO, MDY".to_owned()),
+            ("client_encoding", "UTF8".to_owned()),
+            ("integer_datetimes", "on".to_owned()),
+            (
+                "server_version",
+                format!("15.0 (heal7-proxy {})", env!("CARGO_PKG_VERSION")),
+            ),
+            ("server_encoding", "UTF8".to_owned()),
+            ("standard_conforming_strings", "on".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(params, want);
+        let key = frames
+            .iter()
+            .find(|(tag, _)| *tag == b'K')
+            .expect("BackendKeyData");
+        pids.push(BackendKeyData::parse(&key.1).unwrap().pid);
+        assert_eq!(frames.last().unwrap().1[..], b"Z\0\0\0\x05I"[..]);
+    }
+    assert_ne!(pids[0], pids[1], "each session gets its own pid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_stalls_is_told_08p01_after_the_startup_timeout() {
+    let yaml = console_yaml(pg().await, "127.0.0.1:0").replace(
+        "  admin_users:\n",
+        "  startup_timeout_ms: 300\n  admin_users:\n",
+    );
+    let proxy = start_proxy_yaml(&yaml).await;
+    let mut c = Raw::start(proxy.port(), ADMIN).await;
+    assert_eq!(c.frame().await.unwrap().0, b'R');
+    // No SASL answer: the proxy gives up on its own.
+    assert_eq!(c.error_code().await, "08P01");
+    assert!(c.frame().await.is_none(), "then the proxy closes");
 }
