@@ -21,9 +21,8 @@ mod queries;
 pub mod report;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicI32;
-
 use std::sync::Arc;
+use std::sync::atomic::AtomicI32;
 
 use bytes::BytesMut;
 use futures_util::SinkExt;
