@@ -1,7 +1,13 @@
 //! Errors of the admin console. Fatal ones end the console session; the
 //! others answer one command and the session stays usable.
+//!
+//! pgwire carries them as `PgWireError::ApiError` (see [`ConsoleError::into_pgwire`])
+//! so the session loop gets the `ConsoleError` back and picks the SQLSTATE here,
+//! never in pgwire.
 
 use std::time::Duration;
+
+use pgwire::error::{ErrorInfo, PgWireError};
 
 use crate::auth::scram::ScramError;
 use crate::config::ConfigError;
@@ -15,10 +21,17 @@ pub enum ConsoleError {
     AuthFailed(String),
     #[error("{0}")]
     Scram(ScramError),
+    /// Bytes that do not frame (our size bounds, checked before pgwire decodes).
     #[error("{0}")]
     Protocol(ProtocolError),
-    #[error("expected {expected}, got a message of type '{}'", char::from(*.tag))]
-    UnexpectedMessage { expected: &'static str, tag: u8 },
+    /// A frame pgwire's codec could not decode.
+    #[error("{0}")]
+    Decode(PgWireError),
+    #[error("expected {expected}, got {got}")]
+    UnexpectedMessage {
+        expected: &'static str,
+        got: &'static str,
+    },
     #[error("authentication did not finish within {0:?}")]
     AuthTimeout(Duration),
     #[error("terminating connection because heal7-proxy is shutting down")]
@@ -27,10 +40,13 @@ pub enum ConsoleError {
     Io(#[from] std::io::Error),
     #[error("unknown command `{0}`; the console knows: {help}", help = super::command::HELP)]
     UnknownCommand(String),
-    #[error("extended protocol not supported on the admin console")]
-    ExtendedProtocol,
-    #[error("console commands must be UTF-8")]
-    NotUtf8,
+    /// Console commands have no placeholders: a Bind with values is refused.
+    #[error("console commands take no parameters (got {0})")]
+    Parameters(usize),
+    /// An extended-protocol step pgwire refused (unknown statement or
+    /// portal, a second Execute of a finished portal, ...).
+    #[error("{0}")]
+    Extended(PgWireError),
     #[error("database \"{0}\" is not in the config")]
     UnknownDatabase(String),
     /// The config error, with its file position when there is one.
@@ -50,13 +66,18 @@ impl ClientFacing for ConsoleError {
             }
             ConsoleError::Scram(_)
             | ConsoleError::Protocol(_)
+            | ConsoleError::Decode(_)
             | ConsoleError::UnexpectedMessage { .. }
             | ConsoleError::AuthTimeout(_) => SqlState::ProtocolViolation,
+            ConsoleError::Extended(PgWireError::StatementNotFound(_)) => {
+                SqlState::InvalidStatementName
+            }
+            ConsoleError::Extended(PgWireError::PortalNotFound(_)) => SqlState::InvalidCursorName,
+            ConsoleError::Extended(_) => SqlState::ProtocolViolation,
             ConsoleError::Shutdown => SqlState::AdminShutdown,
             ConsoleError::Io(_) | ConsoleError::Internal(_) => SqlState::Internal,
             ConsoleError::UnknownCommand(_) => SqlState::SyntaxError,
-            ConsoleError::ExtendedProtocol => SqlState::FeatureNotSupported,
-            ConsoleError::NotUtf8 => SqlState::CharacterNotInRepertoire,
+            ConsoleError::Parameters(_) => SqlState::FeatureNotSupported,
             ConsoleError::UnknownDatabase(_) => SqlState::InvalidCatalogName,
             ConsoleError::Reload(_) => SqlState::ConfigFileError,
         }
@@ -68,6 +89,7 @@ impl ClientFacing for ConsoleError {
             ConsoleError::AuthFailed(_)
                 | ConsoleError::Scram(_)
                 | ConsoleError::Protocol(_)
+                | ConsoleError::Decode(_)
                 | ConsoleError::UnexpectedMessage { .. }
                 | ConsoleError::AuthTimeout(_)
                 | ConsoleError::Shutdown
@@ -77,5 +99,37 @@ impl ClientFacing for ConsoleError {
 
     fn reaches_client(&self) -> bool {
         !matches!(self, ConsoleError::Io(_))
+    }
+}
+
+impl ConsoleError {
+    /// How a handler hands this error to pgwire: boxed whole, so the session
+    /// loop can take it back out ([`ConsoleError::from_pgwire`]).
+    pub fn into_pgwire(self) -> PgWireError {
+        PgWireError::ApiError(Box::new(self))
+    }
+
+    /// The console error behind what pgwire's `process_message` returned:
+    /// ours unboxed, pgwire's own (socket, extended-protocol bookkeeping)
+    /// wrapped.
+    pub fn from_pgwire(e: PgWireError) -> ConsoleError {
+        match e {
+            PgWireError::ApiError(boxed) => match boxed.downcast::<ConsoleError>() {
+                Ok(ours) => *ours,
+                Err(other) => ConsoleError::Extended(PgWireError::ApiError(other)),
+            },
+            PgWireError::IoError(io) => ConsoleError::Io(io),
+            other => ConsoleError::Extended(other),
+        }
+    }
+
+    /// The ErrorResponse fields pgwire writes for this error.
+    pub fn error_info(&self) -> ErrorInfo {
+        let severity = if self.is_fatal() { "FATAL" } else { "ERROR" };
+        ErrorInfo::new(
+            severity.to_owned(),
+            self.sqlstate().code().to_owned(),
+            self.to_string(),
+        )
     }
 }

@@ -2,37 +2,51 @@
 //! the proxy port to the virtual database [`DATABASE`] talks to the proxy
 //! itself, never to an upstream.
 //!
-//! Login: only `proxy.admin_users`, by SCRAM-SHA-256 against the stored
-//! verifier ([`scram`]). Then the simple Query protocol only, one command
-//! per Query ([`command`]), each answered as a normal result set
-//! ([`report`]) so psql prints a table.
+//! The session runs on pgwire's server API: pgwire's codec decodes the
+//! frames (after our size bound), `process_message` drives its connection
+//! state machine, and our handlers answer. Login: only `proxy.admin_users`,
+//! by SCRAM-SHA-256 against the stored verifier ([`auth`]). Then the simple
+//! and the extended query protocol ([`queries`]), one command per statement
+//! ([`command`]), each answered as a normal result set ([`report`]) so psql
+//! prints a table.
 //!
-//! Owns: its own small codec ([`wire`]) and the session loop. Must not touch
-//! the relay: a console session never reaches it.
+//! Owns: the session loop (timeouts, drain, frame bounds, SHOW CLIENTS
+//! bookkeeping). Must not touch the relay: a console session never reaches
+//! it, and the relay keeps its own hand codec.
 
+mod auth;
 pub mod command;
 mod error;
+mod queries;
 pub mod report;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::AtomicI32;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::SinkExt;
+use pgwire::api::{ClientInfo as _, DefaultClient, NoopHandler, PgWireConnectionState};
+use pgwire::error::PgWireError;
+use pgwire::messages::PgWireFrontendMessage;
+use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Framed};
 
-use crate::auth::scram::{self, ScramServer, Verifier};
 use crate::clients::{ClientInfo, ClientState};
 use crate::config::CONSOLE_DATABASE as DATABASE;
-use crate::farewell::farewell;
-use crate::protocol::console as wire;
-use crate::protocol::{self, ClientFacing, Frame, QueryView, StartupMessage, tag};
+use crate::farewell::{FAREWELL_TIMEOUT, farewell};
+use crate::protocol::{ClientFacing, ProtocolError, StartupMessage};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
+use auth::ScramLogin;
 use command::Command;
 pub use error::ConsoleError;
+use queries::ConsoleQueries;
 
-/// Console frames are commands, not data: cap them well below the proxy's.
+/// Console frames are commands, not data: cap them well below the proxy's
+/// (pgwire's own cap for Query, Parse and Bind is 1 GiB).
 const MAX_FRAME: usize = 1 << 20;
 /// Before login a client may only send small SASL messages; an
 /// unauthenticated peer must not make the proxy buffer a megabyte.
@@ -73,16 +87,19 @@ pub async fn serve(
     shutdown: &Shutdown,
 ) {
     let user = startup.get_str("user").unwrap_or_default().into_owned();
+    let codec = PgWireMessageServerCodec::new(DefaultClient::new(peer, false));
     let mut conn = Conn {
-        stream: client,
+        socket: Framed::new(client, codec),
         buf,
     };
+    conn.socket
+        .set_state(PgWireConnectionState::AwaitingStartup);
     let result = run(&mut conn, &startup, &user, peer, state, console, shutdown).await;
     match result {
         Ok(()) => tracing::info!(client = %peer, user = %user, "console session closed"),
         Err(e) => {
             if e.is_fatal() {
-                farewell(&mut conn.stream, &e).await;
+                conn.goodbye(&e).await;
             }
             match e {
                 ConsoleError::AuthFailed(_) | ConsoleError::Scram(_) => tracing::warn!(
@@ -100,36 +117,123 @@ pub async fn serve(
     }
 }
 
-/// The client socket and its read buffer.
+/// pgwire's framed socket (its codec and connection state; we read, it
+/// writes) and our read buffer.
+type Socket = Framed<TcpStream, PgWireMessageServerCodec<Command>>;
+
+/// The handlers pgwire calls, for one session.
+struct Handlers<'a> {
+    login: Arc<ScramLogin<'a>>,
+    queries: Arc<ConsoleQueries<'a>>,
+    /// COPY and CancelRequest never reach a console session.
+    none: Arc<NoopHandler>,
+}
+
 struct Conn {
-    stream: TcpStream,
+    socket: Socket,
+    /// Read here rather than in `Framed`, so the size bound is checked on
+    /// the header before pgwire's codec waits for (and buffers) the body.
     buf: BytesMut,
 }
 
 impl Conn {
-    /// The next whole frame of at most `max` bytes; `None` when the
+    /// The next message, its frame at most `max` bytes; `None` when the
     /// client closed.
-    async fn read_frame(&mut self, max: usize) -> Result<Option<Frame>, ConsoleError> {
+    async fn next_message(
+        &mut self,
+        max: usize,
+    ) -> Result<Option<PgWireFrontendMessage>, ConsoleError> {
         loop {
-            if let Some(f) = Frame::decode(&mut self.buf, max).map_err(ConsoleError::Protocol)? {
-                return Ok(Some(f));
+            if let Some(header) = self.buf.get(..5) {
+                let tag = header[0];
+                let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+                if len < 4 {
+                    let len = len as i32;
+                    return Err(ConsoleError::Protocol(ProtocolError::FrameTooShort {
+                        tag,
+                        len,
+                    }));
+                }
+                let len = len as usize + 1;
+                if len > max {
+                    return Err(ConsoleError::Protocol(ProtocolError::FrameTooLarge {
+                        tag,
+                        len,
+                        max,
+                    }));
+                }
+            }
+            // Some of pgwire's decoders trust lengths inside the body and
+            // panic on a short one (Bind's parameter values): a malformed
+            // frame ends this session, not the task with a panic.
+            let codec = self.socket.codec_mut();
+            let buf = &mut self.buf;
+            let decoded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| codec.decode(buf)))
+                    .map_err(|_| {
+                        ConsoleError::Protocol(ProtocolError::Malformed {
+                            what: "console frontend",
+                        })
+                    })?;
+            if let Some(message) = decoded.map_err(ConsoleError::Decode)? {
+                return Ok(Some(message));
             }
             self.buf.reserve(4096);
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
+            if self.socket.get_mut().read_buf(&mut self.buf).await? == 0 {
                 return Ok(None);
             }
         }
     }
 
-    async fn expect_sasl(&mut self) -> Result<Frame, ConsoleError> {
-        match self.read_frame(MAX_AUTH_FRAME).await? {
-            Some(f) if f.tag == b'p' => Ok(f),
-            Some(f) => Err(ConsoleError::UnexpectedMessage {
-                expected: "a SASL response",
-                tag: f.tag,
-            }),
-            None => Err(ConsoleError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+    /// Hand one message to pgwire, which calls the handler its connection
+    /// state says.
+    async fn dispatch(
+        &mut self,
+        message: PgWireFrontendMessage,
+        handlers: &Handlers<'_>,
+    ) -> Result<(), ConsoleError> {
+        process_message(
+            message,
+            &mut self.socket,
+            Arc::clone(&handlers.login),
+            Arc::clone(&handlers.queries),
+            Arc::clone(&handlers.queries),
+            Arc::clone(&handlers.none),
+            Arc::clone(&handlers.none),
+        )
+        .await
+        .map_err(ConsoleError::from_pgwire)
+    }
+
+    /// The login: pgwire's startup state machine, fed the StartupMessage
+    /// our startup phase already read, then SASL messages until
+    /// ReadyForQuery.
+    async fn log_in(
+        &mut self,
+        startup: &StartupMessage,
+        handlers: &Handlers<'_>,
+    ) -> Result<(), ConsoleError> {
+        let startup = auth::pgwire_startup(startup);
+        self.dispatch(PgWireFrontendMessage::Startup(startup), handlers)
+            .await?;
+        while matches!(
+            self.socket.state(),
+            PgWireConnectionState::AuthenticationInProgress
+        ) {
+            let Some(message) = self.next_message(MAX_AUTH_FRAME).await? else {
+                return Err(ConsoleError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            };
+            self.dispatch(message, handlers).await?;
         }
+        Ok(())
+    }
+
+    /// Tell the client why the session ends, after what pgwire still holds.
+    async fn goodbye(&mut self, e: &ConsoleError) {
+        if e.reaches_client() {
+            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, self.socket.flush()).await;
+        }
+        farewell(self.socket.get_mut(), e).await;
     }
 }
 
@@ -142,9 +246,14 @@ async fn run(
     console: &ConsoleState,
     shutdown: &Shutdown,
 ) -> Result<(), ConsoleError> {
+    let handlers = Handlers {
+        login: Arc::new(ScramLogin::new(state, console, user)),
+        queries: Arc::new(ConsoleQueries::new(state, user)),
+        none: Arc::new(NoopHandler),
+    };
     let limit = state.config.load().startup_timeout;
     tokio::select! {
-        r = tokio::time::timeout(limit, authenticate(conn, user, state, console)) => match r {
+        r = tokio::time::timeout(limit, conn.log_in(startup, &handlers)) => match r {
             Ok(r) => r?,
             Err(_) => return Err(ConsoleError::AuthTimeout(limit)),
         },
@@ -160,150 +269,47 @@ async fn run(
             .into_owned(),
     });
     tracing::info!(client = %peer, user = %user, "console login");
-
-    let mut out = BytesMut::new();
-    let server_version = format!("15.0 ({})", report::VERSION);
-    for (name, value) in [
-        ("server_version", server_version.as_str()),
-        ("server_encoding", "UTF8"),
-        ("client_encoding", "UTF8"),
-        ("standard_conforming_strings", "on"),
-        ("DateStyle", "ISO, MDY"),
-        ("integer_datetimes", "on"),
-    ] {
-        wire::parameter_status(&mut out, name, value);
-    }
-    let pid = console.next_pid.fetch_add(1, Ordering::Relaxed);
-    wire::backend_key_data(&mut out, pid, rand::random());
-    protocol::encode_ready_for_query(&mut out, b'I');
-    conn.stream.write_all(&out).await?;
     let me = registered.entry();
     me.set_state(ClientState::Idle);
 
-    // After an extended-protocol message, everything up to Sync is skipped,
-    // as a server does after an error.
-    let mut skip_to_sync = false;
     loop {
-        let frame = tokio::select! {
-            f = conn.read_frame(MAX_FRAME) => f?,
+        let message = tokio::select! {
+            m = conn.next_message(MAX_FRAME) => m?,
             () = shutdown.drain.cancelled() => return Err(ConsoleError::Shutdown),
         };
-        let Some(frame) = frame else { return Ok(()) };
-        let mut out = BytesMut::new();
-        match frame.tag {
-            tag::TERMINATE => return Ok(()),
-            tag::QUERY => {
-                let query = QueryView::parse(&frame.bytes).map_err(ConsoleError::Protocol)?;
-                me.count_statement();
-                me.set_state(ClientState::Active);
-                match std::str::from_utf8(query.query) {
-                    Ok(text) => {
-                        tracing::debug!(client = %peer, user = %user, command = %text, "console command");
-                        execute(text, user, state, &mut out).await
-                    }
-                    Err(_) => error(&mut out, &ConsoleError::NotUtf8),
-                }
-                me.set_state(ClientState::Idle);
-                protocol::encode_ready_for_query(&mut out, b'I');
-            }
-            tag::SYNC => {
-                skip_to_sync = false;
-                protocol::encode_ready_for_query(&mut out, b'I');
-            }
-            _ if skip_to_sync => {}
-            _ => {
-                skip_to_sync = true;
-                error(&mut out, &ConsoleError::ExtendedProtocol);
-            }
+        let Some(message) = message else {
+            return Ok(());
+        };
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
         }
-        if !out.is_empty() {
-            conn.stream.write_all(&out).await?;
+        // After an extended-protocol error pgwire skips to Sync, as a
+        // server does.
+        let extended = message.is_extended_query();
+        if matches!(
+            message,
+            PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Parse(_)
+        ) {
+            me.count_statement();
+        }
+        let runs = matches!(
+            message,
+            PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Execute(_)
+        );
+        if runs {
+            me.set_state(ClientState::Active);
+        }
+        let result = conn.dispatch(message, &handlers).await;
+        if runs {
+            me.set_state(ClientState::Idle);
+        }
+        match result {
+            Ok(()) => {}
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => {
+                let error = PgWireError::UserError(Box::new(e.error_info()));
+                process_error(&mut conn.socket, error, extended).await?;
+            }
         }
     }
-}
-
-/// The SCRAM exchange. An unknown user runs it to the end against a mock
-/// verifier and fails like a wrong password: no user enumeration.
-async fn authenticate(
-    conn: &mut Conn,
-    user: &str,
-    state: &ProxyState,
-    console: &ConsoleState,
-) -> Result<(), ConsoleError> {
-    let known = state.config.load().admin_users.get(user).cloned();
-    let verifier = known
-        .clone()
-        .unwrap_or_else(|| Verifier::mock(user, &console.mock_secret));
-
-    let mut out = BytesMut::new();
-    wire::auth_sasl(&mut out, scram::MECHANISM);
-    conn.stream.write_all(&out).await?;
-
-    let first = conn.expect_sasl().await?;
-    let (mechanism, client_first) =
-        wire::parse_sasl_initial(&first.bytes).map_err(ConsoleError::Protocol)?;
-    if mechanism != scram::MECHANISM {
-        return Err(ConsoleError::Scram(scram::ScramError::Malformed(
-            "the client chose a mechanism that was not offered",
-        )));
-    }
-    let (server, server_first) =
-        ScramServer::start(verifier, client_first).map_err(ConsoleError::Scram)?;
-    out.clear();
-    wire::auth_sasl_continue(&mut out, &server_first);
-    conn.stream.write_all(&out).await?;
-
-    let last = conn.expect_sasl().await?;
-    let server_final = match server.finish(wire::parse_sasl_response(&last.bytes)) {
-        Ok(v) if known.is_some() => v,
-        Ok(_) | Err(scram::ScramError::Failed) => {
-            return Err(ConsoleError::AuthFailed(user.to_owned()));
-        }
-        Err(e) => return Err(ConsoleError::Scram(e)),
-    };
-    out.clear();
-    wire::auth_sasl_final(&mut out, &server_final);
-    wire::auth_ok(&mut out);
-    conn.stream.write_all(&out).await?;
-    Ok(())
-}
-
-/// Run one command; its result set or its ERROR goes to `out`.
-async fn execute(text: &str, user: &str, state: &ProxyState, out: &mut BytesMut) {
-    let result = match command::parse(text) {
-        Err(unknown) => Err(ConsoleError::UnknownCommand(unknown)),
-        Ok(Command::Empty) => {
-            wire::empty_query_response(out);
-            return;
-        }
-        Ok(Command::ShowMapping) => Ok(report::mapping(&state.config)),
-        Ok(Command::ShowClients) => Ok(report::clients(state)),
-        Ok(Command::ShowStats) => Ok(report::stats(state)),
-        Ok(Command::ShowUnmapped) => Ok(report::unmapped(state)),
-        Ok(Command::ShowVersion) => Ok(report::version()),
-        Ok(Command::Reload) => {
-            // Who reloaded is worth a line: the other triggers log theirs.
-            let r = report::reload(state.config.clone()).await;
-            match &r {
-                Ok(_) => {
-                    tracing::info!(user = %user, generation = state.config.load().generation, "RELOAD from the admin console")
-                }
-                Err(e) => {
-                    tracing::warn!(user = %user, error = %e, "RELOAD from the admin console refused")
-                }
-            }
-            r
-        }
-        Ok(Command::ExplainRewrite { sql, database }) => {
-            report::explain_rewrite(&state.config.load_full(), &sql, database.as_deref())
-        }
-    };
-    match result {
-        Ok(set) => set.encode(out),
-        Err(e) => error(out, &e),
-    }
-}
-
-fn error(out: &mut BytesMut, e: &ConsoleError) {
-    protocol::encode_client_error(out, e);
 }

@@ -7,17 +7,89 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ConsoleError;
-use crate::metrics::StatementOutcome;
-use crate::protocol::console::ResultSet;
-use crate::reload::{ConfigStore, Snapshot};
+use super::command::Command;
 use crate::config::Mode;
 use crate::metrics::Metrics;
+use crate::metrics::StatementOutcome;
 use crate::qualify::{Observer, TextRewrite, qualify};
+use crate::reload::{ConfigStore, Snapshot};
 use crate::rewrite::{Outcome, SessionFacts, rewrite_sql, splice};
 use crate::state::ProxyState;
 
 /// The proxy's version as `SHOW VERSION` and `server_version` report it.
 pub const VERSION: &str = concat!("heal7-proxy ", env!("CARGO_PKG_VERSION"));
+
+/// A whole result set of text columns, as the console answers every
+/// command. Pure: the session turns it into pgwire messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultSet {
+    pub columns: Vec<&'static str>,
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The CommandComplete word; the row count is appended on the wire
+    /// (`SHOW 3`), as Postgres does for `SELECT`.
+    pub tag: &'static str,
+}
+
+impl ResultSet {
+    /// A result set tagged `SHOW`, as PgBouncer's console answers.
+    pub fn show(columns: Vec<&'static str>, rows: Vec<Vec<Option<String>>>) -> ResultSet {
+        ResultSet {
+            columns,
+            rows,
+            tag: "SHOW",
+        }
+    }
+}
+
+const MAPPING_COLUMNS: [&str; 6] = ["database", "schema", "table", "mode", "generation", "note"];
+const CLIENTS_COLUMNS: [&str; 7] = [
+    "address",
+    "user",
+    "database",
+    "application_name",
+    "state",
+    "statements",
+    "since",
+];
+const UNMAPPED_COLUMNS: [&str; 8] = [
+    "database",
+    "user",
+    "application_name",
+    "table",
+    "count",
+    "first_seen",
+    "last_seen",
+    "example",
+];
+const RELOAD_COLUMNS: [&str; 3] = ["result", "generation", "needs_restart"];
+const EXPLAIN_COLUMNS: [&str; 4] = ["item", "name", "offset", "detail"];
+
+fn stats_columns() -> Vec<&'static str> {
+    let mut columns = vec![
+        "database",
+        "clients_connected",
+        "clients_active",
+        "clients_total",
+    ];
+    columns.extend(StatementOutcome::ALL.map(StatementOutcome::as_str));
+    columns
+}
+
+/// The columns `command` answers with, known before it runs: the extended
+/// protocol describes a statement without executing it (RELOAD must not
+/// run on Describe).
+pub fn columns(command: &Command) -> Vec<&'static str> {
+    match command {
+        Command::ShowMapping => MAPPING_COLUMNS.to_vec(),
+        Command::ShowClients => CLIENTS_COLUMNS.to_vec(),
+        Command::ShowStats => stats_columns(),
+        Command::ShowUnmapped => UNMAPPED_COLUMNS.to_vec(),
+        Command::ShowVersion => vec!["version"],
+        Command::Reload => RELOAD_COLUMNS.to_vec(),
+        Command::ExplainRewrite { .. } => EXPLAIN_COLUMNS.to_vec(),
+        Command::Empty => Vec::new(),
+    }
+}
 
 fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
@@ -94,10 +166,7 @@ pub fn mapping(store: &ConfigStore) -> ResultSet {
             )),
         ]);
     }
-    ResultSet::show(
-        vec!["database", "schema", "table", "mode", "generation", "note"],
-        rows,
-    )
+    ResultSet::show(MAPPING_COLUMNS.to_vec(), rows)
 }
 
 /// `SHOW CLIENTS`: every live session, oldest first (console ones too).
@@ -118,18 +187,7 @@ pub fn clients(state: &ProxyState) -> ResultSet {
             ]
         })
         .collect();
-    ResultSet::show(
-        vec![
-            "address",
-            "user",
-            "database",
-            "application_name",
-            "state",
-            "statements",
-            "since",
-        ],
-        rows,
-    )
+    ResultSet::show(CLIENTS_COLUMNS.to_vec(), rows)
 }
 
 /// `SHOW STATS`: one row per client-facing database, then a `*` row with
@@ -176,14 +234,7 @@ pub fn stats(state: &ProxyState) -> ResultSet {
         total.push(load(m.statements(outcome)));
     }
     rows.push(total);
-    let mut columns = vec![
-        "database",
-        "clients_connected",
-        "clients_active",
-        "clients_total",
-    ];
-    columns.extend(StatementOutcome::ALL.map(StatementOutcome::as_str));
-    ResultSet::show(columns, rows)
+    ResultSet::show(stats_columns(), rows)
 }
 
 /// `SHOW UNMAPPED`: the cut-over readiness report.
@@ -205,19 +256,7 @@ pub fn unmapped(state: &ProxyState) -> ResultSet {
             ]
         })
         .collect();
-    ResultSet::show(
-        vec![
-            "database",
-            "user",
-            "application_name",
-            "table",
-            "count",
-            "first_seen",
-            "last_seen",
-            "example",
-        ],
-        rows,
-    )
+    ResultSet::show(UNMAPPED_COLUMNS.to_vec(), rows)
 }
 
 pub fn version() -> ResultSet {
@@ -236,9 +275,9 @@ pub async fn reload(store: Arc<ConfigStore>) -> Result<ResultSet, ConsoleError> 
     };
     let notes = (!report.needs_restart.is_empty()).then(|| report.needs_restart.join("; "));
     Ok(ResultSet {
-        columns: vec!["result", "generation", "needs_restart"],
+        columns: RELOAD_COLUMNS.to_vec(),
         rows: vec![vec![s(result), s(report.generation), notes]],
-        tag: "RELOAD".into(),
+        tag: "RELOAD",
     })
 }
 
@@ -317,11 +356,10 @@ pub fn explain_rewrite(
             name.decision.describe(),
         ));
     }
-    let tag = format!("SELECT {}", rows.len());
     Ok(ResultSet {
-        columns: vec!["item", "name", "offset", "detail"],
+        columns: EXPLAIN_COLUMNS.to_vec(),
         rows,
-        tag,
+        tag: "SELECT",
     })
 }
 
@@ -365,6 +403,34 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn described_columns_are_the_columns_each_command_answers_with() {
+        let config = Config::from_yaml(
+            "databases:\n  heal7:\n    schemas:\n      s: {tables: [t]}\n",
+            "t",
+        )
+        .unwrap();
+        let state = ProxyState::new(config);
+        let snap = state.config.load_full();
+        for (command, answer) in [
+            (Command::ShowMapping, mapping(&state.config)),
+            (Command::ShowClients, clients(&state)),
+            (Command::ShowStats, stats(&state)),
+            (Command::ShowUnmapped, unmapped(&state)),
+            (Command::ShowVersion, version()),
+            (
+                Command::ExplainRewrite {
+                    sql: "SELECT 1".into(),
+                    database: None,
+                },
+                explain_rewrite(&snap, "SELECT 1", None).unwrap(),
+            ),
+        ] {
+            assert_eq!(columns(&command), answer.columns, "{command:?}");
+        }
+        assert_eq!(columns(&Command::Reload), RELOAD_COLUMNS);
+    }
 
     #[test]
     fn utc_formats_known_instants() {

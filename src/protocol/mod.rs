@@ -1,15 +1,16 @@
 //! The pure wire codec: framing of tagged messages, the untyped startup
 //! packets, lazy views of the few messages the proxy acts on, encoders for
-//! the messages it writes itself (the console's in [`console`]), and the
-//! SQLSTATEs it answers with ([`SqlState`], [`ClientFacing`]).
+//! the messages it writes itself, the console's SASL body check ([`sasl`];
+//! pgwire frames the console's other messages), and the SQLSTATEs it
+//! answers with ([`SqlState`], [`ClientFacing`]).
 //!
 //! It owns byte layout only. It knows nothing of sockets, tasks, config or
 //! SQL: callers pass in the buffer and the size cap, and get back frames as
 //! the `Bytes` they arrived in (no copy) or typed views borrowed from them.
 
-pub mod console;
 mod frame;
 mod messages;
+pub mod sasl;
 mod sqlstate;
 mod startup;
 

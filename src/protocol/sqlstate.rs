@@ -25,8 +25,11 @@ pub enum SqlState {
     ConfigFileError,
     /// 3D000 invalid_catalog_name: a database the config does not know.
     InvalidCatalogName,
-    /// 22021 character_not_in_repertoire: a console command not in UTF-8.
-    CharacterNotInRepertoire,
+    /// 26000 invalid_sql_statement_name: Bind or Describe of a statement
+    /// the console never prepared.
+    InvalidStatementName,
+    /// 34000 invalid_cursor_name: Execute or Describe of an unknown portal.
+    InvalidCursorName,
 }
 
 impl SqlState {
@@ -41,7 +44,8 @@ impl SqlState {
             SqlState::SyntaxError => "42601",
             SqlState::ConfigFileError => "F0000",
             SqlState::InvalidCatalogName => "3D000",
-            SqlState::CharacterNotInRepertoire => "22021",
+            SqlState::InvalidStatementName => "26000",
+            SqlState::InvalidCursorName => "34000",
         }
     }
 }

@@ -162,18 +162,67 @@ async fn each_show_command_answers_a_result_set() {
     assert_eq!(row[7], "SELECT * FROM legacy_log");
 }
 
+/// Rows of an extended-protocol query, as text cells like `simple_rows`.
+fn text_rows(rows: &[tokio_postgres::Row]) -> Vec<Vec<Option<String>>> {
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_commands_and_the_extended_protocol_are_errors_the_session_survives() {
+async fn unknown_commands_are_errors_the_extended_protocol_works_the_session_survives() {
     let proxy = start_console_proxy().await;
     let c = admin(proxy.port()).await;
     let e = try_simple_rows(&c, "SHOW POOLS").await.unwrap_err();
     assert_eq!(sqlstate(&e), "42601");
     assert!(e.as_db_error().unwrap().message().contains("SHOW MAPPING"));
 
-    let e = c.query("SHOW VERSION", &[]).await.unwrap_err();
+    // The extended protocol answers the same rows as the simple one.
+    for command in ["SHOW VERSION", "SHOW MAPPING", "show unmapped;"] {
+        let extended = text_rows(&c.query(command, &[]).await.unwrap());
+        assert_eq!(extended, simple_rows(&c, command).await, "{command}");
+    }
+    // Described before it runs: the column names come with Parse/Describe.
+    let statement = c.prepare("SHOW CLIENTS").await.unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "address",
+            "user",
+            "database",
+            "application_name",
+            "state",
+            "statements",
+            "since"
+        ]
+    );
+    assert_eq!(c.query(&statement, &[]).await.unwrap().len(), 1);
+    // An unknown command fails at Parse, like a syntax error in Postgres.
+    let e = c.prepare("SHOW POOLS").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42601");
+    // Console commands take no parameters: a Bind with values is refused.
+    let typed = c
+        .prepare_typed(
+            "EXPLAIN REWRITE SELECT $1",
+            &[tokio_postgres::types::Type::TEXT],
+        )
+        .await
+        .unwrap();
+    let e = c.query(&typed, &[&"x"]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "0A000");
+    assert!(e.as_db_error().unwrap().message().contains("parameters"));
 
     let e = try_simple_rows(&c, "EXPLAIN REWRITE SELECT 1 FOR DATABASE nope")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "3D000");
+    let e = c
+        .query("EXPLAIN REWRITE SELECT 1 FOR DATABASE nope", &[])
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "3D000");
@@ -185,6 +234,27 @@ async fn unknown_commands_and_the_extended_protocol_are_errors_the_session_survi
     );
     // An empty query is answered as Postgres does.
     assert!(simple_rows(&c, ";").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_one_runs_show_version_over_the_extended_protocol() {
+    let proxy = start_console_proxy().await;
+    let c = admin(proxy.port()).await;
+    let row = c.query_one("SHOW VERSION", &[]).await.unwrap();
+    assert_eq!(
+        row.get::<_, String>("version"),
+        format!("heal7-proxy {}", env!("CARGO_PKG_VERSION"))
+    );
+    // The console session counts its statements and is idle between them.
+    let clients = text_rows(&c.query("SHOW CLIENTS", &[]).await.unwrap());
+    let me = rows_with(&clients, 2, "heal7_proxy");
+    assert_eq!(me.len(), 1, "{clients:?}");
+    assert_eq!(cells(&me[0])[4..6], ["active", "2"], "{clients:?}");
+    let clients = simple_rows(&c, "SHOW CLIENTS").await;
+    assert_eq!(
+        cells(&rows_with(&clients, 2, "heal7_proxy")[0])[4..6],
+        ["active", "3"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,133 +574,4 @@ async fn the_hash_password_command_prints_a_verifier_the_console_accepts() {
     assert!(!out.status.success(), "an empty password is refused");
 }
 
-/// A raw-socket console client, for what tokio-postgres cannot show: the
-/// proxy's unsolicited FATAL at shutdown, refusals of odd SASL messages.
-mod raw {
-    use bytes::{BufMut, Bytes, BytesMut};
-    use heal7_proxy::protocol::{ErrorFields, Frame, PROTOCOL_3_0, StartupMessage};
-    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
-    pub struct Raw {
-        pub stream: TcpStream,
-        buf: BytesMut,
-    }
-
-    impl Raw {
-        /// Connect and send the StartupMessage for the console as `user`.
-        pub async fn start(port: u16, user: &str) -> Raw {
-            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            let startup = StartupMessage {
-                version: PROTOCOL_3_0,
-                params: vec![
-                    (
-                        Bytes::from_static(b"user"),
-                        Bytes::copy_from_slice(user.as_bytes()),
-                    ),
-                    (
-                        Bytes::from_static(b"database"),
-                        Bytes::from_static(b"heal7_proxy"),
-                    ),
-                ],
-            };
-            stream.write_all(&startup.encode()).await.unwrap();
-            Raw {
-                stream,
-                buf: BytesMut::new(),
-            }
-        }
-
-        /// The next frame (tag, whole frame); `None` at end of stream.
-        pub async fn frame(&mut self) -> Option<(u8, Bytes)> {
-            loop {
-                if let Some(f) = Frame::decode(&mut self.buf, 1 << 20).unwrap() {
-                    return Some((f.tag, f.bytes));
-                }
-                let read = tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    self.stream.read_buf(&mut self.buf),
-                )
-                .await
-                .expect("an answer within 10 s")
-                .unwrap();
-                if read == 0 {
-                    return None;
-                }
-            }
-        }
-
-        /// The SQLSTATE of the next frame, which must be an ErrorResponse.
-        pub async fn error_code(&mut self) -> String {
-            let (tag, frame) = self.frame().await.expect("an ErrorResponse");
-            assert_eq!(tag, b'E', "{frame:?}");
-            let fields = ErrorFields::parse(&frame).unwrap();
-            String::from_utf8(fields.code().unwrap().to_vec()).unwrap()
-        }
-
-        /// Frame of 'p' carrying `body`.
-        pub async fn send_p(&mut self, body: &[u8]) {
-            let mut out = BytesMut::new();
-            out.put_u8(b'p');
-            out.put_i32(4 + body.len() as i32);
-            out.extend_from_slice(body);
-            self.stream.write_all(&out).await.unwrap();
-        }
-
-        pub async fn send_initial(&mut self, client_first: &[u8]) {
-            let mut body = b"SCRAM-SHA-256\0".to_vec();
-            body.extend_from_slice(&(client_first.len() as i32).to_be_bytes());
-            body.extend_from_slice(client_first);
-            self.send_p(&body).await;
-        }
-
-        /// Log in with SCRAM and read up to the first ReadyForQuery.
-        pub async fn login(&mut self, password: &str) {
-            assert_eq!(self.frame().await.unwrap().0, b'R'); // AuthenticationSASL
-            let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-            self.send_initial(scram.message()).await;
-            let (_, cont) = self.frame().await.unwrap();
-            scram.update(&cont[9..]).unwrap();
-            self.send_p(scram.message()).await;
-            let (_, last) = self.frame().await.unwrap();
-            scram.finish(&last[9..]).unwrap();
-            while self.frame().await.unwrap().0 != b'Z' {}
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_console_session_is_told_57p01_at_shutdown() {
-    let proxy = start_console_proxy().await;
-    let mut c = raw::Raw::start(proxy.port(), ADMIN).await;
-    c.login(ADMIN_PASSWORD).await;
-    proxy.shutdown.cancel();
-    assert_eq!(c.error_code().await, "57P01");
-    assert!(c.frame().await.is_none(), "then the proxy closes");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn odd_sasl_messages_are_refused_before_any_password_check() {
-    let proxy = start_console_proxy().await;
-    // Channel binding is not offered: a client that insists is refused.
-    let mut c = raw::Raw::start(proxy.port(), ADMIN).await;
-    assert_eq!(c.frame().await.unwrap().0, b'R');
-    c.send_initial(b"p=tls-server-end-point,,n=,r=abcdef").await;
-    assert_eq!(c.error_code().await, "08P01");
-
-    // A query before logging in is a protocol violation, not a way in.
-    let mut c = raw::Raw::start(proxy.port(), ADMIN).await;
-    assert_eq!(c.frame().await.unwrap().0, b'R');
-    c.stream
-        .write_all(b"Q\0\0\0\x11SHOW VERSION\0")
-        .await
-        .unwrap();
-    assert_eq!(c.error_code().await, "08P01");
-
-    // A SASL message over the pre-login cap is refused from its header.
-    let mut c = raw::Raw::start(proxy.port(), ADMIN).await;
-    assert_eq!(c.frame().await.unwrap().0, b'R');
-    c.stream.write_all(b"p\0\x10\0\0").await.unwrap();
-    assert_eq!(c.error_code().await, "08P01");
-}
+mod raw;
