@@ -10,11 +10,13 @@ use clap::Parser;
 use heal7_proxy::cli::{Cli, Command};
 use heal7_proxy::commands;
 use heal7_proxy::config::Config;
+use heal7_proxy::http;
 use heal7_proxy::reload::{self, ConfigStore};
 use heal7_proxy::rewrite::{EncodingClass, SessionFacts};
 use heal7_proxy::server;
 use heal7_proxy::state::ProxyState;
 use heal7_proxy::workers::Workers;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -38,16 +40,56 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
-            // Load and validate before binding anything.
+            // 1. Load and validate before binding anything.
             let store = Arc::new(ConfigStore::from_file(&config)?);
             let threads = worker_threads(&store.load().config)?;
-            // The accepting runtime is one of the event loops; the others
-            // get a thread each.
+            // 2. Runtimes. The accepting one is also a session event loop,
+            // the others get a thread each; the admin plane (HTTP endpoint,
+            // reload triggers) gets its own, so a reload's file read and
+            // parse or a slow scrape never delays a session.
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let admin_runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let workers = Workers::spawn(threads - 1)?;
-            runtime.block_on(serve(store, workers))?;
+            // 3. Bind, each listener on the runtime that serves it.
+            let snapshot = store.load_full();
+            let listener = runtime
+                .block_on(TcpListener::bind(&snapshot.start.listen))
+                .with_context(|| format!("cannot listen on {}", snapshot.start.listen))?;
+            let admin = match &snapshot.start.admin_listen {
+                Some(addr) => Some(
+                    admin_runtime
+                        .block_on(TcpListener::bind(addr))
+                        .with_context(|| format!("cannot listen on {addr} (proxy.admin_listen)"))?,
+                ),
+                None => None,
+            };
+            tracing::info!(
+                listen = %listener.local_addr()?,
+                admin = ?admin.as_ref().and_then(|a| a.local_addr().ok()),
+                config = %snapshot.source,
+                databases = snapshot.databases.len(),
+                worker_threads = workers.len(),
+                "heal7-proxy listening"
+            );
+            // Held for the process's life it would keep the first maps (and
+            // their caches) alive after every reload.
+            drop(snapshot);
+            // 4. Serve until a stop signal, then stop the admin plane too.
+            let mut state = ProxyState::with_store(store);
+            state.workers = workers;
+            let shutdown = CancellationToken::new();
+            let admin_plane =
+                spawn_admin_plane(admin_runtime, admin, state.clone(), shutdown.clone())?;
+            let served = runtime.block_on(serve(listener, state, shutdown.clone()));
+            shutdown.cancel();
+            if admin_plane.join().is_err() {
+                tracing::error!("the admin thread panicked");
+            }
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rewrite {
@@ -92,54 +134,54 @@ fn worker_threads(config: &Config) -> anyhow::Result<usize> {
     Ok(n.max(1))
 }
 
-async fn serve(store: Arc<ConfigStore>, workers: Workers) -> anyhow::Result<()> {
-    let config = store.load_full();
-    let listener = tokio::net::TcpListener::bind(&config.start.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.start.listen))?;
-    let admin = match &config.start.admin_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (proxy.admin_listen)"))?,
-        ),
-        None => None,
-    };
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        admin = ?admin.as_ref().and_then(|a| a.local_addr().ok()),
-        config = %config.source,
-        databases = config.databases.len(),
-        worker_threads = workers.len(),
-        "heal7-proxy listening"
-    );
-    let shutdown = CancellationToken::new();
+/// Accept and serve clients until SIGINT or SIGTERM.
+async fn serve(
+    listener: TcpListener,
+    state: ProxyState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_stop_signal().await;
         tracing::info!("shutting down");
         signal.cancel();
     });
-    tokio::spawn(reload::reload_on_sighup(store.clone(), shutdown.clone()));
-    let (watch_store, watch_shutdown) = (store.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        if let Err(e) =
-            reload::reload_on_file_change(watch_store, FILE_WATCH_DEBOUNCE, watch_shutdown).await
-        {
-            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
-        }
-    });
-    let mut state = ProxyState::with_store(store.clone());
-    state.workers = workers;
-    if let Some(admin) = admin {
-        tokio::spawn(heal7_proxy::http::run(
-            admin,
-            state.clone(),
-            shutdown.clone(),
-        ));
-    }
     server::run(listener, state, shutdown).await?;
     Ok(())
+}
+
+/// The admin plane on its own thread (`heal7-admin`) and current-thread
+/// runtime: the HTTP endpoint and the reload triggers (SIGHUP, file
+/// watch). None of it runs on an event loop that carries sessions; it
+/// stops when `shutdown` is cancelled.
+fn spawn_admin_plane(
+    runtime: tokio::runtime::Runtime,
+    admin: Option<TcpListener>,
+    state: ProxyState,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("heal7-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let store = state.config.clone();
+                let sighup = reload::reload_on_sighup(store.clone(), shutdown.clone());
+                let watch = async {
+                    if let Err(e) =
+                        reload::reload_on_file_change(store, FILE_WATCH_DEBOUNCE, shutdown.clone())
+                            .await
+                    {
+                        tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
+                    }
+                };
+                let endpoint = async {
+                    if let Some(admin) = admin {
+                        http::run(admin, state, shutdown.clone()).await;
+                    }
+                };
+                tokio::join!(sighup, watch, endpoint);
+            })
+        })
 }
 
 /// An editor's save is several file events; wait this long for quiet.

@@ -1,35 +1,55 @@
 //! The admin HTTP endpoint (`proxy.admin_listen`, loopback by default):
 //! `GET /metrics` (Prometheus text), `GET /healthz`, `GET /readyz`,
-//! `GET /mapping` (JSON), `POST /reload`.
+//! `GET /mapping` and `GET /unmapped` (JSON), `POST /reload`.
 //!
-//! A deliberately small HTTP/1.1 server: one request per connection, no
-//! bodies read, bounded header size. It never touches a client session.
+//! HTTP/1.1 on hyper: one request per connection (`connection: close`), no
+//! request bodies read, request head bounded (431 past it), a deadline on
+//! each connection. It reads the shared state and never touches a client
+//! session. What the routes show lives in [`prometheus`] and [`views`]; this
+//! file only serves them.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod prometheus;
+mod views;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::ObjectKind;
-use crate::metrics::{BUCKET_BOUNDS_US, Histogram, StatementOutcome};
-use crate::rewrite::{CacheStats, Decision, FallbackCause};
+use crate::reload::reload_off_loop;
 use crate::state::ProxyState;
 
-/// Requests larger than this are refused (only a request line and headers).
+pub use prometheus::render_metrics;
+
+/// Bytes of request line and headers hyper buffers before answering 431
+/// (hyper's smallest allowed buffer, the bound the hand-parsed server had).
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// How long a client may take to send its request head, and the deadline
+/// for a whole connection (a client that does not read its answer).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the admin endpoint reads: the proxy's shared state.
 pub type AdminState = ProxyState;
 
-/// Serve admin requests until `shutdown`.
+/// Serve admin requests until `shutdown`, then let requests in flight
+/// finish (each is bounded by [`REQUEST_TIMEOUT`]).
 pub async fn run(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
+    let connections = TaskTracker::new();
     loop {
         let (stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -39,546 +59,204 @@ pub async fn run(listener: TcpListener, state: AdminState, shutdown: Cancellatio
                 }
             },
         };
-        let state = state.clone();
-        tokio::spawn(async move {
-            if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, &state)).await {
-                tracing::debug!(error = %e, "admin request timed out");
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        connections.spawn(async move {
+            if tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, state, shutdown))
+                .await
+                .is_err()
+            {
+                tracing::debug!("admin request timed out");
             }
         });
     }
+    connections.close();
+    connections.wait().await;
 }
 
-async fn serve(mut stream: TcpStream, state: &AdminState) {
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            break;
+/// One connection: one request, one answer, then close.
+async fn serve(stream: TcpStream, state: AdminState, shutdown: CancellationToken) {
+    let service = hyper::service::service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(answer(&request, &state).await) }
+    });
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .keep_alive(false)
+        .max_buf_size(MAX_REQUEST_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_TIMEOUT)
+        // The hand-parsed server sent no Date; answers stay as they were.
+        .auto_date_header(false);
+    let connection = http1.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        r = connection.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            // Finish the request in progress, take no other.
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
-        if buf.len() > MAX_REQUEST_BYTES {
-            let _ = respond(&mut stream, 431, "text/plain", "request too large\n").await;
-            return;
-        }
-        let mut chunk = [0u8; 1024];
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "admin connection failed");
     }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, content_type, body) = route(method, path, state).await;
-    let _ = respond(&mut stream, status, content_type, &body).await;
 }
 
-async fn route(method: &str, path: &str, state: &AdminState) -> (u16, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    const JSON: &str = "application/json";
-    match (method, path) {
-        ("GET", "/metrics") => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            render_metrics(state),
-        ),
-        ("GET", "/healthz") => (200, TEXT, "ok\n".into()),
-        ("GET", "/readyz") => readyz(state).await,
-        ("GET", "/mapping") => (200, JSON, mapping_json(state)),
-        ("GET", "/unmapped") => (200, JSON, unmapped_json(state)),
-        ("POST", "/reload") => match state.config.reload() {
-            Ok(report) => (
-                200,
-                JSON,
-                serde_json::json!({
-                    "result": "ok",
-                    "generation": report.generation,
-                    "unchanged": report.unchanged,
-                    "needs_restart": report.needs_restart,
-                })
-                .to_string(),
-            ),
-            Err(e) => (
-                422,
-                JSON,
-                serde_json::json!({
-                    "result": "refused",
-                    "generation": state.config.load().generation,
-                    "error": e.to_string(),
-                })
-                .to_string(),
-            ),
-        },
+/// The answer to one request: routes by method and path (the query string
+/// is ignored); 405 for a known path with another method, else 404.
+async fn answer(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => (200, PROMETHEUS, render_metrics(state)),
+        (&Method::GET, "/healthz") => (200, TEXT, "ok\n".into()),
+        (&Method::GET, "/readyz") => {
+            let (status, body) = views::readyz(state).await;
+            (status, TEXT, body)
+        }
+        (&Method::GET, "/mapping") => (200, JSON, views::mapping_json(state)),
+        (&Method::GET, "/unmapped") => (200, JSON, views::unmapped_json(state)),
+        (&Method::POST, "/reload") => {
+            let (status, body) = views::reload_answer(state, reload_off_loop(&state.config).await);
+            (status, JSON, body)
+        }
         (_, "/metrics" | "/healthz" | "/readyz" | "/mapping" | "/unmapped" | "/reload") => {
             (405, TEXT, "method not allowed\n".into())
         }
         _ => (404, TEXT, "not found\n".into()),
-    }
-}
-
-async fn readyz(state: &AdminState) -> (u16, &'static str, String) {
-    let snapshot = state.config.load_full();
-    let mut body = String::new();
-    let mut ready = true;
-    for db in &snapshot.databases {
-        let addr = format!("{}:{}", db.host, db.port);
-        let result =
-            tokio::time::timeout(snapshot.connect_timeout, TcpStream::connect(&addr)).await;
-        let status = match result {
-            Ok(Ok(_)) => "ok".to_owned(),
-            Ok(Err(e)) => {
-                ready = false;
-                format!("unreachable: {e}")
-            }
-            Err(_) => {
-                ready = false;
-                "unreachable: connect timed out".to_owned()
-            }
-        };
-        let _ = writeln!(body, "{} {addr}: {status}", db.name);
-    }
-    (
-        if ready { 200 } else { 503 },
-        "text/plain; charset=utf-8",
-        body,
-    )
-}
-
-fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-fn mapping_json(state: &AdminState) -> String {
-    let snapshot = state.config.load_full();
-    let databases: Vec<_> = snapshot
-        .databases
-        .iter()
-        .map(|db| {
-            serde_json::json!({
-                "name": db.name,
-                "upstream": format!("{}:{}", db.host, db.port),
-                "database": db.database,
-                "mode": db.mode.as_str(),
-                // schema -> tables, as before the other kinds existed.
-                "schemas": db.schemas.iter().map(|s| (s.name.clone(), serde_json::json!(s.tables))).collect::<serde_json::Map<_, _>>(),
-                // schema -> kind -> names, every kind (`public` included).
-                "objects": db.schemas.iter().map(|s| {
-                    let kinds = ObjectKind::ALL
-                        .into_iter()
-                        .filter(|k| !s.names(*k).is_empty())
-                        .map(|k| (k.key().to_owned(), serde_json::json!(s.names(k))))
-                        .collect::<serde_json::Map<_, _>>();
-                    (s.name.clone(), serde_json::Value::Object(kinds))
-                }).collect::<serde_json::Map<_, _>>(),
-                "search_path": db.session_search_path(&db.name),
-                "public_qualified": db.public_qualified.as_str(),
-                "create_schema": db.create_schema,
-                "aliases": db.aliases.iter().map(|a| (a.name.clone(), serde_json::json!({
-                    "default_schema": a.default_schema,
-                    "search_path": db.session_search_path(&a.name),
-                    "create_schema": a.create_schema,
-                }))).collect::<serde_json::Map<_, _>>(),
-            })
-        })
-        .collect();
-    let last_error = state
-        .config
-        .last_error()
-        .map(|f| serde_json::json!({"message": f.message, "at_unix": unix_seconds(f.at)}));
-    serde_json::json!({
-        "generation": snapshot.generation,
-        "source": snapshot.source,
-        "loaded_at_unix": unix_seconds(snapshot.loaded_at),
-        "on_parse_error": format!("{:?}", snapshot.on_parse_error).to_lowercase(),
-        "databases": databases,
-        "last_reload_error": last_error,
-    })
-    .to_string()
-}
-
-fn unmapped_json(state: &AdminState) -> String {
-    let rows: Vec<_> = state
-        .unmapped
-        .rows()
-        .into_iter()
-        .map(|(k, v)| {
-            serde_json::json!({
-                "database": k.database,
-                "user": k.user,
-                "application_name": k.application_name,
-                "table": k.table,
-                "count": v.count,
-                "first_seen_unix": unix_seconds(v.first_seen),
-                "last_seen_unix": unix_seconds(v.last_seen),
-                "example": v.example,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "unmapped": rows,
-        "dropped": state.unmapped.dropped.load(Ordering::Relaxed),
-    })
-    .to_string()
-}
-
-/// One `key="label"` sample per counter of a family indexed by label.
-fn labelled(key: &str, labels: &[&str], counters: &[AtomicU64]) -> Vec<(String, u64)> {
-    labels
-        .iter()
-        .zip(counters)
-        .map(|(label, n)| (format!("{key}=\"{label}\""), n.load(Ordering::Relaxed)))
-        .collect()
-}
-
-fn samples(labelled: &[(String, u64)]) -> Vec<(&str, u64)> {
-    labelled.iter().map(|(l, n)| (l.as_str(), *n)).collect()
-}
-
-/// Prometheus text exposition of every counter.
-pub fn render_metrics(state: &AdminState) -> String {
-    let m = &state.metrics;
-    let mut out = String::with_capacity(4096);
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            if labels.is_empty() {
-                let _ = writeln!(out, "{name} {value}");
-            } else {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        }
     };
-    metric(
-        "heal7_proxy_client_connections_active",
-        "gauge",
-        "Client connections open now.",
-        &[("", get(&m.clients_active))],
-    );
-    metric(
-        "heal7_proxy_client_connections_total",
-        "counter",
-        "Client connections accepted.",
-        &[("", get(&m.clients_total))],
-    );
-    let loops: Vec<(String, u64)> = state
-        .workers
-        .sessions()
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| (format!("worker=\"{i}\""), n as u64))
-        .collect();
-    let loops: Vec<(&str, u64)> = loops.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    metric(
-        "heal7_proxy_worker_sessions",
-        "gauge",
-        "Sessions (client connections past accept) on each event loop; worker 0 also accepts.",
-        &loops,
-    );
-    // Dry runs are exported per database only.
-    let outcomes: Vec<(String, u64)> = StatementOutcome::ALL
-        .into_iter()
-        .filter(|&o| o != StatementOutcome::DryRun)
-        .map(|o| (format!("outcome=\"{}\"", o.as_str()), get(m.statements(o))))
-        .collect();
-    metric(
-        "heal7_proxy_statements_total",
-        "counter",
-        "Query and Parse texts by what the rewriter did.",
-        &samples(&outcomes),
-    );
-    let decisions = labelled("decision", &Decision::LABELS, &m.names_by_decision);
-    metric(
-        "heal7_proxy_names_total",
-        "counter",
-        "Names in table and created-object positions of parsed statements, by what the proxy decided: qualified by the map or the fallback parser, public. replaced, created in the create schema, left bare for a temporary relation, or left to the search_path.",
-        &samples(&decisions),
-    );
-    let causes = labelled("cause", &FallbackCause::LABELS, &m.fallbacks);
-    metric(
-        "heal7_proxy_fallbacks_total",
-        "counter",
-        "Statements read with PostgreSQL's grammar (libpg_query) because sqlparser could not parse them, parsed them into a form the walk does not read, left a name unplaced, or missed a mapped name the keyword cross-check saw.",
-        &samples(&causes),
-    );
-    metric(
-        "heal7_proxy_statements_non_utf8_total",
-        "counter",
-        "Query and Parse texts that were not valid UTF-8 (never altered byte-wise except for inserted schemas).",
-        &[("", get(&m.statements_non_utf8))],
-    );
-    metric(
-        "heal7_proxy_upstream_connect_failures_total",
-        "counter",
-        "Failed connections to an upstream server.",
-        &[("", get(&m.upstream_connect_failures))],
-    );
-    metric(
-        "heal7_proxy_frames_rejected_total",
-        "counter",
-        "Frames refused for a length under 4 or over max_message_size.",
-        &[("", get(&m.frames_rejected))],
-    );
-    metric(
-        "heal7_proxy_cancel_requests_total",
-        "counter",
-        "Cancel requests by result.",
-        &[
-            ("result=\"forwarded\"", get(&m.cancels_forwarded)),
-            ("result=\"unknown_key\"", get(&m.cancels_unknown)),
-        ],
-    );
-    metric(
-        "heal7_proxy_error_positions_corrected_total",
-        "counter",
-        "Server error positions moved back to the client's text.",
-        &[("", get(&m.error_positions_corrected))],
-    );
-    metric(
-        "heal7_proxy_reloads_total",
-        "counter",
-        "Config reloads by result.",
-        &[
-            ("result=\"ok\"", get(&state.config.reloads_ok)),
-            ("result=\"refused\"", get(&state.config.reloads_failed)),
-        ],
-    );
-    metric(
-        "heal7_proxy_config_generation",
-        "gauge",
-        "Generation of the mapping in force (1 at start, +1 per reload).",
-        &[("", state.config.load().generation)],
-    );
-
-    let databases = m.databases();
-    let mut per_db =
-        |name: &str,
-         kind: &str,
-         help: &str,
-         value: &dyn Fn(&crate::metrics::DatabaseMetrics) -> Vec<(String, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (db, counters) in &databases {
-                for (labels, v) in value(counters) {
-                    let sep = if labels.is_empty() { "" } else { "," };
-                    let _ = writeln!(
-                        out,
-                        "{name}{{database=\"{}\"{sep}{labels}}} {v}",
-                        escape_label(db)
-                    );
-                }
-            }
-        };
-    per_db(
-        "heal7_proxy_database_client_connections_active",
-        "gauge",
-        "Client connections open now, per database name clients used.",
-        &|d| vec![(String::new(), d.clients_active.load(Ordering::Relaxed))],
-    );
-    per_db(
-        "heal7_proxy_database_client_connections_total",
-        "counter",
-        "Client connections accepted, per database name clients used.",
-        &|d| vec![(String::new(), d.clients_total.load(Ordering::Relaxed))],
-    );
-    per_db(
-        "heal7_proxy_database_statements_total",
-        "counter",
-        "Query and Parse texts per database by what the proxy did.",
-        &|d| {
-            StatementOutcome::ALL
-                .iter()
-                .zip(&d.statements)
-                .map(|(o, c)| {
-                    (
-                        format!("outcome=\"{}\"", o.as_str()),
-                        c.load(Ordering::Relaxed),
-                    )
-                })
-                .collect()
-        },
-    );
-
-    let schemas = m.schemas();
-    let _ = writeln!(
-        out,
-        "# HELP heal7_proxy_tables_qualified_total Table names qualified, per schema."
-    );
-    let _ = writeln!(out, "# TYPE heal7_proxy_tables_qualified_total counter");
-    for (schema, c) in &schemas {
-        let _ = writeln!(
-            out,
-            "heal7_proxy_tables_qualified_total{{schema=\"{}\"}} {}",
-            escape_label(schema),
-            c.tables_qualified.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP heal7_proxy_schema_statement_results_total Statements that touched a schema, by the server's answer."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE heal7_proxy_schema_statement_results_total counter"
-    );
-    for (schema, c) in &schemas {
-        for (result, v) in [("ok", &c.results_ok), ("error", &c.results_error)] {
-            let _ = writeln!(
-                out,
-                "heal7_proxy_schema_statement_results_total{{schema=\"{}\",result=\"{result}\"}} {}",
-                escape_label(schema),
-                v.load(Ordering::Relaxed)
-            );
-        }
-    }
-    rewrite_cache(&mut out, state);
-    histogram(
-        &mut out,
-        "heal7_proxy_rewrite_seconds",
-        "Time the rewriter spent per statement text it examined.",
-        &m.rewrite_seconds,
-    );
-    histogram(
-        &mut out,
-        "heal7_proxy_statement_seconds",
-        "Client request to the server's ReadyForQuery, per Query or extended-protocol batch.",
-        &m.statement_seconds,
-    );
-    out
-}
-
-/// Each database's rewrite cache. A reload builds new maps with empty
-/// caches, so these counters restart then (Prometheus' rate() handles it).
-fn rewrite_cache(out: &mut String, state: &AdminState) {
-    type Values = fn(&CacheStats) -> Vec<(&'static str, u64)>;
-    let snapshot = state.config.load_full();
-    let stats: Vec<_> = snapshot
-        .databases
-        .iter()
-        .map(|db| (escape_label(&db.name), db.map.cache_stats()))
-        .collect();
-    let families: [(&str, &str, &str, Values); 4] = [
-        (
-            "heal7_proxy_rewrite_cache_hits_total",
-            "counter",
-            "Rewrites answered from the cache, by key kind (since the last reload).",
-            |c| {
-                vec![
-                    ("kind=\"text\"", c.text_hits),
-                    ("kind=\"shape\"", c.shape_hits),
-                ]
-            },
-        ),
-        (
-            "heal7_proxy_rewrite_cache_misses_total",
-            "counter",
-            "Rewrites the cache could not answer (since the last reload).",
-            |c| vec![("", c.misses)],
-        ),
-        (
-            "heal7_proxy_rewrite_cache_bytes",
-            "gauge",
-            "Bytes the rewrite cache holds now (bounded by rewrite_cache_bytes).",
-            |c| vec![("", c.bytes as u64)],
-        ),
-        (
-            "heal7_proxy_rewrite_cache_entries",
-            "gauge",
-            "Entries in the rewrite cache now.",
-            |c| vec![("", c.entries as u64)],
-        ),
-    ];
-    for (name, kind, help, values) in families {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (db, c) in &stats {
-            for (labels, v) in values(c) {
-                let sep = if labels.is_empty() { "" } else { "," };
-                let _ = writeln!(out, "{name}{{database=\"{db}\"{sep}{labels}}} {v}");
-            }
-        }
-    }
-}
-
-fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
-    let (cumulative, sum) = h.snapshot();
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} histogram");
-    for (bound, count) in BUCKET_BOUNDS_US.iter().zip(&cumulative) {
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"{}\"}} {count}",
-            *bound as f64 / 1e6
-        );
-    }
-    let total = cumulative.last().copied().unwrap_or(0);
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-    let _ = writeln!(out, "{name}_sum {sum}");
-    let _ = writeln!(out, "{name}_count {total}");
-}
-
-/// Prometheus label values escape backslash, quote and newline.
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: u16,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        422 => "Unprocessable Entity",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).expect("the routes answer valid status codes");
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn mapping_shows_every_kind_and_the_search_paths() {
+    /// An admin endpoint on port 0 over a one-database config.
+    async fn start() -> (
+        std::net::SocketAddr,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
         let config = Config::from_yaml(
-            "databases:\n  heal7:\n    schemas:\n      s: {tables: [t], views: [v], functions: [f]}\n      \
-             public: {tables: [legacy]}\n    aliases:\n      old: {default_schema: s}\n",
+            "databases:\n  heal7:\n    schemas: {s: {tables: [t]}}\n",
             "t",
         )
         .unwrap();
-        let json: serde_json::Value =
-            serde_json::from_str(&mapping_json(&ProxyState::new(config))).unwrap();
-        let db = &json["databases"][0];
-        assert_eq!(db["schemas"]["s"], serde_json::json!(["t"]));
-        assert_eq!(
-            db["objects"]["s"],
-            serde_json::json!({"tables": ["t"], "views": ["v"], "functions": ["f"]})
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(run(listener, ProxyState::new(config), shutdown.clone()));
+        (addr, shutdown, server)
+    }
+
+    /// Send `request` as is and read the answer until the server closes.
+    async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+            .await
+            .expect("the server closes after one answer")
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn status(response: &str) -> &str {
+        &response[9..12]
+    }
+
+    #[tokio::test]
+    async fn routes_answer_with_status_type_and_close() {
+        let (addr, shutdown, server) = start().await;
+        let ok = exchange(addr, b"GET /healthz?x=1 HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        let head = ok.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: text/plain; charset=utf-8\r\n"),
+            "{ok}"
         );
-        assert_eq!(
-            db["objects"]["public"],
-            serde_json::json!({"tables": ["legacy"]})
+        assert!(head.contains("content-length: 3\r\n"), "{ok}");
+        assert!(head.contains("connection: close\r\n"), "{ok}");
+        assert!(ok.ends_with("\r\n\r\nok\n"), "{ok}");
+
+        let metrics = exchange(addr, b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert_eq!(status(&metrics), "200", "{metrics}");
+        assert!(
+            metrics
+                .to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4; charset=utf-8\r\n")
         );
-        assert_eq!(db["search_path"], "s, public");
-        assert_eq!(db["create_schema"], "public");
-        assert_eq!(db["public_qualified"], "rewrite");
-        assert_eq!(db["aliases"]["old"]["search_path"], "s, public");
-        assert_eq!(db["aliases"]["old"]["create_schema"], "s");
+        assert!(
+            metrics.contains("\nheal7_proxy_config_generation 1\n"),
+            "{metrics}"
+        );
+
+        let mapping = exchange(addr, b"GET /mapping HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert_eq!(status(&mapping), "200", "{mapping}");
+        assert!(
+            mapping
+                .to_ascii_lowercase()
+                .contains("content-type: application/json\r\n")
+        );
+
+        // A config built in memory cannot be reloaded: refused, as JSON.
+        let reload = exchange(addr, b"POST /reload HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert_eq!(status(&reload), "422", "{reload}");
+        assert!(reload.contains("\"result\":\"refused\""), "{reload}");
+
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404_and_wrong_method_405() {
+        let (addr, shutdown, server) = start().await;
+        let missing = exchange(addr, b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert_eq!(status(&missing), "404", "{missing}");
+        assert!(missing.ends_with("\r\n\r\nnot found\n"), "{missing}");
+        let wrong = exchange(addr, b"POST /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert_eq!(status(&wrong), "405", "{wrong}");
+        assert!(wrong.ends_with("\r\n\r\nmethod not allowed\n"), "{wrong}");
+        let wrong = exchange(addr, b"GET /reload HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert_eq!(status(&wrong), "405", "{wrong}");
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn headers_past_the_bound_are_431() {
+        let (addr, shutdown, server) = start().await;
+        let big = format!(
+            "GET /metrics HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\n\r\n",
+            "a".repeat(MAX_REQUEST_BYTES + 1024)
+        );
+        let refused = exchange(addr, big.as_bytes()).await;
+        assert_eq!(status(&refused), "431", "{refused}");
+        // Just under the bound is served.
+        let fits = format!(
+            "GET /healthz HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\n\r\n",
+            "a".repeat(MAX_REQUEST_BYTES - 1024)
+        );
+        assert_eq!(status(&exchange(addr, fits.as_bytes()).await), "200");
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_accepting() {
+        let (addr, shutdown, server) = start().await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("run returns on shutdown")
+            .unwrap();
+        assert!(TcpStream::connect(addr).await.is_err());
     }
 }

@@ -1,25 +1,15 @@
-//! The live configuration and its hot reload.
-//!
-//! Order of a reload, as in PgDog's `databases.rs`:
-//! 1. read and fully validate the new file (nothing changes on error);
-//! 2. keep the settings that cannot change live (the listen address) at their
-//!    old values, and say so;
-//! 3. swap in the new snapshot with a generation one higher;
-//! 4. record the outcome (counters, last error) for the admin endpoints.
-//!
-//! Sessions load one snapshot per statement (per transaction inside one), so
-//! no statement ever sees two mappings. Triggers (file watch, SIGHUP, admin)
-//! all call [`ConfigStore::reload`].
+//! The live config store: one validated [`Snapshot`] behind an `ArcSwap`,
+//! a generation, and the record of the last reload. It knows nothing of what
+//! triggers a reload (see `triggers`).
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, Guard};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 
@@ -196,95 +186,6 @@ impl ConfigStore {
             unchanged: false,
             needs_restart,
         })
-    }
-}
-
-/// Reload on SIGHUP until `shutdown`.
-pub async fn reload_on_sighup(store: Arc<ConfigStore>, shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            got = hup.recv() => {
-                if got.is_none() { return; }
-                tracing::info!("SIGHUP: reloading config");
-                let _ = store.reload();
-            }
-        }
-    }
-}
-
-/// Whether a watch event can mean new content. Opening, reading and closing
-/// the file unwritten (the proxy's own read during a reload, a `cat`) and
-/// metadata changes (atime, chown, chmod) cannot: reacting to them made
-/// every reload trigger the next one, every 200 ms, forever.
-fn may_change_content(kind: &notify::EventKind) -> bool {
-    use notify::EventKind;
-    use notify::event::{AccessKind, AccessMode, ModifyKind};
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        _ => true,
-    }
-}
-
-/// Reload when the config file changes on disk, debounced by `debounce`.
-///
-/// The directory is watched rather than the file, so editors that save by
-/// writing a new file and renaming it over the old one are seen too.
-pub async fn reload_on_file_change(
-    store: Arc<ConfigStore>,
-    debounce: Duration,
-    shutdown: CancellationToken,
-) -> Result<(), notify::Error> {
-    use notify::{RecursiveMode, Watcher};
-    let Some(path) = store.path().map(Path::to_owned) else {
-        return Ok(());
-    };
-    let path = std::path::absolute(&path).unwrap_or(path);
-    let dir = path
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_else(|| ".".into());
-    let file_name = path.file_name().map(|n| n.to_owned());
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && may_change_content(&event.kind)
-            && event
-                .paths
-                .iter()
-                .any(|p| p.file_name() == file_name.as_deref())
-        {
-            let _ = tx.send(());
-        }
-    })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            got = rx.recv() => {
-                if got.is_none() { return Ok(()); }
-                // Debounce: an editor's save is several events; wait until
-                // they stop, then read the file once.
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(debounce) => break,
-                        more = rx.recv() => if more.is_none() { return Ok(()); },
-                    }
-                }
-                tracing::info!(file = %path.display(), "config file changed: reloading");
-                let _ = store.reload();
-            }
-        }
     }
 }
 

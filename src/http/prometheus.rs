@@ -1,0 +1,315 @@
+//! The Prometheus text exposition of the proxy's counters (`GET /metrics`).
+//! Metric names, labels and HELP texts are an interface: dashboards and
+//! alerts read them.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::metrics::{BUCKET_BOUNDS_US, Histogram, StatementOutcome};
+use crate::rewrite::{CacheStats, Decision, FallbackCause};
+
+use super::AdminState;
+
+/// One `key="label"` sample per counter of a family indexed by label.
+fn labelled(key: &str, labels: &[&str], counters: &[AtomicU64]) -> Vec<(String, u64)> {
+    labels
+        .iter()
+        .zip(counters)
+        .map(|(label, n)| (format!("{key}=\"{label}\""), n.load(Ordering::Relaxed)))
+        .collect()
+}
+
+fn samples(labelled: &[(String, u64)]) -> Vec<(&str, u64)> {
+    labelled.iter().map(|(l, n)| (l.as_str(), *n)).collect()
+}
+
+/// Prometheus text exposition of every counter.
+pub fn render_metrics(state: &AdminState) -> String {
+    let m = &state.metrics;
+    let mut out = String::with_capacity(4096);
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        }
+    };
+    metric(
+        "heal7_proxy_client_connections_active",
+        "gauge",
+        "Client connections open now.",
+        &[("", get(&m.clients_active))],
+    );
+    metric(
+        "heal7_proxy_client_connections_total",
+        "counter",
+        "Client connections accepted.",
+        &[("", get(&m.clients_total))],
+    );
+    let loops: Vec<(String, u64)> = state
+        .workers
+        .sessions()
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (format!("worker=\"{i}\""), n as u64))
+        .collect();
+    let loops: Vec<(&str, u64)> = loops.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        "heal7_proxy_worker_sessions",
+        "gauge",
+        "Sessions (client connections past accept) on each event loop; worker 0 also accepts.",
+        &loops,
+    );
+    // Dry runs are exported per database only.
+    let outcomes: Vec<(String, u64)> = StatementOutcome::ALL
+        .into_iter()
+        .filter(|&o| o != StatementOutcome::DryRun)
+        .map(|o| (format!("outcome=\"{}\"", o.as_str()), get(m.statements(o))))
+        .collect();
+    metric(
+        "heal7_proxy_statements_total",
+        "counter",
+        "Query and Parse texts by what the rewriter did.",
+        &samples(&outcomes),
+    );
+    let decisions = labelled("decision", &Decision::LABELS, &m.names_by_decision);
+    metric(
+        "heal7_proxy_names_total",
+        "counter",
+        "Names in table and created-object positions of parsed statements, by what the proxy decided: qualified by the map or the fallback parser, public. replaced, created in the create schema, left bare for a temporary relation, or left to the search_path.",
+        &samples(&decisions),
+    );
+    let causes = labelled("cause", &FallbackCause::LABELS, &m.fallbacks);
+    metric(
+        "heal7_proxy_fallbacks_total",
+        "counter",
+        "Statements read with PostgreSQL's grammar (libpg_query) because sqlparser could not parse them, parsed them into a form the walk does not read, left a name unplaced, or missed a mapped name the keyword cross-check saw.",
+        &samples(&causes),
+    );
+    metric(
+        "heal7_proxy_statements_non_utf8_total",
+        "counter",
+        "Query and Parse texts that were not valid UTF-8 (never altered byte-wise except for inserted schemas).",
+        &[("", get(&m.statements_non_utf8))],
+    );
+    metric(
+        "heal7_proxy_upstream_connect_failures_total",
+        "counter",
+        "Failed connections to an upstream server.",
+        &[("", get(&m.upstream_connect_failures))],
+    );
+    metric(
+        "heal7_proxy_frames_rejected_total",
+        "counter",
+        "Frames refused for a length under 4 or over max_message_size.",
+        &[("", get(&m.frames_rejected))],
+    );
+    metric(
+        "heal7_proxy_cancel_requests_total",
+        "counter",
+        "Cancel requests by result.",
+        &[
+            ("result=\"forwarded\"", get(&m.cancels_forwarded)),
+            ("result=\"unknown_key\"", get(&m.cancels_unknown)),
+        ],
+    );
+    metric(
+        "heal7_proxy_error_positions_corrected_total",
+        "counter",
+        "Server error positions moved back to the client's text.",
+        &[("", get(&m.error_positions_corrected))],
+    );
+    metric(
+        "heal7_proxy_reloads_total",
+        "counter",
+        "Config reloads by result.",
+        &[
+            ("result=\"ok\"", get(&state.config.reloads_ok)),
+            ("result=\"refused\"", get(&state.config.reloads_failed)),
+        ],
+    );
+    metric(
+        "heal7_proxy_config_generation",
+        "gauge",
+        "Generation of the mapping in force (1 at start, +1 per reload).",
+        &[("", state.config.load().generation)],
+    );
+
+    let databases = m.databases();
+    let mut per_db =
+        |name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&crate::metrics::DatabaseMetrics) -> Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (db, counters) in &databases {
+                for (labels, v) in value(counters) {
+                    let sep = if labels.is_empty() { "" } else { "," };
+                    let _ = writeln!(
+                        out,
+                        "{name}{{database=\"{}\"{sep}{labels}}} {v}",
+                        escape_label(db)
+                    );
+                }
+            }
+        };
+    per_db(
+        "heal7_proxy_database_client_connections_active",
+        "gauge",
+        "Client connections open now, per database name clients used.",
+        &|d| vec![(String::new(), d.clients_active.load(Ordering::Relaxed))],
+    );
+    per_db(
+        "heal7_proxy_database_client_connections_total",
+        "counter",
+        "Client connections accepted, per database name clients used.",
+        &|d| vec![(String::new(), d.clients_total.load(Ordering::Relaxed))],
+    );
+    per_db(
+        "heal7_proxy_database_statements_total",
+        "counter",
+        "Query and Parse texts per database by what the proxy did.",
+        &|d| {
+            StatementOutcome::ALL
+                .iter()
+                .zip(&d.statements)
+                .map(|(o, c)| {
+                    (
+                        format!("outcome=\"{}\"", o.as_str()),
+                        c.load(Ordering::Relaxed),
+                    )
+                })
+                .collect()
+        },
+    );
+
+    let schemas = m.schemas();
+    let _ = writeln!(
+        out,
+        "# HELP heal7_proxy_tables_qualified_total Table names qualified, per schema."
+    );
+    let _ = writeln!(out, "# TYPE heal7_proxy_tables_qualified_total counter");
+    for (schema, c) in &schemas {
+        let _ = writeln!(
+            out,
+            "heal7_proxy_tables_qualified_total{{schema=\"{}\"}} {}",
+            escape_label(schema),
+            c.tables_qualified.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP heal7_proxy_schema_statement_results_total Statements that touched a schema, by the server's answer."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE heal7_proxy_schema_statement_results_total counter"
+    );
+    for (schema, c) in &schemas {
+        for (result, v) in [("ok", &c.results_ok), ("error", &c.results_error)] {
+            let _ = writeln!(
+                out,
+                "heal7_proxy_schema_statement_results_total{{schema=\"{}\",result=\"{result}\"}} {}",
+                escape_label(schema),
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+    rewrite_cache(&mut out, state);
+    histogram(
+        &mut out,
+        "heal7_proxy_rewrite_seconds",
+        "Time the rewriter spent per statement text it examined.",
+        &m.rewrite_seconds,
+    );
+    histogram(
+        &mut out,
+        "heal7_proxy_statement_seconds",
+        "Client request to the server's ReadyForQuery, per Query or extended-protocol batch.",
+        &m.statement_seconds,
+    );
+    out
+}
+
+/// Each database's rewrite cache. A reload builds new maps with empty
+/// caches, so these counters restart then (Prometheus' rate() handles it).
+fn rewrite_cache(out: &mut String, state: &AdminState) {
+    type Values = fn(&CacheStats) -> Vec<(&'static str, u64)>;
+    let snapshot = state.config.load_full();
+    let stats: Vec<_> = snapshot
+        .databases
+        .iter()
+        .map(|db| (escape_label(&db.name), db.map.cache_stats()))
+        .collect();
+    let families: [(&str, &str, &str, Values); 4] = [
+        (
+            "heal7_proxy_rewrite_cache_hits_total",
+            "counter",
+            "Rewrites answered from the cache, by key kind (since the last reload).",
+            |c| {
+                vec![
+                    ("kind=\"text\"", c.text_hits),
+                    ("kind=\"shape\"", c.shape_hits),
+                ]
+            },
+        ),
+        (
+            "heal7_proxy_rewrite_cache_misses_total",
+            "counter",
+            "Rewrites the cache could not answer (since the last reload).",
+            |c| vec![("", c.misses)],
+        ),
+        (
+            "heal7_proxy_rewrite_cache_bytes",
+            "gauge",
+            "Bytes the rewrite cache holds now (bounded by rewrite_cache_bytes).",
+            |c| vec![("", c.bytes as u64)],
+        ),
+        (
+            "heal7_proxy_rewrite_cache_entries",
+            "gauge",
+            "Entries in the rewrite cache now.",
+            |c| vec![("", c.entries as u64)],
+        ),
+    ];
+    for (name, kind, help, values) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (db, c) in &stats {
+            for (labels, v) in values(c) {
+                let sep = if labels.is_empty() { "" } else { "," };
+                let _ = writeln!(out, "{name}{{database=\"{db}\"{sep}{labels}}} {v}");
+            }
+        }
+    }
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let (cumulative, sum) = h.snapshot();
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (bound, count) in BUCKET_BOUNDS_US.iter().zip(&cumulative) {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {count}",
+            *bound as f64 / 1e6
+        );
+    }
+    let total = cumulative.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {total}");
+}
+
+/// Prometheus label values escape backslash, quote and newline.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
