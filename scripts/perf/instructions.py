@@ -87,6 +87,11 @@ def main():
         metavar="NAME:VAR=VALUE",
         help="also measure heal7-proxy with this environment, e.g. ct:HEAL7_WORKER_THREADS=1",
     )
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the callgrind profiles (their folder is printed) for callgrind_annotate",
+    )
     args = ap.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -147,7 +152,10 @@ def main():
     finally:
         if server:
             server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"profiles kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def run_pgbench_count(port, db, user, flags, count, scale, work, bare):

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpStream;
 
-use crate::config::{ConfigError, ObjectKind};
+use crate::config::{ConfigError, ObjectKind, host_port};
 use crate::reload::ReloadReport;
 
 use super::AdminState;
@@ -47,7 +47,7 @@ pub(super) async fn readyz(state: &AdminState) -> (u16, String) {
     let mut body = String::new();
     let mut ready = true;
     for db in &snapshot.databases {
-        let addr = format!("{}:{}", db.host, db.port);
+        let addr = host_port(&db.host, db.port);
         let result =
             tokio::time::timeout(snapshot.connect_timeout, TcpStream::connect(&addr)).await;
         let status = match result {
@@ -80,7 +80,7 @@ pub(super) fn mapping_json(state: &AdminState) -> String {
         .map(|db| {
             serde_json::json!({
                 "name": db.name,
-                "upstream": format!("{}:{}", db.host, db.port),
+                "upstream": host_port(&db.host, db.port),
                 "database": db.database,
                 "mode": db.mode.as_str(),
                 // schema -> tables, as before the other kinds existed.
