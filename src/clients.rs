@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::protocol::StartupMessage;
+
 /// What a session is doing, as far as the proxy can tell cheaply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -58,13 +60,32 @@ impl ClientState {
     }
 }
 
-/// Who a client is: fixed at startup.
+/// Who a client says it is in its StartupMessage (fixed for a session):
+/// what SHOW CLIENTS lists and what the unmapped-name report is keyed by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ClientIdentity {
+    /// The database name the client connected with (before routing).
+    pub database: String,
+    pub user: String,
+    pub application_name: String,
+}
+
+impl ClientIdentity {
+    pub fn of(startup: &StartupMessage) -> ClientIdentity {
+        let text = |name| startup.get_str(name).unwrap_or_default().into_owned();
+        ClientIdentity {
+            database: startup.database().unwrap_or_default().into_owned(),
+            user: text("user"),
+            application_name: text("application_name"),
+        }
+    }
+}
+
+/// A live client: where it connects from, and who it is.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub address: SocketAddr,
-    pub user: String,
-    pub database: String,
-    pub application_name: String,
+    pub identity: ClientIdentity,
 }
 
 /// One live session.
@@ -167,9 +188,11 @@ mod tests {
     fn info(user: &str) -> ClientInfo {
         ClientInfo {
             address: "127.0.0.1:5000".parse().unwrap(),
-            user: user.into(),
-            database: "heal7".into(),
-            application_name: "app".into(),
+            identity: ClientIdentity {
+                user: user.into(),
+                database: "heal7".into(),
+                application_name: "app".into(),
+            },
         }
     }
 
@@ -182,12 +205,12 @@ mod tests {
         a.entry().set_state(ClientState::from_ready_status(b'T'));
         let list = r.list();
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0].info.user, "a");
+        assert_eq!(list[0].info.identity.user, "a");
         assert_eq!(list[0].statements(), 1);
         assert_eq!(list[0].state().as_str(), "idle in transaction");
         assert_eq!(list[1].state(), ClientState::Connected);
         drop(a);
-        assert_eq!(r.list()[0].info.user, "b");
+        assert_eq!(r.list()[0].info.identity.user, "b");
         drop(b);
         assert!(r.is_empty());
     }

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use smallvec::SmallVec;
 
+use crate::clients::ClientIdentity;
 use crate::config::Mode;
 use crate::metrics::{DatabaseMetrics, Metrics, SchemaMetrics, StatementOutcome};
 use crate::protocol::SqlState;
@@ -16,7 +17,7 @@ use crate::rewrite::{
     Edit, OnParseError, Outcome, PositionShift, Rewrite, SchemaMap, SessionFacts, lexable_text,
     splice,
 };
-use crate::unmapped::{ClientIdentity, UnmappedReport};
+use crate::unmapped::UnmappedReport;
 
 /// The rewriter's entry point ([`crate::rewrite::rewrite_sql`] in service;
 /// tests substitute a scripted one).

@@ -19,14 +19,13 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::clients::ClientInfo;
+use crate::clients::{ClientIdentity, ClientInfo};
 use crate::config::Route;
 use crate::metrics::DatabaseMetrics;
 use crate::protocol::{ClientFacing, StartupMessage};
 use crate::reload::Snapshot;
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
-use crate::unmapped::ClientIdentity;
 
 pub use error::{SessionError, UpstreamFailure};
 
@@ -88,20 +87,11 @@ async fn serve_inner(
     shutdown: &Shutdown,
 ) -> Result<Summary, SessionError> {
     let client_database = startup.database().unwrap_or_default().into_owned();
-    let identity = ClientIdentity {
-        database: client_database.clone(),
-        user: startup.get_str("user").unwrap_or_default().into_owned(),
-        application_name: startup
-            .get_str("application_name")
-            .unwrap_or_default()
-            .into_owned(),
-    };
+    let identity = ClientIdentity::of(&startup);
     // Listed for SHOW CLIENTS until this function returns, however it does.
     let registered = state.clients.register(ClientInfo {
         address: peer,
-        user: identity.user.clone(),
-        database: client_database.clone(),
-        application_name: identity.application_name.clone(),
+        identity: identity.clone(),
     });
     // Counted per database name until this function returns.
     let database_metrics = state.metrics.database(&client_database);

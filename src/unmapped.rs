@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
+use crate::clients::ClientIdentity;
 use crate::rewrite::{Decision, NameUse};
 
 /// Distinct (database, user, application, table) keys kept.
@@ -32,14 +33,6 @@ pub struct UnmappedEntry {
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
     pub example: String,
-}
-
-/// Who sends the statements (fixed for a session).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ClientIdentity {
-    pub database: String,
-    pub user: String,
-    pub application_name: String,
 }
 
 #[derive(Debug, Default)]

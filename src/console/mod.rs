@@ -34,8 +34,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Framed};
 
-use crate::clients::{ClientInfo, ClientState};
-use crate::config::CONSOLE_DATABASE as DATABASE;
+use crate::clients::{ClientIdentity, ClientInfo, ClientState};
 use crate::farewell::{FAREWELL_TIMEOUT, farewell};
 use crate::protocol::{ClientFacing, ProtocolError, StartupMessage};
 use crate::shutdown::Shutdown;
@@ -261,12 +260,7 @@ async fn run(
     }
     let registered = state.clients.register(ClientInfo {
         address: peer,
-        user: user.to_owned(),
-        database: DATABASE.to_owned(),
-        application_name: startup
-            .get_str("application_name")
-            .unwrap_or_default()
-            .into_owned(),
+        identity: ClientIdentity::of(startup),
     });
     tracing::info!(client = %peer, user = %user, "console login");
     let me = registered.entry();

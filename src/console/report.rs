@@ -178,9 +178,9 @@ pub fn clients(state: &ProxyState) -> ResultSet {
         .map(|c| {
             vec![
                 s(c.info.address),
-                s(&c.info.user),
-                s(&c.info.database),
-                s(&c.info.application_name),
+                s(&c.info.identity.user),
+                s(&c.info.identity.database),
+                s(&c.info.identity.application_name),
                 s(c.state().as_str()),
                 s(c.statements()),
                 s(utc(c.since)),
@@ -198,7 +198,9 @@ pub fn stats(state: &ProxyState) -> ResultSet {
     let load = |c: &AtomicU64| s(c.load(Ordering::Relaxed));
     let mut connected: BTreeMap<String, u64> = BTreeMap::new();
     for c in state.clients.list() {
-        *connected.entry(c.info.database.clone()).or_default() += 1;
+        *connected
+            .entry(c.info.identity.database.clone())
+            .or_default() += 1;
     }
     let m = &state.metrics;
     let mut per_db: BTreeMap<String, Vec<Option<String>>> = m

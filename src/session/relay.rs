@@ -25,7 +25,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use super::tracker::{Pending, StatementContext, Tracker, lock};
 use super::wake_gate::WakeGate;
 use super::{SessionError, Summary, farewell};
-use crate::clients::{ClientEntry, ClientState};
+use crate::clients::{ClientEntry, ClientIdentity, ClientState};
 use crate::config::Mode;
 use crate::farewell::FAREWELL_TIMEOUT;
 use crate::metrics::DatabaseMetrics;
@@ -35,7 +35,6 @@ use crate::reload::Snapshot;
 use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, splice_into};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
-use crate::unmapped::ClientIdentity;
 
 /// Reads ask for at least this much room.
 const READ_CHUNK: usize = 8 * 1024;

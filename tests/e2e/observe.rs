@@ -80,7 +80,7 @@ async fn metrics_and_the_unmapped_report_follow_traffic() {
     let entries = proxy.state.clients.list();
     let me = entries
         .iter()
-        .find(|e| e.info.application_name == "svc-8003")
+        .find(|e| e.info.identity.application_name == "svc-8003")
         .expect("registered");
     // The client may still be finishing its last exchange (tokio-postgres
     // closes statements in the background): wait, bounded.

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heal7_proxy::auth::scram::hash_password;
+use heal7_proxy::clients::ClientIdentity;
 use heal7_proxy::reload::ConfigStore;
 use heal7_proxy::rewrite::{Decision, NameUse};
 use heal7_proxy::server;
 use heal7_proxy::state::ProxyState;
-use heal7_proxy::unmapped::ClientIdentity;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_postgres::Client;
