@@ -54,11 +54,10 @@ pub async fn run(
                 let state = state.clone();
                 let signals = signals.clone();
                 let console = Arc::clone(&console);
-                workers.spawn_session(&tasks, stream, move |stream| async move {
-                    state.metrics.clients_total.fetch_add(1, Ordering::Relaxed);
-                    state.metrics.clients_active.fetch_add(1, Ordering::Relaxed);
-                    let _active = ActiveGuard(Arc::clone(&state.metrics));
-                    serve_connection(stream, peer, state, &console, signals).await;
+                // The connection's future is the task itself: one state
+                // machine fewer to step through on every wake-up.
+                workers.spawn_session(&tasks, stream, move |stream| {
+                    serve_connection(stream, peer, state, console, signals)
                 });
             }
             Err(e) => {
@@ -90,9 +89,12 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: std::net::SocketAddr,
     state: ProxyState,
-    console: &ConsoleState,
+    console: Arc<ConsoleState>,
     signals: Shutdown,
 ) {
+    state.metrics.clients_total.fetch_add(1, Ordering::Relaxed);
+    state.metrics.clients_active.fetch_add(1, Ordering::Relaxed);
+    let _active = ActiveGuard(Arc::clone(&state.metrics));
     // One snapshot for the whole connection: a reload never changes a live
     // session's routing or map halfway.
     let config = state.config.load_full();
@@ -102,7 +104,7 @@ async fn serve_connection(
         return;
     };
     if startup.database().as_deref() == Some(CONSOLE_DATABASE) {
-        console::serve(stream, buf, startup, peer, &state, console, &signals).await;
+        console::serve(stream, buf, startup, peer, &state, &console, &signals).await;
     } else {
         session::serve(stream, buf, startup, peer, config, state, signals).await;
     }
