@@ -13,7 +13,7 @@
 //! - L2, shared services: [`state`] (what handlers share), [`reload`] (the
 //!   live config and its triggers), [`qualify`] (the one statement step),
 //!   [`metrics`], [`clients`], [`unmapped`], [`cancel`], [`shutdown`],
-//!   [`farewell`], [`workers`].
+//!   [`farewell`], [`listener`], [`workers`].
 //! - L1: [`config`] (YAML -> validated routes and schema maps).
 //! - L0, pure (no tokio, no I/O): [`protocol`] (the wire codec and
 //!   SQLSTATEs), [`auth`] (SCRAM), [`rewrite`] (SQL text + map + session
@@ -30,6 +30,7 @@ pub mod config;
 pub mod cancel;
 pub mod clients;
 pub mod farewell;
+pub mod listener;
 pub mod metrics;
 pub mod qualify;
 pub mod reload;

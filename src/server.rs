@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::CONSOLE_DATABASE;
 use crate::console::{self, ConsoleState};
+use crate::listener;
 use crate::metrics::Metrics;
 use crate::session;
 use crate::shutdown::Shutdown;
@@ -45,27 +46,17 @@ pub async fn run(
         tracing::info!(listen = %addr, "accepting clients");
     }
     loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = listener.accept() => r,
+        let Some((stream, peer)) = listener::accept(&listener, &shutdown, "clients").await else {
+            break;
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let state = state.clone();
-                let signals = signals.clone();
-                let console = Arc::clone(&console);
-                // The connection's future is the task itself: one state
-                // machine fewer to step through on every wake-up.
-                workers.spawn_session(&tasks, stream, move |stream| {
-                    serve_connection(stream, peer, state, console, signals)
-                });
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep going.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let state = state.clone();
+        let signals = signals.clone();
+        let console = Arc::clone(&console);
+        // The connection's future is the task itself: one state machine
+        // fewer to step through on every wake-up.
+        workers.spawn_session(&tasks, stream, move |stream| {
+            serve_connection(stream, peer, state, console, signals)
+        });
     }
     drop(listener);
     tasks.close();

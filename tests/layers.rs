@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("cancel", 2),
     ("clients", 2),
     ("farewell", 2),
+    ("listener", 2),
     ("metrics", 2),
     ("qualify", 2),
     ("reload", 2),

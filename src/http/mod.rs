@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::listener;
 use crate::reload::reload_off_loop;
 use crate::state::ProxyState;
 
@@ -48,16 +49,8 @@ pub type AdminState = ProxyState;
 pub async fn run(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
     loop {
-        let (stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((stream, _)) = listener::accept(&listener, &shutdown, "admin").await else {
+            break;
         };
         let (state, shutdown) = (state.clone(), shutdown.clone());
         connections.spawn(async move {
