@@ -15,7 +15,7 @@ use crate::metrics::{DatabaseMetrics, Metrics, SchemaMetrics, StatementOutcome};
 use crate::protocol::SqlState;
 use crate::rewrite::{
     Edit, OnParseError, Outcome, PositionShift, Rewrite, SchemaMap, SessionFacts, lexable_text,
-    splice,
+    mask_literals, splice,
 };
 use crate::unmapped::UnmappedReport;
 
@@ -183,11 +183,12 @@ pub fn rewrite_text(
     }
     observer.dry_run();
     if observer.log_dry_run {
-        let original = String::from_utf8_lossy(text);
+        // Literals masked: a dry run logs every statement at INFO.
+        let original = mask_literals(&String::from_utf8_lossy(text));
         match &result {
             TextRewrite::Changed { edits, .. } => tracing::info!(
                 %original,
-                would_send = %String::from_utf8_lossy(&splice(text, edits)),
+                would_send = %mask_literals(&String::from_utf8_lossy(&splice(text, edits))),
                 "dry_run: forwarded unchanged"
             ),
             TextRewrite::Rejected { message, .. } => tracing::info!(

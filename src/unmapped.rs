@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::clients::ClientIdentity;
-use crate::rewrite::{Decision, NameUse};
+use crate::rewrite::{Decision, NameUse, mask_literals};
 
 /// Distinct (database, user, application, table) keys kept.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -75,6 +75,8 @@ impl UnmappedReport {
             entries.by_client.insert(who.clone(), HashMap::new());
         }
         let tables = entries.by_client.get_mut(who).expect("inserted above");
+        // Masked once per statement, and only when it adds an entry.
+        let mut example = None;
         for name in unmapped {
             if let Some(e) = tables.get_mut(&*name.name) {
                 e.count += 1;
@@ -92,7 +94,9 @@ impl UnmappedReport {
                     count: 1,
                     first_seen: now,
                     last_seen: now,
-                    example: truncate(sql, EXAMPLE_BYTES),
+                    example: example
+                        .get_or_insert_with(|| truncate(&mask_literals(sql), EXAMPLE_BYTES))
+                        .clone(),
                 },
             );
         }

@@ -39,6 +39,7 @@ mod names;
 mod outcome;
 mod prefilter;
 mod quote;
+mod redact;
 mod shape;
 mod splice;
 mod split;
@@ -56,6 +57,7 @@ pub use map::SchemaMap;
 pub use names::table_names;
 pub use outcome::{Decision, Edit, FallbackCause, NameUse, Outcome, PositionShift, Rewrite};
 pub use quote::quote_identifier;
+pub use redact::mask_literals;
 pub use splice::{splice, splice_into};
 
 use cache::{Cached, KeyKind, ShapeRewrite};

@@ -121,3 +121,35 @@ async fn dry_run_reports_unmapped_names_of_every_statement() {
     let rows = proxy.state.unmapped.rows();
     assert!(rows.iter().any(|(k, _)| k.table == "Users"), "{rows:?}");
 }
+
+/// Issue 10, finding 5: the unmapped report (SHOW UNMAPPED, /unmapped)
+/// returned example statements verbatim, literals included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unmapped_report_never_shows_a_literal() {
+    let proxy = crate::harness::start_proxy("tokens").await;
+    let client = proxy.connect("heal7").await;
+    let _ = try_simple_rows(
+        &client,
+        "SELECT count(*) FROM legacy_audit_log JOIN users ON note = 'Hunter2-secret' OR id = 9001011234567",
+    )
+    .await;
+    // Does not parse: masked by PostgreSQL's scanner instead.
+    let _ = try_simple_rows(
+        &client,
+        "SELECT FROM legacy_audit_log, users WHERE WHERE note = '4111-1111-1111-1111'",
+    )
+    .await;
+    let rows = proxy.state.unmapped.rows();
+    let example = &rows
+        .iter()
+        .find(|(k, _)| k.table == "legacy_audit_log")
+        .expect("the unmapped name is reported")
+        .1
+        .example;
+    assert!(example.contains("legacy_audit_log"), "{example}");
+    for (_, entry) in &rows {
+        for secret in ["Hunter2-secret", "9001011234567", "4111-1111-1111-1111"] {
+            assert!(!entry.example.contains(secret), "{}", entry.example);
+        }
+    }
+}
