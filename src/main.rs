@@ -75,6 +75,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 worker_threads = workers.len(),
                 "heal7-proxy listening"
             );
+            if let Some(addr) = admin.as_ref().and_then(|a| a.local_addr().ok())
+                && !addr.ip().is_loopback()
+                && snapshot.admin_http.token.is_none()
+            {
+                tracing::warn!(
+                    admin = %addr,
+                    "the admin HTTP endpoint listens beyond loopback without proxy.admin_http.token_file: anyone who reaches it can reload and read the report"
+                );
+            }
             // Held for the process's life it would keep the first maps (and
             // their caches) alive after every reload.
             drop(snapshot);

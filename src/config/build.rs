@@ -48,6 +48,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             ),
         ));
     }
+    let admin_http = admin_http(proxy.admin_http).map_err(|(key, m)| invalid(key, m))?;
     let mut admin_users = HashMap::new();
     for (user, verifier) in &proxy.admin_users {
         let key = format!("proxy.admin_users.{user}");
@@ -310,6 +311,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         max_message_size: proxy.max_message_size,
         startup_timeout: Duration::from_millis(proxy.startup_timeout_ms),
         connect_timeout: Duration::from_millis(proxy.connect_timeout_ms),
+        admin_http,
         admin_users,
         databases,
         routes,
@@ -424,4 +426,38 @@ fn cache_bytes_from_env() -> Option<usize> {
     std::env::var(CACHE_BYTES_ENV)
         .ok()
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The admin HTTP rules, the token read from its file.
+fn admin_http(raw: RawAdminHttp) -> Result<AdminHttp, (String, String)> {
+    let open = ["/metrics", "/healthz", "/readyz"];
+    for path in &raw.open_paths {
+        if !open.contains(&path.as_str()) {
+            return Err((
+                "proxy.admin_http.open_paths".into(),
+                format!("`{path}` is not one of {}", open.join(", ")),
+            ));
+        }
+    }
+    let token = match &raw.token_file {
+        None => None,
+        Some(path) => {
+            let key = "proxy.admin_http.token_file".to_owned();
+            let text = std::fs::read(path)
+                .map_err(|e| (key.clone(), format!("cannot read {}: {e}", path.display())))?;
+            let token = text.trim_ascii();
+            if token.len() < 16 {
+                return Err((
+                    key,
+                    format!("the token in {} is shorter than 16 bytes", path.display()),
+                ));
+            }
+            Some(AdminToken::new(token))
+        }
+    };
+    Ok(AdminHttp {
+        token,
+        open_paths: raw.open_paths,
+        hosts: raw.hosts,
+    })
 }

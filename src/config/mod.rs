@@ -97,6 +97,43 @@ impl StartSettings {
     }
 }
 
+/// The admin HTTP endpoint's bearer token. Its Debug never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(Box<[u8]>);
+
+impl AdminToken {
+    pub fn new(token: &[u8]) -> AdminToken {
+        AdminToken(token.into())
+    }
+
+    /// Whether `presented` is the token, in time that depends only on the
+    /// lengths (no early exit on the first differing byte).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        presented.len() == self.0.len()
+            && presented
+                .iter()
+                .zip(self.0.iter())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// Who may use the admin HTTP endpoint (reloads with the config).
+#[derive(Debug, Clone, Default)]
+pub struct AdminHttp {
+    /// Required on every path not in `open_paths`; `None`: no token.
+    pub token: Option<AdminToken>,
+    pub open_paths: Vec<String>,
+    /// Host names answered besides IP addresses and `localhost`.
+    pub hosts: Vec<String>,
+}
+
 /// A validated configuration: the settings fixed at start, and the rest,
 /// which a reload replaces.
 #[derive(Debug, Clone)]
@@ -108,6 +145,8 @@ pub struct Config {
     pub max_message_size: usize,
     pub startup_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Access rules of the admin HTTP endpoint.
+    pub admin_http: AdminHttp,
     /// Admin console users -> their SCRAM-SHA-256 verifiers.
     pub admin_users: HashMap<String, Verifier>,
     /// In file order.

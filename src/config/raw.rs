@@ -50,6 +50,44 @@ pub(super) struct RawProxy {
     /// core.
     #[serde(default)]
     pub(super) worker_threads: Option<usize>,
+    /// Who may use the admin HTTP endpoint.
+    #[serde(default)]
+    pub(super) admin_http: RawAdminHttp,
+}
+
+/// Access rules of the admin HTTP endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdminHttp {
+    /// File holding the bearer token (`Authorization: Bearer <token>`)
+    /// every path not in `open_paths` requires. Unset: no token asked
+    /// (keep `admin_listen` on loopback then).
+    #[serde(default)]
+    pub(super) token_file: Option<std::path::PathBuf>,
+    /// Paths served without the token (of /metrics, /healthz, /readyz).
+    #[serde(default = "default_admin_open_paths")]
+    pub(super) open_paths: Vec<String>,
+    /// Host names the endpoint answers to besides IP addresses and
+    /// `localhost` (a request naming any other host, or with an Origin of
+    /// another host, is refused: DNS rebinding and cross-site requests).
+    #[serde(default)]
+    pub(super) hosts: Vec<String>,
+}
+
+impl Default for RawAdminHttp {
+    fn default() -> Self {
+        RawAdminHttp {
+            token_file: None,
+            open_paths: default_admin_open_paths(),
+            hosts: Vec::new(),
+        }
+    }
+}
+
+pub(super) fn default_admin_open_paths() -> Vec<String> {
+    ["/metrics", "/healthz", "/readyz"]
+        .map(String::from)
+        .to_vec()
 }
 
 impl Default for RawProxy {
@@ -64,6 +102,7 @@ impl Default for RawProxy {
             rewrite_cache_bytes: None,
             admin_users: IndexMap::new(),
             worker_threads: None,
+            admin_http: RawAdminHttp::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! session. What the routes show lives in [`prometheus`] and [`views`]; this
 //! file only serves them.
 
+mod guard;
 mod prometheus;
 mod views;
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -98,6 +99,20 @@ async fn serve(stream: TcpStream, state: AdminState, shutdown: CancellationToken
 /// The answer to one request: routes by method and path (the query string
 /// is ignored); 405 for a known path with another method, else 404.
 async fn answer(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
+    let checked = guard::check(
+        request.uri().path(),
+        request.headers(),
+        &state.config.load().admin_http,
+    );
+    if let Err(refusal) = checked {
+        let mut response = respond(refusal.status(), TEXT, refusal.body().into());
+        if refusal == guard::Refusal::Token {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        return response;
+    }
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => (200, PROMETHEUS, render_metrics(state)),
         (&Method::GET, "/healthz") => (200, TEXT, "ok\n".into()),
@@ -116,6 +131,10 @@ async fn answer(request: &Request<Incoming>, state: &AdminState) -> Response<Ful
         }
         _ => (404, TEXT, "not found\n".into()),
     };
+    respond(status, content_type, body)
+}
+
+fn respond(status: u16, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
         StatusCode::from_u16(status).expect("the routes answer valid status codes");
@@ -168,7 +187,11 @@ mod tests {
     #[tokio::test]
     async fn routes_answer_with_status_type_and_close() {
         let (addr, shutdown, server) = start().await;
-        let ok = exchange(addr, b"GET /healthz?x=1 HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let ok = exchange(
+            addr,
+            b"GET /healthz?x=1 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
+        )
+        .await;
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         let head = ok.to_ascii_lowercase();
         assert!(
@@ -179,7 +202,7 @@ mod tests {
         assert!(head.contains("connection: close\r\n"), "{ok}");
         assert!(ok.ends_with("\r\n\r\nok\n"), "{ok}");
 
-        let metrics = exchange(addr, b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let metrics = exchange(addr, b"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
         assert_eq!(status(&metrics), "200", "{metrics}");
         assert!(
             metrics
@@ -191,7 +214,7 @@ mod tests {
             "{metrics}"
         );
 
-        let mapping = exchange(addr, b"GET /mapping HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let mapping = exchange(addr, b"GET /mapping HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
         assert_eq!(status(&mapping), "200", "{mapping}");
         assert!(
             mapping
@@ -200,7 +223,7 @@ mod tests {
         );
 
         // A config built in memory cannot be reloaded: refused, as JSON.
-        let reload = exchange(addr, b"POST /reload HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let reload = exchange(addr, b"POST /reload HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
         assert_eq!(status(&reload), "422", "{reload}");
         assert!(reload.contains("\"result\":\"refused\""), "{reload}");
 
@@ -211,13 +234,13 @@ mod tests {
     #[tokio::test]
     async fn unknown_path_is_404_and_wrong_method_405() {
         let (addr, shutdown, server) = start().await;
-        let missing = exchange(addr, b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let missing = exchange(addr, b"GET /nope HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
         assert_eq!(status(&missing), "404", "{missing}");
         assert!(missing.ends_with("\r\n\r\nnot found\n"), "{missing}");
-        let wrong = exchange(addr, b"POST /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let wrong = exchange(addr, b"POST /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
         assert_eq!(status(&wrong), "405", "{wrong}");
         assert!(wrong.ends_with("\r\n\r\nmethod not allowed\n"), "{wrong}");
-        let wrong = exchange(addr, b"GET /reload HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let wrong = exchange(addr, b"GET /reload HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
         assert_eq!(status(&wrong), "405", "{wrong}");
         shutdown.cancel();
         server.await.unwrap();
@@ -227,14 +250,14 @@ mod tests {
     async fn headers_past_the_bound_are_431() {
         let (addr, shutdown, server) = start().await;
         let big = format!(
-            "GET /metrics HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\n\r\n",
+            "GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\nx-filler: {}\r\n\r\n",
             "a".repeat(MAX_REQUEST_BYTES + 1024)
         );
         let refused = exchange(addr, big.as_bytes()).await;
         assert_eq!(status(&refused), "431", "{refused}");
         // Just under the bound is served.
         let fits = format!(
-            "GET /healthz HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-filler: {}\r\n\r\n",
             "a".repeat(MAX_REQUEST_BYTES - 1024)
         );
         assert_eq!(status(&exchange(addr, fits.as_bytes()).await), "200");
@@ -251,5 +274,58 @@ mod tests {
             .expect("run returns on shutdown")
             .unwrap();
         assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    /// Issue 10, finding 5: `POST /reload` answered any Origin and Host,
+    /// and nothing asked for a credential.
+    #[tokio::test]
+    async fn foreign_hosts_origins_and_missing_tokens_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "s3cret-admin-token-0123\n").unwrap();
+        let yaml = format!(
+            "proxy:\n  admin_http: {{token_file: {}}}\ndatabases:\n  heal7:\n    schemas: {{s: {{tables: [t]}}}}\n",
+            token_file.display()
+        );
+        let config = Config::from_yaml(&yaml, "t").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(run(listener, ProxyState::new(config), shutdown.clone()));
+        let ask = |request: String| async move { exchange(addr, request.as_bytes()).await };
+
+        let open = ask("GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".into()).await;
+        assert_eq!(status(&open), "200", "{open}");
+        let no_token = ask("POST /reload HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".into()).await;
+        assert_eq!(status(&no_token), "401", "{no_token}");
+        assert!(
+            no_token
+                .to_ascii_lowercase()
+                .contains("www-authenticate: bearer")
+        );
+        let mapping = ask("GET /mapping HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".into()).await;
+        assert_eq!(status(&mapping), "401", "{mapping}");
+        let bearer = "authorization: Bearer s3cret-admin-token-0123\r\n";
+        let with_token = ask(format!(
+            "GET /mapping HTTP/1.1\r\nhost: 127.0.0.1\r\n{bearer}\r\n"
+        ))
+        .await;
+        assert_eq!(status(&with_token), "200", "{with_token}");
+        let rebinding = ask(format!(
+            "GET /mapping HTTP/1.1\r\nhost: evil.example\r\n{bearer}\r\n"
+        ))
+        .await;
+        assert_eq!(status(&rebinding), "403", "{rebinding}");
+        let cross_site = ask(format!(
+            "POST /reload HTTP/1.1\r\nhost: 127.0.0.1\r\norigin: http://evil.example\r\n{bearer}\r\n"
+        ))
+        .await;
+        assert_eq!(status(&cross_site), "403", "{cross_site}");
+        shutdown.cancel();
+        server.await.unwrap();
+
+        std::fs::write(&token_file, "short\n").unwrap();
+        let refused = Config::from_yaml(&yaml, "t").unwrap_err().to_string();
+        assert!(refused.contains("proxy.admin_http.token_file"), "{refused}");
     }
 }
