@@ -69,10 +69,16 @@ fn may_change_content(kind: &notify::EventKind) -> bool {
     }
 }
 
+/// The directory entry a Kubernetes ConfigMap volume swaps on every update
+/// (the config file is a symlink through it and never changes itself).
+const CONFIGMAP_DATA: &str = "..data";
+
 /// Reload when the config file changes on disk, debounced by `debounce`.
 ///
 /// The directory is watched rather than the file, so editors that save by
-/// writing a new file and renaming it over the old one are seen too.
+/// writing a new file and renaming it over the old one are seen too, and
+/// so is a ConfigMap's `..data` symlink swap. A change that leaves the
+/// file's text as it was reloads nothing and logs only at debug level.
 pub async fn reload_on_file_change(
     store: Arc<ConfigStore>,
     debounce: Duration,
@@ -92,10 +98,10 @@ pub async fn reload_on_file_change(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && may_change_content(&event.kind)
-            && event
-                .paths
-                .iter()
-                .any(|p| p.file_name() == file_name.as_deref())
+            && event.paths.iter().any(|p| {
+                p.file_name() == file_name.as_deref()
+                    || p.file_name() == Some(std::ffi::OsStr::new(CONFIGMAP_DATA))
+            })
         {
             let _ = tx.send(());
         }
@@ -114,7 +120,9 @@ pub async fn reload_on_file_change(
                         more = rx.recv() => if more.is_none() { return Ok(()); },
                     }
                 }
-                tracing::info!(file = %path.display(), "config file changed: reloading");
+                tracing::debug!(file = %path.display(), "config file event: reading it");
+                // The store logs a reload and a refusal; identical text is
+                // neither.
                 let _ = reload_off_loop(&store).await;
             }
         }

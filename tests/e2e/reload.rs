@@ -186,6 +186,51 @@ async fn reading_or_touching_the_file_does_not_reload() {
     assert_eq!(proxy.store.reads.load(Ordering::Relaxed), 1);
 }
 
+/// Issue 10, finding 3: a Kubernetes ConfigMap volume updates by swapping
+/// a `..data` symlink (the config file itself is a symlink through it and
+/// never changes); the watcher must see that swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_symlink_swap_reloads() {
+    use std::os::unix::fs::symlink;
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let version = |name: &str, users_mapped: bool| {
+        let v = dir.path().join(name);
+        std::fs::create_dir(&v).unwrap();
+        std::fs::write(
+            v.join("heal7.yaml"),
+            yaml(pg, "127.0.0.1:0", None, users_mapped, "rewrite"),
+        )
+        .unwrap();
+    };
+    version("..2026_11_29_v1", false);
+    symlink("..2026_11_29_v1", dir.path().join("..data")).unwrap();
+    symlink("..data/heal7.yaml", dir.path().join("heal7.yaml")).unwrap();
+    let path = dir.path().join("heal7.yaml");
+    let root = dir.path().to_owned();
+    let proxy = start_reloadable(dir, path, true).await;
+    assert_eq!(proxy.store.load().generation, 1);
+
+    // What the kubelet does: a new version folder, a new `..data_tmp`
+    // symlink to it, renamed over `..data`.
+    let v2 = root.join("..2026_11_29_v2");
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(
+        v2.join("heal7.yaml"),
+        yaml(pg, "127.0.0.1:0", None, true, "rewrite"),
+    )
+    .unwrap();
+    symlink("..2026_11_29_v2", root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            proxy.store.load().generation == 2
+        })
+        .await,
+        "the swap was not seen"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_that_spans_a_reload_keeps_its_mapping() {
     let (proxy, client) = reloadable(false, "rewrite", false).await;
