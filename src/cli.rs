@@ -12,6 +12,10 @@ use clap::{Parser, Subcommand};
     about = "A PostgreSQL proxy that qualifies bare table names from a schema map"
 )]
 pub struct Cli {
+    /// Log lines as text (colours only on a terminal) or as one JSON object
+    /// per line, for log shippers.
+    #[arg(long, global = true, env = "HEAL7_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -21,19 +21,33 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "heal7_proxy=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("heal7-proxy: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs go to stderr: text with colours only when stderr is a terminal (a
+/// file or a pipe gets no escape codes), or JSON lines.
+fn init_logging(format: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "heal7_proxy=info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // A failed write (stderr's reader gone) would be reported with
+        // eprintln!, which panics on that same closed stderr: the task
+        // logging then died, the accept loop or the stop signal with it.
+        .log_internal_errors(false);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }
 
@@ -152,8 +166,10 @@ async fn serve(
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_stop_signal().await;
-        tracing::info!("shutting down");
+        // Stop first, then say so: nothing may stand between the signal
+        // and the stop.
         signal.cancel();
+        tracing::info!("shutting down");
     });
     server::run(listener, state, shutdown).await?;
     Ok(())

@@ -20,10 +20,12 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 /// Errors found while reading or validating a config file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// Shown in the message itself, so not a `source` (printing the
+        /// chain would say it twice).
+        error: std::io::Error,
     },
     /// YAML syntax, an unknown key, or a value of the wrong type. serde_yaml's
     /// message carries the line and column.
@@ -385,9 +387,9 @@ pub fn host_port(host: &str, port: u16) -> String {
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Config::from_yaml(&text, &path.display().to_string())
     }

@@ -67,9 +67,9 @@ pub struct ConfigStore {
 impl ConfigStore {
     /// A store for a config read from `path` (reloads re-read that file).
     pub fn from_file(path: &Path) -> Result<ConfigStore, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let config = Config::from_yaml(&text, &path.display().to_string())?;
         Ok(Self::new(config, Some(path.to_owned()), Some(text)))
@@ -144,9 +144,9 @@ impl ConfigStore {
             });
         }
         let result = text
-            .map_err(|source| ConfigError::Read {
+            .map_err(|error| ConfigError::Read {
                 path: path.to_owned(),
-                source,
+                error,
             })
             .and_then(|text| {
                 let config = Config::from_yaml(&text, &path.display().to_string())?;

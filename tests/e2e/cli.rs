@@ -177,6 +177,51 @@ async fn serve_command_relays_and_rewrites() {
     child.kill().await.expect("stop heal7-proxy");
 }
 
+/// A proxy whose stderr reader has gone (a closed log pipe) still serves
+/// and still stops on SIGTERM: a failed log write used to panic the task
+/// that waits for the signal, so the proxy never stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_pipe_neither_crashes_nor_ignores_sigterm() {
+    let pg = pg().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = proxy_yaml(pg, "tokens")
+        .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
+    let config = write_config(&dir, &yaml);
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn heal7-proxy serve");
+    drop(child.stderr.take());
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await,
+        "heal7-proxy serve never listened on {port}"
+    );
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("heal7-proxy stops within 10 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
 /// The rewrite command takes the session's own path: non-UTF-8 input in
 /// the client's encoding is rewritten with its bytes kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
