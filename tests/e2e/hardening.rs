@@ -1,0 +1,58 @@
+//! Hostile input and resource bounds (issue 10): frames before login,
+//! metric series per database name, which databases a client may reach,
+//! client connection limits, console brute force.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::harness::{pg, proxy_yaml, start_proxy_yaml};
+use crate::raw_wire::{expect_error, read_message, startup_packet};
+
+fn assert_fatal(f: &HashMap<u8, String>, code: &str, what: &str) {
+    assert_eq!(
+        f.get(&b'C').map(String::as_str),
+        Some(code),
+        "{what}: {f:?}"
+    );
+    assert_eq!(
+        f.get(&b'S').map(String::as_str),
+        Some("FATAL"),
+        "{what}: {f:?}"
+    );
+}
+
+/// Finding 1: an unauthenticated client declaring a 100 MB password message
+/// is refused on the header, before the proxy reads (or buffers) the body,
+/// although `max_message_size` (1 GiB by default) would allow it after login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_password_message_before_login_is_fatal_08p01_at_once() {
+    let pg = pg().await;
+    let proxy = start_proxy_yaml(&proxy_yaml(pg, "tokens")).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(&startup_packet(&[
+        ("user", b"scram_user"),
+        ("database", b"heal7"),
+    ]))
+    .await
+    .unwrap();
+    // The server asks for SASL: the client is now between startup and login.
+    match read_message(&mut s).await {
+        Some((b'R', body)) => assert_eq!(&body[..4], &10i32.to_be_bytes(), "AuthenticationSASL"),
+        other => panic!("expected an authentication request, got {other:?}"),
+    }
+    let declared: u32 = 100 * 1024 * 1024;
+    let mut header = vec![b'p'];
+    header.extend_from_slice(&declared.to_be_bytes());
+    header.extend_from_slice(b"SCRAM-SHA-256\0");
+    s.write_all(&header).await.unwrap();
+    let f = tokio::time::timeout(
+        Duration::from_secs(5),
+        expect_error(&mut s, "100 MB password message"),
+    )
+    .await
+    .expect("refused at once, without waiting for the body");
+    assert_fatal(&f, "08P01", "100 MB password message before login");
+}
