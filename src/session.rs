@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::clients::{ClientIdentity, ClientInfo};
 use crate::config::Route;
-use crate::metrics::DatabaseMetrics;
+use crate::metrics::{DatabaseMetrics, OTHER_DATABASE};
 use crate::protocol::{ClientFacing, StartupMessage};
 use crate::reload::Snapshot;
 use crate::shutdown::Shutdown;
@@ -93,10 +93,12 @@ async fn serve_inner(
         address: peer,
         identity: identity.clone(),
     });
-    // Counted per database name until this function returns.
-    let database_metrics = state.metrics.database(&client_database);
-    let _connected = DatabaseConnection::open(Arc::clone(&database_metrics));
     let route = config.route(&client_database);
+    // Counted per database name until this function returns.
+    let database_metrics = state
+        .metrics
+        .database(metrics_database(&route, &client_database));
+    let _connected = DatabaseConnection::open(Arc::clone(&database_metrics));
     let upstream = route.upstream_addr();
     tracing::info!(
         client = %peer,
@@ -145,6 +147,16 @@ async fn serve_inner(
         identity,
     };
     relay::relay(client, server, buf, &ctx).await
+}
+
+/// The database label a session is counted under: its own name when the
+/// config knows it (a key or an alias), else [`OTHER_DATABASE`].
+fn metrics_database<'a>(route: &Route, client_database: &'a str) -> &'a str {
+    if route.map.is_some() {
+        client_database
+    } else {
+        OTHER_DATABASE
+    }
 }
 
 /// Holds one of a database's active client connections.

@@ -56,3 +56,55 @@ async fn huge_password_message_before_login_is_fatal_08p01_at_once() {
     .expect("refused at once, without waiting for the body");
     assert_fatal(&f, "08P01", "100 MB password message before login");
 }
+
+/// Finding 4: database names the config does not know share one series;
+/// before, each of these 200 names (sent without any login) added its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_database_names_share_one_other_series() {
+    let pg = pg().await;
+    let proxy = start_proxy_yaml(&proxy_yaml(pg, "tokens")).await;
+    let prefix = crate::harness::unique("nosuchdb");
+    for chunk in (0..200).collect::<Vec<_>>().chunks(25) {
+        let clients = chunk.iter().map(|i| {
+            let database = format!("{prefix}_{i}");
+            let addr = proxy.addr;
+            async move {
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                let packet = startup_packet(&[
+                    ("user", pg.superuser.as_bytes()),
+                    ("database", database.as_bytes()),
+                ]);
+                s.write_all(&packet).await.unwrap();
+                // The server's 3D000 (database does not exist), or a close.
+                while let Some((tag, _)) = read_message(&mut s).await {
+                    if tag == b'E' {
+                        break;
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(clients).await;
+    }
+    let text = heal7_proxy::http::render_metrics(&proxy.state);
+    let totals: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("heal7_proxy_database_client_connections_total{"))
+        .collect();
+    assert_eq!(
+        totals,
+        ["heal7_proxy_database_client_connections_total{database=\"(other)\"} 200"],
+        "one series for every unknown name"
+    );
+    assert!(
+        !text.contains(&prefix),
+        "no series names an unknown database"
+    );
+    // A configured name still gets its own.
+    let c = proxy.connect("heal7").await;
+    drop(c);
+    let text = heal7_proxy::http::render_metrics(&proxy.state);
+    assert!(
+        text.contains("heal7_proxy_database_client_connections_total{database=\"heal7\"} 1"),
+        "{text}"
+    );
+}
