@@ -313,6 +313,8 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         admin_users,
         databases,
         routes,
+        other_databases: proxy.other_databases,
+        allow_replication: proxy.allow_replication,
     })
 }
 

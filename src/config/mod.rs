@@ -51,7 +51,7 @@ use raw::RawConfig;
 #[cfg(test)]
 mod tests;
 
-pub use raw::{Mode, PublicQualified};
+pub use raw::{Mode, OtherDatabases, PublicQualified};
 
 /// The database name that selects the admin console instead of an upstream.
 pub const CONSOLE_DATABASE: &str = "heal7_proxy";
@@ -115,6 +115,10 @@ pub struct Config {
     /// client-facing name (database key or alias) -> index into `databases`
     /// and, for an alias, its index into that entry's `aliases`.
     routes: HashMap<String, (usize, Option<usize>)>,
+    /// What clients of database names not in `routes` get.
+    pub other_databases: OtherDatabases,
+    /// Whether replication connections may pass.
+    pub allow_replication: bool,
 }
 
 /// The kinds of object a schema entry lists.

@@ -50,6 +50,15 @@ pub(super) struct RawProxy {
     /// core.
     #[serde(default)]
     pub(super) worker_threads: Option<usize>,
+    /// forward | refuse: what a client that names a database the config
+    /// does not list gets (default forward: the first entry's upstream,
+    /// unchanged).
+    #[serde(default)]
+    pub(super) other_databases: OtherDatabases,
+    /// Let replication connections (startup parameter `replication`)
+    /// through to the upstream (default false: refused).
+    #[serde(default)]
+    pub(super) allow_replication: bool,
 }
 
 impl Default for RawProxy {
@@ -64,6 +73,8 @@ impl Default for RawProxy {
             rewrite_cache_bytes: None,
             admin_users: IndexMap::new(),
             worker_threads: None,
+            other_databases: OtherDatabases::default(),
+            allow_replication: false,
         }
     }
 }
@@ -210,4 +221,26 @@ pub(super) struct RawAlias {
     /// schema).
     #[serde(default)]
     pub(super) create_schema: Option<String>,
+}
+
+/// What the proxy does with a client that connects to a database name the
+/// config does not list.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherDatabases {
+    /// Forward unchanged to the first entry's host and port, no rewriting.
+    #[default]
+    Forward,
+    /// Refuse with FATAL 3D000 before any upstream connection: `postgres`,
+    /// `template1` and the like stay out of reach through the proxy.
+    Refuse,
+}
+
+impl OtherDatabases {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtherDatabases::Forward => "forward",
+            OtherDatabases::Refuse => "refuse",
+        }
+    }
 }

@@ -356,3 +356,22 @@ fn the_console_database_name_is_reserved() {
     );
     assert!(msg.contains("reserved for the admin console"), "{msg}");
 }
+
+#[test]
+fn reach_settings_default_to_forward_and_no_replication() {
+    let c = Config::from_yaml(EXAMPLE, "test.yaml").unwrap();
+    assert_eq!(c.other_databases, OtherDatabases::Forward);
+    assert!(!c.allow_replication);
+    let text = EXAMPLE.replace(
+        "  on_parse_error: tokens\n",
+        "  on_parse_error: tokens\n  other_databases: refuse\n  allow_replication: true\n",
+    );
+    let c = Config::from_yaml(&text, "test.yaml").unwrap();
+    assert_eq!(c.other_databases, OtherDatabases::Refuse);
+    assert!(c.allow_replication);
+    let bad = EXAMPLE.replace(
+        "  on_parse_error: tokens\n",
+        "  on_parse_error: tokens\n  other_databases: drop\n",
+    );
+    assert!(err(&bad).contains("other_databases"), "{}", err(&bad));
+}

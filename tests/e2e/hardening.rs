@@ -108,3 +108,127 @@ async fn unknown_database_names_share_one_other_series() {
         "{text}"
     );
 }
+
+/// A raw login: Ok at ReadyForQuery, the ErrorResponse's fields otherwise.
+async fn raw_login(
+    addr: std::net::SocketAddr,
+    params: &[(&str, &[u8])],
+) -> Result<TcpStream, HashMap<u8, String>> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&startup_packet(params)).await.unwrap();
+    loop {
+        match read_message(&mut s).await {
+            Some((b'Z', _)) => return Ok(s),
+            Some((b'E', body)) => return Err(crate::raw_wire::error_fields(&body)),
+            Some(_) => {}
+            None => panic!("closed during login without an ErrorResponse"),
+        }
+    }
+}
+
+fn yaml_with(pg: &crate::harness::Pg, settings: &str) -> String {
+    proxy_yaml(pg, "tokens").replace(
+        "  on_parse_error: tokens\n",
+        &format!("  on_parse_error: tokens\n{settings}"),
+    )
+}
+
+/// Finding 6: with `other_databases: refuse` a name outside the config is
+/// refused (3D000) by the proxy itself, before any upstream connection:
+/// the refusing proxy's upstream port is closed, so a connection attempt
+/// would answer 08006 instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_databases_refuse_answers_3d000_without_connecting() {
+    let pg = pg().await;
+    let proxy = start_proxy_yaml(&yaml_with(pg, "  other_databases: refuse\n")).await;
+    let Err(e) = crate::harness::connect(&proxy.config("heal7_plain")).await else {
+        panic!("heal7_plain is refused");
+    };
+    assert_eq!(crate::harness::sqlstate(&e), "3D000", "{e:?}");
+    let message = e.as_db_error().map(|d| d.message().to_owned());
+    assert_eq!(
+        message.as_deref(),
+        Some("database \"heal7_plain\" is not in the config")
+    );
+    // Configured names (key and alias) still pass.
+    for database in ["heal7", "heal7_saju"] {
+        let c = proxy.connect(database).await;
+        assert_eq!(crate::harness::simple_value(&c, "SELECT 1").await, "1");
+    }
+
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let yaml = crate::harness::yaml_for_upstream("127.0.0.1", closed_port, "tokens").replace(
+        "  on_parse_error: tokens\n",
+        "  on_parse_error: tokens\n  other_databases: refuse\n",
+    );
+    let unreachable = start_proxy_yaml(&yaml).await;
+    for database in ["postgres", "template1"] {
+        let e = raw_login(
+            unreachable.addr,
+            &[
+                ("user", pg.superuser.as_bytes()),
+                ("database", database.as_bytes()),
+            ],
+        )
+        .await
+        .expect_err("refused");
+        assert_fatal(&e, "3D000", database);
+    }
+    // Without the setting, the same name goes upstream (today's behaviour).
+    let forwarding = start_proxy_yaml(&proxy_yaml(pg, "tokens")).await;
+    let c = forwarding.connect("heal7_plain").await;
+    assert_eq!(
+        crate::harness::simple_value(&c, "SELECT name FROM users").await,
+        "plain-alice"
+    );
+}
+
+/// Finding 6: a replication connection (physical or logical) is refused
+/// (28000) unless `allow_replication: true`; `replication=off` is a normal
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_connections_are_refused_unless_allowed() {
+    let pg = pg().await;
+    let user = pg.superuser.as_bytes();
+    let proxy = start_proxy_yaml(&proxy_yaml(pg, "tokens")).await;
+    for value in ["database", "true", "on", "1"] {
+        let e = raw_login(
+            proxy.addr,
+            &[
+                ("user", user),
+                ("database", b"heal7"),
+                ("replication", value.as_bytes()),
+            ],
+        )
+        .await
+        .expect_err("replication is refused");
+        assert_fatal(&e, "28000", &format!("replication={value}"));
+    }
+    raw_login(
+        proxy.addr,
+        &[
+            ("user", user),
+            ("database", b"heal7"),
+            ("replication", b"off"),
+        ],
+    )
+    .await
+    .expect("replication=off is an ordinary session");
+
+    let allowing = start_proxy_yaml(&yaml_with(pg, "  allow_replication: true\n")).await;
+    // A logical replication connection to heal7: the server's pg_hba lets
+    // the superuser in (trust on `all` covers logical replication).
+    raw_login(
+        allowing.addr,
+        &[
+            ("user", user),
+            ("database", b"heal7"),
+            ("replication", b"database"),
+        ],
+    )
+    .await
+    .expect("allowed replication connection reaches the server");
+}
