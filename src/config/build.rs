@@ -48,6 +48,12 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             ),
         ));
     }
+    if proxy.max_client_connections == 0 {
+        return Err(invalid(
+            "proxy.max_client_connections".into(),
+            "must be at least 1".into(),
+        ));
+    }
     let mut admin_users = HashMap::new();
     for (user, verifier) in &proxy.admin_users {
         let key = format!("proxy.admin_users.{user}");
@@ -315,6 +321,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         routes,
         other_databases: proxy.other_databases,
         allow_replication: proxy.allow_replication,
+        max_client_connections: proxy.max_client_connections,
     })
 }
 

@@ -119,6 +119,8 @@ pub struct Config {
     pub other_databases: OtherDatabases,
     /// Whether replication connections may pass.
     pub allow_replication: bool,
+    /// Client connections served at once; more are refused (53300).
+    pub max_client_connections: usize,
 }
 
 /// The kinds of object a schema entry lists.

@@ -59,6 +59,10 @@ pub(super) struct RawProxy {
     /// through to the upstream (default false: refused).
     #[serde(default)]
     pub(super) allow_replication: bool,
+    /// Client connections served at once (console ones included); a new
+    /// client beyond it gets FATAL 53300 at once.
+    #[serde(default = "default_max_client_connections")]
+    pub(super) max_client_connections: usize,
 }
 
 impl Default for RawProxy {
@@ -75,6 +79,7 @@ impl Default for RawProxy {
             worker_threads: None,
             other_databases: OtherDatabases::default(),
             allow_replication: false,
+            max_client_connections: default_max_client_connections(),
         }
     }
 }
@@ -90,6 +95,9 @@ pub(super) fn default_startup_timeout_ms() -> u64 {
 }
 pub(super) fn default_connect_timeout_ms() -> u64 {
     5_000
+}
+pub(super) fn default_max_client_connections() -> usize {
+    10_000
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]

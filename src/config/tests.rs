@@ -375,3 +375,18 @@ fn reach_settings_default_to_forward_and_no_replication() {
     );
     assert!(err(&bad).contains("other_databases"), "{}", err(&bad));
 }
+
+#[test]
+fn max_client_connections_defaults_to_10000_and_is_at_least_1() {
+    let c = Config::from_yaml(EXAMPLE, "test.yaml").unwrap();
+    assert_eq!(c.max_client_connections, 10_000);
+    let zero = EXAMPLE.replace(
+        "  on_parse_error: tokens\n",
+        "  on_parse_error: tokens\n  max_client_connections: 0\n",
+    );
+    assert!(
+        err(&zero).contains("proxy.max_client_connections: must be at least 1"),
+        "{}",
+        err(&zero)
+    );
+}

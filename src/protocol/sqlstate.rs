@@ -33,6 +33,8 @@ pub enum SqlState {
     /// 28000 invalid_authorization_specification: a connection the config
     /// does not allow (replication).
     InvalidAuthorization,
+    /// 53300 too_many_connections: over `proxy.max_client_connections`.
+    TooManyConnections,
 }
 
 impl SqlState {
@@ -50,6 +52,7 @@ impl SqlState {
             SqlState::InvalidStatementName => "26000",
             SqlState::InvalidCursorName => "34000",
             SqlState::InvalidAuthorization => "28000",
+            SqlState::TooManyConnections => "53300",
         }
     }
 }

@@ -232,3 +232,36 @@ async fn replication_connections_are_refused_unless_allowed() {
     .await
     .expect("allowed replication connection reaches the server");
 }
+
+/// Finding 9: beyond `max_client_connections` a new client gets FATAL
+/// 53300 at once; a freed slot serves the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_over_max_client_connections_gets_53300() {
+    let pg = pg().await;
+    let proxy = start_proxy_yaml(&yaml_with(pg, "  max_client_connections: 2\n")).await;
+    let first = proxy.connect("heal7").await;
+    let second = proxy.connect("heal7").await;
+    let third = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::harness::connect(&proxy.config("heal7")),
+    )
+    .await
+    .expect("the third client is answered at once");
+    let Err(e) = third else {
+        panic!("a third client is refused");
+    };
+    assert_eq!(crate::harness::sqlstate(&e), "53300", "{e:?}");
+    assert_eq!(
+        crate::harness::simple_value(&first, "SELECT 1").await,
+        "1",
+        "the clients within the limit are untouched"
+    );
+    drop(second);
+    let served = crate::harness::wait_until(Duration::from_secs(10), || async {
+        crate::harness::connect(&proxy.config("heal7"))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(served, "a freed slot serves a new client");
+}
