@@ -67,6 +67,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             .map_err(|e: crate::auth::scram::VerifierError| invalid(key, e.to_string()))?;
         admin_users.insert(user.clone(), verifier);
     }
+    let console_mock_secret = console_mock_secret(&proxy, &invalid)?;
     if raw.databases.is_empty() {
         return Err(invalid(
             "databases".into(),
@@ -322,7 +323,59 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         other_databases: proxy.other_databases,
         allow_replication: proxy.allow_replication,
         max_client_connections: proxy.max_client_connections,
+        console_mock_secret,
     })
+}
+
+/// Secret files shorter than this are refused: too guessable to key
+/// anything.
+const MIN_ADMIN_SECRET_BYTES: usize = 16;
+
+/// The console's mock secret. From `proxy.admin_secret_file` when set (it
+/// then survives verifier rotations); else a hash of the admin_users
+/// verifiers: as secret as the verifiers themselves, stable across
+/// restarts, and with no admin users there is no one to enumerate. Nothing
+/// public (such as the file's path) goes in: changing it would change
+/// every mock salt while real users' salts stay, which tells them apart.
+fn console_mock_secret(
+    proxy: &RawProxy,
+    invalid: &impl Fn(String, String) -> ConfigError,
+) -> Result<MockSecret, ConfigError> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"heal7-proxy console mock secret v1\0");
+    match &proxy.admin_secret_file {
+        Some(path) => {
+            let key = "proxy.admin_secret_file".to_owned();
+            // The error names the file, never its content.
+            let secret = std::fs::read(path).map_err(|e| {
+                invalid(key.clone(), format!("cannot read {}: {e}", path.display()))
+            })?;
+            if secret.trim_ascii().len() < MIN_ADMIN_SECRET_BYTES {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{} holds fewer than {MIN_ADMIN_SECRET_BYTES} bytes of secret",
+                        path.display()
+                    ),
+                ));
+            }
+            hash.update(b"file\0");
+            hash.update(secret.trim_ascii());
+        }
+        None => {
+            hash.update(b"verifiers");
+            let mut users: Vec<_> = proxy.admin_users.iter().collect();
+            users.sort();
+            for (user, verifier) in users {
+                hash.update(b"\0");
+                hash.update(user.as_bytes());
+                hash.update(b"\0");
+                hash.update(verifier.as_bytes());
+            }
+        }
+    }
+    Ok(MockSecret(hash.finalize().into()))
 }
 
 /// What distinguishes one route's map from another's of the same entry:

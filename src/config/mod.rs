@@ -121,6 +121,21 @@ pub struct Config {
     pub allow_replication: bool,
     /// Client connections served at once; more are refused (53300).
     pub max_client_connections: usize,
+    /// Keys the console's mock verifiers of unknown users.
+    pub console_mock_secret: MockSecret,
+}
+
+/// The key of the admin console's mock verifiers for unknown users: a
+/// login as a user that does not exist runs against a verifier derived
+/// from it, with a salt as stable as a real user's (across restarts too),
+/// so the salt does not tell who exists. Debug never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MockSecret(pub [u8; 32]);
+
+impl std::fmt::Debug for MockSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MockSecret(..)")
+    }
 }
 
 /// The kinds of object a schema entry lists.

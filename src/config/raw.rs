@@ -63,6 +63,12 @@ pub(super) struct RawProxy {
     /// client beyond it gets FATAL 53300 at once.
     #[serde(default = "default_max_client_connections")]
     pub(super) max_client_connections: usize,
+    /// A file of at least 16 bytes of secret (e.g. `openssl rand -hex 32`)
+    /// that keys the console's mock salts for unknown users. Default: keyed
+    /// by the admin_users verifiers, which changes every mock salt when a
+    /// verifier changes.
+    #[serde(default)]
+    pub(super) admin_secret_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RawProxy {
@@ -80,6 +86,7 @@ impl Default for RawProxy {
             other_databases: OtherDatabases::default(),
             allow_replication: false,
             max_client_connections: default_max_client_connections(),
+            admin_secret_file: None,
         }
     }
 }

@@ -390,3 +390,47 @@ fn max_client_connections_defaults_to_10000_and_is_at_least_1() {
         err(&zero)
     );
 }
+
+const VERIFIER_A: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$uTdqEMzJoHk3SlFkyFtIRvjnKrBlzuC0hEpZJpcXf8M=:d1sQdBRr4WhYHI6ueDxfv3VzYxMhBcZdV7szeBIUGnI=";
+
+fn with_admin(verifier: &str, extra: &str) -> String {
+    EXAMPLE.replace(
+        "  on_parse_error: tokens\n",
+        &format!("  on_parse_error: tokens\n  admin_users:\n    admin: \"{verifier}\"\n{extra}"),
+    )
+}
+
+#[test]
+fn console_mock_secret_is_stable_for_a_config_and_follows_its_secrets() {
+    let load = |text: &str, name: &str| Config::from_yaml(text, name).unwrap().console_mock_secret;
+    let a = with_admin(VERIFIER_A, "");
+    // The same config read twice (two starts), even from another path.
+    assert_eq!(load(&a, "one.yaml"), load(&a, "two.yaml"));
+    // Another verifier, another secret.
+    let b = with_admin(&VERIFIER_A.replace("c2FsdHNh", "b3RoZXJz"), "");
+    assert_ne!(load(&a, "x"), load(&b, "x"));
+    assert_eq!(format!("{:?}", load(&a, "x")), "MockSecret(..)");
+
+    // A secret file keys it alone: verifier rotations leave it alone.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let extra = format!("  admin_secret_file: {}\n", file.display());
+    let with_file_a = with_admin(VERIFIER_A, &extra);
+    let with_file_b = b.replace("  admin_users:\n", &format!("{extra}  admin_users:\n"));
+    assert_eq!(load(&with_file_a, "x"), load(&with_file_b, "x"));
+    assert_ne!(load(&with_file_a, "x"), load(&a, "x"));
+
+    std::fs::write(&file, "short\n").unwrap();
+    let e = err(&with_file_a);
+    assert!(
+        e.contains("proxy.admin_secret_file") && e.contains("fewer than 16 bytes"),
+        "{e}"
+    );
+    assert!(!e.contains("short\n"), "{e}");
+    let missing = with_admin(
+        VERIFIER_A,
+        "  admin_secret_file: /nonexistent/heal7-secret\n",
+    );
+    assert!(err(&missing).contains("cannot read /nonexistent/heal7-secret"));
+}
