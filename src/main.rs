@@ -57,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // 1. Load and validate before binding anything.
             let store = Arc::new(ConfigStore::from_file(&config)?);
             let threads = worker_threads(&store.load().config)?;
+            raise_open_file_limit(store.load().max_client_connections);
             // 2. Runtimes. The accepting one is also a session event loop,
             // the others get a thread each; the admin plane (HTTP endpoint,
             // reload triggers) gets its own, so a reload's file read and
@@ -155,6 +156,37 @@ fn worker_threads(config: &Config) -> anyhow::Result<usize> {
         .or(config.start.worker_threads)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Ok(n.max(1))
+}
+
+/// Raise the soft open-file limit to the hard one and log both: each
+/// client holds two sockets (its own and its upstream's), and services
+/// often start with a soft limit of 1024 whatever the hard limit allows.
+fn raise_open_file_limit(max_client_connections: usize) {
+    use rlimit::Resource;
+    let before = match rlimit::getrlimit(Resource::NOFILE) {
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open file limit");
+            return;
+        }
+    };
+    // increase_nofile_limit knows the platforms whose hard limit cannot
+    // be the soft one as is (macOS's OPEN_MAX).
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, soft = before, "cannot raise the open file limit");
+    }
+    let Ok((soft, hard)) = rlimit::getrlimit(Resource::NOFILE) else {
+        return;
+    };
+    tracing::info!(soft_before = before, soft, hard, "open file limit");
+    // Two descriptors per client (its socket and its upstream's).
+    if soft < (max_client_connections as u64).saturating_mul(2) {
+        tracing::warn!(
+            soft,
+            max_client_connections,
+            "the open file limit is below two per client: clients may fail with `Too many open files` before proxy.max_client_connections is reached"
+        );
+    }
 }
 
 /// Accept and serve clients until SIGINT or SIGTERM.

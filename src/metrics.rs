@@ -12,6 +12,11 @@ use std::time::Duration;
 
 use crate::rewrite::{Decision, FallbackCause, Outcome};
 
+/// The one database label of every name the config does not know: the
+/// name in a startup packet is the client's free text, sent before any
+/// login, so a series per name would let anyone grow `/metrics` at will.
+pub const OTHER_DATABASE: &str = "(other)";
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub clients_active: AtomicU64,
@@ -175,7 +180,8 @@ impl Metrics {
         counter.load(Ordering::Relaxed)
     }
 
-    /// The counters of one client-facing database name (created on first use).
+    /// The counters of one client-facing database name (created on first
+    /// use). Callers pass only configured names, else [`OTHER_DATABASE`].
     pub fn database(&self, name: &str) -> Arc<DatabaseMetrics> {
         registry_entry(&self.databases, name)
     }

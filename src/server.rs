@@ -9,14 +9,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::CONSOLE_DATABASE;
 use crate::console::{self, ConsoleState};
+use crate::farewell::{FAREWELL_TIMEOUT, farewell};
 use crate::listener;
 use crate::metrics::Metrics;
+use crate::protocol::{ClientFacing, SqlState};
 use crate::session;
 use crate::shutdown::Shutdown;
 use crate::startup::{self, Handshake};
@@ -84,11 +87,15 @@ async fn serve_connection(
     signals: Shutdown,
 ) {
     state.metrics.clients_total.fetch_add(1, Ordering::Relaxed);
-    state.metrics.clients_active.fetch_add(1, Ordering::Relaxed);
+    let active = state.metrics.clients_active.fetch_add(1, Ordering::Relaxed) + 1;
     let _active = ActiveGuard(Arc::clone(&state.metrics));
     // One snapshot for the whole connection: a reload never changes a live
     // session's routing or map halfway.
     let config = state.config.load_full();
+    if active > config.max_client_connections as u64 {
+        refuse_over_limit(stream, peer, config.max_client_connections).await;
+        return;
+    }
     let Handshake::Startup(startup, buf) =
         startup::handshake(&mut stream, peer, &config, &state, &signals).await
     else {
@@ -99,6 +106,36 @@ async fn serve_connection(
     } else {
         session::serve(stream, buf, startup, peer, config, state, signals).await;
     }
+}
+
+/// A client over `proxy.max_client_connections`.
+#[derive(Debug, thiserror::Error)]
+#[error("sorry, too many clients already (proxy.max_client_connections is {0})")]
+struct TooManyClients(usize);
+
+impl ClientFacing for TooManyClients {
+    fn sqlstate(&self) -> SqlState {
+        SqlState::TooManyConnections
+    }
+
+    fn is_fatal(&self) -> bool {
+        true
+    }
+}
+
+/// Tell a client over the limit at once (before its startup packet, so a
+/// flood of them holds nothing), then read what it already sent before
+/// closing: a close with unread input resets the connection, and the reset
+/// can destroy the error before the client reads it.
+async fn refuse_over_limit(mut stream: TcpStream, peer: std::net::SocketAddr, limit: usize) {
+    tracing::warn!(client = %peer, limit, "client refused: proxy.max_client_connections reached");
+    farewell(&mut stream, &TooManyClients(limit)).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Keeps `clients_active` right even if a session task panics.

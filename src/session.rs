@@ -20,8 +20,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::clients::{ClientIdentity, ClientInfo};
-use crate::config::Route;
-use crate::metrics::DatabaseMetrics;
+use crate::config::{Config, OtherDatabases, Route};
+use crate::metrics::{DatabaseMetrics, OTHER_DATABASE};
 use crate::protocol::{ClientFacing, StartupMessage};
 use crate::reload::Snapshot;
 use crate::shutdown::Shutdown;
@@ -93,10 +93,12 @@ async fn serve_inner(
         address: peer,
         identity: identity.clone(),
     });
-    // Counted per database name until this function returns.
-    let database_metrics = state.metrics.database(&client_database);
-    let _connected = DatabaseConnection::open(Arc::clone(&database_metrics));
     let route = config.route(&client_database);
+    // Counted per database name until this function returns.
+    let database_metrics = state
+        .metrics
+        .database(metrics_database(&route, &client_database));
+    let _connected = DatabaseConnection::open(Arc::clone(&database_metrics));
     let upstream = route.upstream_addr();
     tracing::info!(
         client = %peer,
@@ -108,6 +110,9 @@ async fn serve_inner(
         rewrite = route.map.is_some(),
         "connected"
     );
+    if let Some(refused) = refusal(&config, &route, &startup, &client_database) {
+        return Err(farewell(&mut client, refused, state).await);
+    }
     let upstream_startup = rebuild_startup(startup, &client_database, &route);
 
     let mut server = match connect(&route.host, route.port, config.connect_timeout).await {
@@ -145,6 +150,48 @@ async fn serve_inner(
         identity,
     };
     relay::relay(client, server, buf, &ctx).await
+}
+
+/// The database label a session is counted under: its own name when the
+/// config knows it (a key or an alias), else [`OTHER_DATABASE`].
+fn metrics_database<'a>(route: &Route, client_database: &'a str) -> &'a str {
+    if route.map.is_some() {
+        client_database
+    } else {
+        OTHER_DATABASE
+    }
+}
+
+/// Why the config does not let this client reach an upstream at all, if it
+/// does not: checked before any upstream connection.
+fn refusal(
+    config: &Config,
+    route: &Route,
+    startup: &StartupMessage,
+    client_database: &str,
+) -> Option<SessionError> {
+    if !config.allow_replication && wants_replication(startup) {
+        return Some(SessionError::ReplicationRefused);
+    }
+    if route.map.is_none() && config.other_databases == OtherDatabases::Refuse {
+        return Some(SessionError::UnknownDatabase(client_database.to_owned()));
+    }
+    None
+}
+
+/// Whether a StartupMessage asks for a replication connection. Postgres
+/// reads `replication` as a boolean (any unique prefix of true/false/yes/no/
+/// on/off, or 1/0) or `database`; only a value it reads as false leaves
+/// replication off, and a value it would refuse is refused here too.
+fn wants_replication(startup: &StartupMessage) -> bool {
+    let Some(value) = startup.get_str("replication") else {
+        return false;
+    };
+    let v = value.to_ascii_lowercase();
+    let off = v == "0"
+        || (!v.is_empty() && ("false".starts_with(&v) || "no".starts_with(&v)))
+        || (v.len() >= 2 && "off".starts_with(&v));
+    !off
 }
 
 /// Holds one of a database's active client connections.
@@ -200,4 +247,34 @@ async fn farewell<W: AsyncWriteExt + Unpin>(
     }
     crate::farewell::farewell(client, &error).await;
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn startup(params: &[(&'static str, &str)]) -> StartupMessage {
+        StartupMessage {
+            version: crate::protocol::PROTOCOL_3_0,
+            params: params
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec().into(), v.as_bytes().to_vec().into()))
+                .collect(),
+        }
+    }
+
+    fn startup_with_replication(value: &str) -> StartupMessage {
+        startup(&[("user", "u"), ("replication", value)])
+    }
+
+    #[test]
+    fn replication_is_off_only_for_values_postgres_reads_as_false() {
+        for off in ["false", "f", "FALSE", "no", "n", "off", "of", "0"] {
+            assert!(!wants_replication(&startup_with_replication(off)), "{off}");
+        }
+        for on in ["true", "on", "yes", "1", "database", "o", "", "garbage"] {
+            assert!(wants_replication(&startup_with_replication(on)), "{on}");
+        }
+        assert!(!wants_replication(&startup(&[("user", "u")])));
+    }
 }

@@ -48,7 +48,13 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             ),
         ));
     }
-    let admin_http = admin_http(proxy.admin_http).map_err(|(key, m)| invalid(key, m))?;
+    let admin_http = admin_http(&proxy.admin_http).map_err(|(key, m)| invalid(key, m))?;
+    if proxy.max_client_connections == 0 {
+        return Err(invalid(
+            "proxy.max_client_connections".into(),
+            "must be at least 1".into(),
+        ));
+    }
     let mut admin_users = HashMap::new();
     for (user, verifier) in &proxy.admin_users {
         let key = format!("proxy.admin_users.{user}");
@@ -62,6 +68,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             .map_err(|e: crate::auth::scram::VerifierError| invalid(key, e.to_string()))?;
         admin_users.insert(user.clone(), verifier);
     }
+    let console_mock_secret = console_mock_secret(&proxy, &invalid)?;
     if raw.databases.is_empty() {
         return Err(invalid(
             "databases".into(),
@@ -315,7 +322,62 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         admin_users,
         databases,
         routes,
+        other_databases: proxy.other_databases,
+        allow_replication: proxy.allow_replication,
+        max_client_connections: proxy.max_client_connections,
+        console_mock_secret,
     })
+}
+
+/// Secret files shorter than this are refused: too guessable to key
+/// anything.
+const MIN_ADMIN_SECRET_BYTES: usize = 16;
+
+/// The console's mock secret. From `proxy.admin_secret_file` when set (it
+/// then survives verifier rotations); else a hash of the admin_users
+/// verifiers: as secret as the verifiers themselves, stable across
+/// restarts, and with no admin users there is no one to enumerate. Nothing
+/// public (such as the file's path) goes in: changing it would change
+/// every mock salt while real users' salts stay, which tells them apart.
+fn console_mock_secret(
+    proxy: &RawProxy,
+    invalid: &impl Fn(String, String) -> ConfigError,
+) -> Result<MockSecret, ConfigError> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"heal7-proxy console mock secret v1\0");
+    match &proxy.admin_secret_file {
+        Some(path) => {
+            let key = "proxy.admin_secret_file".to_owned();
+            // The error names the file, never its content.
+            let secret = std::fs::read(path).map_err(|e| {
+                invalid(key.clone(), format!("cannot read {}: {e}", path.display()))
+            })?;
+            if secret.trim_ascii().len() < MIN_ADMIN_SECRET_BYTES {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{} holds fewer than {MIN_ADMIN_SECRET_BYTES} bytes of secret",
+                        path.display()
+                    ),
+                ));
+            }
+            hash.update(b"file\0");
+            hash.update(secret.trim_ascii());
+        }
+        None => {
+            hash.update(b"verifiers");
+            let mut users: Vec<_> = proxy.admin_users.iter().collect();
+            users.sort();
+            for (user, verifier) in users {
+                hash.update(b"\0");
+                hash.update(user.as_bytes());
+                hash.update(b"\0");
+                hash.update(verifier.as_bytes());
+            }
+        }
+    }
+    Ok(MockSecret(hash.finalize().into()))
 }
 
 /// What distinguishes one route's map from another's of the same entry:
@@ -429,7 +491,7 @@ fn cache_bytes_from_env() -> Option<usize> {
 }
 
 /// The admin HTTP rules, the token read from its file.
-fn admin_http(raw: RawAdminHttp) -> Result<AdminHttp, (String, String)> {
+fn admin_http(raw: &RawAdminHttp) -> Result<AdminHttp, (String, String)> {
     let open = ["/metrics", "/healthz", "/readyz"];
     for path in &raw.open_paths {
         if !open.contains(&path.as_str()) {
@@ -457,7 +519,7 @@ fn admin_http(raw: RawAdminHttp) -> Result<AdminHttp, (String, String)> {
     };
     Ok(AdminHttp {
         token,
-        open_paths: raw.open_paths,
-        hosts: raw.hosts,
+        open_paths: raw.open_paths.clone(),
+        hosts: raw.hosts.clone(),
     })
 }

@@ -53,7 +53,7 @@ use raw::RawConfig;
 #[cfg(test)]
 mod tests;
 
-pub use raw::{Mode, PublicQualified};
+pub use raw::{Mode, OtherDatabases, PublicQualified};
 
 /// The database name that selects the admin console instead of an upstream.
 pub const CONSOLE_DATABASE: &str = "heal7_proxy";
@@ -156,6 +156,27 @@ pub struct Config {
     /// client-facing name (database key or alias) -> index into `databases`
     /// and, for an alias, its index into that entry's `aliases`.
     routes: HashMap<String, (usize, Option<usize>)>,
+    /// What clients of database names not in `routes` get.
+    pub other_databases: OtherDatabases,
+    /// Whether replication connections may pass.
+    pub allow_replication: bool,
+    /// Client connections served at once; more are refused (53300).
+    pub max_client_connections: usize,
+    /// Keys the console's mock verifiers of unknown users.
+    pub console_mock_secret: MockSecret,
+}
+
+/// The key of the admin console's mock verifiers for unknown users: a
+/// login as a user that does not exist runs against a verifier derived
+/// from it, with a salt as stable as a real user's (across restarts too),
+/// so the salt does not tell who exists. Debug never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MockSecret(pub [u8; 32]);
+
+impl std::fmt::Debug for MockSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MockSecret(..)")
+    }
 }
 
 /// The kinds of object a schema entry lists.

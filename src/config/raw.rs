@@ -50,6 +50,25 @@ pub(super) struct RawProxy {
     /// core.
     #[serde(default)]
     pub(super) worker_threads: Option<usize>,
+    /// forward | refuse: what a client that names a database the config
+    /// does not list gets (default forward: the first entry's upstream,
+    /// unchanged).
+    #[serde(default)]
+    pub(super) other_databases: OtherDatabases,
+    /// Let replication connections (startup parameter `replication`)
+    /// through to the upstream (default false: refused).
+    #[serde(default)]
+    pub(super) allow_replication: bool,
+    /// Client connections served at once (console ones included); a new
+    /// client beyond it gets FATAL 53300 at once.
+    #[serde(default = "default_max_client_connections")]
+    pub(super) max_client_connections: usize,
+    /// A file of at least 16 bytes of secret (e.g. `openssl rand -hex 32`)
+    /// that keys the console's mock salts for unknown users. Default: keyed
+    /// by the admin_users verifiers, which changes every mock salt when a
+    /// verifier changes.
+    #[serde(default)]
+    pub(super) admin_secret_file: Option<std::path::PathBuf>,
     /// Who may use the admin HTTP endpoint.
     #[serde(default)]
     pub(super) admin_http: RawAdminHttp,
@@ -102,6 +121,10 @@ impl Default for RawProxy {
             rewrite_cache_bytes: None,
             admin_users: IndexMap::new(),
             worker_threads: None,
+            other_databases: OtherDatabases::default(),
+            allow_replication: false,
+            max_client_connections: default_max_client_connections(),
+            admin_secret_file: None,
             admin_http: RawAdminHttp::default(),
         }
     }
@@ -118,6 +141,9 @@ pub(super) fn default_startup_timeout_ms() -> u64 {
 }
 pub(super) fn default_connect_timeout_ms() -> u64 {
     5_000
+}
+pub(super) fn default_max_client_connections() -> usize {
+    10_000
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -249,4 +275,26 @@ pub(super) struct RawAlias {
     /// schema).
     #[serde(default)]
     pub(super) create_schema: Option<String>,
+}
+
+/// What the proxy does with a client that connects to a database name the
+/// config does not list.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherDatabases {
+    /// Forward unchanged to the first entry's host and port, no rewriting.
+    #[default]
+    Forward,
+    /// Refuse with FATAL 3D000 before any upstream connection: `postgres`,
+    /// `template1` and the like stay out of reach through the proxy.
+    Refuse,
+}
+
+impl OtherDatabases {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtherDatabases::Forward => "forward",
+            OtherDatabases::Refuse => "refuse",
+        }
+    }
 }

@@ -356,3 +356,81 @@ fn the_console_database_name_is_reserved() {
     );
     assert!(msg.contains("reserved for the admin console"), "{msg}");
 }
+
+#[test]
+fn reach_settings_default_to_forward_and_no_replication() {
+    let c = Config::from_yaml(EXAMPLE, "test.yaml").unwrap();
+    assert_eq!(c.other_databases, OtherDatabases::Forward);
+    assert!(!c.allow_replication);
+    let text = EXAMPLE.replace(
+        "  on_parse_error: tokens\n",
+        "  on_parse_error: tokens\n  other_databases: refuse\n  allow_replication: true\n",
+    );
+    let c = Config::from_yaml(&text, "test.yaml").unwrap();
+    assert_eq!(c.other_databases, OtherDatabases::Refuse);
+    assert!(c.allow_replication);
+    let bad = EXAMPLE.replace(
+        "  on_parse_error: tokens\n",
+        "  on_parse_error: tokens\n  other_databases: drop\n",
+    );
+    assert!(err(&bad).contains("other_databases"), "{}", err(&bad));
+}
+
+#[test]
+fn max_client_connections_defaults_to_10000_and_is_at_least_1() {
+    let c = Config::from_yaml(EXAMPLE, "test.yaml").unwrap();
+    assert_eq!(c.max_client_connections, 10_000);
+    let zero = EXAMPLE.replace(
+        "  on_parse_error: tokens\n",
+        "  on_parse_error: tokens\n  max_client_connections: 0\n",
+    );
+    assert!(
+        err(&zero).contains("proxy.max_client_connections: must be at least 1"),
+        "{}",
+        err(&zero)
+    );
+}
+
+const VERIFIER_A: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$uTdqEMzJoHk3SlFkyFtIRvjnKrBlzuC0hEpZJpcXf8M=:d1sQdBRr4WhYHI6ueDxfv3VzYxMhBcZdV7szeBIUGnI=";
+
+fn with_admin(verifier: &str, extra: &str) -> String {
+    EXAMPLE.replace(
+        "  on_parse_error: tokens\n",
+        &format!("  on_parse_error: tokens\n  admin_users:\n    admin: \"{verifier}\"\n{extra}"),
+    )
+}
+
+#[test]
+fn console_mock_secret_is_stable_for_a_config_and_follows_its_secrets() {
+    let load = |text: &str, name: &str| Config::from_yaml(text, name).unwrap().console_mock_secret;
+    let a = with_admin(VERIFIER_A, "");
+    // The same config read twice (two starts), even from another path.
+    assert_eq!(load(&a, "one.yaml"), load(&a, "two.yaml"));
+    // Another verifier, another secret.
+    let b = with_admin(&VERIFIER_A.replace("c2FsdHNh", "b3RoZXJz"), "");
+    assert_ne!(load(&a, "x"), load(&b, "x"));
+    assert_eq!(format!("{:?}", load(&a, "x")), "MockSecret(..)");
+
+    // A secret file keys it alone: verifier rotations leave it alone.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let extra = format!("  admin_secret_file: {}\n", file.display());
+    let with_file_a = with_admin(VERIFIER_A, &extra);
+    let with_file_b = b.replace("  admin_users:\n", &format!("{extra}  admin_users:\n"));
+    assert_eq!(load(&with_file_a, "x"), load(&with_file_b, "x"));
+    assert_ne!(load(&with_file_a, "x"), load(&a, "x"));
+
+    std::fs::write(&file, "short\n").unwrap();
+    let e = err(&with_file_a);
+    assert!(
+        e.contains("proxy.admin_secret_file") && e.contains("fewer than 16 bytes"),
+        "{e}"
+    );
+    assert!(!e.contains("short\n"), "{e}");
+    let missing = with_admin(
+        VERIFIER_A,
+        "  admin_secret_file: /nonexistent/heal7-secret\n",
+    );
+    assert!(err(&missing).contains("cannot read /nonexistent/heal7-secret"));
+}

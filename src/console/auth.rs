@@ -91,10 +91,11 @@ impl<'a> ScramLogin<'a> {
                 save_startup_parameters_to_metadata(client, &startup);
                 // An unknown user runs the whole exchange against a mock
                 // verifier and fails like a wrong password: no enumeration.
-                let known = self.state.config.load().admin_users.get(self.user).cloned();
+                let config = self.state.config.load();
+                let known = config.admin_users.get(self.user).cloned();
                 let verifier = match &known {
                     Some(v) => v.clone(),
-                    None => Verifier::mock(self.user, &self.console.mock_secret),
+                    None => Verifier::mock(self.user, &config.console_mock_secret.0),
                 };
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
                 send(

@@ -19,6 +19,7 @@ pub mod command;
 mod error;
 mod queries;
 pub mod report;
+mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Framed};
 
+use crate::auth::scram::ScramError;
 use crate::clients::{ClientIdentity, ClientInfo, ClientState};
 use crate::farewell::{FAREWELL_TIMEOUT, farewell};
 use crate::protocol::{ClientFacing, ProtocolError, StartupMessage};
@@ -43,6 +45,7 @@ use auth::ScramLogin;
 use command::Command;
 pub use error::ConsoleError;
 use queries::ConsoleQueries;
+use throttle::LoginThrottle;
 
 /// Console frames are commands, not data: cap them well below the proxy's
 /// (pgwire's own cap for Query, Parse and Bind is 1 GiB).
@@ -51,25 +54,23 @@ const MAX_FRAME: usize = 1 << 20;
 /// unauthenticated peer must not make the proxy buffer a megabyte.
 const MAX_AUTH_FRAME: usize = crate::protocol::MAX_STARTUP_PACKET;
 
-/// State the console keeps across sessions.
+/// State the console keeps across sessions. The mock salt of unknown users
+/// is keyed by the config (`Config::console_mock_secret`), not kept here,
+/// so it is the same after a restart.
 #[derive(Debug)]
 pub struct ConsoleState {
-    /// Keys the mock salt of unknown users, so their salt looks as stable
-    /// as a real user's without being guessable.
-    mock_secret: [u8; 32],
     /// BackendKeyData pids: the console has no backend, but clients expect
     /// one; cancel requests for these keys are simply unknown.
     next_pid: AtomicI32,
+    /// Failed logins per client address, to answer them progressively later.
+    logins: LoginThrottle,
 }
 
 impl Default for ConsoleState {
     fn default() -> Self {
-        use rand::Rng;
-        let mut mock_secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut mock_secret);
         ConsoleState {
-            mock_secret,
             next_pid: AtomicI32::new(1),
+            logins: LoginThrottle::default(),
         }
     }
 }
@@ -253,7 +254,16 @@ async fn run(
     let limit = state.config.load().startup_timeout;
     tokio::select! {
         r = tokio::time::timeout(limit, conn.log_in(startup, &handlers)) => match r {
-            Ok(r) => r?,
+            Ok(Ok(())) => console.logins.succeeded(peer.ip()),
+            Ok(Err(e)) => {
+                // Only a password that was checked counts: a malformed
+                // exchange tests nothing. The wait comes before the answer.
+                if matches!(e, ConsoleError::AuthFailed(_) | ConsoleError::Scram(ScramError::Failed)) {
+                    let delay = console.logins.failed(peer.ip(), std::time::Instant::now());
+                    tokio::time::sleep(delay).await;
+                }
+                return Err(e);
+            }
             Err(_) => return Err(ConsoleError::AuthTimeout(limit)),
         },
         () = shutdown.drain.cancelled() => return Err(ConsoleError::Shutdown),

@@ -22,8 +22,8 @@ pub use messages::{
 };
 pub use sqlstate::{ClientFacing, SqlState, encode_client_error};
 pub use startup::{
-    CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET, PROTOCOL_3_0, SSL_REQUEST_CODE,
-    StartupMessage, StartupPacket, decode_startup, escape_option_value,
+    CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_AUTH_FRAME, MAX_STARTUP_PACKET, PROTOCOL_3_0,
+    SSL_REQUEST_CODE, StartupMessage, StartupPacket, decode_startup, escape_option_value,
 };
 
 /// Frame tags the proxy looks at (client and server namespaces overlap; the
@@ -54,6 +54,8 @@ pub mod tag {
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const EMPTY_QUERY: u8 = b'I';
     pub const PORTAL_SUSPENDED: u8 = b's';
+    /// The Authentication family; code 0 in its body is AuthenticationOk.
+    pub const AUTHENTICATION: u8 = b'R';
 }
 
 /// What can be wrong with bytes on the wire.

@@ -30,6 +30,11 @@ pub enum SqlState {
     InvalidStatementName,
     /// 34000 invalid_cursor_name: Execute or Describe of an unknown portal.
     InvalidCursorName,
+    /// 28000 invalid_authorization_specification: a connection the config
+    /// does not allow (replication).
+    InvalidAuthorization,
+    /// 53300 too_many_connections: over `proxy.max_client_connections`.
+    TooManyConnections,
 }
 
 impl SqlState {
@@ -46,6 +51,8 @@ impl SqlState {
             SqlState::InvalidCatalogName => "3D000",
             SqlState::InvalidStatementName => "26000",
             SqlState::InvalidCursorName => "34000",
+            SqlState::InvalidAuthorization => "28000",
+            SqlState::TooManyConnections => "53300",
         }
     }
 }

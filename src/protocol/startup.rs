@@ -12,6 +12,13 @@ pub const SSL_REQUEST_CODE: i32 = 80_877_103;
 pub const GSSENC_REQUEST_CODE: i32 = 80_877_104;
 /// Postgres' own MAX_STARTUP_PACKET_LENGTH.
 pub const MAX_STARTUP_PACKET: usize = 10_000;
+/// Largest client frame before the server has sent AuthenticationOk
+/// (password, SASL and GSSAPI responses): Postgres reads these with its own
+/// PG_MAX_AUTH_TOKEN_LENGTH (65,535-byte body) and refuses anything longer,
+/// so this bound never refuses a login the server would accept (a Kerberos
+/// token with a PAC can pass 10,000 bytes), while an unauthenticated peer
+/// can make the proxy hold at most 64 KiB instead of `max_message_size`.
+pub const MAX_AUTH_FRAME: usize = 65_535 + 5;
 
 /// One classified startup-phase packet.
 #[derive(Debug, Clone, PartialEq, Eq)]

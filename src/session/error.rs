@@ -21,6 +21,15 @@ pub enum SessionError {
     Shutdown,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// A database name the config does not list, with
+    /// `proxy.other_databases: refuse`.
+    #[error("database \"{0}\" is not in the config")]
+    UnknownDatabase(String),
+    /// A replication connection, with `proxy.allow_replication` off.
+    #[error(
+        "replication connections are not allowed through heal7-proxy (proxy.allow_replication)"
+    )]
+    ReplicationRefused,
 }
 
 /// Why the upstream could not be reached.
@@ -59,6 +68,8 @@ impl ClientFacing for SessionError {
             }
             SessionError::Shutdown => SqlState::AdminShutdown,
             SessionError::Io(_) => SqlState::Internal,
+            SessionError::UnknownDatabase(_) => SqlState::InvalidCatalogName,
+            SessionError::ReplicationRefused => SqlState::InvalidAuthorization,
         }
     }
 

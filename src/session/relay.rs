@@ -29,7 +29,9 @@ use crate::clients::{ClientEntry, ClientIdentity, ClientState};
 use crate::config::Mode;
 use crate::farewell::FAREWELL_TIMEOUT;
 use crate::metrics::DatabaseMetrics;
-use crate::protocol::{self, BackendKeyData, ParseView, QueryView, peek_header, tag};
+use crate::protocol::{
+    self, BackendKeyData, MAX_AUTH_FRAME, ParseView, QueryView, peek_header, tag,
+};
 use crate::qualify::{Observer, TextRewrite, qualify};
 use crate::reload::Snapshot;
 use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, splice_into};
@@ -112,6 +114,7 @@ pub(super) async fn relay(
         cancel_key: None,
         sent_at: VecDeque::with_capacity(16),
         error_since_ready: false,
+        authenticated: false,
     });
     let _release = ReleaseCancelKey {
         tracker: &tracker,
@@ -125,6 +128,7 @@ pub(super) async fn relay(
         facts: SessionFacts::default(),
         statements: 0,
         rewritten: 0,
+        authenticated: false,
     };
     let mut down = Downstream {
         from: Inbound::new(server_read, BytesMut::with_capacity(READ_CHUNK)),
@@ -285,6 +289,9 @@ struct Upstream {
     facts: SessionFacts,
     statements: u64,
     rewritten: u64,
+    /// A copy of the tracker's flag, so the lock is taken per batch only
+    /// until login.
+    authenticated: bool,
 }
 
 /// The complete frames at the front of a buffer, scanned.
@@ -321,12 +328,26 @@ impl Upstream {
         }
     }
 
+    /// The largest client frame accepted now: small until the server has
+    /// sent AuthenticationOk (an unauthenticated peer must not make the
+    /// proxy buffer `max_message_size`), the configured cap after.
+    fn frame_cap(&mut self, tracker: &Mutex<Tracker>, ctx: &RelayContext) -> usize {
+        let max = ctx.config.max_message_size;
+        if !self.authenticated {
+            self.authenticated = lock(tracker).authenticated;
+            if !self.authenticated {
+                return max.min(MAX_AUTH_FRAME);
+            }
+        }
+        max
+    }
+
     fn scan(
         &mut self,
         tracker: &Mutex<Tracker>,
         ctx: &RelayContext,
     ) -> Result<Batch, SessionError> {
-        let max = ctx.config.max_message_size;
+        let max = self.frame_cap(tracker, ctx);
         let mut pos = 0;
         let mut reencoding = false;
         // Read from the tracker once per batch: lexing facts, between transactions.

@@ -66,6 +66,9 @@ pub(super) struct Tracker {
     pub(super) sent_at: VecDeque<Instant>,
     /// An ErrorResponse arrived since the last ReadyForQuery.
     pub(super) error_since_ready: bool,
+    /// The server has sent AuthenticationOk: only from then on may client
+    /// frames be as large as `max_message_size`.
+    pub(super) authenticated: bool,
 }
 
 impl Tracker {
@@ -159,6 +162,10 @@ impl Tracker {
                         _ => {}
                     }
                 }
+            }
+            // AuthenticationOk: code 0 after the header.
+            tag::AUTHENTICATION if frame.get(5..9) == Some(&[0, 0, 0, 0]) => {
+                self.authenticated = true
             }
             _ => {}
         }

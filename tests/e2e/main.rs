@@ -16,6 +16,7 @@ mod console;
 mod differential;
 mod errors;
 mod extended;
+mod hardening;
 mod harness;
 mod harness_selftest;
 mod observe;

@@ -18,6 +18,7 @@ fn tracker() -> Tracker {
         cancel_key: None,
         sent_at: VecDeque::new(),
         error_since_ready: false,
+        authenticated: true,
     }
 }
 
@@ -203,4 +204,20 @@ fn prepare_read_grows_in_steps_and_shrinks_when_empty() {
     assert!(buf.capacity() >= GROW_STEP && buf.capacity() < 4 * GROW_STEP);
     prepare_read(&mut buf, 0);
     assert!(buf.capacity() <= SHRINK_ABOVE);
+}
+
+#[test]
+fn only_authentication_ok_marks_the_session_authenticated() {
+    let metrics = Metrics::default();
+    let mut t = tracker();
+    t.authenticated = false;
+    // AuthenticationSASL (10) and SASLFinal (12) are not a login yet.
+    for code in [10i32, 12] {
+        let frame = server_frame(b'R', &code.to_be_bytes());
+        t.on_server_frame(b'R', &frame, &metrics);
+        assert!(!t.authenticated, "code {code}");
+    }
+    let ok = server_frame(b'R', &0i32.to_be_bytes());
+    t.on_server_frame(b'R', &ok, &metrics);
+    assert!(t.authenticated);
 }

@@ -225,3 +225,76 @@ async fn a_login_that_stalls_is_told_08p01_after_the_startup_timeout() {
     assert_eq!(c.error_code().await, "08P01");
     assert!(c.frame().await.is_none(), "then the proxy closes");
 }
+
+/// The salt the console offers `user`, from its server-first-message.
+async fn offered_salt(port: u16, user: &str) -> String {
+    let mut c = Raw::start(port, user).await;
+    assert_eq!(c.frame().await.unwrap().0, b'R'); // AuthenticationSASL
+    let scram = ScramSha256::new(b"any password", ChannelBinding::unsupported());
+    c.send_initial(scram.message()).await;
+    let (tag, cont) = c.frame().await.unwrap();
+    assert_eq!(tag, b'R', "SASLContinue");
+    let server_first = String::from_utf8(cont[9..].to_vec()).unwrap();
+    server_first
+        .split(',')
+        .find_map(|f| f.strip_prefix("s="))
+        .unwrap_or_else(|| panic!("no salt in {server_first}"))
+        .to_owned()
+}
+
+/// Finding 10: an unknown user's mock salt comes from the config, not from
+/// a secret drawn at start: two proxies (two ProxyStates and
+/// ConsoleStates, as after a restart) with one config offer the same salt,
+/// as they would for a real user, so a restart does not tell who exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_users_mock_salt_is_the_same_after_a_restart() {
+    let pg = pg().await;
+    let yaml = console_yaml(pg, "127.0.0.1:0");
+    let first = start_proxy_yaml(&yaml).await;
+    let second = start_proxy_yaml(&yaml).await;
+    for user in ["nobody", ADMIN] {
+        let a = offered_salt(first.port(), user).await;
+        assert_eq!(a, offered_salt(first.port(), user).await, "{user}: stable");
+        assert_eq!(
+            a,
+            offered_salt(second.port(), user).await,
+            "{user}: across restarts"
+        );
+    }
+    assert_ne!(
+        offered_salt(first.port(), "nobody").await,
+        offered_salt(first.port(), "nobody_else").await,
+        "each unknown user has a salt of its own"
+    );
+}
+
+/// Finding 10: failed console logins from one address are answered
+/// progressively later (0, 200 ms, 400 ms, ...); a success resets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_console_logins_are_answered_progressively_later() {
+    let proxy = start_console_proxy().await;
+    let port = proxy.port();
+    let wrong = super::console_config(port, ADMIN, "wrong");
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let Err(e) = crate::harness::connect(&wrong).await else {
+            panic!("a wrong password is refused");
+        };
+        took.push(started.elapsed());
+        assert_eq!(crate::harness::sqlstate(&e), "28P01");
+    }
+    // 200 ms more each time; asserted with a wide margin for slow machines.
+    let margin = std::time::Duration::from_millis(50);
+    assert!(took[1] > took[0] + margin, "second not slower: {took:?}");
+    assert!(took[2] > took[1] + margin, "third not slower: {took:?}");
+
+    admin(port).await;
+    let started = std::time::Instant::now();
+    assert!(crate::harness::connect(&wrong).await.is_err());
+    let after_success = started.elapsed();
+    assert!(
+        after_success < took[2],
+        "a success resets the delay: {after_success:?} vs {took:?}"
+    );
+}
