@@ -301,6 +301,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             listen: proxy.listen,
             admin_listen: proxy.admin_listen,
             worker_threads: proxy.worker_threads,
+            shutdown_timeout: Duration::from_millis(proxy.shutdown_timeout_ms),
         },
         on_parse_error: match proxy.on_parse_error {
             RawOnParseError::Tokens => OnParseError::Tokens,

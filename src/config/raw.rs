@@ -50,6 +50,10 @@ pub(super) struct RawProxy {
     /// core.
     #[serde(default)]
     pub(super) worker_threads: Option<usize>,
+    /// How long after a stop signal sessions may finish their transaction
+    /// before the rest are closed with 57P01.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub(super) shutdown_timeout_ms: u64,
 }
 
 impl Default for RawProxy {
@@ -64,6 +68,7 @@ impl Default for RawProxy {
             rewrite_cache_bytes: None,
             admin_users: IndexMap::new(),
             worker_threads: None,
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
         }
     }
 }
@@ -79,6 +84,9 @@ pub(super) fn default_startup_timeout_ms() -> u64 {
 }
 pub(super) fn default_connect_timeout_ms() -> u64 {
     5_000
+}
+pub(super) fn default_shutdown_timeout_ms() -> u64 {
+    30_000
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]

@@ -356,3 +356,24 @@ fn the_console_database_name_is_reserved() {
     );
     assert!(msg.contains("reserved for the admin console"), "{msg}");
 }
+
+#[test]
+fn shutdown_timeout_defaults_to_30_s_and_is_fixed_at_start() {
+    let c = Config::from_yaml("databases: {a: {}}\n", "t").unwrap();
+    assert_eq!(c.start.shutdown_timeout, Duration::from_secs(30));
+    let c = Config::from_yaml(
+        "proxy: {shutdown_timeout_ms: 250}\ndatabases: {a: {}}\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.start.shutdown_timeout, Duration::from_millis(250));
+    let changes = c.start.changes_from(
+        &Config::from_yaml("databases: {a: {}}\n", "t")
+            .unwrap()
+            .start,
+    );
+    assert!(
+        changes[0].contains("proxy.shutdown_timeout_ms"),
+        "{changes:?}"
+    );
+}
