@@ -586,3 +586,40 @@ async fn drain_keeps_an_idle_transaction_until_the_grace_period_ends() {
         .unwrap()
         .unwrap();
 }
+
+/// Regression (issue 10, finding 8): an upstream that accepts TCP but never
+/// answers (a stopped Postgres) fails a new client with 08006 within about
+/// `connect_timeout_ms`, which now covers the server's first answer too.
+#[tokio::test]
+async fn silent_upstream_is_08006_within_the_connect_timeout() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let yaml = format!(
+        "proxy:\n  connect_timeout_ms: 300\ndatabases:\n  heal7:\n    host: 127.0.0.1\n    port: {}\n",
+        upstream.local_addr().unwrap().port()
+    );
+    let (proxy, state, shutdown) = start_proxy(Config::from_yaml(&yaml, "test").unwrap()).await;
+    // Accept and hold the connection, never answer.
+    let silent = tokio::spawn(async move {
+        let (mut server, _) = upstream.accept().await.unwrap();
+        read_startup(&mut server).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(server);
+    });
+    let mut client = TcpStream::connect(proxy).await.unwrap();
+    let asked = std::time::Instant::now();
+    client
+        .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
+        .await
+        .unwrap();
+    let (code, message) = fatal_of(&mut client).await;
+    let took = asked.elapsed();
+    assert_eq!(code, "08006", "{message}");
+    assert!(message.contains("300 ms"), "{message}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "failed after {took:?}"
+    );
+    assert_eq!(Metrics::get(&state.metrics.upstream_connect_failures), 1);
+    silent.abort();
+    shutdown.cancel();
+}

@@ -99,6 +99,7 @@ pub(super) async fn relay(
     client: TcpStream,
     server: TcpStream,
     leftover: BytesMut,
+    server_first: BytesMut,
     ctx: &RelayContext,
 ) -> Result<Summary, SessionError> {
     let (client_read, mut client_write) = client.into_split();
@@ -126,9 +127,11 @@ pub(super) async fn relay(
         rewritten: 0,
     };
     let mut down = Downstream {
-        from: Inbound::new(server_read, BytesMut::with_capacity(READ_CHUNK)),
+        from: Inbound::new(server_read, server_first),
         writing: false,
     };
+    // The server's first answer was read while connecting.
+    down.from.bytes = down.from.buf.len() as u64;
 
     // The shutdown branches are gated: select! polls every branch on every
     // wake, and a cancellation token's poll takes a lock.
