@@ -54,6 +54,11 @@ pub(super) struct RawProxy {
     /// before the rest are closed with 57P01.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub(super) shutdown_timeout_ms: u64,
+    /// Longest statement handed whole to the SQL parser, in bytes; a longer
+    /// one is rewritten with its long literal lists cut, or refused per
+    /// `on_parse_error` when a mapped name cannot be placed without a parse.
+    #[serde(default = "default_max_parse_bytes")]
+    pub(super) max_parse_bytes: usize,
 }
 
 impl Default for RawProxy {
@@ -69,6 +74,7 @@ impl Default for RawProxy {
             admin_users: IndexMap::new(),
             worker_threads: None,
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            max_parse_bytes: default_max_parse_bytes(),
         }
     }
 }
@@ -87,6 +93,9 @@ pub(super) fn default_connect_timeout_ms() -> u64 {
 }
 pub(super) fn default_shutdown_timeout_ms() -> u64 {
     30_000
+}
+pub(super) fn default_max_parse_bytes() -> usize {
+    crate::rewrite::DEFAULT_MAX_PARSE_BYTES
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]

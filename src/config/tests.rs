@@ -377,3 +377,19 @@ fn shutdown_timeout_defaults_to_30_s_and_is_fixed_at_start() {
         "{changes:?}"
     );
 }
+
+#[test]
+fn max_parse_bytes_reaches_every_map_and_is_bounded() {
+    let yaml = "databases:\n  a:\n    schemas: {s: {tables: [t]}}\n    aliases: {b: {default_schema: s}}\n";
+    let c = Config::from_yaml(yaml, "t").unwrap();
+    assert_eq!(
+        c.route("a").map.unwrap().max_parse_bytes(),
+        crate::rewrite::DEFAULT_MAX_PARSE_BYTES
+    );
+    let c = Config::from_yaml(&format!("proxy: {{max_parse_bytes: 65536}}\n{yaml}"), "t").unwrap();
+    for name in ["a", "b"] {
+        assert_eq!(c.route(name).map.unwrap().max_parse_bytes(), 65536);
+    }
+    let msg = err(&format!("proxy: {{max_parse_bytes: 100}}\n{yaml}"));
+    assert!(msg.contains("proxy.max_parse_bytes"), "{msg}");
+}
