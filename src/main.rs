@@ -143,8 +143,15 @@ async fn serve(
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_stop_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!(
+            "shutting down: sessions finish their transaction (a second signal exits at once)"
+        );
         signal.cancel();
+        // The handlers stay installed, so a second signal would otherwise
+        // do nothing: the operator's way out of a long drain.
+        wait_for_stop_signal().await;
+        tracing::warn!("second stop signal: exiting without waiting for sessions");
+        std::process::exit(1);
     });
     server::run(listener, state, shutdown).await?;
     Ok(())
