@@ -145,11 +145,18 @@ impl Skeleton {
         };
         // The original is copied lazily from `copied` on, at each cut.
         let mut copied = 0;
+        // A word folded to lower case, reused for every word.
+        let mut folded = String::new();
         while let Some(token) = lexer.next()? {
             match token.kind {
                 Kind::Word | Kind::QuotedWord | Kind::UnicodeWord
                     if !skeleton.names_mapped
-                        && names_mapped(&sql[token.start..token.end], token.kind, map) =>
+                        && names_mapped(
+                            &sql[token.start..token.end],
+                            token.kind,
+                            map,
+                            &mut folded,
+                        ) =>
                 {
                     skeleton.names_mapped = true;
                 }
@@ -177,27 +184,34 @@ impl Skeleton {
 
 /// Whether an identifier as written names a mapped object (or is a
 /// creating word when created objects get a schema).
-fn names_mapped(written: &str, kind: Kind, map: &SchemaMap) -> bool {
-    let (name, quoted) = match kind {
+fn names_mapped(written: &str, kind: Kind, map: &SchemaMap, folded: &mut String) -> bool {
+    folded.clear();
+    match kind {
         // Escapes in a U&"..." name: not worth decoding; assume it may.
         Kind::UnicodeWord => return true,
         Kind::QuotedWord => {
             let inner = &written[1..written.len() - 1];
-            (std::borrow::Cow::Owned(inner.replace("\"\"", "\"")), true)
+            folded.push_str(inner);
+            if inner.contains("\"\"") {
+                *folded = inner.replace("\"\"", "\"");
+            }
         }
-        _ => (std::borrow::Cow::Borrowed(written), false),
-    };
-    if map.schema_of(&name, quoted).is_some()
-        || map.routine_schema(&name, quoted).is_some()
-        || map.type_schema(&name, quoted).is_some()
+        _ => {
+            folded.push_str(written);
+            folded.make_ascii_lowercase();
+        }
+    }
+    // Folded already: looked up as written.
+    let name = folded.as_str();
+    if map.schema_of(name, true).is_some()
+        || map.routine_schema(name, true).is_some()
+        || map.type_schema(name, true).is_some()
     {
         return true;
     }
     map.create_schema().is_some()
-        && !quoted
-        && super::prefilter::CREATING_WORDS
-            .iter()
-            .any(|w| w.eq_ignore_ascii_case(&name))
+        && kind == Kind::Word
+        && super::prefilter::CREATING_WORDS.contains(&name)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -207,3 +207,21 @@ fn within_the_bound_an_unclean_skeleton_falls_back_to_the_whole_statement() {
             .starts_with("SELECT * FROM shared_common.users WHERE")
     );
 }
+
+#[test]
+fn creating_words_count_when_created_objects_get_a_schema() {
+    let map = test_map().with_create_schema(Some("public"));
+    for (sql, mapped) in [
+        ("CREATE TABLE t (a int)", true),
+        ("SELECT 1 INTO t", true),
+        ("SET search_path = x", true),
+        ("SELECT 'create', \"into\"", false),
+    ] {
+        assert_eq!(
+            Skeleton::of(sql, &map).unwrap().names_mapped,
+            mapped,
+            "{sql}"
+        );
+    }
+    assert!(!skeleton("CREATE TABLE t (a int)").names_mapped);
+}
