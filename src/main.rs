@@ -201,7 +201,14 @@ async fn serve(
         // Stop first, then say so: nothing may stand between the signal
         // and the stop.
         signal.cancel();
-        tracing::info!("shutting down");
+        tracing::info!(
+            "shutting down: sessions finish their transaction (a second signal exits at once)"
+        );
+        // The handlers stay installed, so a second signal would otherwise
+        // do nothing: the operator's way out of a long drain.
+        wait_for_stop_signal().await;
+        tracing::warn!("second stop signal: exiting without waiting for sessions");
+        std::process::exit(1);
     });
     server::run(listener, state, shutdown).await?;
     Ok(())

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,11 +24,9 @@ use crate::shutdown::Shutdown;
 use crate::startup::{self, Handshake};
 use crate::state::ProxyState;
 
-/// How long busy sessions may finish their work after shutdown begins.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Accept clients until `shutdown`, then stop accepting, close idle
-/// sessions (57P01), give busy ones [`SHUTDOWN_GRACE`] and close the rest.
+/// Accept clients until `shutdown`, then stop accepting: each session ends
+/// (57P01) at its first ReadyForQuery(idle), so it finishes its transaction;
+/// after `proxy.shutdown_timeout_ms` the rest are closed.
 /// A session's error is logged by the session, never returned from here.
 /// Serve clients from `listener` until `shutdown`, each session on one of
 /// `state.workers`.
@@ -63,11 +60,14 @@ pub async fn run(
     }
     drop(listener);
     tasks.close();
-    tracing::info!(sessions = tasks.len(), "shutting down");
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
-        .await
-        .is_err()
-    {
+    // The setting in force since start (a reload does not change it).
+    let grace = state.config.load().start.shutdown_timeout;
+    tracing::info!(
+        sessions = tasks.len(),
+        grace_ms = grace.as_millis() as u64,
+        "shutting down"
+    );
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::info!(
             sessions = tasks.len(),
             "grace period over, closing busy sessions"

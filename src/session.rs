@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clients::{ClientIdentity, ClientInfo};
@@ -115,8 +115,18 @@ async fn serve_inner(
     }
     let upstream_startup = rebuild_startup(startup, &client_database, &route);
 
-    let mut server = match connect(&route.host, route.port, config.connect_timeout).await {
-        Ok(s) => s,
+    // One bound for the TCP connect and the server's first answer: a
+    // server that accepts but never answers (stopped, overloaded) fails
+    // the client within connect_timeout_ms, not when TCP gives up.
+    let (server, first) = match open_upstream(
+        &route.host,
+        route.port,
+        &upstream_startup,
+        config.connect_timeout,
+    )
+    .await
+    {
+        Ok(opened) => opened,
         Err(reason) => {
             state
                 .metrics
@@ -129,15 +139,7 @@ async fn serve_inner(
             return Err(farewell(&mut client, e, state).await);
         }
     };
-    let _ = server.set_nodelay(true);
     let upstream_addr = server.peer_addr()?;
-    if let Err(e) = server.write_all(&upstream_startup).await {
-        let e = SessionError::UpstreamUnreachable {
-            addr: upstream,
-            reason: UpstreamFailure::Io(e),
-        };
-        return Err(farewell(&mut client, e, state).await);
-    }
 
     let ctx = relay::RelayContext {
         state: state.clone(),
@@ -149,7 +151,7 @@ async fn serve_inner(
         database_metrics,
         identity,
     };
-    relay::relay(client, server, buf, &ctx).await
+    relay::relay(client, server, buf, first, &ctx).await
 }
 
 /// The database label a session is counted under: its own name when the
@@ -224,9 +226,30 @@ fn rebuild_startup(mut msg: StartupMessage, client_database: &str, route: &Route
     msg.encode()
 }
 
-async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, UpstreamFailure> {
-    match tokio::time::timeout(limit, TcpStream::connect((host, port))).await {
-        Ok(Ok(s)) => Ok(s),
+/// Connect to the upstream, send `startup` and wait for the first bytes of
+/// its answer, all within `limit`. Returns the stream and those bytes (the
+/// relay's server buffer starts with them).
+async fn open_upstream(
+    host: &str,
+    port: u16,
+    startup: &[u8],
+    limit: Duration,
+) -> Result<(TcpStream, BytesMut), UpstreamFailure> {
+    let attempt = async {
+        let mut server = TcpStream::connect((host, port)).await?;
+        let _ = server.set_nodelay(true);
+        server.write_all(startup).await?;
+        let mut first = BytesMut::with_capacity(8 * 1024);
+        if server.read_buf(&mut first).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection before answering the startup",
+            ));
+        }
+        Ok((server, first))
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(Ok(opened)) => Ok(opened),
         Ok(Err(e)) => Err(UpstreamFailure::Io(e)),
         Err(_) => Err(UpstreamFailure::Timeout(limit)),
     }

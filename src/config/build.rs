@@ -55,6 +55,14 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             "must be at least 1".into(),
         ));
     }
+    // Below a few KB ordinary statements would be refused; past 64 MiB the
+    // parser's memory (~300 times the text) is no longer bounded usefully.
+    if !((4 << 10)..=(64 << 20)).contains(&proxy.max_parse_bytes) {
+        return Err(invalid(
+            "proxy.max_parse_bytes".into(),
+            format!("{} is outside 4096..=67108864 bytes", proxy.max_parse_bytes),
+        ));
+    }
     let mut admin_users = HashMap::new();
     for (user, verifier) in &proxy.admin_users {
         let key = format!("proxy.admin_users.{user}");
@@ -177,7 +185,8 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             let map = SchemaMap::new(relations(with_public))
                 .with_routines_and_types(routines, types)
                 .with_public_requalified(public_requalified)
-                .with_create_schema(create);
+                .with_create_schema(create)
+                .with_max_parse_bytes(proxy.max_parse_bytes);
             let map = Arc::new(
                 match proxy.rewrite_cache_bytes.or_else(cache_bytes_from_env) {
                     Some(bytes) => map.with_cache_bytes(bytes),
@@ -309,6 +318,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             listen: proxy.listen,
             admin_listen: proxy.admin_listen,
             worker_threads: proxy.worker_threads,
+            shutdown_timeout: Duration::from_millis(proxy.shutdown_timeout_ms),
         },
         on_parse_error: match proxy.on_parse_error {
             RawOnParseError::Tokens => OnParseError::Tokens,

@@ -70,6 +70,8 @@ pub struct StartSettings {
     pub admin_listen: Option<String>,
     /// Event loops sessions are spread over; `None`: one per core.
     pub worker_threads: Option<usize>,
+    /// How long sessions may finish their transaction after a stop signal.
+    pub shutdown_timeout: Duration,
 }
 
 impl StartSettings {
@@ -93,6 +95,13 @@ impl StartSettings {
             changes.push(format!(
                 "proxy.worker_threads: {:?} -> {:?} (needs restart)",
                 in_force.worker_threads, self.worker_threads
+            ));
+        }
+        if self.shutdown_timeout != in_force.shutdown_timeout {
+            changes.push(format!(
+                "proxy.shutdown_timeout_ms: {} -> {} (needs restart)",
+                in_force.shutdown_timeout.as_millis(),
+                self.shutdown_timeout.as_millis()
             ));
         }
         changes

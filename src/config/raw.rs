@@ -50,6 +50,15 @@ pub(super) struct RawProxy {
     /// core.
     #[serde(default)]
     pub(super) worker_threads: Option<usize>,
+    /// How long after a stop signal sessions may finish their transaction
+    /// before the rest are closed with 57P01.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub(super) shutdown_timeout_ms: u64,
+    /// Longest statement handed whole to the SQL parser, in bytes; a longer
+    /// one is rewritten with its long literal lists cut, or refused per
+    /// `on_parse_error` when a mapped name cannot be placed without a parse.
+    #[serde(default = "default_max_parse_bytes")]
+    pub(super) max_parse_bytes: usize,
     /// forward | refuse: what a client that names a database the config
     /// does not list gets (default forward: the first entry's upstream,
     /// unchanged).
@@ -126,6 +135,8 @@ impl Default for RawProxy {
             max_client_connections: default_max_client_connections(),
             admin_secret_file: None,
             admin_http: RawAdminHttp::default(),
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            max_parse_bytes: default_max_parse_bytes(),
         }
     }
 }
@@ -144,6 +155,12 @@ pub(super) fn default_connect_timeout_ms() -> u64 {
 }
 pub(super) fn default_max_client_connections() -> usize {
     10_000
+}
+pub(super) fn default_shutdown_timeout_ms() -> u64 {
+    30_000
+}
+pub(super) fn default_max_parse_bytes() -> usize {
+    crate::rewrite::DEFAULT_MAX_PARSE_BYTES
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]

@@ -434,3 +434,40 @@ fn console_mock_secret_is_stable_for_a_config_and_follows_its_secrets() {
     );
     assert!(err(&missing).contains("cannot read /nonexistent/heal7-secret"));
 }
+
+#[test]
+fn shutdown_timeout_defaults_to_30_s_and_is_fixed_at_start() {
+    let c = Config::from_yaml("databases: {a: {}}\n", "t").unwrap();
+    assert_eq!(c.start.shutdown_timeout, Duration::from_secs(30));
+    let c = Config::from_yaml(
+        "proxy: {shutdown_timeout_ms: 250}\ndatabases: {a: {}}\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.start.shutdown_timeout, Duration::from_millis(250));
+    let changes = c.start.changes_from(
+        &Config::from_yaml("databases: {a: {}}\n", "t")
+            .unwrap()
+            .start,
+    );
+    assert!(
+        changes[0].contains("proxy.shutdown_timeout_ms"),
+        "{changes:?}"
+    );
+}
+
+#[test]
+fn max_parse_bytes_reaches_every_map_and_is_bounded() {
+    let yaml = "databases:\n  a:\n    schemas: {s: {tables: [t]}}\n    aliases: {b: {default_schema: s}}\n";
+    let c = Config::from_yaml(yaml, "t").unwrap();
+    assert_eq!(
+        c.route("a").map.unwrap().max_parse_bytes(),
+        crate::rewrite::DEFAULT_MAX_PARSE_BYTES
+    );
+    let c = Config::from_yaml(&format!("proxy: {{max_parse_bytes: 65536}}\n{yaml}"), "t").unwrap();
+    for name in ["a", "b"] {
+        assert_eq!(c.route(name).map.unwrap().max_parse_bytes(), 65536);
+    }
+    let msg = err(&format!("proxy: {{max_parse_bytes: 100}}\n{yaml}"));
+    assert!(msg.contains("proxy.max_parse_bytes"), "{msg}");
+}

@@ -4,11 +4,13 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{ConfigError, ObjectKind, host_port};
+use crate::protocol::SSL_REQUEST_CODE;
 use crate::reload::ReloadReport;
 
 use super::AdminState;
@@ -41,29 +43,59 @@ pub(super) fn reload_answer(
     }
 }
 
-/// Every upstream reachable (200) or not (503), one line per database.
+/// How long one readiness probe may take (connect, SSLRequest, answer):
+/// well under the admin request's bound, as the probes run concurrently.
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Every upstream answering the protocol (200) or not (503), one line per
+/// database. The upstreams are probed concurrently, each within
+/// [`PROBE_TIMEOUT`] (or `connect_timeout_ms` if shorter).
 pub(super) async fn readyz(state: &AdminState) -> (u16, String) {
     let snapshot = state.config.load_full();
+    let limit = PROBE_TIMEOUT.min(snapshot.connect_timeout);
+    let probes = snapshot.databases.iter().map(|db| async move {
+        let addr = host_port(&db.host, db.port);
+        let status = match tokio::time::timeout(limit, probe(&addr)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("unreachable: {e}")),
+            Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+        };
+        (db.name.as_str(), addr, status)
+    });
     let mut body = String::new();
     let mut ready = true;
-    for db in &snapshot.databases {
-        let addr = host_port(&db.host, db.port);
-        let result =
-            tokio::time::timeout(snapshot.connect_timeout, TcpStream::connect(&addr)).await;
-        let status = match result {
-            Ok(Ok(_)) => "ok".to_owned(),
-            Ok(Err(e)) => {
+    for (name, addr, status) in futures_util::future::join_all(probes).await {
+        let _ = match status {
+            Ok(()) => writeln!(body, "{name} {addr}: ok"),
+            Err(e) => {
                 ready = false;
-                format!("unreachable: {e}")
-            }
-            Err(_) => {
-                ready = false;
-                "unreachable: connect timed out".to_owned()
+                writeln!(body, "{name} {addr}: {e}")
             }
         };
-        let _ = writeln!(body, "{} {addr}: {status}", db.name);
     }
     (if ready { 200 } else { 503 }, body)
+}
+
+/// A protocol exchange that only a live server completes: TCP accept alone
+/// (a stopped or hung server's kernel still accepts) is not enough. The
+/// server answers an SSLRequest with one byte, `S` or `N`; the probe then
+/// closes, before any startup packet (Postgres logs nothing for that after
+/// an `N`).
+async fn probe(addr: &str) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let mut request = [0u8; 8];
+    request[..4].copy_from_slice(&8i32.to_be_bytes());
+    request[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+    stream.write_all(&request).await?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await?;
+    match answer[0] {
+        b'S' | b'N' => Ok(()),
+        other => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("answered an SSLRequest with {other:#04x}, not S or N"),
+        )),
+    }
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
@@ -150,6 +182,64 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::state::ProxyState;
+    use tokio::net::TcpListener;
+
+    /// A state whose databases are at `ports` on 127.0.0.1.
+    fn state_for(ports: &[u16]) -> ProxyState {
+        let mut yaml = String::from("databases:\n");
+        for (i, port) in ports.iter().enumerate() {
+            yaml.push_str(&format!(
+                "  db{i}:\n    host: 127.0.0.1\n    port: {port}\n"
+            ));
+        }
+        ProxyState::new(Config::from_yaml(&yaml, "t").unwrap())
+    }
+
+    /// An upstream that accepts and reads but never answers (a stopped
+    /// server still completes TCP handshakes), or answers SSLRequests `N`.
+    async fn upstream(answers: bool) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 8];
+                    if s.read_exact(&mut request).await.is_ok() && answers {
+                        let _ = s.write_all(b"N").await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            }
+        });
+        port
+    }
+
+    /// Regression (issue 10, finding 8): TCP accept alone is not ready.
+    #[tokio::test]
+    async fn readyz_is_503_for_an_upstream_that_accepts_but_never_answers() {
+        let (live, silent, also_silent) = (
+            upstream(true).await,
+            upstream(false).await,
+            upstream(false).await,
+        );
+        let (status, body) = readyz(&state_for(&[live])).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("db0 127.0.0.1:"), "{body}");
+        assert!(body.ends_with(": ok\n"), "{body}");
+
+        let started = std::time::Instant::now();
+        let (status, body) = readyz(&state_for(&[live, silent, also_silent])).await;
+        let took = started.elapsed();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(
+            body.matches("no answer within 1000 ms").count(),
+            2,
+            "{body}"
+        );
+        // Probed concurrently: one probe's bound, not the sum.
+        assert!(took < Duration::from_millis(1800), "took {took:?}");
+    }
 
     #[test]
     fn mapping_shows_every_kind_and_the_search_paths() {

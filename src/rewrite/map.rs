@@ -32,6 +32,21 @@ pub struct SchemaMap {
     /// Where objects created without a schema go, when that is not the
     /// first schema of the route's search_path (`None`: leave them to it).
     pub(super) create_schema: Option<Arc<str>>,
+    /// Statements longer than this are never parsed whole (see `large`).
+    pub(super) max_parse_bytes: MaxParseBytes,
+}
+
+/// The default of [`SchemaMap::with_max_parse_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_PARSE_BYTES: usize = 1 << 20;
+
+/// A bound in bytes whose default is [`DEFAULT_MAX_PARSE_BYTES`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MaxParseBytes(usize);
+
+impl Default for MaxParseBytes {
+    fn default() -> Self {
+        MaxParseBytes(DEFAULT_MAX_PARSE_BYTES)
+    }
 }
 
 impl SchemaMap {
@@ -56,6 +71,7 @@ impl SchemaMap {
             cache: Arc::new(RewriteCache::new(DEFAULT_CACHE_BYTES)),
             keep_public: false,
             create_schema: None,
+            max_parse_bytes: MaxParseBytes::default(),
         }
     }
 
@@ -135,6 +151,20 @@ impl SchemaMap {
     pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
         self.cache = Arc::new(RewriteCache::new(bytes));
         self
+    }
+
+    /// Never parse a statement longer than `bytes` whole: past it, a
+    /// statement is rewritten through its skeleton (long literal lists
+    /// cut), or refused per the parse-error policy when a mapped name
+    /// cannot be placed without a parse. Bounds the parser's memory, some
+    /// 300 times the text. Without this: [`DEFAULT_MAX_PARSE_BYTES`].
+    pub fn with_max_parse_bytes(mut self, bytes: usize) -> Self {
+        self.max_parse_bytes = MaxParseBytes(bytes);
+        self
+    }
+
+    pub(crate) fn max_parse_bytes(&self) -> usize {
+        self.max_parse_bytes.0
     }
 
     /// Hits, misses and size of this map's rewrite cache.

@@ -21,6 +21,10 @@
 //!    name with its CTE scope; each insertion point is verified against the
 //!    text; a keyword cross-check on the tokens catches names the walk did
 //!    not see.
+//!    A text over 64 KiB goes through `large` first: a streaming lexer
+//!    finds whether any identifier names a mapped object and cuts long
+//!    literal lists; steps 2-3 run on that skeleton. Past
+//!    [`SchemaMap::with_max_parse_bytes`] nothing larger is ever parsed.
 //! 4. `exact`: statements sqlparser cannot parse, or whose names the walk
 //!    missed (the keyword cross-check of `fallback`), are qualified by
 //!    PostgreSQL's own grammar (libpg_query); [`OnParseError`] decides only
@@ -34,6 +38,7 @@ mod escapes;
 mod exact;
 mod facts;
 mod fallback;
+mod large;
 mod map;
 mod names;
 mod outcome;
@@ -53,7 +58,7 @@ pub use cache::{CacheStats, DEFAULT_CACHE_BYTES};
 pub use encoding::{EncodingClass, LexableText, lexable_text, mask_for_lexing};
 pub use escapes::mask_backslash_escapes;
 pub use facts::{SessionFacts, TempRelations};
-pub use map::SchemaMap;
+pub use map::{DEFAULT_MAX_PARSE_BYTES, SchemaMap};
 pub use names::table_names;
 pub use outcome::{Decision, Edit, FallbackCause, NameUse, Outcome, PositionShift, Rewrite};
 pub use quote::quote_identifier;
@@ -106,7 +111,8 @@ pub fn rewrite_sql(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite 
         return Rewrite::untouched();
     }
     let cache = &map.cache;
-    if !cache.enabled() {
+    // Past max_parse_bytes a text is not worth a cache key of its size.
+    if !cache.enabled() || sql.len() > map.max_parse_bytes() {
         return rewrite_parsed(sql, map, policy, prefilter);
     }
     SCRATCH.with(|scratch| {
@@ -239,8 +245,30 @@ impl Rewrite {
     }
 }
 
-/// Everything after the prefilter: tokenize, split, parse, qualify.
+/// Everything after the prefilter: a large text through its skeleton
+/// (`large`), any other whole.
 fn rewrite_parsed(
+    sql: &str,
+    map: &SchemaMap,
+    policy: OnParseError,
+    prefilter: &MappedNamePrefilter,
+) -> Rewrite {
+    if sql.len() > large::COLLAPSE_ABOVE.min(map.max_parse_bytes()) {
+        return large::rewrite_large(sql, map, policy, prefilter, rewrite_whole);
+    }
+    rewrite_tokens(sql, map, policy, prefilter)
+}
+
+/// [`rewrite_tokens`] for `large`, which hands over no prefilter.
+fn rewrite_whole(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite {
+    match &map.prefilter {
+        Some(prefilter) => rewrite_tokens(sql, map, policy, prefilter),
+        None => Rewrite::untouched(),
+    }
+}
+
+/// Tokenize, split, parse, qualify.
+fn rewrite_tokens(
     sql: &str,
     map: &SchemaMap,
     policy: OnParseError,

@@ -23,7 +23,7 @@ pub(crate) struct MappedNamePrefilter {
 /// The words of statements that create objects, or that change where
 /// objects are created (a session's own search_path): looked for as well
 /// when created objects get a schema (see `SchemaMap::with_create_schema`).
-const CREATING_WORDS: [&str; 5] = ["create", "into", "search_path", "reset", "discard"];
+pub(super) const CREATING_WORDS: [&str; 5] = ["create", "into", "search_path", "reset", "discard"];
 
 impl MappedNamePrefilter {
     /// `None` when there is no name to look for.

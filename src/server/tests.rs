@@ -492,3 +492,134 @@ async fn read_exact_vec_buffered(s: &mut TcpStream, buf: &mut BytesMut, n: usize
     }
     buf.split_to(n).to_vec()
 }
+
+/// A client logged in through the proxy to a scripted upstream; returns the
+/// client and the upstream's end of its session.
+async fn logged_in(proxy: SocketAddr, upstream: &TcpListener) -> (TcpStream, TcpStream) {
+    let mut client = TcpStream::connect(proxy).await.unwrap();
+    client
+        .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
+        .await
+        .unwrap();
+    let (mut server, _) = upstream.accept().await.unwrap();
+    read_startup(&mut server).await;
+    let hello = server_hello();
+    server.write_all(&hello).await.unwrap();
+    read_exact_vec(&mut client, hello.len()).await;
+    (client, server)
+}
+
+/// Regression (issue 10, finding 7): an idle proxy, and one whose sessions
+/// are all idle, stops within 100 ms of the signal (asserted loosely).
+#[tokio::test]
+async fn idle_proxy_run_returns_promptly_after_the_signal() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    for sessions in [0, 2] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let mut state = ProxyState::new(config(upstream.local_addr().unwrap().port()));
+        state.workers = crate::workers::Workers::spawn(1).unwrap();
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(run(listener, state, shutdown.clone()));
+        let mut clients = Vec::new();
+        for _ in 0..sessions {
+            clients.push(logged_in(proxy, &upstream).await);
+        }
+        let signalled = std::time::Instant::now();
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let took = signalled.elapsed();
+        assert!(
+            took < Duration::from_millis(500),
+            "{sessions} idle sessions: run took {took:?} after the signal"
+        );
+        for (client, _) in &mut clients {
+            assert_eq!(fatal_of(client).await.0, "57P01");
+        }
+    }
+}
+
+/// Regression (issue 10, finding 7): a session idle inside a transaction
+/// is left alone during the drain and closed (57P01) only when
+/// `proxy.shutdown_timeout_ms` runs out.
+#[tokio::test]
+async fn drain_keeps_an_idle_transaction_until_the_grace_period_ends() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let yaml = format!(
+        "proxy:\n  shutdown_timeout_ms: 600\ndatabases:\n  heal7:\n    host: 127.0.0.1\n    port: {}\n",
+        upstream.local_addr().unwrap().port()
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let state = ProxyState::new(Config::from_yaml(&yaml, "test").unwrap());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(run(listener, state, shutdown.clone()));
+    let (mut client, mut server) = logged_in(proxy, &upstream).await;
+    let mut begin = BytesMut::new();
+    protocol::encode_query_with(&mut begin, |b| b.extend_from_slice(b"BEGIN"));
+    client.write_all(&begin).await.unwrap();
+    read_exact_vec(&mut server, begin.len()).await;
+    let mut answer = BytesMut::new();
+    answer.extend_from_slice(b"C\0\0\0\x0aBEGIN\0");
+    protocol::encode_ready_for_query(&mut answer, b'T');
+    server.write_all(&answer).await.unwrap();
+    read_exact_vec(&mut client, answer.len()).await;
+
+    let signalled = std::time::Instant::now();
+    shutdown.cancel();
+    let mut byte = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), client.peek(&mut byte))
+            .await
+            .is_err(),
+        "a session idle in a transaction is not closed while the grace period lasts"
+    );
+    assert_eq!(fatal_of(&mut client).await.0, "57P01");
+    assert!(signalled.elapsed() >= Duration::from_millis(500));
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// Regression (issue 10, finding 8): an upstream that accepts TCP but never
+/// answers (a stopped Postgres) fails a new client with 08006 within about
+/// `connect_timeout_ms`, which now covers the server's first answer too.
+#[tokio::test]
+async fn silent_upstream_is_08006_within_the_connect_timeout() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let yaml = format!(
+        "proxy:\n  connect_timeout_ms: 300\ndatabases:\n  heal7:\n    host: 127.0.0.1\n    port: {}\n",
+        upstream.local_addr().unwrap().port()
+    );
+    let (proxy, state, shutdown) = start_proxy(Config::from_yaml(&yaml, "test").unwrap()).await;
+    // Accept and hold the connection, never answer.
+    let silent = tokio::spawn(async move {
+        let (mut server, _) = upstream.accept().await.unwrap();
+        read_startup(&mut server).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(server);
+    });
+    let mut client = TcpStream::connect(proxy).await.unwrap();
+    let asked = std::time::Instant::now();
+    client
+        .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
+        .await
+        .unwrap();
+    let (code, message) = fatal_of(&mut client).await;
+    let took = asked.elapsed();
+    assert_eq!(code, "08006", "{message}");
+    assert!(message.contains("300 ms"), "{message}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "failed after {took:?}"
+    );
+    assert_eq!(Metrics::get(&state.metrics.upstream_connect_failures), 1);
+    silent.abort();
+    shutdown.cancel();
+}

@@ -37,7 +37,7 @@ pub enum SessionError {
 pub enum UpstreamFailure {
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("no connection within {} ms", .0.as_millis())]
+    #[error("no connection and answer within {} ms", .0.as_millis())]
     Timeout(std::time::Duration),
 }
 

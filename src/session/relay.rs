@@ -14,8 +14,9 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,8 +46,6 @@ const READ_CHUNK: usize = 8 * 1024;
 const GROW_STEP: usize = 1 << 20;
 /// An empty read buffer larger than this is given back after a big frame.
 const SHRINK_ABOVE: usize = 256 * 1024;
-/// How often a draining session checks whether it has become idle.
-const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Sent to the server in place of a refused statement: it fails in the raw
 /// parser, so the server itself aborts the transaction / skips to Sync as it
@@ -102,6 +101,7 @@ pub(super) async fn relay(
     client: TcpStream,
     server: TcpStream,
     leftover: BytesMut,
+    server_first: BytesMut,
     ctx: &RelayContext,
 ) -> Result<Summary, SessionError> {
     let (client_read, mut client_write) = client.into_split();
@@ -131,17 +131,20 @@ pub(super) async fn relay(
         authenticated: false,
     };
     let mut down = Downstream {
-        from: Inbound::new(server_read, BytesMut::with_capacity(READ_CHUNK)),
+        from: Inbound::new(server_read, server_first),
         writing: false,
     };
+    // The server's first answer was read while connecting.
+    down.from.bytes = down.from.buf.len() as u64;
 
     // The shutdown branches are gated: select! polls every branch on every
     // wake, and a cancellation token's poll takes a lock.
-    let drain = WakeGate::new(drained(&tracker, &ctx.shutdown));
+    let draining = AtomicBool::new(false);
+    let drain = WakeGate::new(drained(&tracker, &ctx.shutdown, &draining));
     let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
     let result = tokio::select! {
         r = up.run(&tracker, ctx) => r,
-        r = down.run(&mut client_write, &tracker, ctx) => r,
+        r = down.run(&mut client_write, &tracker, &draining, ctx) => r,
         () = drain => Err(SessionError::Shutdown),
         () = abort => Err(SessionError::Shutdown),
     };
@@ -188,15 +191,21 @@ impl Drop for ReleaseCancelKey<'_> {
     }
 }
 
-/// Resolves once shutdown has begun and the session has nothing in flight.
-async fn drained(tracker: &Mutex<Tracker>, shutdown: &Shutdown) {
+/// Resolves when shutdown begins while the session is between
+/// transactions. A session busy or inside a transaction then is flagged
+/// `draining` instead, and [`Downstream`] closes it right after relaying its
+/// next ReadyForQuery(idle): no poll, and a client that sends statements
+/// back to back is still closed between two of them.
+async fn drained(tracker: &Mutex<Tracker>, shutdown: &Shutdown, draining: &AtomicBool) {
     shutdown.drain.cancelled().await;
-    loop {
-        if lock(tracker).is_idle() {
+    {
+        let t = lock(tracker);
+        if t.between_transactions() {
             return;
         }
-        tokio::time::sleep(DRAIN_POLL).await;
+        draining.store(true, Ordering::Relaxed);
     }
+    std::future::pending().await
 }
 
 /// Make room for the next read: give back a big buffer once it is empty,
@@ -519,6 +528,7 @@ impl Downstream {
         &mut self,
         client: &mut OwnedWriteHalf,
         tracker: &Mutex<Tracker>,
+        draining: &AtomicBool,
         ctx: &RelayContext,
     ) -> Result<&'static str, SessionError> {
         loop {
@@ -528,6 +538,11 @@ impl Downstream {
                 client.write_all(self.from.outgoing(&batch)).await?;
                 self.writing = false;
                 self.from.sent(&batch);
+                // Draining: the transaction is over once its
+                // ReadyForQuery(idle) is out; close before the next request.
+                if draining.load(Ordering::Relaxed) && lock(tracker).between_transactions() {
+                    return Err(SessionError::Shutdown);
+                }
             }
             prepare_read(&mut self.from.buf, batch.missing);
             let n = self.from.read.read_buf(&mut self.from.buf).await?;

@@ -78,7 +78,7 @@ impl Tracker {
 
     /// Idle and outside any transaction: a new mapping may start here.
     pub(super) fn between_transactions(&self) -> bool {
-        self.status == Some(b'I') && self.pending.is_empty()
+        self.is_idle() && self.status == Some(b'I')
     }
 
     /// ReadyForQuery ends the oldest Query, Sync or FunctionCall and

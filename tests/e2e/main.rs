@@ -14,6 +14,7 @@ mod auth;
 mod cli;
 mod console;
 mod differential;
+mod drain;
 mod errors;
 mod extended;
 mod hardening;

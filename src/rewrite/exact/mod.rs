@@ -38,7 +38,7 @@ mod scan;
 /// The largest statement the exact parser reads. Its tree is held three
 /// times over (libpg_query's, protobuf, JSON), many times the text's size;
 /// a larger statement that sqlparser cannot read is refused instead.
-const EXACT_MAX_BYTES: usize = 1 << 20;
+pub(in crate::rewrite) const EXACT_MAX_BYTES: usize = 1 << 20;
 
 /// What [`qualify_exact`] found in one statement (or several).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
