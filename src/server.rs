@@ -21,6 +21,7 @@ use crate::session;
 use crate::shutdown::Shutdown;
 use crate::startup::{self, Handshake};
 use crate::state::ProxyState;
+use crate::stream::Stream;
 
 /// How long busy sessions may finish their work after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -77,7 +78,7 @@ pub async fn run(
 
 /// One connection: the startup phase, then the console or a session.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: std::net::SocketAddr,
     state: ProxyState,
     console: Arc<ConsoleState>,
@@ -89,15 +90,41 @@ async fn serve_connection(
     // One snapshot for the whole connection: a reload never changes a live
     // session's routing or map halfway.
     let config = state.config.load_full();
-    let Handshake::Startup(startup, buf) =
-        startup::handshake(&mut stream, peer, &config, &state, &signals).await
+    let Handshake::Startup(stream, startup, buf) =
+        startup::handshake(stream, peer, &config, &state, &signals).await
     else {
         return;
     };
     if startup.database().as_deref() == Some(CONSOLE_DATABASE) {
-        console::serve(stream, buf, startup, peer, &state, &console, &signals).await;
+        match stream {
+            Stream::Plain(stream) => {
+                console::serve(stream, buf, startup, peer, &state, &console, &signals).await
+            }
+            mut stream => console_over_tls(&mut stream, peer).await,
+        }
     } else {
         session::serve(stream, buf, startup, peer, config, state, signals).await;
+    }
+}
+
+/// The console speaks only plain TCP for now: tell a TLS client so.
+async fn console_over_tls(stream: &mut Stream, peer: std::net::SocketAddr) {
+    let refusal = ConsoleOverTls;
+    crate::farewell::farewell(stream, &refusal).await;
+    tracing::warn!(client = %peer, "{refusal}");
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the admin console is not available over TLS; connect to it with sslmode=disable")]
+struct ConsoleOverTls;
+
+impl crate::protocol::ClientFacing for ConsoleOverTls {
+    fn sqlstate(&self) -> crate::protocol::SqlState {
+        crate::protocol::SqlState::FeatureNotSupported
+    }
+
+    fn is_fatal(&self) -> bool {
+        true
     }
 }
 

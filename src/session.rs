@@ -16,16 +16,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clients::{ClientIdentity, ClientInfo};
-use crate::config::Route;
+use crate::config::{Route, UpstreamTls, UpstreamTlsMode};
 use crate::metrics::DatabaseMetrics;
 use crate::protocol::{ClientFacing, StartupMessage};
 use crate::reload::Snapshot;
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
+use crate::stream::Stream;
 
 pub use error::{SessionError, UpstreamFailure};
 
@@ -34,7 +35,7 @@ pub use error::{SessionError, UpstreamFailure};
 /// is the snapshot the connection started with. Errors are logged here (the
 /// caller only counts), and the client has been told when possible.
 pub async fn serve(
-    client: TcpStream,
+    client: Stream,
     buf: BytesMut,
     startup: StartupMessage,
     peer: SocketAddr,
@@ -78,7 +79,7 @@ pub struct Summary {
 }
 
 async fn serve_inner(
-    mut client: TcpStream,
+    mut client: Stream,
     buf: BytesMut,
     startup: StartupMessage,
     peer: SocketAddr,
@@ -110,7 +111,7 @@ async fn serve_inner(
     );
     let upstream_startup = rebuild_startup(startup, &client_database, &route);
 
-    let mut server = match connect(&route.host, route.port, config.connect_timeout).await {
+    let server = match connect(&route.host, route.port, config.connect_timeout).await {
         Ok(s) => s,
         Err(reason) => {
             state
@@ -126,6 +127,20 @@ async fn serve_inner(
     };
     let _ = server.set_nodelay(true);
     let upstream_addr = server.peer_addr()?;
+    let mut server = match secure(server, &route.host, &route.tls, config.connect_timeout).await {
+        Ok(s) => s,
+        Err(reason) => {
+            state
+                .metrics
+                .upstream_connect_failures
+                .fetch_add(1, Ordering::Relaxed);
+            let e = SessionError::UpstreamUnreachable {
+                addr: upstream,
+                reason,
+            };
+            return Err(farewell(&mut client, e, state).await);
+        }
+    };
     if let Err(e) = server.write_all(&upstream_startup).await {
         let e = SessionError::UpstreamUnreachable {
             addr: upstream,
@@ -185,6 +200,60 @@ async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, Up
     }
 }
 
+/// Negotiate TLS on a fresh upstream connection as `tls.mode` says
+/// (libpq's sslmode): ask with an SSLRequest, then handshake on `S`; on
+/// `N` continue in clear only in mode prefer.
+async fn secure(
+    server: TcpStream,
+    host: &str,
+    tls: &UpstreamTls,
+    limit: Duration,
+) -> Result<Stream, UpstreamFailure> {
+    let Some(client_config) = &tls.client_config else {
+        return Ok(Stream::Plain(server));
+    };
+    let negotiate = async {
+        let mut server = server;
+        let mut request = [0u8; 8];
+        request[..4].copy_from_slice(&8i32.to_be_bytes());
+        request[4..].copy_from_slice(&crate::protocol::SSL_REQUEST_CODE.to_be_bytes());
+        server.write_all(&request).await?;
+        let answer = server.read_u8().await?;
+        match upstream_tls_step(tls.mode, answer)? {
+            false => Ok(Stream::Plain(server)),
+            true => {
+                let name =
+                    rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap_or_else(|_| {
+                        // Only verify-full compares names, and it was
+                        // checked at load; any name will do for the rest.
+                        rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name")
+                    });
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(client_config));
+                let tls = connector
+                    .connect(name, server)
+                    .await
+                    .map_err(UpstreamFailure::Tls)?;
+                Ok(Stream::Tls(Box::new(tls)))
+            }
+        }
+    };
+    match tokio::time::timeout(limit, negotiate).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamFailure::Timeout(limit)),
+    }
+}
+
+/// What the server's answer to the SSLRequest means in `mode`: handshake
+/// (true), continue in clear (false), or fail.
+fn upstream_tls_step(mode: UpstreamTlsMode, answer: u8) -> Result<bool, UpstreamFailure> {
+    match (answer, mode) {
+        (b'S', _) => Ok(true),
+        (b'N', UpstreamTlsMode::Prefer | UpstreamTlsMode::Disable) => Ok(false),
+        (b'N', mode) => Err(UpstreamFailure::TlsRefused(mode.as_str())),
+        (other, _) => Err(UpstreamFailure::TlsAnswer(other)),
+    }
+}
+
 /// Tell the client why the session ends (FATAL + SQLSTATE), then hand the
 /// error back for logging.
 async fn farewell<W: AsyncWriteExt + Unpin>(
@@ -200,4 +269,28 @@ async fn farewell<W: AsyncWriteExt + Unpin>(
     }
     crate::farewell::farewell(client, &error).await;
     error
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_answer_per_mode() {
+        use UpstreamTlsMode::*;
+        for mode in [Prefer, Require, VerifyCa, VerifyFull] {
+            assert!(upstream_tls_step(mode, b'S').unwrap(), "{mode:?}");
+        }
+        assert!(!upstream_tls_step(Prefer, b'N').unwrap());
+        for mode in [Require, VerifyCa, VerifyFull] {
+            let e = upstream_tls_step(mode, b'N').unwrap_err();
+            assert!(matches!(e, UpstreamFailure::TlsRefused(_)), "{mode:?}");
+            assert!(e.to_string().contains(mode.as_str()), "{e}");
+        }
+        // An ErrorResponse ('E') from a server too old for SSLRequest.
+        assert!(matches!(
+            upstream_tls_step(Prefer, b'E'),
+            Err(UpstreamFailure::TlsAnswer(b'E'))
+        ));
+    }
 }

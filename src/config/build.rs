@@ -279,6 +279,8 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             });
         }
 
+        let tls = super::tls::upstream_tls(db.tls, &db.host)
+            .map_err(|(k, m)| invalid(format!("{key}.tls.{k}"), m))?;
         databases.push(Database {
             name,
             host: db.host,
@@ -292,9 +294,12 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             create_schema,
             aliases,
             mode: db.mode,
+            tls,
         });
     }
 
+    let tls =
+        super::tls::client_tls(proxy.tls).map_err(|(k, m)| invalid(format!("proxy.tls.{k}"), m))?;
     Ok(Config {
         source: source_name.to_owned(),
         start: StartSettings {
@@ -313,6 +318,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         admin_users,
         databases,
         routes,
+        tls,
     })
 }
 

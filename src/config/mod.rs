@@ -45,6 +45,7 @@ pub enum ConfigError {
 
 mod build;
 mod raw;
+mod tls;
 
 pub(crate) use build::check_name;
 use raw::RawConfig;
@@ -52,6 +53,7 @@ use raw::RawConfig;
 mod tests;
 
 pub use raw::{Mode, PublicQualified};
+pub use tls::{ALPN_POSTGRESQL, ClientTls, ClientTlsMode, UpstreamTls, UpstreamTlsMode};
 
 /// The database name that selects the admin console instead of an upstream.
 pub const CONSOLE_DATABASE: &str = "heal7_proxy";
@@ -115,6 +117,8 @@ pub struct Config {
     /// client-facing name (database key or alias) -> index into `databases`
     /// and, for an alias, its index into that entry's `aliases`.
     routes: HashMap<String, (usize, Option<usize>)>,
+    /// `proxy.tls`: TLS toward clients, with the certificate loaded.
+    pub tls: ClientTls,
 }
 
 /// The kinds of object a schema entry lists.
@@ -260,6 +264,8 @@ pub struct Database {
     /// In file order.
     pub aliases: Vec<Alias>,
     pub mode: Mode,
+    /// TLS toward this upstream.
+    pub tls: UpstreamTls,
 }
 
 impl Database {
@@ -330,6 +336,8 @@ pub struct Route {
     pub create_schema: String,
     /// What to do with statements ([`Mode::Off`] for unknown databases).
     pub mode: Mode,
+    /// TLS toward the upstream (the first entry's for unknown databases).
+    pub tls: UpstreamTls,
 }
 
 impl Route {
@@ -386,6 +394,7 @@ impl Config {
                     public_qualified: db.public_qualified,
                     create_schema: create_schema.clone(),
                     mode: db.mode,
+                    tls: db.tls.clone(),
                 }
             }
             None => {
@@ -399,6 +408,7 @@ impl Config {
                     public_qualified: PublicQualified::Keep,
                     create_schema: PUBLIC.to_owned(),
                     mode: Mode::Off,
+                    tls: first.tls.clone(),
                 }
             }
         }

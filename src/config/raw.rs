@@ -50,6 +50,9 @@ pub(super) struct RawProxy {
     /// core.
     #[serde(default)]
     pub(super) worker_threads: Option<usize>,
+    /// TLS between clients and the proxy (default: off).
+    #[serde(default)]
+    pub(super) tls: super::tls::RawProxyTls,
 }
 
 impl Default for RawProxy {
@@ -64,6 +67,7 @@ impl Default for RawProxy {
             rewrite_cache_bytes: None,
             admin_users: IndexMap::new(),
             worker_threads: None,
+            tls: Default::default(),
         }
     }
 }
@@ -121,6 +125,9 @@ pub(super) struct RawDatabase {
     /// Where objects created without a schema land (default `public`).
     #[serde(default)]
     pub(super) create_schema: Option<String>,
+    /// TLS between the proxy and this upstream (default: off).
+    #[serde(default)]
+    pub(super) tls: super::tls::RawUpstreamTls,
 }
 
 /// What the rewriter does with `public.name` when the map sends `name`

@@ -30,6 +30,15 @@ pub enum UpstreamFailure {
     Io(#[from] std::io::Error),
     #[error("no connection within {} ms", .0.as_millis())]
     Timeout(std::time::Duration),
+    /// The server answered the SSLRequest `N` and the mode needs TLS.
+    #[error("the server does not support TLS (tls.mode {0})")]
+    TlsRefused(&'static str),
+    /// Neither `S` nor `N` to the SSLRequest.
+    #[error("unexpected answer {0:#04x} to the SSL request")]
+    TlsAnswer(u8),
+    /// The handshake failed (certificate rejected, protocol mismatch).
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
 }
 
 impl SessionError {

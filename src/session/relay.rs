@@ -19,8 +19,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::tracker::{Pending, StatementContext, Tracker, lock};
 use super::wake_gate::WakeGate;
@@ -35,6 +33,7 @@ use crate::reload::Snapshot;
 use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, splice_into};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
+use crate::stream::{ReadHalf as OwnedReadHalf, Stream, WriteHalf as OwnedWriteHalf};
 
 /// Reads ask for at least this much room.
 const READ_CHUNK: usize = 8 * 1024;
@@ -97,8 +96,8 @@ impl Mapping {
 }
 
 pub(super) async fn relay(
-    client: TcpStream,
-    server: TcpStream,
+    client: Stream,
+    server: Stream,
     leftover: BytesMut,
     ctx: &RelayContext,
 ) -> Result<Summary, SessionError> {
