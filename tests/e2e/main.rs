@@ -26,4 +26,5 @@ mod relay;
 mod reload;
 mod routing;
 mod session_facts;
+mod tls;
 mod wire;
