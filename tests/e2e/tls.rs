@@ -193,10 +193,9 @@ async fn connect_tls(
 #[tokio::test]
 async fn tls_require_refuses_a_clear_client_with_fatal() {
     let (_pki, proxy) = tls_proxy("require").await;
-    let e = connect(&client_config(proxy.port))
-        .await
-        .err()
-        .expect("a clear client is refused");
+    let Err(e) = connect(&client_config(proxy.port)).await else {
+        panic!("a clear client is refused");
+    };
     assert_eq!(sqlstate(&e), "08P01");
     let db = e.as_db_error().unwrap();
     assert_eq!(db.severity(), "FATAL");
