@@ -158,6 +158,7 @@ async fn serve_inner(
         client: Arc::clone(registered.entry()),
         database_metrics,
         identity,
+        upstream_tls: server.is_tls(),
     };
     relay::relay(client, server, buf, &ctx).await
 }

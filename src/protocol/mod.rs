@@ -40,6 +40,8 @@ pub mod tag {
     pub const FLUSH: u8 = b'H';
     pub const FUNCTION_CALL: u8 = b'F';
     pub const TERMINATE: u8 = b'X';
+    /// PasswordMessage, SASLInitialResponse, SASLResponse.
+    pub const PASSWORD: u8 = b'p';
     // Server -> client.
     pub const ERROR_RESPONSE: u8 = b'E';
     pub const NOTICE_RESPONSE: u8 = b'N';
@@ -54,6 +56,8 @@ pub mod tag {
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const EMPTY_QUERY: u8 = b'I';
     pub const PORTAL_SUSPENDED: u8 = b's';
+    /// Authentication requests (AuthenticationSASL among them).
+    pub const AUTHENTICATION: u8 = b'R';
 }
 
 /// What can be wrong with bytes on the wire.

@@ -21,6 +21,13 @@ pub enum SessionError {
     Shutdown,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The client asked for SCRAM with the GS2 flag `y` while the upstream
+    /// link is TLS: the server would refuse it as a downgrade, and the
+    /// proxy cannot offer channel binding itself.
+    #[error(
+        "SCRAM channel binding is not possible through heal7-proxy to a TLS upstream; connect with channel_binding=disable"
+    )]
+    ChannelBinding,
 }
 
 /// Why the upstream could not be reached.
@@ -62,7 +69,7 @@ impl ClientFacing for SessionError {
     /// The one place a session error picks its SQLSTATE.
     fn sqlstate(&self) -> SqlState {
         match self {
-            SessionError::Client(_) => SqlState::ProtocolViolation,
+            SessionError::Client(_) | SessionError::ChannelBinding => SqlState::ProtocolViolation,
             SessionError::Server(_) | SessionError::UpstreamUnreachable { .. } => {
                 SqlState::ConnectionFailure
             }

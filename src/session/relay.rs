@@ -65,6 +65,9 @@ pub(super) struct RelayContext {
     pub database_metrics: Arc<DatabaseMetrics>,
     /// Who sends the statements, for the unmapped-name report.
     pub identity: ClientIdentity,
+    /// Whether the upstream link is TLS (the server then offers SCRAM
+    /// channel binding, see [`protocol::sasl`]).
+    pub upstream_tls: bool,
 }
 
 /// The mapping one statement is rewritten with: taken from the live config
@@ -365,6 +368,11 @@ impl Upstream {
                         _ => (Some(Pending::Parse(StatementContext::Plain)), None),
                     }
                 }
+                tag::PASSWORD
+                    if ctx.upstream_tls && protocol::sasl::claims_binding_unoffered(frame) =>
+                {
+                    return Err(SessionError::ChannelBinding);
+                }
                 other => (request_for(other), None),
             };
             if let Some(entry) = entry {
@@ -542,6 +550,9 @@ impl Downstream {
                     t.cancel_key = Some(key);
                 }
                 None
+            } else if header.tag == tag::AUTHENTICATION && t.status.is_none() {
+                // Still logging in: never offer channel binding to the client.
+                protocol::sasl::without_channel_binding(frame)
             } else {
                 let replacement = t.on_server_frame(header.tag, frame, &ctx.state.metrics);
                 if header.tag == tag::READY_FOR_QUERY
