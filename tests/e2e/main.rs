@@ -27,4 +27,5 @@ mod reload;
 mod routing;
 mod session_facts;
 mod tls;
+mod tls_upstream;
 mod wire;

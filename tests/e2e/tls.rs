@@ -62,9 +62,14 @@ impl Pki {
     /// Issue a server certificate for localhost and 127.0.0.1 with common
     /// name `cn`, written to `<file>.crt` and `<file>.key`; returns its DER.
     pub fn issue(&self, file: &str, cn: &str) -> CertificateDer<'static> {
+        self.issue_for(file, cn, &["localhost", "127.0.0.1"])
+    }
+
+    /// As [`Pki::issue`], for the given DNS names and IP addresses.
+    pub fn issue_for(&self, file: &str, cn: &str, names: &[&str]) -> CertificateDer<'static> {
         let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
@@ -92,7 +97,7 @@ impl Pki {
 }
 
 /// The proxy config with `proxy.tls` in `mode` using `<file>.crt/.key`.
-fn yaml(pg: &Pg, pki: &Pki, mode: &str, file: &str) -> String {
+pub fn yaml(pg: &Pg, pki: &Pki, mode: &str, file: &str) -> String {
     format!(
         "proxy:\n  listen: 127.0.0.1:0\n  tls:\n    mode: {mode}\n    cert_file: {cert}\n    key_file: {key}\n\
          databases:\n  heal7:\n    host: {host}\n    port: {port}\n{SCHEMAS_YAML}",
@@ -141,7 +146,7 @@ async fn tls_proxy(mode: &str) -> (Pki, TlsProxy) {
     (pki, proxy)
 }
 
-fn client_config(port: u16) -> tokio_postgres::Config {
+pub fn client_config(port: u16) -> tokio_postgres::Config {
     let pg = pg_started();
     let mut c = tokio_postgres::Config::new();
     c.host("127.0.0.1")
@@ -159,7 +164,7 @@ fn client_config(port: u16) -> tokio_postgres::Config {
 /// Open TLS to the proxy (after an SSLRequest, or `direct`ly) and log in
 /// over it with tokio-postgres; returns the client and the certificate the
 /// proxy presented.
-async fn connect_tls(
+pub async fn connect_tls(
     port: u16,
     tls: Arc<rustls::ClientConfig>,
     direct: bool,
