@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::harness::{
-    ClusterSetup, Pg, ProxyHandle, SCRAM_PASSWORD, connect, simple_value, sqlstate,
+    ClusterSetup, Pg, ProxyHandle, SCRAM_PASSWORD, connect, pg, simple_value, sqlstate,
     start_private_cluster, start_proxy_yaml,
 };
 use crate::tls::Pki;
@@ -15,8 +15,8 @@ use crate::tls::Pki;
 const SSL_IN_USE: &str = "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
 
 /// The TLS-only cluster and the CA its certificate comes from. Its
-/// certificate names `db.example` only, so verify-ca passes against
-/// 127.0.0.1 and verify-full does not.
+/// certificate names `db.example` and `localhost` only, so verify-ca passes
+/// against 127.0.0.1 and verify-full does not (it does against localhost).
 struct SslCluster {
     pg: Pg,
     pki: Pki,
@@ -39,7 +39,7 @@ async fn ssl_cluster() -> &'static SslCluster {
 
 fn start_ssl_cluster() -> Result<SslCluster, String> {
     let pki = Pki::new();
-    pki.issue_for("upstream", "db.example", &["db.example"]);
+    pki.issue_for("upstream", "db.example", &["db.example", "localhost"]);
     pki.issue("proxy", "heal7 proxy");
     let read = |name: &str| std::fs::read_to_string(pki.path(name)).unwrap();
     let pg = start_private_cluster(&ClusterSetup {
@@ -79,12 +79,14 @@ fn start_ssl_cluster() -> Result<SslCluster, String> {
 /// TLS setting, all on the TLS-only cluster's `postgres` database.
 async fn proxy() -> ProxyHandle {
     let c = ssl_cluster().await;
-    let entry = |name: &str, tls: &str| {
+    let entry_on = |name: &str, host: &str, port: u16, tls: &str| {
         format!(
-            "  {name}:\n    host: 127.0.0.1\n    port: {}\n    database: postgres\n    tls: {tls}\n",
-            c.pg.port
+            "  {name}:\n    host: {host}\n    port: {port}\n    database: postgres\n    tls: {tls}\n"
         )
     };
+    let entry = |name: &str, tls: &str| entry_on(name, "127.0.0.1", c.pg.port, tls);
+    // The shared cluster has no SSL: it answers the SSLRequest `N`.
+    let clear = pg().await;
     let ca = c.pki.path("ca.crt");
     let other_ca = c.other.path("ca.crt");
     let databases = [
@@ -103,6 +105,14 @@ async fn proxy() -> ProxyHandle {
             "ssl_verify_full",
             &format!("{{mode: verify-full, ca_file: {}}}", ca.display()),
         ),
+        entry_on(
+            "ssl_verify_full_localhost",
+            "localhost",
+            c.pg.port,
+            &format!("{{mode: verify-full, ca_file: {}}}", ca.display()),
+        ),
+        entry_on("clear_prefer", &clear.host, clear.port, "{mode: prefer}"),
+        entry_on("clear_require", &clear.host, clear.port, "{mode: require}"),
     ]
     .concat();
     let yaml = format!(
@@ -126,7 +136,12 @@ fn config(proxy: &ProxyHandle, database: &str, user: &str) -> tokio_postgres::Co
 #[tokio::test]
 async fn upstream_tls_modes_reach_a_hostssl_only_server() {
     let proxy = proxy().await;
-    for database in ["ssl_prefer", "ssl_require", "ssl_verify_ca"] {
+    for database in [
+        "ssl_prefer",
+        "ssl_require",
+        "ssl_verify_ca",
+        "ssl_verify_full_localhost",
+    ] {
         let client = connect(&config(&proxy, database, "postgres"))
             .await
             .unwrap_or_else(|e| panic!("{database}: {e}"));
@@ -159,6 +174,21 @@ async fn upstream_verification_failures_end_the_session_with_08006() {
         let message = e.as_db_error().unwrap().message().to_owned();
         assert!(message.contains("TLS handshake failed"), "{message}");
     }
+}
+
+#[tokio::test]
+async fn upstream_prefer_falls_back_to_clear_and_require_does_not() {
+    let proxy = proxy().await;
+    let client = connect(&config(&proxy, "clear_prefer", "postgres"))
+        .await
+        .unwrap();
+    assert_eq!(simple_value(&client, SSL_IN_USE).await, "false");
+    let Err(e) = connect(&config(&proxy, "clear_require", "postgres")).await else {
+        panic!("require must not fall back to clear text");
+    };
+    assert_eq!(sqlstate(&e), "08006", "{e}");
+    let message = e.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("does not support TLS"), "{message}");
 }
 
 /// psql as `scram_user` through the proxy, with libpq `settings`.
