@@ -119,9 +119,10 @@ pub struct ClientTls {
     pub mode: ClientTlsMode,
     /// Present unless the mode is disable.
     pub server_config: Option<Arc<ServerConfig>>,
-    /// The files read and their contents, to tell on reload whether a
+    /// The files read and the SHA-256 of their contents (never the key
+    /// itself: `Config` is `Debug`), to tell on reload whether a
     /// certificate changed although the config text did not.
-    inputs: Vec<(PathBuf, Vec<u8>)>,
+    inputs: Vec<(PathBuf, [u8; 32])>,
 }
 
 impl ClientTls {
@@ -135,7 +136,7 @@ impl ClientTls {
     pub fn files_unchanged(&self) -> bool {
         self.inputs
             .iter()
-            .all(|(path, bytes)| std::fs::read(path).is_ok_and(|now| &now == bytes))
+            .all(|(path, digest)| std::fs::read(path).is_ok_and(|now| &sha256(&now) == digest))
     }
 }
 
@@ -184,7 +185,10 @@ pub(super) fn client_tls(raw: RawProxyTls) -> Result<ClientTls, (String, String)
     Ok(ClientTls {
         mode: raw.mode,
         server_config: Some(Arc::new(config)),
-        inputs: vec![(cert_file, cert_bytes), (key_file, key_bytes)],
+        inputs: vec![
+            (cert_file, sha256(&cert_bytes)),
+            (key_file, sha256(&key_bytes)),
+        ],
     })
 }
 
@@ -283,6 +287,11 @@ pub(super) fn upstream_tls(
 }
 
 type Certs = Vec<CertificateDer<'static>>;
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
 
 fn read_certs(path: &Path) -> Result<(Vec<u8>, Certs), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -169,6 +169,16 @@ pub async fn connect_tls(
     tls: Arc<rustls::ClientConfig>,
     direct: bool,
 ) -> Result<(Client, CertificateDer<'static>), String> {
+    connect_tls_as(client_config(port), port, tls, direct).await
+}
+
+/// [`connect_tls`] with the caller's tokio-postgres settings.
+async fn connect_tls_as(
+    config: tokio_postgres::Config,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    direct: bool,
+) -> Result<(Client, CertificateDer<'static>), String> {
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     if !direct {
         tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
@@ -185,10 +195,14 @@ pub async fn connect_tls(
         .await
         .map_err(|e| format!("TLS handshake: {e}"))?;
     let peer = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let (client, connection) = client_config(port)
-        .connect_raw(stream, NoTls)
-        .await
-        .map_err(|e| format!("login over TLS: {e}"))?;
+    let (client, connection) =
+        config
+            .connect_raw(stream, NoTls)
+            .await
+            .map_err(|e| match e.as_db_error() {
+                Some(d) => format!("login over TLS: {} {}", d.code().code(), d.message()),
+                None => format!("login over TLS: {e}"),
+            })?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -350,4 +364,19 @@ async fn bad_tls_settings_are_config_errors_naming_the_key() {
     assert!(e.contains("proxy.tls.cert_file: required"), "{e}");
     let e = load("databases: {heal7: {tls: {mode: verify-full}}}\n".to_owned());
     assert!(e.contains("databases.heal7.tls.ca_file: required"), "{e}");
+}
+
+#[tokio::test]
+async fn admin_console_over_tls_is_refused_with_0a000() {
+    let (pki, proxy) = tls_proxy("allow").await;
+    let mut config = client_config(proxy.port);
+    config.dbname("heal7_proxy");
+    let e = connect_tls_as(config, proxy.port, pki.client_config(false), false)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("0A000") || e.contains("not available over TLS"),
+        "{e}"
+    );
 }
