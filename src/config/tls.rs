@@ -406,3 +406,54 @@ impl ServerCertVerifier for ChainOnly {
         self.0.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn load(yaml: &str) -> Result<Config, String> {
+        Config::from_yaml(yaml, "t.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tls_is_off_on_both_sides_by_default() {
+        let c = load("databases: {a: {}}\n").unwrap();
+        assert_eq!(c.tls.mode, ClientTlsMode::Disable);
+        assert!(c.tls.acceptor_config().is_none());
+        assert!(c.tls.files_unchanged());
+        let route = c.route("a");
+        assert_eq!(route.tls.mode, UpstreamTlsMode::Disable);
+        assert!(route.tls.client_config.is_none());
+        // Unknown names take the first entry's upstream TLS, as its host.
+        let c = load("databases: {a: {tls: {mode: require}}}\n").unwrap();
+        assert_eq!(c.route("other").tls.mode, UpstreamTlsMode::Require);
+        assert!(c.route("other").tls.client_config.is_some());
+    }
+
+    #[test]
+    fn tls_keys_are_checked_and_named() {
+        let e = load("proxy: {tls: {mode: allow, cert: x}}\ndatabases: {a: {}}\n").unwrap_err();
+        assert!(e.contains("unknown field `cert`"), "{e}");
+        let e = load("proxy: {tls: {mode: prefer}}\ndatabases: {a: {}}\n").unwrap_err();
+        assert!(e.contains("unknown variant `prefer`"), "{e}");
+        let e = load("databases: {a: {tls: {mode: verify_ca}}}\n").unwrap_err();
+        assert!(e.contains("unknown variant `verify_ca`"), "{e}");
+        let e =
+            load("proxy: {tls: {mode: require, cert_file: /x}}\ndatabases: {a: {}}\n").unwrap_err();
+        assert!(e.contains("proxy.tls.key_file: required"), "{e}");
+        let e = load("databases: {a: {tls: {mode: verify-ca}}}\n").unwrap_err();
+        assert!(e.contains("databases.a.tls.ca_file: required"), "{e}");
+        let e = load("databases: {a: {tls: {mode: require, client_cert_file: /x}}}\n").unwrap_err();
+        assert!(
+            e.contains("databases.a.tls.client_key_file: required"),
+            "{e}"
+        );
+        let e = load("databases: {a: {tls: {mode: require, ca_file: /nonexistent/ca.crt}}}\n")
+            .unwrap_err();
+        assert!(
+            e.contains("databases.a.tls.ca_file: cannot read /nonexistent/ca.crt"),
+            "{e}"
+        );
+    }
+}

@@ -380,3 +380,47 @@ async fn admin_console_over_tls_is_refused_with_0a000() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_rotation_under_load_fails_no_handshake() {
+    let (pki, proxy) = tls_proxy("require").await;
+    let pki = Arc::new(pki);
+    let stop = CancellationToken::new();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (tls, stop, port) = (pki.client_config(false), stop.clone(), proxy.port);
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.is_cancelled() {
+                match connect_tls(port, Arc::clone(&tls), false).await {
+                    Ok((client, _)) => match client.simple_query(READ_USER_1).await {
+                        Ok(_) => ok += 1,
+                        Err(e) => failed.push(e.to_string()),
+                    },
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let mut seen = Vec::new();
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        seen.push(pki.issue("server", &format!("round {round}")));
+        proxy.store.reload().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.cancel();
+    let (mut ok, mut failed) = (0, Vec::new());
+    for c in clients {
+        let (o, f) = c.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+    assert!(ok > 20, "only {ok} logins");
+    let (_, last) = connect_tls(proxy.port, pki.client_config(false), false)
+        .await
+        .unwrap();
+    assert_eq!(&last, seen.last().unwrap());
+}
