@@ -258,3 +258,40 @@ async fn scram_through_tls_proxy_to_tls_upstream_per_channel_binding_mode() {
     let client = connect(&c).await.unwrap();
     assert_eq!(simple_value(&client, SSL_IN_USE).await, "true");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_tls_upstream_session() {
+    let proxy = proxy().await;
+    let client = connect(&config(&proxy, "ssl_require", "postgres"))
+        .await
+        .unwrap();
+    let token = client.cancel_token();
+    let running = tokio::spawn(async move {
+        client
+            .simple_query("SELECT pg_sleep(30) AS tls_cancel")
+            .await
+    });
+    let watcher = connect(&config(&proxy, "ssl_require", "postgres"))
+        .await
+        .unwrap();
+    let active = "SELECT count(*) FROM pg_stat_activity \
+                  WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30) AS tls_cancel%'";
+    assert!(
+        crate::harness::wait_until(Duration::from_secs(10), || async {
+            simple_value(&watcher, active).await == "1"
+        })
+        .await,
+        "the query never showed up as active"
+    );
+    // The cancel request goes to the proxy in clear, and on to the server
+    // in clear too (as libpq sends it; it carries only the key).
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("cancelled within 10 s")
+        .unwrap();
+    let Err(e) = result else {
+        panic!("the query was not cancelled");
+    };
+    assert_eq!(sqlstate(&e), "57014");
+}
