@@ -141,7 +141,11 @@ async fn serve_inner(
             return Err(farewell(&mut client, e, state).await);
         }
     };
-    if let Err(e) = server.write_all(&upstream_startup).await {
+    let sent = async {
+        server.write_all(&upstream_startup).await?;
+        server.flush().await
+    };
+    if let Err(e) = sent.await {
         let e = SessionError::UpstreamUnreachable {
             addr: upstream,
             reason: UpstreamFailure::Io(e),

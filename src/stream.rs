@@ -85,6 +85,15 @@ pub enum WriteHalf {
     Closed,
 }
 
+impl WriteHalf {
+    /// Whether writes must be flushed: rustls keeps ciphertext it could not
+    /// write yet until the next write or a flush (tokio-rustls behaves as a
+    /// `BufWriter`); a plain socket needs no flush.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, WriteHalf::Tls(_))
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,

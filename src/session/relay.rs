@@ -158,7 +158,11 @@ pub(super) async fn relay(
                 // Let the server end the backend cleanly.
                 let mut x = BytesMut::new();
                 protocol::encode_terminate(&mut x);
-                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, up.write.write_all(&x)).await;
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+                    up.write.write_all(&x).await?;
+                    up.write.flush().await
+                })
+                .await;
             }
             if down.writing {
                 // Stopped mid-frame toward the client: another frame would
@@ -312,6 +316,10 @@ impl Upstream {
                     lock(tracker).sent(&mut self.entries, Instant::now());
                 }
                 self.write.write_all(self.from.outgoing(&batch)).await?;
+                if self.write.is_tls() {
+                    // rustls may still hold ciphertext (a BufWriter).
+                    self.write.flush().await?;
+                }
                 self.from.sent(&batch);
             }
             // The awaits stay in this loop (no nested futures per frame).
@@ -512,6 +520,10 @@ impl Downstream {
             if batch.len > 0 {
                 self.writing = true;
                 client.write_all(self.from.outgoing(&batch)).await?;
+                if client.is_tls() {
+                    // rustls may still hold ciphertext (a BufWriter).
+                    client.flush().await?;
+                }
                 self.writing = false;
                 self.from.sent(&batch);
             }
