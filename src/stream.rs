@@ -89,6 +89,7 @@ impl WriteHalf {
     /// Whether writes must be flushed: rustls keeps ciphertext it could not
     /// write yet until the next write or a flush (tokio-rustls behaves as a
     /// `BufWriter`); a plain socket needs no flush.
+    #[inline]
     pub fn is_tls(&self) -> bool {
         matches!(self, WriteHalf::Tls(_))
     }
@@ -139,6 +140,7 @@ impl AsyncWrite for Stream {
 }
 
 impl AsyncRead for ReadHalf {
+    #[inline]
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -153,6 +155,7 @@ impl AsyncRead for ReadHalf {
 }
 
 impl AsyncWrite for WriteHalf {
+    #[inline]
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
