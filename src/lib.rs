@@ -13,7 +13,8 @@
 //! - L2, shared services: [`state`] (what handlers share), [`reload`] (the
 //!   live config and its triggers), [`qualify`] (the one statement step),
 //!   [`metrics`], [`clients`], [`unmapped`], [`cancel`], [`shutdown`],
-//!   [`farewell`], [`listener`], [`workers`].
+//!   [`farewell`], [`listener`], [`workers`], [`stream`] (plain or TLS
+//!   sockets).
 //! - L1: [`config`] (YAML -> validated routes and schema maps).
 //! - L0, pure (no tokio, no I/O): [`protocol`] (the wire codec and
 //!   SQLSTATEs), [`auth`] (SCRAM), [`rewrite`] (SQL text + map + session
@@ -36,6 +37,7 @@ pub mod qualify;
 pub mod reload;
 pub mod shutdown;
 pub mod state;
+pub mod stream;
 pub mod unmapped;
 pub mod workers;
 // L3

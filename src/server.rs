@@ -23,6 +23,7 @@ use crate::session;
 use crate::shutdown::Shutdown;
 use crate::startup::{self, Handshake};
 use crate::state::ProxyState;
+use crate::stream::Stream;
 
 /// Accept clients until `shutdown`, then stop accepting: each session ends
 /// (57P01) at its first ReadyForQuery(idle), so it finishes its transaction;
@@ -80,7 +81,7 @@ pub async fn run(
 
 /// One connection: the startup phase, then the console or a session.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: std::net::SocketAddr,
     state: ProxyState,
     console: Arc<ConsoleState>,
@@ -96,15 +97,41 @@ async fn serve_connection(
         refuse_over_limit(stream, peer, config.max_client_connections).await;
         return;
     }
-    let Handshake::Startup(startup, buf) =
-        startup::handshake(&mut stream, peer, &config, &state, &signals).await
+    let Handshake::Startup(stream, startup, buf) =
+        startup::handshake(stream, peer, &config, &state, &signals).await
     else {
         return;
     };
     if startup.database().as_deref() == Some(CONSOLE_DATABASE) {
-        console::serve(stream, buf, startup, peer, &state, &console, &signals).await;
+        match stream {
+            Stream::Plain(stream) => {
+                console::serve(stream, buf, startup, peer, &state, &console, &signals).await
+            }
+            mut stream => console_over_tls(&mut stream, peer).await,
+        }
     } else {
         session::serve(stream, buf, startup, peer, config, state, signals).await;
+    }
+}
+
+/// The console speaks only plain TCP for now: tell a TLS client so.
+async fn console_over_tls(stream: &mut Stream, peer: std::net::SocketAddr) {
+    let refusal = ConsoleOverTls;
+    crate::farewell::farewell(stream, &refusal).await;
+    tracing::warn!(client = %peer, "{refusal}");
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the admin console is not available over TLS; connect to it with sslmode=disable")]
+struct ConsoleOverTls;
+
+impl crate::protocol::ClientFacing for ConsoleOverTls {
+    fn sqlstate(&self) -> crate::protocol::SqlState {
+        crate::protocol::SqlState::FeatureNotSupported
+    }
+
+    fn is_fatal(&self) -> bool {
+        true
     }
 }
 

@@ -20,12 +20,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clients::{ClientIdentity, ClientInfo};
-use crate::config::{Config, OtherDatabases, Route};
+use crate::config::{Config, OtherDatabases, Route, UpstreamTls, UpstreamTlsMode};
 use crate::metrics::{DatabaseMetrics, OTHER_DATABASE};
 use crate::protocol::{ClientFacing, StartupMessage};
 use crate::reload::Snapshot;
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
+use crate::stream::Stream;
 
 pub use error::{SessionError, UpstreamFailure};
 
@@ -34,7 +35,7 @@ pub use error::{SessionError, UpstreamFailure};
 /// is the snapshot the connection started with. Errors are logged here (the
 /// caller only counts), and the client has been told when possible.
 pub async fn serve(
-    client: TcpStream,
+    client: Stream,
     buf: BytesMut,
     startup: StartupMessage,
     peer: SocketAddr,
@@ -78,7 +79,7 @@ pub struct Summary {
 }
 
 async fn serve_inner(
-    mut client: TcpStream,
+    mut client: Stream,
     buf: BytesMut,
     startup: StartupMessage,
     peer: SocketAddr,
@@ -115,12 +116,13 @@ async fn serve_inner(
     }
     let upstream_startup = rebuild_startup(startup, &client_database, &route);
 
-    // One bound for the TCP connect and the server's first answer: a
-    // server that accepts but never answers (stopped, overloaded) fails
-    // the client within connect_timeout_ms, not when TCP gives up.
-    let (server, first) = match open_upstream(
+    // One bound for the TCP connect, the TLS negotiation and the server's
+    // first answer: a server that accepts but never answers (stopped,
+    // overloaded) fails the client within connect_timeout_ms.
+    let (server, upstream_addr, first) = match open_upstream(
         &route.host,
         route.port,
+        &route.tls,
         &upstream_startup,
         config.connect_timeout,
     )
@@ -139,7 +141,6 @@ async fn serve_inner(
             return Err(farewell(&mut client, e, state).await);
         }
     };
-    let upstream_addr = server.peer_addr()?;
 
     let ctx = relay::RelayContext {
         state: state.clone(),
@@ -150,6 +151,7 @@ async fn serve_inner(
         client: Arc::clone(registered.entry()),
         database_metrics,
         identity,
+        upstream_tls: server.is_tls(),
     };
     relay::relay(client, server, buf, first, &ctx).await
 }
@@ -226,32 +228,90 @@ fn rebuild_startup(mut msg: StartupMessage, client_database: &str, route: &Route
     msg.encode()
 }
 
-/// Connect to the upstream, send `startup` and wait for the first bytes of
-/// its answer, all within `limit`. Returns the stream and those bytes (the
-/// relay's server buffer starts with them).
+/// Connect to the upstream, negotiate TLS as `tls` says, send `startup`
+/// and wait for the first bytes of its answer, all within `limit`. Returns
+/// the stream, the server's address and those bytes (the relay's server
+/// buffer starts with them).
 async fn open_upstream(
     host: &str,
     port: u16,
+    tls: &UpstreamTls,
     startup: &[u8],
     limit: Duration,
-) -> Result<(TcpStream, BytesMut), UpstreamFailure> {
+) -> Result<(Stream, std::net::SocketAddr, BytesMut), UpstreamFailure> {
     let attempt = async {
-        let mut server = TcpStream::connect((host, port)).await?;
+        let server = TcpStream::connect((host, port)).await?;
         let _ = server.set_nodelay(true);
+        let address = server.peer_addr()?;
+        let mut server = secure(server, host, tls, limit).await?;
         server.write_all(startup).await?;
+        server.flush().await?;
         let mut first = BytesMut::with_capacity(8 * 1024);
         if server.read_buf(&mut first).await? == 0 {
-            return Err(std::io::Error::new(
+            return Err(UpstreamFailure::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the server closed the connection before answering the startup",
-            ));
+            )));
         }
-        Ok((server, first))
+        Ok((server, address, first))
     };
     match tokio::time::timeout(limit, attempt).await {
-        Ok(Ok(opened)) => Ok(opened),
-        Ok(Err(e)) => Err(UpstreamFailure::Io(e)),
+        Ok(result) => result,
         Err(_) => Err(UpstreamFailure::Timeout(limit)),
+    }
+}
+
+/// Negotiate TLS on a fresh upstream connection as `tls.mode` says
+/// (libpq's sslmode): ask with an SSLRequest, then handshake on `S`; on
+/// `N` continue in clear only in mode prefer.
+async fn secure(
+    server: TcpStream,
+    host: &str,
+    tls: &UpstreamTls,
+    limit: Duration,
+) -> Result<Stream, UpstreamFailure> {
+    let Some(client_config) = &tls.client_config else {
+        return Ok(Stream::Plain(server));
+    };
+    let negotiate = async {
+        let mut server = server;
+        let mut request = [0u8; 8];
+        request[..4].copy_from_slice(&8i32.to_be_bytes());
+        request[4..].copy_from_slice(&crate::protocol::SSL_REQUEST_CODE.to_be_bytes());
+        server.write_all(&request).await?;
+        let answer = server.read_u8().await?;
+        match upstream_tls_step(tls.mode, answer)? {
+            false => Ok(Stream::Plain(server)),
+            true => {
+                let name =
+                    rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap_or_else(|_| {
+                        // Only verify-full compares names, and it was
+                        // checked at load; any name will do for the rest.
+                        rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name")
+                    });
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(client_config));
+                let tls = connector
+                    .connect(name, server)
+                    .await
+                    .map_err(UpstreamFailure::Tls)?;
+                Ok(Stream::Tls(Box::new(tls)))
+            }
+        }
+    };
+    match tokio::time::timeout(limit, negotiate).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamFailure::Timeout(limit)),
+    }
+}
+
+/// What the server's answer to the SSLRequest means in `mode`: handshake
+/// (true), continue in clear (false), or fail.
+fn upstream_tls_step(mode: UpstreamTlsMode, answer: u8) -> Result<bool, UpstreamFailure> {
+    match (answer, mode) {
+        (b'S', _) => Ok(true),
+        (b'N', UpstreamTlsMode::Prefer | UpstreamTlsMode::Disable) => Ok(false),
+        (b'N', mode) => Err(UpstreamFailure::TlsRefused(mode.as_str())),
+        (other, _) => Err(UpstreamFailure::TlsAnswer(other)),
     }
 }
 
@@ -299,5 +359,29 @@ mod tests {
             assert!(wants_replication(&startup_with_replication(on)), "{on}");
         }
         assert!(!wants_replication(&startup(&[("user", "u")])));
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_answer_per_mode() {
+        use UpstreamTlsMode::*;
+        for mode in [Prefer, Require, VerifyCa, VerifyFull] {
+            assert!(upstream_tls_step(mode, b'S').unwrap(), "{mode:?}");
+        }
+        assert!(!upstream_tls_step(Prefer, b'N').unwrap());
+        for mode in [Require, VerifyCa, VerifyFull] {
+            let e = upstream_tls_step(mode, b'N').unwrap_err();
+            assert!(matches!(e, UpstreamFailure::TlsRefused(_)), "{mode:?}");
+            assert!(e.to_string().contains(mode.as_str()), "{e}");
+        }
+        // An ErrorResponse ('E') from a server too old for SSLRequest.
+        assert!(matches!(
+            upstream_tls_step(Prefer, b'E'),
+            Err(UpstreamFailure::TlsAnswer(b'E'))
+        ));
     }
 }

@@ -1,6 +1,7 @@
-//! The startup phase of a new connection: answer SSLRequest and
-//! GSSENCRequest, forward a CancelRequest to the session that holds its key,
-//! and read the StartupMessage within the startup timeout. The server then
+//! The startup phase of a new connection: answer SSLRequest (TLS per
+//! `proxy.tls`, PostgreSQL 17's direct TLS too) and GSSENCRequest (always
+//! `N`), forward a CancelRequest to the session that holds its key, and read
+//! the StartupMessage within the startup timeout. The server then
 //! decides where the connection goes (console or session); this handler
 //! never dispatches into a sibling.
 
@@ -11,17 +12,22 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::Config;
+use crate::config::{ALPN_POSTGRESQL, ClientTlsMode, Config};
 use crate::farewell::farewell;
 use crate::protocol::{self, ClientFacing, ProtocolError, SqlState, StartupMessage, StartupPacket};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
+use crate::stream::Stream;
+
+/// The first byte of a TLS handshake record: a client using direct TLS.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// How a connection's startup phase ended.
 #[derive(Debug)]
 pub enum Handshake {
-    /// A StartupMessage, and whatever the client sent after it.
-    Startup(StartupMessage, BytesMut),
+    /// The client (over TLS if it asked), its StartupMessage, and whatever
+    /// it sent after it.
+    Startup(Stream, StartupMessage, BytesMut),
     /// Nothing more to do: a cancel request was handled, the client left,
     /// or it was told why it cannot go on.
     Done,
@@ -39,12 +45,31 @@ pub enum StartupError {
     Shutdown,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// `proxy.tls.mode: require` and the client did not ask for TLS.
+    #[error("heal7-proxy requires TLS: connect with sslmode=require (or stronger)")]
+    TlsRequired,
+    /// The client sent bytes after its SSLRequest, before the handshake
+    /// (they would be read as if they had come encrypted: CVE-2021-23222).
+    #[error("received unencrypted data after SSL request")]
+    DataAfterSslRequest,
+    /// A second SSLRequest over TLS, or direct TLS without the
+    /// `postgresql` ALPN protocol.
+    #[error("{0}")]
+    TlsNegotiation(&'static str),
+    /// The TLS handshake failed; the client cannot read a clear answer.
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
 }
 
 impl ClientFacing for StartupError {
     fn sqlstate(&self) -> SqlState {
         match self {
-            StartupError::Client(_) | StartupError::Timeout(_) => SqlState::ProtocolViolation,
+            StartupError::Client(_)
+            | StartupError::Timeout(_)
+            | StartupError::TlsRequired
+            | StartupError::DataAfterSslRequest
+            | StartupError::TlsNegotiation(_)
+            | StartupError::Handshake(_) => SqlState::ProtocolViolation,
             StartupError::Shutdown => SqlState::AdminShutdown,
             StartupError::Io(_) => SqlState::Internal,
         }
@@ -55,14 +80,14 @@ impl ClientFacing for StartupError {
     }
 
     fn reaches_client(&self) -> bool {
-        !matches!(self, StartupError::Io(_))
+        !matches!(self, StartupError::Io(_) | StartupError::Handshake(_))
     }
 }
 
 /// Run the startup phase on `client` with the config in force. Errors are
 /// logged here, and the client has been told when possible.
 pub async fn handshake(
-    client: &mut TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
     config: &Config,
     state: &ProxyState,
@@ -70,16 +95,17 @@ pub async fn handshake(
 ) -> Handshake {
     let started = std::time::Instant::now();
     let _ = client.set_nodelay(true);
+    let mut client = Stream::Plain(client);
     let mut buf = BytesMut::with_capacity(1024);
     let result = tokio::select! {
-        r = tokio::time::timeout(config.startup_timeout, read_startup(client, &mut buf, state, config)) => match r {
+        r = tokio::time::timeout(config.startup_timeout, read_startup(&mut client, &mut buf, state, config)) => match r {
             Ok(r) => r,
             Err(_) => Err(StartupError::Timeout(config.startup_timeout)),
         },
         _ = shutdown.drain.cancelled() => Err(StartupError::Shutdown),
     };
     match result {
-        Ok(Some(startup)) => Handshake::Startup(startup, buf),
+        Ok(Some(startup)) => Handshake::Startup(client, startup, buf),
         Ok(None) => Handshake::Done,
         Err(e) => {
             if let StartupError::Client(
@@ -93,7 +119,7 @@ pub async fn handshake(
                     .frames_rejected
                     .fetch_add(1, Ordering::Relaxed);
             }
-            farewell(client, &e).await;
+            farewell(&mut client, &e).await;
             match e {
                 StartupError::Io(e) => {
                     tracing::debug!(client = %peer, error = %e, "session i/o error")
@@ -114,20 +140,47 @@ pub async fn handshake(
 /// Read startup packets until a StartupMessage. `Ok(None)`: nothing more to
 /// do (a cancel request was handled, or the client left).
 async fn read_startup(
-    client: &mut TcpStream,
+    client: &mut Stream,
     buf: &mut BytesMut,
     state: &ProxyState,
     config: &Config,
 ) -> Result<Option<StartupMessage>, StartupError> {
+    let tls = config.tls.acceptor_config();
+    if let (Some(tls), Stream::Plain(tcp)) = (tls, &*client) {
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await? == 1 && first[0] == TLS_HANDSHAKE_RECORD {
+            accept_tls(client, tls, true).await?;
+        }
+    }
     loop {
         match protocol::decode_startup(buf).map_err(StartupError::Client)? {
-            Some(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
-                // TLS is another issue: refuse, the client continues in clear.
+            Some(StartupPacket::SslRequest) => match tls {
+                Some(tls) if !client.is_tls() => {
+                    if !buf.is_empty() {
+                        return Err(StartupError::DataAfterSslRequest);
+                    }
+                    client.write_all(b"S").await?;
+                    accept_tls(client, tls, false).await?;
+                }
+                Some(_) => {
+                    return Err(StartupError::TlsNegotiation(
+                        "SSL request received over an encrypted connection",
+                    ));
+                }
+                None => client.write_all(b"N").await?,
+            },
+            Some(StartupPacket::GssEncRequest) => {
+                // No GSSAPI: refuse, the client continues (or asks for TLS).
                 client.write_all(b"N").await?;
             }
             Some(StartupPacket::CancelRequest { pid, secret, raw }) => {
                 forward_cancel(pid, secret, &raw, state, config).await;
                 return Ok(None);
+            }
+            Some(StartupPacket::Startup(_))
+                if config.tls.mode == ClientTlsMode::Require && !client.is_tls() =>
+            {
+                return Err(StartupError::TlsRequired);
             }
             Some(StartupPacket::Startup(msg)) => return Ok(Some(msg)),
             None => {
@@ -138,6 +191,33 @@ async fn read_startup(
             }
         }
     }
+}
+
+/// Run the server side of a TLS handshake on the plain `client`, which
+/// then becomes the TLS stream. `direct`: the client opened with a
+/// ClientHello (no SSLRequest), allowed only with ALPN `postgresql`.
+async fn accept_tls(
+    client: &mut Stream,
+    tls: &std::sync::Arc<rustls::ServerConfig>,
+    direct: bool,
+) -> Result<(), StartupError> {
+    let Some(tcp) = client.take_plain() else {
+        return Err(StartupError::TlsNegotiation("TLS requested twice"));
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::clone(tls));
+    let tls = acceptor
+        .accept(tcp)
+        .await
+        .map_err(StartupError::Handshake)?;
+    if direct && tls.get_ref().1.alpn_protocol() != Some(ALPN_POSTGRESQL) {
+        // The stream is left closed: PostgreSQL too drops such a client.
+        return Err(StartupError::Handshake(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "direct TLS without the ALPN protocol `postgresql`",
+        )));
+    }
+    *client = Stream::Tls(Box::new(tls));
+    Ok(())
 }
 
 /// Send a cancel request on to the server of the session holding the key.

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("reload", 2),
     ("shutdown", 2),
     ("state", 2),
+    ("stream", 2),
     ("unmapped", 2),
     ("workers", 2),
     ("startup", 3),

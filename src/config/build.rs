@@ -296,6 +296,8 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             });
         }
 
+        let tls = super::tls::upstream_tls(db.tls, &db.host)
+            .map_err(|(k, m)| invalid(format!("{key}.tls.{k}"), m))?;
         databases.push(Database {
             name,
             host: db.host,
@@ -309,9 +311,12 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             create_schema,
             aliases,
             mode: db.mode,
+            tls,
         });
     }
 
+    let tls =
+        super::tls::client_tls(proxy.tls).map_err(|(k, m)| invalid(format!("proxy.tls.{k}"), m))?;
     Ok(Config {
         source: source_name.to_owned(),
         start: StartSettings {
@@ -336,6 +341,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         allow_replication: proxy.allow_replication,
         max_client_connections: proxy.max_client_connections,
         console_mock_secret,
+        tls,
     })
 }
 

@@ -47,6 +47,7 @@ pub enum ConfigError {
 
 mod build;
 mod raw;
+mod tls;
 
 pub(crate) use build::check_name;
 use raw::RawConfig;
@@ -54,6 +55,7 @@ use raw::RawConfig;
 mod tests;
 
 pub use raw::{Mode, OtherDatabases, PublicQualified};
+pub use tls::{ALPN_POSTGRESQL, ClientTls, ClientTlsMode, UpstreamTls, UpstreamTlsMode};
 
 /// The database name that selects the admin console instead of an upstream.
 pub const CONSOLE_DATABASE: &str = "heal7_proxy";
@@ -165,6 +167,8 @@ pub struct Config {
     /// client-facing name (database key or alias) -> index into `databases`
     /// and, for an alias, its index into that entry's `aliases`.
     routes: HashMap<String, (usize, Option<usize>)>,
+    /// `proxy.tls`: TLS toward clients, with the certificate loaded.
+    pub tls: ClientTls,
     /// What clients of database names not in `routes` get.
     pub other_databases: OtherDatabases,
     /// Whether replication connections may pass.
@@ -331,6 +335,8 @@ pub struct Database {
     /// In file order.
     pub aliases: Vec<Alias>,
     pub mode: Mode,
+    /// TLS toward this upstream.
+    pub tls: UpstreamTls,
 }
 
 impl Database {
@@ -401,6 +407,8 @@ pub struct Route {
     pub create_schema: String,
     /// What to do with statements ([`Mode::Off`] for unknown databases).
     pub mode: Mode,
+    /// TLS toward the upstream (the first entry's for unknown databases).
+    pub tls: UpstreamTls,
 }
 
 impl Route {
@@ -457,6 +465,7 @@ impl Config {
                     public_qualified: db.public_qualified,
                     create_schema: create_schema.clone(),
                     mode: db.mode,
+                    tls: db.tls.clone(),
                 }
             }
             None => {
@@ -470,6 +479,7 @@ impl Config {
                     public_qualified: PublicQualified::Keep,
                     create_schema: PUBLIC.to_owned(),
                     mode: Mode::Off,
+                    tls: first.tls.clone(),
                 }
             }
         }

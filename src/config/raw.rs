@@ -50,6 +50,9 @@ pub(super) struct RawProxy {
     /// core.
     #[serde(default)]
     pub(super) worker_threads: Option<usize>,
+    /// TLS between clients and the proxy (default: off).
+    #[serde(default)]
+    pub(super) tls: super::tls::RawProxyTls,
     /// How long after a stop signal sessions may finish their transaction
     /// before the rest are closed with 57P01.
     #[serde(default = "default_shutdown_timeout_ms")]
@@ -137,6 +140,7 @@ impl Default for RawProxy {
             admin_http: RawAdminHttp::default(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             max_parse_bytes: default_max_parse_bytes(),
+            tls: Default::default(),
         }
     }
 }
@@ -203,6 +207,9 @@ pub(super) struct RawDatabase {
     /// Where objects created without a schema land (default `public`).
     #[serde(default)]
     pub(super) create_schema: Option<String>,
+    /// TLS between the proxy and this upstream (default: off).
+    #[serde(default)]
+    pub(super) tls: super::tls::RawUpstreamTls,
 }
 
 /// What the rewriter does with `public.name` when the map sends `name`

@@ -40,6 +40,8 @@ pub mod tag {
     pub const FLUSH: u8 = b'H';
     pub const FUNCTION_CALL: u8 = b'F';
     pub const TERMINATE: u8 = b'X';
+    /// PasswordMessage, SASLInitialResponse, SASLResponse.
+    pub const PASSWORD: u8 = b'p';
     // Server -> client.
     pub const ERROR_RESPONSE: u8 = b'E';
     pub const NOTICE_RESPONSE: u8 = b'N';

@@ -135,6 +135,8 @@ impl ConfigStore {
                 .expect("loaded text lock")
                 .as_deref()
                 == Some(text.as_str())
+            // A certificate rotated under the same config text is a change.
+            && self.current.load().tls.files_unchanged()
         {
             *self.last_error.lock().expect("reload error lock") = None;
             return Ok(ReloadReport {

@@ -30,6 +30,13 @@ pub enum SessionError {
         "replication connections are not allowed through heal7-proxy (proxy.allow_replication)"
     )]
     ReplicationRefused,
+    /// The client asked for SCRAM with the GS2 flag `y` while the upstream
+    /// link is TLS: the server would refuse it as a downgrade, and the
+    /// proxy cannot offer channel binding itself.
+    #[error(
+        "SCRAM channel binding is not possible through heal7-proxy to a TLS upstream; connect with channel_binding=disable"
+    )]
+    ChannelBinding,
 }
 
 /// Why the upstream could not be reached.
@@ -39,6 +46,15 @@ pub enum UpstreamFailure {
     Io(#[from] std::io::Error),
     #[error("no connection and answer within {} ms", .0.as_millis())]
     Timeout(std::time::Duration),
+    /// The server answered the SSLRequest `N` and the mode needs TLS.
+    #[error("the server does not support TLS (tls.mode {0})")]
+    TlsRefused(&'static str),
+    /// Neither `S` nor `N` to the SSLRequest.
+    #[error("unexpected answer {0:#04x} to the SSL request")]
+    TlsAnswer(u8),
+    /// The handshake failed (certificate rejected, protocol mismatch).
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
 }
 
 impl SessionError {
@@ -62,7 +78,7 @@ impl ClientFacing for SessionError {
     /// The one place a session error picks its SQLSTATE.
     fn sqlstate(&self) -> SqlState {
         match self {
-            SessionError::Client(_) => SqlState::ProtocolViolation,
+            SessionError::Client(_) | SessionError::ChannelBinding => SqlState::ProtocolViolation,
             SessionError::Server(_) | SessionError::UpstreamUnreachable { .. } => {
                 SqlState::ConnectionFailure
             }

@@ -20,8 +20,6 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::tracker::{Pending, StatementContext, Tracker, lock};
 use super::wake_gate::WakeGate;
@@ -38,6 +36,7 @@ use crate::reload::Snapshot;
 use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, splice_into};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
+use crate::stream::{ReadHalf as OwnedReadHalf, Stream, WriteHalf as OwnedWriteHalf};
 
 /// Reads ask for at least this much room.
 const READ_CHUNK: usize = 8 * 1024;
@@ -67,6 +66,9 @@ pub(super) struct RelayContext {
     pub database_metrics: Arc<DatabaseMetrics>,
     /// Who sends the statements, for the unmapped-name report.
     pub identity: ClientIdentity,
+    /// Whether the upstream link is TLS (the server then offers SCRAM
+    /// channel binding, see [`protocol::sasl`]).
+    pub upstream_tls: bool,
 }
 
 /// The mapping one statement is rewritten with: taken from the live config
@@ -98,8 +100,8 @@ impl Mapping {
 }
 
 pub(super) async fn relay(
-    client: TcpStream,
-    server: TcpStream,
+    client: Stream,
+    server: Stream,
     leftover: BytesMut,
     server_first: BytesMut,
     ctx: &RelayContext,
@@ -163,7 +165,11 @@ pub(super) async fn relay(
                 // Let the server end the backend cleanly.
                 let mut x = BytesMut::new();
                 protocol::encode_terminate(&mut x);
-                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, up.write.write_all(&x)).await;
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+                    up.write.write_all(&x).await?;
+                    up.write.flush().await
+                })
+                .await;
             }
             if down.writing {
                 // Stopped mid-frame toward the client: another frame would
@@ -326,6 +332,10 @@ impl Upstream {
                     lock(tracker).sent(&mut self.entries, Instant::now());
                 }
                 self.write.write_all(self.from.outgoing(&batch)).await?;
+                if self.write.is_tls() {
+                    // rustls may still hold ciphertext (a BufWriter).
+                    self.write.flush().await?;
+                }
                 self.from.sent(&batch);
             }
             // The awaits stay in this loop (no nested futures per frame).
@@ -395,6 +405,11 @@ impl Upstream {
                         }
                         _ => (Some(Pending::Parse(StatementContext::Plain)), None),
                     }
+                }
+                tag::PASSWORD
+                    if ctx.upstream_tls && protocol::sasl::claims_binding_unoffered(frame) =>
+                {
+                    return Err(SessionError::ChannelBinding);
                 }
                 other => (request_for(other), None),
             };
@@ -536,6 +551,10 @@ impl Downstream {
             if batch.len > 0 {
                 self.writing = true;
                 client.write_all(self.from.outgoing(&batch)).await?;
+                if client.is_tls() {
+                    // rustls may still hold ciphertext (a BufWriter).
+                    client.flush().await?;
+                }
                 self.writing = false;
                 self.from.sent(&batch);
                 // Draining: the transaction is over once its
@@ -579,6 +598,12 @@ impl Downstream {
                     t.cancel_key = Some(key);
                 }
                 None
+            } else if header.tag == tag::AUTHENTICATION && t.status.is_none() {
+                // The tracker learns of AuthenticationOk (the pre-login
+                // frame bound ends there); it never replaces this frame.
+                t.on_server_frame(header.tag, frame, &ctx.state.metrics);
+                // Still logging in: never offer channel binding to the client.
+                protocol::sasl::without_channel_binding(frame)
             } else {
                 let replacement = t.on_server_frame(header.tag, frame, &ctx.state.metrics);
                 if header.tag == tag::READY_FOR_QUERY

@@ -155,6 +155,40 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn start_cluster(bindir: PathBuf) -> Result<Pg, String> {
+    start_cluster_with(
+        bindir,
+        &ClusterSetup {
+            hba: "local all all trust\n\
+                  host all postgres 127.0.0.1/32 trust\n\
+                  host all trust_user 127.0.0.1/32 trust\n\
+                  host all md5_user 127.0.0.1/32 md5\n\
+                  host all scram_user 127.0.0.1/32 scram-sha-256\n\
+                  host all clear_user 127.0.0.1/32 password\n"
+                .into(),
+            ..ClusterSetup::default()
+        },
+    )
+}
+
+/// What sets one private cluster apart.
+#[derive(Default)]
+pub struct ClusterSetup {
+    /// The whole pg_hba.conf.
+    pub hba: String,
+    /// Lines appended to postgresql.conf.
+    pub conf: String,
+    /// Files written into the data directory (mode 0600, owned by the
+    /// server's user): name -> content.
+    pub files: Vec<(String, String)>,
+}
+
+/// Start another private cluster (stopped at exit like the shared one),
+/// without the fixture.
+pub fn start_private_cluster(setup: &ClusterSetup) -> Result<Pg, String> {
+    start_cluster_with(find_bindir(), setup)
+}
+
+fn start_cluster_with(bindir: PathBuf, setup: &ClusterSetup) -> Result<Pg, String> {
     if !bindir.join("initdb").exists() {
         return Err(format!(
             "no initdb in {} (install postgresql-15, or set HEAL7_TEST_PG)",
@@ -233,16 +267,20 @@ fn start_cluster(bindir: PathBuf) -> Result<Pg, String> {
         sock.display()
     );
     append(&data.join("postgresql.conf"), &conf)?;
-    std::fs::write(
-        data.join("pg_hba.conf"),
-        "local all all trust\n\
-         host all postgres 127.0.0.1/32 trust\n\
-         host all trust_user 127.0.0.1/32 trust\n\
-         host all md5_user 127.0.0.1/32 md5\n\
-         host all scram_user 127.0.0.1/32 scram-sha-256\n\
-         host all clear_user 127.0.0.1/32 password\n",
-    )
-    .map_err(|e| format!("write pg_hba.conf: {e}"))?;
+    append(&data.join("postgresql.conf"), &setup.conf)?;
+    std::fs::write(data.join("pg_hba.conf"), &setup.hba)
+        .map_err(|e| format!("write pg_hba.conf: {e}"))?;
+    for (name, content) in &setup.files {
+        use std::os::unix::fs::PermissionsExt;
+        let path = data.join(name);
+        std::fs::write(&path, content).map_err(|e| format!("write {name}: {e}"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod {name}: {e}"))?;
+        if let Some((uid, gid)) = as_user {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {name}: {e}"))?;
+        }
+    }
 
     run(server_cmd(&pg_ctl)
         .arg("-D")

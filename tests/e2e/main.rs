@@ -28,4 +28,6 @@ mod relay;
 mod reload;
 mod routing;
 mod session_facts;
+mod tls;
+mod tls_upstream;
 mod wire;

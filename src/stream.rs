@@ -1,0 +1,186 @@
+//! A connection that is either a plain TCP socket or TLS over one, for
+//! both sides of a session. The plain case keeps tokio's own split halves
+//! (`into_split`, no lock between the directions); only TLS goes through
+//! `tokio::io::split`, whose halves share the one TLS state.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// What a TLS stream of either side is to the relay.
+pub trait TlsIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> TlsIo for T {}
+
+/// A connection to a client or an upstream.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<dyn TlsIo>),
+    /// Left behind while the socket is handed to a TLS handshake that did
+    /// not give it back: reads see the end, writes fail.
+    Closed,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stream::Plain(tcp) => f.debug_tuple("Plain").field(tcp).finish(),
+            Stream::Tls(_) => f.write_str("Tls"),
+            Stream::Closed => f.write_str("Closed"),
+        }
+    }
+}
+
+impl Stream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Take the plain socket out (for a TLS handshake), leaving
+    /// [`Stream::Closed`]; `None` if the stream is not plain.
+    pub fn take_plain(&mut self) -> Option<TcpStream> {
+        match std::mem::replace(self, Stream::Closed) {
+            Stream::Plain(tcp) => Some(tcp),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// The two directions, to run concurrently.
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Stream::Plain(tcp) => {
+                let (r, w) = tcp.into_split();
+                (ReadHalf::Plain(r), WriteHalf::Plain(w))
+            }
+            Stream::Tls(tls) => {
+                let (r, w) = tokio::io::split(tls);
+                (ReadHalf::Tls(r), WriteHalf::Tls(w))
+            }
+            Stream::Closed => (ReadHalf::Closed, WriteHalf::Closed),
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection closed")
+}
+
+/// A stream's read direction.
+pub enum ReadHalf {
+    Plain(OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<Box<dyn TlsIo>>),
+    Closed,
+}
+
+/// A stream's write direction.
+pub enum WriteHalf {
+    Plain(OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<Box<dyn TlsIo>>),
+    Closed,
+}
+
+impl WriteHalf {
+    /// Whether writes must be flushed: rustls keeps ciphertext it could not
+    /// write yet until the next write or a flush (tokio-rustls behaves as a
+    /// `BufWriter`); a plain socket needs no flush.
+    #[inline]
+    pub fn is_tls(&self) -> bool {
+        matches!(self, WriteHalf::Tls(_))
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ReadHalf::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            ReadHalf::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
+            WriteHalf::Tls(s) => Pin::new(s).poll_flush(cx),
+            WriteHalf::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            WriteHalf::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            WriteHalf::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
