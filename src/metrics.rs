@@ -25,6 +25,9 @@ pub struct Metrics {
     /// Frames refused for a bad length (under 4 or over the cap; a startup
     /// packet under 8 or over its cap).
     pub frames_rejected: AtomicU64,
+    /// Clients turned away before reaching an upstream, indexed by
+    /// [`Refusal`]; read them with [`Metrics::refused`].
+    refused: [AtomicU64; Refusal::ALL.len()],
     /// Cancel requests forwarded / dropped for an unknown key.
     pub cancels_forwarded: AtomicU64,
     pub cancels_unknown: AtomicU64,
@@ -67,6 +70,40 @@ pub struct SchemaMetrics {
     /// Statements that touched this schema, by the server's answer.
     pub results_ok: AtomicU64,
     pub results_error: AtomicU64,
+}
+
+/// Why a client was turned away before reaching an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over `proxy.max_client_connections` (53300).
+    MaxClientConnections,
+    /// A database name the config does not list, with `other_databases:
+    /// refuse` (3D000).
+    OtherDatabase,
+    /// A replication connection without `allow_replication` (28000).
+    Replication,
+    /// No TLS while `proxy.tls.mode` is `require` (08P01).
+    TlsRequired,
+}
+
+impl Refusal {
+    /// Every reason, in counter-slot and label order.
+    pub const ALL: [Refusal; 4] = [
+        Refusal::MaxClientConnections,
+        Refusal::OtherDatabase,
+        Refusal::Replication,
+        Refusal::TlsRequired,
+    ];
+
+    /// The `reason` label in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::MaxClientConnections => "max_client_connections",
+            Refusal::OtherDatabase => "other_database",
+            Refusal::Replication => "replication",
+            Refusal::TlsRequired => "tls_required",
+        }
+    }
 }
 
 /// What the proxy did with one Query/Parse text, as counted and exported:
@@ -170,6 +207,11 @@ impl Metrics {
     #[inline]
     pub fn statements(&self, outcome: StatementOutcome) -> &AtomicU64 {
         &self.statements[outcome as usize]
+    }
+
+    /// The counter of clients turned away for `reason`.
+    pub fn refused(&self, reason: Refusal) -> &AtomicU64 {
+        &self.refused[reason as usize]
     }
 
     pub fn count(&self, outcome: StatementOutcome) {

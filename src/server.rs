@@ -17,7 +17,7 @@ use crate::config::CONSOLE_DATABASE;
 use crate::console::{self, ConsoleState};
 use crate::farewell::{FAREWELL_TIMEOUT, farewell};
 use crate::listener;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Refusal};
 use crate::protocol::{ClientFacing, SqlState};
 use crate::session;
 use crate::shutdown::Shutdown;
@@ -94,6 +94,10 @@ async fn serve_connection(
     // session's routing or map halfway.
     let config = state.config.load_full();
     if active > config.max_client_connections as u64 {
+        state
+            .metrics
+            .refused(Refusal::MaxClientConnections)
+            .fetch_add(1, Ordering::Relaxed);
         refuse_over_limit(stream, peer, config.max_client_connections).await;
         return;
     }

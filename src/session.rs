@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::clients::{ClientIdentity, ClientInfo};
 use crate::config::{Config, OtherDatabases, Route, UpstreamTls, UpstreamTlsMode};
-use crate::metrics::{DatabaseMetrics, OTHER_DATABASE};
+use crate::metrics::{DatabaseMetrics, OTHER_DATABASE, Refusal};
 use crate::protocol::{ClientFacing, StartupMessage};
 use crate::reload::Snapshot;
 use crate::shutdown::Shutdown;
@@ -112,6 +112,14 @@ async fn serve_inner(
         "connected"
     );
     if let Some(refused) = refusal(&config, &route, &startup, &client_database) {
+        let reason = match refused {
+            SessionError::ReplicationRefused => Refusal::Replication,
+            _ => Refusal::OtherDatabase,
+        };
+        state
+            .metrics
+            .refused(reason)
+            .fetch_add(1, Ordering::Relaxed);
         return Err(farewell(&mut client, refused, state).await);
     }
     let upstream_startup = rebuild_startup(startup, &client_database, &route);

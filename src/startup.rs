@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{ALPN_POSTGRESQL, ClientTlsMode, Config};
 use crate::farewell::farewell;
+use crate::metrics::Refusal;
 use crate::protocol::{self, ClientFacing, ProtocolError, SqlState, StartupMessage, StartupPacket};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
@@ -180,6 +181,10 @@ async fn read_startup(
             Some(StartupPacket::Startup(_))
                 if config.tls.mode == ClientTlsMode::Require && !client.is_tls() =>
             {
+                state
+                    .metrics
+                    .refused(Refusal::TlsRequired)
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(StartupError::TlsRequired);
             }
             Some(StartupPacket::Startup(msg)) => return Ok(Some(msg)),

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::metrics::{BUCKET_BOUNDS_US, Histogram, StatementOutcome};
+use crate::metrics::{BUCKET_BOUNDS_US, Histogram, Refusal, StatementOutcome};
 use crate::rewrite::{CacheStats, Decision, FallbackCause};
 
 use super::AdminState;
@@ -108,6 +108,16 @@ pub fn render_metrics(state: &AdminState) -> String {
         "counter",
         "Frames refused for a length under 4 or over max_message_size.",
         &[("", get(&m.frames_rejected))],
+    );
+    let refused: Vec<(String, u64)> = Refusal::ALL
+        .into_iter()
+        .map(|r| (format!("reason=\"{}\"", r.as_str()), get(m.refused(r))))
+        .collect();
+    metric(
+        "heal7_proxy_clients_refused_total",
+        "counter",
+        "Clients turned away before reaching an upstream, by reason.",
+        &samples(&refused),
     );
     metric(
         "heal7_proxy_cancel_requests_total",

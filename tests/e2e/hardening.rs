@@ -150,6 +150,18 @@ async fn other_databases_refuse_answers_3d000_without_connecting() {
         message.as_deref(),
         Some("database \"heal7_plain\" is not in the config")
     );
+    let refused = |reason| {
+        proxy
+            .state
+            .metrics
+            .refused(reason)
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(refused(heal7_proxy::metrics::Refusal::OtherDatabase), 1);
+    assert!(
+        heal7_proxy::http::render_metrics(&proxy.state)
+            .contains("heal7_proxy_clients_refused_total{reason=\"other_database\"} 1\n")
+    );
     // Configured names (key and alias) still pass.
     for database in ["heal7", "heal7_saju"] {
         let c = proxy.connect(database).await;
@@ -251,6 +263,12 @@ async fn client_over_max_client_connections_gets_53300() {
         panic!("a third client is refused");
     };
     assert_eq!(crate::harness::sqlstate(&e), "53300", "{e:?}");
+    let refused = proxy
+        .state
+        .metrics
+        .refused(heal7_proxy::metrics::Refusal::MaxClientConnections)
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(refused, 1);
     assert_eq!(
         crate::harness::simple_value(&first, "SELECT 1").await,
         "1",
