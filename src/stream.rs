@@ -148,6 +148,24 @@ impl AsyncRead for ReadHalf {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            other => other.poll_read_other(cx, buf),
+        }
+    }
+}
+
+impl ReadHalf {
+    /// The TLS and closed cases, out of line: inlined, the TLS half's
+    /// locking read made every plain read of the relay longer (callgrind:
+    /// about 60 instructions per statement).
+    #[cold]
+    #[inline(never)]
+    fn poll_read_other(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self {
+            ReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ReadHalf::Tls(s) => Pin::new(s).poll_read(cx, buf),
             ReadHalf::Closed => Poll::Ready(Ok(())),
         }
@@ -163,8 +181,7 @@ impl AsyncWrite for WriteHalf {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            WriteHalf::Tls(s) => Pin::new(s).poll_write(cx, buf),
-            WriteHalf::Closed => Poll::Ready(Err(closed())),
+            other => other.poll_write_other(cx, buf),
         }
     }
 
@@ -181,6 +198,19 @@ impl AsyncWrite for WriteHalf {
             WriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
             WriteHalf::Tls(s) => Pin::new(s).poll_shutdown(cx),
             WriteHalf::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl WriteHalf {
+    /// The TLS and closed cases, out of line (see `ReadHalf::poll_read_other`).
+    #[cold]
+    #[inline(never)]
+    fn poll_write_other(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            WriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Closed => Poll::Ready(Err(closed())),
         }
     }
 }
