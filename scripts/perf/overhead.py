@@ -15,6 +15,12 @@ ratios is too wide to conclude anything.
 
 Against a server you name: PGHOST/PGPORT/PGUSER/PGPASSWORD (and --database);
 otherwise it starts a throwaway PostgreSQL in a temp dir.
+
+--tls puts TLS on every link (a throwaway server only): the server with
+ssl = on, heal7-proxy with proxy.tls require toward pgbench and tls require
+toward the server, PgBouncer with client_tls_sslmode and server_tls_sslmode
+require, and pgbench with sslmode=require against every target, direct
+included. One self-signed certificate (openssl) serves all three.
 """
 
 import argparse
@@ -92,10 +98,28 @@ def cpu_seconds(pid):
         return None
 
 
+def make_certificate(work):
+    """A self-signed certificate and key for 127.0.0.1, readable by `postgres`."""
+    tls = work / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(tls / "server.key"), "-out", str(tls / "server.crt")],
+        check=True,
+        capture_output=True,
+    )
+    os.chmod(tls / "server.key", 0o600)
+    if os.geteuid() == 0:
+        for p in [tls, *tls.iterdir()]:
+            shutil.chown(p, "postgres")
+    return tls / "server.crt", tls / "server.key"
+
+
 class Throwaway:
     """A private PostgreSQL cluster in a temp dir."""
 
-    def __init__(self, work):
+    def __init__(self, work, certificate=None):
         bindir = subprocess.run(
             [str(ROOT / "scripts/install-postgres.sh")], check=True, capture_output=True, text=True
         ).stdout.strip()
@@ -114,6 +138,8 @@ class Throwaway:
             "max_connections = 200\nshared_buffers = 256MB\nfsync = off\n"
             "synchronous_commit = off\nfull_page_writes = off\n"
         )
+        if certificate:
+            conf += f"ssl = on\nssl_cert_file = '{certificate[0]}'\nssl_key_file = '{certificate[1]}'\n"
         with open(self.data / "postgresql.conf", "a") as f:
             f.write(conf)
         subprocess.run(
@@ -181,17 +207,21 @@ def run_pgbench(port, db, user, workload, clients, seconds, scale, scripts_dir, 
     return tps, float(lat.group(1)) if lat else float("nan"), txns
 
 
-def write_proxy_config(path, listen_port, upstream_port, db):
+def write_proxy_config(path, listen_port, upstream_port, db, certificate=None):
     """heal7-proxy's config: `db` upstream, the pgbench tables mapped to `bench`."""
+    proxy_tls = upstream_tls = ""
+    if certificate:
+        proxy_tls = f"  tls: {{mode: require, cert_file: {certificate[0]}, key_file: {certificate[1]}}}\n"
+        upstream_tls = "    tls: {mode: require}\n"
     path.write_text(
         f"""proxy:
   listen: 127.0.0.1:{listen_port}
-databases:
+{proxy_tls}databases:
   {db}:
     host: 127.0.0.1
     port: {upstream_port}
     database: {db}
-    schemas:
+{upstream_tls}    schemas:
       bench: {{tables: [pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history]}}
 """
     )
@@ -202,7 +232,7 @@ def find_pgbouncer():
     return shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
 
 
-def write_pgbouncer_config(bdir, listen_port, upstream_port, db, user, password=None):
+def write_pgbouncer_config(bdir, listen_port, upstream_port, db, user, password=None, certificate=None):
     """A session-mode PgBouncer in its own folder, owned by `postgres` when
     run as root (PgBouncer refuses root). Returns the ini path."""
     bdir.mkdir()
@@ -222,6 +252,12 @@ default_pool_size = 40
 logfile = {bdir}/pgbouncer.log
 pidfile = {bdir}/pgbouncer.pid
 """
+        + (
+            f"client_tls_sslmode = require\nclient_tls_cert_file = {certificate[0]}\n"
+            f"client_tls_key_file = {certificate[1]}\nserver_tls_sslmode = require\n"
+            if certificate
+            else ""
+        )
     )
     (bdir / "users.txt").write_text(f'"{user}" ""\n')
     if os.geteuid() == 0:
@@ -230,9 +266,9 @@ pidfile = {bdir}/pgbouncer.pid
     return bdir / "pgbouncer.ini"
 
 
-def start_proxy(work, upstream_port, db, binary, extra_env=None, name="proxy"):
+def start_proxy(work, upstream_port, db, binary, extra_env=None, name="proxy", certificate=None):
     port = free_port()
-    cfg = write_proxy_config(work / f"{name}.yaml", port, upstream_port, db)
+    cfg = write_proxy_config(work / f"{name}.yaml", port, upstream_port, db, certificate)
     proc = subprocess.Popen(
         [str(binary), "serve", "--config", str(cfg)],
         env={**os.environ, "RUST_LOG": "heal7_proxy=warn", **(extra_env or {})},
@@ -242,13 +278,13 @@ def start_proxy(work, upstream_port, db, binary, extra_env=None, name="proxy"):
     return proc, port
 
 
-def start_pgbouncer(work, upstream_port, db, user, password):
+def start_pgbouncer(work, upstream_port, db, user, password, certificate=None):
     exe = find_pgbouncer()
     if not exe:
         return None, None, None
     port = free_port()
     bdir = work / "pgbouncer"
-    ini = write_pgbouncer_config(bdir, port, upstream_port, db, user, password)
+    ini = write_pgbouncer_config(bdir, port, upstream_port, db, user, password, certificate)
     if os.geteuid() == 0:
         os.chmod(work, 0o755)
     proc = subprocess.Popen(as_postgres([exe, str(ini)]), stderr=subprocess.DEVNULL)
@@ -273,6 +309,7 @@ def main():
     ap.add_argument("--database", default="heal7_bench", help="with PGHOST/PGPORT: an existing database to use")
     ap.add_argument("--binary", default=str(ROOT / "target/release/heal7-proxy"))
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--tls", action="store_true", help="TLS on every link (see above)")
     ap.add_argument(
         "--proxy-variant",
         action="append",
@@ -290,25 +327,34 @@ def main():
     server = None
     procs = []
     try:
+        certificate = None
         if os.environ.get("PGPORT"):
+            if args.tls:
+                raise SystemExit("--tls needs the throwaway server (unset PGPORT)")
             port, user = int(os.environ["PGPORT"]), os.environ.get("PGUSER", "postgres")
             db = args.database
         else:
-            server = Throwaway(work)
+            certificate = make_certificate(work) if args.tls else None
+            server = Throwaway(work, certificate)
             port, user, db = server.port, "postgres", args.database
             psql(port, "postgres", f"CREATE DATABASE {db}", user)
         prepare_tables(port, db, user, args.scale)
+        if args.tls:
+            # Every pgbench run, direct included, asks for TLS.
+            os.environ["PGSSLMODE"] = "require"
 
-        proxy, proxy_port = start_proxy(work, port, db, args.binary)
+        proxy, proxy_port = start_proxy(work, port, db, args.binary, certificate=certificate)
         procs.append(proxy)
-        bouncer, bouncer_port, bouncer_pid = start_pgbouncer(work, port, db, user, os.environ.get("PGPASSWORD"))
+        bouncer, bouncer_port, bouncer_pid = start_pgbouncer(
+            work, port, db, user, os.environ.get("PGPASSWORD"), certificate
+        )
         if bouncer:
             procs.append(bouncer)
         targets = [("direct", port, False, None), ("heal7-proxy", proxy_port, True, proxy.pid)]
         for variant in args.proxy_variant:
             vname, _, assignment = variant.partition(":")
             var, _, value = assignment.partition("=")
-            vproc, vport = start_proxy(work, port, db, args.binary, {var: value}, vname)
+            vproc, vport = start_proxy(work, port, db, args.binary, {var: value}, vname, certificate)
             procs.append(vproc)
             targets.append((f"proxy-{vname}", vport, True, vproc.pid))
         if bouncer:
@@ -316,7 +362,8 @@ def main():
         else:
             print("pgbouncer not installed: comparing with direct only (apt-get install pgbouncer)")
 
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; {args.reps} reps x {args.seconds}s, scale {args.scale}")
+        tls_note = "; TLS on every link" if args.tls else ""
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; {args.reps} reps x {args.seconds}s, scale {args.scale}{tls_note}")
         summary = []
         for workload in args.workloads.split(","):
             for clients in [int(c) for c in args.clients.split(",")]:
