@@ -295,3 +295,64 @@ async fn cancel_reaches_a_tls_upstream_session() {
     };
     assert_eq!(sqlstate(&e), "57014");
 }
+
+/// The issue's Python drivers through a TLS proxy to a TLS-only upstream,
+/// with SCRAM: psycopg2 (libpq) with channel_binding=disable logs in, and
+/// with libpq's default `prefer` is refused before any password proof with
+/// a message that says what to set; asyncpg (its own protocol code, no
+/// channel binding) logs in over TLS. Needs /usr/bin/python3 with psycopg2
+/// and asyncpg (Debian's python3-psycopg2 and python3-asyncpg; .ci/run
+/// installs them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_drivers_through_a_tls_proxy_to_a_tls_upstream() {
+    let proxy = proxy().await;
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let script = format!(
+        r#"
+import asyncio, ssl
+import psycopg2, asyncpg
+port = {port}
+common = dict(host="127.0.0.1", port=port, user="scram_user", password="{password}", dbname="ssl_require", sslmode="require")
+c = psycopg2.connect(channel_binding="disable", **common)
+cur = c.cursor()
+cur.execute("{sql}")
+print("psycopg2", cur.fetchone()[0])
+try:
+    psycopg2.connect(channel_binding="prefer", **common)
+    print("prefer connected")
+except psycopg2.OperationalError as e:
+    print("prefer refused", "channel_binding=disable" in str(e))
+async def main():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user="scram_user", password="{password}", database="ssl_require", ssl=ctx)
+    print("asyncpg", await conn.fetchval("{sql}"))
+    await conn.close()
+asyncio.run(main())
+"#,
+        port = proxy.port(),
+        password = SCRAM_PASSWORD,
+        sql = SSL_IN_USE,
+    );
+    let out = tokio::process::Command::new(python)
+        .args(["-c", &script])
+        .env_remove("PGSSLMODE")
+        .env_remove("PGCHANNELBINDING")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["psycopg2 true", "prefer refused True", "asyncpg true"],
+        "{stderr}"
+    );
+}
