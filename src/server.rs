@@ -23,7 +23,6 @@ use crate::session;
 use crate::shutdown::Shutdown;
 use crate::startup::{self, Handshake};
 use crate::state::ProxyState;
-use crate::stream::Stream;
 
 /// Accept clients until `shutdown`, then stop accepting: each session ends
 /// (57P01) at its first ReadyForQuery(idle), so it finishes its transaction;
@@ -107,35 +106,9 @@ async fn serve_connection(
         return;
     };
     if startup.database().as_deref() == Some(CONSOLE_DATABASE) {
-        match stream {
-            Stream::Plain(stream) => {
-                console::serve(stream, buf, startup, peer, &state, &console, &signals).await
-            }
-            mut stream => console_over_tls(&mut stream, peer).await,
-        }
+        console::serve(stream, buf, startup, peer, &state, &console, &signals).await;
     } else {
         session::serve(stream, buf, startup, peer, config, state, signals).await;
-    }
-}
-
-/// The console speaks only plain TCP for now: tell a TLS client so.
-async fn console_over_tls(stream: &mut Stream, peer: std::net::SocketAddr) {
-    let refusal = ConsoleOverTls;
-    crate::farewell::farewell(stream, &refusal).await;
-    tracing::warn!(client = %peer, "{refusal}");
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the admin console is not available over TLS; connect to it with sslmode=disable")]
-struct ConsoleOverTls;
-
-impl crate::protocol::ClientFacing for ConsoleOverTls {
-    fn sqlstate(&self) -> crate::protocol::SqlState {
-        crate::protocol::SqlState::FeatureNotSupported
-    }
-
-    fn is_fatal(&self) -> bool {
-        true
     }
 }
 

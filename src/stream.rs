@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// What a TLS stream of either side is to the relay.
-pub trait TlsIo: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> TlsIo for T {}
+pub trait TlsIo: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> TlsIo for T {}
 
 /// A connection to a client or an upstream.
 pub enum Stream {

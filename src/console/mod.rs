@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI32;
 
+use crate::stream::Stream;
 use bytes::BytesMut;
 use futures_util::SinkExt;
 use pgwire::api::{ClientInfo as _, DefaultClient, NoopHandler, PgWireConnectionState};
@@ -32,7 +33,6 @@ use pgwire::error::PgWireError;
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Framed};
 
 use crate::auth::scram::ScramError;
@@ -78,7 +78,7 @@ impl Default for ConsoleState {
 /// Serve one console client after its StartupMessage. `buf` holds whatever
 /// the client sent after it. Errors are logged here.
 pub async fn serve(
-    client: TcpStream,
+    client: Stream,
     buf: BytesMut,
     startup: StartupMessage,
     peer: SocketAddr,
@@ -119,7 +119,7 @@ pub async fn serve(
 
 /// pgwire's framed socket (its codec and connection state; we read, it
 /// writes) and our read buffer.
-type Socket = Framed<TcpStream, PgWireMessageServerCodec<Command>>;
+type Socket = Framed<Stream, PgWireMessageServerCodec<Command>>;
 
 /// The handlers pgwire calls, for one session.
 struct Handlers<'a> {

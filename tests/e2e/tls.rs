@@ -366,19 +366,34 @@ async fn bad_tls_settings_are_config_errors_naming_the_key() {
     assert!(e.contains("databases.heal7.tls.ca_file: required"), "{e}");
 }
 
+/// The admin console speaks TLS like every other database name: a client
+/// that asked for TLS logs in over it with SCRAM and runs commands.
 #[tokio::test]
-async fn admin_console_over_tls_is_refused_with_0a000() {
-    let (pki, proxy) = tls_proxy("allow").await;
-    let mut config = client_config(proxy.port);
-    config.dbname("heal7_proxy");
-    let e = connect_tls_as(config, proxy.port, pki.client_config(false), false)
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        e.contains("0A000") || e.contains("not available over TLS"),
-        "{e}"
+async fn admin_console_over_tls_logs_in_and_answers() {
+    let pki = Pki::new();
+    pki.issue("server", "heal7 proxy");
+    let path = pki.path("heal7.yaml");
+    let verifier = heal7_proxy::auth::scram::hash_password(b"console-secret");
+    let text = yaml(pg().await, &pki, "require", "server").replacen(
+        "proxy:\n",
+        &format!("proxy:\n  admin_users:\n    ops: \"{verifier}\"\n"),
+        1,
     );
+    std::fs::write(&path, text).unwrap();
+    let proxy = start(&path).await;
+    let mut config = client_config(proxy.port);
+    config
+        .dbname("heal7_proxy")
+        .user("ops")
+        .password("console-secret");
+    let (client, _) = connect_tls_as(config, proxy.port, pki.client_config(false), false)
+        .await
+        .expect("console login over TLS");
+    let version = simple_value(&client, "SHOW VERSION").await;
+    assert!(version.starts_with("heal7-proxy"), "{version}");
+    // The extended protocol too, over the same TLS session.
+    let row = client.query_one("SHOW VERSION", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), version);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
