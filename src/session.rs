@@ -251,7 +251,21 @@ async fn open_upstream(
         let server = TcpStream::connect((host, port)).await?;
         let _ = server.set_nodelay(true);
         let address = server.peer_addr()?;
-        let mut server = secure(server, host, tls, limit).await?;
+        let mut server = match secure(server, host, tls, limit).await {
+            Ok(server) => server,
+            // libpq's prefer: when the TLS attempt fails (a handshake that
+            // breaks, an old server's error to the SSLRequest), try again
+            // in clear on a new connection.
+            Err(e @ (UpstreamFailure::Tls(_) | UpstreamFailure::TlsAnswer(_)))
+                if tls.mode == UpstreamTlsMode::Prefer =>
+            {
+                tracing::warn!(upstream = %address, error = %e, "TLS to the upstream failed; tls.mode prefer: connecting in clear");
+                let server = TcpStream::connect((host, port)).await?;
+                let _ = server.set_nodelay(true);
+                Stream::Plain(server)
+            }
+            Err(e) => return Err(e),
+        };
         server.write_all(startup).await?;
         server.flush().await?;
         let mut first = BytesMut::with_capacity(8 * 1024);

@@ -356,3 +356,59 @@ asyncio.run(main())
         "{stderr}"
     );
 }
+
+/// libpq's `prefer`: when the TLS attempt itself fails (here a server that
+/// answers the SSLRequest `S` and then breaks the handshake), the proxy
+/// connects again in clear; `require` does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_prefer_retries_in_clear_after_a_broken_handshake() {
+    let clear = pg().await;
+    let (host, port) = (clear.host.clone(), clear.port);
+    // In front of the clear server: every connection that starts with an
+    // SSLRequest gets `S` and then garbage; any other is relayed.
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_port = front.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut socket, _)) = front.accept().await else {
+                return;
+            };
+            let (host, port) = (host.clone(), port);
+            tokio::spawn(async move {
+                let mut head = [0u8; 8];
+                if socket.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                if head[4..] == crate::raw_wire::SSL_REQUEST_CODE.to_be_bytes() {
+                    let _ = socket.write_all(b"Snot a TLS server hello\n").await;
+                    return;
+                }
+                let mut upstream = tokio::net::TcpStream::connect((host.as_str(), port))
+                    .await
+                    .unwrap();
+                upstream.write_all(&head).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut socket, &mut upstream).await;
+            });
+        }
+    });
+    let entry = |name: &str, mode: &str| {
+        format!(
+            "  {name}:\n    host: 127.0.0.1\n    port: {front_port}\n    database: postgres\n    tls: {{mode: {mode}}}\n"
+        )
+    };
+    let yaml = format!(
+        "proxy:\n  listen: 127.0.0.1:0\ndatabases:\n{}{}",
+        entry("broken_prefer", "prefer"),
+        entry("broken_require", "require")
+    );
+    let proxy = start_proxy_yaml(&yaml).await;
+    let client = connect(&config(&proxy, "broken_prefer", "postgres"))
+        .await
+        .expect("prefer connects in clear after the broken handshake");
+    assert_eq!(simple_value(&client, SSL_IN_USE).await, "false");
+    let Err(e) = connect(&config(&proxy, "broken_require", "postgres")).await else {
+        panic!("require must not fall back to clear text");
+    };
+    assert_eq!(sqlstate(&e), "08006", "{e}");
+}

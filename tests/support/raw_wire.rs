@@ -12,6 +12,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 pub const PROTOCOL_3_0: u32 = 196_608;
+/// The request code of an SSLRequest.
+pub const SSL_REQUEST_CODE: u32 = 80_877_103;
 
 /// A StartupMessage (protocol 3.0) with `params` in order.
 pub fn startup_packet(params: &[(&str, &[u8])]) -> Vec<u8> {
