@@ -28,6 +28,8 @@ pub struct Metrics {
     /// Clients turned away before reaching an upstream, indexed by
     /// [`Refusal`]; read them with [`Metrics::refused`].
     refused: [AtomicU64; Refusal::ALL.len()],
+    /// TLS handshakes by side and result, indexed by [`TlsHandshake`].
+    tls_handshakes: [AtomicU64; TlsHandshake::ALL.len()],
     /// Cancel requests forwarded / dropped for an unknown key.
     pub cancels_forwarded: AtomicU64,
     pub cancels_unknown: AtomicU64,
@@ -70,6 +72,35 @@ pub struct SchemaMetrics {
     /// Statements that touched this schema, by the server's answer.
     pub results_ok: AtomicU64,
     pub results_error: AtomicU64,
+}
+
+/// A TLS handshake's side and result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsHandshake {
+    ClientOk,
+    ClientFailed,
+    UpstreamOk,
+    UpstreamFailed,
+}
+
+impl TlsHandshake {
+    /// Every kind, in counter-slot order.
+    pub const ALL: [TlsHandshake; 4] = [
+        TlsHandshake::ClientOk,
+        TlsHandshake::ClientFailed,
+        TlsHandshake::UpstreamOk,
+        TlsHandshake::UpstreamFailed,
+    ];
+
+    /// The `side` and `result` labels in `/metrics`.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            TlsHandshake::ClientOk => ("client", "ok"),
+            TlsHandshake::ClientFailed => ("client", "failed"),
+            TlsHandshake::UpstreamOk => ("upstream", "ok"),
+            TlsHandshake::UpstreamFailed => ("upstream", "failed"),
+        }
+    }
 }
 
 /// Why a client was turned away before reaching an upstream.
@@ -207,6 +238,11 @@ impl Metrics {
     #[inline]
     pub fn statements(&self, outcome: StatementOutcome) -> &AtomicU64 {
         &self.statements[outcome as usize]
+    }
+
+    /// The counter of TLS handshakes of `kind`.
+    pub fn tls_handshakes(&self, kind: TlsHandshake) -> &AtomicU64 {
+        &self.tls_handshakes[kind as usize]
     }
 
     /// The counter of clients turned away for `reason`.

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::clients::{ClientIdentity, ClientInfo};
 use crate::config::{Config, OtherDatabases, Route, UpstreamTls, UpstreamTlsMode};
-use crate::metrics::{DatabaseMetrics, OTHER_DATABASE, Refusal};
+use crate::metrics::{DatabaseMetrics, Metrics, OTHER_DATABASE, Refusal, TlsHandshake};
 use crate::protocol::{ClientFacing, StartupMessage};
 use crate::reload::Snapshot;
 use crate::shutdown::Shutdown;
@@ -133,6 +133,7 @@ async fn serve_inner(
         &route.tls,
         &upstream_startup,
         config.connect_timeout,
+        &state.metrics,
     )
     .await
     {
@@ -246,12 +247,22 @@ async fn open_upstream(
     tls: &UpstreamTls,
     startup: &[u8],
     limit: Duration,
+    metrics: &Metrics,
 ) -> Result<(Stream, std::net::SocketAddr, BytesMut), UpstreamFailure> {
     let attempt = async {
         let server = TcpStream::connect((host, port)).await?;
         let _ = server.set_nodelay(true);
         let address = server.peer_addr()?;
-        let mut server = match secure(server, host, tls, limit).await {
+        let secured = secure(server, host, tls, limit).await;
+        let handshake = match &secured {
+            Ok(server) if server.is_tls() => Some(TlsHandshake::UpstreamOk),
+            Err(UpstreamFailure::Tls(_)) => Some(TlsHandshake::UpstreamFailed),
+            _ => None,
+        };
+        if let Some(kind) = handshake {
+            metrics.tls_handshakes(kind).fetch_add(1, Ordering::Relaxed);
+        }
+        let mut server = match secured {
             Ok(server) => server,
             // libpq's prefer: when the TLS attempt fails (a handshake that
             // breaks, an old server's error to the SSLRequest), try again

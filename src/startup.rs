@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{ALPN_POSTGRESQL, ClientTlsMode, Config};
 use crate::farewell::farewell;
-use crate::metrics::Refusal;
+use crate::metrics::{Metrics, Refusal, TlsHandshake};
 use crate::protocol::{self, ClientFacing, ProtocolError, SqlState, StartupMessage, StartupPacket};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
@@ -150,7 +150,7 @@ async fn read_startup(
     if let (Some(tls), Stream::Plain(tcp)) = (tls, &*client) {
         let mut first = [0u8; 1];
         if tcp.peek(&mut first).await? == 1 && first[0] == TLS_HANDSHAKE_RECORD {
-            accept_tls(client, tls, true).await?;
+            accept_tls(client, tls, true, &state.metrics).await?;
         }
     }
     loop {
@@ -161,7 +161,7 @@ async fn read_startup(
                         return Err(StartupError::DataAfterSslRequest);
                     }
                     client.write_all(b"S").await?;
-                    accept_tls(client, tls, false).await?;
+                    accept_tls(client, tls, false, &state.metrics).await?;
                 }
                 Some(_) => {
                     return Err(StartupError::TlsNegotiation(
@@ -202,6 +202,21 @@ async fn read_startup(
 /// then becomes the TLS stream. `direct`: the client opened with a
 /// ClientHello (no SSLRequest), allowed only with ALPN `postgresql`.
 async fn accept_tls(
+    client: &mut Stream,
+    tls: &std::sync::Arc<rustls::ServerConfig>,
+    direct: bool,
+    metrics: &Metrics,
+) -> Result<(), StartupError> {
+    let result = tls_handshake(client, tls, direct).await;
+    let kind = match result {
+        Ok(()) => TlsHandshake::ClientOk,
+        Err(_) => TlsHandshake::ClientFailed,
+    };
+    metrics.tls_handshakes(kind).fetch_add(1, Ordering::Relaxed);
+    result
+}
+
+async fn tls_handshake(
     client: &mut Stream,
     tls: &std::sync::Arc<rustls::ServerConfig>,
     direct: bool,

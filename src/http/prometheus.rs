@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::metrics::{BUCKET_BOUNDS_US, Histogram, Refusal, StatementOutcome};
+use crate::metrics::{BUCKET_BOUNDS_US, Histogram, Refusal, StatementOutcome, TlsHandshake};
 use crate::rewrite::{CacheStats, Decision, FallbackCause};
 
 use super::AdminState;
@@ -118,6 +118,22 @@ pub fn render_metrics(state: &AdminState) -> String {
         "counter",
         "Clients turned away before reaching an upstream, by reason.",
         &samples(&refused),
+    );
+    let handshakes: Vec<(String, u64)> = TlsHandshake::ALL
+        .into_iter()
+        .map(|k| {
+            let (side, result) = k.labels();
+            (
+                format!("side=\"{side}\",result=\"{result}\""),
+                get(m.tls_handshakes(k)),
+            )
+        })
+        .collect();
+    metric(
+        "heal7_proxy_tls_handshakes_total",
+        "counter",
+        "TLS handshakes with clients and with upstreams, by result.",
+        &samples(&handshakes),
     );
     metric(
         "heal7_proxy_cancel_requests_total",

@@ -355,6 +355,21 @@ asyncio.run(main())
         ["psycopg2 true", "prefer refused True", "asyncpg true"],
         "{stderr}"
     );
+    // Every login above shook hands with TLS on both sides.
+    let count = |kind| {
+        proxy
+            .state
+            .metrics
+            .tls_handshakes(kind)
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    use heal7_proxy::metrics::TlsHandshake;
+    assert!(count(TlsHandshake::ClientOk) >= 3);
+    assert!(count(TlsHandshake::UpstreamOk) >= 2);
+    assert!(
+        heal7_proxy::http::render_metrics(&proxy.state)
+            .contains("heal7_proxy_tls_handshakes_total{side=\"client\",result=\"ok\"}")
+    );
 }
 
 /// libpq's `prefer`: when the TLS attempt itself fails (here a server that
@@ -411,4 +426,11 @@ async fn upstream_prefer_retries_in_clear_after_a_broken_handshake() {
         panic!("require must not fall back to clear text");
     };
     assert_eq!(sqlstate(&e), "08006", "{e}");
+    // Both broken handshakes are counted.
+    let failed = proxy
+        .state
+        .metrics
+        .tls_handshakes(heal7_proxy::metrics::TlsHandshake::UpstreamFailed)
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(failed, 2);
 }
