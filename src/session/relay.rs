@@ -598,12 +598,6 @@ impl Downstream {
                     t.cancel_key = Some(key);
                 }
                 None
-            } else if header.tag == tag::AUTHENTICATION && t.status.is_none() {
-                // The tracker learns of AuthenticationOk (the pre-login
-                // frame bound ends there); it never replaces this frame.
-                t.on_server_frame(header.tag, frame, &ctx.state.metrics);
-                // Still logging in: never offer channel binding to the client.
-                protocol::sasl::without_channel_binding(frame)
             } else {
                 let replacement = t.on_server_frame(header.tag, frame, &ctx.state.metrics);
                 if header.tag == tag::READY_FOR_QUERY

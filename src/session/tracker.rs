@@ -163,9 +163,16 @@ impl Tracker {
                     }
                 }
             }
-            // AuthenticationOk: code 0 after the header.
-            tag::AUTHENTICATION if frame.get(5..9) == Some(&[0, 0, 0, 0]) => {
-                self.authenticated = true
+            // AuthenticationOk (code 0 after the header) ends the pre-login
+            // frame bound; while logging in, the client is never offered
+            // channel binding (the proxy relays authentication).
+            tag::AUTHENTICATION => {
+                if frame.get(5..9) == Some(&[0, 0, 0, 0]) {
+                    self.authenticated = true;
+                }
+                if self.status.is_none() {
+                    return protocol::sasl::without_channel_binding(frame);
+                }
             }
             _ => {}
         }
