@@ -132,9 +132,12 @@ async fn check_command_reports_mapped_tables_and_fails_on_a_missing_one() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_command_relays_and_rewrites() {
-    let pg = pg().await;
+/// `heal7-proxy serve` on a free port over the test cluster, its stderr
+/// as given; the config's folder lives as long as the returned guard.
+async fn spawn_serve(
+    pg: &crate::harness::Pg,
+    stderr: Stdio,
+) -> (tokio::process::Child, u16, tempfile::TempDir) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -143,14 +146,21 @@ async fn serve_command_relays_and_rewrites() {
     let yaml = proxy_yaml(pg, "tokens")
         .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
     let config = write_config(&dir, &yaml);
-    let mut child = tokio::process::Command::new(BIN)
+    let child = tokio::process::Command::new(BIN)
         .args(["serve", "--config", config.to_str().unwrap()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("spawn heal7-proxy serve");
+    (child, port, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_command_relays_and_rewrites() {
+    let pg = pg().await;
+    let (mut child, port, _dir) = spawn_serve(pg, Stdio::null()).await;
     let mut cfg = tokio_postgres::Config::new();
     cfg.host("127.0.0.1")
         .port(port)
@@ -183,22 +193,7 @@ async fn serve_command_relays_and_rewrites() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_log_pipe_neither_crashes_nor_ignores_sigterm() {
     let pg = pg().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = proxy_yaml(pg, "tokens")
-        .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
-    let config = write_config(&dir, &yaml);
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn heal7-proxy serve");
+    let (mut child, port, _dir) = spawn_serve(pg, Stdio::piped()).await;
     drop(child.stderr.take());
     assert!(
         wait_until(Duration::from_secs(30), || async {
