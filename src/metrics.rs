@@ -33,6 +33,11 @@ pub struct Metrics {
     /// Cancel requests forwarded / dropped for an unknown key.
     pub cancels_forwarded: AtomicU64,
     pub cancels_unknown: AtomicU64,
+    /// Named prepared statements prepared again after a reload changed
+    /// their rewritten text, and those that could not be (dropped instead,
+    /// so a later Bind fails loudly rather than reading a stale table).
+    pub prepared_reprepared: AtomicU64,
+    pub prepared_reprepare_failed: AtomicU64,
     /// Query/Parse texts that were not valid UTF-8 (forwarded unchanged).
     pub statements_non_utf8: AtomicU64,
     /// Query/Parse texts by what the proxy did, indexed by

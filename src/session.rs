@@ -6,6 +6,7 @@
 //! error that can still reach the client is answered with an ErrorResponse.
 
 mod error;
+mod prepared;
 mod relay;
 mod tracker;
 mod wake_gate;

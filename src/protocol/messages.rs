@@ -237,6 +237,21 @@ pub fn encode_ready_for_query(out: &mut BytesMut, status: u8) {
     finish_frame(out, start);
 }
 
+/// Append a Close frame for the prepared statement (`b'S'`) or portal
+/// (`b'P'`) `name`.
+pub fn encode_close(out: &mut BytesMut, kind: u8, name: &[u8]) {
+    let start = begin_frame(out, b'C');
+    out.put_u8(kind);
+    out.extend_from_slice(name);
+    out.put_u8(0);
+    finish_frame(out, start);
+}
+
+pub fn encode_sync(out: &mut BytesMut) {
+    let start = begin_frame(out, b'S');
+    finish_frame(out, start);
+}
+
 pub fn encode_terminate(out: &mut BytesMut) {
     let start = begin_frame(out, b'X');
     finish_frame(out, start);

@@ -16,9 +16,9 @@ mod startup;
 
 pub use frame::{Frame, FrameHeader, peek_header};
 pub use messages::{
-    BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, encode_error_response,
-    encode_parse, encode_parse_with, encode_query, encode_query_with, encode_ready_for_query,
-    encode_terminate, ready_for_query_status,
+    BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, encode_close,
+    encode_error_response, encode_parse, encode_parse_with, encode_query, encode_query_with,
+    encode_ready_for_query, encode_sync, encode_terminate, ready_for_query_status,
 };
 pub use sqlstate::{ClientFacing, SqlState, encode_client_error};
 pub use startup::{
