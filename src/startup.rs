@@ -244,7 +244,7 @@ async fn tls_handshake(
 /// Unknown keys are dropped: the client gets no answer either way, as from
 /// Postgres itself.
 async fn forward_cancel(pid: i32, secret: i32, raw: &[u8], state: &ProxyState, config: &Config) {
-    let Some(addr) = state.cancel_keys.lookup((pid, secret)) else {
+    let Some(target) = state.cancel_keys.lookup((pid, secret)) else {
         state
             .metrics
             .cancels_unknown
@@ -256,9 +256,15 @@ async fn forward_cancel(pid: i32, secret: i32, raw: &[u8], state: &ProxyState, c
         .metrics
         .cancels_forwarded
         .fetch_add(1, Ordering::Relaxed);
+    let addr = target.addr;
+    // A pooled client holds a key of the proxy's: the server gets its own.
+    let mut packet = [0u8; 16];
+    packet[..8].copy_from_slice(&raw[..8]);
+    packet[8..12].copy_from_slice(&target.key.0.to_be_bytes());
+    packet[12..].copy_from_slice(&target.key.1.to_be_bytes());
     let sent = tokio::time::timeout(config.connect_timeout, async {
         let mut s = TcpStream::connect(addr).await?;
-        s.write_all(raw).await?;
+        s.write_all(&packet).await?;
         s.shutdown().await
     })
     .await;

@@ -46,6 +46,7 @@ pub enum ConfigError {
 }
 
 mod build;
+mod pool;
 mod raw;
 mod tls;
 
@@ -54,6 +55,7 @@ use raw::RawConfig;
 #[cfg(test)]
 mod tests;
 
+pub use pool::{AuthLookup, DEFAULT_AUTH_QUERY, PoolMode, PoolSettings};
 pub use raw::{Mode, OtherDatabases, PublicQualified};
 pub use tls::{ALPN_POSTGRESQL, ClientTls, ClientTlsMode, UpstreamTls, UpstreamTlsMode};
 
@@ -337,6 +339,8 @@ pub struct Database {
     pub mode: Mode,
     /// TLS toward this upstream.
     pub tls: UpstreamTls,
+    /// `None`: pool mode none.
+    pub pool: Option<Arc<PoolSettings>>,
 }
 
 impl Database {
@@ -409,6 +413,8 @@ pub struct Route {
     pub mode: Mode,
     /// TLS toward the upstream (the first entry's for unknown databases).
     pub tls: UpstreamTls,
+    /// The entry's pool; `None` in mode none and for unknown databases.
+    pub pool: Option<Arc<PoolSettings>>,
 }
 
 impl Route {
@@ -466,6 +472,7 @@ impl Config {
                     create_schema: create_schema.clone(),
                     mode: db.mode,
                     tls: db.tls.clone(),
+                    pool: db.pool.clone(),
                 }
             }
             None => {
@@ -480,6 +487,7 @@ impl Config {
                     create_schema: PUBLIC.to_owned(),
                     mode: Mode::Off,
                     tls: first.tls.clone(),
+                    pool: None,
                 }
             }
         }

@@ -107,7 +107,7 @@ async fn alias_startup_is_rebuilt_and_frames_relay_byte_for_byte() {
     server.write_all(&hello).await.unwrap();
     assert_eq!(read_exact_vec(&mut client, hello.len()).await, hello);
     assert_eq!(
-        state.cancel_keys.lookup((42, 7)).map(|a| a.port()),
+        state.cancel_keys.lookup((42, 7)).map(|t| t.addr.port()),
         Some(upstream.local_addr().unwrap().port())
     );
 

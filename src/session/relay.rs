@@ -70,6 +70,17 @@ pub(super) struct RelayContext {
     /// Whether the upstream link is TLS (the server then offers SCRAM
     /// channel binding, see [`protocol::sasl`]).
     pub upstream_tls: bool,
+    /// The server connection is a pool's, logged in by the proxy: the relay
+    /// starts after login, a client's Terminate is not forwarded, and the
+    /// server is handed back when the client leaves between transactions.
+    pub pooled: bool,
+}
+
+/// How a relay ended well.
+pub(super) struct Relayed {
+    pub summary: Summary,
+    /// A pooled server connection the client left idle, to reuse.
+    pub server: Option<Stream>,
 }
 
 /// The mapping one statement is rewritten with: taken from the live config
@@ -108,18 +119,18 @@ pub(super) async fn relay(
     leftover: BytesMut,
     server_first: BytesMut,
     ctx: &RelayContext,
-) -> Result<Summary, SessionError> {
+) -> Result<Relayed, SessionError> {
     let (client_read, mut client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let tracker = Mutex::new(Tracker {
         pending: VecDeque::with_capacity(16),
-        status: None,
+        status: ctx.pooled.then_some(b'I'),
         encoding: EncodingClass::AsciiSafe,
         standard_conforming_strings: true,
         cancel_key: None,
         sent_at: VecDeque::with_capacity(16),
         error_since_ready: false,
-        authenticated: false,
+        authenticated: ctx.pooled,
         prepared: PreparedStatements::default(),
     });
     let _release = ReleaseCancelKey {
@@ -134,7 +145,8 @@ pub(super) async fn relay(
         facts: SessionFacts::default(),
         statements: 0,
         rewritten: 0,
-        authenticated: false,
+        authenticated: ctx.pooled,
+        terminated: false,
     };
     let mut down = Downstream {
         from: Inbound::new(server_read, server_first),
@@ -163,7 +175,20 @@ pub(super) async fn relay(
         ended,
     };
     match result {
-        Ok(ended) => Ok(summary(ended)),
+        Ok(ended) => {
+            let summary = summary(ended);
+            // Reusable only with nothing in flight either way.
+            let reusable = ctx.pooled
+                && up.terminated
+                && down.from.buf.is_empty()
+                && lock(&tracker).between_transactions();
+            let server = if reusable {
+                Stream::reunite(down.from.read, up.write)
+            } else {
+                None
+            };
+            Ok(Relayed { summary, server })
+        }
         Err(e) => {
             if matches!(e, SessionError::Shutdown) {
                 // Let the server end the backend cleanly.
@@ -311,6 +336,8 @@ struct Upstream {
     /// A copy of the tracker's flag, so the lock is taken per batch only
     /// until login.
     authenticated: bool,
+    /// A pooled client sent Terminate (kept from the server).
+    terminated: bool,
 }
 
 /// The complete frames at the front of a buffer, scanned.
@@ -341,6 +368,9 @@ impl Upstream {
                     self.write.flush().await?;
                 }
                 self.from.sent(&batch);
+            }
+            if self.terminated {
+                return Ok("client closed");
             }
             // The awaits stay in this loop (no nested futures per frame).
             prepare_read(&mut self.from.buf, batch.missing);
@@ -462,6 +492,10 @@ impl Upstream {
                         lock(tracker).prepared.closed(name);
                     }
                     (Some(Pending::Close), None)
+                }
+                tag::TERMINATE if ctx.pooled => {
+                    self.terminated = true;
+                    break 0;
                 }
                 other => (request_for(other), None),
             };

@@ -21,6 +21,7 @@ mod hardening;
 mod harness;
 mod harness_selftest;
 mod observe;
+mod pooling;
 mod qualify;
 #[path = "../support/raw_wire.rs"]
 mod raw_wire;
