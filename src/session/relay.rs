@@ -21,8 +21,10 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::prepared::{NamedParse, Prepared, PreparedStatements, SentForm};
-use super::tracker::{Pending, Silent, StatementContext, Tracker, lock};
+use super::prepared::{
+    PreparedStatements, Reprepare, SentForm, closed_statement, named_parse, query_text, reprepare,
+};
+use super::tracker::{Pending, StatementContext, Tracker, lock};
 use super::wake_gate::WakeGate;
 use super::{SessionError, Summary, farewell};
 use crate::clients::{ClientEntry, ClientIdentity, ClientState};
@@ -86,10 +88,10 @@ pub(super) struct Relayed {
 /// The mapping one statement is rewritten with: taken from the live config
 /// whenever the session is idle outside a transaction, kept otherwise, so a
 /// transaction never mixes two generations.
-struct Mapping {
-    snapshot: Arc<Snapshot>,
-    map: Option<Arc<SchemaMap>>,
-    mode: Mode,
+pub(super) struct Mapping {
+    pub(super) snapshot: Arc<Snapshot>,
+    pub(super) map: Option<Arc<SchemaMap>>,
+    pub(super) mode: Mode,
 }
 
 impl Mapping {
@@ -301,7 +303,7 @@ impl Inbound {
 /// replaced by what `replace` writes. The batch is the read buffer itself
 /// until a frame is replaced; from then on (`reencoding`) it is built in
 /// `out`.
-fn place_frame(
+pub(super) fn place_frame(
     out: &mut BytesMut,
     buf: &[u8],
     (pos, end): (usize, usize),
@@ -535,137 +537,6 @@ fn session_facts(
         facts.standard_conforming_strings = t.standard_conforming_strings;
         t.between_transactions()
     })
-}
-
-/// The parts of [`Upstream`] that [`reprepare`] works on, borrowed apart
-/// from the frame being scanned.
-struct Reprepare<'a> {
-    mapping: &'a Mapping,
-    facts: &'a SessionFacts,
-    entries: &'a mut Vec<Pending>,
-    buf: &'a [u8],
-    out: &'a mut BytesMut,
-}
-
-/// After a reload, before the first request of a new transaction:
-/// prepare again, under its name, each of the client's named statements
-/// whose rewritten text the new mapping changes (Close + Parse, then
-/// one Sync; the answers are the proxy's own and are dropped). A
-/// statement the new mapping refuses is only closed. Placed before the
-/// frame at `pos`.
-fn reprepare(
-    up: Reprepare<'_>,
-    pos: usize,
-    reencoding: &mut bool,
-    tracker: &Mutex<Tracker>,
-    ctx: &RelayContext,
-) {
-    let mut t = lock(tracker);
-    if t.prepared.is_empty() {
-        return;
-    }
-    let observer = Observer::quiet(&ctx.state.metrics);
-    let mut facts = up.facts.clone();
-    let mut refused = Vec::new();
-    let mut frames = BytesMut::new();
-    for (name, statement) in t.prepared.iter_mut() {
-        let rewrite = qualify(
-            &statement.query,
-            up.mapping.map.as_deref(),
-            up.mapping.mode,
-            up.mapping.snapshot.on_parse_error,
-            &mut facts,
-            ctx.state.rewriter,
-            &observer,
-        );
-        let sent = match &rewrite {
-            TextRewrite::Unchanged => SentForm::Unchanged,
-            TextRewrite::Changed { edits, .. } => SentForm::Spliced(edits.clone()),
-            TextRewrite::Rejected { .. } => SentForm::Refused,
-        };
-        if sent == statement.sent {
-            continue;
-        }
-        protocol::encode_close(&mut frames, b'S', name);
-        up.entries.push(Pending::Silent(Silent::Close));
-        if sent == SentForm::Refused {
-            refused.push(name.to_vec());
-            continue;
-        }
-        let query = &statement.query;
-        protocol::encode_parse_with(
-            &mut frames,
-            name,
-            |out| match &sent {
-                SentForm::Spliced(edits) => splice_into(out, query, edits),
-                _ => out.extend_from_slice(query),
-            },
-            &statement.param_types,
-        );
-        up.entries.push(Pending::Silent(Silent::Parse(name.into())));
-        statement.sent = sent;
-    }
-    for name in refused {
-        tracing::warn!(
-            statement = %String::from_utf8_lossy(&name),
-            "a prepared statement is refused under the new mapping; it is closed"
-        );
-        ctx.state
-            .metrics
-            .prepared_reprepare_failed
-            .fetch_add(1, Ordering::Relaxed);
-        t.prepared.closed(&name);
-    }
-    if frames.is_empty() {
-        return;
-    }
-    protocol::encode_sync(&mut frames);
-    up.entries.push(Pending::Silent(Silent::Sync));
-    tracing::debug!(
-        generation = up.mapping.snapshot.generation,
-        statements = t.prepared.len(),
-        "preparing changed statements again under the new mapping"
-    );
-    place_frame(
-        up.out,
-        up.buf,
-        (pos, pos),
-        reencoding,
-        Some(|out: &mut BytesMut| out.extend_from_slice(&frames)),
-    );
-}
-
-/// The text of a Query frame (without its NUL).
-fn query_text(frame: &[u8]) -> &[u8] {
-    frame
-        .get(5..frame.len().saturating_sub(1))
-        .unwrap_or_default()
-}
-
-/// The statement a Close frame closes, if it closes one (not a portal).
-fn closed_statement(frame: &[u8]) -> Option<&[u8]> {
-    match frame.get(5..frame.len().saturating_sub(1))? {
-        [b'S', name @ ..] => Some(name),
-        _ => None,
-    }
-}
-
-/// What to keep of a Parse once the server confirms it: its name, text and
-/// parameter types, for a named statement (an unnamed one lives until the
-/// next Parse and is never prepared again).
-fn named_parse(frame: &[u8], sent: SentForm) -> Result<Option<Box<NamedParse>>, SessionError> {
-    if frame.get(5).is_none_or(|&b| b == 0) {
-        return Ok(None);
-    }
-    let p = ParseView::parse(frame).map_err(SessionError::Client)?;
-    Ok(Some(Box::new(NamedParse {
-        name: p.name.into(),
-        statement: Prepared {
-            query: p.query.into(),
-            param_types: p.param_types.into(),
-            sent,
-        },
-    })))
 }
 
 /// The frame to send in place of a client's Query or Parse.
