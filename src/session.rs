@@ -10,6 +10,7 @@ mod pooled;
 mod prepared;
 mod relay;
 mod tracker;
+mod transaction;
 mod wake_gate;
 
 use std::net::SocketAddr;
@@ -137,6 +138,7 @@ async fn serve_inner(
             identity,
             upstream_tls: false,
             pooled: true,
+            transaction_pooled: false,
         };
         let session = pooled::PooledSession {
             route: &route,
@@ -192,6 +194,7 @@ async fn serve_inner(
         identity,
         upstream_tls: server.is_tls(),
         pooled: false,
+        transaction_pooled: false,
     };
     relay::relay(client, server, buf, first, &ctx)
         .await

@@ -11,6 +11,7 @@
 //! auth settings) drains the idle connections opened with the old one.
 
 mod server;
+mod statements;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -26,6 +27,7 @@ use crate::protocol::{ClientFacing, SqlState};
 use crate::upstream::{UpstreamFailure, open_upstream};
 
 pub use server::{Credentials, ServerConn, ServerError, login, set_param};
+pub use statements::{SERVER_STATEMENTS_CAP, ServerStatementNames};
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

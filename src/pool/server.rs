@@ -71,6 +71,8 @@ pub struct ServerConn {
     pub params: Vec<(String, String)>,
     /// Startup parameters the pool has SET on it (not all are reported).
     pub applied: Vec<(String, String)>,
+    /// Transaction pooling: the named statements prepared on it.
+    pub statements: crate::pool::ServerStatementNames,
     pub created: Instant,
     pub idle_since: Instant,
     /// Which upstream settings it was opened with (a change drains it).
@@ -238,6 +240,7 @@ pub async fn login(
                     key,
                     params,
                     applied: Vec::new(),
+                    statements: Default::default(),
                     created: now,
                     idle_since: now,
                     upstream_signature,

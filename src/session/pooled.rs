@@ -15,7 +15,7 @@ use super::{SessionError, Summary};
 use crate::auth::md5;
 use crate::auth::scram::{ScramError, ScramServer, Verifier};
 use crate::cancel::CancelTarget;
-use crate::config::{PoolSettings, Route};
+use crate::config::{PoolMode, PoolSettings, Route};
 use crate::pool::{Credentials, Pool, PoolError, ServerConn, ServerError, UpstreamTarget};
 use crate::protocol::{self, MAX_AUTH_FRAME, StartupMessage, peek_header, tag};
 use crate::reload::Snapshot;
@@ -100,7 +100,7 @@ pub(super) async fn serve(
 
     let mut lease = pool.acquire(&session.state.metrics).await?;
     let wanted = startup_settings(client_startup, session.route.search_path.is_some())?;
-    if let Err(e) = apply_settings(&mut lease.conn, &wanted).await {
+    if let Err(e) = apply_settings(&mut lease.conn, &wanted, &[]).await {
         lease.discard();
         return Err(e.into());
     }
@@ -119,6 +119,21 @@ pub(super) async fn serve(
     stream.write_all(&out).await?;
     stream.flush().await?;
 
+    if settings.mode == PoolMode::Transaction {
+        // The connection that answered the login goes back at once.
+        session.state.cancel_keys.forget(proxy_key);
+        lease.release(false);
+        ctx.transaction_pooled = true;
+        return relay::relay_transactions(
+            client.take().expect("the client stream"),
+            buf,
+            &ctx,
+            &pool,
+            &wanted,
+            proxy_key,
+        )
+        .await;
+    }
     let server = std::mem::replace(&mut lease.conn.stream, Stream::Closed);
     ctx.upstream = lease.conn.addr;
     ctx.upstream_tls = server.is_tls();
@@ -356,12 +371,30 @@ fn options_settings(options: &str, out: &mut Vec<(String, String)>) -> Result<()
 }
 
 /// SET on the server connection each wanted setting whose value differs
-/// from what it has.
-async fn apply_settings(
+/// from what it has: `wanted` values are quoted here, `carried` ones
+/// (SET commands a transaction-pooled client ran) are SQL as it wrote them.
+pub(super) async fn apply_settings(
     conn: &mut ServerConn,
     wanted: &[(String, String)],
+    carried: &[(String, String)],
 ) -> Result<(), PoolError> {
     let mut sql = String::new();
+    // Whatever an earlier client set that this one does not want goes back
+    // to the connection's default.
+    let stale: Vec<String> = conn
+        .applied
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| {
+            !wanted.iter().any(|(w, _)| w.eq_ignore_ascii_case(n))
+                && !carried.iter().any(|(c, _)| c.eq_ignore_ascii_case(n))
+        })
+        .collect();
+    for name in &stale {
+        sql.push_str(&format!("RESET {name};"));
+    }
+    conn.applied
+        .retain(|(n, _)| !stale.iter().any(|s| s.eq_ignore_ascii_case(n)));
     for (name, value) in wanted {
         let current = conn
             .applied
@@ -391,12 +424,24 @@ async fn apply_settings(
         }
         sql.push_str("';");
     }
+    // Carried values are kept as written, marked so they never equal a
+    // quoted startup value of the same name.
+    for (name, value) in carried {
+        let marked = format!("sql:{value}");
+        if conn.applied.iter().any(|(n, v)| n == name && *v == marked) {
+            continue;
+        }
+        sql.push_str(&format!("SET {name} TO {value};"));
+    }
     if sql.is_empty() {
         return Ok(());
     }
     conn.simple(&sql).await?;
     for (name, value) in wanted {
         crate::pool::set_param(&mut conn.applied, name, value);
+    }
+    for (name, value) in carried {
+        crate::pool::set_param(&mut conn.applied, name, &format!("sql:{value}"));
     }
     Ok(())
 }

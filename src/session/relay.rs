@@ -25,6 +25,7 @@ use super::prepared::{
     PreparedStatements, Reprepare, SentForm, closed_statement, named_parse, query_text, reprepare,
 };
 use super::tracker::{Pending, StatementContext, Tracker, lock};
+use super::transaction::{TransactionClient, translate};
 use super::wake_gate::WakeGate;
 use super::{SessionError, Summary, farewell};
 use crate::clients::{ClientEntry, ClientIdentity, ClientState};
@@ -52,7 +53,7 @@ const SHRINK_ABOVE: usize = 256 * 1024;
 /// Sent to the server in place of a refused statement: it fails in the raw
 /// parser, so the server itself aborts the transaction / skips to Sync as it
 /// would for a real error, and the proxy swaps the error for its own.
-const REFUSED_SQL: &[u8] = b"heal7_proxy_refused_this_statement";
+pub(super) const REFUSED_SQL: &[u8] = b"heal7_proxy_refused_this_statement";
 
 pub(super) struct RelayContext {
     pub state: ProxyState,
@@ -76,6 +77,9 @@ pub(super) struct RelayContext {
     /// starts after login, a client's Terminate is not forwarded, and the
     /// server is handed back when the client leaves between transactions.
     pub pooled: bool,
+    /// Transaction pooling: the server connection changes at every
+    /// transaction boundary ([`relay_transactions`]).
+    pub transaction_pooled: bool,
 }
 
 /// How a relay ended well.
@@ -134,6 +138,7 @@ pub(super) async fn relay(
         error_since_ready: false,
         authenticated: ctx.pooled,
         prepared: PreparedStatements::default(),
+        server_statements: None,
     });
     let _release = ReleaseCancelKey {
         tracker: &tracker,
@@ -149,6 +154,7 @@ pub(super) async fn relay(
         rewritten: 0,
         authenticated: ctx.pooled,
         terminated: false,
+        transaction: None,
     };
     let mut down = Downstream {
         from: Inbound::new(server_read, server_first),
@@ -340,6 +346,8 @@ struct Upstream {
     authenticated: bool,
     /// A pooled client sent Terminate (kept from the server).
     terminated: bool,
+    /// Transaction pooling: the client's statements and settings.
+    transaction: Option<Box<TransactionClient>>,
 }
 
 /// The complete frames at the front of a buffer, scanned.
@@ -421,7 +429,26 @@ impl Upstream {
             }
             _ => false,
         };
-        if moved {
+        if moved && let Some(txn) = &mut self.transaction {
+            let observer = crate::qualify::Observer::quiet(&ctx.state.metrics);
+            let mut facts = self.facts.clone();
+            let mapping = &self.mapping;
+            txn.requalify(|query| {
+                match qualify(
+                    query,
+                    mapping.map.as_deref(),
+                    mapping.mode,
+                    mapping.snapshot.on_parse_error,
+                    &mut facts,
+                    ctx.state.rewriter,
+                    &observer,
+                ) {
+                    TextRewrite::Unchanged => SentForm::Unchanged,
+                    TextRewrite::Changed { edits, .. } => SentForm::Spliced(edits),
+                    TextRewrite::Rejected { .. } => SentForm::Refused,
+                }
+            });
+        } else if moved {
             let up = Reprepare {
                 mapping: &self.mapping,
                 facts: &self.facts,
@@ -501,12 +528,30 @@ impl Upstream {
                 }
                 other => (request_for(other), None),
             };
-            if let Some(entry) = entry {
-                self.entries.push(entry);
-            }
             if replacement.is_some() {
                 self.rewritten += 1;
             }
+            let replacement = match &mut self.transaction {
+                None => {
+                    if let Some(entry) = entry {
+                        self.entries.push(entry);
+                    }
+                    replacement.map(Replace::Statement)
+                }
+                Some(txn) => {
+                    let facts = &mut self.facts;
+                    let mut between = || session_facts(facts, &mut session, tracker);
+                    translate(
+                        txn,
+                        frame,
+                        entry,
+                        replacement,
+                        &mut between,
+                        tracker,
+                        &mut self.entries,
+                    )
+                }
+            };
             place_frame(
                 &mut self.from.out,
                 &self.from.buf,
@@ -539,15 +584,31 @@ fn session_facts(
     })
 }
 
+/// What to send in place of a client frame.
+pub(super) enum Replace<'a> {
+    Statement(Replacement<'a>),
+    /// Transaction pooling: frames built whole.
+    Bytes(BytesMut),
+}
+
+impl Replace<'_> {
+    fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Replace::Statement(r) => r.encode(out),
+            Replace::Bytes(b) => out.extend_from_slice(b),
+        }
+    }
+}
+
 /// The frame to send in place of a client's Query or Parse.
-struct Replacement<'a> {
-    sql: SentText<'a>,
+pub(super) struct Replacement<'a> {
+    pub(super) sql: SentText<'a>,
     /// The Parse the text came in; `None` for a Query.
-    parse: Option<ParseView<'a>>,
+    pub(super) parse: Option<ParseView<'a>>,
 }
 
 /// The text of a replacement frame.
-enum SentText<'a> {
+pub(super) enum SentText<'a> {
     /// The client's text with the rewrite's insertions.
     Spliced {
         original: &'a [u8],
@@ -667,8 +728,13 @@ impl Downstream {
                 self.from.sent(&batch);
                 // Draining: the transaction is over once its
                 // ReadyForQuery(idle) is out; close before the next request.
-                if draining.load(Ordering::Relaxed) && lock(tracker).between_transactions() {
-                    return Err(SessionError::Shutdown);
+                if (ctx.transaction_pooled || draining.load(Ordering::Relaxed))
+                    && lock(tracker).between_transactions()
+                {
+                    if draining.load(Ordering::Relaxed) {
+                        return Err(SessionError::Shutdown);
+                    }
+                    return Ok(transactions::TRANSACTION_DONE);
                 }
             }
             prepare_read(&mut self.from.buf, batch.missing);
@@ -746,6 +812,10 @@ fn request_for(frame_tag: u8) -> Option<Pending> {
         _ => None,
     }
 }
+
+mod transactions;
+
+pub(super) use transactions::relay_transactions;
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ use crate::qualify::Rewritten;
 use crate::rewrite::EncodingClass;
 
 use super::prepared::{NamedParse, PreparedStatements};
+use crate::pool::ServerStatementNames as ServerStatements;
 
 /// A request the server has yet to finish answering, in send order.
 #[derive(Debug)]
@@ -42,6 +43,9 @@ pub(super) enum Silent {
     Close,
     /// The statement's name, forgotten if the server refuses it.
     Parse(Box<[u8]>),
+    /// Transaction pooling: a statement prepared on this server before the
+    /// client's Bind or Describe uses it; its error reaches the client.
+    Prepare(Box<[u8]>),
     Sync,
 }
 
@@ -87,6 +91,9 @@ pub(super) struct Tracker {
     pub(super) authenticated: bool,
     /// The client's named prepared statements, as the server holds them.
     pub(super) prepared: PreparedStatements,
+    /// Transaction pooling: the statements the current server connection
+    /// holds (by server name); `None` otherwise.
+    pub(super) server_statements: Option<ServerStatements>,
 }
 
 impl Tracker {
@@ -158,6 +165,13 @@ impl Tracker {
             }
             tag::ERROR_RESPONSE => {
                 self.error_since_ready = true;
+                // Transaction pooling: a statement the server refused is
+                // not on it.
+                if let (Some(server), Some(Pending::Parse(_, Some(named)))) =
+                    (&mut self.server_statements, self.pending.front())
+                {
+                    server.remove(&named.name);
+                }
                 return self.correct_error(frame, metrics);
             }
             // A WARNING or NOTICE about the statement carries a position
@@ -166,7 +180,9 @@ impl Tracker {
             tag::PARSE_COMPLETE => {
                 if let Some(Pending::Parse(c, named)) = self.pending.front_mut() {
                     c.record_result(true);
-                    if let Some(named) = named.take() {
+                    if let Some(named) = named.take()
+                        && self.server_statements.is_none()
+                    {
                         self.prepared.confirmed(*named);
                     }
                 }
@@ -267,12 +283,20 @@ impl Tracker {
     ) -> Option<Option<BytesMut>> {
         match frame_tag {
             tag::PARSE_COMPLETE | tag::CLOSE_COMPLETE => {
-                if let Some(Pending::Silent(Silent::Parse(_))) = self.pending.front() {
+                if let Some(Pending::Silent(Silent::Parse(_))) = self.pending.pop_front() {
                     metrics.prepared_reprepared.fetch_add(1, Ordering::Relaxed);
                 }
-                self.pending.pop_front();
             }
             tag::ERROR_RESPONSE => {
+                // A statement the client's next request needs: the error is
+                // the client's (the server skips that request too).
+                if let Some(Pending::Silent(Silent::Prepare(name))) = self.pending.front() {
+                    if let Some(server) = &mut self.server_statements {
+                        server.remove(name);
+                    }
+                    self.pending.pop_front();
+                    return None;
+                }
                 // The server skips to the Sync; the statement stays closed,
                 // so the client's next Bind of it fails loudly.
                 if let Some(Pending::Silent(Silent::Parse(name))) = self.pending.front() {
@@ -294,10 +318,23 @@ impl Tracker {
                 }
             }
             tag::READY_FOR_QUERY => {
-                while let Some(Pending::Silent(s)) = self.pending.pop_front() {
-                    if matches!(s, Silent::Sync) {
+                // Ours only if our own Sync follows the leading requests
+                // of ours; else they were skipped after an error and the
+                // ReadyForQuery answers the client's Sync.
+                let own = self
+                    .pending
+                    .iter()
+                    .take_while(|p| matches!(p, Pending::Silent(_)))
+                    .any(|p| matches!(p, Pending::Silent(Silent::Sync)));
+                while let Some(Pending::Silent(s)) = self.pending.front() {
+                    let sync = matches!(s, Silent::Sync);
+                    self.pending.pop_front();
+                    if sync {
                         break;
                     }
+                }
+                if !own {
+                    return None;
                 }
                 if let Ok(status) = protocol::ready_for_query_status(frame) {
                     self.status = Some(status);

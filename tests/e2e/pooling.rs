@@ -218,3 +218,188 @@ async fn a_full_pool_times_out_its_waiters_and_spares_other_pools() {
     assert_eq!(simple_value(&other, "SELECT 1").await, "1");
     drop(holder);
 }
+
+/// YAML of a pooled proxy; `users_schema`: where the map sends `users`.
+fn pooled_yaml(pool: &str, password_file: &std::path::Path, users_mapped: bool) -> String {
+    let pg = crate::harness::pg_started();
+    let schemas = if users_mapped {
+        SCHEMAS_YAML.to_owned()
+    } else {
+        // Kept in public, where it was before the move.
+        SCHEMAS_YAML
+            .replace(
+                "      shared_common: {tables: [users, attachments]}\n",
+                "      shared_common: {tables: [attachments]}\n",
+            )
+            .replace(
+                "public: {tables: [legacy_fortunes]}",
+                "public: {tables: [legacy_fortunes, users]}",
+            )
+    };
+    format!(
+        "proxy:\n  listen: 127.0.0.1:0\n\
+         databases:\n  heal7:\n    host: {host}\n    port: {port}\n    database: heal7\n\
+         \x20   pool: {{{pool}, auth_user: heal7_auth, auth_password_file: {password}, auth_query: \"{AUTH_QUERY}\"}}\n{schemas}",
+        host = pg.host,
+        port = pg.port,
+        password = password_file.display(),
+    )
+}
+
+/// A pooled proxy whose config file can be rewritten and reloaded.
+struct ReloadablePooled {
+    dir: tempfile::TempDir,
+    store: std::sync::Arc<heal7_proxy::reload::ConfigStore>,
+    handle: ProxyHandle,
+    pool: String,
+}
+
+impl ReloadablePooled {
+    async fn start(pool: &str) -> ReloadablePooled {
+        pg().await;
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("auth-password");
+        std::fs::write(&password, "auth-secret\n").unwrap();
+        let path = dir.path().join("heal7.yaml");
+        std::fs::write(&path, pooled_yaml(pool, &password, true)).unwrap();
+        let store = std::sync::Arc::new(
+            heal7_proxy::reload::ConfigStore::from_file(&path).expect("valid config"),
+        );
+        let state = heal7_proxy::state::ProxyState::with_store(store.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (st, sd) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move { heal7_proxy::server::run(listener, st, sd).await });
+        ReloadablePooled {
+            dir,
+            store,
+            handle: ProxyHandle {
+                addr,
+                state,
+                shutdown,
+            },
+            pool: pool.to_owned(),
+        }
+    }
+
+    fn remap(&self, users_mapped: bool) {
+        let password = self.dir.path().join("auth-password");
+        std::fs::write(
+            self.dir.path().join("heal7.yaml"),
+            pooled_yaml(&self.pool, &password, users_mapped),
+        )
+        .unwrap();
+        self.store.reload().expect("reload");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_serves_many_clients_on_few_connections() {
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 2").await;
+    let config = user_config(&proxy, "scram_user", "scram-secret");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = connect(&config).await.expect("login");
+            let statement = client
+                .prepare("SELECT name FROM users WHERE id = $1")
+                .await
+                .expect("prepare");
+            for round in 0..10 {
+                let row = client
+                    .query_one(&statement, &[&1i32])
+                    .await
+                    .expect("execute");
+                assert_eq!(row.get::<_, String>(0), "fresh-alice");
+                let tx_value = simple_value(&client, &format!("SELECT {i} + {round}")).await;
+                assert_eq!(tx_value, (i + round).to_string());
+            }
+            client
+                .batch_execute("BEGIN; SELECT name FROM users WHERE id = 1; COMMIT")
+                .await
+                .expect("a transaction");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("no client failed");
+    }
+    let pools = proxy.state.pools.all();
+    let pool = pools.iter().find(|p| p.user == "scram_user").unwrap();
+    let opened = pool
+        .stats
+        .servers_opened
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(opened <= 2, "{opened} server connections for a pool of 2");
+    assert!(
+        pool.stats
+            .prepared_hits
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_prepared_statements_follow_a_reload() {
+    let proxy = ReloadablePooled::start("mode: transaction, size: 2").await;
+    let config = user_config(&proxy.handle, "scram_user", "scram-secret");
+    let client = connect(&config).await.unwrap();
+    let other = connect(&config).await.unwrap();
+    let statement = client
+        .prepare("SELECT name FROM users WHERE id = 1")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let row = client.query_one(&statement, &[]).await.expect("before");
+        assert_eq!(row.get::<_, String>(0), "fresh-alice");
+        assert_eq!(simple_value(&other, "SELECT 1").await, "1");
+    }
+    proxy.remap(false);
+    for _ in 0..5 {
+        let row = client
+            .query_one(&statement, &[])
+            .await
+            .expect("after the reload");
+        assert_eq!(
+            row.get::<_, String>(0),
+            "STALE-alice",
+            "the statement follows the new map"
+        );
+        assert_eq!(simple_value(&other, "SELECT 1").await, "1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_carries_session_settings_and_refuses_session_state() {
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 1").await;
+    let config = user_config(&proxy, "scram_user", "scram-secret");
+    let client = connect(&config).await.unwrap();
+    let other = connect(&config).await.unwrap();
+    client
+        .batch_execute("SET statement_timeout = '1234ms'")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(simple_value(&other, "SHOW statement_timeout").await, "0");
+        assert_eq!(
+            simple_value(&client, "SHOW statement_timeout").await,
+            "1234ms",
+            "carried to every server connection"
+        );
+    }
+    client
+        .batch_execute("RESET statement_timeout")
+        .await
+        .unwrap();
+    assert_eq!(simple_value(&client, "SHOW statement_timeout").await, "0");
+    let e = client
+        .batch_execute("LISTEN jobs")
+        .await
+        .expect_err("refused");
+    assert_eq!(sqlstate(&e), "0A000");
+    let message = e.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("pool.mode transaction"), "{message}");
+    // The session goes on.
+    assert_eq!(simple_value(&client, "SELECT 1").await, "1");
+}

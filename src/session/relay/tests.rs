@@ -20,6 +20,7 @@ fn tracker() -> Tracker {
         error_since_ready: false,
         authenticated: true,
         prepared: Default::default(),
+        server_statements: None,
     }
 }
 
