@@ -27,6 +27,10 @@ pub enum Command {
         /// The YAML config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// This instance's peer id (0..=15), over `proxy.peer_id`, so
+        /// replicas can share one file.
+        #[arg(long, env = "HEAL7_PEER_ID")]
+        peer_id: Option<u32>,
     },
     /// Read SQL on stdin and print what the proxy would send.
     Rewrite {

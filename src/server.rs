@@ -78,6 +78,23 @@ pub async fn run(
     Ok(())
 }
 
+/// Serve the address peers forward cancel requests to (with
+/// `proxy.reuse_port`, this instance's own entry in `proxy.peers`) until
+/// `shutdown`: one CancelRequest per connection, nothing else.
+pub async fn run_cancel_listener(
+    listener: TcpListener,
+    state: ProxyState,
+    shutdown: CancellationToken,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(listen = %addr, "accepting cancel requests from peers");
+    }
+    while let Some((stream, peer)) = listener::accept(&listener, &shutdown, "peer cancels").await {
+        let state = state.clone();
+        tokio::spawn(async move { startup::serve_forwarded_cancel(stream, peer, &state).await });
+    }
+}
+
 /// One connection: the startup phase, then the console or a session.
 async fn serve_connection(
     stream: TcpStream,

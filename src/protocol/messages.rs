@@ -242,6 +242,16 @@ pub fn encode_terminate(out: &mut BytesMut) {
     finish_frame(out, start);
 }
 
+impl BackendKeyData {
+    /// Append this key as a server 'K' frame.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let start = begin_frame(out, b'K');
+        out.put_i32(self.pid);
+        out.put_i32(self.secret);
+        finish_frame(out, start);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +263,18 @@ mod tests {
         let f = Frame::decode(&mut buf, MAX).unwrap().unwrap();
         assert!(buf.is_empty(), "bytes left after one frame");
         f
+    }
+
+    #[test]
+    fn backend_key_data_round_trip() {
+        let key = BackendKeyData {
+            pid: 4242,
+            secret: -7,
+        };
+        let mut buf = BytesMut::new();
+        key.encode(&mut buf);
+        assert_eq!(buf.len(), 13);
+        assert_eq!(BackendKeyData::parse(&buf), Ok(key));
     }
 
     #[test]

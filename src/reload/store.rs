@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Overrides};
 
 /// One validated config with the generation it was loaded as.
 #[derive(Debug)]
@@ -62,17 +62,27 @@ pub struct ConfigStore {
     pub reloads_failed: AtomicU64,
     /// Times the file was read for a reload, an unchanged one included.
     pub reads: AtomicU64,
+    /// Command-line and environment settings applied to every read.
+    overrides: Overrides,
 }
 
 impl ConfigStore {
     /// A store for a config read from `path` (reloads re-read that file).
     pub fn from_file(path: &Path) -> Result<ConfigStore, ConfigError> {
+        Self::from_file_with(path, Overrides::default())
+    }
+
+    /// [`ConfigStore::from_file`] with `overrides` winning over the file,
+    /// now and on every reload.
+    pub fn from_file_with(path: &Path, overrides: Overrides) -> Result<ConfigStore, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;
-        let config = Config::from_yaml(&text, &path.display().to_string())?;
-        Ok(Self::new(config, Some(path.to_owned()), Some(text)))
+        let config = Config::from_yaml_with(&text, &path.display().to_string(), &overrides)?;
+        let mut store = Self::new(config, Some(path.to_owned()), Some(text));
+        store.overrides = overrides;
+        Ok(store)
     }
 
     /// A store with no file behind it (reloads then fail).
@@ -94,6 +104,7 @@ impl ConfigStore {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            overrides: Overrides::default(),
         }
     }
 
@@ -151,7 +162,8 @@ impl ConfigStore {
                 error,
             })
             .and_then(|text| {
-                let config = Config::from_yaml(&text, &path.display().to_string())?;
+                let config =
+                    Config::from_yaml_with(&text, &path.display().to_string(), &self.overrides)?;
                 Ok((config, text))
             });
         let (mut config, text) = match result {
