@@ -54,9 +54,16 @@ fn init_logging(format: &str) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, peer_id } => {
+        Command::Serve {
+            config,
+            peer_id,
+            admin_listen,
+        } => {
             // 1. Load and validate before binding anything.
-            let overrides = Overrides { peer_id };
+            let overrides = Overrides {
+                peer_id,
+                admin_listen,
+            };
             let store = Arc::new(ConfigStore::from_file_with(&config, overrides)?);
             let threads = worker_threads(&store.load().config)?;
             raise_open_file_limit(store.load().max_client_connections);

@@ -1,7 +1,7 @@
 //! Several instances of the proxy: `proxy.reuse_port`, `proxy.peer_id` and
-//! `proxy.peers`, validated into [`Peering`]. The peer id may come from the
-//! command line or the environment instead of the file ([`Overrides`]), so
-//! replicas can share one file.
+//! `proxy.peers`, validated into [`Peering`]. The peer id and the admin
+//! address may come from the command line or the environment instead of
+//! the file ([`Overrides`]), so replicas can share one file.
 
 use std::collections::BTreeMap;
 
@@ -17,12 +17,18 @@ pub const MAX_PEER_ID: u8 = 15;
 pub struct Overrides {
     /// `--peer-id` / `HEAL7_PEER_ID`.
     pub peer_id: Option<u32>,
+    /// `--admin-listen` / `HEAL7_ADMIN_LISTEN`: processes sharing one file
+    /// on one host each need an admin port of their own.
+    pub admin_listen: Option<String>,
 }
 
 impl Overrides {
     pub(super) fn apply(&self, proxy: &mut RawProxy) {
         if let Some(id) = self.peer_id {
             proxy.peer_id = Some(id);
+        }
+        if let Some(addr) = &self.admin_listen {
+            proxy.admin_listen = Some(addr.clone());
         }
     }
 }
@@ -153,10 +159,22 @@ mod tests {
             None,
             "no extra listener without reuse_port"
         );
-        let c = load(proxy, Overrides { peer_id: Some(2) }).unwrap();
+        let c = load(
+            proxy,
+            Overrides {
+                peer_id: Some(2),
+                admin_listen: Some("127.0.0.1:9931".into()),
+            },
+        )
+        .unwrap();
         assert_eq!(c.start.peering.peer_id, Some(2));
+        assert_eq!(c.start.admin_listen.as_deref(), Some("127.0.0.1:9931"));
         // The override is validated like the file's value.
-        let e = load(proxy, Overrides { peer_id: Some(3) }).unwrap_err();
+        let three = Overrides {
+            peer_id: Some(3),
+            ..Overrides::default()
+        };
+        let e = load(proxy, three).unwrap_err();
         assert!(
             e.contains("proxy.peer_id: 3 is not a key of proxy.peers (1, 2)"),
             "{e}"

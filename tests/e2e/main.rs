@@ -20,6 +20,7 @@ mod extended;
 mod hardening;
 mod harness;
 mod harness_selftest;
+mod instances;
 mod observe;
 mod qualify;
 #[path = "../support/raw_wire.rs"]
