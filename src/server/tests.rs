@@ -262,6 +262,52 @@ async fn with_a_peer_id_clients_get_the_proxys_key_and_other_peers_keys_go_to_th
     shutdown.cancel();
 }
 
+/// The peer cancel address serves a forwarded CancelRequest and closes
+/// anything else unanswered.
+#[tokio::test]
+async fn the_peer_cancel_address_serves_cancels_only() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let yaml = format!(
+        "proxy:\n  peer_id: 3\ndatabases:\n  heal7:\n    port: {}\n",
+        upstream.local_addr().unwrap().port()
+    );
+    let state = ProxyState::new(Config::from_yaml(&yaml, "test").unwrap());
+    let key = state
+        .cancel_keys
+        .register((42, 7), upstream.local_addr().unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(run_cancel_listener(
+        listener,
+        state.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "no answer to a startup packet");
+
+    let forwarded = (key.1 as u32 | 1 << 31) as i32;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&protocol::encode_cancel_request(42, forwarded))
+        .await
+        .unwrap();
+    let (mut at_server, _) = tokio::time::timeout(Duration::from_secs(5), upstream.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        read_exact_vec(&mut at_server, 16).await,
+        protocol::encode_cancel_request(42, 7)
+    );
+    shutdown.cancel();
+}
+
 async fn fatal_of(client: &mut TcpStream) -> (String, String) {
     let mut buf = BytesMut::new();
     let f = read_frame(client, &mut buf).await;
