@@ -269,6 +269,26 @@ mod tests {
     }
 
     #[test]
+    fn peering_change_needs_restart_and_the_override_holds_across_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let text = |peers: &str| format!("proxy: {{peers: {{{peers}}}}}\ndatabases: {{a: {{}}}}\n");
+        std::fs::write(&path, text("1: \"a:1\", 2: \"b:1\"")).unwrap();
+        let overrides = Overrides {
+            peer_id: Some(2),
+            ..Overrides::default()
+        };
+        let store = ConfigStore::from_file_with(&path, overrides).unwrap();
+        assert_eq!(store.load().start.peering.peer_id, Some(2));
+        // The file has no peer_id: the override is applied again on reload.
+        std::fs::write(&path, text("1: \"a:1\", 2: \"b:2\"")).unwrap();
+        let report = store.reload().unwrap();
+        assert_eq!(report.needs_restart.len(), 1, "{report:?}");
+        assert!(report.needs_restart[0].contains("proxy.peers"));
+        assert_eq!(store.load().start.peering.address_of(2), Some("b:1"));
+    }
+
+    #[test]
     fn worker_threads_change_needs_restart_and_keeps_old_value() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
