@@ -33,12 +33,14 @@ pub mod clients;
 pub mod farewell;
 pub mod listener;
 pub mod metrics;
+pub mod pool;
 pub mod qualify;
 pub mod reload;
 pub mod shutdown;
 pub mod state;
 pub mod stream;
 pub mod unmapped;
+pub mod upstream;
 pub mod workers;
 // L3
 pub mod console;

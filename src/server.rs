@@ -45,6 +45,8 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "accepting clients");
     }
+    // Idle timeouts, lifetimes and min_idle of the pools.
+    tokio::spawn(Arc::clone(&state.pools).maintain(Arc::clone(&state.metrics), shutdown.clone()));
     loop {
         let Some((stream, peer)) = listener::accept(&listener, &shutdown, "clients").await else {
             break;

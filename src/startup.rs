@@ -247,11 +247,13 @@ async fn tls_handshake(
 async fn forward_cancel(pid: i32, secret: i32, state: &ProxyState, config: &Config) {
     let m = &state.metrics;
     let (to, packet) = match state.cancel_keys.route(pid, secret) {
-        CancelRoute::Upstream { addr, pid, secret } => {
+        // A client may hold a key of the proxy's (pooled, or carrying a
+        // peer id): the server gets its own.
+        CancelRoute::Upstream(target) => {
             m.cancels_forwarded.fetch_add(1, Ordering::Relaxed);
             (
-                addr.to_string(),
-                protocol::encode_cancel_request(pid, secret),
+                target.addr.to_string(),
+                protocol::encode_cancel_request(target.key.0, target.key.1),
             )
         }
         CancelRoute::Peer { peer, secret } => match config.start.peering.address_of(peer) {

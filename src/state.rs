@@ -7,6 +7,7 @@ use crate::cancel::CancelKeys;
 use crate::clients::ClientRegistry;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pool::Pools;
 use crate::qualify::Rewriter;
 use crate::reload::ConfigStore;
 use crate::unmapped::UnmappedReport;
@@ -30,6 +31,9 @@ pub struct ProxyState {
     pub clients: Arc<ClientRegistry>,
     /// The event loops sessions run on.
     pub workers: Workers,
+    /// Server connection pools of databases with `pool.mode` session or
+    /// transaction.
+    pub pools: Arc<Pools>,
 }
 
 impl ProxyState {
@@ -50,6 +54,7 @@ impl ProxyState {
             unmapped: Arc::new(UnmappedReport::default()),
             clients: Arc::new(ClientRegistry::default()),
             workers: Workers::current(),
+            pools: Arc::new(Pools::default()),
         }
     }
 }

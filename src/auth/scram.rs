@@ -228,6 +228,13 @@ impl ScramServer {
     /// Check the client-final-message's proof; answer the
     /// server-final-message (`v=<ServerSignature>`).
     pub fn finish(self, client_final: &[u8]) -> Result<String, ScramError> {
+        self.finish_with_key(client_final).map(|(last, _)| last)
+    }
+
+    /// [`ScramServer::finish`], with the ClientKey the proof revealed: the
+    /// proxy logs in to the server with it (pass-through, as PgBouncer does),
+    /// so no password is ever stored.
+    pub fn finish_with_key(self, client_final: &[u8]) -> Result<(String, ClientKey), ScramError> {
         let msg = std::str::from_utf8(client_final)
             .map_err(|_| ScramError::Malformed("client-final-message is not UTF-8"))?;
         let (without_proof, proof) = msg
@@ -270,7 +277,89 @@ impl ScramServer {
             return Err(ScramError::Failed);
         }
         let server_signature = hmac(&self.verifier.server_key, auth_message.as_bytes());
-        Ok(format!("v={}", B64.encode(server_signature)))
+        Ok((
+            format!("v={}", B64.encode(server_signature)),
+            ClientKey(client_key),
+        ))
+    }
+}
+
+/// A user's SCRAM ClientKey, learned from a successful exchange: enough to
+/// log in as that user to a server holding the same verifier, not to learn
+/// the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientKey(..)")
+    }
+}
+
+/// The client side of SCRAM-SHA-256 with a known ClientKey instead of a
+/// password (gs2 flag `n`: no channel binding toward the server).
+pub struct PassThroughClient {
+    client_key: [u8; 32],
+    server_key: [u8; 32],
+    nonce: String,
+    auth_message: String,
+}
+
+impl PassThroughClient {
+    /// The client-first-message to send (the user name inside SCRAM is
+    /// ignored by Postgres; the StartupMessage names the user).
+    pub fn start(key: &ClientKey, verifier: &Verifier) -> (Self, String) {
+        let mut raw = [0u8; SERVER_NONCE_BYTES];
+        rand::rng().fill_bytes(&mut raw);
+        let nonce = B64.encode(raw);
+        let client_first = format!("n,,n=,r={nonce}");
+        let client = PassThroughClient {
+            client_key: key.0,
+            server_key: verifier.server_key,
+            nonce,
+            auth_message: String::new(),
+        };
+        (client, client_first)
+    }
+
+    /// Answer the server-first-message with the client-final-message.
+    pub fn respond(&mut self, server_first: &[u8]) -> Result<String, ScramError> {
+        let server_first = std::str::from_utf8(server_first)
+            .map_err(|_| ScramError::Malformed("server-first-message is not UTF-8"))?;
+        let nonce = server_first
+            .split(',')
+            .find_map(|a| a.strip_prefix("r="))
+            .ok_or(ScramError::Malformed("no server nonce"))?;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err(ScramError::Malformed("server nonce does not extend ours"));
+        }
+        let without_proof = format!("c=biws,r={nonce}");
+        self.auth_message = format!("n=,r={},{server_first},{without_proof}", self.nonce);
+        let stored_key: [u8; 32] = Sha256::digest(self.client_key).into();
+        let signature = hmac(&stored_key, self.auth_message.as_bytes());
+        let mut proof = self.client_key;
+        for (p, s) in proof.iter_mut().zip(signature) {
+            *p ^= s;
+        }
+        Ok(format!("{without_proof},p={}", B64.encode(proof)))
+    }
+
+    /// Check the server-final-message: the server knows the verifier too.
+    pub fn verify(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let expected = hmac(&self.server_key, self.auth_message.as_bytes());
+        let got = std::str::from_utf8(server_final)
+            .ok()
+            .and_then(|m| m.strip_prefix("v="))
+            .and_then(|v| B64.decode(v).ok())
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .ok_or(ScramError::Malformed(
+                "server-final-message has no signature",
+            ))?;
+        if constant_time_eq(&expected, &got) {
+            Ok(())
+        } else {
+            Err(ScramError::Failed)
+        }
     }
 }
 
@@ -318,6 +407,33 @@ mod tests {
     fn rfc_verifier() -> Verifier {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         Verifier::from_password(b"pencil", &salt, 4096)
+    }
+
+    /// The ClientKey a client's proof reveals logs in, through a second
+    /// exchange with another nonce, to a server holding the same verifier.
+    #[test]
+    fn pass_through_logs_in_with_the_client_key_alone() {
+        let (server, _) =
+            ScramServer::start_with_nonce(rfc_verifier(), CLIENT_FIRST.as_bytes(), SERVER_NONCE)
+                .unwrap();
+        let (_, key) = server.finish_with_key(CLIENT_FINAL.as_bytes()).unwrap();
+
+        let (mut client, first) = PassThroughClient::start(&key, &rfc_verifier());
+        let (upstream, server_first) =
+            ScramServer::start(rfc_verifier(), first.as_bytes()).unwrap();
+        let last = client.respond(server_first.as_bytes()).unwrap();
+        let server_final = upstream.finish(last.as_bytes()).expect("accepted");
+        client.verify(server_final.as_bytes()).unwrap();
+        assert!(client.verify(b"v=AAAA").is_err());
+
+        // A wrong key is refused by the server.
+        let mut wrong = key.clone();
+        wrong.0[0] ^= 1;
+        let (mut client, first) = PassThroughClient::start(&wrong, &rfc_verifier());
+        let (upstream, server_first) =
+            ScramServer::start(rfc_verifier(), first.as_bytes()).unwrap();
+        let last = client.respond(server_first.as_bytes()).unwrap();
+        assert_eq!(upstream.finish(last.as_bytes()), Err(ScramError::Failed));
     }
 
     #[test]

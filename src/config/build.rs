@@ -299,6 +299,9 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
 
         let tls = super::tls::upstream_tls(db.tls, &db.host)
             .map_err(|(k, m)| invalid(format!("{key}.tls.{k}"), m))?;
+        let pool = super::pool::pool_settings(db.pool)
+            .map_err(|(k, m)| invalid(format!("{key}.pool.{k}"), m))?
+            .map(Arc::new);
         databases.push(Database {
             name,
             host: db.host,
@@ -313,6 +316,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             aliases,
             mode: db.mode,
             tls,
+            pool,
         });
     }
 

@@ -48,6 +48,7 @@ pub enum ConfigError {
 mod build;
 mod hash;
 mod peering;
+mod pool;
 mod raw;
 mod tls;
 
@@ -57,6 +58,7 @@ use raw::RawConfig;
 mod tests;
 
 pub use peering::{MAX_PEER_ID, Overrides, Peering};
+pub use pool::{AuthLookup, DEFAULT_AUTH_QUERY, PoolMode, PoolSettings};
 pub use raw::{Mode, OtherDatabases, PublicQualified};
 pub use tls::{ALPN_POSTGRESQL, ClientTls, ClientTlsMode, UpstreamTls, UpstreamTlsMode};
 
@@ -351,6 +353,8 @@ pub struct Database {
     pub mode: Mode,
     /// TLS toward this upstream.
     pub tls: UpstreamTls,
+    /// `None`: pool mode none.
+    pub pool: Option<Arc<PoolSettings>>,
 }
 
 impl Database {
@@ -423,6 +427,8 @@ pub struct Route {
     pub mode: Mode,
     /// TLS toward the upstream (the first entry's for unknown databases).
     pub tls: UpstreamTls,
+    /// The entry's pool; `None` in mode none and for unknown databases.
+    pub pool: Option<Arc<PoolSettings>>,
 }
 
 impl Route {
@@ -491,6 +497,7 @@ impl Config {
                     create_schema: create_schema.clone(),
                     mode: db.mode,
                     tls: db.tls.clone(),
+                    pool: db.pool.clone(),
                 }
             }
             None => {
@@ -505,6 +512,7 @@ impl Config {
                     create_schema: PUBLIC.to_owned(),
                     mode: Mode::Off,
                     tls: first.tls.clone(),
+                    pool: None,
                 }
             }
         }

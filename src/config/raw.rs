@@ -225,6 +225,10 @@ pub(super) struct RawDatabase {
     /// TLS between the proxy and this upstream (default: off).
     #[serde(default)]
     pub(super) tls: super::tls::RawUpstreamTls,
+    /// Server connection pooling (default: none, one server connection per
+    /// client with relayed authentication).
+    #[serde(default)]
+    pub(super) pool: super::pool::RawPool,
 }
 
 /// What the rewriter does with `public.name` when the map sends `name`

@@ -147,6 +147,15 @@ pub fn render_metrics(state: &AdminState) -> String {
         ],
     );
     metric(
+        "heal7_proxy_prepared_statements_reprepared_total",
+        "counter",
+        "Named prepared statements prepared again under their name after a reload changed their rewritten text, by result.",
+        &[
+            ("result=\"ok\"", get(&m.prepared_reprepared)),
+            ("result=\"failed\"", get(&m.prepared_reprepare_failed)),
+        ],
+    );
+    metric(
         "heal7_proxy_error_positions_corrected_total",
         "counter",
         "Server error positions moved back to the client's text.",

@@ -21,7 +21,8 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::tracker::{Pending, StatementContext, Tracker, lock};
+use super::prepared::{NamedParse, Prepared, PreparedStatements, SentForm};
+use super::tracker::{Pending, Silent, StatementContext, Tracker, lock};
 use super::wake_gate::WakeGate;
 use super::{SessionError, Summary, farewell};
 use crate::clients::{ClientEntry, ClientIdentity, ClientState};
@@ -33,7 +34,7 @@ use crate::protocol::{
 };
 use crate::qualify::{Observer, TextRewrite, qualify};
 use crate::reload::Snapshot;
-use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, splice_into};
+use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, deallocation, splice_into};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
 use crate::stream::{ReadHalf as OwnedReadHalf, Stream, WriteHalf as OwnedWriteHalf};
@@ -69,6 +70,17 @@ pub(super) struct RelayContext {
     /// Whether the upstream link is TLS (the server then offers SCRAM
     /// channel binding, see [`protocol::sasl`]).
     pub upstream_tls: bool,
+    /// The server connection is a pool's, logged in by the proxy: the relay
+    /// starts after login, a client's Terminate is not forwarded, and the
+    /// server is handed back when the client leaves between transactions.
+    pub pooled: bool,
+}
+
+/// How a relay ended well.
+pub(super) struct Relayed {
+    pub summary: Summary,
+    /// A pooled server connection the client left idle, to reuse.
+    pub server: Option<Stream>,
 }
 
 /// The mapping one statement is rewritten with: taken from the live config
@@ -90,12 +102,14 @@ impl Mapping {
         }
     }
 
-    /// Move to the live config if it is newer.
-    fn refresh(&mut self, ctx: &RelayContext) {
+    /// Move to the live config if it is newer; true if it moved.
+    fn refresh(&mut self, ctx: &RelayContext) -> bool {
         let live = ctx.state.config.load();
-        if live.generation != self.snapshot.generation {
-            *self = Mapping::of(Arc::clone(&live), &ctx.client_database);
+        if live.generation == self.snapshot.generation {
+            return false;
         }
+        *self = Mapping::of(Arc::clone(&live), &ctx.client_database);
+        true
     }
 }
 
@@ -105,18 +119,19 @@ pub(super) async fn relay(
     leftover: BytesMut,
     server_first: BytesMut,
     ctx: &RelayContext,
-) -> Result<Summary, SessionError> {
+) -> Result<Relayed, SessionError> {
     let (client_read, mut client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let tracker = Mutex::new(Tracker {
         pending: VecDeque::with_capacity(16),
-        status: None,
+        status: ctx.pooled.then_some(b'I'),
         encoding: EncodingClass::AsciiSafe,
         standard_conforming_strings: true,
         cancel_key: None,
         sent_at: VecDeque::with_capacity(16),
         error_since_ready: false,
-        authenticated: false,
+        authenticated: ctx.pooled,
+        prepared: PreparedStatements::default(),
     });
     let _release = ReleaseCancelKey {
         tracker: &tracker,
@@ -130,7 +145,8 @@ pub(super) async fn relay(
         facts: SessionFacts::default(),
         statements: 0,
         rewritten: 0,
-        authenticated: false,
+        authenticated: ctx.pooled,
+        terminated: false,
     };
     let mut down = Downstream {
         from: Inbound::new(server_read, server_first),
@@ -159,7 +175,20 @@ pub(super) async fn relay(
         ended,
     };
     match result {
-        Ok(ended) => Ok(summary(ended)),
+        Ok(ended) => {
+            let summary = summary(ended);
+            // Reusable only with nothing in flight either way.
+            let reusable = ctx.pooled
+                && up.terminated
+                && down.from.buf.is_empty()
+                && lock(&tracker).between_transactions();
+            let server = if reusable {
+                Stream::reunite(down.from.read, up.write)
+            } else {
+                None
+            };
+            Ok(Relayed { summary, server })
+        }
         Err(e) => {
             if matches!(e, SessionError::Shutdown) {
                 // Let the server end the backend cleanly.
@@ -307,6 +336,8 @@ struct Upstream {
     /// A copy of the tracker's flag, so the lock is taken per batch only
     /// until login.
     authenticated: bool,
+    /// A pooled client sent Terminate (kept from the server).
+    terminated: bool,
 }
 
 /// The complete frames at the front of a buffer, scanned.
@@ -338,6 +369,9 @@ impl Upstream {
                 }
                 self.from.sent(&batch);
             }
+            if self.terminated {
+                return Ok("client closed");
+            }
             // The awaits stay in this loop (no nested futures per frame).
             prepare_read(&mut self.from.buf, batch.missing);
             let n = self.from.read.read_buf(&mut self.from.buf).await?;
@@ -361,6 +395,42 @@ impl Upstream {
         max
     }
 
+    /// At the first request of a batch: between transactions, move to the
+    /// live mapping if a reload made a new one, and prepare the client's
+    /// statements again where their text changes. A transaction may begin
+    /// with a prepared statement's Bind as well as with a Query or Parse.
+    fn follow_reload(
+        &mut self,
+        frame_tag: u8,
+        pos: usize,
+        reencoding: &mut bool,
+        session: &mut Option<bool>,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) {
+        let moved = match frame_tag {
+            tag::QUERY | tag::PARSE => {
+                session_facts(&mut self.facts, session, tracker) && self.mapping.refresh(ctx)
+            }
+            tag::BIND | tag::DESCRIBE | tag::EXECUTE => {
+                ctx.state.config.load().generation != self.mapping.snapshot.generation
+                    && lock(tracker).between_transactions()
+                    && self.mapping.refresh(ctx)
+            }
+            _ => false,
+        };
+        if moved {
+            let up = Reprepare {
+                mapping: &self.mapping,
+                facts: &self.facts,
+                entries: &mut self.entries,
+                buf: &self.from.buf,
+                out: &mut self.from.out,
+            };
+            reprepare(up, pos, reencoding, tracker, ctx);
+        }
+    }
+
     fn scan(
         &mut self,
         tracker: &Mutex<Tracker>,
@@ -379,22 +449,22 @@ impl Upstream {
             if rest.len() < header.total_len {
                 break header.total_len - rest.len();
             }
-            let frame = &rest[..header.total_len];
+            if self.entries.is_empty() {
+                // Only the first request of a batch can start a new
+                // transaction; the rest follow it.
+                self.follow_reload(header.tag, pos, &mut reencoding, &mut session, tracker, ctx);
+            }
+            let frame = &self.from.buf[pos..pos + header.total_len];
             let (entry, replacement) = match header.tag {
                 tag::QUERY | tag::PARSE => {
                     self.statements += 1;
                     ctx.client.count_statement();
                     ctx.client.set_state(ClientState::Active);
-                    let idle = *session.get_or_insert_with(|| {
-                        let t = lock(tracker);
-                        self.facts.encoding = t.encoding;
-                        self.facts.standard_conforming_strings = t.standard_conforming_strings;
-                        t.between_transactions()
-                    });
-                    // Only the first request of a batch can start a new
-                    // transaction; the rest follow it.
-                    if idle && self.entries.is_empty() {
-                        self.mapping.refresh(ctx);
+                    session_facts(&mut self.facts, &mut session, tracker);
+                    if header.tag == tag::QUERY
+                        && let Some(dropped) = deallocation(query_text(frame))
+                    {
+                        lock(tracker).prepared.deallocated(dropped);
                     }
                     match (&self.mapping.map, self.mapping.mode) {
                         (Some(map), Mode::Rewrite | Mode::DryRun) => {
@@ -403,13 +473,29 @@ impl Upstream {
                         _ if header.tag == tag::QUERY => {
                             (Some(Pending::Query(StatementContext::Plain)), None)
                         }
-                        _ => (Some(Pending::Parse(StatementContext::Plain)), None),
+                        _ => (
+                            Some(Pending::Parse(
+                                StatementContext::Plain,
+                                named_parse(frame, SentForm::Unchanged)?,
+                            )),
+                            None,
+                        ),
                     }
                 }
                 tag::PASSWORD
                     if ctx.upstream_tls && protocol::sasl::claims_binding_unoffered(frame) =>
                 {
                     return Err(SessionError::ChannelBinding);
+                }
+                tag::CLOSE => {
+                    if let Some(name) = closed_statement(frame) {
+                        lock(tracker).prepared.closed(name);
+                    }
+                    (Some(Pending::Close), None)
+                }
+                tag::TERMINATE if ctx.pooled => {
+                    self.terminated = true;
+                    break 0;
                 }
                 other => (request_for(other), None),
             };
@@ -434,6 +520,152 @@ impl Upstream {
             missing,
         })
     }
+}
+
+/// Read from the tracker once per batch: the lexing facts, and whether the
+/// session is between transactions.
+fn session_facts(
+    facts: &mut SessionFacts,
+    session: &mut Option<bool>,
+    tracker: &Mutex<Tracker>,
+) -> bool {
+    *session.get_or_insert_with(|| {
+        let t = lock(tracker);
+        facts.encoding = t.encoding;
+        facts.standard_conforming_strings = t.standard_conforming_strings;
+        t.between_transactions()
+    })
+}
+
+/// The parts of [`Upstream`] that [`reprepare`] works on, borrowed apart
+/// from the frame being scanned.
+struct Reprepare<'a> {
+    mapping: &'a Mapping,
+    facts: &'a SessionFacts,
+    entries: &'a mut Vec<Pending>,
+    buf: &'a [u8],
+    out: &'a mut BytesMut,
+}
+
+/// After a reload, before the first request of a new transaction:
+/// prepare again, under its name, each of the client's named statements
+/// whose rewritten text the new mapping changes (Close + Parse, then
+/// one Sync; the answers are the proxy's own and are dropped). A
+/// statement the new mapping refuses is only closed. Placed before the
+/// frame at `pos`.
+fn reprepare(
+    up: Reprepare<'_>,
+    pos: usize,
+    reencoding: &mut bool,
+    tracker: &Mutex<Tracker>,
+    ctx: &RelayContext,
+) {
+    let mut t = lock(tracker);
+    if t.prepared.is_empty() {
+        return;
+    }
+    let observer = Observer::quiet(&ctx.state.metrics);
+    let mut facts = up.facts.clone();
+    let mut refused = Vec::new();
+    let mut frames = BytesMut::new();
+    for (name, statement) in t.prepared.iter_mut() {
+        let rewrite = qualify(
+            &statement.query,
+            up.mapping.map.as_deref(),
+            up.mapping.mode,
+            up.mapping.snapshot.on_parse_error,
+            &mut facts,
+            ctx.state.rewriter,
+            &observer,
+        );
+        let sent = match &rewrite {
+            TextRewrite::Unchanged => SentForm::Unchanged,
+            TextRewrite::Changed { edits, .. } => SentForm::Spliced(edits.clone()),
+            TextRewrite::Rejected { .. } => SentForm::Refused,
+        };
+        if sent == statement.sent {
+            continue;
+        }
+        protocol::encode_close(&mut frames, b'S', name);
+        up.entries.push(Pending::Silent(Silent::Close));
+        if sent == SentForm::Refused {
+            refused.push(name.to_vec());
+            continue;
+        }
+        let query = &statement.query;
+        protocol::encode_parse_with(
+            &mut frames,
+            name,
+            |out| match &sent {
+                SentForm::Spliced(edits) => splice_into(out, query, edits),
+                _ => out.extend_from_slice(query),
+            },
+            &statement.param_types,
+        );
+        up.entries.push(Pending::Silent(Silent::Parse(name.into())));
+        statement.sent = sent;
+    }
+    for name in refused {
+        tracing::warn!(
+            statement = %String::from_utf8_lossy(&name),
+            "a prepared statement is refused under the new mapping; it is closed"
+        );
+        ctx.state
+            .metrics
+            .prepared_reprepare_failed
+            .fetch_add(1, Ordering::Relaxed);
+        t.prepared.closed(&name);
+    }
+    if frames.is_empty() {
+        return;
+    }
+    protocol::encode_sync(&mut frames);
+    up.entries.push(Pending::Silent(Silent::Sync));
+    tracing::debug!(
+        generation = up.mapping.snapshot.generation,
+        statements = t.prepared.len(),
+        "preparing changed statements again under the new mapping"
+    );
+    place_frame(
+        up.out,
+        up.buf,
+        (pos, pos),
+        reencoding,
+        Some(|out: &mut BytesMut| out.extend_from_slice(&frames)),
+    );
+}
+
+/// The text of a Query frame (without its NUL).
+fn query_text(frame: &[u8]) -> &[u8] {
+    frame
+        .get(5..frame.len().saturating_sub(1))
+        .unwrap_or_default()
+}
+
+/// The statement a Close frame closes, if it closes one (not a portal).
+fn closed_statement(frame: &[u8]) -> Option<&[u8]> {
+    match frame.get(5..frame.len().saturating_sub(1))? {
+        [b'S', name @ ..] => Some(name),
+        _ => None,
+    }
+}
+
+/// What to keep of a Parse once the server confirms it: its name, text and
+/// parameter types, for a named statement (an unnamed one lives until the
+/// next Parse and is never prepared again).
+fn named_parse(frame: &[u8], sent: SentForm) -> Result<Option<Box<NamedParse>>, SessionError> {
+    if frame.get(5).is_none_or(|&b| b == 0) {
+        return Ok(None);
+    }
+    let p = ParseView::parse(frame).map_err(SessionError::Client)?;
+    Ok(Some(Box::new(NamedParse {
+        name: p.name.into(),
+        statement: Prepared {
+            query: p.query.into(),
+            param_types: p.param_types.into(),
+            sent,
+        },
+    })))
 }
 
 /// The frame to send in place of a client's Query or Parse.
@@ -521,12 +753,17 @@ fn statement<'a>(
             )
         }
     };
-    let replacement = sql.map(|sql| Replacement { sql, parse });
     let entry = if frame_tag == tag::QUERY {
         Pending::Query(context)
     } else {
-        Pending::Parse(context)
+        let sent = match &sql {
+            None => SentForm::Unchanged,
+            Some(SentText::Spliced { edits, .. }) => SentForm::Spliced(edits.clone()),
+            Some(SentText::Refused) => SentForm::Refused,
+        };
+        Pending::Parse(context, named_parse(frame, sent)?)
     };
+    let replacement = sql.map(|sql| Replacement { sql, parse });
     Ok((Some(entry), replacement))
 }
 
@@ -599,11 +836,7 @@ impl Downstream {
                     // With a peer id the client gets the proxy's own key.
                     (key != server_key).then(|| {
                         let mut out = BytesMut::with_capacity(13);
-                        BackendKeyData {
-                            pid: key.0,
-                            secret: key.1,
-                        }
-                        .encode(&mut out);
+                        crate::protocol::encode_backend_key_data(&mut out, key.0, key.1);
                         out
                     })
                 })

@@ -22,6 +22,7 @@ mod harness;
 mod harness_selftest;
 mod instances;
 mod observe;
+mod pooling;
 mod qualify;
 #[path = "../support/raw_wire.rs"]
 mod raw_wire;
