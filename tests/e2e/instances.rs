@@ -1,9 +1,10 @@
 //! Several `heal7-proxy serve` processes in front of one server: behind
-//! HAProxy (Debian's `haproxy`, TCP mode, round robin) and sharing one
-//! port through `reuse_port`, every long query started through the shared
-//! address is cancelled through it (the cancel lands on either instance,
-//! which forwards it to the owner); a ConfigMap-style `..data` symlink swap
-//! reloads two instances, which then report the same new mapping hash.
+//! HAProxy (Debian's `haproxy`, TCP mode, round robin; relayed and pooled
+//! sessions) and sharing one port through `reuse_port`, every long query
+//! started through the shared address is cancelled through it (the cancel
+//! lands on either instance, which forwards it to the owner); a
+//! ConfigMap-style `..data` symlink swap reloads two instances, which then
+//! report the same new mapping hash.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -29,12 +30,21 @@ fn free_port() -> u16 {
 
 /// The `proxy:` lines of one instance (indented), then the test map.
 fn yaml(pg: &Pg, proxy: &str) -> String {
+    pooled_yaml(pg, proxy, "")
+}
+
+/// [`yaml`] with `entry` (indented lines, such as a `pool:`) added to the
+/// `heal7` entry.
+fn pooled_yaml(pg: &Pg, proxy: &str, entry: &str) -> String {
     format!(
-        "proxy:\n{proxy}databases:\n  heal7:\n    host: {host}\n    port: {port}\n    database: heal7\n{SCHEMAS_YAML}",
+        "proxy:\n{proxy}databases:\n  heal7:\n    host: {host}\n    port: {port}\n    database: heal7\n{entry}{SCHEMAS_YAML}",
         host = pg.host,
         port = pg.port,
     )
 }
+
+/// A user and password of the test cluster; `None`: the superuser.
+type Login = Option<(&'static str, &'static str)>;
 
 /// `peers:` naming each (id, port) on 127.0.0.1.
 fn peers(entries: &[(u8, u16)]) -> String {
@@ -116,16 +126,27 @@ impl Instance {
 }
 
 fn client_config(port: u16, app: &str) -> tokio_postgres::Config {
+    login_config(port, app, None)
+}
+
+fn login_config(port: u16, app: &str, login: Login) -> tokio_postgres::Config {
     let pg = crate::harness::pg_started();
     let mut c = tokio_postgres::Config::new();
     c.host("127.0.0.1")
         .port(port)
-        .user(&pg.superuser)
         .dbname("heal7")
         .application_name(app)
         .connect_timeout(Duration::from_secs(10));
-    if let Some(p) = &pg.password {
-        c.password(p);
+    match login {
+        Some((user, password)) => {
+            c.user(user).password(password);
+        }
+        None => {
+            c.user(&pg.superuser);
+            if let Some(p) = &pg.password {
+                c.password(p);
+            }
+        }
     }
     c
 }
@@ -190,11 +211,11 @@ impl Balancer {
     }
 }
 
-/// Start `QUERIES` sessions through `port`, one long query on each, wait
-/// until the server runs them all, then cancel each through `port` (after
-/// `between` has run once, so a round robin sends cancels to the other
-/// instance) and check every query ends with 57014 within 20 s.
-async fn cancel_all_through<F, Fut>(port: u16, between: F)
+/// Start `QUERIES` sessions through `port` as `login`, one long query on
+/// each, wait until the server runs them all, then cancel each through
+/// `port` (after `between` has run once, so a round robin sends cancels to
+/// the other instance) and check every query ends with 57014 within 20 s.
+async fn cancel_all_through<F, Fut>(port: u16, login: Login, between: F)
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -203,7 +224,7 @@ where
     let mut tokens = Vec::new();
     let mut running = Vec::new();
     for i in 0..QUERIES {
-        let c = connect(&client_config(port, &format!("{app}_{i}")))
+        let c = connect(&login_config(port, &format!("{app}_{i}"), login))
             .await
             .expect("connect through the shared address");
         tokens.push(c.cancel_token());
@@ -259,6 +280,32 @@ async fn cancel_counts(instances: &[&Instance]) -> Vec<(u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_haproxy_every_cancel_reaches_its_query() {
+    behind_haproxy("behind_haproxy_every_cancel_reaches_its_query", "", None).await;
+}
+
+/// The same with pooled sessions: the key a pooled client holds is one the
+/// proxy made, and it carries the peer id just as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_every_pooled_cancel_reaches_its_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("auth-password");
+    std::fs::write(&password, "auth-secret\n").unwrap();
+    let pool = format!(
+        "    pool: {{mode: session, size: {QUERIES}, auth_user: heal7_auth, auth_password_file: {}, auth_query: \"SELECT usename, passwd FROM public.heal7_proxy_lookup($1)\"}}\n",
+        password.display()
+    );
+    behind_haproxy(
+        "behind_haproxy_every_pooled_cancel_reaches_its_query",
+        &pool,
+        Some(("scram_user", "scram-secret")),
+    )
+    .await;
+}
+
+/// Two instances (peer ids 1 and 2, each other's peers, `entry` added to
+/// their `heal7` entry) behind HAProxy: every cancel through the balancer
+/// reaches its query, each through the instance that does not hold the key.
+async fn behind_haproxy(test: &str, entry: &str, login: Login) {
     let pg = pg().await;
     let dir = tempfile::tempdir().unwrap();
     let (p1, p2, a1, a2) = (free_port(), free_port(), free_port(), free_port());
@@ -268,23 +315,21 @@ async fn behind_haproxy_every_cancel_reaches_its_query() {
         let path = dir.path().join(format!("proxy-{port}.yaml"));
         let proxy =
             format!("  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin}\n{group}");
-        std::fs::write(&path, yaml(pg, &proxy)).unwrap();
+        std::fs::write(&path, pooled_yaml(pg, &proxy, entry)).unwrap();
         configs.push(path);
     }
     // The peer id from the flag on one, from the environment on the other.
     let one = Instance::start(&configs[0], a1, &["--peer-id", "1"], &[]).await;
     let two = Instance::start(&configs[1], a2, &[], &[("HEAL7_PEER_ID", "2")]).await;
     let Some(balancer) = Balancer::start(&[p1, p2]).await else {
-        eprintln!(
-            "SKIPPED behind_haproxy_every_cancel_reaches_its_query: haproxy is not installed (apt-get install haproxy)"
-        );
+        eprintln!("SKIPPED {test}: haproxy is not installed (apt-get install haproxy)");
         return;
     };
     // One more session between the queries and their cancels: round robin
     // then sends every cancel to the instance that does not hold the key.
     let port = balancer.port;
-    cancel_all_through(port, || async move {
-        let c = connect(&client_config(port, "e2e_instances_probe"))
+    cancel_all_through(port, login, || async move {
+        let c = connect(&login_config(port, "e2e_instances_probe", login))
             .await
             .unwrap();
         assert_eq!(simple_value(&c, "SELECT 1").await, "1");
@@ -343,7 +388,7 @@ async fn sharing_one_port_with_reuse_port_every_cancel_reaches_its_query() {
         &[("HEAL7_PEER_ID", "2"), ("HEAL7_ADMIN_LISTEN", &admin2)],
     )
     .await;
-    cancel_all_through(port, || async {}).await;
+    cancel_all_through(port, None, || async {}).await;
     let counts = cancel_counts(&[&one, &two]).await;
     assert_eq!(
         counts.iter().map(|c| c.0).sum::<u64>(),
