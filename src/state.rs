@@ -19,7 +19,7 @@ pub struct ProxyState {
     /// The live config; a reload swaps it and bumps its generation.
     pub config: Arc<ConfigStore>,
     pub metrics: Arc<Metrics>,
-    /// Live sessions' BackendKeyData -> their upstream server.
+    /// Keys handed to live sessions' clients -> their upstream server.
     pub cancel_keys: Arc<CancelKeys>,
     /// The rewriter sessions call: [`crate::rewrite::rewrite_sql`]; relay
     /// tests substitute a scripted one to drive refusals and position
@@ -44,10 +44,12 @@ impl ProxyState {
 
     /// State around a live, reloadable config.
     pub fn with_store(config: Arc<ConfigStore>) -> Self {
+        // Fixed at start, as every key handed out carries it.
+        let peer_id = config.load().start.peering.peer_id;
         ProxyState {
             config,
             metrics: Arc::new(Metrics::default()),
-            cancel_keys: Arc::new(CancelKeys::default()),
+            cancel_keys: Arc::new(CancelKeys::new(peer_id)),
             rewriter: crate::rewrite::rewrite_sql,
             unmapped: Arc::new(UnmappedReport::default()),
             clients: Arc::new(ClientRegistry::default()),

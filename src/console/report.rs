@@ -41,7 +41,15 @@ impl ResultSet {
     }
 }
 
-const MAPPING_COLUMNS: [&str; 6] = ["database", "schema", "table", "mode", "generation", "note"];
+const MAPPING_COLUMNS: [&str; 7] = [
+    "database",
+    "schema",
+    "table",
+    "mode",
+    "generation",
+    "note",
+    "mapping_hash",
+];
 const CLIENTS_COLUMNS: [&str; 7] = [
     "address",
     "user",
@@ -99,7 +107,8 @@ fn s(v: impl ToString) -> Option<String> {
 /// anything but a table, and marks the names kept in `public` for the main
 /// name), one row per client database name with the search_path its
 /// sessions get, and a last row naming the last refused reload while it
-/// stands.
+/// stands. Every row carries the mapping hash (equal on every instance
+/// that maps names the same way).
 pub fn mapping(store: &ConfigStore) -> ResultSet {
     let snap = store.load_full();
     let mut rows = Vec::new();
@@ -122,6 +131,7 @@ pub fn mapping(store: &ConfigStore) -> ResultSet {
                     s(db.mode.as_str()),
                     s(snap.generation),
                     note,
+                    s(&snap.mapping_hash),
                 ]);
             }
         }
@@ -136,6 +146,7 @@ pub fn mapping(store: &ConfigStore) -> ResultSet {
             s(db.mode.as_str()),
             s(snap.generation),
             s(search_path(&db.name)),
+            s(&snap.mapping_hash),
         ]);
         for alias in &db.aliases {
             rows.push(vec![
@@ -149,6 +160,7 @@ pub fn mapping(store: &ConfigStore) -> ResultSet {
                     db.name,
                     search_path(&alias.name)
                 )),
+                s(&snap.mapping_hash),
             ]);
         }
     }
@@ -164,6 +176,7 @@ pub fn mapping(store: &ConfigStore) -> ResultSet {
                 utc(failure.at),
                 failure.message
             )),
+            s(&snap.mapping_hash),
         ]);
     }
     ResultSet::show(MAPPING_COLUMNS.to_vec(), rows)

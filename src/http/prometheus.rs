@@ -138,10 +138,12 @@ pub fn render_metrics(state: &AdminState) -> String {
     metric(
         "heal7_proxy_cancel_requests_total",
         "counter",
-        "Cancel requests by result.",
+        "Cancel requests by result: forwarded to the session's server, unknown_key, to_peer (sent on to the instance whose key it is), unknown_peer (no address for that peer id, or forwarded here by a peer that took this instance for another).",
         &[
             ("result=\"forwarded\"", get(&m.cancels_forwarded)),
             ("result=\"unknown_key\"", get(&m.cancels_unknown)),
+            ("result=\"to_peer\"", get(&m.cancels_to_peer)),
+            ("result=\"unknown_peer\"", get(&m.cancels_unknown_peer)),
         ],
     );
     metric(
@@ -173,6 +175,16 @@ pub fn render_metrics(state: &AdminState) -> String {
         "gauge",
         "Generation of the mapping in force (1 at start, +1 per reload).",
         &[("", state.config.load().generation)],
+    );
+    let mapping = format!(
+        "mapping_hash=\"{}\"",
+        escape_label(&state.config.load().mapping_hash)
+    );
+    metric(
+        "heal7_proxy_mapping_info",
+        "gauge",
+        "Always 1; mapping_hash is the hash of the databases section in force, equal on every instance that maps names the same way.",
+        &[(&mapping, 1)],
     );
 
     let databases = m.databases();

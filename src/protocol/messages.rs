@@ -342,6 +342,18 @@ mod tests {
     }
 
     #[test]
+    fn backend_key_data_round_trip() {
+        let key = BackendKeyData {
+            pid: 4242,
+            secret: -7,
+        };
+        let mut buf = BytesMut::new();
+        encode_backend_key_data(&mut buf, key.pid, key.secret);
+        assert_eq!(buf.len(), 13);
+        assert_eq!(BackendKeyData::parse(&buf), Ok(key));
+    }
+
+    #[test]
     fn query_round_trip() {
         let mut buf = BytesMut::new();
         encode_query(&mut buf, b"select * from users");

@@ -25,7 +25,8 @@ pub use messages::{
 pub use sqlstate::{ClientFacing, SqlState, encode_client_error};
 pub use startup::{
     CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_AUTH_FRAME, MAX_STARTUP_PACKET, PROTOCOL_3_0,
-    SSL_REQUEST_CODE, StartupMessage, StartupPacket, decode_startup, escape_option_value,
+    SSL_REQUEST_CODE, StartupMessage, StartupPacket, decode_startup, encode_cancel_request,
+    escape_option_value,
 };
 
 /// Frame tags the proxy looks at (client and server namespaces overlap; the

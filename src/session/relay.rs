@@ -766,12 +766,17 @@ impl Downstream {
             // Views of server frames are read leniently: a frame the proxy
             // cannot read is still forwarded untouched.
             let replacement = if header.tag == tag::BACKEND_KEY_DATA {
-                if let Ok(k) = BackendKeyData::parse(frame) {
-                    let key = (k.pid, k.secret);
-                    ctx.state.cancel_keys.register(key, ctx.upstream);
+                BackendKeyData::parse(frame).ok().and_then(|k| {
+                    let server_key = (k.pid, k.secret);
+                    let key = ctx.state.cancel_keys.register(server_key, ctx.upstream);
                     t.cancel_key = Some(key);
-                }
-                None
+                    // With a peer id the client gets the proxy's own key.
+                    (key != server_key).then(|| {
+                        let mut out = BytesMut::with_capacity(13);
+                        crate::protocol::encode_backend_key_data(&mut out, key.0, key.1);
+                        out
+                    })
+                })
             } else {
                 let replacement = t.on_server_frame(header.tag, frame, &ctx.state.metrics);
                 if header.tag == tag::READY_FOR_QUERY

@@ -20,6 +20,7 @@ mod extended;
 mod hardening;
 mod harness;
 mod harness_selftest;
+mod instances;
 mod observe;
 mod pooling;
 mod qualify;
