@@ -130,6 +130,15 @@ pub struct Pool {
     pub stats: PoolStats,
 }
 
+/// What SHOW SERVERS tells of an idle connection.
+#[derive(Debug, Clone)]
+pub struct IdleServer {
+    pub addr: std::net::SocketAddr,
+    pub pid: i32,
+    pub age: Duration,
+    pub idle: Duration,
+}
+
 /// A server connection lent to one client, with the permit it holds.
 #[derive(Debug)]
 pub struct Lease {
@@ -161,6 +170,19 @@ impl Pool {
 
     pub fn idle_count(&self) -> usize {
         locked(&self.idle).len()
+    }
+
+    /// The idle connections, for SHOW SERVERS.
+    pub fn idle_snapshot(&self) -> Vec<IdleServer> {
+        locked(&self.idle)
+            .iter()
+            .map(|c| IdleServer {
+                addr: c.addr,
+                pid: c.key.0,
+                age: c.created.elapsed(),
+                idle: c.idle_since.elapsed(),
+            })
+            .collect()
     }
 
     /// The credentials a client's login revealed; new connections use the

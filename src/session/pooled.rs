@@ -83,6 +83,10 @@ pub(super) async fn serve(
         .ok_or(SessionError::NoUser)?
         .into_owned();
     let settings = session.settings;
+    let verifier = lookup_verifier(&session, &user).await?;
+    let credentials = authenticate(stream, &mut buf, &user, verifier, session.state).await?;
+    // Only now: a pool (and its metric series) per authenticated user, so
+    // made-up user names cannot grow the proxy.
     let pool = session.pool(&user);
     let clients = pool.stats.clients_active.fetch_add(1, Ordering::Relaxed);
     let _client_slot = ClientSlot(&pool);
@@ -93,9 +97,6 @@ pub(super) async fn serve(
             limit: settings.max_client_connections,
         });
     }
-
-    let verifier = lookup_verifier(&session, &user).await?;
-    let credentials = authenticate(stream, &mut buf, &user, verifier, session.state).await?;
     pool.set_credentials(credentials);
 
     let mut lease = pool.acquire(&session.state.metrics).await?;

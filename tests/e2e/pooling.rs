@@ -403,3 +403,51 @@ async fn transaction_mode_carries_session_settings_and_refuses_session_state() {
     // The session goes on.
     assert_eq!(simple_value(&client, "SELECT 1").await, "1");
 }
+
+/// The pool's numbers in /metrics and in the console, and a reload that
+/// changes its size applies at once (no restart, no dropped session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_are_observable_and_resized_by_a_reload() {
+    let proxy = ReloadablePooled::start("mode: session, size: 1, query_wait_timeout_ms: 300").await;
+    let config = user_config(&proxy.handle, "scram_user", "scram-secret");
+    let holder = connect(&config).await.unwrap();
+    let e = connect(&config).await.expect_err("size 1 is taken");
+    assert_eq!(sqlstate(&e), "53300");
+
+    let text = heal7_proxy::http::render_metrics(&proxy.handle.state);
+    for line in [
+        "heal7_proxy_pool_clients{database=\"heal7\",user=\"scram_user\",state=\"active\"} 1",
+        "heal7_proxy_pool_servers{database=\"heal7\",user=\"scram_user\",state=\"active\"} 1",
+        "heal7_proxy_pool_size{database=\"heal7\",user=\"scram_user\"} 1",
+        "heal7_proxy_pool_wait_timeouts_total{database=\"heal7\",user=\"scram_user\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line}");
+    }
+    assert!(
+        !text.contains("user=\"nobody\""),
+        "no series for unauthenticated names"
+    );
+    let pools = heal7_proxy::console::report::pools(&proxy.handle.state);
+    let row = pools
+        .rows
+        .iter()
+        .find(|r| r[1].as_deref() == Some("scram_user"))
+        .expect("a SHOW POOLS row");
+    assert_eq!(row[2].as_deref(), Some("session"));
+    assert_eq!(row[6].as_deref(), Some("1"), "servers_active");
+
+    // size 2 by reload: the second client gets in while the first stays.
+    std::fs::write(
+        proxy.dir.path().join("heal7.yaml"),
+        pooled_yaml(
+            "mode: session, size: 2, query_wait_timeout_ms: 300",
+            &proxy.dir.path().join("auth-password"),
+            true,
+        ),
+    )
+    .unwrap();
+    proxy.store.reload().expect("reload");
+    let second = connect(&config).await.expect("room after the reload");
+    assert_eq!(simple_value(&second, "SELECT 1").await, "1");
+    assert_eq!(simple_value(&holder, "SELECT 2").await, "2", "untouched");
+}
