@@ -155,12 +155,28 @@ pub enum ScramError {
     /// Wrong password (or unknown user: the same answer on purpose).
     #[error("password authentication failed")]
     Failed,
+    /// The client's channel-binding choice does not fit what was offered
+    /// (PostgreSQL's own checks and words).
+    #[error("SCRAM channel binding negotiation error: {0}")]
+    Negotiation(&'static str),
+}
+
+/// What the server offered and the client chose, for channel binding.
+#[derive(Debug, Clone, Copy)]
+pub enum Binding<'a> {
+    /// Only SCRAM-SHA-256 was offered (no TLS, or no certificate data).
+    NotOffered,
+    /// SCRAM-SHA-256-PLUS was offered with `data` (tls-server-end-point);
+    /// `selected`: the client chose it.
+    Offered { data: &'a [u8], selected: bool },
 }
 
 /// The server's state between its first and final message.
 pub struct ScramServer {
     verifier: Verifier,
     gs2_header: String,
+    /// Channel-binding data the client bound to (empty without binding).
+    binding: Vec<u8>,
     client_first_bare: String,
     server_first: String,
     nonce: String,
@@ -171,24 +187,72 @@ impl ScramServer {
     pub fn start(verifier: Verifier, client_first: &[u8]) -> Result<(Self, String), ScramError> {
         let mut raw = [0u8; SERVER_NONCE_BYTES];
         rand::rng().fill_bytes(&mut raw);
-        Self::start_with_nonce(verifier, client_first, &B64.encode(raw))
+        Self::start_with_nonce(
+            verifier,
+            client_first,
+            &B64.encode(raw),
+            Binding::NotOffered,
+        )
+    }
+
+    /// [`ScramServer::start`] where SCRAM-SHA-256-PLUS may have been offered.
+    pub fn start_bound(
+        verifier: Verifier,
+        client_first: &[u8],
+        binding: Binding<'_>,
+    ) -> Result<(Self, String), ScramError> {
+        let mut raw = [0u8; SERVER_NONCE_BYTES];
+        rand::rng().fill_bytes(&mut raw);
+        Self::start_with_nonce(verifier, client_first, &B64.encode(raw), binding)
     }
 
     fn start_with_nonce(
         verifier: Verifier,
         client_first: &[u8],
         server_nonce: &str,
+        binding: Binding<'_>,
     ) -> Result<(Self, String), ScramError> {
         let msg = std::str::from_utf8(client_first)
             .map_err(|_| ScramError::Malformed("client-first-message is not UTF-8"))?;
         let (flag, rest) = msg
             .split_once(',')
             .ok_or(ScramError::Malformed("no gs2 header"))?;
-        match flag {
-            "n" | "y" => {}
-            f if f.starts_with("p=") => return Err(ScramError::ChannelBinding),
+        let bound = match (flag, binding) {
+            ("n", Binding::Offered { selected: true, .. }) => {
+                return Err(ScramError::Negotiation(
+                    "the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data",
+                ));
+            }
+            ("y", Binding::Offered { .. }) => {
+                return Err(ScramError::Negotiation(
+                    "the client supports SCRAM channel binding but thinks the server does not; however, this server does support channel binding",
+                ));
+            }
+            ("n" | "y", _) => Vec::new(),
+            (
+                f,
+                Binding::Offered {
+                    data,
+                    selected: true,
+                },
+            ) if f.starts_with("p=") => {
+                if f != "p=tls-server-end-point" {
+                    return Err(ScramError::Negotiation(
+                        "unsupported SCRAM channel-binding type (only tls-server-end-point)",
+                    ));
+                }
+                data.to_vec()
+            }
+            (f, Binding::Offered { .. }) if f.starts_with("p=") => {
+                return Err(ScramError::Negotiation(
+                    "the client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data",
+                ));
+            }
+            (f, Binding::NotOffered) if f.starts_with("p=") => {
+                return Err(ScramError::ChannelBinding);
+            }
             _ => return Err(ScramError::Malformed("unknown gs2 channel-binding flag")),
-        }
+        };
         let (authzid, bare) = rest
             .split_once(',')
             .ok_or(ScramError::Malformed("no gs2 header"))?;
@@ -218,6 +282,7 @@ impl ScramServer {
         let server = ScramServer {
             verifier,
             gs2_header: format!("{flag},{authzid},"),
+            binding: bound,
             client_first_bare: bare.to_owned(),
             server_first: server_first.clone(),
             nonce,
@@ -245,7 +310,9 @@ impl ScramServer {
             .next()
             .and_then(|a| a.strip_prefix("c="))
             .ok_or(ScramError::Malformed("no channel binding attribute"))?;
-        if B64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
+        let mut expected = self.gs2_header.clone().into_bytes();
+        expected.extend_from_slice(&self.binding);
+        if B64.decode(binding).ok().as_deref() != Some(&expected[..]) {
             return Err(ScramError::Malformed(
                 "channel binding does not match the gs2 header",
             ));
@@ -413,9 +480,13 @@ mod tests {
     /// exchange with another nonce, to a server holding the same verifier.
     #[test]
     fn pass_through_logs_in_with_the_client_key_alone() {
-        let (server, _) =
-            ScramServer::start_with_nonce(rfc_verifier(), CLIENT_FIRST.as_bytes(), SERVER_NONCE)
-                .unwrap();
+        let (server, _) = ScramServer::start_with_nonce(
+            rfc_verifier(),
+            CLIENT_FIRST.as_bytes(),
+            SERVER_NONCE,
+            Binding::NotOffered,
+        )
+        .unwrap();
         let (_, key) = server.finish_with_key(CLIENT_FINAL.as_bytes()).unwrap();
 
         let (mut client, first) = PassThroughClient::start(&key, &rfc_verifier());
@@ -436,11 +507,54 @@ mod tests {
         assert_eq!(upstream.finish(last.as_bytes()), Err(ScramError::Failed));
     }
 
+    /// SCRAM-SHA-256-PLUS with tls-server-end-point, against libpq's own
+    /// client code (postgres-protocol): the bound data must match.
+    #[test]
+    fn plus_binds_to_the_certificate_data() {
+        let v = Verifier::from_password(b"s3cret", b"salty-salt-16byt", 4096);
+        let data = b"hash of the proxy certificate";
+        let exchange = |client_data: &[u8], server: Binding<'_>| {
+            let mut client = ScramSha256::new(
+                b"s3cret",
+                ChannelBinding::tls_server_end_point(client_data.to_vec()),
+            );
+            let (s, first) = ScramServer::start_bound(v.clone(), client.message(), server)?;
+            client.update(first.as_bytes()).unwrap();
+            s.finish(client.message())
+        };
+        let offered = Binding::Offered {
+            data,
+            selected: true,
+        };
+        assert!(exchange(data, offered).is_ok());
+        assert!(exchange(b"another certificate", offered).is_err());
+        // A client that binds while PLUS was not offered is refused.
+        assert_eq!(
+            exchange(data, Binding::NotOffered),
+            Err(ScramError::ChannelBinding)
+        );
+        // `y` while PLUS was offered: a downgrade, refused.
+        let mut client = ScramSha256::new(b"s3cret", ChannelBinding::unrequested());
+        let not_selected = Binding::Offered {
+            data,
+            selected: false,
+        };
+        assert!(matches!(
+            ScramServer::start_bound(v.clone(), client.message(), not_selected),
+            Err(ScramError::Negotiation(_))
+        ));
+        let _ = client.message();
+    }
+
     #[test]
     fn rfc7677_vector() {
-        let (server, first) =
-            ScramServer::start_with_nonce(rfc_verifier(), CLIENT_FIRST.as_bytes(), SERVER_NONCE)
-                .unwrap();
+        let (server, first) = ScramServer::start_with_nonce(
+            rfc_verifier(),
+            CLIENT_FIRST.as_bytes(),
+            SERVER_NONCE,
+            Binding::NotOffered,
+        )
+        .unwrap();
         assert_eq!(first, SERVER_FIRST);
         assert_eq!(
             server.finish(CLIENT_FINAL.as_bytes()).unwrap(),
@@ -452,8 +566,13 @@ mod tests {
     fn rfc7677_vector_with_the_wrong_password_fails() {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let wrong = Verifier::from_password(b"pencil2", &salt, 4096);
-        let (server, _) =
-            ScramServer::start_with_nonce(wrong, CLIENT_FIRST.as_bytes(), SERVER_NONCE).unwrap();
+        let (server, _) = ScramServer::start_with_nonce(
+            wrong,
+            CLIENT_FIRST.as_bytes(),
+            SERVER_NONCE,
+            Binding::NotOffered,
+        )
+        .unwrap();
         assert_eq!(
             server.finish(CLIENT_FINAL.as_bytes()),
             Err(ScramError::Failed)

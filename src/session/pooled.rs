@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::relay::{self, RelayContext};
 use super::{SessionError, Summary};
 use crate::auth::md5;
-use crate::auth::scram::{ScramError, ScramServer, Verifier};
+use crate::auth::scram::{Binding, ScramError, ScramServer, Verifier};
 use crate::cancel::CancelTarget;
 use crate::config::{PoolMode, PoolSettings, Route};
 use crate::pool::{Credentials, Pool, PoolError, ServerConn, ServerError, UpstreamTarget};
@@ -84,7 +84,15 @@ pub(super) async fn serve(
         .into_owned();
     let settings = session.settings;
     let verifier = lookup_verifier(&session, &user).await?;
-    let credentials = authenticate(stream, &mut buf, &user, verifier, session.state).await?;
+    let credentials = authenticate(
+        stream,
+        &mut buf,
+        &user,
+        verifier,
+        session.state,
+        session.config.tls.channel_binding.as_deref(),
+    )
+    .await?;
     // Only now: a pool (and its metric series) per authenticated user, so
     // made-up user names cannot grow the proxy.
     let pool = session.pool(&user);
@@ -260,6 +268,7 @@ async fn authenticate(
     user: &str,
     verifier: Option<String>,
     state: &ProxyState,
+    channel_binding: Option<&[u8]>,
 ) -> Result<Credentials, SessionError> {
     let failed = || SessionError::AuthFailed {
         user: user.to_owned(),
@@ -278,17 +287,36 @@ async fn authenticate(
     let real = verifier.as_deref().and_then(|v| v.parse::<Verifier>().ok());
     let known = real.is_some();
     let verifier = real.unwrap_or_else(|| Verifier::mock(user, state.pools.mock_secret()));
-    send(client, 10, b"SCRAM-SHA-256\0\0").await?;
+    // Over TLS the client may bind to the proxy's own certificate: the
+    // exchange ends here, so channel_binding=require works.
+    let plus = channel_binding.filter(|_| client.is_tls());
+    let offer: &[u8] = if plus.is_some() {
+        b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"
+    } else {
+        b"SCRAM-SHA-256\0\0"
+    };
+    send(client, 10, offer).await?;
     let frame = password_message(client, buf).await?;
     let (mechanism, first) =
         protocol::sasl::parse_sasl_initial(&frame[5..]).map_err(SessionError::Client)?;
-    if mechanism != "SCRAM-SHA-256" {
-        return Err(SessionError::Client(protocol::ProtocolError::Malformed {
-            what: "SASL mechanism selection (only SCRAM-SHA-256 is offered)",
-        }));
-    }
-    let (server, server_first) =
-        ScramServer::start(verifier.clone(), first).map_err(|e| scram_error(e, user))?;
+    let binding = match (mechanism, plus) {
+        ("SCRAM-SHA-256", None) => Binding::NotOffered,
+        ("SCRAM-SHA-256", Some(data)) => Binding::Offered {
+            data,
+            selected: false,
+        },
+        ("SCRAM-SHA-256-PLUS", Some(data)) => Binding::Offered {
+            data,
+            selected: true,
+        },
+        _ => {
+            return Err(SessionError::Client(protocol::ProtocolError::Malformed {
+                what: "SASL mechanism selection (not one the proxy offered)",
+            }));
+        }
+    };
+    let (server, server_first) = ScramServer::start_bound(verifier.clone(), first, binding)
+        .map_err(|e| scram_error(e, user))?;
     send(client, 11, server_first.as_bytes()).await?;
     let frame = password_message(client, buf).await?;
     let (server_final, key) = server

@@ -298,11 +298,11 @@ async fn scram_through_tls_proxy_to_tls_upstream_per_channel_binding_mode() {
     assert_eq!(simple_value(&client, SSL_IN_USE).await, "true");
 }
 
-/// On a pooled database the proxy authenticates the client itself: libpq's
-/// default channel_binding=prefer logs in through a TLS proxy to a TLS
-/// upstream (the proxy offers SCRAM-SHA-256 alone, so `y` is honest), and so
-/// do psycopg2 with prefer and asyncpg. `require` stops in libpq before any
-/// proof of the password.
+/// On a pooled database the proxy authenticates the client itself: libpq
+/// with channel_binding prefer (its default), require and disable logs in
+/// through a TLS proxy to a TLS upstream (over TLS the proxy offers
+/// SCRAM-SHA-256-PLUS bound to its own certificate), and so do psycopg2
+/// with prefer and asyncpg.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_scram_logs_in_with_channel_binding_prefer_over_tls_both_ways() {
     let proxy = proxy().await;
@@ -316,14 +316,16 @@ async fn pooled_scram_logs_in_with_channel_binding_prefer_over_tls_both_ways() {
         assert!(ok, "{settings}: {err}");
         assert_eq!(out, "true", "{settings}: the upstream link is TLS");
     }
-    let (ok, _, err) = psql_scram_to(
+    // require: the proxy offers SCRAM-SHA-256-PLUS bound to its own
+    // certificate, and libpq checks the binding.
+    let (ok, out, err) = psql_scram_to(
         &proxy,
         "ssl_pooled",
         "sslmode=require channel_binding=require",
     )
     .await;
-    assert!(!ok);
-    assert!(!err.contains("password authentication failed"), "{err}");
+    assert!(ok, "channel_binding=require: {err}");
+    assert_eq!(out, "true");
 
     let python = if std::path::Path::new("/usr/bin/python3").exists() {
         "/usr/bin/python3"
