@@ -534,7 +534,7 @@ mod tests {
             Err(ScramError::ChannelBinding)
         );
         // `y` while PLUS was offered: a downgrade, refused.
-        let mut client = ScramSha256::new(b"s3cret", ChannelBinding::unrequested());
+        let client = ScramSha256::new(b"s3cret", ChannelBinding::unrequested());
         let not_selected = Binding::Offered {
             data,
             selected: false,
