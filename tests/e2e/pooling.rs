@@ -451,3 +451,45 @@ async fn pools_are_observable_and_resized_by_a_reload() {
     assert_eq!(simple_value(&second, "SELECT 1").await, "1");
     assert_eq!(simple_value(&holder, "SELECT 2").await, "2", "untouched");
 }
+
+/// A reload that changes the pool's upstream (host, port, database, TLS,
+/// startup options, auth settings) closes the idle connections opened
+/// before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_upstream_setting_drains_idle_connections() {
+    let proxy = ReloadablePooled::start("mode: session, size: 2").await;
+    let config = user_config(&proxy.handle, "scram_user", "scram-secret");
+    let client = connect(&config).await.unwrap();
+    let before = backend_pid(&client).await;
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = connect(&config).await.unwrap();
+    assert_eq!(backend_pid(&client).await, before, "reused while unchanged");
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The same server under another name: a changed upstream to the pool.
+    let pg = crate::harness::pg_started();
+    let yaml = pooled_yaml(
+        "mode: session, size: 2",
+        &proxy.dir.path().join("auth-password"),
+        true,
+    )
+    .replace(&format!("host: {}", pg.host), "host: localhost");
+    std::fs::write(proxy.dir.path().join("heal7.yaml"), yaml).unwrap();
+    proxy.store.reload().expect("reload");
+    let client = connect(&config).await.unwrap();
+    assert_ne!(
+        backend_pid(&client).await,
+        before,
+        "a connection opened to the old upstream is not lent again"
+    );
+    let pools = proxy.handle.state.pools.all();
+    let pool = pools.iter().find(|p| p.user == "scram_user").unwrap();
+    assert!(
+        pool.stats
+            .servers_closed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}
