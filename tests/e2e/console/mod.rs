@@ -186,7 +186,7 @@ fn text_rows(rows: &[tokio_postgres::Row]) -> Vec<Vec<Option<String>>> {
 async fn unknown_commands_are_errors_the_extended_protocol_works_the_session_survives() {
     let proxy = start_console_proxy().await;
     let c = admin(proxy.port()).await;
-    let e = try_simple_rows(&c, "SHOW POOLS").await.unwrap_err();
+    let e = try_simple_rows(&c, "SHOW NONSENSE").await.unwrap_err();
     assert_eq!(sqlstate(&e), "42601");
     assert!(e.as_db_error().unwrap().message().contains("SHOW MAPPING"));
 
