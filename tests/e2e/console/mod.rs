@@ -212,7 +212,7 @@ async fn unknown_commands_are_errors_the_extended_protocol_works_the_session_sur
     );
     assert_eq!(c.query(&statement, &[]).await.unwrap().len(), 1);
     // An unknown command fails at Parse, like a syntax error in Postgres.
-    let e = c.prepare("SHOW POOLS").await.unwrap_err();
+    let e = c.prepare("SHOW NONSENSE").await.unwrap_err();
     assert_eq!(sqlstate(&e), "42601");
     // Console commands take no parameters: a Bind with values is refused.
     let typed = c
