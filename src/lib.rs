@@ -25,6 +25,9 @@
 pub mod auth;
 pub mod protocol;
 pub mod rewrite;
+// L0, Redis
+pub mod keyspace;
+pub mod resp;
 // L1
 pub mod config;
 // L2

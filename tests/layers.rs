@@ -13,6 +13,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("protocol", 0),
     ("auth", 0),
     ("rewrite", 0),
+    ("resp", 0),
+    ("keyspace", 0),
     ("config", 1),
     ("cancel", 2),
     ("clients", 2),

@@ -315,6 +315,12 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         });
     }
 
+    let redis = match raw.redis {
+        Some(r) => Some(Arc::new(
+            super::redis::build(r).map_err(|(k, m)| invalid(k, m))?,
+        )),
+        None => None,
+    };
     let tls =
         super::tls::client_tls(proxy.tls).map_err(|(k, m)| invalid(format!("proxy.tls.{k}"), m))?;
     Ok(Config {
@@ -324,6 +330,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             admin_listen: proxy.admin_listen,
             worker_threads: proxy.worker_threads,
             shutdown_timeout: Duration::from_millis(proxy.shutdown_timeout_ms),
+            redis_listen: redis.as_ref().map(|r| r.listen.clone()),
         },
         on_parse_error: match proxy.on_parse_error {
             RawOnParseError::Tokens => OnParseError::Tokens,
@@ -342,6 +349,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         max_client_connections: proxy.max_client_connections,
         console_mock_secret,
         tls,
+        redis,
     })
 }
 
@@ -460,7 +468,7 @@ fn check_create_schema(
     }
 }
 
-fn looks_like_host_port(s: &str) -> bool {
+pub(super) fn looks_like_host_port(s: &str) -> bool {
     match s.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
         None => false,

@@ -47,6 +47,7 @@ pub enum ConfigError {
 
 mod build;
 mod raw;
+mod redis;
 mod tls;
 
 pub(crate) use build::check_name;
@@ -55,6 +56,7 @@ use raw::RawConfig;
 mod tests;
 
 pub use raw::{Mode, OtherDatabases, PublicQualified};
+pub use redis::{RedisConfig, RedisPassword, RedisUpstream};
 pub use tls::{ALPN_POSTGRESQL, ClientTls, ClientTlsMode, UpstreamTls, UpstreamTlsMode};
 
 /// The database name that selects the admin console instead of an upstream.
@@ -74,6 +76,8 @@ pub struct StartSettings {
     pub worker_threads: Option<usize>,
     /// How long sessions may finish their transaction after a stop signal.
     pub shutdown_timeout: Duration,
+    /// `redis.listen`, when the Redis side is configured.
+    pub redis_listen: Option<String>,
 }
 
 impl StartSettings {
@@ -104,6 +108,12 @@ impl StartSettings {
                 "proxy.shutdown_timeout_ms: {} -> {} (needs restart)",
                 in_force.shutdown_timeout.as_millis(),
                 self.shutdown_timeout.as_millis()
+            ));
+        }
+        if self.redis_listen != in_force.redis_listen {
+            changes.push(format!(
+                "redis.listen: {:?} -> {:?} (needs restart)",
+                in_force.redis_listen, self.redis_listen
             ));
         }
         changes
@@ -177,6 +187,8 @@ pub struct Config {
     pub max_client_connections: usize,
     /// Keys the console's mock verifiers of unknown users.
     pub console_mock_secret: MockSecret,
+    /// The Redis side, when the file has a `redis:` section.
+    pub redis: Option<Arc<RedisConfig>>,
 }
 
 /// The key of the admin console's mock verifiers for unknown users: a
