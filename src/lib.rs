@@ -45,6 +45,7 @@ pub mod unmapped;
 pub mod workers;
 // L3
 pub mod console;
+pub mod redis;
 pub mod session;
 pub mod startup;
 // L4

@@ -82,6 +82,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 None => None,
             };
+            let redis_listener = match &snapshot.start.redis_listen {
+                Some(addr) => Some(
+                    runtime
+                        .block_on(TcpListener::bind(addr))
+                        .with_context(|| format!("cannot listen on {addr} (redis.listen)"))?,
+                ),
+                None => None,
+            };
             tracing::info!(
                 listen = %listener.local_addr()?,
                 admin = ?admin.as_ref().and_then(|a| a.local_addr().ok()),
@@ -108,7 +116,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shutdown = CancellationToken::new();
             let admin_plane =
                 spawn_admin_plane(admin_runtime, admin, state.clone(), shutdown.clone())?;
-            let served = runtime.block_on(serve(listener, state, shutdown.clone()));
+            let served = runtime.block_on(async {
+                let redis = redis_listener
+                    .map(|l| tokio::spawn(server::run_redis(l, state.clone(), shutdown.clone())));
+                let served = serve(listener, state, shutdown.clone()).await;
+                // The Postgres side stops on the signal; the Redis side too.
+                shutdown.cancel();
+                if let Some(redis) = redis {
+                    let _ = redis.await;
+                }
+                served
+            });
             shutdown.cancel();
             if admin_plane.join().is_err() {
                 tracing::error!("the admin thread panicked");

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("startup", 3),
     ("session", 3),
     ("console", 3),
+    ("redis", 3),
     ("http", 4),
     ("server", 4),
     ("cli", 5),

@@ -24,6 +24,8 @@ mod observe;
 mod qualify;
 #[path = "../support/raw_wire.rs"]
 mod raw_wire;
+mod redis;
+mod redis_harness;
 mod relay;
 mod reload;
 mod routing;
