@@ -9,6 +9,8 @@ pub enum Command {
     ShowStats,
     ShowUnmapped,
     ShowVersion,
+    /// The Redis side's namespace rules and counters.
+    ShowRedis,
     Reload,
     /// `EXPLAIN REWRITE <sql> [FOR DATABASE <name>]`.
     ExplainRewrite {
@@ -20,7 +22,7 @@ pub enum Command {
 }
 
 /// The command list the console prints for an unknown command.
-pub const HELP: &str = "SHOW MAPPING, SHOW CLIENTS, SHOW STATS, SHOW UNMAPPED, SHOW VERSION, RELOAD, EXPLAIN REWRITE <sql> [FOR DATABASE <name>]";
+pub const HELP: &str = "SHOW MAPPING, SHOW CLIENTS, SHOW STATS, SHOW UNMAPPED, SHOW VERSION, SHOW REDIS, RELOAD, EXPLAIN REWRITE <sql> [FOR DATABASE <name>]";
 
 /// Parse one Query message's text; `Err` carries the offending text.
 pub fn parse(text: &str) -> Result<Command, String> {
@@ -43,6 +45,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
         ["SHOW", "STATS"] => Ok(Command::ShowStats),
         ["SHOW", "UNMAPPED"] => Ok(Command::ShowUnmapped),
         ["SHOW", "VERSION"] => Ok(Command::ShowVersion),
+        ["SHOW", "REDIS"] => Ok(Command::ShowRedis),
         ["RELOAD"] => Ok(Command::Reload),
         _ => Err(text.to_owned()),
     }
@@ -109,6 +112,7 @@ mod tests {
         assert_eq!(parse("Show Stats;"), Ok(Command::ShowStats));
         assert_eq!(parse("show unmapped"), Ok(Command::ShowUnmapped));
         assert_eq!(parse("SHOW VERSION"), Ok(Command::ShowVersion));
+        assert_eq!(parse("show redis;"), Ok(Command::ShowRedis));
         assert_eq!(parse("reload;"), Ok(Command::Reload));
         assert_eq!(parse(" ; "), Ok(Command::Empty));
         assert_eq!(parse(""), Ok(Command::Empty));

@@ -50,6 +50,7 @@ impl<'a> ConsoleQueries<'a> {
             Command::ShowStats => report::stats(state),
             Command::ShowUnmapped => report::unmapped(state),
             Command::ShowVersion => report::version(),
+            Command::ShowRedis => super::redis_report::redis(state),
             Command::Reload => {
                 // Who reloaded is worth a line: the other triggers log theirs.
                 let r = report::reload(state.config.clone()).await;

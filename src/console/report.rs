@@ -85,6 +85,7 @@ pub fn columns(command: &Command) -> Vec<&'static str> {
         Command::ShowStats => stats_columns(),
         Command::ShowUnmapped => UNMAPPED_COLUMNS.to_vec(),
         Command::ShowVersion => vec!["version"],
+        Command::ShowRedis => super::redis_report::REDIS_COLUMNS.to_vec(),
         Command::Reload => RELOAD_COLUMNS.to_vec(),
         Command::ExplainRewrite { .. } => EXPLAIN_COLUMNS.to_vec(),
         Command::Empty => Vec::new(),

@@ -430,6 +430,33 @@ async fn dry_run_forwards_unchanged_and_counts_what_would_move() {
     let ns = proxy.state.metrics.redis.namespace("saju:@0");
     assert_eq!(ns.keys_dry_run.load(Ordering::Relaxed), 1);
     assert_eq!(ns.keys_rewritten.load(Ordering::Relaxed), 0);
+    let text = heal7_proxy::http::render_metrics(&proxy.state);
+    assert!(
+        text.contains("heal7_proxy_redis_namespace_keys_dry_run_total{namespace=\"saju:@0\"} 1"),
+        "{text}"
+    );
+    // The exposition stays valid with the Redis families (Debian's promtool).
+    if std::path::Path::new("/usr/bin/promtool").exists() {
+        let mut child = tokio::process::Command::new("/usr/bin/promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use tokio::io::AsyncWriteExt;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .await
+            .unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!said.contains("heal7_proxy_redis"), "promtool: {said}");
+    }
 }
 
 /// The legacy services are Python: redis-py through the proxy, plain
