@@ -42,7 +42,7 @@ pub async fn serve(
     };
     let _ = stream.set_nodelay(true);
     tracing::debug!(client = %peer, "redis client connected");
-    let result = session::Session::new(&state, &tables, peer, config)
+    let result = session::Session::new(&state, &tables, peer, config, shutdown.clone())
         .run(stream, &shutdown)
         .await;
     match result {

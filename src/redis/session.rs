@@ -68,6 +68,9 @@ pub struct Session<'a> {
     watched: Option<u16>,
     batch: Batch,
     out: BytesMut,
+    /// Also ends a wait for a reply (a BLPOP with no timeout must not
+    /// hold the proxy's shutdown).
+    shutdown: CancellationToken,
 }
 
 impl<'a> Session<'a> {
@@ -76,6 +79,7 @@ impl<'a> Session<'a> {
         tables: &'a CommandTables,
         peer: SocketAddr,
         config: Arc<RedisConfig>,
+        shutdown: CancellationToken,
     ) -> Self {
         Session {
             state,
@@ -90,6 +94,7 @@ impl<'a> Session<'a> {
             watched: None,
             batch: Batch::default(),
             out: BytesMut::with_capacity(16 * 1024),
+            shutdown,
         }
     }
 
@@ -412,12 +417,22 @@ impl<'a> Session<'a> {
         bytes: &[u8],
         n: usize,
     ) -> Result<Vec<Bytes>, UpstreamError> {
+        let shutdown = self.shutdown.clone();
         let up = self.upstream(db).await?;
-        let result = async {
-            up.send(bytes).await?;
-            up.replies(n).await
+        let result = tokio::select! {
+            r = async {
+                up.send(bytes).await?;
+                up.replies(n).await
+            } => r,
+            () = shutdown.cancelled() => Err(UpstreamError::ShuttingDown),
+        };
+        if let Ok((_, pushes)) = &result {
+            // RESP3 pushes (client tracking) go to the client as they came.
+            for p in pushes {
+                self.out.extend_from_slice(p);
+            }
         }
-        .await;
+        let result = result.map(|(replies, _)| replies);
         if result.is_err() {
             self.upstreams.remove(&db);
         }

@@ -24,6 +24,8 @@ pub enum UpstreamError {
     Io(#[from] std::io::Error),
     #[error("bad reply from the Redis server: {0}")]
     Protocol(#[from] RespError),
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
 }
 
 /// A server connection on one database.
@@ -85,7 +87,7 @@ impl Upstream {
                 resp::encode_command(&mut out, c);
             }
             up.send(&out).await?;
-            for reply in up.replies(commands.len()).await? {
+            for reply in up.replies(commands.len()).await?.0 {
                 let value = Value::decode(&reply)?;
                 if value.is_error() {
                     let text = match &value {
@@ -113,14 +115,21 @@ impl Upstream {
         Ok(())
     }
 
-    /// The next `n` whole replies, in order.
-    pub async fn replies(&mut self, n: usize) -> Result<Vec<Bytes>, UpstreamError> {
+    /// The next `n` whole replies, in order, and apart the RESP3 pushes
+    /// (client tracking's invalidations) that came in between: they answer
+    /// no command.
+    pub async fn replies(&mut self, n: usize) -> Result<(Vec<Bytes>, Vec<Bytes>), UpstreamError> {
         let mut got = Vec::with_capacity(n);
+        let mut pushes = Vec::new();
         while got.len() < n {
             match resp::reply_len(&self.buf, self.max_reply)? {
                 Some(len) => {
                     let reply = self.buf.split_to(len).freeze();
-                    got.push(reply);
+                    if reply.first() == Some(&b'>') {
+                        pushes.push(reply);
+                    } else {
+                        got.push(reply);
+                    }
                 }
                 None => {
                     if self.stream.read_buf(&mut self.buf).await? == 0 {
@@ -129,7 +138,7 @@ impl Upstream {
                 }
             }
         }
-        Ok(got)
+        Ok((got, pushes))
     }
 
     /// One exchange: send `commands`, return their replies.
@@ -139,7 +148,7 @@ impl Upstream {
             resp::encode_command(&mut out, c);
         }
         self.send(&out).await?;
-        self.replies(commands.len()).await
+        Ok(self.replies(commands.len()).await?.0)
     }
 
     /// Read whatever the server sends next (pub/sub messages).

@@ -513,3 +513,61 @@ print(r.hgetall("saju:{u}:h"))
         "s"
     );
 }
+
+#[tokio::test]
+async fn shutdown_ends_a_client_blocked_in_blpop() {
+    let config =
+        heal7_proxy::config::Config::from_yaml(&redis_yaml(""), "t").expect("valid config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(heal7_proxy::server::run_redis(
+        listener,
+        ProxyState::new(config),
+        shutdown.clone(),
+    ));
+    let mut c = Resp::connect(port).await;
+    assert_eq!(text(&c.call(&["PING"]).await), "PONG");
+    c.send(&["BLPOP", &format!("saju:{}", unique("never")), "0"])
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    shutdown.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(5), running)
+        .await
+        .expect("run_redis returns although a client is blocked")
+        .unwrap()
+        .unwrap();
+    let said = text(&c.read().await.expect("an error first"));
+    assert!(said.contains("shutting down"), "{said}");
+    assert!(c.read().await.is_none(), "then the blocked client is closed");
+}
+
+#[tokio::test]
+async fn resp3_clients_keep_their_protocol_on_every_database() {
+    let proxy = start_redis_proxy(&redis_yaml("")).await;
+    let u = unique("r3");
+    let mut c = Resp::connect(proxy.port).await;
+    let hello = c.call(&["HELLO", "3"]).await;
+    assert!(
+        matches!(hello, heal7_proxy::resp::Value::Aggregate(b'%', _)),
+        "{hello:?}"
+    );
+    // db 1's connection opens after HELLO: it speaks RESP3 too.
+    c.call(&["HSET", &format!("saju:{u}:h"), "f", "v"]).await;
+    let all = c.call(&["HGETALL", &format!("saju:{u}:h")]).await;
+    assert!(
+        matches!(all, heal7_proxy::resp::Value::Aggregate(b'%', _)),
+        "{all:?}"
+    );
+    assert_eq!(text(&all), "[f, v]");
+    c.call(&["XADD", &format!("saju:{u}:x"), "1-1", "f", "v"])
+        .await;
+    let read = c
+        .call(&["XREAD", "STREAMS", &format!("saju:{u}:x"), "0"])
+        .await;
+    assert_eq!(
+        text(&read),
+        format!("[saju:{u}:x, [[1-1, [f, v]]]]"),
+        "a RESP3 map, names mapped back"
+    );
+}
