@@ -158,6 +158,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(commands::introspect(database, user))
         }
         Command::HashPassword => commands::hash_password(),
+        Command::MigrateKeys {
+            config,
+            dry_run,
+            batch,
+        } => {
+            let config = Config::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(commands::migrate_keys(
+                &config,
+                dry_run,
+                batch.max(1),
+                &mut std::io::stdout(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::state::ProxyState;
 
 pub use table::{CommandTables, LoadedTable, TableReadError};
-pub use upstream::UpstreamError;
+pub use upstream::{Setup, Upstream, UpstreamError};
 
 /// Serve one Redis client until it leaves or `shutdown` fires.
 pub async fn serve(

@@ -539,7 +539,10 @@ async fn shutdown_ends_a_client_blocked_in_blpop() {
         .unwrap();
     let said = text(&c.read().await.expect("an error first"));
     assert!(said.contains("shutting down"), "{said}");
-    assert!(c.read().await.is_none(), "then the blocked client is closed");
+    assert!(
+        c.read().await.is_none(),
+        "then the blocked client is closed"
+    );
 }
 
 #[tokio::test]
@@ -569,5 +572,73 @@ async fn resp3_clients_keep_their_protocol_on_every_database() {
         text(&read),
         format!("[saju:{u}:x, [[1-1, [f, v]]]]"),
         "a RESP3 map, names mapped back"
+    );
+}
+
+#[tokio::test]
+async fn migrate_keys_copies_the_old_layout_with_ttls_and_resumes() {
+    let u = unique("mig");
+    let yaml = format!(
+        "databases: {{heal7: {{}}}}\nredis:\n  upstream: {{host: 127.0.0.1, port: {}}}\n  namespaces:\n    - {{from: \"old{u}:\", from_db: 6, to: \"new{u}:\", to_db: 7}}\n",
+        crate::redis_harness::redis_server().port
+    );
+    let config = heal7_proxy::config::Config::from_yaml(&yaml, "t").unwrap();
+    let mut old = Resp::direct(6).await;
+    for i in 0..30 {
+        old.ok(&["SET", &format!("old{u}:{i}"), &i.to_string()])
+            .await;
+    }
+    old.ok(&["SET", &format!("old{u}:ttl"), "t", "EX", "1000"])
+        .await;
+    old.call(&["HSET", &format!("old{u}:h"), "f", "v"]).await;
+    let mut new = Resp::direct(7).await;
+    // One destination already there (live traffic got it first): kept.
+    new.ok(&["SET", &format!("new{u}:0"), "newer"]).await;
+
+    let mut log = Vec::new();
+    let dry = heal7_proxy::commands::migrate_keys(&config, true, 7, &mut log)
+        .await
+        .unwrap();
+    assert_eq!((dry[0].scanned, dry[0].copied, dry[0].present), (32, 31, 1));
+    assert_eq!(
+        text(&new.call(&["EXISTS", &format!("new{u}:1")]).await),
+        "0",
+        "dry run copies nothing"
+    );
+
+    let done = heal7_proxy::commands::migrate_keys(&config, false, 7, &mut log)
+        .await
+        .unwrap();
+    assert_eq!((done[0].copied, done[0].present), (31, 1));
+    assert_eq!(text(&new.call(&["GET", &format!("new{u}:5")]).await), "5");
+    assert_eq!(
+        text(&new.call(&["GET", &format!("new{u}:0")]).await),
+        "newer"
+    );
+    assert_eq!(
+        text(&new.call(&["HGET", &format!("new{u}:h"), "f"]).await),
+        "v"
+    );
+    let ttl: i64 = text(&new.call(&["TTL", &format!("new{u}:ttl")]).await)
+        .parse()
+        .unwrap();
+    assert!((900..=1000).contains(&ttl), "the TTL comes along: {ttl}");
+    assert_eq!(
+        text(&old.call(&["GET", &format!("old{u}:5")]).await),
+        "5",
+        "copied, not moved"
+    );
+
+    // Again: nothing left to copy.
+    let again = heal7_proxy::commands::migrate_keys(&config, false, 7, &mut log)
+        .await
+        .unwrap();
+    assert_eq!((again[0].copied, again[0].present), (0, 32));
+    let log = String::from_utf8(log).unwrap();
+    assert!(
+        log.contains(&format!(
+            "done old{u}:@6 -> new{u}:@7: 32 scanned, 31 copied, 1 already there"
+        )),
+        "{log}"
     );
 }
