@@ -71,6 +71,11 @@ pub struct Session<'a> {
     /// Also ends a wait for a reply (a BLPOP with no timeout must not
     /// hold the proxy's shutdown).
     shutdown: CancellationToken,
+    /// The client's side to write to (replies of a long batch are written
+    /// as they come, so memory stays bounded).
+    writer: Option<OwnedWriteHalf>,
+    /// A write to the client failed: the session ends.
+    client_gone: Option<std::io::Error>,
 }
 
 impl<'a> Session<'a> {
@@ -95,6 +100,8 @@ impl<'a> Session<'a> {
             batch: Batch::default(),
             out: BytesMut::with_capacity(16 * 1024),
             shutdown,
+            writer: None,
+            client_gone: None,
         }
     }
 
@@ -112,7 +119,8 @@ impl<'a> Session<'a> {
         stream: TcpStream,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, writer) = stream.into_split();
+        self.writer = Some(writer);
         let mut inbuf = BytesMut::with_capacity(16 * 1024);
         loop {
             let n = tokio::select! {
@@ -132,17 +140,18 @@ impl<'a> Session<'a> {
                             name.as_slice(),
                             b"subscribe" | b"psubscribe" | b"ssubscribe"
                         ) {
-                            self.flush(&mut writer).await?;
+                            self.flush().await?;
+                            let writer = self.writer.take().expect("set above");
                             return self.pubsub(args, reader, writer, inbuf, shutdown).await;
                         }
                         let quit = name == b"quit";
                         self.command(name, args).await;
                         if quit {
-                            self.flush(&mut writer).await?;
+                            self.flush().await?;
                             return Ok(());
                         }
                         if self.out.len() > OUT_FLUSH_BYTES {
-                            self.flush(&mut writer).await?;
+                            self.flush().await?;
                         }
                     }
                     Ok(None) => break,
@@ -154,23 +163,38 @@ impl<'a> Session<'a> {
                             .fetch_add(1, Ordering::Relaxed);
                         self.finish_batch().await;
                         resp::encode_error(&mut self.out, &format!("ERR {e}"));
-                        self.flush(&mut writer).await?;
+                        self.flush().await?;
                         return Err(e.into());
                     }
                 }
             }
-            self.flush(&mut writer).await?;
+            self.flush().await?;
         }
     }
 
     /// Send what is batched, then write every reply to the client.
-    async fn flush(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+    async fn flush(&mut self) -> std::io::Result<()> {
         self.finish_batch().await;
-        if !self.out.is_empty() {
-            writer.write_all(&self.out).await?;
-            self.out.clear();
+        self.write_out().await;
+        match self.client_gone.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Write the replies held so far to the client (a failure is kept for
+    /// the session loop).
+    async fn write_out(&mut self) {
+        if self.out.is_empty() || self.client_gone.is_some() {
+            self.out.clear();
+            return;
+        }
+        if let Some(w) = &mut self.writer
+            && let Err(e) = w.write_all(&self.out).await
+        {
+            self.client_gone = Some(e);
+        }
+        self.out.clear();
     }
 
     fn error(&mut self, message: &str) {
@@ -439,28 +463,51 @@ impl<'a> Session<'a> {
         result
     }
 
-    /// Send the batch and append its replies, key names mapped back.
+    /// Send the batch and pass its replies on as they come, key names
+    /// mapped back; a long batch's replies are written to the client on the
+    /// way, so only about OUT_FLUSH_BYTES (plus the largest reply) is held.
     async fn finish_batch(&mut self) {
         if self.batch.pending.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
-        match self
-            .exchange(batch.db, &batch.bytes, batch.pending.len())
-            .await
-        {
-            Ok(replies) => {
-                for ((shape, namespaces), reply) in batch.pending.into_iter().zip(replies) {
-                    self.reply(reply, shape, batch.db, &namespaces);
+        let db = batch.db;
+        let shutdown = self.shutdown.clone();
+        let sent = match self.upstream(db).await {
+            Ok(up) => up.send(&batch.bytes).await,
+            Err(e) => Err(e),
+        };
+        let mut failed = sent.err();
+        for (shape, namespaces) in batch.pending {
+            if failed.is_none() {
+                let up = self.upstreams.get_mut(&db).expect("connected above");
+                let next = tokio::select! {
+                    r = up.replies(1) => r,
+                    () = shutdown.cancelled() => Err(UpstreamError::ShuttingDown),
+                };
+                match next {
+                    Ok((mut replies, pushes)) => {
+                        // RESP3 pushes (client tracking) go on as they came.
+                        for p in pushes {
+                            self.out.extend_from_slice(&p);
+                        }
+                        self.reply(replies.remove(0), shape, db, &namespaces);
+                        if self.out.len() > OUT_FLUSH_BYTES {
+                            self.write_out().await;
+                        }
+                        continue;
+                    }
+                    Err(e) => failed = Some(e),
                 }
             }
-            Err(e) => {
-                let line = error_line(&e);
-                for (_, namespaces) in batch.pending {
-                    count_error(&namespaces);
-                    self.error(&line);
-                }
+            if let Some(e) = &failed {
+                count_error(&namespaces);
+                self.error(&error_line(e));
             }
+        }
+        if failed.is_some() {
+            // Replies may be missing: the next command reconnects.
+            self.upstreams.remove(&db);
         }
     }
 

@@ -642,3 +642,25 @@ async fn migrate_keys_copies_the_old_layout_with_ttls_and_resumes() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_pipeline_of_large_replies_streams_through_whole_and_in_order() {
+    let proxy = start_redis_proxy(&redis_yaml("")).await;
+    let u = unique("bigpipe");
+    let mut c = Resp::connect(proxy.port).await;
+    let value = "x".repeat(1 << 20);
+    for i in 0..4 {
+        c.ok(&["SET", &format!("saju:{u}:{i}"), &format!("{i}{value}")])
+            .await;
+    }
+    let mut raw = bytes::BytesMut::new();
+    for i in 0..40 {
+        heal7_proxy::resp::encode_command(&mut raw, &["GET", &format!("saju:{u}:{}", i % 4)]);
+    }
+    c.send_raw(&raw).await;
+    for i in 0..40 {
+        let got = text(&c.read().await.unwrap());
+        assert_eq!(got.len(), (1 << 20) + 1, "reply {i}");
+        assert!(got.starts_with(&(i % 4).to_string()), "reply {i} in order");
+    }
+}
