@@ -35,11 +35,26 @@ pub async fn serve(
 ) {
     let m = &state.metrics.redis;
     m.clients_total.fetch_add(1, Ordering::Relaxed);
-    m.clients_active.fetch_add(1, Ordering::Relaxed);
+    let active = m.clients_active.fetch_add(1, Ordering::Relaxed) + 1;
     let _active = Active(Arc::clone(&state.metrics));
-    let Some(config) = state.config.load().redis.clone() else {
+    let (config, limit) = {
+        let snapshot = state.config.load();
+        (snapshot.redis.clone(), snapshot.max_client_connections)
+    };
+    let Some(config) = config else {
         return;
     };
+    // proxy.max_client_connections bounds each side; Redis' own words.
+    if active > limit as u64 {
+        tracing::warn!(client = %peer, limit, "redis client refused: proxy.max_client_connections reached");
+        let mut stream = stream;
+        let _ = tokio::io::AsyncWriteExt::write_all(
+            &mut stream,
+            b"-ERR max number of clients reached\r\n",
+        )
+        .await;
+        return;
+    }
     let _ = stream.set_nodelay(true);
     tracing::debug!(client = %peer, "redis client connected");
     let result = session::Session::new(&state, &tables, peer, config, shutdown.clone())

@@ -664,3 +664,21 @@ async fn a_pipeline_of_large_replies_streams_through_whole_and_in_order() {
         assert!(got.starts_with(&(i % 4).to_string()), "reply {i} in order");
     }
 }
+
+#[tokio::test]
+async fn clients_past_max_client_connections_are_told_so() {
+    let proxy = start_redis_proxy(&redis_yaml("").replace(
+        "databases:",
+        "proxy: {max_client_connections: 1}\ndatabases:",
+    ))
+    .await;
+    let mut first = Resp::connect(proxy.port).await;
+    assert_eq!(text(&first.call(&["PING"]).await), "PONG");
+    let mut second = Resp::connect(proxy.port).await;
+    assert_eq!(
+        text(&second.read().await.unwrap()),
+        "-ERR max number of clients reached"
+    );
+    assert!(second.read().await.is_none());
+    assert_eq!(text(&first.call(&["PING"]).await), "PONG");
+}
