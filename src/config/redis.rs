@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::Mode;
-use crate::keyspace::{Namespaces, Rule, Unmatched};
+use crate::keyspace::{Channels, Namespaces, Rule, Unmatched};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +23,9 @@ pub(super) struct RawRedis {
     /// Old prefix on the client's selected db -> new prefix and db.
     #[serde(default)]
     namespaces: Vec<RawRule>,
+    /// Pub/sub channel prefixes: old -> new (channels have no database).
+    #[serde(default)]
+    channels: Vec<RawChannelRule>,
     /// forward | reject: keys no rule matches.
     #[serde(default)]
     unmatched: Unmatched,
@@ -81,6 +84,13 @@ struct RawRule {
     to_db: Option<u16>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannelRule {
+    from: String,
+    to: String,
+}
+
 fn default_listen() -> String {
     "127.0.0.1:6380".to_owned()
 }
@@ -122,6 +132,8 @@ pub struct RedisConfig {
     pub listen: String,
     pub upstream: RedisUpstream,
     pub namespaces: Arc<Namespaces>,
+    /// Pub/sub channel rules (empty: channels pass unchanged).
+    pub channels: Arc<Channels>,
     pub unmatched: Unmatched,
     pub mode: Mode,
     pub max_request_bytes: usize,
@@ -198,8 +210,16 @@ pub(super) fn build(raw: RawRedis) -> Result<RedisConfig, (String, String)> {
         .collect();
     let namespaces =
         Namespaces::new(rules).map_err(|e| ("redis.namespaces".to_owned(), e.to_string()))?;
+    let channels = Channels::new(
+        raw.channels
+            .into_iter()
+            .map(|c| (c.from.into_bytes(), c.to.into_bytes()))
+            .collect(),
+    )
+    .map_err(|e| ("redis.channels".to_owned(), e.to_string()))?;
     Ok(RedisConfig {
         listen: raw.listen,
+        channels: Arc::new(channels),
         upstream: RedisUpstream {
             host: up.host,
             port: up.port,
@@ -270,6 +290,7 @@ mod tests {
                 "from_db",
             ),
             ("  max_request_bytes: 10\n", "redis.max_request_bytes"),
+            ("  channels: [{from: \"\", to: x}]\n", "redis.channels"),
             ("  upstream: {username: u}\n", "redis.upstream.username"),
             (
                 "  upstream: {password_env: HEAL7_TEST_SURELY_UNSET_VAR}\n",

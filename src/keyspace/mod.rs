@@ -4,11 +4,13 @@
 //! command to send, the database to send it to, and how to map the reply's
 //! key names back. No sockets, no tokio.
 
+pub mod channels;
 pub mod commands;
 pub mod rules;
 
 use bytes::Bytes;
 
+pub use channels::{ChannelRulesError, Channels};
 pub use commands::{CommandTable, TableError, TableSource};
 pub use rules::{Mapped, Namespaces, Rule, RulesError};
 

@@ -9,6 +9,7 @@
 //! live in, or refused before anything runs; WATCH pins that database.
 //! After SUBSCRIBE the connection is relayed as it is.
 
+mod pubsub;
 mod session;
 mod table;
 mod upstream;

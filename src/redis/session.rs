@@ -386,10 +386,16 @@ impl<'a> Session<'a> {
             }
             return Ok(passthrough);
         }
+        // PUBLISH's channel follows `redis.channels`.
+        let args = if cfg.channels.is_empty() {
+            routed.args
+        } else {
+            super::pubsub::forward(&routed.args, &cfg.channels)
+        };
         Ok(Planned {
             db: routed.db,
             pinned: !routed.rewritten.is_empty() || !routed.unmatched.is_empty(),
-            args: routed.args,
+            args,
             reply: routed.reply,
             namespaces: namespaces.into_iter().map(|(_, ns)| ns).collect(),
         })
@@ -700,13 +706,13 @@ impl<'a> Session<'a> {
     }
 
     /// SUBSCRIBE and the like: from here on the client and one server
-    /// connection are relayed as they are until either side leaves.
+    /// connection are relayed until either side leaves (see `pubsub`).
     async fn pubsub(
         mut self,
         first: Args,
-        mut reader: tokio::net::tcp::OwnedReadHalf,
+        reader: tokio::net::tcp::OwnedReadHalf,
         mut writer: OwnedWriteHalf,
-        mut inbuf: BytesMut,
+        inbuf: BytesMut,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
         let db = self.db;
@@ -715,30 +721,19 @@ impl<'a> Session<'a> {
             writer.write_all(&self.out).await?;
             return Ok(());
         }
-        let mut up = self.upstreams.remove(&db).expect("connected above");
-        let mut bytes = BytesMut::new();
-        resp::encode_command(&mut bytes, &first);
-        // Requests already read after the SUBSCRIBE go along, unparsed.
-        bytes.extend_from_slice(&inbuf.split());
-        if up.send(&bytes).await.is_err() {
-            return Ok(());
+        let up = self.upstreams.remove(&db).expect("connected above");
+        let (cfg, _) = self.config();
+        let translate = cfg.mode == Mode::Rewrite && !cfg.channels.is_empty();
+        super::pubsub::Relay {
+            up,
+            reader,
+            writer,
+            inbuf,
+            channels: translate.then_some(&*cfg.channels),
+            max_request: cfg.max_request_bytes,
         }
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            tokio::select! {
-                n = reader.read(&mut buf) => {
-                    let n = n?;
-                    if n == 0 || up.send(&buf[..n]).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                message = up.read_some() => match message {
-                    Ok(Some(m)) => writer.write_all(&m).await?,
-                    _ => return Ok(()),
-                },
-                () = shutdown.cancelled() => return Ok(()),
-            }
-        }
+        .run(first, shutdown)
+        .await
     }
 }
 

@@ -682,3 +682,53 @@ async fn clients_past_max_client_connections_are_told_so() {
     assert!(second.read().await.is_none());
     assert_eq!(text(&first.call(&["PING"]).await), "PONG");
 }
+
+#[tokio::test]
+async fn channel_rules_translate_pubsub_both_ways() {
+    let proxy = start_redis_proxy(&redis_yaml(
+        "  channels:\n    - {from: \"events:\", to: \"shared_common:events:\"}\n",
+    ))
+    .await;
+    let u = unique("ev");
+    let old = format!("events:{u}");
+    let new = format!("shared_common:events:{u}");
+    let mut sub = Resp::connect(proxy.port).await;
+    assert_eq!(
+        text(&sub.call(&["SUBSCRIBE", &old]).await),
+        format!("[subscribe, {old}, 1]")
+    );
+    let pattern = format!("events:{u}*");
+    assert_eq!(
+        text(&sub.call(&["PSUBSCRIBE", &pattern]).await),
+        format!("[psubscribe, {pattern}, 2]")
+    );
+    // On the server, under the new name.
+    let mut direct = Resp::direct(0).await;
+    assert_eq!(
+        text(&direct.call(&["SUBSCRIBE", &new]).await),
+        format!("[subscribe, {new}, 1]")
+    );
+
+    let mut publisher = Resp::connect(proxy.port).await;
+    assert_eq!(
+        text(&publisher.call(&["PUBLISH", &old, "hi"]).await),
+        "3",
+        "two on the proxy's subscriber, one direct"
+    );
+    let mut got = vec![
+        text(&sub.read().await.unwrap()),
+        text(&sub.read().await.unwrap()),
+    ];
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            format!("[message, {old}, hi]"),
+            format!("[pmessage, {pattern}, {old}, hi]")
+        ]
+    );
+    assert_eq!(
+        text(&direct.read().await.unwrap()),
+        format!("[message, {new}, hi]")
+    );
+}
