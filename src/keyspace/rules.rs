@@ -139,6 +139,37 @@ impl Namespaces {
         Some(old)
     }
 
+    /// The client's database and name of `key` on the server's database
+    /// `server_db`, whichever client database its rule reads from (new
+    /// prefixes do not overlap on one database, so at most one rule fits).
+    pub fn back_any(&self, server_db: u16, key: &[u8]) -> Option<(u16, Vec<u8>)> {
+        let r = self
+            .rules
+            .iter()
+            .find(|r| r.to_db == server_db && key.starts_with(&r.to))?;
+        Some((r.from_db, [r.from.as_slice(), &key[r.to.len()..]].concat()))
+    }
+
+    /// A keyspace notification channel (`__keyspace@0__:saju:x`, or a
+    /// pattern of them) on the server's database and names.
+    pub fn keyspace_channel(&self, channel: &[u8], is_pattern: bool) -> Option<Vec<u8>> {
+        let (db, key) = split_keyspace_channel(channel)?;
+        let m = if is_pattern {
+            self.pattern(db, key)?
+        } else {
+            self.forward(db, key)?
+        };
+        Some([format!("__keyspace@{}__:", m.db).as_bytes(), &m.key].concat())
+    }
+
+    /// A keyspace notification channel from the server, on the client's
+    /// database and names.
+    pub fn keyspace_channel_back(&self, channel: &[u8]) -> Option<Vec<u8>> {
+        let (db, key) = split_keyspace_channel(channel)?;
+        let (from_db, old) = self.back_any(db, key)?;
+        Some([format!("__keyspace@{from_db}__:").as_bytes(), &old].concat())
+    }
+
     /// A glob pattern (KEYS, SCAN MATCH) on the client's database `db`:
     /// when its literal head lies inside one rule's `from`, the pattern on
     /// the server (new prefix) and that database. `None`: the pattern is
@@ -160,6 +191,14 @@ impl Namespaces {
             db: r.to_db,
         })
     }
+}
+
+/// `__keyspace@N__:rest` -> (N, rest).
+fn split_keyspace_channel(channel: &[u8]) -> Option<(u16, &[u8])> {
+    let rest = channel.strip_prefix(b"__keyspace@")?;
+    let end = rest.windows(3).position(|w| w == b"__:")?;
+    let db = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    Some((db, &rest[end + 3..]))
 }
 
 /// The bytes of a glob pattern before its first special character.
@@ -228,6 +267,26 @@ mod tests {
         assert_eq!(n.pattern(0, b"sa*"), None);
         assert_eq!(n.pattern(0, b"*"), None);
         assert_eq!(n.pattern(0, b"saj[u]:*"), None);
+    }
+
+    #[test]
+    fn keyspace_notification_channels_follow_the_database_move() {
+        let n = heal7();
+        assert_eq!(
+            n.keyspace_channel(b"__keyspace@0__:saju:a", false).unwrap(),
+            b"__keyspace@1__:saju_service:a"
+        );
+        assert_eq!(
+            n.keyspace_channel(b"__keyspace@0__:saju:*", true).unwrap(),
+            b"__keyspace@1__:saju_service:*"
+        );
+        assert_eq!(n.keyspace_channel(b"__keyspace@0__:other", false), None);
+        assert_eq!(n.keyspace_channel(b"__keyevent@0__:set", false), None);
+        assert_eq!(
+            n.keyspace_channel_back(b"__keyspace@1__:saju_service:a")
+                .unwrap(),
+            b"__keyspace@0__:saju:a"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::session::SessionError;
 use super::upstream::Upstream;
-use crate::keyspace::Channels;
+use crate::keyspace::{Channels, Namespaces};
 use crate::resp::{self, Args, Value};
 
 pub(super) struct Relay<'a> {
@@ -21,6 +21,8 @@ pub(super) struct Relay<'a> {
     pub inbuf: BytesMut,
     /// `None`: relay bytes as they are.
     pub channels: Option<&'a Channels>,
+    /// Key rules, for `__keyspace@N__:key` channels (with `channels`).
+    pub namespaces: &'a Namespaces,
     pub max_request: usize,
 }
 
@@ -77,7 +79,7 @@ impl Relay<'_> {
 
     fn encode(&self, args: &Args, out: &mut BytesMut) {
         match self.channels {
-            Some(ch) => resp::encode_command(out, &forward(args, ch)),
+            Some(ch) => resp::encode_command(out, &forward(args, ch, self.namespaces)),
             None => resp::encode_command(out, args),
         }
     }
@@ -90,7 +92,7 @@ impl Relay<'_> {
         let Ok(mut value) = Value::decode(&message) else {
             return message;
         };
-        if !back(&mut value, ch) {
+        if !back(&mut value, ch, self.namespaces) {
             return message;
         }
         let mut out = BytesMut::with_capacity(message.len());
@@ -99,17 +101,28 @@ impl Relay<'_> {
     }
 }
 
-/// Channel arguments of SUBSCRIBE and the like on the server's names.
-pub(super) fn forward(args: &Args, ch: &Channels) -> Args {
+/// Channel arguments of SUBSCRIBE and the like on the server's names:
+/// `channels:` rules, and keyspace notification channels moved with their
+/// keys' database.
+pub(super) fn forward(args: &Args, ch: &Channels, ns: &Namespaces) -> Args {
     let name = args
         .first()
         .map(|a| a.to_ascii_lowercase())
         .unwrap_or_default();
-    let map: fn(&Channels, &[u8]) -> Option<Vec<u8>> = match name.as_slice() {
+    let pattern = match name.as_slice() {
         b"subscribe" | b"unsubscribe" | b"ssubscribe" | b"sunsubscribe" | b"publish"
-        | b"spublish" => |c, n| c.forward(n),
-        b"psubscribe" | b"punsubscribe" => |c, p| c.pattern(p),
+        | b"spublish" => false,
+        b"psubscribe" | b"punsubscribe" => true,
         _ => return args.clone(),
+    };
+    let map = |n: &[u8]| {
+        ns.keyspace_channel(n, pattern).or_else(|| {
+            if pattern {
+                ch.pattern(n)
+            } else {
+                ch.forward(n)
+            }
+        })
     };
     let last = if matches!(name.as_slice(), b"publish" | b"spublish") {
         2.min(args.len())
@@ -118,7 +131,7 @@ pub(super) fn forward(args: &Args, ch: &Channels) -> Args {
     };
     let mut out = args.clone();
     for a in out.iter_mut().take(last).skip(1) {
-        if let Some(new) = map(ch, a) {
+        if let Some(new) = map(a) {
             *a = Bytes::from(new);
         }
     }
@@ -127,7 +140,7 @@ pub(super) fn forward(args: &Args, ch: &Channels) -> Args {
 
 /// Map the channel names of a pub/sub message or confirmation back;
 /// whether anything changed.
-fn back(value: &mut Value, ch: &Channels) -> bool {
+fn back(value: &mut Value, ch: &Channels, ns: &Namespaces) -> bool {
     let Some(items) = value.elements_mut() else {
         return false;
     };
@@ -145,7 +158,7 @@ fn back(value: &mut Value, ch: &Channels) -> bool {
     let mut changed = false;
     for item in &mut items[names] {
         if let Value::Bulk(_, name) = item
-            && let Some(old) = ch.back(name)
+            && let Some(old) = ns.keyspace_channel_back(name).or_else(|| ch.back(name))
         {
             *name = Bytes::from(old);
             changed = true;

@@ -387,10 +387,9 @@ impl<'a> Session<'a> {
             return Ok(passthrough);
         }
         // PUBLISH's channel follows `redis.channels`.
-        let args = if cfg.channels.is_empty() {
-            routed.args
-        } else {
-            super::pubsub::forward(&routed.args, &cfg.channels)
+        let args = match name_is_publish(&routed.args) {
+            true => super::pubsub::forward(&routed.args, &cfg.channels, &cfg.namespaces),
+            false => routed.args,
         };
         Ok(Planned {
             db: routed.db,
@@ -723,18 +722,25 @@ impl<'a> Session<'a> {
         }
         let up = self.upstreams.remove(&db).expect("connected above");
         let (cfg, _) = self.config();
-        let translate = cfg.mode == Mode::Rewrite && !cfg.channels.is_empty();
+        let translate =
+            cfg.mode == Mode::Rewrite && !(cfg.channels.is_empty() && cfg.namespaces.is_empty());
         super::pubsub::Relay {
             up,
             reader,
             writer,
             inbuf,
             channels: translate.then_some(&*cfg.channels),
+            namespaces: &cfg.namespaces,
             max_request: cfg.max_request_bytes,
         }
         .run(first, shutdown)
         .await
     }
+}
+
+fn name_is_publish(args: &Args) -> bool {
+    args.first()
+        .is_some_and(|a| a.eq_ignore_ascii_case(b"publish") || a.eq_ignore_ascii_case(b"spublish"))
 }
 
 fn count_error(namespaces: &[Arc<NamespaceMetrics>]) {

@@ -732,3 +732,22 @@ async fn channel_rules_translate_pubsub_both_ways() {
         format!("[message, {new}, hi]")
     );
 }
+
+#[tokio::test]
+async fn keyspace_notifications_follow_the_database_move() {
+    let proxy = start_redis_proxy(&redis_yaml("")).await;
+    let u = unique("notify");
+    let pattern = format!("__keyspace@0__:saju:{u}:*");
+    let mut sub = Resp::connect(proxy.port).await;
+    assert_eq!(
+        text(&sub.call(&["PSUBSCRIBE", &pattern]).await),
+        format!("[psubscribe, {pattern}, 1]")
+    );
+    let mut c = Resp::connect(proxy.port).await;
+    c.ok(&["SET", &format!("saju:{u}:a"), "v"]).await;
+    assert_eq!(
+        text(&sub.read().await.unwrap()),
+        format!("[pmessage, {pattern}, __keyspace@0__:saju:{u}:a, set]"),
+        "the server said __keyspace@1__:saju_service:...; the client reads its own names"
+    );
+}
