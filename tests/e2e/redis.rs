@@ -751,3 +751,55 @@ async fn keyspace_notifications_follow_the_database_move() {
         "the server said __keyspace@1__:saju_service:...; the client reads its own names"
     );
 }
+
+/// SHOW REDIS on the admin console of a proxy that serves both sides
+/// (one ProxyState: the console reads the Redis side's counters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_redis_on_the_console_counts_per_namespace() {
+    let pg = crate::harness::pg().await;
+    let verifier = heal7_proxy::auth::scram::hash_password(b"console-secret");
+    let yaml = redis_yaml("").replace(
+        "databases: {heal7: {}}",
+        &format!(
+            "proxy:\n  admin_users:\n    admin: \"{verifier}\"\ndatabases:\n  heal7: {{host: {}, port: {}}}",
+            pg.host, pg.port
+        ),
+    );
+    let pg_side = crate::harness::start_proxy_yaml(&yaml).await;
+    let redis_side = start_redis_proxy_with(pg_side.state.clone()).await;
+    let mut c = Resp::connect(redis_side.port).await;
+    let u = unique("show");
+    c.ok(&["SET", &format!("saju:{u}"), "v"]).await;
+    c.ok(&[
+        "MSET",
+        &format!("saju:{u}:1"),
+        "a",
+        &format!("saju:{u}:2"),
+        "b",
+    ])
+    .await;
+
+    let mut console = tokio_postgres::Config::new();
+    console
+        .host("127.0.0.1")
+        .port(pg_side.port())
+        .user("admin")
+        .password("console-secret")
+        .dbname("heal7_proxy");
+    let admin = crate::harness::connect(&console)
+        .await
+        .expect("console login");
+    let rows = crate::harness::simple_rows(&admin, "SHOW REDIS").await;
+    let saju = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("saju:@0"))
+        .expect("a row per rule");
+    let cells: Vec<&str> = saju.iter().map(|c| c.as_deref().unwrap_or("")).collect();
+    assert_eq!(
+        cells[..6],
+        ["saju:@0", "saju:", "0", "saju_service:", "1", "rewrite"]
+    );
+    assert_eq!(cells[6], "2", "commands");
+    assert_eq!(cells[7], "3", "keys rewritten");
+    assert_eq!(rows.last().unwrap()[0].as_deref(), Some("(unmatched)"));
+}
