@@ -130,3 +130,50 @@ fn commands_and_errors_encode() {
     encode_error(&mut out, "ERR a\r\nb");
     assert_eq!(&out[..], b"-ERR a  b\r\n");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arg() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..40)
+    }
+
+    proptest! {
+        #[test]
+        fn encoded_commands_parse_back_whole(args in prop::collection::vec(arg(), 1..8), cut in 0usize..400) {
+            let mut buf = BytesMut::new();
+            encode_command(&mut buf, &args);
+            let whole = buf.clone();
+            // A prefix is incomplete, never an error or a wrong command.
+            let mut part = BytesMut::from(&whole[..cut.min(whole.len())]);
+            if cut < whole.len() {
+                prop_assert_eq!(parse_request(&mut part, 1 << 20).unwrap(), None);
+            }
+            let got = parse_request(&mut buf, 1 << 20).unwrap().unwrap();
+            prop_assert_eq!(got.iter().map(|a| a.to_vec()).collect::<Vec<_>>(), args);
+            prop_assert!(buf.is_empty());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            let _ = parse_request(&mut buf, 1024);
+            if let Ok(Some(n)) = reply_len(&bytes, 1024) {
+                let _ = Value::decode(&Bytes::copy_from_slice(&bytes[..n]));
+            }
+        }
+
+        #[test]
+        fn replies_round_trip(items in prop::collection::vec(arg(), 0..6)) {
+            let value = Value::Aggregate(
+                b'*',
+                items.iter().map(|i| Value::Bulk(b'$', Bytes::copy_from_slice(i))).collect(),
+            );
+            let mut out = BytesMut::new();
+            value.encode(&mut out);
+            prop_assert_eq!(reply_len(&out, 1 << 20).unwrap(), Some(out.len()));
+            prop_assert_eq!(Value::decode(&out.freeze()).unwrap(), value);
+        }
+    }
+}
