@@ -107,6 +107,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "the admin HTTP endpoint listens beyond loopback without proxy.admin_http.token_file: anyone who reaches it can reload and read the report"
                 );
             }
+            if let Some(addr) = redis_listener.as_ref().and_then(|l| l.local_addr().ok())
+                && !addr.ip().is_loopback()
+            {
+                tracing::warn!(
+                    redis = %addr,
+                    "redis.listen is beyond loopback: Redis clients are not authenticated by the proxy, which logs in with redis.upstream's credentials for each of them"
+                );
+            }
             // Held for the process's life it would keep the first maps (and
             // their caches) alive after every reload.
             drop(snapshot);

@@ -803,3 +803,86 @@ async fn show_redis_on_the_console_counts_per_namespace() {
     assert_eq!(cells[7], "3", "keys rewritten");
     assert_eq!(rows.last().unwrap()[0].as_deref(), Some("(unmatched)"));
 }
+
+/// The real binary: `serve` binds `redis.listen` beside the Postgres port,
+/// serves, and stops on SIGTERM; `migrate-keys --dry-run` prints its plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_redis_and_stops_on_sigterm() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (pg_port, redis_port) = (free(), free());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    let yaml = redis_yaml("")
+        .replace(
+            "databases:",
+            &format!("proxy: {{listen: 127.0.0.1:{pg_port}}}\ndatabases:"),
+        )
+        .replace(
+            "listen: 127.0.0.1:0",
+            &format!("listen: 127.0.0.1:{redis_port}"),
+        );
+    std::fs::write(&path, &yaml).unwrap();
+    let bin = env!("CARGO_BIN_EXE_heal7-proxy");
+    let mut child = tokio::process::Command::new(bin)
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(
+        crate::harness::wait_until(std::time::Duration::from_secs(30), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", redis_port))
+                .await
+                .is_ok()
+        })
+        .await,
+        "redis.listen never bound"
+    );
+    let u = unique("bin");
+    let mut c = Resp::connect(redis_port).await;
+    c.ok(&["SET", &format!("saju:{u}"), "v"]).await;
+    assert_eq!(
+        direct_get(1, &["GET", &format!("saju_service:{u}")]).await,
+        "v"
+    );
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("serve stops on SIGTERM with a Redis client connected")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let out = tokio::process::Command::new(bin)
+        .args([
+            "migrate-keys",
+            "--dry-run",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("dry-run saju:@0 -> saju_service:@1: "),
+        "{stdout}"
+    );
+}
