@@ -556,6 +556,13 @@ impl<'a> Session<'a> {
                 command_name(&args)
             ));
         }
+        // What the server would refuse while queueing (an unknown command,
+        // a wrong argument count) is refused here, as the server would, so
+        // EXEC then aborts the same way.
+        if let Some(refusal) = self.queue_time_error(&name, &args) {
+            self.multi_failed = true;
+            return self.error(&refusal);
+        }
         match self.plan(&args).await {
             Ok(p) => {
                 self.multi.get_or_insert_with(Vec::new).push(p);
@@ -566,6 +573,27 @@ impl<'a> Session<'a> {
                 self.error(&message);
             }
         }
+    }
+
+    /// The server's queue-time error for `args`, by the command table
+    /// (none when there is no table yet, as in mode off).
+    fn queue_time_error(&self, name: &[u8], args: &Args) -> Option<String> {
+        let loaded = self.tables.current()?;
+        let lossy = String::from_utf8_lossy(name);
+        let Some(spec) = loaded.table.spec(args) else {
+            let mut message = format!("ERR unknown command '{lossy}', with args beginning with: ");
+            for a in args.iter().skip(1).take(3) {
+                message.push_str(&format!("'{}' ", String::from_utf8_lossy(a)));
+            }
+            return Some(message);
+        };
+        let n = args.len() as i64;
+        let arity_ok = if spec.arity >= 0 {
+            n == spec.arity
+        } else {
+            n >= -spec.arity
+        };
+        (!arity_ok).then(|| format!("ERR wrong number of arguments for '{lossy}' command"))
     }
 
     async fn exec(&mut self) {

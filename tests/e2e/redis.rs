@@ -159,6 +159,19 @@ async fn transactions_run_on_their_database_and_cross_database_ones_are_refused(
         "0"
     );
 
+    // What the server refuses while queueing, the proxy refuses too, and
+    // EXEC aborts as Redis would.
+    c.ok(&["MULTI"]).await;
+    c.call(&["SET", &format!("saju:{u}:q"), "1"]).await;
+    let arity = text(&c.call(&["GET"]).await);
+    assert_eq!(arity, "-ERR wrong number of arguments for 'get' command");
+    assert!(text(&c.call(&["NOSUCH", "x"]).await).starts_with("-ERR unknown command 'nosuch'"));
+    assert!(text(&c.call(&["EXEC"]).await).starts_with("-EXECABORT Transaction discarded"));
+    assert_eq!(
+        direct_get(1, &["EXISTS", &format!("saju_service:{u}:q")]).await,
+        "0"
+    );
+
     // One multi-key command across databases: refused, nothing deleted.
     c.ok(&["SET", &format!("session:{u}:c"), "keep"]).await;
     let del = text(
