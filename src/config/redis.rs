@@ -308,6 +308,16 @@ mod tests {
     }
 
     #[test]
+    fn a_new_redis_listen_needs_a_restart() {
+        let a = load("  listen: 127.0.0.1:6380\n").unwrap();
+        let b = load("  listen: 127.0.0.1:6390\n").unwrap();
+        let changes = b.start.changes_from(&a.start);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(changes[0].starts_with("redis.listen:") && changes[0].contains("needs restart"));
+        assert!(a.start.changes_from(&a.start).is_empty());
+    }
+
+    #[test]
     fn the_password_comes_from_its_file_and_never_shows_in_debug() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");
