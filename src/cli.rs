@@ -85,4 +85,18 @@ pub enum Command {
     /// without echo, on a terminal); it is never taken as an argument, so it
     /// stays out of shell history and `ps`.
     HashPassword,
+    /// Copy the Redis keys stored under the old layout to where the
+    /// config's `redis.namespaces` rules send them (SCAN + COPY, TTLs kept,
+    /// existing destinations left alone; run again to resume). Run with
+    /// --dry-run first: it counts what would be copied.
+    MigrateKeys {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Count only; copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// SCAN COUNT per step.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
 }

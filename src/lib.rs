@@ -9,7 +9,8 @@
 //!   introspect, hash-password). `anyhow` lives only here.
 //! - L4, assembly: [`server`] (accept -> startup -> console or session;
 //!   drain), [`http`] (the admin HTTP endpoint).
-//! - L3, connection handlers: [`startup`], [`session`], [`console`].
+//! - L3, connection handlers: [`startup`], [`session`], [`console`],
+//!   [`redis`] (a Redis client: virtual SELECT, key rewriting, MULTI).
 //! - L2, shared services: [`state`] (what handlers share), [`reload`] (the
 //!   live config and its triggers), [`qualify`] (the one statement step),
 //!   [`metrics`], [`clients`], [`unmapped`], [`cancel`], [`shutdown`],
@@ -19,13 +20,18 @@
 //! - L1: [`config`] (YAML -> validated routes and schema maps).
 //! - L0, pure (no tokio, no I/O): [`protocol`] (the wire codec and
 //!   SQLSTATEs), [`auth`] (SCRAM, md5), [`rewrite`] (SQL text + map + session
-//!   facts in, SQL text + what it did out).
+//!   facts in, SQL text + what it did out); for Redis, [`resp`] (RESP2/3
+//!   requests and reply boundaries) and [`keyspace`] (namespace rules, key
+//!   positions from the server's command table, routing a command).
 #![forbid(unsafe_code)]
 
 // L0
 pub mod auth;
 pub mod protocol;
 pub mod rewrite;
+// L0, Redis
+pub mod keyspace;
+pub mod resp;
 // L1
 pub mod config;
 // L2
@@ -45,6 +51,7 @@ pub mod upstream;
 pub mod workers;
 // L3
 pub mod console;
+pub mod redis;
 pub mod session;
 pub mod startup;
 // L4

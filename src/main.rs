@@ -100,6 +100,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 None => None,
             };
+            let redis_listener = match &snapshot.start.redis_listen {
+                Some(addr) => Some(
+                    runtime
+                        .block_on(TcpListener::bind(addr))
+                        .with_context(|| format!("cannot listen on {addr} (redis.listen)"))?,
+                ),
+                None => None,
+            };
             tracing::info!(
                 listen = %listener.local_addr()?,
                 admin = ?admin.as_ref().and_then(|a| a.local_addr().ok()),
@@ -121,6 +129,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "the admin HTTP endpoint listens beyond loopback without proxy.admin_http.token_file: anyone who reaches it can reload and read the report"
                 );
             }
+            if let Some(addr) = redis_listener.as_ref().and_then(|l| l.local_addr().ok())
+                && !addr.ip().is_loopback()
+            {
+                tracing::warn!(
+                    redis = %addr,
+                    "redis.listen is beyond loopback: Redis clients are not authenticated by the proxy, which logs in with redis.upstream's credentials for each of them"
+                );
+            }
             // Held for the process's life it would keep the first maps (and
             // their caches) alive after every reload.
             drop(snapshot);
@@ -130,8 +146,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shutdown = CancellationToken::new();
             let admin_plane =
                 spawn_admin_plane(admin_runtime, admin, state.clone(), shutdown.clone())?;
-            let served =
-                runtime.block_on(serve(listener, cancel_listener, state, shutdown.clone()));
+            let served = runtime.block_on(async {
+                let redis = redis_listener
+                    .map(|l| tokio::spawn(server::run_redis(l, state.clone(), shutdown.clone())));
+                let served = serve(listener, cancel_listener, state, shutdown.clone()).await;
+                // The Postgres side stops on the signal; the Redis side too.
+                shutdown.cancel();
+                if let Some(redis) = redis {
+                    let _ = redis.await;
+                }
+                served
+            });
             shutdown.cancel();
             if admin_plane.join().is_err() {
                 tracing::error!("the admin thread panicked");
@@ -163,6 +188,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(commands::introspect(database, user))
         }
         Command::HashPassword => commands::hash_password(),
+        Command::MigrateKeys {
+            config,
+            dry_run,
+            batch,
+        } => {
+            let config = Config::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(commands::migrate_keys(
+                &config,
+                dry_run,
+                batch.max(1),
+                &mut std::io::stdout(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

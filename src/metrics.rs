@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use crate::rewrite::{Decision, FallbackCause, Outcome};
 
+pub mod redis;
+
 /// The one database label of every name the config does not know: the
 /// name in a startup packet is the client's free text, sent before any
 /// login, so a series per name would let anyone grow `/metrics` at will.
@@ -64,6 +66,8 @@ pub struct Metrics {
     pub statement_seconds: Histogram,
     databases: RwLock<Registry<DatabaseMetrics>>,
     schemas: RwLock<Registry<SchemaMetrics>>,
+    /// The Redis side's counters.
+    pub redis: redis::RedisMetrics,
 }
 
 /// Counters of one client-facing database name.

@@ -186,3 +186,6 @@ impl Drop for ActiveGuard {
 /// The relay against a scripted fake upstream: no Postgres needed.
 #[cfg(test)]
 mod tests;
+
+mod redis;
+pub use redis::run_redis;

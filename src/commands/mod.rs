@@ -5,6 +5,9 @@
 
 pub mod check;
 pub mod introspect;
+pub mod migrate_keys;
+
+pub use migrate_keys::migrate_keys;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;

@@ -320,6 +320,12 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         });
     }
 
+    let redis = match raw.redis {
+        Some(r) => Some(Arc::new(
+            super::redis::build(r).map_err(|(k, m)| invalid(k, m))?,
+        )),
+        None => None,
+    };
     let tls =
         super::tls::client_tls(proxy.tls).map_err(|(k, m)| invalid(format!("proxy.tls.{k}"), m))?;
     let mapping_hash = super::hash::mapping_hash(&databases);
@@ -331,6 +337,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             worker_threads: proxy.worker_threads,
             shutdown_timeout: Duration::from_millis(proxy.shutdown_timeout_ms),
             peering,
+            redis_listen: redis.as_ref().map(|r| r.listen.clone()),
         },
         on_parse_error: match proxy.on_parse_error {
             RawOnParseError::Tokens => OnParseError::Tokens,
@@ -350,6 +357,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         console_mock_secret,
         tls,
         mapping_hash,
+        redis,
     })
 }
 

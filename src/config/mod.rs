@@ -50,6 +50,7 @@ mod hash;
 mod peering;
 mod pool;
 mod raw;
+mod redis;
 mod tls;
 
 pub(crate) use build::check_name;
@@ -60,6 +61,7 @@ mod tests;
 pub use peering::{MAX_PEER_ID, Overrides, Peering};
 pub use pool::{AuthLookup, DEFAULT_AUTH_QUERY, PoolMode, PoolSettings};
 pub use raw::{Mode, OtherDatabases, PublicQualified};
+pub use redis::{RedisConfig, RedisPassword, RedisUpstream};
 pub use tls::{ALPN_POSTGRESQL, ClientTls, ClientTlsMode, UpstreamTls, UpstreamTlsMode};
 
 /// The database name that selects the admin console instead of an upstream.
@@ -82,6 +84,8 @@ pub struct StartSettings {
     /// reuse_port, peer_id and peers: keys already handed out carry the
     /// peer id, so none of it changes live.
     pub peering: Peering,
+    /// `redis.listen`, when the Redis side is configured.
+    pub redis_listen: Option<String>,
 }
 
 impl StartSettings {
@@ -117,6 +121,12 @@ impl StartSettings {
                 "proxy.shutdown_timeout_ms: {} -> {} (needs restart)",
                 in_force.shutdown_timeout.as_millis(),
                 self.shutdown_timeout.as_millis()
+            ));
+        }
+        if self.redis_listen != in_force.redis_listen {
+            changes.push(format!(
+                "redis.listen: {:?} -> {:?} (needs restart)",
+                in_force.redis_listen, self.redis_listen
             ));
         }
         changes
@@ -193,6 +203,8 @@ pub struct Config {
     /// Hash of the validated `databases` section (see `hash.rs`): equal on
     /// every instance that maps names the same way.
     pub mapping_hash: String,
+    /// The Redis side, when the file has a `redis:` section.
+    pub redis: Option<Arc<RedisConfig>>,
 }
 
 /// The key of the admin console's mock verifiers for unknown users: a

@@ -14,6 +14,9 @@ pub(super) struct RawConfig {
     /// Client-facing database name -> upstream and schema map. Order matters:
     /// the first entry's host/port receive clients of unknown databases.
     pub(super) databases: IndexMap<String, RawDatabase>,
+    /// The Redis side (optional): see `config/redis.rs`.
+    #[serde(default)]
+    pub(super) redis: Option<super::redis::RawRedis>,
 }
 
 #[derive(Debug, Deserialize)]

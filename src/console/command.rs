@@ -13,6 +13,8 @@ pub enum Command {
     ShowPools,
     /// Every idle pooled server connection.
     ShowServers,
+    /// The Redis side's namespace rules and counters.
+    ShowRedis,
     Reload,
     /// `EXPLAIN REWRITE <sql> [FOR DATABASE <name>]`.
     ExplainRewrite {
@@ -24,7 +26,7 @@ pub enum Command {
 }
 
 /// The command list the console prints for an unknown command.
-pub const HELP: &str = "SHOW MAPPING, SHOW CLIENTS, SHOW STATS, SHOW UNMAPPED, SHOW POOLS, SHOW SERVERS, SHOW VERSION, RELOAD, EXPLAIN REWRITE <sql> [FOR DATABASE <name>]";
+pub const HELP: &str = "SHOW MAPPING, SHOW CLIENTS, SHOW STATS, SHOW UNMAPPED, SHOW POOLS, SHOW SERVERS, SHOW REDIS, SHOW VERSION, RELOAD, EXPLAIN REWRITE <sql> [FOR DATABASE <name>]";
 
 /// Parse one Query message's text; `Err` carries the offending text.
 pub fn parse(text: &str) -> Result<Command, String> {
@@ -49,6 +51,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
         ["SHOW", "VERSION"] => Ok(Command::ShowVersion),
         ["SHOW", "POOLS"] => Ok(Command::ShowPools),
         ["SHOW", "SERVERS"] => Ok(Command::ShowServers),
+        ["SHOW", "REDIS"] => Ok(Command::ShowRedis),
         ["RELOAD"] => Ok(Command::Reload),
         _ => Err(text.to_owned()),
     }
@@ -115,6 +118,7 @@ mod tests {
         assert_eq!(parse("Show Stats;"), Ok(Command::ShowStats));
         assert_eq!(parse("show unmapped"), Ok(Command::ShowUnmapped));
         assert_eq!(parse("SHOW VERSION"), Ok(Command::ShowVersion));
+        assert_eq!(parse("show redis;"), Ok(Command::ShowRedis));
         assert_eq!(parse("reload;"), Ok(Command::Reload));
         assert_eq!(parse(" ; "), Ok(Command::Empty));
         assert_eq!(parse(""), Ok(Command::Empty));

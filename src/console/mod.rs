@@ -18,6 +18,7 @@ mod auth;
 pub mod command;
 mod error;
 mod queries;
+mod redis_report;
 pub mod report;
 mod throttle;
 

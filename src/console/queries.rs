@@ -52,6 +52,7 @@ impl<'a> ConsoleQueries<'a> {
             Command::ShowVersion => report::version(),
             Command::ShowPools => report::pools(state),
             Command::ShowServers => report::servers(state),
+            Command::ShowRedis => super::redis_report::redis(state),
             Command::Reload => {
                 // Who reloaded is worth a line: the other triggers log theirs.
                 let r = report::reload(state.config.clone()).await;

@@ -121,6 +121,7 @@ pub fn columns(command: &Command) -> Vec<&'static str> {
         Command::ShowVersion => vec!["version"],
         Command::ShowPools => POOLS_COLUMNS.to_vec(),
         Command::ShowServers => SERVERS_COLUMNS.to_vec(),
+        Command::ShowRedis => super::redis_report::REDIS_COLUMNS.to_vec(),
         Command::Reload => RELOAD_COLUMNS.to_vec(),
         Command::ExplainRewrite { .. } => EXPLAIN_COLUMNS.to_vec(),
         Command::Empty => Vec::new(),

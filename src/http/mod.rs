@@ -10,6 +10,7 @@
 
 mod guard;
 mod prometheus;
+mod prometheus_redis;
 mod views;
 
 use std::convert::Infallible;

@@ -282,6 +282,7 @@ pub fn render_metrics(state: &AdminState) -> String {
         "Client request to the server's ReadyForQuery, per Query or extended-protocol batch.",
         &m.statement_seconds,
     );
+    super::prometheus_redis::render(&mut out, &m.redis);
     out
 }
 

@@ -26,6 +26,8 @@ mod pooling;
 mod qualify;
 #[path = "../support/raw_wire.rs"]
 mod raw_wire;
+mod redis;
+mod redis_harness;
 mod relay;
 mod reload;
 mod routing;

@@ -1,0 +1,265 @@
+//! The Redis half of the rewrite, pure: namespace rules ([`rules`]), where
+//! a command's keys are ([`commands`], from the server's command table),
+//! and [`route`]: one command + the client's selected database -> the
+//! command to send, the database to send it to, and how to map the reply's
+//! key names back. No sockets, no tokio.
+
+pub mod channels;
+pub mod commands;
+pub mod rules;
+
+use bytes::Bytes;
+
+pub use channels::{ChannelRulesError, Channels};
+pub use commands::{CommandTable, TableError, TableSource};
+pub use rules::{Mapped, Namespaces, Rule, RulesError};
+
+use crate::resp::{Args, Value};
+
+/// What to do with a key that no rule matches.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    /// Send it unchanged to the client's selected database.
+    #[default]
+    Forward,
+    /// Refuse the command with `-ERR`.
+    Reject,
+}
+
+impl Unmatched {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unmatched::Forward => "forward",
+            Unmatched::Reject => "reject",
+        }
+    }
+}
+
+/// Reply shapes that carry key names the client must see under its own
+/// names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKeys {
+    None,
+    /// KEYS: an array of key names.
+    List,
+    /// SCAN: `[cursor, [keys]]`.
+    Scan,
+    /// RANDOMKEY: one bulk key name (or null).
+    One,
+    /// BLPOP, BZPOPMIN, LMPOP...: `[key, ...]`.
+    FirstOfArray,
+    /// XREAD, XREADGROUP: `[[stream, entries], ...]` (RESP2) or a map
+    /// stream -> entries (RESP3).
+    Streams,
+}
+
+/// A command ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// The server database it runs on.
+    pub db: u16,
+    /// The arguments with every key (and pattern) rewritten.
+    pub args: Args,
+    /// Rules (file order index) applied, one entry per rewritten key.
+    pub rewritten: Vec<usize>,
+    /// Keys that matched no rule (forwarded unchanged).
+    pub unmatched: Vec<Bytes>,
+    pub reply: ReplyKeys,
+    /// EVAL, EVALSHA, FCALL...: the script may build keys the proxy never
+    /// sees.
+    pub script: bool,
+}
+
+/// Why a command is refused before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(
+        "ERR heal7-proxy: the keys of this command live in different databases (db {0} and db {1}); nothing was executed"
+    )]
+    CrossDatabase(u16, u16),
+    #[error(
+        "ERR heal7-proxy: key '{0}' matches no namespace rule on db {1} (redis.unmatched is reject)"
+    )]
+    Unmatched(String, u16),
+    #[error("ERR heal7-proxy: {0} names a database and is not supported through the proxy")]
+    NamesDatabase(String),
+}
+
+/// Route one command from a client on database `client_db`.
+pub fn route(
+    args: &Args,
+    client_db: u16,
+    rules: &Namespaces,
+    table: &CommandTable,
+    unmatched: Unmatched,
+) -> Result<Routed, Refused> {
+    let name = args
+        .first()
+        .map(|a| a.to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut routed = Routed {
+        db: client_db,
+        args: args.clone(),
+        rewritten: Vec::new(),
+        unmatched: Vec::new(),
+        reply: ReplyKeys::None,
+        script: matches!(
+            name.as_slice(),
+            b"eval" | b"evalsha" | b"eval_ro" | b"evalsha_ro" | b"fcall" | b"fcall_ro"
+        ),
+    };
+    let mut target: Option<u16> = None;
+    let mut settle = |db: u16| -> Result<(), Refused> {
+        match target {
+            Some(t) if t != db => Err(Refused::CrossDatabase(t, db)),
+            _ => {
+                target = Some(db);
+                Ok(())
+            }
+        }
+    };
+    match name.as_slice() {
+        b"move" | b"swapdb" | b"migrate" => {
+            return Err(Refused::NamesDatabase(name_of(args)));
+        }
+        b"copy" if args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"db")) => {
+            return Err(Refused::NamesDatabase("COPY ... DB".into()));
+        }
+        b"keys" | b"scan" => {
+            let at = if name == b"keys" {
+                Some(1)
+            } else {
+                option_value(args, 2, b"match")
+            };
+            routed.reply = if name == b"keys" {
+                ReplyKeys::List
+            } else {
+                ReplyKeys::Scan
+            };
+            if let Some(at) = at.filter(|&at| at < args.len())
+                && let Some(m) = rules.pattern(client_db, &args[at])
+            {
+                routed.args[at] = Bytes::from(m.key);
+                routed.rewritten.push(m.rule);
+                routed.db = m.db;
+            }
+            return Ok(routed);
+        }
+        b"randomkey" => routed.reply = ReplyKeys::One,
+        b"blpop" | b"brpop" | b"bzpopmin" | b"bzpopmax" | b"blmpop" | b"lmpop" | b"zmpop"
+        | b"bzmpop" => routed.reply = ReplyKeys::FirstOfArray,
+        b"xread" | b"xreadgroup" => routed.reply = ReplyKeys::Streams,
+        _ => {}
+    }
+    for at in table.key_positions(args).unwrap_or_default() {
+        let key = &args[at];
+        match rules.forward(client_db, key) {
+            Some(m) => {
+                settle(m.db)?;
+                routed.args[at] = Bytes::from(m.key);
+                routed.rewritten.push(m.rule);
+            }
+            None => {
+                if unmatched == Unmatched::Reject {
+                    return Err(Refused::Unmatched(
+                        String::from_utf8_lossy(key).into_owned(),
+                        client_db,
+                    ));
+                }
+                settle(client_db)?;
+                routed.unmatched.push(key.clone());
+            }
+        }
+    }
+    if matches!(name.as_slice(), b"sort" | b"sort_ro") {
+        // BY and GET patterns name other keys (`#` is the element itself,
+        // `nosort` no key at all).
+        let mut i = 2;
+        while i + 1 < args.len() {
+            let word = &args[i];
+            let pattern = &args[i + 1];
+            let is_by =
+                word.eq_ignore_ascii_case(b"by") && !pattern.eq_ignore_ascii_case(b"nosort");
+            let is_get = word.eq_ignore_ascii_case(b"get") && pattern.as_ref() != b"#";
+            if is_by || is_get {
+                if let Some(m) = rules.forward(client_db, pattern) {
+                    settle(m.db)?;
+                    routed.args[i + 1] = Bytes::from(m.key);
+                    routed.rewritten.push(m.rule);
+                }
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    routed.db = target.unwrap_or(client_db);
+    Ok(routed)
+}
+
+/// The argument after option `option` (case-insensitive), searched from
+/// `from`.
+fn option_value(args: &Args, from: usize, option: &[u8]) -> Option<usize> {
+    (from..args.len())
+        .find(|&i| args[i].eq_ignore_ascii_case(option))
+        .map(|i| i + 1)
+}
+
+fn name_of(args: &Args) -> String {
+    args.first()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+        .unwrap_or_default()
+}
+
+/// Map the key names of a reply back to the client's names. Returns
+/// whether anything changed (the caller then re-encodes the value).
+pub fn reply_keys_back(
+    reply: &mut Value,
+    shape: ReplyKeys,
+    rules: &Namespaces,
+    client_db: u16,
+    server_db: u16,
+) -> bool {
+    let mut changed = false;
+    let mut back = |v: &mut Value| {
+        if let Value::Bulk(_, key) = v
+            && let Some(old) = rules.back(client_db, server_db, key)
+        {
+            *key = Bytes::from(old);
+            changed = true;
+        }
+    };
+    match shape {
+        ReplyKeys::None => {}
+        ReplyKeys::One => back(reply),
+        ReplyKeys::List => reply.elements_mut().into_iter().flatten().for_each(back),
+        ReplyKeys::Scan => {
+            if let Some(items) = reply.elements_mut()
+                && let Some(keys) = items.get_mut(1).and_then(Value::elements_mut)
+            {
+                keys.iter_mut().for_each(back);
+            }
+        }
+        ReplyKeys::FirstOfArray => {
+            if let Some(first) = reply.elements_mut().and_then(|i| i.first_mut()) {
+                back(first);
+            }
+        }
+        ReplyKeys::Streams => match reply {
+            Value::Aggregate(b'%', items) => items.iter_mut().step_by(2).for_each(back),
+            Value::Aggregate(_, items) => {
+                for stream in items {
+                    if let Some(name) = stream.elements_mut().and_then(|i| i.first_mut()) {
+                        back(name);
+                    }
+                }
+            }
+            _ => {}
+        },
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests;

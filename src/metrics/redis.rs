@@ -1,0 +1,63 @@
+//! Counters of the Redis side: per namespace rule (labelled `from@db`) and
+//! process-wide.
+
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::AtomicU64;
+
+use super::{Registry, registry_entry, registry_rows};
+
+/// The namespace label of keys no rule matched.
+pub const UNMATCHED: &str = "(unmatched)";
+
+#[derive(Debug, Default)]
+pub struct RedisMetrics {
+    pub clients_active: AtomicU64,
+    pub clients_total: AtomicU64,
+    /// Commands received (transactions' queued ones included).
+    pub commands: AtomicU64,
+    /// Commands refused by the proxy before anything ran, by reason.
+    pub refused_cross_database: AtomicU64,
+    pub refused_unmatched: AtomicU64,
+    pub refused_other: AtomicU64,
+    /// Malformed or oversized requests (the client is closed).
+    pub protocol_errors: AtomicU64,
+    /// EVAL/EVALSHA/FCALL calls: keys built inside scripts are not seen.
+    pub scripts: AtomicU64,
+    /// Connections to the Redis server that failed (connect or setup).
+    pub upstream_errors: AtomicU64,
+    /// Keys that matched no rule (forwarded unchanged or refused).
+    pub keys_unmatched: AtomicU64,
+    /// Replies whose key names were mapped back.
+    pub replies_rewritten: AtomicU64,
+    /// Reads of the server's command table, and failed ones.
+    pub command_table_loads: AtomicU64,
+    pub command_table_failures: AtomicU64,
+    namespaces: RwLock<Registry<NamespaceMetrics>>,
+}
+
+/// Counters of one namespace rule.
+#[derive(Debug, Default)]
+pub struct NamespaceMetrics {
+    /// Commands that touched a key of this namespace.
+    pub commands: AtomicU64,
+    /// Keys rewritten (in mode dry_run: that would have been).
+    pub keys_rewritten: AtomicU64,
+    /// Keys counted in mode dry_run (never rewritten).
+    pub keys_dry_run: AtomicU64,
+    /// Error replies (the server's or the proxy's) to those commands.
+    pub errors: AtomicU64,
+}
+
+impl RedisMetrics {
+    /// The counters of one rule label (created on first use). Labels come
+    /// from the config only, so their number is bounded.
+    pub fn namespace(&self, label: &str) -> Arc<NamespaceMetrics> {
+        registry_entry(&self.namespaces, label)
+    }
+
+    /// Every namespace's counters, sorted by label.
+    pub fn namespaces(&self) -> Vec<(String, Arc<NamespaceMetrics>)> {
+        registry_rows(&self.namespaces)
+    }
+}

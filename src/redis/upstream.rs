@@ -1,0 +1,165 @@
+//! One connection to the Redis server on one database: connect, log in,
+//! select, and exchange pipelined commands for whole replies.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::{RedisUpstream, host_port};
+use crate::resp::{self, RespError, Value};
+
+/// Why the Redis server could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach the Redis server at {addr}: {error}")]
+    Connect { addr: String, error: std::io::Error },
+    #[error("the Redis server at {addr} did not answer within {ms} ms")]
+    Timeout { addr: String, ms: u128 },
+    /// The server refused a setup command (AUTH, SELECT...): its own error.
+    #[error("{0}")]
+    Refused(String),
+    #[error("connection to the Redis server lost: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad reply from the Redis server: {0}")]
+    Protocol(#[from] RespError),
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
+}
+
+/// A server connection on one database.
+pub struct Upstream {
+    stream: TcpStream,
+    buf: BytesMut,
+    max_reply: usize,
+}
+
+/// What a new server connection replays so that it behaves like the
+/// client's others: the proxy's login, then the client's own AUTH, HELLO
+/// and CLIENT SETNAME, then SELECT.
+pub struct Setup<'a> {
+    pub upstream: &'a RedisUpstream,
+    pub client_commands: &'a [Vec<Bytes>],
+    pub db: u16,
+    pub timeout: Duration,
+    pub max_reply: usize,
+}
+
+impl Upstream {
+    pub async fn connect(setup: Setup<'_>) -> Result<Upstream, UpstreamError> {
+        let addr = host_port(&setup.upstream.host, setup.upstream.port);
+        let timeout = setup.timeout;
+        let work = async {
+            let stream = TcpStream::connect((setup.upstream.host.as_str(), setup.upstream.port))
+                .await
+                .map_err(|error| UpstreamError::Connect {
+                    addr: addr.clone(),
+                    error,
+                })?;
+            let _ = stream.set_nodelay(true);
+            let mut up = Upstream {
+                stream,
+                buf: BytesMut::with_capacity(16 * 1024),
+                max_reply: setup.max_reply,
+            };
+            let mut commands: Vec<Vec<Bytes>> = Vec::new();
+            if let Some(pw) = &setup.upstream.password {
+                let mut auth = vec![Bytes::from_static(b"AUTH")];
+                if let Some(user) = &setup.upstream.username {
+                    auth.push(Bytes::copy_from_slice(user.as_bytes()));
+                }
+                auth.push(Bytes::copy_from_slice(pw.0.as_bytes()));
+                commands.push(auth);
+            }
+            commands.extend(setup.client_commands.iter().cloned());
+            if setup.db != 0 {
+                commands.push(vec![
+                    Bytes::from_static(b"SELECT"),
+                    Bytes::from(setup.db.to_string()),
+                ]);
+            }
+            if commands.is_empty() {
+                return Ok(up);
+            }
+            let mut out = BytesMut::new();
+            for c in &commands {
+                resp::encode_command(&mut out, c);
+            }
+            up.send(&out).await?;
+            for reply in up.replies(commands.len()).await?.0 {
+                let value = Value::decode(&reply)?;
+                if value.is_error() {
+                    let text = match &value {
+                        Value::Line(_, t) | Value::Bulk(_, t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        Value::Aggregate(..) => "error".into(),
+                    };
+                    return Err(UpstreamError::Refused(text));
+                }
+            }
+            Ok(up)
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout {
+                addr,
+                ms: timeout.as_millis(),
+            }),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// The next `n` whole replies, in order, and apart the RESP3 pushes
+    /// (client tracking's invalidations) that came in between: they answer
+    /// no command.
+    pub async fn replies(&mut self, n: usize) -> Result<(Vec<Bytes>, Vec<Bytes>), UpstreamError> {
+        let mut got = Vec::with_capacity(n);
+        let mut pushes = Vec::new();
+        while got.len() < n {
+            match resp::reply_len(&self.buf, self.max_reply)? {
+                Some(len) => {
+                    let reply = self.buf.split_to(len).freeze();
+                    if reply.first() == Some(&b'>') {
+                        pushes.push(reply);
+                    } else {
+                        got.push(reply);
+                    }
+                }
+                None => {
+                    if self.stream.read_buf(&mut self.buf).await? == 0 {
+                        return Err(UpstreamError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+        Ok((got, pushes))
+    }
+
+    /// One exchange: send `commands`, return their replies.
+    pub async fn call(&mut self, commands: &[Vec<Bytes>]) -> Result<Vec<Bytes>, UpstreamError> {
+        let mut out = BytesMut::new();
+        for c in commands {
+            resp::encode_command(&mut out, c);
+        }
+        self.send(&out).await?;
+        Ok(self.replies(commands.len()).await?.0)
+    }
+
+    /// Read whatever the server sends next (pub/sub messages).
+    pub async fn read_some(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        loop {
+            if let Some(len) = resp::reply_len(&self.buf, self.max_reply)? {
+                return Ok(Some(self.buf.split_to(len).freeze()));
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+}
