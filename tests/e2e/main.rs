@@ -13,6 +13,7 @@
 mod auth;
 mod cli;
 mod console;
+mod dashboard;
 mod demo;
 mod differential;
 mod drain;
