@@ -15,6 +15,7 @@ mod cli;
 mod console;
 mod dashboard;
 mod demo;
+mod deploy_haproxy;
 mod differential;
 mod drain;
 mod errors;
