@@ -276,7 +276,7 @@ def chart_svg(results):
     for t in targets:
         out.append(f'<rect x="{x}" y="48" width="12" height="10" fill="{colour(t)}"/><text x="{x + 16}" y="57">{e(t)}</text>')
         x += 24 + 7 * len(t)
-    out.append(f'<text x="{x + 10}" y="57" fill="#57606a">bars, left to right: p50, p90, p99 latency (ms) of every transaction; right: median TPS ratio to direct</text>')
+    out.append(f'<text x="{x + 10}" y="57" fill="#57606a">bars, left to right: p50, p90, p99 latency (ms, log scale) of every transaction; right: median TPS ratio to direct</text>')
     for i, row in enumerate(rows):
         y0 = top + i * row_h
         title = f'{WORKLOAD_TITLES.get(row["workload"], row["workload"])}, {row["clients"]} client{"s" if row["clients"] != 1 else ""}'
@@ -285,15 +285,18 @@ def chart_svg(results):
         plot_h = plot_bottom - plot_top
         values = [row["targets"][t][p] for t in targets if t in row["targets"] for p in shades]
         values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-        vmax = max(values) if values else 1.0
-        # A round top for the axis: 1, 2 or 5 times a power of ten.
-        step = 10 ** math.floor(math.log10(vmax)) if vmax > 0 else 1
-        axis = next(m * step for m in (1, 2, 5, 10) if m * step >= vmax)
+        # A log scale, whole decades: a p99 a hundred times the p50 leaves
+        # the p50 readable.
+        positive = [v for v in values if v > 0] or [1.0]
+        lo = math.floor(math.log10(min(positive)))
+        hi = max(lo + 1, math.ceil(math.log10(max(positive))))
+        height_of = lambda v: plot_h * (math.log10(v) - lo) / (hi - lo) if v > 0 else 0
         axis_left = left + 44
-        for f in (0, 0.5, 1):
-            y = plot_bottom - f * plot_h
+        for d in range(lo, hi + 1):
+            y = plot_bottom - plot_h * (d - lo) / (hi - lo)
             out.append(f'<line x1="{axis_left}" y1="{y:.1f}" x2="{left + lat_w}" y2="{y:.1f}" stroke="#eaeef2"/>')
-            out.append(f'<text x="{axis_left - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#57606a">{axis * f:g}</text>')
+            out.append(f'<text x="{axis_left - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#57606a">{10.0 ** d:g}</text>')
+        out.append(f'<text x="{axis_left - 4}" y="{plot_top - 8}" text-anchor="end" fill="#57606a">ms</text>')
         group_w = (left + lat_w - axis_left) / max(1, len(targets))
         bar_w = min(36, (group_w - 24) / 3)
         for j, t in enumerate(targets):
@@ -306,7 +309,7 @@ def chart_svg(results):
                 v = stats[p]
                 if not (isinstance(v, (int, float)) and math.isfinite(v)):
                     continue
-                h = plot_h * v / axis
+                h = height_of(v)
                 bx = gx + k * bar_w
                 out.append(
                     f'<rect x="{bx:.1f}" y="{plot_bottom - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
@@ -506,6 +509,7 @@ def main():
 
         tls_note = "; TLS on every link" if args.tls else ""
         started = time.strftime('%Y-%m-%d %H:%M')
+        load_before = os.getloadavg()[0]
         print(f"# {started} on {os.cpu_count()} cores; {args.reps} reps x {args.seconds}s, scale {args.scale}{tls_note}")
         summary = []
         chart_rows = []
@@ -564,7 +568,8 @@ def main():
         write_results(
             {
                 "title": "heal7-proxy against direct and PgBouncer" + (" (TLS on every link)" if args.tls else ""),
-                "subtitle": f"{started}, {os.cpu_count()} cores; pgbench, {args.reps} repetitions x {args.seconds} s, scale {args.scale}, interleaved",
+                "subtitle": f"{started}, {os.cpu_count()} cores, load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after; "
+                f"pgbench, {args.reps} repetitions x {args.seconds} s, scale {args.scale}, interleaved",
                 "targets": [name for name, *_ in targets],
                 "rows": chart_rows,
             },
