@@ -14,10 +14,11 @@
 //!   live config and its triggers), [`qualify`] (the one statement step),
 //!   [`metrics`], [`clients`], [`unmapped`], [`cancel`], [`shutdown`],
 //!   [`farewell`], [`listener`], [`workers`], [`stream`] (plain or TLS
-//!   sockets).
+//!   sockets), [`upstream`] (opening a server connection), [`pool`]
+//!   (server connection pools).
 //! - L1: [`config`] (YAML -> validated routes and schema maps).
 //! - L0, pure (no tokio, no I/O): [`protocol`] (the wire codec and
-//!   SQLSTATEs), [`auth`] (SCRAM), [`rewrite`] (SQL text + map + session
+//!   SQLSTATEs), [`auth`] (SCRAM, md5), [`rewrite`] (SQL text + map + session
 //!   facts in, SQL text + what it did out).
 #![forbid(unsafe_code)]
 
@@ -33,12 +34,14 @@ pub mod clients;
 pub mod farewell;
 pub mod listener;
 pub mod metrics;
+pub mod pool;
 pub mod qualify;
 pub mod reload;
 pub mod shutdown;
 pub mod state;
 pub mod stream;
 pub mod unmapped;
+pub mod upstream;
 pub mod workers;
 // L3
 pub mod console;

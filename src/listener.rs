@@ -30,3 +30,48 @@ pub async fn accept(
         }
     }
 }
+
+/// Listen backlog with `reuse_port` (std's own bind uses 128).
+const BACKLOG: u32 = 1024;
+
+/// Bind `addr` (HOST:PORT, a name is resolved), with SO_REUSEPORT when
+/// `reuse_port`: every process bound so on one port gets a share of its
+/// connections (Linux spreads them by a hash of the client's address).
+pub async fn bind(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
+    if !reuse_port {
+        return TcpListener::bind(addr).await;
+    }
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reuse_port_lets_two_listeners_share_a_port_and_plain_bind_does_not() {
+        let first = bind("127.0.0.1:0", true).await.unwrap();
+        let addr = first.local_addr().unwrap().to_string();
+        let second = bind(&addr, true).await.unwrap();
+        assert_eq!(first.local_addr().unwrap(), second.local_addr().unwrap());
+        assert!(bind(&addr, false).await.is_err());
+    }
+}

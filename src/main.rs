@@ -9,8 +9,9 @@ use anyhow::Context;
 use clap::Parser;
 use heal7_proxy::cli::{Cli, Command};
 use heal7_proxy::commands;
-use heal7_proxy::config::Config;
+use heal7_proxy::config::{Config, Overrides};
 use heal7_proxy::http;
+use heal7_proxy::listener;
 use heal7_proxy::reload::{self, ConfigStore};
 use heal7_proxy::rewrite::{EncodingClass, SessionFacts};
 use heal7_proxy::server;
@@ -53,9 +54,17 @@ fn init_logging(format: &str) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            peer_id,
+            admin_listen,
+        } => {
             // 1. Load and validate before binding anything.
-            let store = Arc::new(ConfigStore::from_file(&config)?);
+            let overrides = Overrides {
+                peer_id,
+                admin_listen,
+            };
+            let store = Arc::new(ConfigStore::from_file_with(&config, overrides)?);
             let threads = worker_threads(&store.load().config)?;
             raise_open_file_limit(store.load().max_client_connections);
             // 2. Runtimes. The accepting one is also a session event loop,
@@ -71,9 +80,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let workers = Workers::spawn(threads - 1)?;
             // 3. Bind, each listener on the runtime that serves it.
             let snapshot = store.load_full();
+            let peering = &snapshot.start.peering;
             let listener = runtime
-                .block_on(TcpListener::bind(&snapshot.start.listen))
+                .block_on(listener::bind(&snapshot.start.listen, peering.reuse_port))
                 .with_context(|| format!("cannot listen on {}", snapshot.start.listen))?;
+            // With reuse_port, peers reach this very process at its own
+            // `peers` entry, not at the shared port.
+            let cancel_listener = match peering.cancel_listen() {
+                Some(addr) => Some(runtime.block_on(listener::bind(addr, false)).with_context(
+                    || format!("cannot listen on {addr} (this instance's entry in proxy.peers)"),
+                )?),
+                None => None,
+            };
             let admin = match &snapshot.start.admin_listen {
                 Some(addr) => Some(
                     admin_runtime
@@ -88,6 +106,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config = %snapshot.source,
                 databases = snapshot.databases.len(),
                 worker_threads = workers.len(),
+                reuse_port = peering.reuse_port,
+                peer_id = ?peering.peer_id,
+                peer_cancels = ?cancel_listener.as_ref().and_then(|a| a.local_addr().ok()),
+                mapping_hash = %snapshot.mapping_hash,
                 "heal7-proxy listening"
             );
             if let Some(addr) = admin.as_ref().and_then(|a| a.local_addr().ok())
@@ -108,7 +130,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shutdown = CancellationToken::new();
             let admin_plane =
                 spawn_admin_plane(admin_runtime, admin, state.clone(), shutdown.clone())?;
-            let served = runtime.block_on(serve(listener, state, shutdown.clone()));
+            let served =
+                runtime.block_on(serve(listener, cancel_listener, state, shutdown.clone()));
             shutdown.cancel();
             if admin_plane.join().is_err() {
                 tracing::error!("the admin thread panicked");
@@ -192,9 +215,17 @@ fn raise_open_file_limit(max_client_connections: usize) {
 /// Accept and serve clients until SIGINT or SIGTERM.
 async fn serve(
     listener: TcpListener,
+    cancel_listener: Option<TcpListener>,
     state: ProxyState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if let Some(l) = cancel_listener {
+        tokio::spawn(server::run_cancel_listener(
+            l,
+            state.clone(),
+            shutdown.clone(),
+        ));
+    }
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_stop_signal().await;

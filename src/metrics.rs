@@ -33,6 +33,17 @@ pub struct Metrics {
     /// Cancel requests forwarded / dropped for an unknown key.
     pub cancels_forwarded: AtomicU64,
     pub cancels_unknown: AtomicU64,
+    /// Cancel requests for another peer's key, sent on to that peer.
+    pub cancels_to_peer: AtomicU64,
+    /// Cancel requests dropped for a peer id without an address in
+    /// `proxy.peers`, or forwarded to this instance by a peer that took it
+    /// for another one.
+    pub cancels_unknown_peer: AtomicU64,
+    /// Named prepared statements prepared again after a reload changed
+    /// their rewritten text, and those that could not be (dropped instead,
+    /// so a later Bind fails loudly rather than reading a stale table).
+    pub prepared_reprepared: AtomicU64,
+    pub prepared_reprepare_failed: AtomicU64,
     /// Query/Parse texts that were not valid UTF-8 (forwarded unchanged).
     pub statements_non_utf8: AtomicU64,
     /// Query/Parse texts by what the proxy did, indexed by

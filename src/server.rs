@@ -45,6 +45,8 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "accepting clients");
     }
+    // Idle timeouts, lifetimes and min_idle of the pools.
+    tokio::spawn(Arc::clone(&state.pools).maintain(Arc::clone(&state.metrics), shutdown.clone()));
     loop {
         let Some((stream, peer)) = listener::accept(&listener, &shutdown, "clients").await else {
             break;
@@ -77,6 +79,36 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Serve the address peers forward cancel requests to (with
+/// `proxy.reuse_port`, this instance's own entry in `proxy.peers`) until
+/// `shutdown`: one CancelRequest per connection, nothing else.
+pub async fn run_cancel_listener(
+    listener: TcpListener,
+    state: ProxyState,
+    shutdown: CancellationToken,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(listen = %addr, "accepting cancel requests from peers");
+    }
+    // Each connection may wait `startup_timeout` for its 16 bytes: a bound
+    // keeps a flood of idle ones from taking every file descriptor.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_PEER_CANCEL_CONNECTIONS));
+    while let Some((stream, peer)) = listener::accept(&listener, &shutdown, "peer cancels").await {
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(client = %peer, "too many connections on the peer cancel address: closed");
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            startup::serve_forwarded_cancel(stream, peer, &state).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Connections served at once on the peer cancel address.
+const MAX_PEER_CANCEL_CONNECTIONS: usize = 1024;
 
 /// One connection: the startup phase, then the console or a session.
 async fn serve_connection(

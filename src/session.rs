@@ -6,29 +6,33 @@
 //! error that can still reach the client is answered with an ErrorResponse.
 
 mod error;
+mod pooled;
+mod prepared;
 mod relay;
 mod tracker;
+mod transaction;
 mod wake_gate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 use crate::clients::{ClientIdentity, ClientInfo};
-use crate::config::{Config, OtherDatabases, Route, UpstreamTls, UpstreamTlsMode};
-use crate::metrics::{DatabaseMetrics, Metrics, OTHER_DATABASE, Refusal, TlsHandshake};
+use crate::config::{Config, OtherDatabases, Route};
+use crate::metrics::{DatabaseMetrics, OTHER_DATABASE, Refusal};
 use crate::protocol::{ClientFacing, StartupMessage};
 use crate::reload::Snapshot;
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
 use crate::stream::Stream;
+use crate::upstream::open_upstream;
 
-pub use error::{SessionError, UpstreamFailure};
+pub use crate::upstream::UpstreamFailure;
+pub use error::SessionError;
 
 /// Serve one client from its StartupMessage until it or its server goes
 /// away. `buf` holds what the client sent after the StartupMessage; `config`
@@ -122,6 +126,34 @@ async fn serve_inner(
             .fetch_add(1, Ordering::Relaxed);
         return Err(farewell(&mut client, refused, state).await);
     }
+    if let Some(settings) = route.pool.clone() {
+        let ctx = relay::RelayContext {
+            state: state.clone(),
+            config: Arc::clone(&config),
+            client_database: client_database.clone(),
+            upstream: SocketAddr::from(([0, 0, 0, 0], 0)),
+            shutdown: shutdown.clone(),
+            client: Arc::clone(registered.entry()),
+            database_metrics,
+            identity,
+            upstream_tls: false,
+            pooled: true,
+            transaction_pooled: false,
+        };
+        let session = pooled::PooledSession {
+            route: &route,
+            settings: &settings,
+            config: &config,
+            state,
+            client_database: &client_database,
+        };
+        let mut slot = Some(client);
+        let result = pooled::serve(&mut slot, buf, session, &startup, ctx).await;
+        return match (result, slot) {
+            (Err(e), Some(mut client)) => Err(pooled_farewell(&mut client, e, state).await),
+            (result, _) => result,
+        };
+    }
     let upstream_startup = rebuild_startup(startup, &client_database, &route);
 
     // One bound for the TCP connect, the TLS negotiation and the server's
@@ -161,8 +193,12 @@ async fn serve_inner(
         database_metrics,
         identity,
         upstream_tls: server.is_tls(),
+        pooled: false,
+        transaction_pooled: false,
     };
-    relay::relay(client, server, buf, first, &ctx).await
+    relay::relay(client, server, buf, first, &ctx)
+        .await
+        .map(|r| r.summary)
 }
 
 /// The database label a session is counted under: its own name when the
@@ -237,115 +273,24 @@ fn rebuild_startup(mut msg: StartupMessage, client_database: &str, route: &Route
     msg.encode()
 }
 
-/// Connect to the upstream, negotiate TLS as `tls` says, send `startup`
-/// and wait for the first bytes of its answer, all within `limit`. Returns
-/// the stream, the server's address and those bytes (the relay's server
-/// buffer starts with them).
-async fn open_upstream(
-    host: &str,
-    port: u16,
-    tls: &UpstreamTls,
-    startup: &[u8],
-    limit: Duration,
-    metrics: &Metrics,
-) -> Result<(Stream, std::net::SocketAddr, BytesMut), UpstreamFailure> {
-    let attempt = async {
-        let server = TcpStream::connect((host, port)).await?;
-        let _ = server.set_nodelay(true);
-        let address = server.peer_addr()?;
-        let secured = secure(server, host, tls, limit).await;
-        let handshake = match &secured {
-            Ok(server) if server.is_tls() => Some(TlsHandshake::UpstreamOk),
-            Err(UpstreamFailure::Tls(_)) => Some(TlsHandshake::UpstreamFailed),
-            _ => None,
-        };
-        if let Some(kind) = handshake {
-            metrics.tls_handshakes(kind).fetch_add(1, Ordering::Relaxed);
-        }
-        let mut server = match secured {
-            Ok(server) => server,
-            // libpq's prefer: when the TLS attempt fails (a handshake that
-            // breaks, an old server's error to the SSLRequest), try again
-            // in clear on a new connection.
-            Err(e @ (UpstreamFailure::Tls(_) | UpstreamFailure::TlsAnswer(_)))
-                if tls.mode == UpstreamTlsMode::Prefer =>
-            {
-                tracing::warn!(upstream = %address, error = %e, "TLS to the upstream failed; tls.mode prefer: connecting in clear");
-                let server = TcpStream::connect((host, port)).await?;
-                let _ = server.set_nodelay(true);
-                Stream::Plain(server)
-            }
-            Err(e) => return Err(e),
-        };
-        server.write_all(startup).await?;
-        server.flush().await?;
-        let mut first = BytesMut::with_capacity(8 * 1024);
-        if server.read_buf(&mut first).await? == 0 {
-            return Err(UpstreamFailure::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the server closed the connection before answering the startup",
-            )));
-        }
-        Ok((server, address, first))
-    };
-    match tokio::time::timeout(limit, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(UpstreamFailure::Timeout(limit)),
+/// [`farewell`] for a pooled session: a server's own refusal (its login
+/// failed, a startup parameter was refused) reaches the client as the
+/// server sent it, SQLSTATE and all.
+async fn pooled_farewell(
+    client: &mut Stream,
+    error: SessionError,
+    state: &ProxyState,
+) -> SessionError {
+    use crate::pool::{PoolError, ServerError};
+    if let SessionError::Pool(PoolError::Server(ServerError::Refused { frame, .. })) = &error {
+        let _ = tokio::time::timeout(crate::farewell::FAREWELL_TIMEOUT, async {
+            client.write_all(frame).await?;
+            client.flush().await
+        })
+        .await;
+        return error;
     }
-}
-
-/// Negotiate TLS on a fresh upstream connection as `tls.mode` says
-/// (libpq's sslmode): ask with an SSLRequest, then handshake on `S`; on
-/// `N` continue in clear only in mode prefer.
-async fn secure(
-    server: TcpStream,
-    host: &str,
-    tls: &UpstreamTls,
-    limit: Duration,
-) -> Result<Stream, UpstreamFailure> {
-    let Some(client_config) = &tls.client_config else {
-        return Ok(Stream::Plain(server));
-    };
-    let negotiate = async {
-        let mut server = server;
-        let mut request = [0u8; 8];
-        request[..4].copy_from_slice(&8i32.to_be_bytes());
-        request[4..].copy_from_slice(&crate::protocol::SSL_REQUEST_CODE.to_be_bytes());
-        server.write_all(&request).await?;
-        let answer = server.read_u8().await?;
-        match upstream_tls_step(tls.mode, answer)? {
-            false => Ok(Stream::Plain(server)),
-            true => {
-                let name =
-                    rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap_or_else(|_| {
-                        // Only verify-full compares names, and it was
-                        // checked at load; any name will do for the rest.
-                        rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name")
-                    });
-                let connector = tokio_rustls::TlsConnector::from(Arc::clone(client_config));
-                let tls = connector
-                    .connect(name, server)
-                    .await
-                    .map_err(UpstreamFailure::Tls)?;
-                Ok(Stream::Tls(Box::new(tls)))
-            }
-        }
-    };
-    match tokio::time::timeout(limit, negotiate).await {
-        Ok(r) => r,
-        Err(_) => Err(UpstreamFailure::Timeout(limit)),
-    }
-}
-
-/// What the server's answer to the SSLRequest means in `mode`: handshake
-/// (true), continue in clear (false), or fail.
-fn upstream_tls_step(mode: UpstreamTlsMode, answer: u8) -> Result<bool, UpstreamFailure> {
-    match (answer, mode) {
-        (b'S', _) => Ok(true),
-        (b'N', UpstreamTlsMode::Prefer | UpstreamTlsMode::Disable) => Ok(false),
-        (b'N', mode) => Err(UpstreamFailure::TlsRefused(mode.as_str())),
-        (other, _) => Err(UpstreamFailure::TlsAnswer(other)),
-    }
+    farewell(client, error, state).await
 }
 
 /// Tell the client why the session ends (FATAL + SQLSTATE), then hand the
@@ -392,29 +337,5 @@ mod tests {
             assert!(wants_replication(&startup_with_replication(on)), "{on}");
         }
         assert!(!wants_replication(&startup(&[("user", "u")])));
-    }
-}
-
-#[cfg(test)]
-mod tls_tests {
-    use super::*;
-
-    #[test]
-    fn upstream_answer_per_mode() {
-        use UpstreamTlsMode::*;
-        for mode in [Prefer, Require, VerifyCa, VerifyFull] {
-            assert!(upstream_tls_step(mode, b'S').unwrap(), "{mode:?}");
-        }
-        assert!(!upstream_tls_step(Prefer, b'N').unwrap());
-        for mode in [Require, VerifyCa, VerifyFull] {
-            let e = upstream_tls_step(mode, b'N').unwrap_err();
-            assert!(matches!(e, UpstreamFailure::TlsRefused(_)), "{mode:?}");
-            assert!(e.to_string().contains(mode.as_str()), "{e}");
-        }
-        // An ErrorResponse ('E') from a server too old for SSLRequest.
-        assert!(matches!(
-            upstream_tls_step(Prefer, b'E'),
-            Err(UpstreamFailure::TlsAnswer(b'E'))
-        ));
     }
 }

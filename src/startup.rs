@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cancel::CancelRoute;
 use crate::config::{ALPN_POSTGRESQL, ClientTlsMode, Config};
 use crate::farewell::farewell;
 use crate::metrics::{Metrics, Refusal, TlsHandshake};
@@ -174,8 +175,8 @@ async fn read_startup(
                 // No GSSAPI: refuse, the client continues (or asks for TLS).
                 client.write_all(b"N").await?;
             }
-            Some(StartupPacket::CancelRequest { pid, secret, raw }) => {
-                forward_cancel(pid, secret, &raw, state, config).await;
+            Some(StartupPacket::CancelRequest { pid, secret, .. }) => {
+                forward_cancel(pid, secret, state, config).await;
                 return Ok(None);
             }
             Some(StartupPacket::Startup(_))
@@ -243,30 +244,92 @@ async fn tls_handshake(
 /// Send a cancel request on to the server of the session holding the key.
 /// Unknown keys are dropped: the client gets no answer either way, as from
 /// Postgres itself.
-async fn forward_cancel(pid: i32, secret: i32, raw: &[u8], state: &ProxyState, config: &Config) {
-    let Some(addr) = state.cancel_keys.lookup((pid, secret)) else {
-        state
-            .metrics
-            .cancels_unknown
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(pid, "cancel request with an unknown key dropped");
-        return;
+async fn forward_cancel(pid: i32, secret: i32, state: &ProxyState, config: &Config) {
+    let m = &state.metrics;
+    let (to, packet) = match state.cancel_keys.route(pid, secret) {
+        // A client may hold a key of the proxy's (pooled, or carrying a
+        // peer id): the server gets its own.
+        CancelRoute::Upstream(target) => {
+            m.cancels_forwarded.fetch_add(1, Ordering::Relaxed);
+            (
+                target.addr.to_string(),
+                protocol::encode_cancel_request(target.key.0, target.key.1),
+            )
+        }
+        CancelRoute::Peer { peer, secret } => match config.start.peering.address_of(peer) {
+            Some(addr) => {
+                m.cancels_to_peer.fetch_add(1, Ordering::Relaxed);
+                (
+                    addr.to_owned(),
+                    protocol::encode_cancel_request(pid, secret),
+                )
+            }
+            None => {
+                m.cancels_unknown_peer.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    pid,
+                    peer,
+                    "cancel request for a peer not in proxy.peers dropped"
+                );
+                return;
+            }
+        },
+        CancelRoute::NotOurs { peer } => {
+            m.cancels_unknown_peer.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                pid,
+                peer,
+                "a peer forwarded a cancel request for another peer's key (the instances' proxy.peers disagree): dropped"
+            );
+            return;
+        }
+        CancelRoute::UnknownKey => {
+            m.cancels_unknown.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(pid, "cancel request with an unknown key dropped");
+            return;
+        }
     };
-    state
-        .metrics
-        .cancels_forwarded
-        .fetch_add(1, Ordering::Relaxed);
     let sent = tokio::time::timeout(config.connect_timeout, async {
-        let mut s = TcpStream::connect(addr).await?;
-        s.write_all(raw).await?;
+        // A peer's address may be a name (a Kubernetes pod's DNS name).
+        let mut s = TcpStream::connect(to.as_str()).await?;
+        s.write_all(&packet).await?;
         s.shutdown().await
     })
     .await;
     match sent {
-        Ok(Ok(())) => tracing::debug!(pid, upstream = %addr, "cancel request forwarded"),
+        Ok(Ok(())) => tracing::debug!(pid, to = %to, "cancel request forwarded"),
         Ok(Err(e)) => {
-            tracing::warn!(pid, upstream = %addr, error = %e, "cannot forward cancel request")
+            tracing::warn!(pid, to = %to, error = %e, "cannot forward cancel request")
         }
-        Err(_) => tracing::warn!(pid, upstream = %addr, "forwarding cancel request timed out"),
+        Err(_) => tracing::warn!(pid, to = %to, "forwarding cancel request timed out"),
+    }
+}
+
+/// A connection on the address peers forward cancel requests to (with
+/// `reuse_port`, each instance's own): one CancelRequest is served,
+/// anything else is closed unanswered.
+pub async fn serve_forwarded_cancel(mut client: TcpStream, peer: SocketAddr, state: &ProxyState) {
+    let config = state.config.load_full();
+    let mut buf = BytesMut::with_capacity(16);
+    let read = async {
+        loop {
+            match protocol::decode_startup(&mut buf) {
+                Ok(Some(StartupPacket::CancelRequest { pid, secret, .. })) => {
+                    return Some((pid, secret));
+                }
+                Ok(None) => {
+                    if client.read_buf(&mut buf).await.ok()? == 0 {
+                        return None;
+                    }
+                }
+                Ok(Some(_)) | Err(_) => return None,
+            }
+        }
+    };
+    match tokio::time::timeout(config.startup_timeout, read).await {
+        Ok(Some((pid, secret))) => forward_cancel(pid, secret, state, &config).await,
+        _ => {
+            tracing::debug!(client = %peer, "not a cancel request on the peer cancel address: closed")
+        }
     }
 }

@@ -7,6 +7,7 @@ use crate::cancel::CancelKeys;
 use crate::clients::ClientRegistry;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pool::Pools;
 use crate::qualify::Rewriter;
 use crate::reload::ConfigStore;
 use crate::unmapped::UnmappedReport;
@@ -18,7 +19,7 @@ pub struct ProxyState {
     /// The live config; a reload swaps it and bumps its generation.
     pub config: Arc<ConfigStore>,
     pub metrics: Arc<Metrics>,
-    /// Live sessions' BackendKeyData -> their upstream server.
+    /// Keys handed to live sessions' clients -> their upstream server.
     pub cancel_keys: Arc<CancelKeys>,
     /// The rewriter sessions call: [`crate::rewrite::rewrite_sql`]; relay
     /// tests substitute a scripted one to drive refusals and position
@@ -30,6 +31,9 @@ pub struct ProxyState {
     pub clients: Arc<ClientRegistry>,
     /// The event loops sessions run on.
     pub workers: Workers,
+    /// Server connection pools of databases with `pool.mode` session or
+    /// transaction.
+    pub pools: Arc<Pools>,
 }
 
 impl ProxyState {
@@ -40,14 +44,17 @@ impl ProxyState {
 
     /// State around a live, reloadable config.
     pub fn with_store(config: Arc<ConfigStore>) -> Self {
+        // Fixed at start, as every key handed out carries it.
+        let peer_id = config.load().start.peering.peer_id;
         ProxyState {
             config,
             metrics: Arc::new(Metrics::default()),
-            cancel_keys: Arc::new(CancelKeys::default()),
+            cancel_keys: Arc::new(CancelKeys::new(peer_id)),
             rewriter: crate::rewrite::rewrite_sql,
             unmapped: Arc::new(UnmappedReport::default()),
             clients: Arc::new(ClientRegistry::default()),
             workers: Workers::current(),
+            pools: Arc::new(Pools::default()),
         }
     }
 }

@@ -52,6 +52,32 @@ impl Stream {
     }
 
     /// The two directions, to run concurrently.
+    /// Whether an idle connection still looks usable: no EOF and no
+    /// unexpected bytes waiting (a server that restarted or timed the
+    /// connection out). TLS streams cannot be peeked; they are trusted.
+    pub fn looks_alive(&self) -> bool {
+        match self {
+            Stream::Plain(tcp) => {
+                let mut byte = [0u8; 1];
+                matches!(tcp.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Stream::Tls(_) => true,
+            Stream::Closed => false,
+        }
+    }
+
+    /// Put the halves of [`Stream::into_split`] back together; `None` if
+    /// they are not two halves of one stream.
+    pub fn reunite(read: ReadHalf, write: WriteHalf) -> Option<Stream> {
+        match (read, write) {
+            (ReadHalf::Plain(r), WriteHalf::Plain(w)) => r.reunite(w).ok().map(Stream::Plain),
+            (ReadHalf::Tls(r), WriteHalf::Tls(w)) => {
+                r.is_pair_of(&w).then(|| Stream::Tls(r.unsplit(w)))
+            }
+            _ => None,
+        }
+    }
+
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         match self {
             Stream::Plain(tcp) => {

@@ -259,3 +259,29 @@ fn haproxy_accepts_the_example_config() {
     };
     assert!(ok, "haproxy -c:\n{out}");
 }
+
+/// The per-instance config in haproxy.cfg's header comment (peering over
+/// the VMs' fixed addresses) is one the proxy accepts.
+#[test]
+fn the_instance_config_in_the_haproxy_example_loads() {
+    let cfg = read("deploy/haproxy/haproxy.cfg");
+    let block: String = cfg
+        .lines()
+        .skip_while(|l| !l.starts_with("# Each heal7-proxy's config:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("#   "))
+        .map(|l| format!("{}\n", &l["#   ".len()..]))
+        .collect();
+    assert!(
+        block.contains("peer_id: 1") && block.contains("peers:"),
+        "{block}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
+    let yaml = format!(
+        "{}databases:\n  heal7:\n    host: 10.0.0.5\n    schemas: {{s: {{tables: [t]}}}}\n",
+        block.replace("/etc/heal7-proxy/admin-token", token.to_str().unwrap())
+    );
+    Config::from_yaml(&yaml, "haproxy.cfg").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+}

@@ -155,12 +155,28 @@ pub enum ScramError {
     /// Wrong password (or unknown user: the same answer on purpose).
     #[error("password authentication failed")]
     Failed,
+    /// The client's channel-binding choice does not fit what was offered
+    /// (PostgreSQL's own checks and words).
+    #[error("SCRAM channel binding negotiation error: {0}")]
+    Negotiation(&'static str),
+}
+
+/// What the server offered and the client chose, for channel binding.
+#[derive(Debug, Clone, Copy)]
+pub enum Binding<'a> {
+    /// Only SCRAM-SHA-256 was offered (no TLS, or no certificate data).
+    NotOffered,
+    /// SCRAM-SHA-256-PLUS was offered with `data` (tls-server-end-point);
+    /// `selected`: the client chose it.
+    Offered { data: &'a [u8], selected: bool },
 }
 
 /// The server's state between its first and final message.
 pub struct ScramServer {
     verifier: Verifier,
     gs2_header: String,
+    /// Channel-binding data the client bound to (empty without binding).
+    binding: Vec<u8>,
     client_first_bare: String,
     server_first: String,
     nonce: String,
@@ -171,24 +187,72 @@ impl ScramServer {
     pub fn start(verifier: Verifier, client_first: &[u8]) -> Result<(Self, String), ScramError> {
         let mut raw = [0u8; SERVER_NONCE_BYTES];
         rand::rng().fill_bytes(&mut raw);
-        Self::start_with_nonce(verifier, client_first, &B64.encode(raw))
+        Self::start_with_nonce(
+            verifier,
+            client_first,
+            &B64.encode(raw),
+            Binding::NotOffered,
+        )
+    }
+
+    /// [`ScramServer::start`] where SCRAM-SHA-256-PLUS may have been offered.
+    pub fn start_bound(
+        verifier: Verifier,
+        client_first: &[u8],
+        binding: Binding<'_>,
+    ) -> Result<(Self, String), ScramError> {
+        let mut raw = [0u8; SERVER_NONCE_BYTES];
+        rand::rng().fill_bytes(&mut raw);
+        Self::start_with_nonce(verifier, client_first, &B64.encode(raw), binding)
     }
 
     fn start_with_nonce(
         verifier: Verifier,
         client_first: &[u8],
         server_nonce: &str,
+        binding: Binding<'_>,
     ) -> Result<(Self, String), ScramError> {
         let msg = std::str::from_utf8(client_first)
             .map_err(|_| ScramError::Malformed("client-first-message is not UTF-8"))?;
         let (flag, rest) = msg
             .split_once(',')
             .ok_or(ScramError::Malformed("no gs2 header"))?;
-        match flag {
-            "n" | "y" => {}
-            f if f.starts_with("p=") => return Err(ScramError::ChannelBinding),
+        let bound = match (flag, binding) {
+            ("n", Binding::Offered { selected: true, .. }) => {
+                return Err(ScramError::Negotiation(
+                    "the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data",
+                ));
+            }
+            ("y", Binding::Offered { .. }) => {
+                return Err(ScramError::Negotiation(
+                    "the client supports SCRAM channel binding but thinks the server does not; however, this server does support channel binding",
+                ));
+            }
+            ("n" | "y", _) => Vec::new(),
+            (
+                f,
+                Binding::Offered {
+                    data,
+                    selected: true,
+                },
+            ) if f.starts_with("p=") => {
+                if f != "p=tls-server-end-point" {
+                    return Err(ScramError::Negotiation(
+                        "unsupported SCRAM channel-binding type (only tls-server-end-point)",
+                    ));
+                }
+                data.to_vec()
+            }
+            (f, Binding::Offered { .. }) if f.starts_with("p=") => {
+                return Err(ScramError::Negotiation(
+                    "the client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data",
+                ));
+            }
+            (f, Binding::NotOffered) if f.starts_with("p=") => {
+                return Err(ScramError::ChannelBinding);
+            }
             _ => return Err(ScramError::Malformed("unknown gs2 channel-binding flag")),
-        }
+        };
         let (authzid, bare) = rest
             .split_once(',')
             .ok_or(ScramError::Malformed("no gs2 header"))?;
@@ -218,6 +282,7 @@ impl ScramServer {
         let server = ScramServer {
             verifier,
             gs2_header: format!("{flag},{authzid},"),
+            binding: bound,
             client_first_bare: bare.to_owned(),
             server_first: server_first.clone(),
             nonce,
@@ -228,6 +293,13 @@ impl ScramServer {
     /// Check the client-final-message's proof; answer the
     /// server-final-message (`v=<ServerSignature>`).
     pub fn finish(self, client_final: &[u8]) -> Result<String, ScramError> {
+        self.finish_with_key(client_final).map(|(last, _)| last)
+    }
+
+    /// [`ScramServer::finish`], with the ClientKey the proof revealed: the
+    /// proxy logs in to the server with it (pass-through, as PgBouncer does),
+    /// so no password is ever stored.
+    pub fn finish_with_key(self, client_final: &[u8]) -> Result<(String, ClientKey), ScramError> {
         let msg = std::str::from_utf8(client_final)
             .map_err(|_| ScramError::Malformed("client-final-message is not UTF-8"))?;
         let (without_proof, proof) = msg
@@ -238,7 +310,9 @@ impl ScramServer {
             .next()
             .and_then(|a| a.strip_prefix("c="))
             .ok_or(ScramError::Malformed("no channel binding attribute"))?;
-        if B64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
+        let mut expected = self.gs2_header.clone().into_bytes();
+        expected.extend_from_slice(&self.binding);
+        if B64.decode(binding).ok().as_deref() != Some(&expected[..]) {
             return Err(ScramError::Malformed(
                 "channel binding does not match the gs2 header",
             ));
@@ -270,7 +344,89 @@ impl ScramServer {
             return Err(ScramError::Failed);
         }
         let server_signature = hmac(&self.verifier.server_key, auth_message.as_bytes());
-        Ok(format!("v={}", B64.encode(server_signature)))
+        Ok((
+            format!("v={}", B64.encode(server_signature)),
+            ClientKey(client_key),
+        ))
+    }
+}
+
+/// A user's SCRAM ClientKey, learned from a successful exchange: enough to
+/// log in as that user to a server holding the same verifier, not to learn
+/// the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientKey(..)")
+    }
+}
+
+/// The client side of SCRAM-SHA-256 with a known ClientKey instead of a
+/// password (gs2 flag `n`: no channel binding toward the server).
+pub struct PassThroughClient {
+    client_key: [u8; 32],
+    server_key: [u8; 32],
+    nonce: String,
+    auth_message: String,
+}
+
+impl PassThroughClient {
+    /// The client-first-message to send (the user name inside SCRAM is
+    /// ignored by Postgres; the StartupMessage names the user).
+    pub fn start(key: &ClientKey, verifier: &Verifier) -> (Self, String) {
+        let mut raw = [0u8; SERVER_NONCE_BYTES];
+        rand::rng().fill_bytes(&mut raw);
+        let nonce = B64.encode(raw);
+        let client_first = format!("n,,n=,r={nonce}");
+        let client = PassThroughClient {
+            client_key: key.0,
+            server_key: verifier.server_key,
+            nonce,
+            auth_message: String::new(),
+        };
+        (client, client_first)
+    }
+
+    /// Answer the server-first-message with the client-final-message.
+    pub fn respond(&mut self, server_first: &[u8]) -> Result<String, ScramError> {
+        let server_first = std::str::from_utf8(server_first)
+            .map_err(|_| ScramError::Malformed("server-first-message is not UTF-8"))?;
+        let nonce = server_first
+            .split(',')
+            .find_map(|a| a.strip_prefix("r="))
+            .ok_or(ScramError::Malformed("no server nonce"))?;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err(ScramError::Malformed("server nonce does not extend ours"));
+        }
+        let without_proof = format!("c=biws,r={nonce}");
+        self.auth_message = format!("n=,r={},{server_first},{without_proof}", self.nonce);
+        let stored_key: [u8; 32] = Sha256::digest(self.client_key).into();
+        let signature = hmac(&stored_key, self.auth_message.as_bytes());
+        let mut proof = self.client_key;
+        for (p, s) in proof.iter_mut().zip(signature) {
+            *p ^= s;
+        }
+        Ok(format!("{without_proof},p={}", B64.encode(proof)))
+    }
+
+    /// Check the server-final-message: the server knows the verifier too.
+    pub fn verify(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let expected = hmac(&self.server_key, self.auth_message.as_bytes());
+        let got = std::str::from_utf8(server_final)
+            .ok()
+            .and_then(|m| m.strip_prefix("v="))
+            .and_then(|v| B64.decode(v).ok())
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .ok_or(ScramError::Malformed(
+                "server-final-message has no signature",
+            ))?;
+        if constant_time_eq(&expected, &got) {
+            Ok(())
+        } else {
+            Err(ScramError::Failed)
+        }
     }
 }
 
@@ -320,11 +476,85 @@ mod tests {
         Verifier::from_password(b"pencil", &salt, 4096)
     }
 
+    /// The ClientKey a client's proof reveals logs in, through a second
+    /// exchange with another nonce, to a server holding the same verifier.
+    #[test]
+    fn pass_through_logs_in_with_the_client_key_alone() {
+        let (server, _) = ScramServer::start_with_nonce(
+            rfc_verifier(),
+            CLIENT_FIRST.as_bytes(),
+            SERVER_NONCE,
+            Binding::NotOffered,
+        )
+        .unwrap();
+        let (_, key) = server.finish_with_key(CLIENT_FINAL.as_bytes()).unwrap();
+
+        let (mut client, first) = PassThroughClient::start(&key, &rfc_verifier());
+        let (upstream, server_first) =
+            ScramServer::start(rfc_verifier(), first.as_bytes()).unwrap();
+        let last = client.respond(server_first.as_bytes()).unwrap();
+        let server_final = upstream.finish(last.as_bytes()).expect("accepted");
+        client.verify(server_final.as_bytes()).unwrap();
+        assert!(client.verify(b"v=AAAA").is_err());
+
+        // A wrong key is refused by the server.
+        let mut wrong = key.clone();
+        wrong.0[0] ^= 1;
+        let (mut client, first) = PassThroughClient::start(&wrong, &rfc_verifier());
+        let (upstream, server_first) =
+            ScramServer::start(rfc_verifier(), first.as_bytes()).unwrap();
+        let last = client.respond(server_first.as_bytes()).unwrap();
+        assert_eq!(upstream.finish(last.as_bytes()), Err(ScramError::Failed));
+    }
+
+    /// SCRAM-SHA-256-PLUS with tls-server-end-point, against libpq's own
+    /// client code (postgres-protocol): the bound data must match.
+    #[test]
+    fn plus_binds_to_the_certificate_data() {
+        let v = Verifier::from_password(b"s3cret", b"salty-salt-16byt", 4096);
+        let data = b"hash of the proxy certificate";
+        let exchange = |client_data: &[u8], server: Binding<'_>| {
+            let mut client = ScramSha256::new(
+                b"s3cret",
+                ChannelBinding::tls_server_end_point(client_data.to_vec()),
+            );
+            let (s, first) = ScramServer::start_bound(v.clone(), client.message(), server)?;
+            client.update(first.as_bytes()).unwrap();
+            s.finish(client.message())
+        };
+        let offered = Binding::Offered {
+            data,
+            selected: true,
+        };
+        assert!(exchange(data, offered).is_ok());
+        assert!(exchange(b"another certificate", offered).is_err());
+        // A client that binds while PLUS was not offered is refused.
+        assert_eq!(
+            exchange(data, Binding::NotOffered),
+            Err(ScramError::ChannelBinding)
+        );
+        // `y` while PLUS was offered: a downgrade, refused.
+        let client = ScramSha256::new(b"s3cret", ChannelBinding::unrequested());
+        let not_selected = Binding::Offered {
+            data,
+            selected: false,
+        };
+        assert!(matches!(
+            ScramServer::start_bound(v.clone(), client.message(), not_selected),
+            Err(ScramError::Negotiation(_))
+        ));
+        let _ = client.message();
+    }
+
     #[test]
     fn rfc7677_vector() {
-        let (server, first) =
-            ScramServer::start_with_nonce(rfc_verifier(), CLIENT_FIRST.as_bytes(), SERVER_NONCE)
-                .unwrap();
+        let (server, first) = ScramServer::start_with_nonce(
+            rfc_verifier(),
+            CLIENT_FIRST.as_bytes(),
+            SERVER_NONCE,
+            Binding::NotOffered,
+        )
+        .unwrap();
         assert_eq!(first, SERVER_FIRST);
         assert_eq!(
             server.finish(CLIENT_FINAL.as_bytes()).unwrap(),
@@ -336,8 +566,13 @@ mod tests {
     fn rfc7677_vector_with_the_wrong_password_fails() {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let wrong = Verifier::from_password(b"pencil2", &salt, 4096);
-        let (server, _) =
-            ScramServer::start_with_nonce(wrong, CLIENT_FIRST.as_bytes(), SERVER_NONCE).unwrap();
+        let (server, _) = ScramServer::start_with_nonce(
+            wrong,
+            CLIENT_FIRST.as_bytes(),
+            SERVER_NONCE,
+            Binding::NotOffered,
+        )
+        .unwrap();
         assert_eq!(
             server.finish(CLIENT_FINAL.as_bytes()),
             Err(ScramError::Failed)

@@ -49,6 +49,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         ));
     }
     let admin_http = admin_http(&proxy.admin_http).map_err(|(key, m)| invalid(key, m))?;
+    let peering = super::peering::peering(&proxy).map_err(|(key, m)| invalid(key, m))?;
     if proxy.max_client_connections == 0 {
         return Err(invalid(
             "proxy.max_client_connections".into(),
@@ -298,6 +299,9 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
 
         let tls = super::tls::upstream_tls(db.tls, &db.host)
             .map_err(|(k, m)| invalid(format!("{key}.tls.{k}"), m))?;
+        let pool = super::pool::pool_settings(db.pool)
+            .map_err(|(k, m)| invalid(format!("{key}.pool.{k}"), m))?
+            .map(Arc::new);
         databases.push(Database {
             name,
             host: db.host,
@@ -312,11 +316,13 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             aliases,
             mode: db.mode,
             tls,
+            pool,
         });
     }
 
     let tls =
         super::tls::client_tls(proxy.tls).map_err(|(k, m)| invalid(format!("proxy.tls.{k}"), m))?;
+    let mapping_hash = super::hash::mapping_hash(&databases);
     Ok(Config {
         source: source_name.to_owned(),
         start: StartSettings {
@@ -324,6 +330,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             admin_listen: proxy.admin_listen,
             worker_threads: proxy.worker_threads,
             shutdown_timeout: Duration::from_millis(proxy.shutdown_timeout_ms),
+            peering,
         },
         on_parse_error: match proxy.on_parse_error {
             RawOnParseError::Tokens => OnParseError::Tokens,
@@ -342,6 +349,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
         max_client_connections: proxy.max_client_connections,
         console_mock_secret,
         tls,
+        mapping_hash,
     })
 }
 
@@ -460,7 +468,7 @@ fn check_create_schema(
     }
 }
 
-fn looks_like_host_port(s: &str) -> bool {
+pub(super) fn looks_like_host_port(s: &str) -> bool {
     match s.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
         None => false,

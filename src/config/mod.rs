@@ -46,6 +46,9 @@ pub enum ConfigError {
 }
 
 mod build;
+mod hash;
+mod peering;
+mod pool;
 mod raw;
 mod tls;
 
@@ -54,6 +57,8 @@ use raw::RawConfig;
 #[cfg(test)]
 mod tests;
 
+pub use peering::{MAX_PEER_ID, Overrides, Peering};
+pub use pool::{AuthLookup, DEFAULT_AUTH_QUERY, PoolMode, PoolSettings};
 pub use raw::{Mode, OtherDatabases, PublicQualified};
 pub use tls::{ALPN_POSTGRESQL, ClientTls, ClientTlsMode, UpstreamTls, UpstreamTlsMode};
 
@@ -74,6 +79,9 @@ pub struct StartSettings {
     pub worker_threads: Option<usize>,
     /// How long sessions may finish their transaction after a stop signal.
     pub shutdown_timeout: Duration,
+    /// reuse_port, peer_id and peers: keys already handed out carry the
+    /// peer id, so none of it changes live.
+    pub peering: Peering,
 }
 
 impl StartSettings {
@@ -98,6 +106,11 @@ impl StartSettings {
                 "proxy.worker_threads: {:?} -> {:?} (needs restart)",
                 in_force.worker_threads, self.worker_threads
             ));
+        }
+        if self.peering != in_force.peering {
+            changes.push(
+                "proxy.reuse_port, proxy.peer_id or proxy.peers changed (needs restart)".into(),
+            );
         }
         if self.shutdown_timeout != in_force.shutdown_timeout {
             changes.push(format!(
@@ -177,6 +190,9 @@ pub struct Config {
     pub max_client_connections: usize,
     /// Keys the console's mock verifiers of unknown users.
     pub console_mock_secret: MockSecret,
+    /// Hash of the validated `databases` section (see `hash.rs`): equal on
+    /// every instance that maps names the same way.
+    pub mapping_hash: String,
 }
 
 /// The key of the admin console's mock verifiers for unknown users: a
@@ -337,6 +353,8 @@ pub struct Database {
     pub mode: Mode,
     /// TLS toward this upstream.
     pub tls: UpstreamTls,
+    /// `None`: pool mode none.
+    pub pool: Option<Arc<PoolSettings>>,
 }
 
 impl Database {
@@ -409,6 +427,8 @@ pub struct Route {
     pub mode: Mode,
     /// TLS toward the upstream (the first entry's for unknown databases).
     pub tls: UpstreamTls,
+    /// The entry's pool; `None` in mode none and for unknown databases.
+    pub pool: Option<Arc<PoolSettings>>,
 }
 
 impl Route {
@@ -434,7 +454,17 @@ impl Config {
 
     /// Parse and validate YAML text; `source_name` labels error messages.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+        Config::from_yaml_with(text, source_name, &Overrides::default())
+    }
+
+    /// [`Config::from_yaml`] with settings from the command line or the
+    /// environment winning over the file's.
+    pub fn from_yaml_with(
+        text: &str,
+        source_name: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
             let loc = e.location();
             ConfigError::Syntax {
                 source_name: source_name.to_owned(),
@@ -443,6 +473,7 @@ impl Config {
                 column: loc.as_ref().map(|l| l.column()),
             }
         })?;
+        overrides.apply(&mut raw.proxy);
         build::validate(raw, source_name)
     }
 
@@ -466,6 +497,7 @@ impl Config {
                     create_schema: create_schema.clone(),
                     mode: db.mode,
                     tls: db.tls.clone(),
+                    pool: db.pool.clone(),
                 }
             }
             None => {
@@ -480,6 +512,7 @@ impl Config {
                     create_schema: PUBLIC.to_owned(),
                     mode: Mode::Off,
                     tls: first.tls.clone(),
+                    pool: None,
                 }
             }
         }

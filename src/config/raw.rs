@@ -84,6 +84,18 @@ pub(super) struct RawProxy {
     /// Who may use the admin HTTP endpoint.
     #[serde(default)]
     pub(super) admin_http: RawAdminHttp,
+    /// Bind `listen` with SO_REUSEPORT, so several processes on one host
+    /// share the port (default false).
+    #[serde(default)]
+    pub(super) reuse_port: bool,
+    /// This instance's id (0..=15), carried in the cancel keys it hands
+    /// clients; `--peer-id` / HEAL7_PEER_ID win over it.
+    #[serde(default)]
+    pub(super) peer_id: Option<u32>,
+    /// Peer id -> HOST:PORT every instance of the group forwards cancel
+    /// requests for that peer's keys to (this instance's own included).
+    #[serde(default)]
+    pub(super) peers: std::collections::BTreeMap<u32, String>,
 }
 
 /// Access rules of the admin HTTP endpoint.
@@ -142,6 +154,9 @@ impl Default for RawProxy {
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             max_parse_bytes: default_max_parse_bytes(),
             tls: Default::default(),
+            reuse_port: false,
+            peer_id: None,
+            peers: Default::default(),
         }
     }
 }
@@ -211,6 +226,10 @@ pub(super) struct RawDatabase {
     /// TLS between the proxy and this upstream (default: off).
     #[serde(default)]
     pub(super) tls: super::tls::RawUpstreamTls,
+    /// Server connection pooling (default: none, one server connection per
+    /// client with relayed authentication).
+    #[serde(default)]
+    pub(super) pool: super::pool::RawPool,
 }
 
 /// What the rewriter does with `public.name` when the map sends `name`

@@ -119,6 +119,9 @@ pub struct ClientTls {
     pub mode: ClientTlsMode,
     /// Present unless the mode is disable.
     pub server_config: Option<Arc<ServerConfig>>,
+    /// RFC 5929 `tls-server-end-point` data of the certificate (its hash),
+    /// for SCRAM-SHA-256-PLUS where the proxy authenticates clients itself.
+    pub channel_binding: Option<Vec<u8>>,
     /// The files read and the SHA-256 of their contents (never the key
     /// itself: `Config` is `Debug`), to tell on reload whether a
     /// certificate changed although the config text did not.
@@ -182,14 +185,77 @@ pub(super) fn client_tls(raw: RawProxyTls) -> Result<ClientTls, (String, String)
             )
         })?;
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    let channel_binding = config_leaf(&cert_bytes).map(|der| end_point_hash(&der));
     Ok(ClientTls {
         mode: raw.mode,
         server_config: Some(Arc::new(config)),
+        channel_binding,
         inputs: vec![
             (cert_file, sha256(&cert_bytes)),
             (key_file, sha256(&key_bytes)),
         ],
     })
+}
+
+/// The first certificate of a PEM chain, as DER.
+fn config_leaf(pem: &[u8]) -> Option<Vec<u8>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem)
+        .next()?
+        .ok()
+        .map(|c| c.as_ref().to_vec())
+}
+
+/// RFC 5929's `tls-server-end-point`: the certificate's hash with the hash
+/// of its signature algorithm, SHA-256 for MD5, SHA-1 and anything else
+/// (PostgreSQL does the same).
+pub fn end_point_hash(der: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    // ecdsa-with-SHA384/512 and sha384/512WithRSAEncryption.
+    const SHA384: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c],
+    ];
+    const SHA512: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d],
+    ];
+    match signature_algorithm(der) {
+        Some(oid) if SHA384.contains(&oid) => sha2::Sha384::digest(der).to_vec(),
+        Some(oid) if SHA512.contains(&oid) => sha2::Sha512::digest(der).to_vec(),
+        _ => sha2::Sha256::digest(der).to_vec(),
+    }
+}
+
+/// The OID of a certificate's outer signatureAlgorithm:
+/// SEQUENCE { tbsCertificate, SEQUENCE { OID, ... }, BIT STRING }.
+fn signature_algorithm(der: &[u8]) -> Option<&[u8]> {
+    /// (tag, contents, rest) of the DER element at the start of `b`.
+    fn element(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let tag = *b.first()?;
+        let first = *b.get(1)? as usize;
+        let (len, start) = if first < 0x80 {
+            (first, 2)
+        } else {
+            let n = first & 0x7f;
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let len = b
+                .get(2..2 + n)?
+                .iter()
+                .fold(0usize, |a, &x| a << 8 | x as usize);
+            (len, 2 + n)
+        };
+        let end = start.checked_add(len)?;
+        Some((tag, b.get(start..end)?, b.get(end..)?))
+    }
+    let (_, certificate, _) = element(der)?;
+    let (_, _, after_tbs) = element(certificate)?;
+    let (_, algorithm, _) = element(after_tbs)?;
+    let (tag, oid, _) = element(algorithm)?;
+    (tag == 0x06).then_some(oid)
 }
 
 /// Build `databases.<name>.tls` for upstream `host`; errors are (key

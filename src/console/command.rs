@@ -9,6 +9,10 @@ pub enum Command {
     ShowStats,
     ShowUnmapped,
     ShowVersion,
+    /// Every pool: clients and servers by state, waits, statements.
+    ShowPools,
+    /// Every idle pooled server connection.
+    ShowServers,
     Reload,
     /// `EXPLAIN REWRITE <sql> [FOR DATABASE <name>]`.
     ExplainRewrite {
@@ -20,7 +24,7 @@ pub enum Command {
 }
 
 /// The command list the console prints for an unknown command.
-pub const HELP: &str = "SHOW MAPPING, SHOW CLIENTS, SHOW STATS, SHOW UNMAPPED, SHOW VERSION, RELOAD, EXPLAIN REWRITE <sql> [FOR DATABASE <name>]";
+pub const HELP: &str = "SHOW MAPPING, SHOW CLIENTS, SHOW STATS, SHOW UNMAPPED, SHOW POOLS, SHOW SERVERS, SHOW VERSION, RELOAD, EXPLAIN REWRITE <sql> [FOR DATABASE <name>]";
 
 /// Parse one Query message's text; `Err` carries the offending text.
 pub fn parse(text: &str) -> Result<Command, String> {
@@ -43,6 +47,8 @@ pub fn parse(text: &str) -> Result<Command, String> {
         ["SHOW", "STATS"] => Ok(Command::ShowStats),
         ["SHOW", "UNMAPPED"] => Ok(Command::ShowUnmapped),
         ["SHOW", "VERSION"] => Ok(Command::ShowVersion),
+        ["SHOW", "POOLS"] => Ok(Command::ShowPools),
+        ["SHOW", "SERVERS"] => Ok(Command::ShowServers),
         ["RELOAD"] => Ok(Command::Reload),
         _ => Err(text.to_owned()),
     }
@@ -116,7 +122,9 @@ mod tests {
 
     #[test]
     fn unknown_commands_are_errors_with_their_text() {
-        assert_eq!(parse("SHOW POOLS"), Err("SHOW POOLS".into()));
+        assert_eq!(parse("show pools;"), Ok(Command::ShowPools));
+        assert_eq!(parse("SHOW SERVERS"), Ok(Command::ShowServers));
+        assert_eq!(parse("SHOW POOL"), Err("SHOW POOL".into()));
         assert_eq!(parse("SELECT 1;"), Err("SELECT 1".into()));
         assert_eq!(
             parse("SHOW MAPPING extra"),

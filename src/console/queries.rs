@@ -50,6 +50,8 @@ impl<'a> ConsoleQueries<'a> {
             Command::ShowStats => report::stats(state),
             Command::ShowUnmapped => report::unmapped(state),
             Command::ShowVersion => report::version(),
+            Command::ShowPools => report::pools(state),
+            Command::ShowServers => report::servers(state),
             Command::Reload => {
                 // Who reloaded is worth a line: the other triggers log theirs.
                 let r = report::reload(state.config.clone()).await;

@@ -41,7 +41,15 @@ impl ResultSet {
     }
 }
 
-const MAPPING_COLUMNS: [&str; 6] = ["database", "schema", "table", "mode", "generation", "note"];
+const MAPPING_COLUMNS: [&str; 7] = [
+    "database",
+    "schema",
+    "table",
+    "mode",
+    "generation",
+    "note",
+    "mapping_hash",
+];
 const CLIENTS_COLUMNS: [&str; 7] = [
     "address",
     "user",
@@ -60,6 +68,32 @@ const UNMAPPED_COLUMNS: [&str; 8] = [
     "first_seen",
     "last_seen",
     "example",
+];
+const POOLS_COLUMNS: [&str; 15] = [
+    "database",
+    "user",
+    "mode",
+    "size",
+    "clients_active",
+    "clients_waiting",
+    "servers_active",
+    "servers_idle",
+    "servers_opened",
+    "servers_closed",
+    "servers_lent",
+    "wait_timeouts",
+    "wait_seconds_total",
+    "prepared_hits",
+    "prepared_misses",
+];
+const SERVERS_COLUMNS: [&str; 7] = [
+    "database",
+    "user",
+    "address",
+    "pid",
+    "state",
+    "age_seconds",
+    "idle_seconds",
 ];
 const RELOAD_COLUMNS: [&str; 3] = ["result", "generation", "needs_restart"];
 const EXPLAIN_COLUMNS: [&str; 4] = ["item", "name", "offset", "detail"];
@@ -85,6 +119,8 @@ pub fn columns(command: &Command) -> Vec<&'static str> {
         Command::ShowStats => stats_columns(),
         Command::ShowUnmapped => UNMAPPED_COLUMNS.to_vec(),
         Command::ShowVersion => vec!["version"],
+        Command::ShowPools => POOLS_COLUMNS.to_vec(),
+        Command::ShowServers => SERVERS_COLUMNS.to_vec(),
         Command::Reload => RELOAD_COLUMNS.to_vec(),
         Command::ExplainRewrite { .. } => EXPLAIN_COLUMNS.to_vec(),
         Command::Empty => Vec::new(),
@@ -99,7 +135,8 @@ fn s(v: impl ToString) -> Option<String> {
 /// anything but a table, and marks the names kept in `public` for the main
 /// name), one row per client database name with the search_path its
 /// sessions get, and a last row naming the last refused reload while it
-/// stands.
+/// stands. Every row carries the mapping hash (equal on every instance
+/// that maps names the same way).
 pub fn mapping(store: &ConfigStore) -> ResultSet {
     let snap = store.load_full();
     let mut rows = Vec::new();
@@ -122,6 +159,7 @@ pub fn mapping(store: &ConfigStore) -> ResultSet {
                     s(db.mode.as_str()),
                     s(snap.generation),
                     note,
+                    s(&snap.mapping_hash),
                 ]);
             }
         }
@@ -136,6 +174,7 @@ pub fn mapping(store: &ConfigStore) -> ResultSet {
             s(db.mode.as_str()),
             s(snap.generation),
             s(search_path(&db.name)),
+            s(&snap.mapping_hash),
         ]);
         for alias in &db.aliases {
             rows.push(vec![
@@ -149,6 +188,7 @@ pub fn mapping(store: &ConfigStore) -> ResultSet {
                     db.name,
                     search_path(&alias.name)
                 )),
+                s(&snap.mapping_hash),
             ]);
         }
     }
@@ -164,9 +204,62 @@ pub fn mapping(store: &ConfigStore) -> ResultSet {
                 utc(failure.at),
                 failure.message
             )),
+            s(&snap.mapping_hash),
         ]);
     }
     ResultSet::show(MAPPING_COLUMNS.to_vec(), rows)
+}
+
+/// `SHOW POOLS`: one row per pool (database name, authenticated user).
+pub fn pools(state: &ProxyState) -> ResultSet {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rows = state
+        .pools
+        .all()
+        .iter()
+        .map(|p| {
+            let st = &p.stats;
+            let settings = p.settings();
+            vec![
+                s(&p.database),
+                s(&p.user),
+                s(settings.mode.as_str()),
+                s(settings.size),
+                s(st.clients_active.load(Relaxed)),
+                s(st.clients_waiting.load(Relaxed)),
+                s(st.servers_active.load(Relaxed)),
+                s(p.idle_count()),
+                s(st.servers_opened.load(Relaxed)),
+                s(st.servers_closed.load(Relaxed)),
+                s(st.servers_used.load(Relaxed)),
+                s(st.wait_timeouts.load(Relaxed)),
+                s(format!("{:.3}", st.wait_seconds.snapshot().1)),
+                s(st.prepared_hits.load(Relaxed)),
+                s(st.prepared_misses.load(Relaxed)),
+            ]
+        })
+        .collect();
+    ResultSet::show(POOLS_COLUMNS.to_vec(), rows)
+}
+
+/// `SHOW SERVERS`: every idle pooled server connection (one lent to a
+/// client counts in SHOW POOLS' servers_active).
+pub fn servers(state: &ProxyState) -> ResultSet {
+    let mut rows = Vec::new();
+    for p in state.pools.all() {
+        for idle in p.idle_snapshot() {
+            rows.push(vec![
+                s(&p.database),
+                s(&p.user),
+                s(idle.addr),
+                s(idle.pid),
+                s("idle"),
+                s(idle.age.as_secs()),
+                s(idle.idle.as_secs()),
+            ]);
+        }
+    }
+    ResultSet::show(SERVERS_COLUMNS.to_vec(), rows)
 }
 
 /// `SHOW CLIENTS`: every live session, oldest first (console ones too).
@@ -421,6 +514,8 @@ mod tests {
             (Command::ShowStats, stats(&state)),
             (Command::ShowUnmapped, unmapped(&state)),
             (Command::ShowVersion, version()),
+            (Command::ShowPools, pools(&state)),
+            (Command::ShowServers, servers(&state)),
             (
                 Command::ExplainRewrite {
                     sql: "SELECT 1".into(),

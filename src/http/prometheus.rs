@@ -138,10 +138,21 @@ pub fn render_metrics(state: &AdminState) -> String {
     metric(
         "heal7_proxy_cancel_requests_total",
         "counter",
-        "Cancel requests by result.",
+        "Cancel requests by result: forwarded to the session's server, unknown_key, to_peer (sent on to the instance whose key it is), unknown_peer (no address for that peer id, or forwarded here by a peer that took this instance for another).",
         &[
             ("result=\"forwarded\"", get(&m.cancels_forwarded)),
             ("result=\"unknown_key\"", get(&m.cancels_unknown)),
+            ("result=\"to_peer\"", get(&m.cancels_to_peer)),
+            ("result=\"unknown_peer\"", get(&m.cancels_unknown_peer)),
+        ],
+    );
+    metric(
+        "heal7_proxy_prepared_statements_reprepared_total",
+        "counter",
+        "Named prepared statements prepared again under their name after a reload changed their rewritten text, by result.",
+        &[
+            ("result=\"ok\"", get(&m.prepared_reprepared)),
+            ("result=\"failed\"", get(&m.prepared_reprepare_failed)),
         ],
     );
     metric(
@@ -164,6 +175,16 @@ pub fn render_metrics(state: &AdminState) -> String {
         "gauge",
         "Generation of the mapping in force (1 at start, +1 per reload).",
         &[("", state.config.load().generation)],
+    );
+    let mapping = format!(
+        "mapping_hash=\"{}\"",
+        escape_label(&state.config.load().mapping_hash)
+    );
+    metric(
+        "heal7_proxy_mapping_info",
+        "gauge",
+        "Always 1; mapping_hash is the hash of the databases section in force, equal on every instance that maps names the same way.",
+        &[(&mapping, 1)],
     );
 
     let databases = m.databases();
@@ -248,6 +269,7 @@ pub fn render_metrics(state: &AdminState) -> String {
         }
     }
     rewrite_cache(&mut out, state);
+    pools(&mut out, state);
     histogram(
         &mut out,
         "heal7_proxy_rewrite_seconds",
@@ -316,21 +338,154 @@ fn rewrite_cache(out: &mut String, state: &AdminState) {
     }
 }
 
+/// Each pool (database name, authenticated user): clients and servers by
+/// state, connections opened/closed/lent, waits and prepared statements.
+fn pools(out: &mut String, state: &AdminState) {
+    type Values = fn(&crate::pool::Pool) -> Vec<(&'static str, u64)>;
+    let pools = state.pools.all();
+    let families: [(&str, &str, &str, Values); 6] = [
+        (
+            "heal7_proxy_pool_clients",
+            "gauge",
+            "Clients of the pool now, by state (waiting: for a server connection).",
+            |p| {
+                vec![
+                    (
+                        "state=\"active\"",
+                        p.stats.clients_active.load(Ordering::Relaxed) as u64,
+                    ),
+                    (
+                        "state=\"waiting\"",
+                        p.stats.clients_waiting.load(Ordering::Relaxed) as u64,
+                    ),
+                ]
+            },
+        ),
+        (
+            "heal7_proxy_pool_servers",
+            "gauge",
+            "Server connections of the pool now, by state.",
+            |p| {
+                vec![
+                    (
+                        "state=\"active\"",
+                        p.stats.servers_active.load(Ordering::Relaxed) as u64,
+                    ),
+                    ("state=\"idle\"", p.idle_count() as u64),
+                ]
+            },
+        ),
+        (
+            "heal7_proxy_pool_size",
+            "gauge",
+            "The pool's configured size (server connections at most, reserve excluded).",
+            |p| vec![("", p.settings().size as u64)],
+        ),
+        (
+            "heal7_proxy_pool_server_connections_total",
+            "counter",
+            "Server connections opened and closed by the pool, and lent to clients (per session or per transaction).",
+            |p| {
+                vec![
+                    (
+                        "event=\"opened\"",
+                        p.stats.servers_opened.load(Ordering::Relaxed),
+                    ),
+                    (
+                        "event=\"closed\"",
+                        p.stats.servers_closed.load(Ordering::Relaxed),
+                    ),
+                    (
+                        "event=\"lent\"",
+                        p.stats.servers_used.load(Ordering::Relaxed),
+                    ),
+                ]
+            },
+        ),
+        (
+            "heal7_proxy_pool_wait_timeouts_total",
+            "counter",
+            "Clients that waited query_wait_timeout_ms without a server connection (53300).",
+            |p| vec![("", p.stats.wait_timeouts.load(Ordering::Relaxed))],
+        ),
+        (
+            "heal7_proxy_pool_prepared_statements_total",
+            "counter",
+            "Transaction pooling: client statements found prepared on the server connection (hit) or prepared there first (miss).",
+            |p| {
+                vec![
+                    (
+                        "result=\"hit\"",
+                        p.stats.prepared_hits.load(Ordering::Relaxed),
+                    ),
+                    (
+                        "result=\"miss\"",
+                        p.stats.prepared_misses.load(Ordering::Relaxed),
+                    ),
+                ]
+            },
+        ),
+    ];
+    for (name, kind, help, values) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for p in &pools {
+            let pool = format!(
+                "database=\"{}\",user=\"{}\"",
+                escape_label(&p.database),
+                escape_label(&p.user)
+            );
+            for (labels, v) in values(p) {
+                let sep = if labels.is_empty() { "" } else { "," };
+                let _ = writeln!(out, "{name}{{{pool}{sep}{labels}}} {v}");
+            }
+        }
+    }
+    let name = "heal7_proxy_pool_wait_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time a client waited for a server connection, per acquire."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for p in &pools {
+        let pool = format!(
+            "database=\"{}\",user=\"{}\"",
+            escape_label(&p.database),
+            escape_label(&p.user)
+        );
+        histogram_samples(out, name, &pool, &p.stats.wait_seconds);
+    }
+}
+
 fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
-    let (cumulative, sum) = h.snapshot();
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} histogram");
+    histogram_samples(out, name, "", h);
+}
+
+/// The bucket, sum and count lines of one histogram series (`labels`:
+/// extra `k="v"` pairs, or empty).
+fn histogram_samples(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let (cumulative, sum) = h.snapshot();
+    let sep = if labels.is_empty() { "" } else { "," };
+    let braces = |rest: &str| {
+        if labels.is_empty() && rest.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{{{labels}{}{rest}}}",
+                if rest.is_empty() { "" } else { sep }
+            )
+        }
+    };
     for (bound, count) in BUCKET_BOUNDS_US.iter().zip(&cumulative) {
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"{}\"}} {count}",
-            *bound as f64 / 1e6
-        );
+        let le = format!("le=\"{}\"", *bound as f64 / 1e6);
+        let _ = writeln!(out, "{name}_bucket{} {count}", braces(&le));
     }
     let total = cumulative.last().copied().unwrap_or(0);
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-    let _ = writeln!(out, "{name}_sum {sum}");
-    let _ = writeln!(out, "{name}_count {total}");
+    let _ = writeln!(out, "{name}_bucket{} {total}", braces("le=\"+Inf\""));
+    let _ = writeln!(out, "{name}_sum{} {sum}", braces(""));
+    let _ = writeln!(out, "{name}_count{} {total}", braces(""));
 }
 
 /// Prometheus label values escape backslash, quote and newline.

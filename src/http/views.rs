@@ -143,6 +143,7 @@ pub(super) fn mapping_json(state: &AdminState) -> String {
         .map(|f| serde_json::json!({"message": f.message, "at_unix": unix_seconds(f.at)}));
     serde_json::json!({
         "generation": snapshot.generation,
+        "mapping_hash": snapshot.mapping_hash,
         "source": snapshot.source,
         "loaded_at_unix": unix_seconds(snapshot.loaded_at),
         "on_parse_error": format!("{:?}", snapshot.on_parse_error).to_lowercase(),

@@ -237,6 +237,92 @@ pub fn encode_ready_for_query(out: &mut BytesMut, status: u8) {
     finish_frame(out, start);
 }
 
+/// Append a Close frame for the prepared statement (`b'S'`) or portal
+/// (`b'P'`) `name`.
+pub fn encode_close(out: &mut BytesMut, kind: u8, name: &[u8]) {
+    let start = begin_frame(out, b'C');
+    out.put_u8(kind);
+    out.extend_from_slice(name);
+    out.put_u8(0);
+    finish_frame(out, start);
+}
+
+pub fn encode_sync(out: &mut BytesMut) {
+    let start = begin_frame(out, b'S');
+    finish_frame(out, start);
+}
+
+/// Append an Authentication message: `code` (0 ok, 5 md5 with a salt, 10
+/// SASL with mechanism names, 11 SASLContinue, 12 SASLFinal) and its data.
+pub fn encode_authentication(out: &mut BytesMut, code: i32, data: &[u8]) {
+    let start = begin_frame(out, b'R');
+    out.put_i32(code);
+    out.extend_from_slice(data);
+    finish_frame(out, start);
+}
+
+pub fn encode_parameter_status(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    let start = begin_frame(out, b'S');
+    out.extend_from_slice(name);
+    out.put_u8(0);
+    out.extend_from_slice(value);
+    out.put_u8(0);
+    finish_frame(out, start);
+}
+
+pub fn encode_backend_key_data(out: &mut BytesMut, pid: i32, secret: i32) {
+    let start = begin_frame(out, b'K');
+    out.put_i32(pid);
+    out.put_i32(secret);
+    finish_frame(out, start);
+}
+
+/// Append a PasswordMessage / SASLResponse ('p') carrying `data` as is.
+pub fn encode_password_message(out: &mut BytesMut, data: &[u8]) {
+    let start = begin_frame(out, b'p');
+    out.extend_from_slice(data);
+    finish_frame(out, start);
+}
+
+/// Append a SASLInitialResponse for `mechanism` with `data`.
+pub fn encode_sasl_initial(out: &mut BytesMut, mechanism: &str, data: &[u8]) {
+    let start = begin_frame(out, b'p');
+    out.extend_from_slice(mechanism.as_bytes());
+    out.put_u8(0);
+    out.put_i32(data.len() as i32);
+    out.extend_from_slice(data);
+    finish_frame(out, start);
+}
+
+/// Append a Bind of the unnamed statement to the unnamed portal with text
+/// parameters (`None`: NULL) and text results.
+pub fn encode_bind_text(out: &mut BytesMut, params: &[Option<&[u8]>]) {
+    let start = begin_frame(out, b'B');
+    out.put_u8(0);
+    out.put_u8(0);
+    out.put_i16(0);
+    out.put_i16(params.len() as i16);
+    for p in params {
+        match p {
+            Some(v) => {
+                out.put_i32(v.len() as i32);
+                out.extend_from_slice(v);
+            }
+            None => out.put_i32(-1),
+        }
+    }
+    out.put_i16(0);
+    finish_frame(out, start);
+}
+
+/// Append an Execute of the unnamed portal, all rows.
+pub fn encode_execute(out: &mut BytesMut) {
+    let start = begin_frame(out, b'E');
+    out.put_u8(0);
+    out.put_i32(0);
+    finish_frame(out, start);
+}
+
 pub fn encode_terminate(out: &mut BytesMut) {
     let start = begin_frame(out, b'X');
     finish_frame(out, start);
@@ -253,6 +339,18 @@ mod tests {
         let f = Frame::decode(&mut buf, MAX).unwrap().unwrap();
         assert!(buf.is_empty(), "bytes left after one frame");
         f
+    }
+
+    #[test]
+    fn backend_key_data_round_trip() {
+        let key = BackendKeyData {
+            pid: 4242,
+            secret: -7,
+        };
+        let mut buf = BytesMut::new();
+        encode_backend_key_data(&mut buf, key.pid, key.secret);
+        assert_eq!(buf.len(), 13);
+        assert_eq!(BackendKeyData::parse(&buf), Ok(key));
     }
 
     #[test]

@@ -16,14 +16,17 @@ mod startup;
 
 pub use frame::{Frame, FrameHeader, peek_header};
 pub use messages::{
-    BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, encode_error_response,
-    encode_parse, encode_parse_with, encode_query, encode_query_with, encode_ready_for_query,
+    BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, encode_authentication,
+    encode_backend_key_data, encode_bind_text, encode_close, encode_error_response, encode_execute,
+    encode_parameter_status, encode_parse, encode_parse_with, encode_password_message,
+    encode_query, encode_query_with, encode_ready_for_query, encode_sasl_initial, encode_sync,
     encode_terminate, ready_for_query_status,
 };
 pub use sqlstate::{ClientFacing, SqlState, encode_client_error};
 pub use startup::{
     CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_AUTH_FRAME, MAX_STARTUP_PACKET, PROTOCOL_3_0,
-    SSL_REQUEST_CODE, StartupMessage, StartupPacket, decode_startup, escape_option_value,
+    SSL_REQUEST_CODE, StartupMessage, StartupPacket, decode_startup, encode_cancel_request,
+    escape_option_value,
 };
 
 /// Frame tags the proxy looks at (client and server namespaces overlap; the
@@ -52,6 +55,7 @@ pub mod tag {
     pub const BIND_COMPLETE: u8 = b'2';
     pub const CLOSE_COMPLETE: u8 = b'3';
     pub const ROW_DESCRIPTION: u8 = b'T';
+    pub const DATA_ROW: u8 = b'D';
     pub const NO_DATA: u8 = b'n';
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const EMPTY_QUERY: u8 = b'I';

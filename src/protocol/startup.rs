@@ -20,6 +20,16 @@ pub const MAX_STARTUP_PACKET: usize = 10_000;
 /// can make the proxy hold at most 64 KiB instead of `max_message_size`.
 pub const MAX_AUTH_FRAME: usize = 65_535 + 5;
 
+/// A CancelRequest packet for `(pid, secret)`.
+pub fn encode_cancel_request(pid: i32, secret: i32) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&16i32.to_be_bytes());
+    out[4..8].copy_from_slice(&CANCEL_REQUEST_CODE.to_be_bytes());
+    out[8..12].copy_from_slice(&pid.to_be_bytes());
+    out[12..].copy_from_slice(&secret.to_be_bytes());
+    out
+}
+
 /// One classified startup-phase packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartupPacket {
@@ -244,6 +254,20 @@ mod tests {
                 pid: 7,
                 secret: -2,
                 raw
+            }))
+        );
+    }
+
+    #[test]
+    fn encoded_cancel_request_decodes_to_its_key() {
+        let raw = encode_cancel_request(7, -2);
+        let mut b = BytesMut::from(&raw[..]);
+        assert_eq!(
+            decode_startup(&mut b),
+            Ok(Some(StartupPacket::CancelRequest {
+                pid: 7,
+                secret: -2,
+                raw: Bytes::copy_from_slice(&raw)
             }))
         );
     }

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Overrides};
 
 /// One validated config with the generation it was loaded as.
 #[derive(Debug)]
@@ -62,17 +62,27 @@ pub struct ConfigStore {
     pub reloads_failed: AtomicU64,
     /// Times the file was read for a reload, an unchanged one included.
     pub reads: AtomicU64,
+    /// Command-line and environment settings applied to every read.
+    overrides: Overrides,
 }
 
 impl ConfigStore {
     /// A store for a config read from `path` (reloads re-read that file).
     pub fn from_file(path: &Path) -> Result<ConfigStore, ConfigError> {
+        Self::from_file_with(path, Overrides::default())
+    }
+
+    /// [`ConfigStore::from_file`] with `overrides` winning over the file,
+    /// now and on every reload.
+    pub fn from_file_with(path: &Path, overrides: Overrides) -> Result<ConfigStore, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;
-        let config = Config::from_yaml(&text, &path.display().to_string())?;
-        Ok(Self::new(config, Some(path.to_owned()), Some(text)))
+        let config = Config::from_yaml_with(&text, &path.display().to_string(), &overrides)?;
+        let mut store = Self::new(config, Some(path.to_owned()), Some(text));
+        store.overrides = overrides;
+        Ok(store)
     }
 
     /// A store with no file behind it (reloads then fail).
@@ -94,6 +104,7 @@ impl ConfigStore {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            overrides: Overrides::default(),
         }
     }
 
@@ -151,7 +162,8 @@ impl ConfigStore {
                 error,
             })
             .and_then(|text| {
-                let config = Config::from_yaml(&text, &path.display().to_string())?;
+                let config =
+                    Config::from_yaml_with(&text, &path.display().to_string(), &self.overrides)?;
                 Ok((config, text))
             });
         let (mut config, text) = match result {
@@ -254,6 +266,26 @@ mod tests {
         assert_eq!(report.needs_restart.len(), 1);
         assert!(report.needs_restart[0].contains("needs restart"));
         assert_eq!(store.load().start.listen, "127.0.0.1:6432");
+    }
+
+    #[test]
+    fn peering_change_needs_restart_and_the_override_holds_across_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let text = |peers: &str| format!("proxy: {{peers: {{{peers}}}}}\ndatabases: {{a: {{}}}}\n");
+        std::fs::write(&path, text("1: \"a:1\", 2: \"b:1\"")).unwrap();
+        let overrides = Overrides {
+            peer_id: Some(2),
+            ..Overrides::default()
+        };
+        let store = ConfigStore::from_file_with(&path, overrides).unwrap();
+        assert_eq!(store.load().start.peering.peer_id, Some(2));
+        // The file has no peer_id: the override is applied again on reload.
+        std::fs::write(&path, text("1: \"a:1\", 2: \"b:2\"")).unwrap();
+        let report = store.reload().unwrap();
+        assert_eq!(report.needs_restart.len(), 1, "{report:?}");
+        assert!(report.needs_restart[0].contains("proxy.peers"));
+        assert_eq!(store.load().start.peering.address_of(2), Some("b:1"));
     }
 
     #[test]

@@ -33,6 +33,7 @@
 use std::cell::RefCell;
 
 mod cache;
+mod deallocate;
 mod encoding;
 mod escapes;
 mod exact;
@@ -55,6 +56,7 @@ mod walk;
 mod tests;
 
 pub use cache::{CacheStats, DEFAULT_CACHE_BYTES};
+pub use deallocate::{Deallocation, deallocation};
 pub use encoding::{EncodingClass, LexableText, lexable_text, mask_for_lexing};
 pub use escapes::mask_backslash_escapes;
 pub use facts::{SessionFacts, TempRelations};

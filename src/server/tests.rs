@@ -107,7 +107,7 @@ async fn alias_startup_is_rebuilt_and_frames_relay_byte_for_byte() {
     server.write_all(&hello).await.unwrap();
     assert_eq!(read_exact_vec(&mut client, hello.len()).await, hello);
     assert_eq!(
-        state.cancel_keys.lookup((42, 7)).map(|a| a.port()),
+        state.cancel_keys.lookup((42, 7)).map(|t| t.addr.port()),
         Some(upstream.local_addr().unwrap().port())
     );
 
@@ -186,6 +186,121 @@ async fn cancel_request_reaches_the_sessions_server_and_unknown_keys_are_dropped
     c.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty());
     assert_eq!(Metrics::get(&state.metrics.cancels_unknown), 1);
+    shutdown.cancel();
+}
+
+/// With a peer id, the client gets the server's pid and a secret of the
+/// proxy's own; a cancel with it reaches the server with the server's
+/// secret, and another peer's key is sent to that peer, marked forwarded.
+#[tokio::test]
+async fn with_a_peer_id_clients_get_the_proxys_key_and_other_peers_keys_go_to_them() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let yaml = format!(
+        "proxy:\n  peer_id: 1\n  peers: {{1: \"127.0.0.1:1\", 2: \"{}\"}}\ndatabases:\n  heal7:\n    host: 127.0.0.1\n    port: {}\n",
+        peer.local_addr().unwrap(),
+        upstream.local_addr().unwrap().port()
+    );
+    let (proxy, state, shutdown) = start_proxy(Config::from_yaml(&yaml, "test").unwrap()).await;
+    let mut client = TcpStream::connect(proxy).await.unwrap();
+    client
+        .write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
+        .await
+        .unwrap();
+    let (mut server, _) = upstream.accept().await.unwrap();
+    read_startup(&mut server).await;
+    let hello = server_hello();
+    server.write_all(&hello).await.unwrap();
+    let got = read_exact_vec(&mut client, hello.len()).await;
+    let key = protocol::BackendKeyData::parse(&got[9..22]).unwrap();
+    assert_eq!(key.pid, 42, "the server's pid is kept");
+    assert_ne!(key.secret, 7, "the server's secret stays with the proxy");
+    assert_eq!((key.secret as u32) >> 27, 1, "the secret carries peer id 1");
+    assert_eq!((&got[..9], &got[22..]), (&hello[..9], &hello[22..]));
+
+    let mut c = TcpStream::connect(proxy).await.unwrap();
+    c.write_all(&protocol::encode_cancel_request(42, key.secret))
+        .await
+        .unwrap();
+    let (mut cancel_conn, _) = tokio::time::timeout(Duration::from_secs(5), upstream.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        read_exact_vec(&mut cancel_conn, 16).await,
+        protocol::encode_cancel_request(42, 7)
+    );
+
+    let theirs = (2u32 << 27 | 12345) as i32;
+    let mut c = TcpStream::connect(proxy).await.unwrap();
+    c.write_all(&protocol::encode_cancel_request(42, theirs))
+        .await
+        .unwrap();
+    let (mut at_peer, _) = tokio::time::timeout(Duration::from_secs(5), peer.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let forwarded = (theirs as u32 | 1 << 31) as i32;
+    assert_eq!(
+        read_exact_vec(&mut at_peer, 16).await,
+        protocol::encode_cancel_request(42, forwarded)
+    );
+    // Sent back to us as forwarded, a key that is not ours stops here.
+    let mut c = TcpStream::connect(proxy).await.unwrap();
+    c.write_all(&protocol::encode_cancel_request(42, forwarded))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(Metrics::get(&state.metrics.cancels_forwarded), 1);
+    assert_eq!(Metrics::get(&state.metrics.cancels_to_peer), 1);
+    assert_eq!(Metrics::get(&state.metrics.cancels_unknown_peer), 1);
+    shutdown.cancel();
+}
+
+/// The peer cancel address serves a forwarded CancelRequest and closes
+/// anything else unanswered.
+#[tokio::test]
+async fn the_peer_cancel_address_serves_cancels_only() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let yaml = format!(
+        "proxy:\n  peer_id: 3\ndatabases:\n  heal7:\n    port: {}\n",
+        upstream.local_addr().unwrap().port()
+    );
+    let state = ProxyState::new(Config::from_yaml(&yaml, "test").unwrap());
+    let key = state
+        .cancel_keys
+        .register((42, 7), upstream.local_addr().unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(run_cancel_listener(
+        listener,
+        state.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&startup_packet(&[("user", "app"), ("database", "heal7")]))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "no answer to a startup packet");
+
+    let forwarded = (key.1 as u32 | 1 << 31) as i32;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&protocol::encode_cancel_request(42, forwarded))
+        .await
+        .unwrap();
+    let (mut at_server, _) = tokio::time::timeout(Duration::from_secs(5), upstream.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        read_exact_vec(&mut at_server, 16).await,
+        protocol::encode_cancel_request(42, 7)
+    );
     shutdown.cancel();
 }
 

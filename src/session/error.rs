@@ -1,7 +1,9 @@
 //! Why a session ended early. Each variant names the SQLSTATE the client is
 //! told (when the client can still be told anything).
 
+use crate::pool::PoolError;
 use crate::protocol::{ClientFacing, ProtocolError, SqlState};
+use crate::upstream::UpstreamFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -37,24 +39,33 @@ pub enum SessionError {
         "SCRAM channel binding is not possible through heal7-proxy to a TLS upstream; connect with channel_binding=disable"
     )]
     ChannelBinding,
-}
-
-/// Why the upstream could not be reached.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamFailure {
+    /// A StartupMessage without a user, on a pooled database.
+    #[error("no PostgreSQL user name specified in startup packet")]
+    NoUser,
+    /// The pool's `max_client_connections` is reached.
+    #[error("too many clients in pool {database}/{user} (pool.max_client_connections {limit})")]
+    PoolClients {
+        database: String,
+        user: String,
+        limit: usize,
+    },
+    /// Wrong password, or no such user (the same answer on purpose, as
+    /// PostgreSQL gives).
+    #[error("password authentication failed for user \"{user}\"")]
+    AuthFailed { user: String },
+    /// The client's SCRAM messages do not follow the protocol.
     #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("no connection and answer within {} ms", .0.as_millis())]
-    Timeout(std::time::Duration),
-    /// The server answered the SSLRequest `N` and the mode needs TLS.
-    #[error("the server does not support TLS (tls.mode {0})")]
-    TlsRefused(&'static str),
-    /// Neither `S` nor `N` to the SSLRequest.
-    #[error("unexpected answer {0:#04x} to the SSL request")]
-    TlsAnswer(u8),
-    /// The handshake failed (certificate rejected, protocol mismatch).
-    #[error("TLS handshake failed: {0}")]
-    Tls(std::io::Error),
+    Scram(crate::auth::scram::ScramError),
+    /// auth_query could not run (the auth user cannot log in, the query
+    /// fails).
+    #[error("cannot look up the user's password (pool.auth_user / auth_query): {0}")]
+    AuthQuery(PoolError),
+    /// No server connection for the client.
+    #[error("{0}")]
+    Pool(#[from] PoolError),
+    /// A startup `options` value other than `-c name=value` pairs.
+    #[error("unsupported startup options for a pooled database: {0} (only -c name=value)")]
+    UnsupportedOption(String),
 }
 
 impl SessionError {
@@ -85,7 +96,16 @@ impl ClientFacing for SessionError {
             SessionError::Shutdown => SqlState::AdminShutdown,
             SessionError::Io(_) => SqlState::Internal,
             SessionError::UnknownDatabase(_) => SqlState::InvalidCatalogName,
-            SessionError::ReplicationRefused => SqlState::InvalidAuthorization,
+            SessionError::ReplicationRefused | SessionError::NoUser => {
+                SqlState::InvalidAuthorization
+            }
+            SessionError::PoolClients { .. } => SqlState::TooManyConnections,
+            SessionError::AuthFailed { .. } => SqlState::InvalidPassword,
+            SessionError::Scram(_) | SessionError::UnsupportedOption(_) => {
+                SqlState::ProtocolViolation
+            }
+            SessionError::AuthQuery(_) => SqlState::ConnectionFailure,
+            SessionError::Pool(e) => e.sqlstate(),
         }
     }
 

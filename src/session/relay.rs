@@ -21,7 +21,11 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::prepared::{
+    PreparedStatements, Reprepare, SentForm, closed_statement, named_parse, query_text, reprepare,
+};
 use super::tracker::{Pending, StatementContext, Tracker, lock};
+use super::transaction::{TransactionClient, translate};
 use super::wake_gate::WakeGate;
 use super::{SessionError, Summary, farewell};
 use crate::clients::{ClientEntry, ClientIdentity, ClientState};
@@ -33,7 +37,7 @@ use crate::protocol::{
 };
 use crate::qualify::{Observer, TextRewrite, qualify};
 use crate::reload::Snapshot;
-use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, splice_into};
+use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, deallocation, splice_into};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
 use crate::stream::{ReadHalf as OwnedReadHalf, Stream, WriteHalf as OwnedWriteHalf};
@@ -49,7 +53,7 @@ const SHRINK_ABOVE: usize = 256 * 1024;
 /// Sent to the server in place of a refused statement: it fails in the raw
 /// parser, so the server itself aborts the transaction / skips to Sync as it
 /// would for a real error, and the proxy swaps the error for its own.
-const REFUSED_SQL: &[u8] = b"heal7_proxy_refused_this_statement";
+pub(super) const REFUSED_SQL: &[u8] = b"heal7_proxy_refused_this_statement";
 
 pub(super) struct RelayContext {
     pub state: ProxyState,
@@ -69,15 +73,29 @@ pub(super) struct RelayContext {
     /// Whether the upstream link is TLS (the server then offers SCRAM
     /// channel binding, see [`protocol::sasl`]).
     pub upstream_tls: bool,
+    /// The server connection is a pool's, logged in by the proxy: the relay
+    /// starts after login, a client's Terminate is not forwarded, and the
+    /// server is handed back when the client leaves between transactions.
+    pub pooled: bool,
+    /// Transaction pooling: the server connection changes at every
+    /// transaction boundary ([`relay_transactions`]).
+    pub transaction_pooled: bool,
+}
+
+/// How a relay ended well.
+pub(super) struct Relayed {
+    pub summary: Summary,
+    /// A pooled server connection the client left idle, to reuse.
+    pub server: Option<Stream>,
 }
 
 /// The mapping one statement is rewritten with: taken from the live config
 /// whenever the session is idle outside a transaction, kept otherwise, so a
 /// transaction never mixes two generations.
-struct Mapping {
-    snapshot: Arc<Snapshot>,
-    map: Option<Arc<SchemaMap>>,
-    mode: Mode,
+pub(super) struct Mapping {
+    pub(super) snapshot: Arc<Snapshot>,
+    pub(super) map: Option<Arc<SchemaMap>>,
+    pub(super) mode: Mode,
 }
 
 impl Mapping {
@@ -90,12 +108,14 @@ impl Mapping {
         }
     }
 
-    /// Move to the live config if it is newer.
-    fn refresh(&mut self, ctx: &RelayContext) {
+    /// Move to the live config if it is newer; true if it moved.
+    fn refresh(&mut self, ctx: &RelayContext) -> bool {
         let live = ctx.state.config.load();
-        if live.generation != self.snapshot.generation {
-            *self = Mapping::of(Arc::clone(&live), &ctx.client_database);
+        if live.generation == self.snapshot.generation {
+            return false;
         }
+        *self = Mapping::of(Arc::clone(&live), &ctx.client_database);
+        true
     }
 }
 
@@ -105,18 +125,20 @@ pub(super) async fn relay(
     leftover: BytesMut,
     server_first: BytesMut,
     ctx: &RelayContext,
-) -> Result<Summary, SessionError> {
+) -> Result<Relayed, SessionError> {
     let (client_read, mut client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let tracker = Mutex::new(Tracker {
         pending: VecDeque::with_capacity(16),
-        status: None,
+        status: ctx.pooled.then_some(b'I'),
         encoding: EncodingClass::AsciiSafe,
         standard_conforming_strings: true,
         cancel_key: None,
         sent_at: VecDeque::with_capacity(16),
         error_since_ready: false,
-        authenticated: false,
+        authenticated: ctx.pooled,
+        prepared: PreparedStatements::default(),
+        server_statements: None,
     });
     let _release = ReleaseCancelKey {
         tracker: &tracker,
@@ -130,7 +152,9 @@ pub(super) async fn relay(
         facts: SessionFacts::default(),
         statements: 0,
         rewritten: 0,
-        authenticated: false,
+        authenticated: ctx.pooled,
+        terminated: false,
+        transaction: None,
     };
     let mut down = Downstream {
         from: Inbound::new(server_read, server_first),
@@ -159,7 +183,20 @@ pub(super) async fn relay(
         ended,
     };
     match result {
-        Ok(ended) => Ok(summary(ended)),
+        Ok(ended) => {
+            let summary = summary(ended);
+            // Reusable only with nothing in flight either way.
+            let reusable = ctx.pooled
+                && up.terminated
+                && down.from.buf.is_empty()
+                && lock(&tracker).between_transactions();
+            let server = if reusable {
+                Stream::reunite(down.from.read, up.write)
+            } else {
+                None
+            };
+            Ok(Relayed { summary, server })
+        }
         Err(e) => {
             if matches!(e, SessionError::Shutdown) {
                 // Let the server end the backend cleanly.
@@ -272,7 +309,7 @@ impl Inbound {
 /// replaced by what `replace` writes. The batch is the read buffer itself
 /// until a frame is replaced; from then on (`reencoding`) it is built in
 /// `out`.
-fn place_frame(
+pub(super) fn place_frame(
     out: &mut BytesMut,
     buf: &[u8],
     (pos, end): (usize, usize),
@@ -307,6 +344,10 @@ struct Upstream {
     /// A copy of the tracker's flag, so the lock is taken per batch only
     /// until login.
     authenticated: bool,
+    /// A pooled client sent Terminate (kept from the server).
+    terminated: bool,
+    /// Transaction pooling: the client's statements and settings.
+    transaction: Option<Box<TransactionClient>>,
 }
 
 /// The complete frames at the front of a buffer, scanned.
@@ -338,6 +379,9 @@ impl Upstream {
                 }
                 self.from.sent(&batch);
             }
+            if self.terminated {
+                return Ok("client closed");
+            }
             // The awaits stay in this loop (no nested futures per frame).
             prepare_read(&mut self.from.buf, batch.missing);
             let n = self.from.read.read_buf(&mut self.from.buf).await?;
@@ -361,6 +405,61 @@ impl Upstream {
         max
     }
 
+    /// At the first request of a batch: between transactions, move to the
+    /// live mapping if a reload made a new one, and prepare the client's
+    /// statements again where their text changes. A transaction may begin
+    /// with a prepared statement's Bind as well as with a Query or Parse.
+    fn follow_reload(
+        &mut self,
+        frame_tag: u8,
+        pos: usize,
+        reencoding: &mut bool,
+        session: &mut Option<bool>,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) {
+        let moved = match frame_tag {
+            tag::QUERY | tag::PARSE => {
+                session_facts(&mut self.facts, session, tracker) && self.mapping.refresh(ctx)
+            }
+            tag::BIND | tag::DESCRIBE | tag::EXECUTE => {
+                ctx.state.config.load().generation != self.mapping.snapshot.generation
+                    && lock(tracker).between_transactions()
+                    && self.mapping.refresh(ctx)
+            }
+            _ => false,
+        };
+        if moved && let Some(txn) = &mut self.transaction {
+            let observer = crate::qualify::Observer::quiet(&ctx.state.metrics);
+            let mut facts = self.facts.clone();
+            let mapping = &self.mapping;
+            txn.requalify(|query| {
+                match qualify(
+                    query,
+                    mapping.map.as_deref(),
+                    mapping.mode,
+                    mapping.snapshot.on_parse_error,
+                    &mut facts,
+                    ctx.state.rewriter,
+                    &observer,
+                ) {
+                    TextRewrite::Unchanged => SentForm::Unchanged,
+                    TextRewrite::Changed { edits, .. } => SentForm::Spliced(edits),
+                    TextRewrite::Rejected { .. } => SentForm::Refused,
+                }
+            });
+        } else if moved {
+            let up = Reprepare {
+                mapping: &self.mapping,
+                facts: &self.facts,
+                entries: &mut self.entries,
+                buf: &self.from.buf,
+                out: &mut self.from.out,
+            };
+            reprepare(up, pos, reencoding, tracker, ctx);
+        }
+    }
+
     fn scan(
         &mut self,
         tracker: &Mutex<Tracker>,
@@ -379,22 +478,22 @@ impl Upstream {
             if rest.len() < header.total_len {
                 break header.total_len - rest.len();
             }
-            let frame = &rest[..header.total_len];
+            if self.entries.is_empty() {
+                // Only the first request of a batch can start a new
+                // transaction; the rest follow it.
+                self.follow_reload(header.tag, pos, &mut reencoding, &mut session, tracker, ctx);
+            }
+            let frame = &self.from.buf[pos..pos + header.total_len];
             let (entry, replacement) = match header.tag {
                 tag::QUERY | tag::PARSE => {
                     self.statements += 1;
                     ctx.client.count_statement();
                     ctx.client.set_state(ClientState::Active);
-                    let idle = *session.get_or_insert_with(|| {
-                        let t = lock(tracker);
-                        self.facts.encoding = t.encoding;
-                        self.facts.standard_conforming_strings = t.standard_conforming_strings;
-                        t.between_transactions()
-                    });
-                    // Only the first request of a batch can start a new
-                    // transaction; the rest follow it.
-                    if idle && self.entries.is_empty() {
-                        self.mapping.refresh(ctx);
+                    session_facts(&mut self.facts, &mut session, tracker);
+                    if header.tag == tag::QUERY
+                        && let Some(dropped) = deallocation(query_text(frame))
+                    {
+                        lock(tracker).prepared.deallocated(dropped);
                     }
                     match (&self.mapping.map, self.mapping.mode) {
                         (Some(map), Mode::Rewrite | Mode::DryRun) => {
@@ -403,7 +502,13 @@ impl Upstream {
                         _ if header.tag == tag::QUERY => {
                             (Some(Pending::Query(StatementContext::Plain)), None)
                         }
-                        _ => (Some(Pending::Parse(StatementContext::Plain)), None),
+                        _ => (
+                            Some(Pending::Parse(
+                                StatementContext::Plain,
+                                named_parse(frame, SentForm::Unchanged)?,
+                            )),
+                            None,
+                        ),
                     }
                 }
                 tag::PASSWORD
@@ -411,14 +516,42 @@ impl Upstream {
                 {
                     return Err(SessionError::ChannelBinding);
                 }
+                tag::CLOSE => {
+                    if let Some(name) = closed_statement(frame) {
+                        lock(tracker).prepared.closed(name);
+                    }
+                    (Some(Pending::Close), None)
+                }
+                tag::TERMINATE if ctx.pooled => {
+                    self.terminated = true;
+                    break 0;
+                }
                 other => (request_for(other), None),
             };
-            if let Some(entry) = entry {
-                self.entries.push(entry);
-            }
             if replacement.is_some() {
                 self.rewritten += 1;
             }
+            let replacement = match &mut self.transaction {
+                None => {
+                    if let Some(entry) = entry {
+                        self.entries.push(entry);
+                    }
+                    replacement.map(Replace::Statement)
+                }
+                Some(txn) => {
+                    let facts = &mut self.facts;
+                    let mut between = || session_facts(facts, &mut session, tracker);
+                    translate(
+                        txn,
+                        frame,
+                        entry,
+                        replacement,
+                        &mut between,
+                        tracker,
+                        &mut self.entries,
+                    )
+                }
+            };
             place_frame(
                 &mut self.from.out,
                 &self.from.buf,
@@ -436,15 +569,46 @@ impl Upstream {
     }
 }
 
+/// Read from the tracker once per batch: the lexing facts, and whether the
+/// session is between transactions.
+fn session_facts(
+    facts: &mut SessionFacts,
+    session: &mut Option<bool>,
+    tracker: &Mutex<Tracker>,
+) -> bool {
+    *session.get_or_insert_with(|| {
+        let t = lock(tracker);
+        facts.encoding = t.encoding;
+        facts.standard_conforming_strings = t.standard_conforming_strings;
+        t.between_transactions()
+    })
+}
+
+/// What to send in place of a client frame.
+pub(super) enum Replace<'a> {
+    Statement(Replacement<'a>),
+    /// Transaction pooling: frames built whole.
+    Bytes(BytesMut),
+}
+
+impl Replace<'_> {
+    fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Replace::Statement(r) => r.encode(out),
+            Replace::Bytes(b) => out.extend_from_slice(b),
+        }
+    }
+}
+
 /// The frame to send in place of a client's Query or Parse.
-struct Replacement<'a> {
-    sql: SentText<'a>,
+pub(super) struct Replacement<'a> {
+    pub(super) sql: SentText<'a>,
     /// The Parse the text came in; `None` for a Query.
-    parse: Option<ParseView<'a>>,
+    pub(super) parse: Option<ParseView<'a>>,
 }
 
 /// The text of a replacement frame.
-enum SentText<'a> {
+pub(super) enum SentText<'a> {
     /// The client's text with the rewrite's insertions.
     Spliced {
         original: &'a [u8],
@@ -521,12 +685,17 @@ fn statement<'a>(
             )
         }
     };
-    let replacement = sql.map(|sql| Replacement { sql, parse });
     let entry = if frame_tag == tag::QUERY {
         Pending::Query(context)
     } else {
-        Pending::Parse(context)
+        let sent = match &sql {
+            None => SentForm::Unchanged,
+            Some(SentText::Spliced { edits, .. }) => SentForm::Spliced(edits.clone()),
+            Some(SentText::Refused) => SentForm::Refused,
+        };
+        Pending::Parse(context, named_parse(frame, sent)?)
     };
+    let replacement = sql.map(|sql| Replacement { sql, parse });
     Ok((Some(entry), replacement))
 }
 
@@ -559,8 +728,13 @@ impl Downstream {
                 self.from.sent(&batch);
                 // Draining: the transaction is over once its
                 // ReadyForQuery(idle) is out; close before the next request.
-                if draining.load(Ordering::Relaxed) && lock(tracker).between_transactions() {
-                    return Err(SessionError::Shutdown);
+                if (ctx.transaction_pooled || draining.load(Ordering::Relaxed))
+                    && lock(tracker).between_transactions()
+                {
+                    if draining.load(Ordering::Relaxed) {
+                        return Err(SessionError::Shutdown);
+                    }
+                    return Ok(transactions::TRANSACTION_DONE);
                 }
             }
             prepare_read(&mut self.from.buf, batch.missing);
@@ -592,12 +766,17 @@ impl Downstream {
             // Views of server frames are read leniently: a frame the proxy
             // cannot read is still forwarded untouched.
             let replacement = if header.tag == tag::BACKEND_KEY_DATA {
-                if let Ok(k) = BackendKeyData::parse(frame) {
-                    let key = (k.pid, k.secret);
-                    ctx.state.cancel_keys.register(key, ctx.upstream);
+                BackendKeyData::parse(frame).ok().and_then(|k| {
+                    let server_key = (k.pid, k.secret);
+                    let key = ctx.state.cancel_keys.register(server_key, ctx.upstream);
                     t.cancel_key = Some(key);
-                }
-                None
+                    // With a peer id the client gets the proxy's own key.
+                    (key != server_key).then(|| {
+                        let mut out = BytesMut::with_capacity(13);
+                        crate::protocol::encode_backend_key_data(&mut out, key.0, key.1);
+                        out
+                    })
+                })
             } else {
                 let replacement = t.on_server_frame(header.tag, frame, &ctx.state.metrics);
                 if header.tag == tag::READY_FOR_QUERY
@@ -638,6 +817,10 @@ fn request_for(frame_tag: u8) -> Option<Pending> {
         _ => None,
     }
 }
+
+mod transactions;
+
+pub(super) use transactions::relay_transactions;
 
 #[cfg(test)]
 mod tests;

@@ -16,17 +16,37 @@ use crate::protocol::{self, ErrorFields, ParameterStatus, SqlState, tag};
 use crate::qualify::Rewritten;
 use crate::rewrite::EncodingClass;
 
+use super::prepared::{NamedParse, PreparedStatements};
+use crate::pool::ServerStatementNames as ServerStatements;
+
 /// A request the server has yet to finish answering, in send order.
 #[derive(Debug)]
 pub(super) enum Pending {
     Query(StatementContext),
-    Parse(StatementContext),
+    /// With the statement to keep once the server confirms it, for a
+    /// named Parse.
+    Parse(StatementContext, Option<Box<NamedParse>>),
     Bind,
     Describe,
     Execute,
     Close,
     Sync,
     FunctionCall,
+    /// Sent by the proxy itself (statements prepared again after a
+    /// reload): the answer is not the client's and is dropped.
+    Silent(Silent),
+}
+
+/// A request the proxy sent on its own.
+#[derive(Debug)]
+pub(super) enum Silent {
+    Close,
+    /// The statement's name, forgotten if the server refuses it.
+    Parse(Box<[u8]>),
+    /// Transaction pooling: a statement prepared on this server before the
+    /// client's Bind or Describe uses it; its error reaches the client.
+    Prepare(Box<[u8]>),
+    Sync,
 }
 
 /// What the proxy did to a statement, for the server's answer to it.
@@ -69,6 +89,11 @@ pub(super) struct Tracker {
     /// The server has sent AuthenticationOk: only from then on may client
     /// frames be as large as `max_message_size`.
     pub(super) authenticated: bool,
+    /// The client's named prepared statements, as the server holds them.
+    pub(super) prepared: PreparedStatements,
+    /// Transaction pooling: the statements the current server connection
+    /// holds (by server name); `None` otherwise.
+    pub(super) server_statements: Option<ServerStatements>,
 }
 
 impl Tracker {
@@ -87,7 +112,7 @@ impl Tracker {
         self.status = Some(status);
         let ok = !std::mem::take(&mut self.error_since_ready);
         while let Some(p) = self.pending.pop_front() {
-            if let Pending::Query(c) | Pending::Parse(c) = &p {
+            if let Pending::Query(c) | Pending::Parse(c, _) = &p {
                 c.record_result(ok);
             }
             if matches!(p, Pending::Query(_) | Pending::Sync | Pending::FunctionCall) {
@@ -127,6 +152,11 @@ impl Tracker {
         frame: &[u8],
         metrics: &Metrics,
     ) -> Option<BytesMut> {
+        if matches!(self.pending.front(), Some(Pending::Silent(_)))
+            && let Some(consumed) = self.on_silent_answer(frame_tag, frame, metrics)
+        {
+            return consumed;
+        }
         match frame_tag {
             tag::READY_FOR_QUERY => {
                 if let Ok(status) = protocol::ready_for_query_status(frame) {
@@ -135,16 +165,28 @@ impl Tracker {
             }
             tag::ERROR_RESPONSE => {
                 self.error_since_ready = true;
+                // Transaction pooling: a statement the server refused is
+                // not on it.
+                if let (Some(server), Some(Pending::Parse(_, Some(named)))) =
+                    (&mut self.server_statements, self.pending.front())
+                {
+                    server.remove(&named.name);
+                }
                 return self.correct_error(frame, metrics);
             }
             // A WARNING or NOTICE about the statement carries a position
             // in the sent text too.
             tag::NOTICE_RESPONSE => return self.correct_notice(frame, metrics),
             tag::PARSE_COMPLETE => {
-                if let Some(Pending::Parse(c)) = self.pending.front() {
+                if let Some(Pending::Parse(c, named)) = self.pending.front_mut() {
                     c.record_result(true);
+                    if let Some(named) = named.take()
+                        && self.server_statements.is_none()
+                    {
+                        self.prepared.confirmed(*named);
+                    }
                 }
-                self.pop_if(|p| matches!(p, Pending::Parse(_)))
+                self.pop_if(|p| matches!(p, Pending::Parse(..)))
             }
             tag::BIND_COMPLETE => self.pop_if(|p| matches!(p, Pending::Bind)),
             tag::CLOSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Close)),
@@ -184,7 +226,7 @@ impl Tracker {
     pub(super) fn correct_notice(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
         match self.pending.front()? {
             Pending::Query(StatementContext::Rewritten(r))
-            | Pending::Parse(StatementContext::Rewritten(r)) => {
+            | Pending::Parse(StatementContext::Rewritten(r), _) => {
                 Self::moved_position(r, frame, metrics)
             }
             _ => None,
@@ -214,7 +256,7 @@ impl Tracker {
     /// moved back to the client's text (other fields byte for byte).
     pub(super) fn correct_error(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
         let context = match self.pending.front()? {
-            Pending::Query(c) | Pending::Parse(c) => c,
+            Pending::Query(c) | Pending::Parse(c, _) => c,
             _ => return None,
         };
         match context {
@@ -226,6 +268,81 @@ impl Tracker {
             }
             StatementContext::Rewritten(r) => Self::moved_position(r, frame, metrics),
         }
+    }
+}
+
+impl Tracker {
+    /// The server's answer to a request the proxy sent on its own: dropped
+    /// (an empty replacement). `None`: not such an answer (e.g. a
+    /// ParameterStatus), handled as usual.
+    fn on_silent_answer(
+        &mut self,
+        frame_tag: u8,
+        frame: &[u8],
+        metrics: &Metrics,
+    ) -> Option<Option<BytesMut>> {
+        match frame_tag {
+            tag::PARSE_COMPLETE | tag::CLOSE_COMPLETE => {
+                if let Some(Pending::Silent(Silent::Parse(_))) = self.pending.pop_front() {
+                    metrics.prepared_reprepared.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            tag::ERROR_RESPONSE => {
+                // A statement the client's next request needs: the error is
+                // the client's (the server skips that request too).
+                if let Some(Pending::Silent(Silent::Prepare(name))) = self.pending.front() {
+                    if let Some(server) = &mut self.server_statements {
+                        server.remove(name);
+                    }
+                    self.pending.pop_front();
+                    return None;
+                }
+                // The server skips to the Sync; the statement stays closed,
+                // so the client's next Bind of it fails loudly.
+                if let Some(Pending::Silent(Silent::Parse(name))) = self.pending.front() {
+                    let message = ErrorFields::parse(frame)
+                        .ok()
+                        .and_then(|f| f.get(b'M'))
+                        .map(|m| String::from_utf8_lossy(m).into_owned())
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        statement = %String::from_utf8_lossy(name),
+                        error = %message,
+                        "a prepared statement could not be prepared again under the new mapping; it is closed"
+                    );
+                    metrics
+                        .prepared_reprepare_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    let name = name.clone();
+                    self.prepared.closed(&name);
+                }
+            }
+            tag::READY_FOR_QUERY => {
+                // Ours only if our own Sync follows the leading requests
+                // of ours; else they were skipped after an error and the
+                // ReadyForQuery answers the client's Sync.
+                let own = self
+                    .pending
+                    .iter()
+                    .take_while(|p| matches!(p, Pending::Silent(_)))
+                    .any(|p| matches!(p, Pending::Silent(Silent::Sync)));
+                while let Some(Pending::Silent(s)) = self.pending.front() {
+                    let sync = matches!(s, Silent::Sync);
+                    self.pending.pop_front();
+                    if sync {
+                        break;
+                    }
+                }
+                if !own {
+                    return None;
+                }
+                if let Ok(status) = protocol::ready_for_query_status(frame) {
+                    self.status = Some(status);
+                }
+            }
+            _ => return None,
+        }
+        Some(Some(BytesMut::new()))
     }
 }
 

@@ -321,6 +321,11 @@ async fn the_dashboard_shows_what_metrics_and_mapping_say() {
     );
     // The mapping in force: generation and per-database modes.
     assert_eq!(at("generation"), mapping["generation"].to_string());
+    // What every instance must agree on (README, Running several instances).
+    assert_eq!(
+        at("mapping_hash"),
+        mapping["mapping_hash"].as_str().unwrap()
+    );
     assert_eq!(at("mode:heal7"), "rewrite");
     assert_eq!(at("mode:heal7_plain"), "dry_run");
     // The refused reload.

@@ -163,7 +163,8 @@ fn start_cluster(bindir: PathBuf) -> Result<Pg, String> {
                   host all trust_user 127.0.0.1/32 trust\n\
                   host all md5_user 127.0.0.1/32 md5\n\
                   host all scram_user 127.0.0.1/32 scram-sha-256\n\
-                  host all clear_user 127.0.0.1/32 password\n"
+                  host all clear_user 127.0.0.1/32 password\n\
+                  host all heal7_auth 127.0.0.1/32 scram-sha-256\n"
                 .into(),
             ..ClusterSetup::default()
         },
@@ -370,7 +371,10 @@ DROP ROLE IF EXISTS trust_user;
 DROP ROLE IF EXISTS md5_user;
 DROP ROLE IF EXISTS scram_user;
 DROP ROLE IF EXISTS clear_user;
+DROP ROLE IF EXISTS heal7_auth;
 CREATE ROLE trust_user LOGIN;
+-- The pools' auth_user: may only call the lookup function below.
+CREATE ROLE heal7_auth LOGIN PASSWORD 'auth-secret';
 SET password_encryption = 'md5';
 CREATE ROLE md5_user LOGIN PASSWORD 'md5-secret';
 SET password_encryption = 'scram-sha-256';
@@ -437,6 +441,13 @@ INSERT INTO saju_service.legacy_fortunes VALUES (1, 'fresh-fortune');
 INSERT INTO public.legacy_fortunes VALUES (1, 'STALE-fortune');
 INSERT INTO public."Users" VALUES (1, 'quoted-Users');
 
+-- auth_query for pooled databases (README "Pooling"): the auth user reads
+-- verifiers only through this function, never pg_shadow itself.
+CREATE FUNCTION public.heal7_proxy_lookup(p_user text, OUT usename name, OUT passwd text)
+RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
+$$ SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = p_user $$;
+REVOKE ALL ON FUNCTION public.heal7_proxy_lookup(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.heal7_proxy_lookup(text) TO heal7_auth;
 GRANT USAGE ON SCHEMA shared_common, saju_service, dream_service, "Dream Archive" TO PUBLIC;
 GRANT SELECT ON ALL TABLES IN SCHEMA shared_common, saju_service, dream_service, "Dream Archive", public TO PUBLIC;
 "#;

@@ -23,7 +23,9 @@ mod extended;
 mod hardening;
 mod harness;
 mod harness_selftest;
+mod instances;
 mod observe;
+mod pooling;
 mod qualify;
 #[path = "../support/raw_wire.rs"]
 mod raw_wire;

@@ -250,16 +250,121 @@ async fn a_transaction_that_spans_a_reload_keeps_its_mapping() {
     assert_eq!(row.get::<_, String>(0), "fresh-alice");
 }
 
+/// A named statement prepared under one mapping reads the next mapping's
+/// table after a reload, under the same name (asyncpg, JDBC and psycopg 3
+/// keep such statements for the connection's life): it is prepared again
+/// at the first transaction boundary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prepared_statement_keeps_the_text_it_was_prepared_with() {
+async fn a_prepared_statement_follows_a_reload_under_its_own_name() {
     let (proxy, client) = reloadable(true, "rewrite", false).await;
     let prepared = client.prepare(READ_USER_1).await.unwrap();
+    let row = client.query_one(&prepared, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "fresh-alice");
     proxy.write_config(false, "rewrite");
     proxy.store.reload().unwrap();
     let row = client.query_one(&prepared, &[]).await.unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        "STALE-alice",
+        "the prepared statement kept the old mapping"
+    );
+    assert_eq!(
+        proxy
+            .state
+            .metrics
+            .prepared_reprepared
+            .load(Ordering::Relaxed),
+        1
+    );
+    // And back: the same name follows every reload.
+    proxy.write_config(true, "rewrite");
+    proxy.store.reload().unwrap();
+    let row = client.query_one(&prepared, &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "fresh-alice");
-    // A new statement follows the new map (users unmapped again).
+}
+
+/// A transaction that spans a reload keeps its mapping for prepared
+/// statements too: no transaction reads two generations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_statement_inside_a_transaction_keeps_the_transactions_mapping() {
+    let (proxy, client) = reloadable(false, "rewrite", false).await;
+    let prepared = client.prepare(READ_USER_1).await.unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    let row = client.query_one(&prepared, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "STALE-alice");
+    proxy.write_config(true, "rewrite");
+    proxy.store.reload().unwrap();
+    let row = client.query_one(&prepared, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "STALE-alice", "mid-transaction");
     assert_eq!(simple_value(&client, READ_USER_1).await, "STALE-alice");
+    client.batch_execute("COMMIT").await.unwrap();
+    let row = client.query_one(&prepared, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "fresh-alice", "after COMMIT");
+}
+
+/// A statement the client closed (Close message or DEALLOCATE) is not
+/// recreated by a reload: the client may prepare the name again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_or_deallocated_statement_is_not_recreated_by_a_reload() {
+    use crate::raw_wire::{read_message, startup_packet};
+    let (proxy, _client) = reloadable(true, "rewrite", false).await;
+    let pg = pg_started();
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(&startup_packet(&[
+        ("user", pg.superuser.as_bytes()),
+        ("database", b"heal7"),
+    ]))
+    .await
+    .unwrap();
+    async fn until_ready(s: &mut TcpStream) -> Vec<u8> {
+        let mut tags = Vec::new();
+        loop {
+            let (t, _) = read_message(s).await.expect("open");
+            tags.push(t);
+            if t == b'Z' {
+                return tags;
+            }
+        }
+    }
+    until_ready(&mut s).await;
+    let sql = READ_USER_1.as_bytes();
+    let mut out = bytes::BytesMut::new();
+    for name in [&b"by_close"[..], b"by_deallocate", b"kept"] {
+        heal7_proxy::protocol::encode_parse(&mut out, name, sql, &[0, 0]);
+    }
+    heal7_proxy::protocol::encode_sync(&mut out);
+    s.write_all(&out).await.unwrap();
+    assert_eq!(until_ready(&mut s).await, b"111Z");
+    out.clear();
+    heal7_proxy::protocol::encode_close(&mut out, b'S', b"by_close");
+    heal7_proxy::protocol::encode_sync(&mut out);
+    heal7_proxy::protocol::encode_query(&mut out, b"DEALLOCATE by_deallocate");
+    s.write_all(&out).await.unwrap();
+    until_ready(&mut s).await;
+    until_ready(&mut s).await;
+
+    proxy.write_config(false, "rewrite");
+    proxy.store.reload().unwrap();
+    out.clear();
+    for name in [&b"by_close"[..], b"by_deallocate"] {
+        heal7_proxy::protocol::encode_parse(&mut out, name, sql, &[0, 0]);
+    }
+    heal7_proxy::protocol::encode_sync(&mut out);
+    s.write_all(&out).await.unwrap();
+    assert_eq!(
+        until_ready(&mut s).await,
+        b"11Z",
+        "a dropped name came back (42P05 already exists)"
+    );
+    assert_eq!(
+        proxy
+            .state
+            .metrics
+            .prepared_reprepared
+            .load(Ordering::Relaxed),
+        1,
+        "only `kept` is prepared again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

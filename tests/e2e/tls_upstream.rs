@@ -45,7 +45,8 @@ fn start_ssl_cluster() -> Result<SslCluster, String> {
     let pg = start_private_cluster(&ClusterSetup {
         hba: "local all all trust\n\
               hostssl all postgres 127.0.0.1/32 trust\n\
-              hostssl all scram_user 127.0.0.1/32 scram-sha-256\n"
+              hostssl all scram_user 127.0.0.1/32 scram-sha-256\n\
+              hostssl all heal7_auth 127.0.0.1/32 scram-sha-256\n"
             .into(),
         conf: "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n".into(),
         files: vec![
@@ -62,6 +63,16 @@ fn start_ssl_cluster() -> Result<SslCluster, String> {
         .args([
             "-c",
             &format!("CREATE ROLE scram_user LOGIN PASSWORD '{SCRAM_PASSWORD}'"),
+            "-c",
+            "CREATE ROLE heal7_auth LOGIN PASSWORD 'auth-secret'",
+            "-c",
+            "CREATE FUNCTION public.heal7_proxy_lookup(p_user text, OUT usename name, OUT passwd text) \
+             RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS \
+             $$ SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = p_user $$",
+            "-c",
+            "REVOKE ALL ON FUNCTION public.heal7_proxy_lookup(text) FROM PUBLIC",
+            "-c",
+            "GRANT EXECUTE ON FUNCTION public.heal7_proxy_lookup(text) TO heal7_auth",
         ])
         .output()
         .map_err(|e| format!("psql: {e}"))?;
@@ -112,6 +123,14 @@ async fn proxy() -> ProxyHandle {
             &format!("{{mode: verify-full, ca_file: {}}}", ca.display()),
         ),
         entry_on("clear_prefer", &clear.host, clear.port, "{mode: prefer}"),
+        // Pooled: the proxy authenticates clients itself (auth_query), so
+        // the client's SCRAM exchange ends at the proxy.
+        entry("ssl_pooled", "{mode: require}")
+            + &format!(
+                "    pool: {{mode: session, auth_user: heal7_auth, auth_password_file: {}, \
+                 auth_query: \"SELECT usename, passwd FROM public.heal7_proxy_lookup($1)\"}}\n",
+                auth_password_file().display()
+            ),
         entry_on("clear_require", &clear.host, clear.port, "{mode: require}"),
     ]
     .concat();
@@ -121,6 +140,18 @@ async fn proxy() -> ProxyHandle {
         c.pki.path("proxy.key").display(),
     );
     start_proxy_yaml(&yaml).await
+}
+
+/// The auth user's password, in a file that lives as long as the process.
+fn auth_password_file() -> std::path::PathBuf {
+    static FILE: OnceLock<tempfile::NamedTempFile> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "auth-secret\n").unwrap();
+        f
+    })
+    .path()
+    .to_owned()
 }
 
 fn config(proxy: &ProxyHandle, database: &str, user: &str) -> tokio_postgres::Config {
@@ -193,6 +224,14 @@ async fn upstream_prefer_falls_back_to_clear_and_require_does_not() {
 
 /// psql as `scram_user` through the proxy, with libpq `settings`.
 async fn psql_scram(proxy: &ProxyHandle, settings: &str) -> (bool, String, String) {
+    psql_scram_to(proxy, "ssl_require", settings).await
+}
+
+async fn psql_scram_to(
+    proxy: &ProxyHandle,
+    database: &str,
+    settings: &str,
+) -> (bool, String, String) {
     let c = ssl_cluster().await;
     let out = tokio::process::Command::new(c.pg.bindir.join("psql"))
         .args([
@@ -206,7 +245,7 @@ async fn psql_scram(proxy: &ProxyHandle, settings: &str) -> (bool, String, Strin
             "-d",
         ])
         .arg(format!(
-            "host=127.0.0.1 port={} user=scram_user dbname=ssl_require {settings}",
+            "host=127.0.0.1 port={} user=scram_user dbname={database} {settings}",
             proxy.port()
         ))
         .env("PGPASSWORD", SCRAM_PASSWORD)
@@ -257,6 +296,80 @@ async fn scram_through_tls_proxy_to_tls_upstream_per_channel_binding_mode() {
     c.password(SCRAM_PASSWORD);
     let client = connect(&c).await.unwrap();
     assert_eq!(simple_value(&client, SSL_IN_USE).await, "true");
+}
+
+/// On a pooled database the proxy authenticates the client itself: libpq
+/// with channel_binding prefer (its default), require and disable logs in
+/// through a TLS proxy to a TLS upstream (over TLS the proxy offers
+/// SCRAM-SHA-256-PLUS bound to its own certificate), and so do psycopg2
+/// with prefer and asyncpg.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_scram_logs_in_with_channel_binding_prefer_over_tls_both_ways() {
+    let proxy = proxy().await;
+    for settings in [
+        "sslmode=require",
+        "sslmode=require channel_binding=prefer",
+        "sslmode=require channel_binding=disable",
+        "sslmode=disable",
+    ] {
+        let (ok, out, err) = psql_scram_to(&proxy, "ssl_pooled", settings).await;
+        assert!(ok, "{settings}: {err}");
+        assert_eq!(out, "true", "{settings}: the upstream link is TLS");
+    }
+    // require: the proxy offers SCRAM-SHA-256-PLUS bound to its own
+    // certificate, and libpq checks the binding.
+    let (ok, out, err) = psql_scram_to(
+        &proxy,
+        "ssl_pooled",
+        "sslmode=require channel_binding=require",
+    )
+    .await;
+    assert!(ok, "channel_binding=require: {err}");
+    assert_eq!(out, "true");
+
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let script = format!(
+        r#"
+import asyncio, ssl
+import psycopg2, asyncpg
+common = dict(host="127.0.0.1", port={port}, user="scram_user", password="{password}", dbname="ssl_pooled", sslmode="require")
+c = psycopg2.connect(channel_binding="prefer", **common)
+cur = c.cursor()
+cur.execute("{sql}")
+print("psycopg2", cur.fetchone()[0])
+async def main():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = await asyncpg.connect(host="127.0.0.1", port={port}, user="scram_user", password="{password}", database="ssl_pooled", ssl=ctx)
+    print("asyncpg", await conn.fetchval("{sql}"))
+    await conn.close()
+asyncio.run(main())
+"#,
+        port = proxy.port(),
+        password = SCRAM_PASSWORD,
+        sql = SSL_IN_USE,
+    );
+    let out = tokio::process::Command::new(python)
+        .args(["-c", &script])
+        .env_remove("PGSSLMODE")
+        .env_remove("PGCHANNELBINDING")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["psycopg2 true", "asyncpg true"],
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,9 +84,18 @@ async fn each_show_command_answers_a_result_set() {
 
     let mapping = simple_rows(&c, "show mapping;").await;
     let kasi = rows_with(&mapping, 2, "kasi_cache");
+    let hash = proxy.state.config.load().mapping_hash.clone();
     assert_eq!(
         cells(&kasi[0]),
-        ["heal7", "saju_service", "kasi_cache", "rewrite", "1", ""]
+        [
+            "heal7",
+            "saju_service",
+            "kasi_cache",
+            "rewrite",
+            "1",
+            "",
+            &hash
+        ]
     );
     assert_eq!(
         mapping
@@ -416,9 +425,10 @@ async fn psql_logs_in_and_prints_tables() {
     .await;
     assert!(ok, "psql: {err}");
     let out = String::from_utf8(out).unwrap();
+    let hash = proxy.state.config.load().mapping_hash.clone();
     assert!(
         out.lines()
-            .any(|l| l == "heal7|saju_service|kasi_cache|rewrite|1|"),
+            .any(|l| l == format!("heal7|saju_service|kasi_cache|rewrite|1||{hash}")),
         "{out}"
     );
 

@@ -1,0 +1,496 @@
+//! Server connection pools, one per (client database name, user): an alias
+//! keeps its own pool because its search_path lives in the server
+//! connection's startup options, and a connection is never handed to
+//! another user or database.
+//!
+//! A pool holds idle logged-in connections and a semaphore of `size`
+//! permits (plus `reserve_size` for clients that waited
+//! `reserve_timeout`); a client waits at most `query_wait_timeout` for one.
+//! Settings are read from the live config at every acquire, so sizes change
+//! live; a changed upstream (host, port, database, TLS, startup options or
+//! auth settings) drains the idle connections opened with the old one.
+
+mod server;
+mod statements;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{PoolSettings, UpstreamTls};
+use crate::metrics::{Histogram, Metrics};
+use crate::protocol::{ClientFacing, SqlState};
+use crate::upstream::{UpstreamFailure, open_upstream};
+
+pub use server::{Credentials, ServerConn, ServerError, login, set_param};
+pub use statements::{SERVER_STATEMENTS_CAP, ServerStatementNames};
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where and how a pool's connections are opened: the route at the last
+/// acquire.
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    pub host: String,
+    pub port: u16,
+    pub tls: UpstreamTls,
+    /// The StartupMessage sent to the server (user, database, options).
+    pub startup: bytes::Bytes,
+    pub connect_timeout: Duration,
+}
+
+impl UpstreamTarget {
+    /// What every connection of the pool must agree on; a change drains
+    /// the idle ones. The auth settings count too.
+    fn signature(&self, settings: &PoolSettings) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.host.hash(&mut h);
+        self.port.hash(&mut h);
+        self.tls.mode.as_str().hash(&mut h);
+        self.startup.hash(&mut h);
+        settings.auth.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// Why a client got no server connection.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(
+        "no server connection available in pool {database}/{user} within {} ms (pool.size {size}); try again later",
+        .waited.as_millis()
+    )]
+    Timeout {
+        database: String,
+        user: String,
+        size: usize,
+        waited: Duration,
+    },
+    #[error("cannot connect to upstream: {0}")]
+    Upstream(#[from] UpstreamFailure),
+    #[error("{0}")]
+    Server(#[from] ServerError),
+    #[error("the pool has no credentials for this user yet")]
+    NoCredentials,
+}
+
+impl ClientFacing for PoolError {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            PoolError::Timeout { .. } => SqlState::TooManyConnections,
+            PoolError::Upstream(_) | PoolError::Server(_) | PoolError::NoCredentials => {
+                SqlState::ConnectionFailure
+            }
+        }
+    }
+
+    fn is_fatal(&self) -> bool {
+        true
+    }
+}
+
+/// Per-pool counters and gauges (SHOW POOLS, /metrics).
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub clients_active: AtomicUsize,
+    pub clients_waiting: AtomicUsize,
+    pub servers_active: AtomicUsize,
+    pub servers_opened: AtomicU64,
+    pub servers_closed: AtomicU64,
+    /// Server connections handed to clients (one per session in session
+    /// mode, per transaction in transaction mode).
+    pub servers_used: AtomicU64,
+    pub wait_timeouts: AtomicU64,
+    pub wait_seconds: Histogram,
+    pub prepared_hits: AtomicU64,
+    pub prepared_misses: AtomicU64,
+    pub prepared_evictions: AtomicU64,
+}
+
+/// One (database name, user) pool.
+#[derive(Debug)]
+pub struct Pool {
+    pub database: String,
+    pub user: String,
+    settings: Mutex<Arc<PoolSettings>>,
+    /// Permits currently added to `permits` (its size).
+    size_applied: Mutex<usize>,
+    permits: Arc<Semaphore>,
+    reserve: Arc<Semaphore>,
+    reserve_applied: Mutex<usize>,
+    idle: Mutex<Vec<ServerConn>>,
+    target: Mutex<Option<UpstreamTarget>>,
+    credentials: Mutex<Option<Credentials>>,
+    pub stats: PoolStats,
+}
+
+/// What SHOW SERVERS tells of an idle connection.
+#[derive(Debug, Clone)]
+pub struct IdleServer {
+    pub addr: std::net::SocketAddr,
+    pub pid: i32,
+    pub age: Duration,
+    pub idle: Duration,
+}
+
+/// A server connection lent to one client, with the permit it holds.
+#[derive(Debug)]
+pub struct Lease {
+    pub conn: ServerConn,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pool {
+    fn new(database: &str, user: &str, settings: Arc<PoolSettings>) -> Pool {
+        Pool {
+            database: database.to_owned(),
+            user: user.to_owned(),
+            size_applied: Mutex::new(settings.size),
+            permits: Arc::new(Semaphore::new(settings.size)),
+            reserve_applied: Mutex::new(settings.reserve_size),
+            reserve: Arc::new(Semaphore::new(settings.reserve_size)),
+            settings: Mutex::new(settings),
+            idle: Mutex::new(Vec::new()),
+            target: Mutex::new(None),
+            credentials: Mutex::new(None),
+            stats: PoolStats::default(),
+        }
+    }
+
+    pub fn settings(&self) -> Arc<PoolSettings> {
+        Arc::clone(&locked(&self.settings))
+    }
+
+    pub fn idle_count(&self) -> usize {
+        locked(&self.idle).len()
+    }
+
+    /// The idle connections, for SHOW SERVERS.
+    pub fn idle_snapshot(&self) -> Vec<IdleServer> {
+        locked(&self.idle)
+            .iter()
+            .map(|c| IdleServer {
+                addr: c.addr,
+                pid: c.key.0,
+                age: c.created.elapsed(),
+                idle: c.idle_since.elapsed(),
+            })
+            .collect()
+    }
+
+    /// The credentials a client's login revealed; new connections use the
+    /// latest (a changed password takes effect at the next login).
+    pub fn set_credentials(&self, credentials: Credentials) {
+        *locked(&self.credentials) = Some(credentials);
+    }
+
+    /// Follow the live config: sizes change at once, a changed upstream
+    /// drains the idle connections.
+    pub fn follow(&self, settings: &Arc<PoolSettings>, target: UpstreamTarget) {
+        {
+            let mut current = locked(&self.settings);
+            if !Arc::ptr_eq(&current, settings) {
+                *current = Arc::clone(settings);
+            }
+        }
+        resize(&self.permits, &self.size_applied, settings.size);
+        resize(&self.reserve, &self.reserve_applied, settings.reserve_size);
+        let signature = target.signature(settings);
+        let mut t = locked(&self.target);
+        let changed = t
+            .as_ref()
+            .is_some_and(|old| old.signature(settings) != signature);
+        *t = Some(target);
+        drop(t);
+        if changed {
+            let drained = std::mem::take(&mut *locked(&self.idle));
+            self.stats
+                .servers_closed
+                .fetch_add(drained.len() as u64, Ordering::Relaxed);
+            if !drained.is_empty() {
+                tracing::info!(database = %self.database, user = %self.user, closed = drained.len(), "upstream settings changed: idle server connections closed");
+            }
+        }
+    }
+
+    fn signature(&self) -> Option<u64> {
+        let settings = self.settings();
+        locked(&self.target)
+            .as_ref()
+            .map(|t| t.signature(&settings))
+    }
+
+    /// A server connection for one client: an idle one if any is healthy,
+    /// else a new one, waiting at most `query_wait_timeout` for a permit.
+    pub async fn acquire(self: &Arc<Self>, metrics: &Metrics) -> Result<Lease, PoolError> {
+        let settings = self.settings();
+        let started = Instant::now();
+        self.stats.clients_waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permit(&settings).await;
+        self.stats.clients_waiting.fetch_sub(1, Ordering::Relaxed);
+        self.stats.wait_seconds.record(started.elapsed());
+        let Some(permit) = permit else {
+            self.stats.wait_timeouts.fetch_add(1, Ordering::Relaxed);
+            return Err(PoolError::Timeout {
+                database: self.database.clone(),
+                user: self.user.clone(),
+                size: settings.size,
+                waited: started.elapsed(),
+            });
+        };
+        let conn = match self.take_idle(&settings) {
+            Some(conn) => conn,
+            None => self.open(metrics).await?,
+        };
+        self.stats.servers_active.fetch_add(1, Ordering::Relaxed);
+        self.stats.servers_used.fetch_add(1, Ordering::Relaxed);
+        Ok(Lease {
+            conn,
+            pool: Arc::clone(self),
+            _permit: permit,
+        })
+    }
+
+    async fn permit(&self, settings: &PoolSettings) -> Option<OwnedSemaphorePermit> {
+        let wait = settings.query_wait_timeout;
+        let main = Arc::clone(&self.permits).acquire_owned();
+        if settings.reserve_size == 0 || settings.reserve_timeout >= wait {
+            return tokio::time::timeout(wait, main).await.ok()?.ok();
+        }
+        tokio::pin!(main);
+        if let Ok(p) = tokio::time::timeout(settings.reserve_timeout, &mut main).await {
+            return p.ok();
+        }
+        let rest = wait - settings.reserve_timeout;
+        let reserve = Arc::clone(&self.reserve).acquire_owned();
+        let either = async {
+            tokio::select! {
+                p = &mut main => p.ok(),
+                p = reserve => p.ok(),
+            }
+        };
+        tokio::time::timeout(rest, either).await.ok()?
+    }
+
+    fn take_idle(&self, settings: &PoolSettings) -> Option<ServerConn> {
+        let signature = self.signature();
+        let mut idle = locked(&self.idle);
+        while let Some(conn) = idle.pop() {
+            if Some(conn.upstream_signature) == signature
+                && conn.created.elapsed() < settings.server_lifetime
+                && conn.stream.looks_alive()
+            {
+                return Some(conn);
+            }
+            self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// Open and log in a new server connection with the pool's target and
+    /// credentials.
+    pub async fn open(&self, metrics: &Metrics) -> Result<ServerConn, PoolError> {
+        let settings = self.settings();
+        let target = locked(&self.target)
+            .clone()
+            .ok_or(PoolError::NoCredentials)?;
+        let credentials = locked(&self.credentials)
+            .clone()
+            .ok_or(PoolError::NoCredentials)?;
+        let limit = target.connect_timeout;
+        let (stream, addr, first) = open_upstream(
+            &target.host,
+            target.port,
+            &target.tls,
+            &target.startup,
+            limit,
+            metrics,
+        )
+        .await?;
+        let signature = target.signature(&settings);
+        let conn = tokio::time::timeout(limit, login(stream, first, addr, &credentials, signature))
+            .await
+            .map_err(|_| PoolError::Upstream(UpstreamFailure::Timeout(limit)))??;
+        self.stats.servers_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(conn)
+    }
+
+    /// Close idle connections past idle_timeout or server_lifetime (keeping
+    /// `min_idle`), then open up to `min_idle` if credentials are known.
+    pub async fn maintain(&self, metrics: &Metrics) {
+        let settings = self.settings();
+        {
+            let mut idle = locked(&self.idle);
+            let before = idle.len();
+            let mut kept = 0;
+            // Newest last: the oldest go first.
+            idle.sort_by_key(|c| std::cmp::Reverse(c.idle_since));
+            idle.retain(|c| {
+                let keep = c.created.elapsed() < settings.server_lifetime
+                    && (kept < settings.min_idle || c.idle_since.elapsed() < settings.idle_timeout);
+                kept += usize::from(keep);
+                keep
+            });
+            idle.reverse();
+            let closed = before - idle.len();
+            self.stats
+                .servers_closed
+                .fetch_add(closed as u64, Ordering::Relaxed);
+        }
+        while self.idle_count() + self.stats.servers_active.load(Ordering::Relaxed)
+            < settings.min_idle
+        {
+            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                return;
+            };
+            match self.open(metrics).await {
+                Ok(conn) => locked(&self.idle).push(conn),
+                Err(e) => {
+                    tracing::debug!(database = %self.database, user = %self.user, error = %e, "min_idle: cannot open a server connection");
+                    return;
+                }
+            }
+            drop(permit);
+        }
+    }
+}
+
+/// Make `semaphore` hold `size` permits in all: add at once, or take the
+/// surplus back as clients return them.
+fn resize(semaphore: &Arc<Semaphore>, applied: &Mutex<usize>, size: usize) {
+    let mut current = locked(applied);
+    if size > *current {
+        semaphore.add_permits(size - *current);
+    } else if size < *current {
+        let surplus = (*current - size) as u32;
+        let semaphore = Arc::clone(semaphore);
+        tokio::spawn(async move {
+            if let Ok(p) = semaphore.acquire_many_owned(surplus).await {
+                p.forget();
+            }
+        });
+    }
+    *current = size;
+}
+
+impl Lease {
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Give the connection back: reset it (`server_reset_query`) and keep
+    /// it idle, unless it is too old or its upstream changed. Runs in the
+    /// background; the permit is held until the connection is idle.
+    pub fn release(self, reset: bool) {
+        let Lease {
+            mut conn,
+            pool,
+            _permit,
+        } = self;
+        pool.stats.servers_active.fetch_sub(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let settings = pool.settings();
+            let query = &settings.server_reset_query;
+            if reset && !query.is_empty() {
+                if let Err(e) = conn.simple(query).await {
+                    tracing::debug!(database = %pool.database, user = %pool.user, error = %e, "server reset failed; connection closed");
+                    pool.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                conn.applied.clear();
+            }
+            if Some(conn.upstream_signature) != pool.signature()
+                || conn.created.elapsed() >= settings.server_lifetime
+            {
+                pool.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            conn.idle_since = Instant::now();
+            locked(&pool.idle).push(conn);
+            drop(_permit);
+        });
+    }
+
+    /// Close the connection (the client left mid-transaction, or the
+    /// connection broke).
+    pub fn discard(self) {
+        self.pool
+            .stats
+            .servers_active
+            .fetch_sub(1, Ordering::Relaxed);
+        self.pool
+            .stats
+            .servers_closed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every pool of the process.
+#[derive(Debug)]
+pub struct Pools {
+    pools: Mutex<HashMap<(String, String), Arc<Pool>>>,
+    /// Keys the mock SCRAM salts of unknown users (stable for the
+    /// process's life, as PostgreSQL's for its cluster's).
+    mock_secret: [u8; 32],
+}
+
+impl Default for Pools {
+    fn default() -> Self {
+        let mut mock_secret = [0u8; 32];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut mock_secret);
+        Pools {
+            pools: Mutex::default(),
+            mock_secret,
+        }
+    }
+}
+
+impl Pools {
+    pub fn mock_secret(&self) -> &[u8; 32] {
+        &self.mock_secret
+    }
+
+    /// The pool of (`database`, `user`), made on first use.
+    pub fn get(&self, database: &str, user: &str, settings: &Arc<PoolSettings>) -> Arc<Pool> {
+        let mut pools = locked(&self.pools);
+        if let Some(p) = pools.get(&(database.to_owned(), user.to_owned())) {
+            return Arc::clone(p);
+        }
+        let pool = Arc::new(Pool::new(database, user, Arc::clone(settings)));
+        pools.insert((database.to_owned(), user.to_owned()), Arc::clone(&pool));
+        pool
+    }
+
+    /// Every pool, sorted by database then user.
+    pub fn all(&self) -> Vec<Arc<Pool>> {
+        let mut all: Vec<_> = locked(&self.pools).values().cloned().collect();
+        all.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
+        all
+    }
+
+    /// Run [`Pool::maintain`] on every pool every second until `stop`.
+    pub async fn maintain(
+        self: Arc<Self>,
+        metrics: Arc<Metrics>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            for pool in self.all() {
+                pool.maintain(&metrics).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The relay under transaction pooling: the client side lives for the
+//! session, the server side for one transaction. Between transactions the
+//! session holds no server connection; the client's next request takes one
+//! from the pool, and its ReadyForQuery(idle) (nothing else in flight)
+//! gives it back.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+
+use super::super::pooled::apply_settings;
+use super::super::transaction::TransactionClient;
+use super::*;
+use crate::cancel::CancelTarget;
+use crate::pool::Pool;
+use crate::stream::{ReadHalf, WriteHalf};
+
+impl Upstream {
+    /// Wait for the client's next request without a server: true when
+    /// bytes of one are here, false when the client left (or sent only
+    /// Terminate).
+    async fn wait_for_request(&mut self) -> Result<bool, SessionError> {
+        loop {
+            if let Some(&first) = self.from.buf.first() {
+                return Ok(first != tag::TERMINATE);
+            }
+            self.from.buf.reserve(READ_CHUNK);
+            let n = self.from.read.read_buf(&mut self.from.buf).await?;
+            if !self.from.got(n) {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// Relay a transaction-pooled client until it leaves. `wanted`: its
+/// startup settings; `key`: the cancel key it was given.
+pub(in crate::session) async fn relay_transactions(
+    client: Stream,
+    leftover: BytesMut,
+    ctx: &RelayContext,
+    pool: &Arc<Pool>,
+    wanted: &[(String, String)],
+    key: (i32, i32),
+) -> Result<Summary, SessionError> {
+    let (client_read, mut client_write) = client.into_split();
+    let tracker = Mutex::new(Tracker {
+        pending: VecDeque::with_capacity(16),
+        status: Some(b'I'),
+        encoding: EncodingClass::AsciiSafe,
+        standard_conforming_strings: true,
+        cancel_key: None,
+        sent_at: VecDeque::with_capacity(16),
+        error_since_ready: false,
+        authenticated: true,
+        prepared: PreparedStatements::default(),
+        server_statements: None,
+    });
+    let mut up = Upstream {
+        mapping: Mapping::of(Arc::clone(&ctx.config), &ctx.client_database),
+        from: Inbound::new(client_read, leftover),
+        write: WriteHalf::Closed,
+        entries: Vec::with_capacity(16),
+        facts: SessionFacts::default(),
+        statements: 0,
+        rewritten: 0,
+        authenticated: true,
+        terminated: false,
+        transaction: Some(Box::<TransactionClient>::default()),
+    };
+    let mut down = Downstream {
+        from: Inbound::new(ReadHalf::Closed, BytesMut::new()),
+        writing: false,
+    };
+    let draining = AtomicBool::new(false);
+    let summary = |up: &Upstream, down: &Downstream, ended| Summary {
+        statements: up.statements,
+        rewritten: up.rewritten,
+        bytes_from_client: up.from.bytes,
+        bytes_from_server: down.from.bytes,
+        ended,
+    };
+    loop {
+        let waited = tokio::select! {
+            r = up.wait_for_request() => r,
+            () = ctx.shutdown.drain.cancelled() => Err(SessionError::Shutdown),
+        };
+        match waited {
+            Ok(true) => {}
+            Ok(false) => return Ok(summary(&up, &down, "client closed")),
+            Err(e) => return Err(farewell(&mut client_write, e, &ctx.state).await),
+        }
+        let mut lease = match pool.acquire(&ctx.state.metrics).await {
+            Ok(lease) => lease,
+            Err(e) => return Err(farewell(&mut client_write, e.into(), &ctx.state).await),
+        };
+        let txn = up.transaction.as_deref().expect("transaction pooling");
+        if let Err(e) = apply_settings(&mut lease.conn, wanted, &txn.settings).await {
+            lease.discard();
+            return Err(farewell(&mut client_write, e.into(), &ctx.state).await);
+        }
+        ctx.state.cancel_keys.register_target(
+            key,
+            CancelTarget {
+                addr: lease.conn.addr,
+                key: lease.conn.key,
+            },
+        );
+        lock(&tracker).server_statements = Some(std::mem::take(&mut lease.conn.statements));
+        let (read, write) = std::mem::replace(&mut lease.conn.stream, Stream::Closed).into_split();
+        up.write = write;
+        down.from.read = read;
+
+        let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
+        let result = tokio::select! {
+            r = up.run(&tracker, ctx) => r,
+            r = down.run(&mut client_write, &tracker, &draining, ctx) => r,
+            () = abort => Err(SessionError::Shutdown),
+        };
+        ctx.state.cancel_keys.forget(key);
+        let statements = lock(&tracker).server_statements.take();
+        let reusable = down.from.buf.is_empty() && lock(&tracker).between_transactions();
+        let server = Stream::reunite(
+            std::mem::replace(&mut down.from.read, ReadHalf::Closed),
+            std::mem::replace(&mut up.write, WriteHalf::Closed),
+        );
+        match (result, server) {
+            (Ok(ended), Some(server))
+                if reusable && (ended == TRANSACTION_DONE || up.terminated) =>
+            {
+                lease.conn.stream = server;
+                lease.conn.statements = statements.unwrap_or_default();
+                // What the client SET is on the server now: the next
+                // client's settings step resets what it does not want.
+                for (name, value) in &up.transaction.as_deref().expect("txn").settings {
+                    crate::pool::set_param(&mut lease.conn.applied, name, &format!("sql:{value}"));
+                }
+                lease.release(false);
+                if ended != TRANSACTION_DONE {
+                    return Ok(summary(&up, &down, ended));
+                }
+                pool.stats.prepared_hits.fetch_add(
+                    std::mem::take(&mut up.transaction.as_mut().expect("txn").hits),
+                    Ordering::Relaxed,
+                );
+                pool.stats.prepared_misses.fetch_add(
+                    std::mem::take(&mut up.transaction.as_mut().expect("txn").misses),
+                    Ordering::Relaxed,
+                );
+            }
+            (Ok(ended), _) => {
+                lease.discard();
+                return Ok(summary(&up, &down, ended));
+            }
+            (Err(e), _) => {
+                lease.discard();
+                if down.writing {
+                    return Err(e);
+                }
+                return Err(farewell(&mut client_write, e, &ctx.state).await);
+            }
+        }
+    }
+}
+
+/// What [`Downstream::run`] returns when a transaction-pooled client's
+/// transaction is over.
+pub(super) const TRANSACTION_DONE: &str = "transaction done";

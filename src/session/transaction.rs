@@ -1,0 +1,530 @@
+//! Transaction pooling: what a client keeps while its server connection
+//! changes at every transaction boundary.
+//!
+//! - Named prepared statements: a client's statement `N` is sent to servers
+//!   as `heal7_<digest of the sent text and parameter types>`, prepared on
+//!   whichever server the client has when it is missing there (a Parse of
+//!   the proxy's own before the Bind or Describe, its ParseComplete
+//!   dropped), and kept in a bounded per-server cache (LRU; evicted ones
+//!   are closed). A Parse of a statement the server already has becomes a
+//!   Parse of an empty statement (its ParseComplete answers the client's);
+//!   a client's Close becomes a Close of a name that never exists (its
+//!   CloseComplete answers). So every answer comes from the server, in
+//!   order, and nothing is answered locally.
+//! - Session settings: `SET name ...` outside a transaction is carried and
+//!   replayed on each server connection the client gets; `RESET` forgets.
+//! - What cannot survive a server change is refused with 0A000 naming
+//!   transaction pooling: LISTEN, SQL-level PREPARE, cursors WITH HOLD,
+//!   session advisory locks, temporary tables without ON COMMIT DROP.
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, BytesMut};
+use sha2::{Digest, Sha256};
+
+use std::sync::Mutex;
+
+use super::prepared::{Prepared, SentForm};
+use super::relay::{Replace, Replacement, SentText};
+use super::tracker::{Pending, Silent, StatementContext, Tracker, lock};
+use crate::pool::ServerStatementNames as ServerStatements;
+use crate::protocol::{self, ParseView, SqlState, tag};
+use crate::rewrite::{Deallocation, deallocation, splice_into};
+
+/// A client statement and the name it has on servers.
+#[derive(Debug)]
+struct ClientStatement {
+    statement: Prepared,
+    server_name: Box<[u8]>,
+}
+
+/// What a transaction-pooled client keeps across server connections.
+#[derive(Debug, Default)]
+pub(super) struct TransactionClient {
+    statements: HashMap<Box<[u8]>, ClientStatement>,
+    /// `SET` commands to replay, by lower-case name, as the client wrote
+    /// the value.
+    pub(super) settings: Vec<(String, String)>,
+    /// Counters: a statement found on the server / prepared there first.
+    pub(super) hits: u64,
+    pub(super) misses: u64,
+}
+
+/// A name no statement ever has: Close of it answers CloseComplete.
+const NO_STATEMENT: &[u8] = b"heal7_proxy_none";
+/// The scratch statement a cache hit parses (empty text) and closes.
+const SCRATCH_STATEMENT: &[u8] = b"heal7_proxy_scratch";
+
+/// The text a statement is sent with.
+pub(super) fn sent_text(statement: &Prepared, out: &mut BytesMut) {
+    match &statement.sent {
+        SentForm::Spliced(edits) => splice_into(out, &statement.query, edits),
+        SentForm::Unchanged => out.extend_from_slice(&statement.query),
+        SentForm::Refused => out.extend_from_slice(super::relay::REFUSED_SQL),
+    }
+}
+
+/// `heal7_` + 32 hex digits of SHA-256 over the sent text and types.
+fn server_name(statement: &Prepared) -> Box<[u8]> {
+    let mut text = BytesMut::new();
+    sent_text(statement, &mut text);
+    let mut h = Sha256::new();
+    h.update(&text);
+    h.update([0]);
+    h.update(&statement.param_types);
+    let digest = h.finalize();
+    let mut name = b"heal7_".to_vec();
+    for b in &digest[..16] {
+        name.extend_from_slice(format!("{b:02x}").as_bytes());
+    }
+    name.into_boxed_slice()
+}
+
+/// How one client frame goes to the server in transaction mode.
+pub(super) struct Translated {
+    /// Requests of the proxy's own placed before the frame's.
+    pub before: Vec<Pending>,
+    /// The frame's own request (replaces the relay's).
+    pub entry: Option<Pending>,
+    /// Requests of the proxy's own placed after the frame's.
+    pub after: Vec<Pending>,
+    /// What to send in place of the frame.
+    pub bytes: BytesMut,
+}
+
+impl TransactionClient {
+    /// A named Parse: record the client's name, and send the server a Parse
+    /// under the server name, or (the server has it) of a scratch
+    /// statement. `entry` is the relay's Pending::Parse for the frame.
+    pub(super) fn parse(
+        &mut self,
+        client_name: &[u8],
+        statement: Prepared,
+        entry: Pending,
+        server: &mut ServerStatements,
+    ) -> Translated {
+        let server_name = server_name(&statement);
+        let mut bytes = BytesMut::new();
+        let Pending::Parse(context, _) = entry else {
+            unreachable!("a Parse frame's request");
+        };
+        let translated = if server.contains(&server_name) {
+            self.hits += 1;
+            protocol::encode_parse(&mut bytes, SCRATCH_STATEMENT, b"", &[0, 0]);
+            protocol::encode_close(&mut bytes, b'S', SCRATCH_STATEMENT);
+            Translated {
+                before: Vec::new(),
+                entry: Some(Pending::Parse(context, None)),
+                after: vec![Pending::Silent(Silent::Close)],
+                bytes,
+            }
+        } else {
+            self.misses += 1;
+            encode_parse(&mut bytes, &server_name, &statement);
+            // Known from now on (a Describe in the same batch must not
+            // prepare it twice); forgotten again if the server refuses it.
+            server.insert(server_name.clone());
+            Translated {
+                before: Vec::new(),
+                entry: Some(Pending::Parse(context, None)),
+                after: Vec::new(),
+                bytes,
+            }
+            .confirming(&server_name)
+        };
+        self.statements.insert(
+            client_name.into(),
+            ClientStatement {
+                statement,
+                server_name,
+            },
+        );
+        translated
+    }
+
+    /// A Bind or a Describe of statement `client_name` (`frame` with the
+    /// name at `name_at..name_at + len`): the frame under the server name,
+    /// after a Parse of it if the server lacks it. `None`: not a statement
+    /// of the client's (the unnamed one, or unknown: forwarded as is).
+    pub(super) fn uses(
+        &mut self,
+        frame: &[u8],
+        name_at: usize,
+        client_name: &[u8],
+        entry: Option<Pending>,
+        server: &mut ServerStatements,
+    ) -> Option<Translated> {
+        let s = self.statements.get(client_name)?;
+        let mut bytes = BytesMut::with_capacity(frame.len() + 64);
+        let mut before = Vec::new();
+        if !server.contains(&s.server_name) {
+            self.misses += 1;
+            encode_parse(&mut bytes, &s.server_name, &s.statement);
+            server.insert(s.server_name.clone());
+            before.push(Pending::Silent(Silent::Prepare(s.server_name.clone())));
+        } else {
+            self.hits += 1;
+        }
+        // The same frame with the name swapped; the length is recomputed.
+        let start = bytes.len();
+        bytes.put_u8(frame[0]);
+        bytes.put_i32(0);
+        bytes.extend_from_slice(&frame[5..name_at]);
+        bytes.extend_from_slice(&s.server_name);
+        bytes.extend_from_slice(&frame[name_at + client_name.len()..]);
+        let len = (bytes.len() - start - 1) as i32;
+        bytes[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+        Some(Translated {
+            before,
+            entry,
+            after: Vec::new(),
+            bytes,
+        })
+    }
+
+    /// A Close of the client's statement: forgotten here, the server keeps
+    /// it cached; the server answers a Close of a name that never exists.
+    pub(super) fn close(&mut self, client_name: &[u8], entry: Option<Pending>) -> Translated {
+        self.statements.remove(client_name);
+        let mut bytes = BytesMut::new();
+        protocol::encode_close(&mut bytes, b'S', NO_STATEMENT);
+        Translated {
+            before: Vec::new(),
+            entry,
+            after: Vec::new(),
+            bytes,
+        }
+    }
+
+    /// DEALLOCATE ALL / DISCARD ALL reach the server: its statements are
+    /// gone, and so are the client's.
+    pub(super) fn forget_all(&mut self, server: &mut ServerStatements) {
+        self.statements.clear();
+        server.clear();
+    }
+
+    pub(super) fn forget(&mut self, client_name: &[u8]) {
+        self.statements.remove(client_name);
+    }
+
+    /// After a reload, at a transaction boundary: each statement's server
+    /// name follows its text under the new mapping (a changed text is a
+    /// new server statement, prepared where it is missing when used).
+    pub(super) fn requalify(&mut self, mut sent_form: impl FnMut(&[u8]) -> SentForm) {
+        for s in self.statements.values_mut() {
+            let sent = sent_form(&s.statement.query);
+            if sent != s.statement.sent {
+                s.statement.sent = sent;
+                s.server_name = server_name(&s.statement);
+            }
+        }
+    }
+}
+
+impl Translated {
+    /// The server confirms `server_name` with its ParseComplete.
+    fn confirming(mut self, server_name: &[u8]) -> Translated {
+        if let Some(Pending::Parse(context, None)) = self.entry.take() {
+            self.entry = Some(Pending::Parse(
+                context,
+                Some(Box::new(super::prepared::NamedParse {
+                    name: server_name.into(),
+                    statement: Prepared {
+                        query: Box::default(),
+                        param_types: Box::default(),
+                        sent: SentForm::Unchanged,
+                    },
+                })),
+            ));
+        }
+        self
+    }
+}
+
+fn encode_parse(out: &mut BytesMut, server_name: &[u8], statement: &Prepared) {
+    protocol::encode_parse_with(
+        out,
+        server_name,
+        |out| sent_text(statement, out),
+        &statement.param_types,
+    );
+}
+
+/// Why a statement cannot run on a transaction-pooled database, if it
+/// cannot: state that would stay behind on a server connection another
+/// client gets next.
+pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
+    let lower = text.to_ascii_lowercase();
+    let first = first_word(&lower);
+    let contains = |w: &[u8]| lower.windows(w.len()).any(|x| x == w);
+    match first {
+        b"listen" => Some("LISTEN"),
+        b"prepare" => Some("SQL-level PREPARE (use the protocol's named statements)"),
+        b"declare" if contains(b" with hold") => Some("cursors WITH HOLD"),
+        b"create"
+            if (contains(b" temp ") || contains(b" temporary "))
+                && !contains(b"on commit drop") =>
+        {
+            Some("temporary tables without ON COMMIT DROP")
+        }
+        _ if contains(b"pg_advisory_lock") || contains(b"pg_try_advisory_lock") => {
+            Some("session-level advisory locks (use pg_advisory_xact_lock)")
+        }
+        _ => None,
+    }
+}
+
+/// A session-level setting a Query makes, to replay on other servers.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SessionSetting {
+    Set { name: String, value: String },
+    Reset { name: String },
+    ResetAll,
+}
+
+/// `SET [SESSION] name {TO|=} value` or `RESET name|ALL`, alone in the
+/// text; not SET LOCAL, SET TRANSACTION, SET ROLE/SESSION AUTHORIZATION
+/// (replayed all the same: they are ordinary settings to PostgreSQL),
+/// which are read as `Set` too except LOCAL and TRANSACTION.
+pub(super) fn session_setting(text: &[u8]) -> Option<SessionSetting> {
+    let text = std::str::from_utf8(text).ok()?;
+    let text = text.trim().trim_end_matches(';').trim();
+    if text.contains(';') {
+        return None;
+    }
+    let mut words = text.split_ascii_whitespace();
+    let first = words.next()?.to_ascii_lowercase();
+    if first == "reset" {
+        let name = words.next()?.to_ascii_lowercase();
+        return Some(if name == "all" {
+            SessionSetting::ResetAll
+        } else {
+            SessionSetting::Reset { name }
+        });
+    }
+    if first != "set" {
+        return None;
+    }
+    let rest = text[3..].trim_start();
+    let rest = match rest.get(..8) {
+        Some(w) if w.eq_ignore_ascii_case("session ") => rest[8..].trim_start(),
+        _ => rest,
+    };
+    let lower = rest.to_ascii_lowercase();
+    if lower.starts_with("local ") || lower.starts_with("transaction ") {
+        return None;
+    }
+    let split = rest.find(|c: char| c == '=' || c.is_ascii_whitespace())?;
+    let name = rest[..split].to_ascii_lowercase();
+    let after = rest[split..].trim_start();
+    let value = if let Some(v) = after.strip_prefix('=') {
+        v
+    } else if after.len() >= 2 && after[..2].eq_ignore_ascii_case("to") {
+        &after[2..]
+    } else {
+        return None;
+    };
+    Some(SessionSetting::Set {
+        name,
+        value: value.trim().to_owned(),
+    })
+}
+
+impl TransactionClient {
+    pub(super) fn follow_setting(&mut self, setting: SessionSetting) {
+        match setting {
+            SessionSetting::Set { name, value } => {
+                self.settings.retain(|(n, _)| *n != name);
+                self.settings.push((name, value));
+            }
+            SessionSetting::Reset { name } => self.settings.retain(|(n, _)| *n != name),
+            SessionSetting::ResetAll => self.settings.clear(),
+        }
+    }
+}
+
+/// One client frame in transaction mode: requests of the proxy's own and
+/// the frame's own pushed to `entries` in order, and what to send in its
+/// place. `between`: whether the session is between transactions.
+pub(super) fn translate<'a>(
+    txn: &mut TransactionClient,
+    frame: &'a [u8],
+    entry: Option<Pending>,
+    replacement: Option<Replacement<'a>>,
+    between: &mut dyn FnMut() -> bool,
+    tracker: &Mutex<Tracker>,
+    entries: &mut Vec<Pending>,
+) -> Option<Replace<'a>> {
+    // Without the trailing NUL of a Query's text or a Describe's or
+    // Close's name (empty for frames too short to have one).
+    let body = frame
+        .get(5..frame.len().saturating_sub(1))
+        .unwrap_or_default();
+    let (translated, entry) = match frame[0] {
+        tag::QUERY | tag::PARSE => {
+            let parse = if frame[0] == tag::PARSE {
+                ParseView::parse(frame).ok()
+            } else {
+                None
+            };
+            let text = parse.as_ref().map_or(body, |p| p.query);
+            if let Some(what) = refusal(text) {
+                let context = StatementContext::Refused {
+                    code: SqlState::FeatureNotSupported,
+                    message: format!(
+                        "{what} is not supported on a database with pool.mode transaction: the server connection changes between transactions"
+                    )
+                    .into_boxed_str(),
+                };
+                entries.push(match parse {
+                    None => Pending::Query(context),
+                    Some(_) => Pending::Parse(context, None),
+                });
+                return Some(Replace::Statement(Replacement {
+                    sql: SentText::Refused,
+                    parse,
+                }));
+            }
+            if frame[0] == tag::QUERY {
+                match deallocation(text) {
+                    Some(Deallocation::All) => {
+                        let mut t = lock(tracker);
+                        txn.forget_all(t.server_statements.get_or_insert_with(Default::default));
+                    }
+                    Some(Deallocation::Named(name)) => txn.forget(&name),
+                    None => {}
+                }
+                // Inside a transaction block too: a session-level SET
+                // outlives the COMMIT (a rolled back one is replayed all
+                // the same, a documented difference).
+                let _ = between();
+                if let Some(setting) = session_setting(text) {
+                    txn.follow_setting(setting);
+                }
+                (None, entry)
+            } else {
+                match entry {
+                    Some(Pending::Parse(context, Some(named))) => {
+                        let mut t = lock(tracker);
+                        let server = t.server_statements.get_or_insert_with(Default::default);
+                        let named = *named;
+                        let t = txn.parse(
+                            &named.name,
+                            named.statement,
+                            Pending::Parse(context, None),
+                            server,
+                        );
+                        (Some(t), None)
+                    }
+                    other => {
+                        entries.extend(other);
+                        return replacement.map(Replace::Statement);
+                    }
+                }
+            }
+        }
+        tag::BIND => {
+            let portal_end = body.iter().position(|&b| b == 0);
+            let t = portal_end.and_then(|p| {
+                let name_at = 5 + p + 1;
+                let rest = &frame[name_at..];
+                let name = &rest[..rest.iter().position(|&b| b == 0)?];
+                if name.is_empty() {
+                    return None;
+                }
+                let mut t = lock(tracker);
+                let server = t.server_statements.get_or_insert_with(Default::default);
+                txn.uses(frame, name_at, name, None, server)
+            });
+            (t, entry)
+        }
+        tag::DESCRIBE if body.first() == Some(&b'S') && body.len() > 1 => {
+            let mut t = lock(tracker);
+            let server = t.server_statements.get_or_insert_with(Default::default);
+            (txn.uses(frame, 6, &body[1..], None, server), entry)
+        }
+        tag::CLOSE if body.first() == Some(&b'S') && body.len() > 1 => {
+            (Some(txn.close(&body[1..], None)), entry)
+        }
+        _ => (None, entry),
+    };
+    let Some(mut t) = translated else {
+        entries.extend(entry);
+        return replacement.map(Replace::Statement);
+    };
+    // Statements the server's cache evicted are closed first.
+    let evicted = std::mem::take(
+        &mut lock(tracker)
+            .server_statements
+            .get_or_insert_with(Default::default)
+            .evicted,
+    );
+    let mut bytes = BytesMut::new();
+    for name in evicted {
+        protocol::encode_close(&mut bytes, b'S', &name);
+        entries.push(Pending::Silent(Silent::Close));
+    }
+    bytes.extend_from_slice(&t.bytes);
+    entries.append(&mut t.before);
+    // Bind, Describe and Close keep the relay's own request.
+    entries.extend(t.entry.or(entry));
+    entries.append(&mut t.after);
+    Some(Replace::Bytes(bytes))
+}
+
+fn first_word(text: &[u8]) -> &[u8] {
+    let t = text.trim_ascii_start();
+    let end = t
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(t.len());
+    &t[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_read() {
+        assert_eq!(
+            session_setting(b"SET statement_timeout = '5s';"),
+            Some(SessionSetting::Set {
+                name: "statement_timeout".into(),
+                value: "'5s'".into()
+            })
+        );
+        assert_eq!(
+            session_setting(b"set session TimeZone to 'UTC'"),
+            Some(SessionSetting::Set {
+                name: "timezone".into(),
+                value: "'UTC'".into()
+            })
+        );
+        assert_eq!(session_setting(b"SET LOCAL work_mem = '1MB'"), None);
+        assert_eq!(session_setting(b"SET TRANSACTION READ ONLY"), None);
+        assert_eq!(session_setting(b"SET a = 1; SELECT 1"), None);
+        assert_eq!(
+            session_setting(b"RESET ALL"),
+            Some(SessionSetting::ResetAll)
+        );
+        assert_eq!(
+            session_setting(b"reset work_mem"),
+            Some(SessionSetting::Reset {
+                name: "work_mem".into()
+            })
+        );
+    }
+
+    #[test]
+    fn session_state_is_refused() {
+        assert!(refusal(b"LISTEN jobs").is_some());
+        assert!(refusal(b"prepare p as select 1").is_some());
+        assert!(refusal(b"DECLARE c CURSOR WITH HOLD FOR SELECT 1").is_some());
+        assert!(refusal(b"CREATE TEMP TABLE t (x int)").is_some());
+        assert!(refusal(b"CREATE TEMP TABLE t (x int) ON COMMIT DROP").is_none());
+        assert!(refusal(b"SELECT pg_advisory_lock(1)").is_some());
+        assert!(refusal(b"SELECT pg_advisory_xact_lock(1)").is_none());
+        assert!(refusal(b"SELECT * FROM users").is_none());
+    }
+}
