@@ -9,12 +9,11 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
-COPY examples ./examples
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
 COPY --from=build /src/target/release/heal7-proxy /usr/local/bin/heal7-proxy
 COPY config /etc/heal7-proxy
-EXPOSE 6432
+EXPOSE 6432 9930
 ENTRYPOINT ["heal7-proxy"]
 CMD ["serve", "--config", "/etc/heal7-proxy/heal7-compose.yaml"]

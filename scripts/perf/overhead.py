@@ -11,7 +11,12 @@ over several repetitions so drift in the machine hits every target alike:
 
 Prints TPS and mean latency per run, the ratio to direct per repetition, the
 median ratio, the proxies' CPU per transaction, and says when the spread of the
-ratios is too wide to conclude anything.
+ratios is too wide to conclude anything. Beside the tables it writes an SVG
+chart (--svg, default target/perf/overhead.svg): per workload and client
+count, each target's latency percentiles (p50/p90/p99 of every transaction
+of every repetition, from pgbench's per-transaction log) and its median TPS
+ratio to direct; and the same figures as JSON next to it (--chart-only JSON
+draws the chart again from such a file).
 
 Against a server you name: PGHOST/PGPORT/PGUSER/PGPASSWORD (and --database);
 otherwise it starts a throwaway PostgreSQL in a temp dir.
@@ -24,6 +29,9 @@ included. One self-signed certificate (openssl) serves all three.
 """
 
 import argparse
+import html
+import json
+import math
 import os
 import re
 import shutil
@@ -183,10 +191,34 @@ def prepare_tables(port, db, user, scale):
     psql(port, db, "VACUUM ANALYZE", user)
 
 
-def run_pgbench(port, db, user, workload, clients, seconds, scale, scripts_dir, bare):
+def transaction_latencies(prefix):
+    """Per-transaction latencies (ms) from the log files pgbench wrote with
+    -l --log-prefix=prefix (one per thread: prefix.PID, prefix.PID.N), which
+    are removed. The third field is the transaction's time in microseconds."""
+    out = []
+    for path in prefix.parent.glob(prefix.name + ".*"):
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2].isdigit():
+                    out.append(int(fields[2]) / 1000.0)
+        path.unlink()
+    return out
+
+
+def percentile(sorted_values, q):
+    """The q-quantile (0..1) of sorted values, by the nearest rank."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
+
+
+def run_pgbench(port, db, user, workload, clients, seconds, scale, scripts_dir, bare, log_prefix=None):
     builtin, script, flags = WORKLOADS[workload]
     cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 2))]
     cmd += flags
+    if log_prefix:
+        cmd += ["-l", f"--log-prefix={log_prefix}"]
     # The proxy gets the same script with bare names (what pgbench's builtin
     # `-b {builtin}` sends). `-b` itself cannot be used: pgbench then looks
     # for pgbench_accounts in search_path through a catalog query whose
@@ -205,6 +237,113 @@ def run_pgbench(port, db, user, workload, clients, seconds, scale, scripts_dir, 
     lat = re.search(r"latency average = ([\d.]+) ms", out.stdout)
     txns = int(re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1))
     return tps, float(lat.group(1)) if lat else float("nan"), txns
+
+
+TARGET_COLOURS = {"direct": "#6e7781", "heal7-proxy": "#0969da", "pgbouncer": "#bf8700"}
+WORKLOAD_TITLES = {
+    "select-simple": "select-only -M simple",
+    "select-extended": "select-only -M extended",
+    "select-prepared": "select-only -M prepared",
+    "tpcb-like": "tpcb-like",
+    "connect-per-txn": "select-only -C (connect per transaction)",
+}
+
+
+def chart_svg(results):
+    """An SVG chart of `results` (what write_results stores): one row per
+    workload and client count; left, each target's latency p50/p90/p99 as
+    bars of one colour in three shades; right, its median TPS ratio to
+    direct, with a line at 1.0. Plain SVG, no library."""
+    rows = results["rows"]
+    targets = results["targets"]
+    colour = lambda t: TARGET_COLOURS.get(t, ["#8250df", "#1a7f37", "#cf222e"][sum(map(ord, t)) % 3])
+    shades = {"p50": 0.4, "p90": 0.7, "p99": 1.0}
+    width, row_h, top, left = 960, 170, 70, 20
+    lat_w, gap = 560, 60
+    ratio_x = left + lat_w + gap
+    ratio_w = width - ratio_x - 30
+    height = top + row_h * len(rows) + 20
+    e = lambda text: html.escape(str(text), quote=True)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'font-family="DejaVu Sans, Verdana, sans-serif" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{left}" y="20" font-size="14" font-weight="bold">{e(results["title"])}</text>',
+        f'<text x="{left}" y="38" fill="#57606a">{e(results["subtitle"])}</text>',
+    ]
+    # Legend: targets, then what the shades mean.
+    x = left
+    for t in targets:
+        out.append(f'<rect x="{x}" y="48" width="12" height="10" fill="{colour(t)}"/><text x="{x + 16}" y="57">{e(t)}</text>')
+        x += 24 + 7 * len(t)
+    out.append(f'<text x="{x + 10}" y="57" fill="#57606a">bars, left to right: p50, p90, p99 latency (ms, log scale) of every transaction; right: median TPS ratio to direct</text>')
+    for i, row in enumerate(rows):
+        y0 = top + i * row_h
+        title = f'{WORKLOAD_TITLES.get(row["workload"], row["workload"])}, {row["clients"]} client{"s" if row["clients"] != 1 else ""}'
+        out.append(f'<text x="{left}" y="{y0 + 14}" font-weight="bold">{e(title)}</text>')
+        plot_top, plot_bottom = y0 + 30, y0 + row_h - 28
+        plot_h = plot_bottom - plot_top
+        values = [row["targets"][t][p] for t in targets if t in row["targets"] for p in shades]
+        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        # A log scale, whole decades: a p99 a hundred times the p50 leaves
+        # the p50 readable.
+        positive = [v for v in values if v > 0] or [1.0]
+        lo = math.floor(math.log10(min(positive)))
+        hi = max(lo + 1, math.ceil(math.log10(max(positive))))
+        height_of = lambda v: plot_h * (math.log10(v) - lo) / (hi - lo) if v > 0 else 0
+        axis_left = left + 44
+        for d in range(lo, hi + 1):
+            y = plot_bottom - plot_h * (d - lo) / (hi - lo)
+            out.append(f'<line x1="{axis_left}" y1="{y:.1f}" x2="{left + lat_w}" y2="{y:.1f}" stroke="#eaeef2"/>')
+            out.append(f'<text x="{axis_left - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#57606a">{10.0 ** d:g}</text>')
+        out.append(f'<text x="{axis_left - 4}" y="{plot_top - 8}" text-anchor="end" fill="#57606a">ms</text>')
+        group_w = (left + lat_w - axis_left) / max(1, len(targets))
+        bar_w = min(36, (group_w - 24) / 3)
+        for j, t in enumerate(targets):
+            stats = row["targets"].get(t)
+            gx = axis_left + j * group_w + (group_w - 3 * bar_w) / 2
+            out.append(f'<text x="{gx + 1.5 * bar_w:.1f}" y="{plot_bottom + 14}" text-anchor="middle">{e(t)}</text>')
+            if not stats:
+                continue
+            for k, (p, opacity) in enumerate(shades.items()):
+                v = stats[p]
+                if not (isinstance(v, (int, float)) and math.isfinite(v)):
+                    continue
+                h = height_of(v)
+                bx = gx + k * bar_w
+                out.append(
+                    f'<rect x="{bx:.1f}" y="{plot_bottom - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
+                    f'fill="{colour(t)}" fill-opacity="{opacity}"><title>{e(t)} {p}: {v:.3f} ms</title></rect>'
+                )
+                out.append(f'<text x="{bx + (bar_w - 2) / 2:.1f}" y="{plot_bottom - h - 3:.1f}" text-anchor="middle" font-size="9">{v:.2f}</text>')
+        # TPS ratio to direct, one horizontal bar per target.
+        rmax = max([1.2] + [row["targets"][t]["ratio"] for t in targets if t in row["targets"]])
+        bar_h = min(22, (plot_h - 10) / max(1, len(targets)))
+        one = ratio_x + 80 + (ratio_w - 120) * 1.0 / rmax
+        for j, t in enumerate(targets):
+            stats = row["targets"].get(t)
+            by = plot_top + j * (bar_h + 6)
+            out.append(f'<text x="{ratio_x + 74}" y="{by + bar_h * 0.7:.1f}" text-anchor="end">{e(t)}</text>')
+            if not stats:
+                continue
+            w = (ratio_w - 120) * stats["ratio"] / rmax
+            out.append(f'<rect x="{ratio_x + 80}" y="{by:.1f}" width="{w:.1f}" height="{bar_h:.1f}" fill="{colour(t)}"/>')
+            noisy = "*" if stats.get("noisy") else ""
+            out.append(f'<text x="{ratio_x + 84 + w:.1f}" y="{by + bar_h * 0.7:.1f}">{stats["ratio"]:.2f}{noisy}</text>')
+        out.append(f'<line x1="{one:.1f}" y1="{plot_top - 4}" x2="{one:.1f}" y2="{plot_bottom}" stroke="#57606a" stroke-dasharray="3,3"/>')
+        out.append(f'<text x="{one:.1f}" y="{plot_bottom + 14}" text-anchor="middle" fill="#57606a">1.0 = direct</text>')
+    out.append(f'<text x="{left}" y="{height - 6}" fill="#57606a">* ratios spread over 15% across repetitions: too noisy to rank by less than that</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def write_results(results, svg_path):
+    """The chart at svg_path and its figures beside it (.json)."""
+    svg_path = Path(svg_path)
+    svg_path.parent.mkdir(parents=True, exist_ok=True)
+    svg_path.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    svg_path.write_text(chart_svg(results))
+    print(f"\nchart: {svg_path} (figures: {svg_path.with_suffix('.json')})")
 
 
 def write_proxy_config(path, listen_port, upstream_port, db, certificate=None):
@@ -309,6 +448,8 @@ def main():
     ap.add_argument("--database", default="heal7_bench", help="with PGHOST/PGPORT: an existing database to use")
     ap.add_argument("--binary", default=str(ROOT / "target/release/heal7-proxy"))
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--svg", default=str(ROOT / "target/perf/overhead.svg"), help="where the chart goes (and its .json)")
+    ap.add_argument("--chart-only", metavar="JSON", help="draw the chart again from a .json this script wrote, then exit")
     ap.add_argument("--tls", action="store_true", help="TLS on every link (see above)")
     ap.add_argument(
         "--proxy-variant",
@@ -318,6 +459,10 @@ def main():
         help="also run a second heal7-proxy with this environment, e.g. ct:HEAL7_WORKER_THREADS=1",
     )
     args = ap.parse_args()
+
+    if args.chart_only:
+        write_results(json.loads(Path(args.chart_only).read_text()), args.svg)
+        return 0
 
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
@@ -363,17 +508,27 @@ def main():
             print("pgbouncer not installed: comparing with direct only (apt-get install pgbouncer)")
 
         tls_note = "; TLS on every link" if args.tls else ""
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; {args.reps} reps x {args.seconds}s, scale {args.scale}{tls_note}")
+        started = time.strftime('%Y-%m-%d %H:%M')
+        load_before = os.getloadavg()[0]
+        print(f"# {started} on {os.cpu_count()} cores; {args.reps} reps x {args.seconds}s, scale {args.scale}{tls_note}")
         summary = []
+        chart_rows = []
+        logs = work / "logs"
+        logs.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(logs, "postgres")
         for workload in args.workloads.split(","):
             for clients in [int(c) for c in args.clients.split(",")]:
                 rows = {name: [] for name, *_ in targets}
+                latencies = {name: [] for name, *_ in targets}
                 for rep in range(args.reps):
                     # Rotate the order each repetition so no target always runs first.
                     order = targets[rep % len(targets):] + targets[: rep % len(targets)]
                     for name, tport, bare, pid in order:
                         before = cpu_seconds(pid) if pid else None
-                        tps, lat, txns = run_pgbench(tport, db, user, workload, clients, args.seconds, args.scale, work, bare)
+                        prefix = logs / f"{name}-{rep}"
+                        tps, lat, txns = run_pgbench(tport, db, user, workload, clients, args.seconds, args.scale, work, bare, prefix)
+                        latencies[name] += transaction_latencies(prefix)
                         after = cpu_seconds(pid) if pid else None
                         cpu_us = (after - before) / txns * 1e6 if before is not None and after is not None and txns else None
                         rows[name].append((tps, lat, cpu_us))
@@ -393,6 +548,15 @@ def main():
                     cpus = [r[2] for r in rows[name] if r[2] is not None]
                     cpu_med = statistics.median(cpus) if cpus else None
                     summary.append((workload, clients, name, med, spread, (lat_med - direct_lat) * 1000, cpu_med))
+                chart_row = {"workload": workload, "clients": clients, "targets": {}}
+                print(f"{'target':<12} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'txns':>8}")
+                for name, *_ in targets:
+                    ordered = sorted(latencies[name])
+                    stats = {p: percentile(ordered, q) for p, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))}
+                    print(f"{name:<12} {stats['p50']:>8.3f} {stats['p90']:>8.3f} {stats['p99']:>8.3f} {len(ordered):>8}")
+                    _, _, _, med, spread, _, _ = next(r for r in reversed(summary) if r[2] == name)
+                    chart_row["targets"][name] = {**stats, "transactions": len(ordered), "ratio": med, "noisy": spread > 0.15}
+                chart_rows.append(chart_row)
         print("\n## Summary: median TPS ratio to direct (added mean latency, proxy CPU per transaction)")
         print(f"{'workload':<16} {'clients':>7} {'target':<12} {'ratio':>6} {'+lat us':>8} {'cpu us':>7}  note")
         for workload, clients, name, med, spread, dlat, cpu in summary:
@@ -401,6 +565,16 @@ def main():
             note = "too noisy to conclude (ratios spread %.0f%%)" % (spread * 100) if spread > 0.15 else ""
             cpu_s = f"{cpu:.1f}" if cpu is not None else "-"
             print(f"{workload:<16} {clients:>7} {name:<12} {med:>6.2f} {dlat:>8.0f} {cpu_s:>7}  {note}")
+        write_results(
+            {
+                "title": "heal7-proxy against direct and PgBouncer" + (" (TLS on every link)" if args.tls else ""),
+                "subtitle": f"{started}, {os.cpu_count()} cores, load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after; "
+                f"pgbench, {args.reps} repetitions x {args.seconds} s, scale {args.scale}, interleaved",
+                "targets": [name for name, *_ in targets],
+                "rows": chart_rows,
+            },
+            args.svg,
+        )
     finally:
         for p in procs:
             p.terminate()

@@ -524,7 +524,9 @@ fn cache_bytes_from_env() -> Option<usize> {
 
 /// The admin HTTP rules, the token read from its file.
 fn admin_http(raw: &RawAdminHttp) -> Result<AdminHttp, (String, String)> {
-    let open = ["/metrics", "/healthz", "/readyz"];
+    // `/` is the dashboard page: it holds no data (its script asks for the
+    // token to read the other routes), so it may be opened to browsers.
+    let open = ["/", "/metrics", "/healthz", "/readyz"];
     for path in &raw.open_paths {
         if !open.contains(&path.as_str()) {
             return Err((

@@ -110,7 +110,8 @@ pub(super) struct RawAdminHttp {
     /// (keep `admin_listen` on loopback then).
     #[serde(default)]
     pub(super) token_file: Option<std::path::PathBuf>,
-    /// Paths served without the token (of /metrics, /healthz, /readyz).
+    /// Paths served without the token (of /metrics, /healthz, /readyz, and
+    /// `/`, the dashboard page, which holds no data itself).
     #[serde(default = "default_admin_open_paths")]
     pub(super) open_paths: Vec<String>,
     /// Host names the endpoint answers to besides IP addresses and

@@ -1,6 +1,8 @@
 //! The admin HTTP endpoint (`proxy.admin_listen`, loopback by default):
 //! `GET /metrics` (Prometheus text), `GET /healthz`, `GET /readyz`,
-//! `GET /mapping` and `GET /unmapped` (JSON), `POST /reload`.
+//! `GET /mapping` and `GET /unmapped` (JSON), `POST /reload`, and `GET /`,
+//! the cut-over dashboard (`dashboard.html`: a static page whose script
+//! reads the other routes).
 //!
 //! HTTP/1.1 on hyper: one request per connection (`connection: close`), no
 //! request bodies read, request head bounded (431 past it), a deadline on
@@ -19,7 +21,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE,
+    X_FRAME_OPTIONS,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -42,6 +47,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+
+/// The dashboard: plain HTML and one inline script, no build step and
+/// nothing fetched from elsewhere. It holds no data (its script reads
+/// `/mapping`, `/unmapped` and `/metrics`), so it is served whole.
+const DASHBOARD: &str = include_str!("dashboard.html");
+/// Only the page's own inline script and style, fetches to this origin,
+/// and no framing by another site.
+const DASHBOARD_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// What the admin endpoint reads: the proxy's shared state.
 pub type AdminState = ProxyState;
@@ -115,6 +129,17 @@ async fn answer(request: &Request<Incoming>, state: &AdminState) -> Response<Ful
         return response;
     }
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => {
+            let mut page = respond(200, HTML, DASHBOARD.into());
+            let headers = page.headers_mut();
+            headers.insert(
+                CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DASHBOARD_POLICY),
+            );
+            headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return page;
+        }
         (&Method::GET, "/metrics") => (200, PROMETHEUS, render_metrics(state)),
         (&Method::GET, "/healthz") => (200, TEXT, "ok\n".into()),
         (&Method::GET, "/readyz") => {
@@ -127,7 +152,7 @@ async fn answer(request: &Request<Incoming>, state: &AdminState) -> Response<Ful
             let (status, body) = views::reload_answer(state, reload_off_loop(&state.config).await);
             (status, JSON, body)
         }
-        (_, "/metrics" | "/healthz" | "/readyz" | "/mapping" | "/unmapped" | "/reload") => {
+        (_, "/" | "/metrics" | "/healthz" | "/readyz" | "/mapping" | "/unmapped" | "/reload") => {
             (405, TEXT, "method not allowed\n".into())
         }
         _ => (404, TEXT, "not found\n".into()),
@@ -223,6 +248,16 @@ mod tests {
                 .contains("content-type: application/json\r\n")
         );
 
+        let page = exchange(addr, b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
+        assert_eq!(status(&page), "200", "{page}");
+        let head = page.to_ascii_lowercase();
+        assert!(head.contains("content-type: text/html; charset=utf-8\r\n"));
+        assert!(head.contains("content-security-policy: default-src 'none';"));
+        assert!(head.contains("x-frame-options: deny\r\n"));
+        assert!(page.contains("<title>heal7-proxy: cut-over</title>"));
+        let wrong = exchange(addr, b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
+        assert_eq!(status(&wrong), "405", "{wrong}");
+
         // A config built in memory cannot be reloaded: refused, as JSON.
         let reload = exchange(addr, b"POST /reload HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
         assert_eq!(status(&reload), "422", "{reload}");
@@ -306,6 +341,9 @@ mod tests {
         );
         let mapping = ask("GET /mapping HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".into()).await;
         assert_eq!(status(&mapping), "401", "{mapping}");
+        // The dashboard is behind the token too, unless open_paths lists `/`.
+        let page = ask("GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".into()).await;
+        assert_eq!(status(&page), "401", "{page}");
         let bearer = "authorization: Bearer s3cret-admin-token-0123\r\n";
         let with_token = ask(format!(
             "GET /mapping HTTP/1.1\r\nhost: 127.0.0.1\r\n{bearer}\r\n"

@@ -13,6 +13,9 @@
 mod auth;
 mod cli;
 mod console;
+mod dashboard;
+mod demo;
+mod deploy_haproxy;
 mod differential;
 mod drain;
 mod errors;
