@@ -137,8 +137,6 @@ async fn serve_inner(
             database_metrics,
             identity,
             upstream_tls: false,
-            pooled: true,
-            transaction_pooled: false,
         };
         let session = pooled::PooledSession {
             route: &route,
@@ -193,10 +191,8 @@ async fn serve_inner(
         database_metrics,
         identity,
         upstream_tls: server.is_tls(),
-        pooled: false,
-        transaction_pooled: false,
     };
-    relay::relay(client, server, buf, first, &ctx)
+    relay::relay::<{ relay::ONE_TO_ONE }>(client, server, buf, first, &ctx)
         .await
         .map(|r| r.summary)
 }

@@ -51,6 +51,9 @@ pub struct ReloadReport {
 #[derive(Debug)]
 pub struct ConfigStore {
     current: ArcSwap<Snapshot>,
+    /// The current snapshot's generation, readable with one atomic load:
+    /// sessions compare it per batch to learn of a reload.
+    generation: AtomicU64,
     /// The file reloads read; `None` for a config built in memory (tests).
     path: Option<PathBuf>,
     last_error: Mutex<Option<ReloadFailure>>,
@@ -97,6 +100,7 @@ impl ConfigStore {
                 generation: 1,
                 loaded_at: SystemTime::now(),
             }),
+            generation: AtomicU64::new(1),
             path,
             last_error: Mutex::new(None),
             loaded_text: Mutex::new(text),
@@ -106,6 +110,13 @@ impl ConfigStore {
             reads: AtomicU64::new(0),
             overrides: Overrides::default(),
         }
+    }
+
+    /// The generation of the current snapshot (one atomic load; cheaper than
+    /// [`ConfigStore::load`] for a session that only asks "did it change?").
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The current snapshot; cheap (no lock, no allocation).
@@ -188,6 +199,9 @@ impl ConfigStore {
             generation,
             loaded_at: SystemTime::now(),
         }));
+        // After the store: a session that sees the new number loads the
+        // new snapshot.
+        self.generation.store(generation, Ordering::Release);
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock().expect("reload error lock") = None;
         *self.loaded_text.lock().expect("loaded text lock") = Some(text);

@@ -132,7 +132,6 @@ pub(super) async fn serve(
         // The connection that answered the login goes back at once.
         session.state.cancel_keys.forget(proxy_key);
         lease.release(false);
-        ctx.transaction_pooled = true;
         return relay::relay_transactions(
             client.take().expect("the client stream"),
             buf,
@@ -146,8 +145,7 @@ pub(super) async fn serve(
     let server = std::mem::replace(&mut lease.conn.stream, Stream::Closed);
     ctx.upstream = lease.conn.addr;
     ctx.upstream_tls = server.is_tls();
-    ctx.pooled = true;
-    let result = relay::relay(
+    let result = relay::relay::<{ relay::SESSION_POOL }>(
         client.take().expect("the client stream"),
         server,
         buf,

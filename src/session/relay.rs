@@ -73,14 +73,21 @@ pub(super) struct RelayContext {
     /// Whether the upstream link is TLS (the server then offers SCRAM
     /// channel binding, see [`protocol::sasl`]).
     pub upstream_tls: bool,
-    /// The server connection is a pool's, logged in by the proxy: the relay
-    /// starts after login, a client's Terminate is not forwarded, and the
-    /// server is handed back when the client leaves between transactions.
-    pub pooled: bool,
-    /// Transaction pooling: the server connection changes at every
-    /// transaction boundary ([`relay_transactions`]).
-    pub transaction_pooled: bool,
 }
+
+/// Which relay runs, as a const parameter, so each has its own copy of the
+/// loops (inlined into its one caller, with the other modes' branches
+/// compiled out of the 1:1 relay's hot path).
+pub(super) type RelayMode = u8;
+/// One server connection per client, authentication relayed.
+pub(super) const ONE_TO_ONE: RelayMode = 0;
+/// A pool's server connection, logged in by the proxy: the relay starts
+/// after login, a client's Terminate is not forwarded, and the server is
+/// handed back when the client leaves between transactions.
+pub(super) const SESSION_POOL: RelayMode = 1;
+/// The server connection changes at every transaction boundary
+/// ([`relay_transactions`]).
+pub(super) const TRANSACTION_POOL: RelayMode = 2;
 
 /// How a relay ended well.
 pub(super) struct Relayed {
@@ -110,16 +117,17 @@ impl Mapping {
 
     /// Move to the live config if it is newer; true if it moved.
     fn refresh(&mut self, ctx: &RelayContext) -> bool {
-        let live = ctx.state.config.load();
-        if live.generation == self.snapshot.generation {
+        if ctx.state.config.generation() == self.snapshot.generation {
             return false;
         }
-        *self = Mapping::of(Arc::clone(&live), &ctx.client_database);
-        true
+        let live = ctx.state.config.load_full();
+        let moved = live.generation != self.snapshot.generation;
+        *self = Mapping::of(live, &ctx.client_database);
+        moved
     }
 }
 
-pub(super) async fn relay(
+pub(super) async fn relay<const MODE: RelayMode>(
     client: Stream,
     server: Stream,
     leftover: BytesMut,
@@ -130,13 +138,13 @@ pub(super) async fn relay(
     let (server_read, server_write) = server.into_split();
     let tracker = Mutex::new(Tracker {
         pending: VecDeque::with_capacity(16),
-        status: ctx.pooled.then_some(b'I'),
+        status: (MODE != ONE_TO_ONE).then_some(b'I'),
         encoding: EncodingClass::AsciiSafe,
         standard_conforming_strings: true,
         cancel_key: None,
         sent_at: VecDeque::with_capacity(16),
         error_since_ready: false,
-        authenticated: ctx.pooled,
+        authenticated: MODE != ONE_TO_ONE,
         prepared: PreparedStatements::default(),
         server_statements: None,
     });
@@ -152,7 +160,7 @@ pub(super) async fn relay(
         facts: SessionFacts::default(),
         statements: 0,
         rewritten: 0,
-        authenticated: ctx.pooled,
+        authenticated: MODE != ONE_TO_ONE,
         terminated: false,
         transaction: None,
     };
@@ -169,8 +177,8 @@ pub(super) async fn relay(
     let drain = WakeGate::new(drained(&tracker, &ctx.shutdown, &draining));
     let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
     let result = tokio::select! {
-        r = up.run(&tracker, ctx) => r,
-        r = down.run(&mut client_write, &tracker, &draining, ctx) => r,
+        r = up.run::<MODE>(&tracker, ctx) => r,
+        r = down.run::<MODE>(&mut client_write, &tracker, &draining, ctx) => r,
         () = drain => Err(SessionError::Shutdown),
         () = abort => Err(SessionError::Shutdown),
     };
@@ -186,7 +194,7 @@ pub(super) async fn relay(
         Ok(ended) => {
             let summary = summary(ended);
             // Reusable only with nothing in flight either way.
-            let reusable = ctx.pooled
+            let reusable = MODE != ONE_TO_ONE
                 && up.terminated
                 && down.from.buf.is_empty()
                 && lock(&tracker).between_transactions();
@@ -361,13 +369,13 @@ struct Batch {
 }
 
 impl Upstream {
-    async fn run(
+    async fn run<const MODE: RelayMode>(
         &mut self,
         tracker: &Mutex<Tracker>,
         ctx: &RelayContext,
     ) -> Result<&'static str, SessionError> {
         loop {
-            let batch = self.scan(tracker, ctx)?;
+            let batch = self.scan::<MODE>(tracker, ctx)?;
             if batch.len > 0 {
                 if !self.entries.is_empty() {
                     lock(tracker).sent(&mut self.entries, Instant::now());
@@ -423,7 +431,7 @@ impl Upstream {
                 session_facts(&mut self.facts, session, tracker) && self.mapping.refresh(ctx)
             }
             tag::BIND | tag::DESCRIBE | tag::EXECUTE => {
-                ctx.state.config.load().generation != self.mapping.snapshot.generation
+                ctx.state.config.generation() != self.mapping.snapshot.generation
                     && lock(tracker).between_transactions()
                     && self.mapping.refresh(ctx)
             }
@@ -460,7 +468,7 @@ impl Upstream {
         }
     }
 
-    fn scan(
+    fn scan<const MODE: RelayMode>(
         &mut self,
         tracker: &Mutex<Tracker>,
         ctx: &RelayContext,
@@ -522,7 +530,7 @@ impl Upstream {
                     }
                     (Some(Pending::Close), None)
                 }
-                tag::TERMINATE if ctx.pooled => {
+                tag::TERMINATE if MODE != ONE_TO_ONE => {
                     self.terminated = true;
                     break 0;
                 }
@@ -531,7 +539,12 @@ impl Upstream {
             if replacement.is_some() {
                 self.rewritten += 1;
             }
-            let replacement = match &mut self.transaction {
+            let transaction = if MODE == TRANSACTION_POOL {
+                self.transaction.as_deref_mut()
+            } else {
+                None
+            };
+            let replacement = match transaction {
                 None => {
                     if let Some(entry) = entry {
                         self.entries.push(entry);
@@ -708,7 +721,7 @@ struct Downstream {
 }
 
 impl Downstream {
-    async fn run(
+    async fn run<const MODE: RelayMode>(
         &mut self,
         client: &mut OwnedWriteHalf,
         tracker: &Mutex<Tracker>,
@@ -728,7 +741,7 @@ impl Downstream {
                 self.from.sent(&batch);
                 // Draining: the transaction is over once its
                 // ReadyForQuery(idle) is out; close before the next request.
-                if (ctx.transaction_pooled || draining.load(Ordering::Relaxed))
+                if (MODE == TRANSACTION_POOL || draining.load(Ordering::Relaxed))
                     && lock(tracker).between_transactions()
                 {
                     if draining.load(Ordering::Relaxed) {

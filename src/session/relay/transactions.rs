@@ -116,8 +116,8 @@ pub(in crate::session) async fn relay_transactions(
 
         let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
         let result = tokio::select! {
-            r = up.run(&tracker, ctx) => r,
-            r = down.run(&mut client_write, &tracker, &draining, ctx) => r,
+            r = up.run::<TRANSACTION_POOL>(&tracker, ctx) => r,
+            r = down.run::<TRANSACTION_POOL>(&mut client_write, &tracker, &draining, ctx) => r,
             () = abort => Err(SessionError::Shutdown),
         };
         ctx.state.cancel_keys.forget(key);
