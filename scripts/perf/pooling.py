@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """heal7-proxy's connection pools against a direct connection and PgBouncer.
 
-Starts a throwaway PostgreSQL (max_connections 300) with a password-
+Starts a throwaway PostgreSQL (max_connections 2 x clients + 100) with a password-
 authenticated bench user (`bench_user`, scram-sha-256) and an auth user
 (`heal7_auth`) that may only call a SECURITY DEFINER lookup function, the
 setup README "Pooling" describes. heal7-proxy (auth_query) and PgBouncer
@@ -28,6 +28,11 @@ tables to schema `bench`); direct and PgBouncer get the `bench.`-qualified
 ones. `mode: none` (the 1:1 relay) is a reference row in every workload.
 
 Default: 3 repetitions x 10 s per run; `--reps` and `--seconds` for longer.
+
+--instructions instead counts heal7-proxy's instructions per statement under
+callgrind (as instructions.py does: runs of --n1 and --n2 select-only
+statements from one client, the difference divided), for `mode: none`,
+session and transaction, with `-M simple`, `-M extended` and `-M prepared`.
 """
 
 import argparse
@@ -266,6 +271,52 @@ def log_size(path):
         return 0
 
 
+def count_instructions(args, work, port, db):
+    """Instructions per statement of heal7-proxy in each pool mode, 1 client."""
+    import signal
+
+    from instructions import total_instructions
+
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}: heal7-proxy instructions per statement, 1 client, "
+          f"({args.n2} - {args.n1}) select-only statements")
+    print(f"{'workload':<16} {'pool':<12} {'instr/stmt':>10}")
+    modes = [("none", None), ("session", "mode: session"), ("transaction", f"mode: transaction, size: {args.pool_size}")]
+    for workload in ("select-simple", "select-extended", "select-prepared"):
+        for mode, pool in modes:
+            totals = []
+            for n in (args.n1, args.n2):
+                listen = free_port()
+                cfg = work / f"cg-{mode}-{workload}-{n}.yaml"
+                write_proxy_config(cfg, listen, port, db, pool, work / "auth-password")
+                (work / "auth-password").write_text(AUTH_PASSWORD + "\n")
+                out = work / f"cg.{mode}.{workload}.{n}"
+                proc = subprocess.Popen(
+                    ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(args.binary), "serve", "--config", str(cfg)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                try:
+                    wait_port(listen, seconds=120)  # valgrind starts slowly
+                    script = work / "select-bare.sql"
+                    script.write_text(SELECT_ONLY.replace("bench.pgbench_", "pgbench_"))
+                    cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(listen), "-U", BENCH_USER, "-c", "1", "-t", str(n)]
+                    cmd += WORKLOADS[workload][1] + ["-s", str(args.scale), "-f", str(script), db]
+                    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": BENCH_PASSWORD})
+                    if r.returncode != 0:
+                        raise SystemExit(f"pgbench failed ({' '.join(cmd)}):\n{r.stdout}\n{r.stderr}")
+                finally:
+                    # SIGINT to valgrind itself: it writes its output as the program exits.
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                totals.append(total_instructions(out))
+            per = (totals[1] - totals[0]) / (args.n2 - args.n1)
+            print(f"{workload:<16} {mode:<12} {per:>10.0f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
@@ -279,6 +330,9 @@ def main():
     ap.add_argument("--binary", default=str(ROOT / "target/release/heal7-proxy"))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="print each pgbench command and its output")
+    ap.add_argument("--instructions", action="store_true", help="count instructions per statement instead (see above)")
+    ap.add_argument("--n1", type=int, default=2000)
+    ap.add_argument("--n2", type=int, default=10000)
     args = ap.parse_args()
     global VERBOSE
     VERBOSE = args.verbose
@@ -300,6 +354,8 @@ def main():
         psql(port, db, ROLES_SQL, "postgres")
         prepare_tables(port, db, "postgres", args.scale)
         psql(port, db, LOOKUP_SQL, "postgres")
+        if args.instructions:
+            return count_instructions(args, work, port, db)
 
         def proxy(name, pool):
             proc, pport, log = start_proxy(work, name, port, db, args.binary, pool)
