@@ -18,7 +18,7 @@ use bytes::BytesMut;
 
 use super::SessionError;
 use super::relay::{Mapping, RelayContext, place_frame};
-use super::tracker::{Pending, Silent, Tracker, lock};
+use super::tracker::{Pending, Silent, StatementContext, Tracker, lock};
 use crate::protocol::{self, ParseView};
 use crate::qualify::{Observer, TextRewrite, qualify};
 use crate::rewrite::{Deallocation, Edit, SessionFacts, splice_into};
@@ -196,23 +196,35 @@ pub(super) fn closed_statement(frame: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// What to keep of a Parse once the server confirms it: its name, text and
-/// parameter types, for a named statement (an unnamed one lives until the
-/// next Parse and is never prepared again).
-pub(super) fn named_parse(
+/// The request of a Parse frame: for a named statement, with what to keep
+/// of it once the server confirms it (its name, text and parameter types;
+/// an unnamed one lives until the next Parse and is never prepared again).
+/// Boxed, so the common requests stay small in the tracker's queue.
+pub(super) fn parse_request(
     frame: &[u8],
+    context: StatementContext,
     sent: SentForm,
-) -> Result<Option<Box<NamedParse>>, SessionError> {
+) -> Result<Pending, SessionError> {
     if frame.get(5).is_none_or(|&b| b == 0) {
-        return Ok(None);
+        return Ok(Pending::Parse(context));
     }
     let p = ParseView::parse(frame).map_err(SessionError::Client)?;
-    Ok(Some(Box::new(NamedParse {
-        name: p.name.into(),
-        statement: Prepared {
-            query: p.query.into(),
-            param_types: p.param_types.into(),
-            sent,
+    Ok(Pending::NamedParse(Box::new(NamedParseRequest {
+        context,
+        named: NamedParse {
+            name: p.name.into(),
+            statement: Prepared {
+                query: p.query.into(),
+                param_types: p.param_types.into(),
+                sent,
+            },
         },
     })))
+}
+
+/// A named Parse waiting for its answer, with its statement.
+#[derive(Debug)]
+pub(super) struct NamedParseRequest {
+    pub context: StatementContext,
+    pub named: NamedParse,
 }

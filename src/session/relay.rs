@@ -22,7 +22,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::prepared::{
-    PreparedStatements, Reprepare, SentForm, closed_statement, named_parse, query_text, reprepare,
+    PreparedStatements, Reprepare, SentForm, closed_statement, parse_request, query_text, reprepare,
 };
 use super::tracker::{Pending, StatementContext, Tracker, lock};
 use super::transaction::{TransactionClient, translate};
@@ -468,6 +468,8 @@ impl Upstream {
         }
     }
 
+    // One caller per mode: inlined into its loop, as before pooling.
+    #[inline(always)]
     fn scan<const MODE: RelayMode>(
         &mut self,
         tracker: &Mutex<Tracker>,
@@ -511,10 +513,11 @@ impl Upstream {
                             (Some(Pending::Query(StatementContext::Plain)), None)
                         }
                         _ => (
-                            Some(Pending::Parse(
+                            Some(parse_request(
+                                frame,
                                 StatementContext::Plain,
-                                named_parse(frame, SentForm::Unchanged)?,
-                            )),
+                                SentForm::Unchanged,
+                            )?),
                             None,
                         ),
                     }
@@ -706,7 +709,7 @@ fn statement<'a>(
             Some(SentText::Spliced { edits, .. }) => SentForm::Spliced(edits.clone()),
             Some(SentText::Refused) => SentForm::Refused,
         };
-        Pending::Parse(context, named_parse(frame, sent)?)
+        parse_request(frame, context, sent)?
     };
     let replacement = sql.map(|sql| Replacement { sql, parse });
     Ok((Some(entry), replacement))
@@ -758,6 +761,7 @@ impl Downstream {
         }
     }
 
+    #[inline(always)]
     fn scan(
         &mut self,
         tracker: &Mutex<Tracker>,

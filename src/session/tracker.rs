@@ -16,16 +16,16 @@ use crate::protocol::{self, ErrorFields, ParameterStatus, SqlState, tag};
 use crate::qualify::Rewritten;
 use crate::rewrite::EncodingClass;
 
-use super::prepared::{NamedParse, PreparedStatements};
+use super::prepared::{NamedParseRequest, PreparedStatements};
 use crate::pool::ServerStatementNames as ServerStatements;
 
 /// A request the server has yet to finish answering, in send order.
 #[derive(Debug)]
 pub(super) enum Pending {
     Query(StatementContext),
-    /// With the statement to keep once the server confirms it, for a
-    /// named Parse.
-    Parse(StatementContext, Option<Box<NamedParse>>),
+    Parse(StatementContext),
+    /// A named Parse, with the statement to keep once the server confirms it.
+    NamedParse(Box<NamedParseRequest>),
     Bind,
     Describe,
     Execute,
@@ -35,6 +35,18 @@ pub(super) enum Pending {
     /// Sent by the proxy itself (statements prepared again after a
     /// reload): the answer is not the client's and is dropped.
     Silent(Silent),
+}
+
+impl Pending {
+    /// The statement a Query or Parse carries, for the answer to it.
+    #[inline]
+    pub(super) fn statement(&self) -> Option<&StatementContext> {
+        match self {
+            Pending::Query(c) | Pending::Parse(c) => Some(c),
+            Pending::NamedParse(request) => Some(&request.context),
+            _ => None,
+        }
+    }
 }
 
 /// A request the proxy sent on its own.
@@ -112,7 +124,7 @@ impl Tracker {
         self.status = Some(status);
         let ok = !std::mem::take(&mut self.error_since_ready);
         while let Some(p) = self.pending.pop_front() {
-            if let Pending::Query(c) | Pending::Parse(c, _) = &p {
+            if let Some(c) = p.statement() {
                 c.record_result(ok);
             }
             if matches!(p, Pending::Query(_) | Pending::Sync | Pending::FunctionCall) {
@@ -125,6 +137,7 @@ impl Tracker {
     }
 
     /// Queue the requests of a batch sent to the server at `now`.
+    #[inline]
     pub(super) fn sent(&mut self, entries: &mut Vec<Pending>, now: Instant) {
         for entry in entries.drain(..) {
             if matches!(
@@ -167,27 +180,31 @@ impl Tracker {
                 self.error_since_ready = true;
                 // Transaction pooling: a statement the server refused is
                 // not on it.
-                if let (Some(server), Some(Pending::Parse(_, Some(named)))) =
+                if let (Some(server), Some(Pending::NamedParse(request))) =
                     (&mut self.server_statements, self.pending.front())
                 {
-                    server.remove(&named.name);
+                    server.remove(&request.named.name);
                 }
                 return self.correct_error(frame, metrics);
             }
             // A WARNING or NOTICE about the statement carries a position
             // in the sent text too.
             tag::NOTICE_RESPONSE => return self.correct_notice(frame, metrics),
-            tag::PARSE_COMPLETE => {
-                if let Some(Pending::Parse(c, named)) = self.pending.front_mut() {
+            tag::PARSE_COMPLETE => match self.pending.front() {
+                Some(Pending::Parse(c)) => {
                     c.record_result(true);
-                    if let Some(named) = named.take()
-                        && self.server_statements.is_none()
-                    {
-                        self.prepared.confirmed(*named);
+                    self.pending.pop_front();
+                }
+                Some(Pending::NamedParse(_)) => {
+                    if let Some(Pending::NamedParse(request)) = self.pending.pop_front() {
+                        request.context.record_result(true);
+                        if self.server_statements.is_none() {
+                            self.prepared.confirmed(request.named);
+                        }
                     }
                 }
-                self.pop_if(|p| matches!(p, Pending::Parse(..)))
-            }
+                _ => {}
+            },
             tag::BIND_COMPLETE => self.pop_if(|p| matches!(p, Pending::Bind)),
             tag::CLOSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Close)),
             tag::ROW_DESCRIPTION | tag::NO_DATA => self.pop_if(|p| matches!(p, Pending::Describe)),
@@ -224,11 +241,8 @@ impl Tracker {
     /// The NoticeResponse to send instead of `frame`, if any: the server's
     /// with its position moved back to the client's text.
     pub(super) fn correct_notice(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
-        match self.pending.front()? {
-            Pending::Query(StatementContext::Rewritten(r))
-            | Pending::Parse(StatementContext::Rewritten(r), _) => {
-                Self::moved_position(r, frame, metrics)
-            }
+        match self.pending.front()?.statement()? {
+            StatementContext::Rewritten(r) => Self::moved_position(r, frame, metrics),
             _ => None,
         }
     }
@@ -255,10 +269,7 @@ impl Tracker {
     /// 0A000 for a refused statement, or the server's with its position
     /// moved back to the client's text (other fields byte for byte).
     pub(super) fn correct_error(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
-        let context = match self.pending.front()? {
-            Pending::Query(c) | Pending::Parse(c, _) => c,
-            _ => return None,
-        };
+        let context = self.pending.front()?.statement()?;
         match context {
             StatementContext::Plain => None,
             StatementContext::Refused { code, message } => {

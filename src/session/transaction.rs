@@ -95,26 +95,23 @@ pub(super) struct Translated {
 impl TransactionClient {
     /// A named Parse: record the client's name, and send the server a Parse
     /// under the server name, or (the server has it) of a scratch
-    /// statement. `entry` is the relay's Pending::Parse for the frame.
+    /// statement. `context`: what the relay did to the statement.
     pub(super) fn parse(
         &mut self,
         client_name: &[u8],
         statement: Prepared,
-        entry: Pending,
+        context: StatementContext,
         server: &mut ServerStatements,
     ) -> Translated {
         let server_name = server_name(&statement);
         let mut bytes = BytesMut::new();
-        let Pending::Parse(context, _) = entry else {
-            unreachable!("a Parse frame's request");
-        };
         let translated = if server.contains(&server_name) {
             self.hits += 1;
             protocol::encode_parse(&mut bytes, SCRATCH_STATEMENT, b"", &[0, 0]);
             protocol::encode_close(&mut bytes, b'S', SCRATCH_STATEMENT);
             Translated {
                 before: Vec::new(),
-                entry: Some(Pending::Parse(context, None)),
+                entry: Some(Pending::Parse(context)),
                 after: vec![Pending::Silent(Silent::Close)],
                 bytes,
             }
@@ -126,7 +123,7 @@ impl TransactionClient {
             server.insert(server_name.clone());
             Translated {
                 before: Vec::new(),
-                entry: Some(Pending::Parse(context, None)),
+                entry: Some(Pending::Parse(context)),
                 after: Vec::new(),
                 bytes,
             }
@@ -224,18 +221,20 @@ impl TransactionClient {
 impl Translated {
     /// The server confirms `server_name` with its ParseComplete.
     fn confirming(mut self, server_name: &[u8]) -> Translated {
-        if let Some(Pending::Parse(context, None)) = self.entry.take() {
-            self.entry = Some(Pending::Parse(
-                context,
-                Some(Box::new(super::prepared::NamedParse {
-                    name: server_name.into(),
-                    statement: Prepared {
-                        query: Box::default(),
-                        param_types: Box::default(),
-                        sent: SentForm::Unchanged,
+        if let Some(Pending::Parse(context)) = self.entry.take() {
+            self.entry = Some(Pending::NamedParse(Box::new(
+                super::prepared::NamedParseRequest {
+                    context,
+                    named: super::prepared::NamedParse {
+                        name: server_name.into(),
+                        statement: Prepared {
+                            query: Box::default(),
+                            param_types: Box::default(),
+                            sent: SentForm::Unchanged,
+                        },
                     },
-                })),
-            ));
+                },
+            )));
         }
         self
     }
@@ -378,7 +377,7 @@ pub(super) fn translate<'a>(
                 };
                 entries.push(match parse {
                     None => Pending::Query(context),
-                    Some(_) => Pending::Parse(context, None),
+                    Some(_) => Pending::Parse(context),
                 });
                 return Some(Replace::Statement(Replacement {
                     sql: SentText::Refused,
@@ -404,14 +403,14 @@ pub(super) fn translate<'a>(
                 (None, entry)
             } else {
                 match entry {
-                    Some(Pending::Parse(context, Some(named))) => {
+                    Some(Pending::NamedParse(request)) => {
                         let mut t = lock(tracker);
                         let server = t.server_statements.get_or_insert_with(Default::default);
-                        let named = *named;
+                        let request = *request;
                         let t = txn.parse(
-                            &named.name,
-                            named.statement,
-                            Pending::Parse(context, None),
+                            &request.named.name,
+                            request.named.statement,
+                            request.context,
                             server,
                         );
                         (Some(t), None)

@@ -55,6 +55,7 @@ impl<F: Future> WakeGate<F> {
 impl<F: Future> Future for WakeGate<F> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
         // Register before reading the flag: a wake in between is not lost.

@@ -94,10 +94,10 @@ fn pipelined_batch_attributes_the_error_to_the_failing_parse() {
     let mut t = tracker();
     // P1 B1 E1 P2(rewritten) B2 E2 S, then a simple Query behind it.
     t.pending.extend([
-        Pending::Parse(StatementContext::Plain, None),
+        Pending::Parse(StatementContext::Plain),
         Pending::Bind,
         Pending::Execute,
-        Pending::Parse(rewritten(), None),
+        Pending::Parse(rewritten()),
         Pending::Bind,
         Pending::Execute,
         Pending::Sync,
@@ -126,7 +126,7 @@ fn execute_error_after_parse_complete_is_not_corrected() {
     let metrics = Metrics::default();
     let mut t = tracker();
     t.pending.extend([
-        Pending::Parse(rewritten(), None),
+        Pending::Parse(rewritten()),
         Pending::Bind,
         Pending::Execute,
         Pending::Sync,
