@@ -468,8 +468,6 @@ impl Upstream {
         }
     }
 
-    // One caller per mode: inlined into its loop, as before pooling.
-    #[inline(always)]
     fn scan<const MODE: RelayMode>(
         &mut self,
         tracker: &Mutex<Tracker>,
@@ -761,7 +759,6 @@ impl Downstream {
         }
     }
 
-    #[inline(always)]
     fn scan(
         &mut self,
         tracker: &Mutex<Tracker>,
