@@ -203,7 +203,7 @@ pub(super) fn closed_statement(frame: &[u8]) -> Option<&[u8]> {
 pub(super) fn parse_request(
     frame: &[u8],
     context: StatementContext,
-    sent: SentForm,
+    sent: impl FnOnce() -> SentForm,
 ) -> Result<Pending, SessionError> {
     if frame.get(5).is_none_or(|&b| b == 0) {
         return Ok(Pending::Parse(context));
@@ -216,7 +216,7 @@ pub(super) fn parse_request(
             statement: Prepared {
                 query: p.query.into(),
                 param_types: p.param_types.into(),
-                sent,
+                sent: sent(),
             },
         },
     })))

@@ -499,6 +499,7 @@ impl Upstream {
                     ctx.client.set_state(ClientState::Active);
                     session_facts(&mut self.facts, &mut session, tracker);
                     if header.tag == tag::QUERY
+                        && may_deallocate(frame)
                         && let Some(dropped) = deallocation(query_text(frame))
                     {
                         lock(tracker).prepared.deallocated(dropped);
@@ -511,11 +512,9 @@ impl Upstream {
                             (Some(Pending::Query(StatementContext::Plain)), None)
                         }
                         _ => (
-                            Some(parse_request(
-                                frame,
-                                StatementContext::Plain,
-                                SentForm::Unchanged,
-                            )?),
+                            Some(parse_request(frame, StatementContext::Plain, || {
+                                SentForm::Unchanged
+                            })?),
                             None,
                         ),
                     }
@@ -581,6 +580,17 @@ impl Upstream {
             missing,
         })
     }
+}
+
+/// Whether a Query's text can be a DEALLOCATE or DISCARD: its first byte is
+/// a `d`, a blank or a comment's start (a byte test before the real one,
+/// which runs on every statement otherwise).
+#[inline]
+fn may_deallocate(frame: &[u8]) -> bool {
+    matches!(
+        frame.get(5),
+        Some(b'd' | b'D' | b'/' | b'-' | b' ' | b'\t' | b'\n' | b'\r')
+    )
 }
 
 /// Read from the tracker once per batch: the lexing facts, and whether the
@@ -702,7 +712,8 @@ fn statement<'a>(
     let entry = if frame_tag == tag::QUERY {
         Pending::Query(context)
     } else {
-        let sent = match &sql {
+        // Only a named statement keeps its sent form (a clone of the edits).
+        let sent = || match &sql {
             None => SentForm::Unchanged,
             Some(SentText::Spliced { edits, .. }) => SentForm::Spliced(edits.clone()),
             Some(SentText::Refused) => SentForm::Refused,
