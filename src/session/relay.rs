@@ -437,7 +437,23 @@ impl Upstream {
             }
             _ => false,
         };
-        if moved && let Some(txn) = &mut self.transaction {
+        if moved {
+            self.follow_new_mapping(pos, reencoding, tracker, ctx);
+        }
+    }
+
+    /// A reload moved the mapping: the client's named statements follow
+    /// (rare, so kept out of the scan's hot body).
+    #[cold]
+    #[inline(never)]
+    fn follow_new_mapping(
+        &mut self,
+        pos: usize,
+        reencoding: &mut bool,
+        tracker: &Mutex<Tracker>,
+        ctx: &RelayContext,
+    ) {
+        if let Some(txn) = &mut self.transaction {
             let observer = crate::qualify::Observer::quiet(&ctx.state.metrics);
             let mut facts = self.facts.clone();
             let mapping = &self.mapping;
@@ -456,7 +472,7 @@ impl Upstream {
                     TextRewrite::Rejected { .. } => SentForm::Refused,
                 }
             });
-        } else if moved {
+        } else {
             let up = Reprepare {
                 mapping: &self.mapping,
                 facts: &self.facts,
@@ -502,7 +518,7 @@ impl Upstream {
                         && may_deallocate(frame)
                         && let Some(dropped) = deallocation(query_text(frame))
                     {
-                        lock(tracker).prepared.deallocated(dropped);
+                        forget_deallocated(tracker, dropped);
                     }
                     match (&self.mapping.map, self.mapping.mode) {
                         (Some(map), Mode::Rewrite | Mode::DryRun) => {
@@ -526,7 +542,7 @@ impl Upstream {
                 }
                 tag::CLOSE => {
                     if let Some(name) = closed_statement(frame) {
-                        lock(tracker).prepared.closed(name);
+                        forget_closed(tracker, name);
                     }
                     (Some(Pending::Close), None)
                 }
@@ -580,6 +596,18 @@ impl Upstream {
             missing,
         })
     }
+}
+
+#[cold]
+#[inline(never)]
+fn forget_deallocated(tracker: &Mutex<Tracker>, dropped: crate::rewrite::Deallocation) {
+    lock(tracker).prepared.deallocated(dropped);
+}
+
+#[cold]
+#[inline(never)]
+fn forget_closed(tracker: &Mutex<Tracker>, name: &[u8]) {
+    lock(tracker).prepared.closed(name);
 }
 
 /// Whether a Query's text can be a DEALLOCATE or DISCARD: its first byte is

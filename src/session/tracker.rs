@@ -286,6 +286,8 @@ impl Tracker {
     /// The server's answer to a request the proxy sent on its own: dropped
     /// (an empty replacement). `None`: not such an answer (e.g. a
     /// ParameterStatus), handled as usual.
+    #[cold]
+    #[inline(never)]
     fn on_silent_answer(
         &mut self,
         frame_tag: u8,
