@@ -146,7 +146,9 @@ async fn serve_inner(
             client_database: &client_database,
         };
         let mut slot = Some(client);
-        let result = pooled::serve(&mut slot, buf, session, &startup, ctx).await;
+        // Boxed: the pooled session's state machine stays out of the 1:1
+        // relay's future (one allocation per pooled login).
+        let result = Box::pin(pooled::serve(&mut slot, buf, session, &startup, ctx)).await;
         return match (result, slot) {
             (Err(e), Some(mut client)) => Err(pooled_farewell(&mut client, e, state).await),
             (result, _) => result,
