@@ -61,6 +61,8 @@ from overhead import (  # noqa: E402
 )
 
 BENCH_USER, BENCH_PASSWORD = "bench_user", "bench-secret"
+# --isolation: a second service whose pool is saturated by sleepers.
+OTHER_USER = "bench_other"
 AUTH_USER, AUTH_PASSWORD = "heal7_auth", "auth-secret"
 VERBOSE = False
 
@@ -72,6 +74,7 @@ ROLES_SQL = f"""
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE {BENCH_USER} LOGIN PASSWORD '{BENCH_PASSWORD}';
 CREATE ROLE {AUTH_USER} LOGIN PASSWORD '{AUTH_PASSWORD}';
+CREATE ROLE {OTHER_USER} LOGIN PASSWORD '{BENCH_PASSWORD}';
 """
 LOOKUP_SQL = f"""
 CREATE FUNCTION public.heal7_proxy_lookup(p_user text, OUT usename name, OUT passwd text)
@@ -81,6 +84,8 @@ REVOKE ALL ON FUNCTION public.heal7_proxy_lookup(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.heal7_proxy_lookup(text) TO {AUTH_USER};
 GRANT USAGE ON SCHEMA bench TO {BENCH_USER};
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA bench TO {BENCH_USER};
+GRANT USAGE ON SCHEMA bench TO {OTHER_USER};
+GRANT SELECT ON ALL TABLES IN SCHEMA bench TO {OTHER_USER};
 """
 
 # name: (qualified script, pgbench flags)
@@ -123,6 +128,7 @@ class Throwaway:
             "host all postgres 127.0.0.1/32 trust\n"
             f"host all {BENCH_USER} 127.0.0.1/32 scram-sha-256\n"
             f"host all {AUTH_USER} 127.0.0.1/32 scram-sha-256\n"
+            f"host all {OTHER_USER} 127.0.0.1/32 scram-sha-256\n"
         )
         subprocess.run(
             as_postgres([f"{self.bindir}/pg_ctl", "-D", str(self.data), "-w", "-l", str(work / "pg.log"), "start"]),
@@ -171,6 +177,51 @@ def run_pgbench(port, db, workload, clients, seconds, scale, scripts_dir, bare):
     if VERBOSE:
         print(f"$ {' '.join(cmd)}\n{stdout}{stderr}", flush=True)
     return (float(tps.group(1)) if tps else None), status, errors
+
+
+def latency_run(port, db, user, seconds, scale, scripts_dir):
+    """One client, select-only with bare names, `seconds` long: its mean
+    latency in ms (pgbench's own figure) and its error lines."""
+    path = scripts_dir / "isolation-select-bare.sql"
+    path.write_text(SELECT_ONLY.replace("bench.pgbench_", "pgbench_"))
+    cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-T", str(seconds),
+           "-c", "1", "-M", "extended", "-s", str(scale), "-f", str(path), db]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": BENCH_PASSWORD})
+    latency = re.search(r"latency average = ([\d.]+) ms", out.stdout)
+    errors = [line for line in (out.stdout + out.stderr).splitlines() if re.search(r"error|abort", line, re.I)]
+    return (float(latency.group(1)) if latency else None), errors
+
+
+def isolation(args, work, port, db, procs):
+    """Issue 11: one pool (bench_other, size 2) saturated by 10 clients in
+    pg_sleep(1) loops; bench_user's pool beside it. bench_user's mean
+    latency alone and while the other pool is saturated, interleaved."""
+    proc, pport, _ = start_proxy(work, "heal7-isolation", port, db, args.binary,
+                                 "mode: transaction, size: 2, query_wait_timeout_ms: 60000")
+    procs.append(proc)
+    sleep = work / "sleep.sql"
+    sleep.write_text("SELECT pg_sleep(1);\n")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores: {BENCH_USER}'s select-only latency "
+          f"(1 client, -M extended, {args.seconds}s), alone and beside {OTHER_USER}'s pool (size 2) saturated by "
+          "10 clients in pg_sleep(1)")
+    print(f"{'rep':>3} {'alone ms':>9} {'saturated ms':>13} {'sleepers':>10}")
+    for rep in range(args.reps):
+        alone, errors_alone = latency_run(pport, db, BENCH_USER, args.seconds, args.scale, work)
+        sleepers = subprocess.Popen(
+            ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(pport), "-U", OTHER_USER, "-T", str(args.seconds + 4),
+             "-c", "10", "-j", "2", "-f", str(sleep), db],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PGPASSWORD": BENCH_PASSWORD},
+        )
+        time.sleep(2)
+        saturated, errors_saturated = latency_run(pport, db, BENCH_USER, args.seconds, args.scale, work)
+        sleepers.wait()
+        waiting = "ran" if sleepers.returncode == 0 else f"exit {sleepers.returncode}"
+        fmt = lambda v: f"{v:.3f}" if v is not None else "-"
+        print(f"{rep:>3} {fmt(alone):>9} {fmt(saturated):>13} {waiting:>10}", flush=True)
+        for line in (errors_alone + errors_saturated)[:5]:
+            print(f"    error: {line}")
+    return 0
 
 
 def write_proxy_config(path, listen_port, upstream_port, db, pool, password_file):
@@ -331,6 +382,11 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="print each pgbench command and its output")
     ap.add_argument("--instructions", action="store_true", help="count instructions per statement instead (see above)")
+    ap.add_argument(
+        "--isolation",
+        action="store_true",
+        help="instead: one pool saturated by pg_sleep clients, another pool's latency with and without",
+    )
     ap.add_argument("--n1", type=int, default=2000)
     ap.add_argument("--n2", type=int, default=10000)
     args = ap.parse_args()
@@ -356,6 +412,8 @@ def main():
         psql(port, db, LOOKUP_SQL, "postgres")
         if args.instructions:
             return count_instructions(args, work, port, db)
+        if args.isolation:
+            return isolation(args, work, port, db, procs)
 
         def proxy(name, pool):
             proc, pport, log = start_proxy(work, name, port, db, args.binary, pool)
