@@ -240,6 +240,8 @@ impl Tracker {
 
     /// The NoticeResponse to send instead of `frame`, if any: the server's
     /// with its position moved back to the client's text.
+    #[cold]
+    #[inline(never)]
     pub(super) fn correct_notice(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
         match self.pending.front()?.statement()? {
             StatementContext::Rewritten(r) => Self::moved_position(r, frame, metrics),
@@ -268,6 +270,8 @@ impl Tracker {
     /// The ErrorResponse to send instead of `frame`, if any: the proxy's own
     /// 0A000 for a refused statement, or the server's with its position
     /// moved back to the client's text (other fields byte for byte).
+    #[cold]
+    #[inline(never)]
     pub(super) fn correct_error(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
         let context = self.pending.front()?.statement()?;
         match context {
