@@ -12,7 +12,6 @@
 //! read batch and never across an await: the FIFO of requests the server
 //! still owes an answer to, the transaction status and client_encoding.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::prepared::{
-    PreparedStatements, Reprepare, SentForm, closed_statement, parse_request, query_text, reprepare,
+    Reprepare, SentForm, closed_statement, parse_request, query_text, reprepare,
 };
 use super::tracker::{Pending, StatementContext, Tracker, lock};
 use super::transaction::{TransactionClient, translate};
@@ -37,7 +36,7 @@ use crate::protocol::{
 };
 use crate::qualify::{Observer, TextRewrite, qualify};
 use crate::reload::Snapshot;
-use crate::rewrite::{Edit, EncodingClass, SchemaMap, SessionFacts, deallocation, splice_into};
+use crate::rewrite::{Edit, SchemaMap, SessionFacts, deallocation, splice_into};
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
 use crate::stream::{ReadHalf as OwnedReadHalf, Stream, WriteHalf as OwnedWriteHalf};
@@ -136,34 +135,12 @@ pub(super) async fn relay<const MODE: RelayMode>(
 ) -> Result<Relayed, SessionError> {
     let (client_read, mut client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let tracker = Mutex::new(Tracker {
-        pending: VecDeque::with_capacity(16),
-        status: (MODE != ONE_TO_ONE).then_some(b'I'),
-        encoding: EncodingClass::AsciiSafe,
-        standard_conforming_strings: true,
-        cancel_key: None,
-        sent_at: VecDeque::with_capacity(16),
-        error_since_ready: false,
-        authenticated: MODE != ONE_TO_ONE,
-        prepared: PreparedStatements::default(),
-        server_statements: None,
-    });
+    let tracker = Mutex::new(Tracker::new(MODE != ONE_TO_ONE));
     let _release = ReleaseCancelKey {
         tracker: &tracker,
         ctx,
     };
-    let mut up = Upstream {
-        mapping: Mapping::of(Arc::clone(&ctx.config), &ctx.client_database),
-        from: Inbound::new(client_read, leftover),
-        write: server_write,
-        entries: Vec::with_capacity(16),
-        facts: SessionFacts::default(),
-        statements: 0,
-        rewritten: 0,
-        authenticated: MODE != ONE_TO_ONE,
-        terminated: false,
-        transaction: None,
-    };
+    let mut up = Upstream::new(ctx, client_read, leftover, server_write, MODE != ONE_TO_ONE);
     let mut down = Downstream {
         from: Inbound::new(server_read, server_first),
         writing: false,
@@ -183,16 +160,9 @@ pub(super) async fn relay<const MODE: RelayMode>(
         () = abort => Err(SessionError::Shutdown),
     };
 
-    let summary = |ended| Summary {
-        statements: up.statements,
-        rewritten: up.rewritten,
-        bytes_from_client: up.from.bytes,
-        bytes_from_server: down.from.bytes,
-        ended,
-    };
     match result {
         Ok(ended) => {
-            let summary = summary(ended);
+            let summary = summary(&up, &down, ended);
             // Reusable only with nothing in flight either way.
             let reusable = MODE != ONE_TO_ONE
                 && up.terminated
@@ -368,7 +338,42 @@ struct Batch {
     missing: usize,
 }
 
+/// What the disconnect log line reports of a relay.
+fn summary(up: &Upstream, down: &Downstream, ended: &'static str) -> Summary {
+    Summary {
+        statements: up.statements,
+        rewritten: up.rewritten,
+        bytes_from_client: up.from.bytes,
+        bytes_from_server: down.from.bytes,
+        ended,
+    }
+}
+
 impl Upstream {
+    /// The client side of a relay, writing to `write` (a closed half until
+    /// a transaction-pooled client gets a server). `logged_in`: the relay
+    /// starts after login.
+    fn new(
+        ctx: &RelayContext,
+        read: OwnedReadHalf,
+        leftover: BytesMut,
+        write: OwnedWriteHalf,
+        logged_in: bool,
+    ) -> Upstream {
+        Upstream {
+            mapping: Mapping::of(Arc::clone(&ctx.config), &ctx.client_database),
+            from: Inbound::new(read, leftover),
+            write,
+            entries: Vec::with_capacity(16),
+            facts: SessionFacts::default(),
+            statements: 0,
+            rewritten: 0,
+            authenticated: logged_in,
+            terminated: false,
+            transaction: None,
+        }
+    }
+
     async fn run<const MODE: RelayMode>(
         &mut self,
         tracker: &Mutex<Tracker>,

@@ -109,6 +109,24 @@ pub(super) struct Tracker {
 }
 
 impl Tracker {
+    /// A tracker for a relay that starts before login (`logged_in` false:
+    /// the 1:1 relay sees the server's authentication) or after it (a
+    /// pool's connection, idle).
+    pub(super) fn new(logged_in: bool) -> Tracker {
+        Tracker {
+            pending: VecDeque::with_capacity(16),
+            status: logged_in.then_some(b'I'),
+            encoding: EncodingClass::AsciiSafe,
+            standard_conforming_strings: true,
+            cancel_key: None,
+            sent_at: VecDeque::with_capacity(16),
+            error_since_ready: false,
+            authenticated: logged_in,
+            prepared: PreparedStatements::default(),
+            server_statements: None,
+        }
+    }
+
     pub(super) fn is_idle(&self) -> bool {
         self.status.is_some() && self.pending.is_empty()
     }

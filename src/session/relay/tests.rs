@@ -7,21 +7,10 @@ use super::*;
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorFields, SqlState};
 use crate::qualify::Rewritten;
-use crate::rewrite::{Edit, Outcome, Rewrite};
+use crate::rewrite::{Edit, EncodingClass, Outcome, Rewrite};
 
 fn tracker() -> Tracker {
-    Tracker {
-        pending: VecDeque::new(),
-        status: Some(b'I'),
-        encoding: EncodingClass::AsciiSafe,
-        standard_conforming_strings: true,
-        cancel_key: None,
-        sent_at: VecDeque::new(),
-        error_since_ready: false,
-        authenticated: true,
-        prepared: Default::default(),
-        server_statements: None,
-    }
+    Tracker::new(true)
 }
 
 /// `select * from users where idd = 1` sent as

@@ -4,7 +4,6 @@
 //! from the pool, and its ReadyForQuery(idle) (nothing else in flight)
 //! gives it back.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -47,42 +46,14 @@ pub(in crate::session) async fn relay_transactions(
     key: (i32, i32),
 ) -> Result<Summary, SessionError> {
     let (client_read, mut client_write) = client.into_split();
-    let tracker = Mutex::new(Tracker {
-        pending: VecDeque::with_capacity(16),
-        status: Some(b'I'),
-        encoding: EncodingClass::AsciiSafe,
-        standard_conforming_strings: true,
-        cancel_key: None,
-        sent_at: VecDeque::with_capacity(16),
-        error_since_ready: false,
-        authenticated: true,
-        prepared: PreparedStatements::default(),
-        server_statements: None,
-    });
-    let mut up = Upstream {
-        mapping: Mapping::of(Arc::clone(&ctx.config), &ctx.client_database),
-        from: Inbound::new(client_read, leftover),
-        write: WriteHalf::Closed,
-        entries: Vec::with_capacity(16),
-        facts: SessionFacts::default(),
-        statements: 0,
-        rewritten: 0,
-        authenticated: true,
-        terminated: false,
-        transaction: Some(Box::<TransactionClient>::default()),
-    };
+    let tracker = Mutex::new(Tracker::new(true));
+    let mut up = Upstream::new(ctx, client_read, leftover, WriteHalf::Closed, true);
+    up.transaction = Some(Box::<TransactionClient>::default());
     let mut down = Downstream {
         from: Inbound::new(ReadHalf::Closed, BytesMut::new()),
         writing: false,
     };
     let draining = AtomicBool::new(false);
-    let summary = |up: &Upstream, down: &Downstream, ended| Summary {
-        statements: up.statements,
-        rewritten: up.rewritten,
-        bytes_from_client: up.from.bytes,
-        bytes_from_server: down.from.bytes,
-        ended,
-    };
     loop {
         let waited = tokio::select! {
             r = up.wait_for_request() => r,
