@@ -253,23 +253,25 @@ fn encode_parse(out: &mut BytesMut, server_name: &[u8], statement: &Prepared) {
 /// cannot: state that would stay behind on a server connection another
 /// client gets next.
 pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
-    let lower = text.to_ascii_lowercase();
-    let first = first_word(&lower);
-    let contains = |w: &[u8]| lower.windows(w.len()).any(|x| x == w);
-    match first {
-        b"listen" => Some("LISTEN"),
-        b"prepare" => Some("SQL-level PREPARE (use the protocol's named statements)"),
-        b"declare" if contains(b" with hold") => Some("cursors WITH HOLD"),
-        b"create"
-            if (contains(b" temp ") || contains(b" temporary "))
-                && !contains(b"on commit drop") =>
-        {
-            Some("temporary tables without ON COMMIT DROP")
-        }
-        _ if contains(b"pg_advisory_lock") || contains(b"pg_try_advisory_lock") => {
-            Some("session-level advisory locks (use pg_advisory_xact_lock)")
-        }
-        _ => None,
+    // Case-insensitive in place: no lower-case copy of every statement.
+    let contains = |w: &[u8]| text.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
+    let first = first_word(text);
+    let is = |w: &[u8]| first.eq_ignore_ascii_case(w);
+    if is(b"listen") {
+        Some("LISTEN")
+    } else if is(b"prepare") {
+        Some("SQL-level PREPARE (use the protocol's named statements)")
+    } else if is(b"declare") && contains(b" with hold") {
+        Some("cursors WITH HOLD")
+    } else if is(b"create")
+        && (contains(b" temp ") || contains(b" temporary "))
+        && !contains(b"on commit drop")
+    {
+        Some("temporary tables without ON COMMIT DROP")
+    } else if contains(b"pg_advisory_lock") || contains(b"pg_try_advisory_lock") {
+        Some("session-level advisory locks (use pg_advisory_xact_lock)")
+    } else {
+        None
     }
 }
 
@@ -404,16 +406,16 @@ pub(super) fn translate<'a>(
             } else {
                 match entry {
                     Some(Pending::NamedParse(request)) => {
-                        let mut t = lock(tracker);
-                        let server = t.server_statements.get_or_insert_with(Default::default);
                         let request = *request;
-                        let t = txn.parse(
-                            &request.named.name,
-                            request.named.statement,
-                            request.context,
-                            server,
-                        );
-                        (Some(t), None)
+                        let t = with_server(tracker, |server| {
+                            Some(txn.parse(
+                                &request.named.name,
+                                request.named.statement,
+                                request.context,
+                                server,
+                            ))
+                        });
+                        (t, None)
                     }
                     other => {
                         entries.extend(other);
@@ -431,16 +433,17 @@ pub(super) fn translate<'a>(
                 if name.is_empty() {
                     return None;
                 }
-                let mut t = lock(tracker);
-                let server = t.server_statements.get_or_insert_with(Default::default);
-                txn.uses(frame, name_at, name, None, server)
+                with_server(tracker, |server| {
+                    txn.uses(frame, name_at, name, None, server)
+                })
             });
             (t, entry)
         }
         tag::DESCRIBE if body.first() == Some(&b'S') && body.len() > 1 => {
-            let mut t = lock(tracker);
-            let server = t.server_statements.get_or_insert_with(Default::default);
-            (txn.uses(frame, 6, &body[1..], None, server), entry)
+            let t = with_server(tracker, |server| {
+                txn.uses(frame, 6, &body[1..], None, server)
+            });
+            (t, entry)
         }
         tag::CLOSE if body.first() == Some(&b'S') && body.len() > 1 => {
             (Some(txn.close(&body[1..], None)), entry)
@@ -451,24 +454,36 @@ pub(super) fn translate<'a>(
         entries.extend(entry);
         return replacement.map(Replace::Statement);
     };
-    // Statements the server's cache evicted are closed first.
-    let evicted = std::mem::take(
-        &mut lock(tracker)
-            .server_statements
-            .get_or_insert_with(Default::default)
-            .evicted,
-    );
-    let mut bytes = BytesMut::new();
-    for name in evicted {
-        protocol::encode_close(&mut bytes, b'S', &name);
-        entries.push(Pending::Silent(Silent::Close));
-    }
-    bytes.extend_from_slice(&t.bytes);
     entries.append(&mut t.before);
     // Bind, Describe and Close keep the relay's own request.
     entries.extend(t.entry.or(entry));
     entries.append(&mut t.after);
-    Some(Replace::Bytes(bytes))
+    Some(Replace::Bytes(t.bytes))
+}
+
+/// Run `f` on the server connection's statements under one lock; the
+/// statements its cache evicted meanwhile are closed first (their Close
+/// frames and requests put before the translation's own).
+fn with_server(
+    tracker: &Mutex<Tracker>,
+    f: impl FnOnce(&mut ServerStatements) -> Option<Translated>,
+) -> Option<Translated> {
+    let mut t = lock(tracker);
+    let server = t.server_statements.get_or_insert_with(Default::default);
+    let mut translated = f(server)?;
+    if !server.evicted.is_empty() {
+        let mut bytes = BytesMut::new();
+        let mut before = Vec::with_capacity(server.evicted.len() + translated.before.len());
+        for name in server.evicted.drain(..) {
+            protocol::encode_close(&mut bytes, b'S', &name);
+            before.push(Pending::Silent(Silent::Close));
+        }
+        bytes.extend_from_slice(&translated.bytes);
+        before.append(&mut translated.before);
+        translated.bytes = bytes;
+        translated.before = before;
+    }
+    Some(translated)
 }
 
 fn first_word(text: &[u8]) -> &[u8] {
