@@ -12,20 +12,18 @@ use crate::harness::{
 
 const AUTH_QUERY: &str = "SELECT usename, passwd FROM public.heal7_proxy_lookup($1)";
 
+/// A temporary folder holding the auth user's password file.
+fn auth_password_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("auth-password"), "auth-secret\n").unwrap();
+    dir
+}
+
 /// A proxy whose `heal7` entry pools with `pool` (YAML flow-map body).
 pub async fn pooled_proxy(pool: &str) -> (ProxyHandle, tempfile::TempDir) {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let password = dir.path().join("auth-password");
-    std::fs::write(&password, "auth-secret\n").unwrap();
-    let yaml = format!(
-        "proxy:\n  listen: 127.0.0.1:0\n\
-         databases:\n  heal7:\n    host: {host}\n    port: {port}\n    database: heal7\n\
-         \x20   pool: {{{pool}, auth_user: heal7_auth, auth_password_file: {password}, auth_query: \"{AUTH_QUERY}\"}}\n{SCHEMAS_YAML}",
-        host = pg.host,
-        port = pg.port,
-        password = password.display(),
-    );
+    pg().await;
+    let dir = auth_password_dir();
+    let yaml = pooled_yaml(pool, &dir.path().join("auth-password"), true);
     (start_proxy_yaml(&yaml).await, dir)
 }
 
@@ -257,9 +255,8 @@ struct ReloadablePooled {
 impl ReloadablePooled {
     async fn start(pool: &str) -> ReloadablePooled {
         pg().await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = auth_password_dir();
         let password = dir.path().join("auth-password");
-        std::fs::write(&password, "auth-secret\n").unwrap();
         let path = dir.path().join("heal7.yaml");
         std::fs::write(&path, pooled_yaml(pool, &password, true)).unwrap();
         let store = std::sync::Arc::new(

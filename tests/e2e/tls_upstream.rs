@@ -222,6 +222,29 @@ async fn upstream_prefer_falls_back_to_clear_and_require_does_not() {
     assert!(message.contains("does not support TLS"), "{message}");
 }
 
+/// Run a Python script with Debian's python3 (psycopg2 and asyncpg come
+/// from its packages), libpq's TLS settings taken from the script alone;
+/// its stdout and stderr once it succeeded.
+async fn run_python(script: &str) -> (String, String) {
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let out = tokio::process::Command::new(python)
+        .args(["-c", script])
+        .env_remove("PGSSLMODE")
+        .env_remove("PGCHANNELBINDING")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
 /// psql as `scram_user` through the proxy, with libpq `settings`.
 async fn psql_scram(proxy: &ProxyHandle, settings: &str) -> (bool, String, String) {
     psql_scram_to(proxy, "ssl_require", settings).await
@@ -327,11 +350,6 @@ async fn pooled_scram_logs_in_with_channel_binding_prefer_over_tls_both_ways() {
     assert!(ok, "channel_binding=require: {err}");
     assert_eq!(out, "true");
 
-    let python = if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
     let script = format!(
         r#"
 import asyncio, ssl
@@ -354,17 +372,7 @@ asyncio.run(main())
         password = SCRAM_PASSWORD,
         sql = SSL_IN_USE,
     );
-    let out = tokio::process::Command::new(python)
-        .args(["-c", &script])
-        .env_remove("PGSSLMODE")
-        .env_remove("PGCHANNELBINDING")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = run_python(&script).await;
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         ["psycopg2 true", "asyncpg true"],
@@ -419,11 +427,6 @@ async fn cancel_reaches_a_tls_upstream_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_drivers_through_a_tls_proxy_to_a_tls_upstream() {
     let proxy = proxy().await;
-    let python = if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
     let script = format!(
         r#"
 import asyncio, ssl
@@ -452,17 +455,7 @@ asyncio.run(main())
         password = SCRAM_PASSWORD,
         sql = SSL_IN_USE,
     );
-    let out = tokio::process::Command::new(python)
-        .args(["-c", &script])
-        .env_remove("PGSSLMODE")
-        .env_remove("PGCHANNELBINDING")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = run_python(&script).await;
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         ["psycopg2 true", "prefer refused True", "asyncpg true"],
