@@ -150,7 +150,7 @@ async fn serve_inner(
         // relay's future (one allocation per pooled login).
         let result = Box::pin(pooled::serve(&mut slot, buf, session, &startup, ctx)).await;
         return match (result, slot) {
-            (Err(e), Some(mut client)) => Err(pooled_farewell(&mut client, e, state).await),
+            (Err(e), Some(mut client)) => Err(farewell(&mut client, e, state).await),
             (result, _) => result,
         };
     }
@@ -269,26 +269,6 @@ fn rebuild_startup(mut msg: StartupMessage, client_database: &str, route: &Route
         msg.append_setting("search_path", search_path);
     }
     msg.encode()
-}
-
-/// [`farewell`] for a pooled session: a server's own refusal (its login
-/// failed, a startup parameter was refused) reaches the client as the
-/// server sent it, SQLSTATE and all.
-async fn pooled_farewell(
-    client: &mut Stream,
-    error: SessionError,
-    state: &ProxyState,
-) -> SessionError {
-    use crate::pool::{PoolError, ServerError};
-    if let SessionError::Pool(PoolError::Server(ServerError::Refused { frame, .. })) = &error {
-        let _ = tokio::time::timeout(crate::farewell::FAREWELL_TIMEOUT, async {
-            client.write_all(frame).await?;
-            client.flush().await
-        })
-        .await;
-        return error;
-    }
-    farewell(client, error, state).await
 }
 
 /// Tell the client why the session ends (FATAL + SQLSTATE), then hand the

@@ -93,6 +93,13 @@ impl ClientFacing for PoolError {
     fn is_fatal(&self) -> bool {
         true
     }
+
+    fn server_frame(&self) -> Option<&[u8]> {
+        match self {
+            PoolError::Server(ServerError::Refused { frame, .. }) => Some(frame),
+            _ => None,
+        }
+    }
 }
 
 /// Per-pool counters and gauges (SHOW POOLS, /metrics).

@@ -68,10 +68,19 @@ pub trait ClientFacing: std::error::Error {
     fn reaches_client(&self) -> bool {
         true
     }
+    /// A server's own ErrorResponse frame to relay as it came (SQLSTATE and
+    /// all) instead of the proxy's words; e.g. a pool's login refused.
+    fn server_frame(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// The ErrorResponse for `error`: FATAL or ERROR as the error says.
 pub fn encode_client_error(out: &mut BytesMut, error: &dyn ClientFacing) {
+    if let Some(frame) = error.server_frame() {
+        out.extend_from_slice(frame);
+        return;
+    }
     let severity = if error.is_fatal() { "FATAL" } else { "ERROR" };
     super::encode_error_response(out, severity, error.sqlstate().code(), &error.to_string());
 }

@@ -116,4 +116,11 @@ impl ClientFacing for SessionError {
     fn reaches_client(&self) -> bool {
         !matches!(self, SessionError::Io(_))
     }
+
+    fn server_frame(&self) -> Option<&[u8]> {
+        match self {
+            SessionError::Pool(e) => e.server_frame(),
+            _ => None,
+        }
+    }
 }

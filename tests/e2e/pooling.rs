@@ -490,3 +490,14 @@ async fn a_changed_upstream_setting_drains_idle_connections() {
             >= 1
     );
 }
+
+/// A startup setting the server refuses reaches the client as the server's
+/// own error (its SQLSTATE, not the proxy's 08006).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_startup_setting_is_the_servers_own_error() {
+    let (proxy, _dir) = pooled_proxy("mode: session").await;
+    let mut config = user_config(&proxy, "scram_user", "scram-secret");
+    config.options("-c statement_timeout=soon");
+    let e = connect(&config).await.expect_err("refused");
+    assert_eq!(sqlstate(&e), "22023", "{e:?}");
+}
