@@ -278,9 +278,9 @@ impl Rewrite {
             };
             // Inserts are ASCII or quoted identifiers: count chars, not bytes.
             inserts.push(Shift {
-                original_before: chars_before,
-                replaced,
-                inserted: e.insert.chars().count(),
+                original_before: saturating_u32(chars_before),
+                replaced: saturating_u32(replaced),
+                inserted: saturating_u32(e.insert.chars().count()),
             });
             chars_before += replaced;
             at = e.offset + e.replaced;
@@ -295,14 +295,21 @@ pub struct PositionShift {
     inserts: SmallVec<[Shift; 2]>,
 }
 
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Character counts as u32: a statement is at most `max_message_size`
+/// (under 1 GiB), and the smaller shift keeps each request the relay
+/// queues per frame small (it is moved several times per frame).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shift {
     /// Characters of the original before the edit.
-    original_before: usize,
+    original_before: u32,
     /// Characters of the original the edit replaces.
-    replaced: usize,
+    replaced: u32,
     /// Characters the edit inserts.
-    inserted: usize,
+    inserted: u32,
 }
 
 impl PositionShift {
@@ -316,8 +323,8 @@ impl PositionShift {
             if sent_position < sent_start {
                 break;
             }
-            if sent_position < sent_start + s.inserted {
-                return s.original_before + 1;
+            if sent_position < sent_start + s.inserted as usize {
+                return s.original_before as usize + 1;
             }
             shift += s.inserted as isize - s.replaced as isize;
         }

@@ -512,8 +512,25 @@ impl Upstream {
                 // transaction; the rest follow it.
                 self.follow_reload(header.tag, pos, &mut reencoding, &mut session, tracker, ctx);
             }
+            if MODE != TRANSACTION_POOL && forwarded_as_is(header.tag) {
+                // Most frames of an extended-protocol batch: nothing to
+                // rewrite, only the answer to expect (kept apart from the
+                // statement arms so no replacement is built for them).
+                if let Some(entry) = request_for(header.tag) {
+                    self.entries.push(entry);
+                }
+                if reencoding {
+                    let frame = &self.from.buf[pos..pos + header.total_len];
+                    self.from.out.extend_from_slice(frame);
+                }
+                pos += header.total_len;
+                continue;
+            }
             let frame = &self.from.buf[pos..pos + header.total_len];
-            let (entry, replacement) = match header.tag {
+            // Each arm queues the frame's request itself (no large value
+            // moved through the match): this is every statement's path.
+            let queued = self.entries.len();
+            let replacement = match header.tag {
                 tag::QUERY | tag::PARSE => {
                     self.statements += 1;
                     ctx.client.count_statement();
@@ -526,18 +543,27 @@ impl Upstream {
                         forget_deallocated(tracker, dropped);
                     }
                     match (&self.mapping.map, self.mapping.mode) {
-                        (Some(map), Mode::Rewrite | Mode::DryRun) => {
-                            statement(frame, header.tag, map, &self.mapping, &mut self.facts, ctx)?
-                        }
+                        (Some(map), Mode::Rewrite | Mode::DryRun) => statement(
+                            frame,
+                            header.tag,
+                            map,
+                            &self.mapping,
+                            &mut self.facts,
+                            ctx,
+                            &mut self.entries,
+                        )?,
                         _ if header.tag == tag::QUERY => {
-                            (Some(Pending::Query(StatementContext::Plain)), None)
+                            self.entries.push(Pending::Query(StatementContext::Plain));
+                            None
                         }
-                        _ => (
-                            Some(parse_request(frame, StatementContext::Plain, || {
-                                SentForm::Unchanged
-                            })?),
-                            None,
-                        ),
+                        _ => {
+                            self.entries.push(parse_request(
+                                frame,
+                                StatementContext::Plain,
+                                || SentForm::Unchanged,
+                            )?);
+                            None
+                        }
                     }
                 }
                 tag::PASSWORD
@@ -549,13 +575,19 @@ impl Upstream {
                     if let Some(name) = closed_statement(frame) {
                         forget_closed(tracker, name);
                     }
-                    (Some(Pending::Close), None)
+                    self.entries.push(Pending::Close);
+                    None
                 }
                 tag::TERMINATE if MODE != ONE_TO_ONE => {
                     self.terminated = true;
                     break 0;
                 }
-                other => (request_for(other), None),
+                other => {
+                    if let Some(entry) = request_for(other) {
+                        self.entries.push(entry);
+                    }
+                    None
+                }
             };
             if replacement.is_some() {
                 self.rewritten += 1;
@@ -566,13 +598,14 @@ impl Upstream {
                 None
             };
             let replacement = match transaction {
-                None => {
-                    if let Some(entry) = entry {
-                        self.entries.push(entry);
-                    }
-                    replacement.map(Replace::Statement)
-                }
+                None => replacement.map(Replace::Statement),
                 Some(txn) => {
+                    // Transaction pooling decides what the request becomes.
+                    let entry = if self.entries.len() > queued {
+                        self.entries.pop()
+                    } else {
+                        None
+                    };
                     let facts = &mut self.facts;
                     let mut between = || session_facts(facts, &mut session, tracker);
                     translate(
@@ -689,8 +722,8 @@ impl Replacement<'_> {
     }
 }
 
-/// Rewrite one Query or Parse frame: the request to track, and the frame
-/// to send instead (None: forward as is).
+/// Rewrite one Query or Parse frame: queue the request to track in
+/// `entries`, and return the frame to send instead (None: forward as is).
 fn statement<'a>(
     frame: &'a [u8],
     frame_tag: u8,
@@ -698,7 +731,8 @@ fn statement<'a>(
     mapping: &Mapping,
     facts: &mut SessionFacts,
     ctx: &RelayContext,
-) -> Result<(Option<Pending>, Option<Replacement<'a>>), SessionError> {
+    entries: &mut Vec<Pending>,
+) -> Result<Option<Replacement<'a>>, SessionError> {
     let (text, parse) = if frame_tag == tag::QUERY {
         (
             QueryView::parse(frame).map_err(SessionError::Client)?.query,
@@ -742,7 +776,7 @@ fn statement<'a>(
             )
         }
     };
-    let entry = if frame_tag == tag::QUERY {
+    entries.push(if frame_tag == tag::QUERY {
         Pending::Query(context)
     } else {
         // Only a named statement keeps its sent form (a clone of the edits).
@@ -752,9 +786,8 @@ fn statement<'a>(
             Some(SentText::Refused) => SentForm::Refused,
         };
         parse_request(frame, context, sent)?
-    };
-    let replacement = sql.map(|sql| Replacement { sql, parse });
-    Ok((Some(entry), replacement))
+    });
+    Ok(sql.map(|sql| Replacement { sql, parse }))
 }
 
 /// Server -> client.
@@ -859,6 +892,18 @@ impl Downstream {
             missing,
         })
     }
+}
+
+/// Client frames the 1:1 and session relays pass on untouched, with at most
+/// a request to track: all but Query and Parse (rewritten), Close (forgets
+/// a statement), Terminate (kept from a pooled server) and password
+/// messages (checked for channel binding).
+#[inline]
+fn forwarded_as_is(frame_tag: u8) -> bool {
+    !matches!(
+        frame_tag,
+        tag::QUERY | tag::PARSE | tag::CLOSE | tag::TERMINATE | tag::PASSWORD
+    )
 }
 
 /// The request a client frame (other than Query/Parse) asks the server to

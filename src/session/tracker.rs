@@ -157,14 +157,22 @@ impl Tracker {
     /// Queue the requests of a batch sent to the server at `now`.
     #[inline]
     pub(super) fn sent(&mut self, entries: &mut Vec<Pending>, now: Instant) {
-        for entry in entries.drain(..) {
+        for entry in entries.iter() {
             if matches!(
                 entry,
                 Pending::Query(_) | Pending::Sync | Pending::FunctionCall
             ) {
                 self.sent_at.push_back(now);
             }
-            self.pending.push_back(entry);
+        }
+        if self.pending.is_empty() {
+            // The usual case (the last batch is answered): swap buffers
+            // instead of moving each request. Both conversions reuse the
+            // allocation, and an empty deque needs no data movement.
+            let answered = Vec::from(std::mem::take(&mut self.pending));
+            self.pending = VecDeque::from(std::mem::replace(entries, answered));
+        } else {
+            self.pending.extend(entries.drain(..));
         }
     }
 
