@@ -21,6 +21,7 @@ PGHOST/PGPORT name one (see overhead.py).
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,14 @@ def main():
         help="also measure heal7-proxy with this environment, e.g. ct:HEAL7_WORKER_THREADS=1",
     )
     ap.add_argument(
+        "--reps",
+        type=int,
+        default=1,
+        help="measure each target this many times and print the minimum and median: "
+        "tokio's timer wheel does more or less work per park depending on when the "
+        "next timer is due, which moves one run of the same binary by up to ~5%%",
+    )
+    ap.add_argument(
         "--keep",
         action="store_true",
         help="keep the callgrind profiles (their folder is printed) for callgrind_annotate",
@@ -122,33 +131,42 @@ def main():
             print("pgbouncer not installed: measuring heal7-proxy only")
 
         print(f"# {time.strftime('%Y-%m-%d %H:%M')}: instructions per statement, 1 client, ({args.n2} - {args.n1}) statements")
-        print(f"{'workload':<16} {'target':<14} {'instr/stmt':>10}")
+        if args.reps > 1:
+            print(f"{'workload':<16} {'target':<14} {'instr/stmt':>10} {'median':>8}  runs")
+        else:
+            print(f"{'workload':<16} {'target':<14} {'instr/stmt':>10}")
         for workload in args.workloads.split(","):
             flags = WORKLOADS[workload]
             for name, env in targets:
-                totals = []
-                for n in (args.n1, args.n2):
-                    listen = free_port()
-                    out = work / f"cg.{name}.{workload}.{n}"
-                    if env is None:
-                        ini = write_pgbouncer_config(work / f"bouncer-{workload}-{n}", listen, port, db, user)
-                        # PgBouncer runs as postgres: it writes in its own folder.
-                        out = ini.parent / "callgrind.out"
-                        proc = callgrind([bouncer, str(ini)], out, as_user="postgres")
-                    else:
-                        cfg = write_proxy_config(work / f"{name}-{workload}-{n}.yaml", listen, port, db)
-                        os.environ.update(env)
-                        proc = callgrind([args.binary, "serve", "--config", str(cfg)], out)
-                        for var in env:
-                            del os.environ[var]
-                    try:
-                        wait_port(listen, seconds=120)  # valgrind starts slowly
-                        run_pgbench_count(listen, db, user, flags, n, args.scale, work, bare=env is not None)
-                    finally:
-                        stop(proc, out)
-                    totals.append(total_instructions(out))
-                per = (totals[1] - totals[0]) / (args.n2 - args.n1)
-                print(f"{workload:<16} {name:<14} {per:>10.0f}", flush=True)
+                runs = []
+                for rep in range(args.reps):
+                    totals = []
+                    for n in (args.n1, args.n2):
+                        listen = free_port()
+                        out = work / f"cg.{name}.{workload}.{n}" if rep == 0 else work / f"cg.{name}.{workload}.{n}.rep{rep}"
+                        if env is None:
+                            ini = write_pgbouncer_config(work / f"bouncer-{workload}-{n}-{rep}", listen, port, db, user)
+                            # PgBouncer runs as postgres: it writes in its own folder.
+                            out = ini.parent / "callgrind.out"
+                            proc = callgrind([bouncer, str(ini)], out, as_user="postgres")
+                        else:
+                            cfg = write_proxy_config(work / f"{name}-{workload}-{n}-{rep}.yaml", listen, port, db)
+                            os.environ.update(env)
+                            proc = callgrind([args.binary, "serve", "--config", str(cfg)], out)
+                            for var in env:
+                                del os.environ[var]
+                        try:
+                            wait_port(listen, seconds=120)  # valgrind starts slowly
+                            run_pgbench_count(listen, db, user, flags, n, args.scale, work, bare=env is not None)
+                        finally:
+                            stop(proc, out)
+                        totals.append(total_instructions(out))
+                    runs.append((totals[1] - totals[0]) / (args.n2 - args.n1))
+                if args.reps > 1:
+                    listed = " ".join(f"{r:.0f}" for r in runs)
+                    print(f"{workload:<16} {name:<14} {min(runs):>10.0f} {statistics.median(runs):>8.0f}  {listed}", flush=True)
+                else:
+                    print(f"{workload:<16} {name:<14} {runs[0]:>10.0f}", flush=True)
     finally:
         if server:
             server.stop()
