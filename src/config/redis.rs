@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::Mode;
+use super::tls::{ClientTls, RawProxyTls, RawUpstreamTls, UpstreamTls, UpstreamTlsMode};
 use crate::keyspace::{Channels, Namespaces, Rule, Unmatched};
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +41,10 @@ pub(super) struct RawRedis {
     /// Largest reply relayed from the server.
     #[serde(default = "default_max_reply_bytes")]
     max_reply_bytes: usize,
+    /// TLS toward Redis clients (TLS from the first byte, as Redis does);
+    /// without cert_file and key_file, proxy.tls's files are used.
+    #[serde(default)]
+    tls: RawProxyTls,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +63,9 @@ struct RawUpstream {
     /// An environment variable holding the password.
     #[serde(default)]
     password_env: Option<String>,
+    /// TLS toward the Redis server: the keys of `databases.*.tls`.
+    #[serde(default)]
+    tls: RawUpstreamTls,
 }
 
 impl Default for RawUpstream {
@@ -68,6 +76,7 @@ impl Default for RawUpstream {
             username: None,
             password_file: None,
             password_env: None,
+            tls: RawUpstreamTls::default(),
         }
     }
 }
@@ -117,12 +126,15 @@ impl std::fmt::Debug for RedisPassword {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RedisUpstream {
     pub host: String,
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<RedisPassword>,
+    /// Used by every server connection: sessions, the command table,
+    /// migrate-keys.
+    pub tls: UpstreamTls,
 }
 
 /// The validated `redis:` section.
@@ -138,10 +150,24 @@ pub struct RedisConfig {
     pub mode: Mode,
     pub max_request_bytes: usize,
     pub max_reply_bytes: usize,
+    /// `redis.tls`: the listener's TLS (no ALPN).
+    pub tls: ClientTls,
 }
 
-/// Validate the section; errors are (dotted key, message).
-pub(super) fn build(raw: RawRedis) -> Result<RedisConfig, (String, String)> {
+impl RedisConfig {
+    /// Whether the certificate, key and CA files of both TLS settings
+    /// still hold what they held when this was built.
+    pub fn tls_files_unchanged(&self) -> bool {
+        self.tls.files_unchanged() && self.upstream.tls.files_unchanged()
+    }
+}
+
+/// Validate the section (`proxy_tls`: the files `redis.tls` falls back
+/// to); errors are (dotted key, message).
+pub(super) fn build(
+    raw: RawRedis,
+    proxy_tls: &RawProxyTls,
+) -> Result<RedisConfig, (String, String)> {
     if !super::build::looks_like_host_port(&raw.listen) {
         return Err((
             "redis.listen".into(),
@@ -198,6 +224,15 @@ pub(super) fn build(raw: RawRedis) -> Result<RedisConfig, (String, String)> {
             "needs password_file or password_env".into(),
         ));
     }
+    let tls = listener_tls(raw.tls, proxy_tls)?;
+    if up.tls.mode == UpstreamTlsMode::Prefer {
+        return Err((
+            "redis.upstream.tls.mode".into(),
+            "prefer has no meaning for Redis (its TLS starts with the first byte; there is no request to fall back from): use disable or require".into(),
+        ));
+    }
+    let upstream_tls = super::tls::upstream_tls(up.tls, &up.host)
+        .map_err(|(k, m)| (format!("redis.upstream.tls.{k}"), m))?;
     let rules = raw
         .namespaces
         .into_iter()
@@ -225,12 +260,33 @@ pub(super) fn build(raw: RawRedis) -> Result<RedisConfig, (String, String)> {
             port: up.port,
             username: up.username,
             password,
+            tls: upstream_tls,
         },
         namespaces: Arc::new(namespaces),
         unmatched: raw.unmatched,
         mode: raw.mode,
         max_request_bytes: raw.max_request_bytes,
         max_reply_bytes: raw.max_reply_bytes,
+        tls,
+    })
+}
+
+/// `redis.tls`, its certificate files defaulting to `proxy.tls`'s.
+fn listener_tls(
+    mut raw: RawProxyTls,
+    proxy_tls: &RawProxyTls,
+) -> Result<ClientTls, (String, String)> {
+    if raw.cert_file.is_none() && raw.key_file.is_none() {
+        raw.cert_file.clone_from(&proxy_tls.cert_file);
+        raw.key_file.clone_from(&proxy_tls.key_file);
+    }
+    super::tls::listener_tls(raw, None).map_err(|(k, m)| {
+        let hint = if k.ends_with("_file") && m.starts_with("required") {
+            " (or set proxy.tls's cert_file and key_file)"
+        } else {
+            ""
+        };
+        (format!("redis.tls.{k}"), format!("{m}{hint}"))
     })
 }
 
@@ -305,6 +361,94 @@ mod tests {
             let e = load(yaml).unwrap_err();
             assert!(e.contains(needle), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_mistakes_name_their_key() {
+        let cases = [
+            (
+                "  upstream: {tls: {mode: prefer}}\n",
+                "redis.upstream.tls.mode: prefer",
+            ),
+            (
+                "  upstream: {tls: {mode: verify-full}}\n",
+                "redis.upstream.tls.ca_file: required",
+            ),
+            (
+                "  upstream: {tls: {mode: require, ca_file: /nonexistent/ca.crt}}\n",
+                "redis.upstream.tls.ca_file: cannot read /nonexistent/ca.crt",
+            ),
+            (
+                "  upstream: {tls: {mode: require, client_cert_file: /x}}\n",
+                "redis.upstream.tls.client_key_file: required",
+            ),
+            (
+                "  upstream: {tls: {mode: require, server_name: \"not a name\"}}\n",
+                "redis.upstream.tls.server_name",
+            ),
+            (
+                "  upstream: {tls: {sslmode: require}}\n",
+                "unknown field `sslmode`",
+            ),
+            (
+                "  tls: {mode: require}\n",
+                "redis.tls.cert_file: required when mode is require (or set proxy.tls",
+            ),
+            ("  tls: {mode: prefer}\n", "unknown variant `prefer`"),
+            (
+                "  tls: {mode: allow, cert_file: /nonexistent/c, key_file: /nonexistent/k}\n",
+                "redis.tls.cert_file: cannot read /nonexistent/c",
+            ),
+        ];
+        for (yaml, needle) in cases {
+            let e = load(yaml).unwrap_err();
+            assert!(e.contains(needle), "{yaml}: {e}");
+        }
+        let r = load("  upstream: {tls: {mode: require}}\n")
+            .unwrap()
+            .redis
+            .unwrap();
+        assert!(r.upstream.tls.client_config.is_some());
+        assert!(
+            r.tls.acceptor_config().is_none(),
+            "redis.tls is off by default"
+        );
+    }
+
+    /// `redis.tls` without files takes proxy.tls's; a rotated file is seen.
+    #[test]
+    fn redis_tls_falls_back_to_proxy_certificate_and_tracks_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let write_pair = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
+            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        };
+        write_pair("proxy");
+        let (crt, key) = (dir.path().join("proxy.crt"), dir.path().join("proxy.key"));
+        let yaml = format!(
+            "proxy: {{tls: {{mode: allow, cert_file: {}, key_file: {}}}}}\ndatabases: {{heal7: {{}}}}\nredis:\n  tls: {{mode: require}}\n  upstream: {{tls: {{mode: verify-ca, ca_file: {}}}}}\n",
+            crt.display(),
+            key.display(),
+            crt.display(),
+        );
+        let c = Config::from_yaml(&yaml, "t").unwrap();
+        let r = c.redis.unwrap();
+        let server = r.tls.acceptor_config().expect("proxy.tls's pair");
+        assert!(
+            server.alpn_protocols.is_empty(),
+            "Redis clients send no ALPN"
+        );
+        assert!(r.tls_files_unchanged());
+        write_pair("proxy");
+        assert!(
+            !r.tls_files_unchanged(),
+            "a rotated certificate is a change"
+        );
     }
 
     #[test]
