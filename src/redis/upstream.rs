@@ -100,15 +100,33 @@ impl Upstream {
                     Bytes::from(setup.db.to_string()),
                 ]);
             }
+            let tls = up.stream.is_tls();
             if commands.is_empty() {
-                return Ok(up);
+                if !tls {
+                    return Ok(up);
+                }
+                // TLS 1.3 servers refuse a client certificate (or its
+                // absence) after the handshake: a PING makes that known
+                // here, as a TLS error, not at the client's first command.
+                commands.push(vec![Bytes::from_static(b"PING")]);
             }
             let mut out = BytesMut::new();
             for c in &commands {
                 resp::encode_command(&mut out, c);
             }
-            up.send(&out).await?;
-            for reply in up.replies(commands.len()).await?.0 {
+            let replies = async {
+                up.send(&out).await?;
+                up.replies(commands.len()).await
+            }
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Io(error) if tls && is_tls_alert(&error) => UpstreamError::Tls {
+                    addr: addr.clone(),
+                    error,
+                },
+                other => other,
+            })?;
+            for reply in replies.0 {
                 let value = Value::decode(&reply)?;
                 if value.is_error() {
                     let text = match &value {
@@ -186,4 +204,12 @@ impl Upstream {
             }
         }
     }
+}
+
+/// Whether an I/O error is rustls' (an alert from the server, a record it
+/// could not read) rather than the socket's.
+fn is_tls_alert(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
