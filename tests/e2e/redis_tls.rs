@@ -324,8 +324,8 @@ async fn mutual_tls_works_with_a_client_certificate_and_fails_without() {
     );
 }
 
-/// `redis.tls: {mode: require}`: a TLS client (rustls, then redis-cli)
-/// is served, keys move as usual, long replies and pub/sub messages come
+/// `redis.tls: {mode: require}`: a TLS client (rustls, redis-cli,
+/// redis-py) is served, keys move as usual, long replies and pub/sub messages come
 /// whole; a plain-text client gets `-ERR` and a close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_tls_require_serves_tls_clients_and_refuses_plain_text() {
@@ -398,6 +398,28 @@ async fn client_tls_require_serves_tls_clients_and_refuses_plain_text() {
     );
     let got = d1.call(&["GET", &format!("saju_service:{u}:cli")]).await;
     assert_eq!(text(&got), "from-cli");
+    // redis-py, the legacy services' client (Debian's python3-redis).
+    let script = format!(
+        "import redis\n\
+         r = redis.Redis(host='127.0.0.1', port={}, ssl=True, ssl_ca_certs='{}')\n\
+         r.set('saju:{u}:py', 'from-py')\n\
+         print(r.get('saju:{u}:py').decode())\n",
+        proxy.port,
+        p("ca.crt")
+    );
+    let py = tokio::process::Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .await
+        .expect("run python3");
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        "from-py",
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let got = d1.call(&["GET", &format!("saju_service:{u}:py")]).await;
+    assert_eq!(text(&got), "from-py");
     // Without --tls, redis-cli gets the refusal.
     let cli = tokio::process::Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &proxy.port.to_string(), "PING"])
