@@ -70,13 +70,23 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let stream = tokio::select! {
         s = secure(stream, &config) => s,
-        () = tokio::time::sleep(handshake_limit) => Err("no TLS handshake in time (proxy.startup_timeout_ms)".into()),
+        () = tokio::time::sleep(handshake_limit) => Err(Refused::Handshake("no TLS handshake in time (proxy.startup_timeout_ms)".into())),
         () = shutdown.cancelled() => return,
     };
     let stream = match stream {
-        Ok(Some(s)) => s,
+        Ok(Some(s)) => {
+            if s.is_tls() {
+                m.tls_clients_ok.fetch_add(1, Ordering::Relaxed);
+            }
+            s
+        }
         Ok(None) => return,
         Err(why) => {
+            let counter = match why {
+                Refused::Plain => &m.tls_clients_plain_refused,
+                Refused::Handshake(_) => &m.tls_clients_failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             tracing::info!(client = %peer, error = %why, "redis client refused: TLS");
             return;
         }
@@ -91,14 +101,28 @@ pub async fn serve(
     }
 }
 
+/// Why `redis.tls` turned a client away.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("plain text on a port that requires TLS")]
+    Plain,
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
+}
+
 /// The client's stream as `redis.tls` wants it: plain, or TLS after a
 /// handshake. `Ok(None)`: the client left before sending anything.
-async fn secure(stream: TcpStream, config: &RedisConfig) -> Result<Option<Stream>, String> {
+async fn secure(stream: TcpStream, config: &RedisConfig) -> Result<Option<Stream>, Refused> {
     let Some(server_config) = config.tls.acceptor_config() else {
         return Ok(Some(Stream::Plain(stream)));
     };
     let mut first = [0u8; 1];
-    if stream.peek(&mut first).await.map_err(|e| e.to_string())? == 0 {
+    if stream
+        .peek(&mut first)
+        .await
+        .map_err(|e| Refused::Handshake(e.to_string()))?
+        == 0
+    {
         return Ok(None);
     }
     // 0x16: a TLS handshake record; a RESP request starts with `*` or an
@@ -111,12 +135,12 @@ async fn secure(stream: TcpStream, config: &RedisConfig) -> Result<Option<Stream
         let _ = stream
             .write_all(b"-ERR heal7-proxy: this port requires TLS (redis.tls.mode require)\r\n")
             .await;
-        return Err("plain text on a port that requires TLS".into());
+        return Err(Refused::Plain);
     }
     let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(server_config))
         .accept(stream)
         .await
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        .map_err(|e| Refused::Handshake(e.to_string()))?;
     Ok(Some(Stream::Tls(Box::new(tls))))
 }
 

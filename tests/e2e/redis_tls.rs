@@ -381,6 +381,24 @@ async fn client_tls_require_serves_tls_clients_and_refuses_plain_text() {
         "{e}"
     );
     assert!(plain.read().await.is_none(), "closed after the error");
+    // A handshake with a client that trusts another CA fails.
+    let e = TlsClient::connect(proxy.port, &s.other, "localhost").await;
+    assert!(e.is_err(), "the proxy's certificate is not from that CA");
+    let m = &proxy.state.metrics.redis;
+    let counted = || {
+        [
+            &m.tls_clients_ok,
+            &m.tls_clients_failed,
+            &m.tls_clients_plain_refused,
+        ]
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    assert!(
+        crate::harness::wait_until(Duration::from_secs(5), || async { counted() == [2, 1, 1] })
+            .await,
+        "{:?}",
+        counted()
+    );
 
     // redis-cli (hiredis over OpenSSL).
     let cli = tokio::process::Command::new("redis-cli")
