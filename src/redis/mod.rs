@@ -21,6 +21,7 @@ mod upstream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -69,8 +70,7 @@ pub async fn serve(
     }
     let _ = stream.set_nodelay(true);
     let stream = tokio::select! {
-        s = secure(stream, &config) => s,
-        () = tokio::time::sleep(handshake_limit) => Err(Refused::Handshake("no TLS handshake in time (proxy.startup_timeout_ms)".into())),
+        s = secure(stream, &config, handshake_limit) => s,
         () = shutdown.cancelled() => return,
     };
     let stream = match stream {
@@ -111,8 +111,15 @@ enum Refused {
 }
 
 /// The client's stream as `redis.tls` wants it: plain, or TLS after a
-/// handshake. `Ok(None)`: the client left before sending anything.
-async fn secure(stream: TcpStream, config: &RedisConfig) -> Result<Option<Stream>, Refused> {
+/// handshake that must end within `limit`. Waiting for the first byte is
+/// not bounded: a Redis client may connect long before its first command,
+/// as it may on a plain port. `Ok(None)`: the client left before sending
+/// anything.
+async fn secure(
+    stream: TcpStream,
+    config: &RedisConfig,
+    limit: Duration,
+) -> Result<Option<Stream>, Refused> {
     let Some(server_config) = config.tls.acceptor_config() else {
         return Ok(Some(Stream::Plain(stream)));
     };
@@ -137,9 +144,15 @@ async fn secure(stream: TcpStream, config: &RedisConfig) -> Result<Option<Stream
             .await;
         return Err(Refused::Plain);
     }
-    let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(server_config))
-        .accept(stream)
+    let accept = tokio_rustls::TlsAcceptor::from(Arc::clone(server_config)).accept(stream);
+    let tls = tokio::time::timeout(limit, accept)
         .await
+        .map_err(|_| {
+            Refused::Handshake(format!(
+                "not finished within {} ms (proxy.startup_timeout_ms)",
+                limit.as_millis()
+            ))
+        })?
         .map_err(|e| Refused::Handshake(e.to_string()))?;
     Ok(Some(Stream::Tls(Box::new(tls))))
 }

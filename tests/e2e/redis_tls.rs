@@ -477,6 +477,33 @@ async fn client_tls_allow_serves_both_and_reuses_proxy_tls_certificate() {
     assert_eq!(text(&plain.call(&["PING"]).await), "PONG");
 }
 
+/// The handshake, not the wait for a first byte, is bounded by
+/// `proxy.startup_timeout_ms`: in mode allow a plain client idle past it is
+/// served; a client that starts a TLS record and stalls is cut off.
+#[tokio::test]
+async fn a_stalled_handshake_is_cut_off_and_an_idle_client_is_not() {
+    let s = servers().await;
+    let p = |name: &str| s.pki.path(name).display().to_string();
+    let yaml = redis_yaml(&format!(
+        "  tls: {{mode: allow, cert_file: {}, key_file: {}}}\n",
+        p("proxy.crt"),
+        p("proxy.key")
+    ))
+    .replace(
+        "databases:",
+        "proxy: {listen: 127.0.0.1:0, startup_timeout_ms: 300}\ndatabases:",
+    );
+    let proxy = start_redis_proxy(&yaml).await;
+    let mut idle = Resp::connect(proxy.port).await;
+    let mut stalled = Resp::connect(proxy.port).await;
+    stalled.send_raw(&[0x16, 0x03, 0x01]).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(text(&idle.call(&["PING"]).await), "PONG");
+    assert!(stalled.read().await.is_none(), "closed");
+    let failed = &proxy.state.metrics.redis.tls_clients_failed;
+    assert_eq!(failed.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
 /// A reload applies a changed `redis.upstream.tls` (here a CA file
 /// rewritten under the same config text) to new server connections, on a
 /// client connection that stays open; and a rotated listener certificate
