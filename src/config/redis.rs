@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::Mode;
-use super::tls::{ClientTls, RawProxyTls, RawUpstreamTls, UpstreamTls, UpstreamTlsMode};
+use super::tls::{
+    ClientTls, ClientTlsMode, RawProxyTls, RawUpstreamTls, UpstreamTls, UpstreamTlsMode,
+};
 use crate::keyspace::{Channels, Namespaces, Rule, Unmatched};
 
 #[derive(Debug, Deserialize)]
@@ -44,7 +46,26 @@ pub(super) struct RawRedis {
     /// TLS toward Redis clients (TLS from the first byte, as Redis does);
     /// without cert_file and key_file, proxy.tls's files are used.
     #[serde(default)]
-    tls: RawProxyTls,
+    tls: RawRedisTls,
+}
+
+/// `redis.tls`: the keys of `proxy.tls`, and `client_ca_file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedisTls {
+    /// disable | allow | require (default disable).
+    #[serde(default)]
+    mode: ClientTlsMode,
+    /// PEM certificate chain, leaf first (default: proxy.tls's).
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file` (default: proxy.tls's).
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    /// PEM roots: when set, every client must present a certificate that
+    /// leads to them (mode require only).
+    #[serde(default)]
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,15 +293,27 @@ pub(super) fn build(
 }
 
 /// `redis.tls`, its certificate files defaulting to `proxy.tls`'s.
-fn listener_tls(
-    mut raw: RawProxyTls,
-    proxy_tls: &RawProxyTls,
-) -> Result<ClientTls, (String, String)> {
-    if raw.cert_file.is_none() && raw.key_file.is_none() {
-        raw.cert_file.clone_from(&proxy_tls.cert_file);
-        raw.key_file.clone_from(&proxy_tls.key_file);
+fn listener_tls(raw: RawRedisTls, proxy_tls: &RawProxyTls) -> Result<ClientTls, (String, String)> {
+    if raw.client_ca_file.is_some() && raw.mode != ClientTlsMode::Require {
+        return Err((
+            "redis.tls.client_ca_file".into(),
+            format!(
+                "needs mode require (with {} a client could skip it by speaking plain text)",
+                raw.mode.as_str()
+            ),
+        ));
     }
-    super::tls::listener_tls(raw, None).map_err(|(k, m)| {
+    let (cert_file, key_file) = if raw.cert_file.is_none() && raw.key_file.is_none() {
+        (proxy_tls.cert_file.clone(), proxy_tls.key_file.clone())
+    } else {
+        (raw.cert_file, raw.key_file)
+    };
+    let shared = RawProxyTls {
+        mode: raw.mode,
+        cert_file,
+        key_file,
+    };
+    super::tls::listener_tls(shared, None, raw.client_ca_file.as_deref()).map_err(|(k, m)| {
         let hint = if k.ends_with("_file") && m.starts_with("required") {
             " (or set proxy.tls's cert_file and key_file)"
         } else {
@@ -396,6 +429,10 @@ mod tests {
             ),
             ("  tls: {mode: prefer}\n", "unknown variant `prefer`"),
             (
+                "  tls: {mode: allow, client_ca_file: /x}\n",
+                "redis.tls.client_ca_file: needs mode require",
+            ),
+            (
                 "  tls: {mode: allow, cert_file: /nonexistent/c, key_file: /nonexistent/k}\n",
                 "redis.tls.cert_file: cannot read /nonexistent/c",
             ),
@@ -449,6 +486,25 @@ mod tests {
             !r.tls_files_unchanged(),
             "a rotated certificate is a change"
         );
+
+        let with_ca = |ca: &str| {
+            Config::from_yaml(
+                &yaml.replace(
+                    "tls: {mode: require}",
+                    &format!("tls: {{mode: require, client_ca_file: {ca}}}"),
+                ),
+                "t",
+            )
+            .map_err(|e| e.to_string())
+        };
+        let e = with_ca("/nonexistent/ca.crt").unwrap_err();
+        assert!(
+            e.contains("redis.tls.client_ca_file: cannot read /nonexistent/ca.crt"),
+            "{e}"
+        );
+        let r = with_ca(&crt.display().to_string()).unwrap().redis.unwrap();
+        assert!(r.tls.acceptor_config().is_some());
+        assert!(r.tls_files_unchanged());
     }
 
     #[test]

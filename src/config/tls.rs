@@ -191,14 +191,17 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Build `proxy.tls`; errors are (key suffix, message).
 pub(super) fn client_tls(raw: RawProxyTls) -> Result<ClientTls, (String, String)> {
-    listener_tls(raw, Some(ALPN_POSTGRESQL))
+    listener_tls(raw, Some(ALPN_POSTGRESQL), None)
 }
 
 /// Build a listener's TLS settings (`proxy.tls`, `redis.tls`), offering
-/// `alpn` when given; errors are (key suffix, message).
+/// `alpn` when given and, with `client_ca_file`, asking every client for a
+/// certificate that leads to those roots; errors are (key suffix,
+/// message).
 pub(super) fn listener_tls(
     raw: RawProxyTls,
     alpn: Option<&[u8]>,
+    client_ca_file: Option<&Path>,
 ) -> Result<ClientTls, (String, String)> {
     if raw.mode == ClientTlsMode::Disable {
         return Ok(ClientTls::default());
@@ -215,27 +218,38 @@ pub(super) fn listener_tls(
     let key_file = need(raw.key_file, "key_file")?;
     let (cert_bytes, certs) = read_certs(&cert_file).map_err(|m| ("cert_file".to_owned(), m))?;
     let (key_bytes, key) = read_key(&key_file).map_err(|m| ("key_file".to_owned(), m))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let mut inputs = vec![
+        (cert_file.clone(), sha256(&cert_bytes)),
+        (key_file.clone(), sha256(&key_bytes)),
+    ];
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ("mode".to_owned(), e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            (
-                "key_file".to_owned(),
-                format!("does not go with {}: {e}", cert_file.as_path().display()),
-            )
-        })?;
+        .map_err(|e| ("mode".to_owned(), e.to_string()))?;
+    let builder = match client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let (bytes, roots) = read_roots(path).map_err(|m| ("client_ca_file".to_owned(), m))?;
+            inputs.push((path.to_owned(), sha256(&bytes)));
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                    .build()
+                    .map_err(|e| ("client_ca_file".to_owned(), e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        (
+            "key_file".to_owned(),
+            format!("does not go with {}: {e}", cert_file.as_path().display()),
+        )
+    })?;
     config.alpn_protocols = alpn.into_iter().map(<[u8]>::to_vec).collect();
     let channel_binding = config_leaf(&cert_bytes).map(|der| end_point_hash(&der));
     Ok(ClientTls {
         mode: raw.mode,
         server_config: Some(Arc::new(config)),
         channel_binding,
-        inputs: vec![
-            (cert_file, sha256(&cert_bytes)),
-            (key_file, sha256(&key_bytes)),
-        ],
+        inputs,
     })
 }
 
@@ -313,15 +327,9 @@ pub(super) fn upstream_tls(
     let mut inputs = Vec::new();
     let roots = match &raw.ca_file {
         Some(path) => {
-            let (bytes, certs) = read_certs(path).map_err(|m| ("ca_file".to_owned(), m))?;
+            let (bytes, roots) = read_roots(path).map_err(|m| ("ca_file".to_owned(), m))?;
             inputs.push((path.clone(), sha256(&bytes)));
-            let mut roots = RootCertStore::empty();
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| ("ca_file".to_owned(), format!("{}: {e}", path.display())))?;
-            }
-            Some(Arc::new(roots))
+            Some(roots)
         }
         None if matches!(
             mode,
@@ -428,6 +436,18 @@ fn read_certs(path: &Path) -> Result<(Vec<u8>, Certs), String> {
         return Err(format!("{}: no certificate in the file", path.display()));
     }
     Ok((bytes, certs))
+}
+
+/// A PEM file of root certificates; returns its bytes too.
+fn read_roots(path: &Path) -> Result<(Vec<u8>, Arc<RootCertStore>), String> {
+    let (bytes, certs) = read_certs(path)?;
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok((bytes, Arc::new(roots)))
 }
 
 fn read_key(path: &Path) -> Result<(Vec<u8>, PrivateKeyDer<'static>), String> {

@@ -477,6 +477,74 @@ async fn client_tls_allow_serves_both_and_reuses_proxy_tls_certificate() {
     assert_eq!(text(&plain.call(&["PING"]).await), "PONG");
 }
 
+/// `redis.tls.client_ca_file`: a client with a certificate from that CA is
+/// served (rustls, redis-cli), one without is not.
+#[tokio::test]
+async fn client_certificates_are_required_with_client_ca_file() {
+    let s = servers().await;
+    let p = |name: &str| s.pki.path(name).display().to_string();
+    let proxy = start_redis_proxy(&redis_yaml(&format!(
+        "  tls: {{mode: require, cert_file: {}, key_file: {}, client_ca_file: {}}}\n",
+        p("proxy.crt"),
+        p("proxy.key"),
+        p("ca.crt")
+    )))
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(s.pki.ca_der.clone()).unwrap();
+    let certs = CertificateDer::pem_file_iter(s.pki.path("client.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(s.pki.path("client.key")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(certs, key)
+    .unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    let io = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut with_cert = Client {
+        io,
+        buf: BytesMut::new(),
+    };
+    assert_eq!(with_cert.call(&["PING"]).await, "PONG");
+
+    // TLS 1.3: the handshake ends on the client's side before the server
+    // has checked; the refusal arrives as the first read.
+    let refused = match TlsClient::connect(proxy.port, &s.pki, "localhost").await {
+        Err(_) => true,
+        Ok(mut c) => {
+            let _ = c.io.write_all(b"*1\r\n$4\r\nPING\r\n").await;
+            let _ = c.io.flush().await;
+            let mut buf = [0u8; 64];
+            !matches!(c.io.read(&mut buf).await, Ok(n) if n > 0)
+        }
+    };
+    assert!(refused, "a client without a certificate must not be served");
+
+    let cli = |with_cert: bool| {
+        let mut cmd = tokio::process::Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &proxy.port.to_string()])
+            .args(["--tls", "--cacert", &p("ca.crt")]);
+        if with_cert {
+            cmd.args(["--cert", &p("client.crt"), "--key", &p("client.key")]);
+        }
+        cmd.arg("PING");
+        cmd
+    };
+    let out = cli(true).output().await.expect("redis-cli");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
+    let out = cli(false).output().await.expect("redis-cli");
+    assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
+}
+
 /// The handshake, not the wait for a first byte, is bounded by
 /// `proxy.startup_timeout_ms`: in mode allow a plain client idle past it is
 /// served; a client that starts a TLS record and stalls is cut off.
