@@ -147,7 +147,7 @@ impl std::fmt::Debug for RedisPassword {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisUpstream {
     pub host: String,
     pub port: u16,
@@ -481,7 +481,11 @@ mod tests {
             "Redis clients send no ALPN"
         );
         assert!(r.tls_files_unchanged());
+        let again = Config::from_yaml(&yaml, "t").unwrap().redis.unwrap();
+        assert_eq!(again.upstream, r.upstream, "same settings, same files");
         write_pair("proxy");
+        let rotated = Config::from_yaml(&yaml, "t").unwrap().redis.unwrap();
+        assert_ne!(rotated.upstream, r.upstream, "a new CA file is a change");
         assert!(
             !r.tls_files_unchanged(),
             "a rotated certificate is a change"

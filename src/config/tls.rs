@@ -178,6 +178,19 @@ impl UpstreamTls {
     }
 }
 
+/// Equal when built from the same mode, name and file contents (the rustls
+/// config follows from them): a reload that changed none of them changed
+/// nothing here.
+impl PartialEq for UpstreamTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.mode == other.mode
+            && self.server_name == other.server_name
+            && self.inputs == other.inputs
+    }
+}
+
+impl Eq for UpstreamTls {}
+
 fn unchanged(inputs: &[(PathBuf, [u8; 32])]) -> bool {
     inputs
         .iter()
