@@ -112,12 +112,7 @@ async fn secure(
         match upstream_tls_step(tls.mode, answer)? {
             false => Ok(Stream::Plain(server)),
             true => {
-                let name =
-                    rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap_or_else(|_| {
-                        // Only verify-full compares names, and it was
-                        // checked at load; any name will do for the rest.
-                        rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name")
-                    });
+                let name = tls.server_name(host);
                 let connector = tokio_rustls::TlsConnector::from(Arc::clone(client_config));
                 let tls = connector
                     .connect(name, server)

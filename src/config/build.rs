@@ -322,7 +322,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
 
     let redis = match raw.redis {
         Some(r) => Some(Arc::new(
-            super::redis::build(r).map_err(|(k, m)| invalid(k, m))?,
+            super::redis::build(r, &proxy.tls).map_err(|(k, m)| invalid(k, m))?,
         )),
         None => None,
     };

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::Mode;
+use super::tls::{
+    ClientTls, ClientTlsMode, RawProxyTls, RawUpstreamTls, UpstreamTls, UpstreamTlsMode,
+};
 use crate::keyspace::{Channels, Namespaces, Rule, Unmatched};
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +43,29 @@ pub(super) struct RawRedis {
     /// Largest reply relayed from the server.
     #[serde(default = "default_max_reply_bytes")]
     max_reply_bytes: usize,
+    /// TLS toward Redis clients (TLS from the first byte, as Redis does);
+    /// without cert_file and key_file, proxy.tls's files are used.
+    #[serde(default)]
+    tls: RawRedisTls,
+}
+
+/// `redis.tls`: the keys of `proxy.tls`, and `client_ca_file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedisTls {
+    /// disable | allow | require (default disable).
+    #[serde(default)]
+    mode: ClientTlsMode,
+    /// PEM certificate chain, leaf first (default: proxy.tls's).
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file` (default: proxy.tls's).
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    /// PEM roots: when set, every client must present a certificate that
+    /// leads to them (mode require only).
+    #[serde(default)]
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +84,9 @@ struct RawUpstream {
     /// An environment variable holding the password.
     #[serde(default)]
     password_env: Option<String>,
+    /// TLS toward the Redis server: the keys of `databases.*.tls`.
+    #[serde(default)]
+    tls: RawUpstreamTls,
 }
 
 impl Default for RawUpstream {
@@ -68,6 +97,7 @@ impl Default for RawUpstream {
             username: None,
             password_file: None,
             password_env: None,
+            tls: RawUpstreamTls::default(),
         }
     }
 }
@@ -123,6 +153,9 @@ pub struct RedisUpstream {
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<RedisPassword>,
+    /// Used by every server connection: sessions, the command table,
+    /// migrate-keys.
+    pub tls: UpstreamTls,
 }
 
 /// The validated `redis:` section.
@@ -138,10 +171,24 @@ pub struct RedisConfig {
     pub mode: Mode,
     pub max_request_bytes: usize,
     pub max_reply_bytes: usize,
+    /// `redis.tls`: the listener's TLS (no ALPN).
+    pub tls: ClientTls,
 }
 
-/// Validate the section; errors are (dotted key, message).
-pub(super) fn build(raw: RawRedis) -> Result<RedisConfig, (String, String)> {
+impl RedisConfig {
+    /// Whether the certificate, key and CA files of both TLS settings
+    /// still hold what they held when this was built.
+    pub fn tls_files_unchanged(&self) -> bool {
+        self.tls.files_unchanged() && self.upstream.tls.files_unchanged()
+    }
+}
+
+/// Validate the section (`proxy_tls`: the files `redis.tls` falls back
+/// to); errors are (dotted key, message).
+pub(super) fn build(
+    raw: RawRedis,
+    proxy_tls: &RawProxyTls,
+) -> Result<RedisConfig, (String, String)> {
     if !super::build::looks_like_host_port(&raw.listen) {
         return Err((
             "redis.listen".into(),
@@ -198,6 +245,15 @@ pub(super) fn build(raw: RawRedis) -> Result<RedisConfig, (String, String)> {
             "needs password_file or password_env".into(),
         ));
     }
+    let tls = listener_tls(raw.tls, proxy_tls)?;
+    if up.tls.mode == UpstreamTlsMode::Prefer {
+        return Err((
+            "redis.upstream.tls.mode".into(),
+            "prefer has no meaning for Redis (its TLS starts with the first byte; there is no request to fall back from): use disable or require".into(),
+        ));
+    }
+    let upstream_tls = super::tls::upstream_tls(up.tls, &up.host)
+        .map_err(|(k, m)| (format!("redis.upstream.tls.{k}"), m))?;
     let rules = raw
         .namespaces
         .into_iter()
@@ -225,12 +281,45 @@ pub(super) fn build(raw: RawRedis) -> Result<RedisConfig, (String, String)> {
             port: up.port,
             username: up.username,
             password,
+            tls: upstream_tls,
         },
         namespaces: Arc::new(namespaces),
         unmatched: raw.unmatched,
         mode: raw.mode,
         max_request_bytes: raw.max_request_bytes,
         max_reply_bytes: raw.max_reply_bytes,
+        tls,
+    })
+}
+
+/// `redis.tls`, its certificate files defaulting to `proxy.tls`'s.
+fn listener_tls(raw: RawRedisTls, proxy_tls: &RawProxyTls) -> Result<ClientTls, (String, String)> {
+    if raw.client_ca_file.is_some() && raw.mode != ClientTlsMode::Require {
+        return Err((
+            "redis.tls.client_ca_file".into(),
+            format!(
+                "needs mode require (with {} a client could skip it by speaking plain text)",
+                raw.mode.as_str()
+            ),
+        ));
+    }
+    let (cert_file, key_file) = if raw.cert_file.is_none() && raw.key_file.is_none() {
+        (proxy_tls.cert_file.clone(), proxy_tls.key_file.clone())
+    } else {
+        (raw.cert_file, raw.key_file)
+    };
+    let shared = RawProxyTls {
+        mode: raw.mode,
+        cert_file,
+        key_file,
+    };
+    super::tls::listener_tls(shared, None, raw.client_ca_file.as_deref()).map_err(|(k, m)| {
+        let hint = if k.ends_with("_file") && m.starts_with("required") {
+            " (or set proxy.tls's cert_file and key_file)"
+        } else {
+            ""
+        };
+        (format!("redis.tls.{k}"), format!("{m}{hint}"))
     })
 }
 
@@ -305,6 +394,121 @@ mod tests {
             let e = load(yaml).unwrap_err();
             assert!(e.contains(needle), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_mistakes_name_their_key() {
+        let cases = [
+            (
+                "  upstream: {tls: {mode: prefer}}\n",
+                "redis.upstream.tls.mode: prefer",
+            ),
+            (
+                "  upstream: {tls: {mode: verify-full}}\n",
+                "redis.upstream.tls.ca_file: required",
+            ),
+            (
+                "  upstream: {tls: {mode: require, ca_file: /nonexistent/ca.crt}}\n",
+                "redis.upstream.tls.ca_file: cannot read /nonexistent/ca.crt",
+            ),
+            (
+                "  upstream: {tls: {mode: require, client_cert_file: /x}}\n",
+                "redis.upstream.tls.client_key_file: required",
+            ),
+            (
+                "  upstream: {tls: {mode: require, server_name: \"not a name\"}}\n",
+                "redis.upstream.tls.server_name",
+            ),
+            (
+                "  upstream: {tls: {sslmode: require}}\n",
+                "unknown field `sslmode`",
+            ),
+            (
+                "  tls: {mode: require}\n",
+                "redis.tls.cert_file: required when mode is require (or set proxy.tls",
+            ),
+            ("  tls: {mode: prefer}\n", "unknown variant `prefer`"),
+            (
+                "  tls: {mode: allow, client_ca_file: /x}\n",
+                "redis.tls.client_ca_file: needs mode require",
+            ),
+            (
+                "  tls: {mode: allow, cert_file: /nonexistent/c, key_file: /nonexistent/k}\n",
+                "redis.tls.cert_file: cannot read /nonexistent/c",
+            ),
+        ];
+        for (yaml, needle) in cases {
+            let e = load(yaml).unwrap_err();
+            assert!(e.contains(needle), "{yaml}: {e}");
+        }
+        let r = load("  upstream: {tls: {mode: require}}\n")
+            .unwrap()
+            .redis
+            .unwrap();
+        assert!(r.upstream.tls.client_config.is_some());
+        assert!(
+            r.tls.acceptor_config().is_none(),
+            "redis.tls is off by default"
+        );
+    }
+
+    /// `redis.tls` without files takes proxy.tls's; a rotated file is seen.
+    #[test]
+    fn redis_tls_falls_back_to_proxy_certificate_and_tracks_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let write_pair = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
+            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        };
+        write_pair("proxy");
+        let (crt, key) = (dir.path().join("proxy.crt"), dir.path().join("proxy.key"));
+        let yaml = format!(
+            "proxy: {{tls: {{mode: allow, cert_file: {}, key_file: {}}}}}\ndatabases: {{heal7: {{}}}}\nredis:\n  tls: {{mode: require}}\n  upstream: {{tls: {{mode: verify-ca, ca_file: {}}}}}\n",
+            crt.display(),
+            key.display(),
+            crt.display(),
+        );
+        let c = Config::from_yaml(&yaml, "t").unwrap();
+        let r = c.redis.unwrap();
+        let server = r.tls.acceptor_config().expect("proxy.tls's pair");
+        assert!(
+            server.alpn_protocols.is_empty(),
+            "Redis clients send no ALPN"
+        );
+        assert!(r.tls_files_unchanged());
+        let again = Config::from_yaml(&yaml, "t").unwrap().redis.unwrap();
+        assert_eq!(again.upstream, r.upstream, "same settings, same files");
+        write_pair("proxy");
+        let rotated = Config::from_yaml(&yaml, "t").unwrap().redis.unwrap();
+        assert_ne!(rotated.upstream, r.upstream, "a new CA file is a change");
+        assert!(
+            !r.tls_files_unchanged(),
+            "a rotated certificate is a change"
+        );
+
+        let with_ca = |ca: &str| {
+            Config::from_yaml(
+                &yaml.replace(
+                    "tls: {mode: require}",
+                    &format!("tls: {{mode: require, client_ca_file: {ca}}}"),
+                ),
+                "t",
+            )
+            .map_err(|e| e.to_string())
+        };
+        let e = with_ca("/nonexistent/ca.crt").unwrap_err();
+        assert!(
+            e.contains("redis.tls.client_ca_file: cannot read /nonexistent/ca.crt"),
+            "{e}"
+        );
+        let r = with_ca(&crt.display().to_string()).unwrap().redis.unwrap();
+        assert!(r.tls.acceptor_config().is_some());
+        assert!(r.tls_files_unchanged());
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub(super) struct RawUpstreamTls {
     /// PEM private key of `client_cert_file`.
     #[serde(default)]
     pub(super) client_key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry (verify-full) and the
+    /// SNI sent; default: the upstream's `host`.
+    #[serde(default)]
+    pub(super) server_name: Option<String>,
 }
 
 /// Whether clients may or must speak TLS to the proxy.
@@ -137,18 +141,60 @@ impl ClientTls {
     /// Whether every file this config was built from still holds what it
     /// held then (false if one changed or cannot be read).
     pub fn files_unchanged(&self) -> bool {
-        self.inputs
-            .iter()
-            .all(|(path, digest)| std::fs::read(path).is_ok_and(|now| &sha256(&now) == digest))
+        unchanged(&self.inputs)
     }
 }
 
-/// Validated `databases.<name>.tls`.
+/// Validated `databases.<name>.tls` (and `redis.upstream.tls`).
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamTls {
     pub mode: UpstreamTlsMode,
     /// Present unless the mode is disable.
     pub client_config: Option<Arc<ClientConfig>>,
+    /// `server_name`, checked at load.
+    server_name: Option<ServerName<'static>>,
+    /// The files read (CA, client certificate and key) and their SHA-256,
+    /// as [`ClientTls`] keeps them.
+    inputs: Vec<(PathBuf, [u8; 32])>,
+}
+
+impl UpstreamTls {
+    /// The name to send as SNI and, in verify-full, to find in the
+    /// server's certificate: `server_name`, else `host`.
+    pub fn server_name(&self, host: &str) -> ServerName<'static> {
+        if let Some(name) = &self.server_name {
+            return name.clone();
+        }
+        ServerName::try_from(host.to_owned()).unwrap_or_else(|_| {
+            // Only verify-full compares names, and it was checked at load;
+            // any name will do for the rest.
+            ServerName::try_from("localhost").expect("a DNS name")
+        })
+    }
+
+    /// As [`ClientTls::files_unchanged`].
+    pub fn files_unchanged(&self) -> bool {
+        unchanged(&self.inputs)
+    }
+}
+
+/// Equal when built from the same mode, name and file contents (the rustls
+/// config follows from them): a reload that changed none of them changed
+/// nothing here.
+impl PartialEq for UpstreamTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.mode == other.mode
+            && self.server_name == other.server_name
+            && self.inputs == other.inputs
+    }
+}
+
+impl Eq for UpstreamTls {}
+
+fn unchanged(inputs: &[(PathBuf, [u8; 32])]) -> bool {
+    inputs
+        .iter()
+        .all(|(path, digest)| std::fs::read(path).is_ok_and(|now| &sha256(&now) == digest))
 }
 
 /// The crypto provider: ring (aws-lc-rs would need cmake to build).
@@ -158,6 +204,18 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Build `proxy.tls`; errors are (key suffix, message).
 pub(super) fn client_tls(raw: RawProxyTls) -> Result<ClientTls, (String, String)> {
+    listener_tls(raw, Some(ALPN_POSTGRESQL), None)
+}
+
+/// Build a listener's TLS settings (`proxy.tls`, `redis.tls`), offering
+/// `alpn` when given and, with `client_ca_file`, asking every client for a
+/// certificate that leads to those roots; errors are (key suffix,
+/// message).
+pub(super) fn listener_tls(
+    raw: RawProxyTls,
+    alpn: Option<&[u8]>,
+    client_ca_file: Option<&Path>,
+) -> Result<ClientTls, (String, String)> {
     if raw.mode == ClientTlsMode::Disable {
         return Ok(ClientTls::default());
     }
@@ -173,27 +231,38 @@ pub(super) fn client_tls(raw: RawProxyTls) -> Result<ClientTls, (String, String)
     let key_file = need(raw.key_file, "key_file")?;
     let (cert_bytes, certs) = read_certs(&cert_file).map_err(|m| ("cert_file".to_owned(), m))?;
     let (key_bytes, key) = read_key(&key_file).map_err(|m| ("key_file".to_owned(), m))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let mut inputs = vec![
+        (cert_file.clone(), sha256(&cert_bytes)),
+        (key_file.clone(), sha256(&key_bytes)),
+    ];
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ("mode".to_owned(), e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            (
-                "key_file".to_owned(),
-                format!("does not go with {}: {e}", cert_file.as_path().display()),
-            )
-        })?;
-    config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+        .map_err(|e| ("mode".to_owned(), e.to_string()))?;
+    let builder = match client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let (bytes, roots) = read_roots(path).map_err(|m| ("client_ca_file".to_owned(), m))?;
+            inputs.push((path.to_owned(), sha256(&bytes)));
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                    .build()
+                    .map_err(|e| ("client_ca_file".to_owned(), e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        (
+            "key_file".to_owned(),
+            format!("does not go with {}: {e}", cert_file.as_path().display()),
+        )
+    })?;
+    config.alpn_protocols = alpn.into_iter().map(<[u8]>::to_vec).collect();
     let channel_binding = config_leaf(&cert_bytes).map(|der| end_point_hash(&der));
     Ok(ClientTls {
         mode: raw.mode,
         server_config: Some(Arc::new(config)),
         channel_binding,
-        inputs: vec![
-            (cert_file, sha256(&cert_bytes)),
-            (key_file, sha256(&key_bytes)),
-        ],
+        inputs,
     })
 }
 
@@ -268,16 +337,12 @@ pub(super) fn upstream_tls(
     if mode == UpstreamTlsMode::Disable {
         return Ok(UpstreamTls::default());
     }
+    let mut inputs = Vec::new();
     let roots = match &raw.ca_file {
         Some(path) => {
-            let (_, certs) = read_certs(path).map_err(|m| ("ca_file".to_owned(), m))?;
-            let mut roots = RootCertStore::empty();
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| ("ca_file".to_owned(), format!("{}: {e}", path.display())))?;
-            }
-            Some(Arc::new(roots))
+            let (bytes, roots) = read_roots(path).map_err(|m| ("ca_file".to_owned(), m))?;
+            inputs.push((path.clone(), sha256(&bytes)));
+            Some(roots)
         }
         None if matches!(
             mode,
@@ -291,11 +356,22 @@ pub(super) fn upstream_tls(
         }
         None => None,
     };
-    if mode == UpstreamTlsMode::VerifyFull {
+    let server_name = match raw.server_name {
+        Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| {
+            (
+                "server_name".to_owned(),
+                format!("`{name}` is not a DNS name or IP address: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    if mode == UpstreamTlsMode::VerifyFull && server_name.is_none() {
         ServerName::try_from(host.to_owned()).map_err(|e| {
             (
                 "mode".to_owned(),
-                format!("verify-full needs a DNS name or IP address as host: {e}"),
+                format!(
+                    "verify-full needs a DNS name or IP address as host (or a server_name): {e}"
+                ),
             )
         })?;
     }
@@ -323,9 +399,12 @@ pub(super) fn upstream_tls(
     let config = match (raw.client_cert_file, raw.client_key_file) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert_file), Some(key_file)) => {
-            let (_, certs) =
+            let (cert_bytes, certs) =
                 read_certs(&cert_file).map_err(|m| ("client_cert_file".to_owned(), m))?;
-            let (_, key) = read_key(&key_file).map_err(|m| ("client_key_file".to_owned(), m))?;
+            let (key_bytes, key) =
+                read_key(&key_file).map_err(|m| ("client_key_file".to_owned(), m))?;
+            inputs.push((cert_file.clone(), sha256(&cert_bytes)));
+            inputs.push((key_file.clone(), sha256(&key_bytes)));
             builder.with_client_auth_cert(certs, key).map_err(|e| {
                 (
                     "client_key_file".to_owned(),
@@ -349,6 +428,8 @@ pub(super) fn upstream_tls(
     Ok(UpstreamTls {
         mode,
         client_config: Some(Arc::new(config)),
+        server_name,
+        inputs,
     })
 }
 
@@ -368,6 +449,18 @@ fn read_certs(path: &Path) -> Result<(Vec<u8>, Certs), String> {
         return Err(format!("{}: no certificate in the file", path.display()));
     }
     Ok((bytes, certs))
+}
+
+/// A PEM file of root certificates; returns its bytes too.
+fn read_roots(path: &Path) -> Result<(Vec<u8>, Arc<RootCertStore>), String> {
+    let (bytes, certs) = read_certs(path)?;
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok((bytes, Arc::new(roots)))
 }
 
 fn read_key(path: &Path) -> Result<(Vec<u8>, PrivateKeyDer<'static>), String> {

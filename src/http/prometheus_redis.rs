@@ -87,6 +87,19 @@ pub(super) fn render(out: &mut String, m: &RedisMetrics) {
         "Reads of the server's command table (at start and after reloads).",
         &one(&m.command_table_loads),
     );
+    metric(
+        "client_tls_total",
+        "counter",
+        "Redis client connections on a redis.tls listener, by result: TLS handshake ok or failed, plain text refused (mode require).",
+        &[
+            ("result=\"ok\"".into(), get(&m.tls_clients_ok)),
+            ("result=\"failed\"".into(), get(&m.tls_clients_failed)),
+            (
+                "result=\"plain_refused\"".into(),
+                get(&m.tls_clients_plain_refused),
+            ),
+        ],
+    );
     let namespaces = m.namespaces();
     let per = |f: fn(&crate::metrics::redis::NamespaceMetrics) -> &AtomicU64| {
         namespaces

@@ -33,6 +33,11 @@ pub struct RedisMetrics {
     /// Reads of the server's command table, and failed ones.
     pub command_table_loads: AtomicU64,
     pub command_table_failures: AtomicU64,
+    /// `redis.tls`: client TLS handshakes that succeeded, that failed, and
+    /// plain-text clients refused by mode require.
+    pub tls_clients_ok: AtomicU64,
+    pub tls_clients_failed: AtomicU64,
+    pub tls_clients_plain_refused: AtomicU64,
     namespaces: RwLock<Registry<NamespaceMetrics>>,
 }
 

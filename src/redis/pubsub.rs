@@ -5,18 +5,18 @@
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 
 use super::session::SessionError;
 use super::upstream::Upstream;
 use crate::keyspace::{Channels, Namespaces};
 use crate::resp::{self, Args, Value};
+use crate::stream::{ReadHalf, WriteHalf};
 
 pub(super) struct Relay<'a> {
     pub up: Upstream,
-    pub reader: OwnedReadHalf,
-    pub writer: OwnedWriteHalf,
+    pub reader: ReadHalf,
+    pub writer: WriteHalf,
     /// Requests read after the SUBSCRIBE, not yet sent.
     pub inbuf: BytesMut,
     /// `None`: relay bytes as they are.
@@ -54,6 +54,7 @@ impl Relay<'_> {
                     Ok(Some(m)) => {
                         let m = self.back(m);
                         self.writer.write_all(&m).await?;
+                        self.writer.flush().await?;
                     }
                     _ => return Ok(()),
                 },

@@ -8,8 +8,6 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::table::CommandTables;
@@ -19,6 +17,7 @@ use crate::keyspace::{self, ReplyKeys};
 use crate::metrics::redis::NamespaceMetrics;
 use crate::resp::{self, Args, RespError, Value};
 use crate::state::ProxyState;
+use crate::stream::{ReadHalf, Stream, WriteHalf};
 
 /// Replies held before they are written to the client mid-batch.
 const OUT_FLUSH_BYTES: usize = 256 * 1024;
@@ -73,7 +72,7 @@ pub struct Session<'a> {
     shutdown: CancellationToken,
     /// The client's side to write to (replies of a long batch are written
     /// as they come, so memory stays bounded).
-    writer: Option<OwnedWriteHalf>,
+    writer: Option<WriteHalf>,
     /// A write to the client failed: the session ends.
     client_gone: Option<std::io::Error>,
 }
@@ -116,7 +115,7 @@ impl<'a> Session<'a> {
 
     pub async fn run(
         mut self,
-        stream: TcpStream,
+        stream: Stream,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
         let (mut reader, writer) = stream.into_split();
@@ -189,8 +188,13 @@ impl<'a> Session<'a> {
             self.out.clear();
             return;
         }
+        // A TLS writer holds what it could not send until a flush.
         if let Some(w) = &mut self.writer
-            && let Err(e) = w.write_all(&self.out).await
+            && let Err(e) = async {
+                w.write_all(&self.out).await?;
+                w.flush().await
+            }
+            .await
         {
             self.client_gone = Some(e);
         }
@@ -737,8 +741,8 @@ impl<'a> Session<'a> {
     async fn pubsub(
         mut self,
         first: Args,
-        reader: tokio::net::tcp::OwnedReadHalf,
-        mut writer: OwnedWriteHalf,
+        reader: ReadHalf,
+        mut writer: WriteHalf,
         inbuf: BytesMut,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
@@ -746,6 +750,7 @@ impl<'a> Session<'a> {
         if let Err(e) = self.upstream(db).await {
             self.error(&error_line(&e));
             writer.write_all(&self.out).await?;
+            writer.flush().await?;
             return Ok(());
         }
         let up = self.upstreams.remove(&db).expect("connected above");

@@ -98,7 +98,10 @@ impl CommandTables {
                         self.current.store(Some(Arc::clone(&kept)));
                         Ok(kept)
                     }
-                    None => Err(e),
+                    None => {
+                        tracing::warn!(error = %e, "cannot read the redis command table");
+                        Err(e)
+                    }
                 }
             }
         }

@@ -1,6 +1,8 @@
-//! One connection to the Redis server on one database: connect, log in,
-//! select, and exchange pipelined commands for whole replies.
+//! One connection to the Redis server on one database: connect, TLS as
+//! `redis.upstream.tls` says, log in, select, and exchange pipelined
+//! commands for whole replies.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -9,6 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{RedisUpstream, host_port};
 use crate::resp::{self, RespError, Value};
+use crate::stream::Stream;
 
 /// Why the Redis server could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +20,10 @@ pub enum UpstreamError {
     Connect { addr: String, error: std::io::Error },
     #[error("the Redis server at {addr} did not answer within {ms} ms")]
     Timeout { addr: String, ms: u128 },
+    /// The TLS handshake failed: a certificate that does not verify, a
+    /// server without TLS on that port, a client certificate refused.
+    #[error("TLS handshake with the Redis server at {addr} failed: {error}")]
+    Tls { addr: String, error: std::io::Error },
     /// The server refused a setup command (AUTH, SELECT...): its own error.
     #[error("{0}")]
     Refused(String),
@@ -30,7 +37,7 @@ pub enum UpstreamError {
 
 /// A server connection on one database.
 pub struct Upstream {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     max_reply: usize,
 }
@@ -58,6 +65,20 @@ impl Upstream {
                     error,
                 })?;
             let _ = stream.set_nodelay(true);
+            let stream = match &setup.upstream.tls.client_config {
+                None => Stream::Plain(stream),
+                Some(config) => {
+                    let name = setup.upstream.tls.server_name(&setup.upstream.host);
+                    tokio_rustls::TlsConnector::from(Arc::clone(config))
+                        .connect(name, stream)
+                        .await
+                        .map(|tls| Stream::Tls(Box::new(tls)))
+                        .map_err(|error| UpstreamError::Tls {
+                            addr: addr.clone(),
+                            error,
+                        })?
+                }
+            };
             let mut up = Upstream {
                 stream,
                 buf: BytesMut::with_capacity(16 * 1024),
@@ -79,15 +100,33 @@ impl Upstream {
                     Bytes::from(setup.db.to_string()),
                 ]);
             }
+            let tls = up.stream.is_tls();
             if commands.is_empty() {
-                return Ok(up);
+                if !tls {
+                    return Ok(up);
+                }
+                // TLS 1.3 servers refuse a client certificate (or its
+                // absence) after the handshake: a PING makes that known
+                // here, as a TLS error, not at the client's first command.
+                commands.push(vec![Bytes::from_static(b"PING")]);
             }
             let mut out = BytesMut::new();
             for c in &commands {
                 resp::encode_command(&mut out, c);
             }
-            up.send(&out).await?;
-            for reply in up.replies(commands.len()).await?.0 {
+            let replies = async {
+                up.send(&out).await?;
+                up.replies(commands.len()).await
+            }
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Io(error) if tls && is_tls_alert(&error) => UpstreamError::Tls {
+                    addr: addr.clone(),
+                    error,
+                },
+                other => other,
+            })?;
+            for reply in replies.0 {
                 let value = Value::decode(&reply)?;
                 if value.is_error() {
                     let text = match &value {
@@ -112,6 +151,9 @@ impl Upstream {
 
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
         self.stream.write_all(bytes).await?;
+        // rustls holds ciphertext it could not write yet until a flush (a
+        // no-op on a plain socket).
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -162,4 +204,12 @@ impl Upstream {
             }
         }
     }
+}
+
+/// Whether an I/O error is rustls' (an alert from the server, a record it
+/// could not read) rather than the socket's.
+fn is_tls_alert(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }

@@ -159,6 +159,7 @@ impl ConfigStore {
                 == Some(text.as_str())
             // A certificate rotated under the same config text is a change.
             && self.current.load().tls.files_unchanged()
+            && self.current.load().redis.as_ref().is_none_or(|r| r.tls_files_unchanged())
         {
             *self.last_error.lock().expect("reload error lock") = None;
             return Ok(ReloadReport {

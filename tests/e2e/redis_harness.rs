@@ -37,20 +37,57 @@ pub fn redis_server() -> &'static RedisServer {
 }
 
 fn start() -> Result<RedisServer, String> {
-    let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    let port = free_port()?;
+    launch(
+        &[
+            "--port".into(),
+            port.to_string(),
+            "--notify-keyspace-events".into(),
+            "KEA".into(),
+        ],
+        port,
+        |_| ping(port),
+    )
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> Result<u16, String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
-        .port();
+        .port())
+}
+
+/// Whether a plain redis-server on `port` answers PING.
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut got = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut got).is_ok() && &got == b"+PONG\r\n"
+}
+
+/// Start a redis-server of its own: on 127.0.0.1, no persistence, 16
+/// databases, then `args` (its port among them), stopped as the run's
+/// server is; `port` is the one it serves, and it is up once `ready`
+/// (given its log) says so.
+pub fn launch(
+    args: &[String],
+    port: u16,
+    ready: impl Fn(&str) -> bool,
+) -> Result<RedisServer, String> {
+    let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut watchdog = Command::new("/bin/sh")
         .args([
             "-c",
-            r#""$0" --port "$1" --bind 127.0.0.1 --save "" --appendonly no --dir "$2" --databases 16 --notify-keyspace-events KEA </dev/null >"$2/log" 2>&1 & pid=$!; cat >/dev/null; kill $pid; wait $pid"#,
+            r#"dir=$1; shift; "$0" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --databases 16 "$@" </dev/null >"$dir/log" 2>&1 & pid=$!; cat >/dev/null; kill $pid; wait $pid"#,
         ])
         .arg(&bin)
-        .arg(port.to_string())
         .arg(dir.path())
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -58,27 +95,21 @@ fn start() -> Result<RedisServer, String> {
         .spawn()
         .map_err(|e| format!("spawn {bin}: {e}"))?;
     let stdin = watchdog.stdin.take().expect("piped stdin");
+    let log_path = dir.path().join("log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     for _ in 0..100 {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            let mut got = [0u8; 7];
-            if s.write_all(b"PING\r\n").is_ok()
-                && s.read_exact(&mut got).is_ok()
-                && &got == b"+PONG\r\n"
-            {
-                return Ok(RedisServer {
-                    port,
-                    _watchdog_stdin: Mutex::new(stdin),
-                    _watchdog: Mutex::new(watchdog),
-                    _dir: dir,
-                });
-            }
+        if ready(&log()) {
+            return Ok(RedisServer {
+                port,
+                _watchdog_stdin: Mutex::new(stdin),
+                _watchdog: Mutex::new(watchdog),
+                _dir: dir,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-    Err(format!("{bin} did not answer PING on port {port}: {log}"))
+    let log = log();
+    Err(format!("{bin} did not get ready on port {port}: {log}"))
 }
 
 use std::os::unix::process::CommandExt;

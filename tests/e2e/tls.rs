@@ -79,6 +79,20 @@ impl Pki {
         cert.der().clone()
     }
 
+    /// Issue a client certificate (extended key usage clientAuth, which
+    /// OpenSSL servers check) with common name `cn`, written to
+    /// `<file>.crt` and `<file>.key`.
+    pub fn issue_client(&self, file: &str, cn: &str) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(self.path(&format!("{file}.crt")), cert.pem()).unwrap();
+        std::fs::write(self.path(&format!("{file}.key")), key.serialize_pem()).unwrap();
+    }
+
     /// A client config that trusts this CA (ALPN `postgresql` if `alpn`).
     pub fn client_config(&self, alpn: bool) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();

@@ -122,6 +122,14 @@ async fn proxy() -> ProxyHandle {
             c.pg.port,
             &format!("{{mode: verify-full, ca_file: {}}}", ca.display()),
         ),
+        // 127.0.0.1 is not in the certificate; server_name names what is.
+        entry(
+            "ssl_verify_full_server_name",
+            &format!(
+                "{{mode: verify-full, ca_file: {}, server_name: db.example}}",
+                ca.display()
+            ),
+        ),
         entry_on("clear_prefer", &clear.host, clear.port, "{mode: prefer}"),
         // Pooled: the proxy authenticates clients itself (auth_query), so
         // the client's SCRAM exchange ends at the proxy.
@@ -172,6 +180,7 @@ async fn upstream_tls_modes_reach_a_hostssl_only_server() {
         "ssl_require",
         "ssl_verify_ca",
         "ssl_verify_full_localhost",
+        "ssl_verify_full_server_name",
     ] {
         let client = connect(&config(&proxy, database, "postgres"))
             .await
