@@ -443,6 +443,8 @@ impl Lease {
 #[derive(Debug)]
 pub struct Pools {
     pools: Mutex<HashMap<(String, String), Arc<Pool>>>,
+    /// Wakes [`Pools::maintain`] when the first pool is made.
+    made: tokio::sync::Notify,
     /// Keys the mock SCRAM salts of unknown users (stable for the
     /// process's life, as PostgreSQL's for its cluster's).
     mock_secret: [u8; 32],
@@ -454,6 +456,7 @@ impl Default for Pools {
         rand::Rng::fill_bytes(&mut rand::rng(), &mut mock_secret);
         Pools {
             pools: Mutex::default(),
+            made: tokio::sync::Notify::new(),
             mock_secret,
         }
     }
@@ -472,6 +475,7 @@ impl Pools {
         }
         let pool = Arc::new(Pool::new(database, user, Arc::clone(settings)));
         pools.insert((database.to_owned(), user.to_owned()), Arc::clone(&pool));
+        self.made.notify_one();
         pool
     }
 
@@ -483,11 +487,20 @@ impl Pools {
     }
 
     /// Run [`Pool::maintain`] on every pool every second until `stop`.
+    /// Until a pool exists no timer is armed: a process that only relays
+    /// 1:1 keeps its event loop's timer wheel free of it (a due timer makes
+    /// every park of the loop do more work).
     pub async fn maintain(
         self: Arc<Self>,
         metrics: Arc<Metrics>,
         stop: tokio_util::sync::CancellationToken,
     ) {
+        if locked(&self.pools).is_empty() {
+            tokio::select! {
+                () = self.made.notified() => {}
+                () = stop.cancelled() => return,
+            }
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
