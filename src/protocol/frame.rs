@@ -69,11 +69,13 @@ impl Frame {
 }
 
 /// Start a frame in `out`; [`finish_frame`] back-patches the length.
+#[inline]
 pub(crate) fn begin_frame(out: &mut BytesMut, tag: u8) -> usize {
     out.extend_from_slice(&[tag, 0, 0, 0, 0]);
     out.len() - 5
 }
 
+#[inline]
 pub(crate) fn finish_frame(out: &mut BytesMut, start: usize) {
     let len = (out.len() - start - 1) as i32;
     out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());

@@ -115,6 +115,7 @@ impl Mapping {
     }
 
     /// Move to the live config if it is newer; true if it moved.
+    #[inline(always)]
     fn refresh(&mut self, ctx: &RelayContext) -> bool {
         if ctx.state.config.generation() == self.snapshot.generation {
             return false;
@@ -151,13 +152,17 @@ pub(super) async fn relay<const MODE: RelayMode>(
     // The shutdown branches are gated: select! polls every branch on every
     // wake, and a cancellation token's poll takes a lock.
     let draining = AtomicBool::new(false);
-    let drain = WakeGate::new(drained(&tracker, &ctx.shutdown, &draining));
-    let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
+    // One gate for both (each gate costs its poll on every wake).
+    let shutdown = WakeGate::new(async {
+        tokio::select! {
+            () = drained(&tracker, &ctx.shutdown, &draining) => {}
+            () = ctx.shutdown.abort.cancelled() => {}
+        }
+    });
     let result = tokio::select! {
         r = up.run::<MODE>(&tracker, ctx) => r,
         r = down.run::<MODE>(&mut client_write, &tracker, &draining, ctx) => r,
-        () = drain => Err(SessionError::Shutdown),
-        () = abort => Err(SessionError::Shutdown),
+        () = shutdown => Err(SessionError::Shutdown),
     };
 
     match result {
@@ -422,6 +427,7 @@ impl Upstream {
     /// live mapping if a reload made a new one, and prepare the client's
     /// statements again where their text changes. A transaction may begin
     /// with a prepared statement's Bind as well as with a Query or Parse.
+    #[inline(always)]
     fn follow_reload(
         &mut self,
         frame_tag: u8,
@@ -661,6 +667,7 @@ fn may_deallocate(frame: &[u8]) -> bool {
 
 /// Read from the tracker once per batch: the lexing facts, and whether the
 /// session is between transactions.
+#[inline(always)]
 fn session_facts(
     facts: &mut SessionFacts,
     session: &mut Option<bool>,
@@ -682,6 +689,7 @@ pub(super) enum Replace<'a> {
 }
 
 impl Replace<'_> {
+    #[inline(always)]
     fn encode(&self, out: &mut BytesMut) {
         match self {
             Replace::Statement(r) => r.encode(out),
@@ -709,6 +717,7 @@ pub(super) enum SentText<'a> {
 }
 
 impl Replacement<'_> {
+    #[inline(always)]
     fn encode(&self, out: &mut BytesMut) {
         // Spliced straight into the frame: no intermediate copy of the text.
         let write_text = |out: &mut BytesMut| match &self.sql {

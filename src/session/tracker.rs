@@ -155,24 +155,16 @@ impl Tracker {
     }
 
     /// Queue the requests of a batch sent to the server at `now`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn sent(&mut self, entries: &mut Vec<Pending>, now: Instant) {
-        for entry in entries.iter() {
+        for entry in entries.drain(..) {
             if matches!(
                 entry,
                 Pending::Query(_) | Pending::Sync | Pending::FunctionCall
             ) {
                 self.sent_at.push_back(now);
             }
-        }
-        if self.pending.is_empty() {
-            // The usual case (the last batch is answered): swap buffers
-            // instead of moving each request. Both conversions reuse the
-            // allocation, and an empty deque needs no data movement.
-            let answered = Vec::from(std::mem::take(&mut self.pending));
-            self.pending = VecDeque::from(std::mem::replace(entries, answered));
-        } else {
-            self.pending.extend(entries.drain(..));
+            self.pending.push_back(entry);
         }
     }
 
@@ -389,6 +381,7 @@ impl Tracker {
     }
 }
 
+#[inline(always)]
 pub(super) fn lock(tracker: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
     // A poisoned lock only means another half panicked mid-update; the
     // tracker holds no invariant worth dying for.
