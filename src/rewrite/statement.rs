@@ -14,6 +14,7 @@ use super::exact::{ExactError, qualify_exact};
 use super::fallback::{first_mapped_word, names_in_table_positions, text_is_word};
 use super::quote::qualifier;
 use super::split::TextIndex;
+use super::strings::resolve_strings;
 use super::walk::{Creates, Namespace, TableMention, normalized, walk_statement};
 use super::{
     Decision, Edit, FallbackCause, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier,
@@ -109,10 +110,13 @@ fn rewrite_statement_here(
     if let Some(reason) = walk.unsupported {
         return unparsed(&tokens, FallbackCause::UnsupportedForm, reason);
     }
-    let (names, edits) = match resolve(sql, index, &walk.mentions, map) {
+    let (mut names, mut edits) = match resolve(sql, index, &walk.mentions, map) {
         Ok(found) => found,
         Err(reason) => return unparsed(&tokens, FallbackCause::UnplacedName, reason),
     };
+    if !walk.strings.is_empty() {
+        resolve_strings(sql, index, &walk.strings, map, &mut names, &mut edits);
+    }
 
     // Cross-check: every mapped bare name after a table keyword must have
     // been seen by the walk. A miss is an AST form the walk does not know.
