@@ -14,7 +14,7 @@ use super::exact::{ExactError, qualify_exact};
 use super::fallback::{first_mapped_word, names_in_table_positions, text_is_word};
 use super::quote::qualifier;
 use super::split::TextIndex;
-use super::strings::resolve_strings;
+use super::strings::{contains_public_string, resolve_strings};
 use super::walk::{Creates, Namespace, TableMention, normalized, walk_statement};
 use super::{
     Decision, Edit, FallbackCause, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier,
@@ -231,7 +231,12 @@ pub(crate) fn unparsed(
     tracing::debug!(%error, ?policy, "statement not rewritten from its AST");
     let table = first_mapped_word(tokens, map);
     let creates = map.create_schema().is_some() && creates_objects(tokens);
-    if table.is_none() && !creates {
+    // `nextval('public.users_id_seq')` names no mapped word.
+    let public_string = || {
+        map.requalify_public()
+            && statement_bounds(sql, index, tokens).is_ok_and(|b| contains_public_string(&sql[b]))
+    };
+    if table.is_none() && !creates && !public_string() {
         // No word names a mapped table: nothing to do whatever the policy.
         return StatementRewrite {
             parse_error: Some(error),

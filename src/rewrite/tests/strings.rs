@@ -415,3 +415,58 @@ fn a_string_read_from_a_masked_copy_stays_as_written() {
         "SELECT nextval('public.\\users'), nextval('shared_common.users')"
     );
 }
+
+#[test]
+fn the_exact_fallback_reads_the_same_positions() {
+    // sqlparser cannot parse BETWEEN SYMMETRIC: PostgreSQL's grammar reads
+    // these, with or without a mapped word in the statement.
+    let map = map();
+    for (sql, expected) in [
+        (
+            "SELECT nextval('public.users_id_seq') WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+            "SELECT nextval('users_id_seq') WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+        ),
+        (
+            "INSERT INTO users (id) SELECT pg_catalog.nextval('public.users') WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+            "INSERT INTO shared_common.users (id) SELECT pg_catalog.nextval('shared_common.users') WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+        ),
+        (
+            "SELECT 'public.users'::regclass, CAST('public.kasi_cache' AS pg_catalog.regclass), \
+             'public.user_status'::regtype, has_table_privilege(current_user, 'public.users', 'SELECT') \
+             WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+            "SELECT 'shared_common.users'::regclass, CAST('saju_service.kasi_cache' AS pg_catalog.regclass), \
+             'shared_common.user_status'::regtype, has_table_privilege(current_user, 'shared_common.users', 'SELECT') \
+             WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+        ),
+        // Not read: no relation position, an E-string, a typmod, a setting.
+        (
+            "SELECT 'public.users', E'public.users'::regclass, lower('public.users'), \
+             'public.settings'::regclass WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+            "SELECT 'public.users', E'public.users'::regclass, lower('public.users'), \
+             'public.settings'::regclass WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+        ),
+    ] {
+        let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+        assert_eq!(r.apply(sql), expected);
+        assert!(r.parse_error.is_some(), "{sql}: went to the fallback");
+        let kinds = r
+            .names
+            .iter()
+            .filter(|n| {
+                matches!(
+                    n.decision,
+                    Decision::RequalifiedStringFromPublic { .. }
+                        | Decision::PublicDroppedFromString
+                )
+            })
+            .count();
+        assert_eq!(
+            kinds,
+            r.edits.len() - usize::from(sql.starts_with("INSERT"))
+        );
+    }
+    // keep: nothing.
+    let keep = map.with_public_requalified(false);
+    let sql = "SELECT nextval('public.users_id_seq') WHERE 2 BETWEEN SYMMETRIC 3 AND 1";
+    assert!(!rewrite_sql(sql, &keep, OnParseError::Tokens).changed());
+}
