@@ -166,12 +166,10 @@ fn rewrite_cached(
     // with literals inline); the exact text otherwise (Parse with `$n`,
     // comments, dollar quotes, ...). Never both: a text key per literal
     // value would only churn the cache.
-    // A `public.` spelling inside a literal decides an edit, so a text
-    // that may hold one never shares a shape with another.
     let Scratch { key, word_starts } = scratch;
     key.clear();
     key.extend_from_slice(&cache::key_prefix(KeyKind::Shape, policy));
-    if !prefilter.may_spell_public(sql) && shape::scan_into(sql, key, word_starts) {
+    if shape::scan_into(sql, key, word_starts) {
         if let Some(hit) = cache.get(key, KeyKind::Shape)
             && let Cached::Shape(s) = &*hit
             && let Some(r) = s.instantiate(word_starts)

@@ -77,11 +77,9 @@ impl MappedNamePrefilter {
             || self.may_spell_public(text)
     }
 
-    /// Whether a string of `text` may start with a `public.` spelling. The
-    /// shape cache keys such a text by its exact bytes: the literal may
-    /// decide what is sent.
+    /// Whether a string of `text` may start with a `public.` spelling.
     #[inline]
-    pub(crate) fn may_spell_public(&self, text: &str) -> bool {
+    fn may_spell_public(&self, text: &str) -> bool {
         self.public_strings && super::strings::contains_public_string(text)
     }
 

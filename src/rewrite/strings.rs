@@ -273,8 +273,8 @@ pub(crate) fn public_spelling(content: &str) -> Option<PublicSpelling> {
 /// Whether `text` may hold a string that starts with a `public.`
 /// spelling: a quote, then `public` or `"public"` (any case, whitespace
 /// around allowed as [`public_spelling`] allows it) and a dot. The
-/// prefilter's and the shape cache's cheap trigger (one `memchr` pass for
-/// dots); [`public_spelling`] decides.
+/// prefilter's cheap trigger (one `memchr` pass for dots), asked only when
+/// no mapped name occurs; [`public_spelling`] decides.
 pub(crate) fn contains_public_string(text: &str) -> bool {
     let bytes = text.as_bytes();
     let space_before = |mut at: usize| {
