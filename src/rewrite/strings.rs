@@ -113,12 +113,20 @@ pub(crate) fn string_kind_of_cast(data_type: &DataType) -> Option<StringKind> {
 }
 
 /// A plain `'...'` literal expression: its value and where it starts.
+/// Parentheses and a cast to text around it are looked through (old
+/// dumps spell defaults `nextval(('public.t_id_seq'::text)::regclass)`).
 fn plain_literal(expr: &Expr) -> Option<(&str, Location)> {
     match expr {
         Expr::Value(v) => match &v.value {
             Value::SingleQuotedString(s) => Some((s, v.span.start)),
             _ => None,
         },
+        Expr::Nested(inner) => plain_literal(inner),
+        Expr::Cast {
+            expr: inner,
+            data_type: DataType::Text | DataType::Varchar(_) | DataType::CharacterVarying(_),
+            ..
+        } => plain_literal(inner),
         _ => None,
     }
 }
@@ -319,7 +327,11 @@ pub(crate) fn resolve_strings(
         return;
     }
     let before = (names.len(), edits.len());
-    for mention in mentions {
+    for (i, mention) in mentions.iter().enumerate() {
+        // One literal reached twice (a call and a cast around it) counts once.
+        if mentions[..i].iter().any(|m| m.start == mention.start) {
+            continue;
+        }
         let Some(open) = index.byte_offset(mention.start) else {
             continue;
         };

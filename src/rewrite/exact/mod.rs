@@ -261,6 +261,23 @@ const CREATED_NAMES: &[(&str, &str, Created)] = &[
     ("CreateStatsStmt", "defnames", Created::Other),
 ];
 
+/// The `A_Const` of a node, looking through casts to text (as
+/// `strings::plain_literal` does; the raw tree keeps no parentheses).
+fn string_constant(node: &Value) -> Option<&Value> {
+    let node = node.get("node")?;
+    if let Some(constant) = node.get("AConst") {
+        return Some(constant);
+    }
+    let cast = node.get("TypeCast")?;
+    let names = string_items(cast.get("type_name")?.get("names")?)?;
+    match names.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["text" | "varchar"] | ["pg_catalog", "text" | "varchar"] => {
+            string_constant(cast.get("arg")?)
+        }
+        _ => None,
+    }
+}
+
 /// An array of `{"node": {"String": {"sval": ..}}}` items -> strings.
 fn string_items(v: &Value) -> Option<Vec<String>> {
     v.as_array()?
@@ -505,7 +522,7 @@ impl Walker<'_> {
             };
             (obj.get("arg"), kind)
         };
-        let Some(constant) = arg.and_then(|a| a.get("node")?.get("AConst")) else {
+        let Some(constant) = arg.and_then(string_constant) else {
             return;
         };
         let value = constant

@@ -114,6 +114,13 @@ fn every_relation_position_is_read() {
             "SELECT pg_catalog.nextval('public.users'), NEXTVAL('public.users'), \"nextval\"('public.users')",
             "SELECT pg_catalog.nextval('shared_common.users'), NEXTVAL('shared_common.users'), \"nextval\"('shared_common.users')",
         ),
+        // Casts to text and parentheses around the literal (old dumps).
+        (
+            "SELECT nextval(('public.users_id_seq'::text)::regclass), nextval('public.users'::text), \
+             nextval(('public.users')::varchar)",
+            "SELECT nextval(('users_id_seq'::text)::regclass), nextval('shared_common.users'::text), \
+             nextval(('shared_common.users')::varchar)",
+        ),
         // Inside DML and DDL, next to identifiers that are qualified too.
         (
             "INSERT INTO users (id) VALUES (nextval('public.users_id_seq'))",
@@ -429,6 +436,12 @@ fn the_exact_fallback_reads_the_same_positions() {
         (
             "INSERT INTO users (id) SELECT pg_catalog.nextval('public.users') WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
             "INSERT INTO shared_common.users (id) SELECT pg_catalog.nextval('shared_common.users') WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+        ),
+        (
+            "SELECT nextval(('public.users_id_seq'::text)::regclass), nextval('public.users'::varchar) \
+             WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
+            "SELECT nextval(('users_id_seq'::text)::regclass), nextval('shared_common.users'::varchar) \
+             WHERE 2 BETWEEN SYMMETRIC 3 AND 1",
         ),
         (
             "SELECT 'public.users'::regclass, CAST('public.kasi_cache' AS pg_catalog.regclass), \

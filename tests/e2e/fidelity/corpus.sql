@@ -979,6 +979,8 @@ SELECT has_table_privilege('public.users', 'SELECT'), has_table_privilege(curren
 -- next: public.nextval_default
 ALTER TABLE dream_categories ALTER COLUMN id SET DEFAULT nextval('public.dream_categories_id_seq');
 INSERT INTO dream_categories (name) VALUES ('default-public') RETURNING id
+-- next: public.nextval_text_cast
+SELECT nextval(('public.users_id_seq'::text)::regclass), nextval('public.users_id_seq'::text)
 -- next: public.regtype_string
 SELECT 'public.user_status'::regtype::text, to_regtype('public.address')::text
 -- next: public.function
