@@ -206,8 +206,8 @@ pub(crate) struct PublicSpelling {
 }
 
 fn is_space(b: u8) -> bool {
-    // PostgreSQL's scanner_isspace.
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+    // PostgreSQL's scanner_isspace (releases differ on \v: not read).
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c)
 }
 
 /// One part of a dotted name at `at`: (folded name, end, quoted).

@@ -198,6 +198,8 @@ fn what_is_not_read_stays_as_written() {
         "SELECT 'public.\"\"'::regclass",
         "SELECT 'public.users x'::regclass",
         "SELECT 'public.us-ers'::regclass",
+        // A vertical tab is whitespace to some releases only.
+        "SELECT '\u{b}public.users'::regclass",
         // Literals that need unescaping, or are no plain literal.
         "SELECT E'public.users'::regclass",
         "SELECT 'public.us''ers'::regclass",
