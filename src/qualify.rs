@@ -228,6 +228,10 @@ fn rewrite_text_inner(
         return internal_error();
     };
     facts.apply(&mut rewrite, sql);
+    if let std::borrow::Cow::Owned(lexed) = &text_read.lexed {
+        // A name read inside a masked literal is not the server's.
+        rewrite.keep_masked_strings(lexed, text);
+    }
     count(rewrite.outcome);
     if let Some(cause) = rewrite.fallback_cause
         && !dry_run

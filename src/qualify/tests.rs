@@ -245,3 +245,61 @@ fn a_view_over_a_temporary_relation_is_left_to_pg_temp() {
         "CREATE TABLE public.copy AS SELECT * FROM gtmp"
     );
 }
+
+/// `public.` inside relation-name strings: counted under their own
+/// decisions, and never taken from a masked copy of the literal (escapes
+/// with standard_conforming_strings off, non-UTF-8 characters).
+#[test]
+fn public_strings_are_counted_and_never_read_from_a_masked_literal() {
+    use crate::rewrite::Decision;
+    let metrics = Metrics::default();
+    let map = SchemaMap::new([("shared_common", "users")]);
+    let sent = |text: &[u8], facts: &mut SessionFacts| match rewrite_text(
+        text,
+        &map,
+        OnParseError::Tokens,
+        facts,
+        crate::rewrite::rewrite_sql,
+        &Observer::global(&metrics),
+        false,
+    ) {
+        TextRewrite::Changed { edits, .. } => splice(text, &edits),
+        TextRewrite::Unchanged => text.to_vec(),
+        other => panic!("{other:?}"),
+    };
+    let text = b"select nextval('public.users_id_seq'), 'public.users'::regclass";
+    assert_eq!(
+        sent(text, &mut SessionFacts::default()),
+        b"select nextval('users_id_seq'), 'shared_common.users'::regclass"
+    );
+    let count = |d: Decision| metrics.names_by_decision[d.index()].load(Ordering::Relaxed);
+    assert_eq!(count(Decision::PublicDroppedFromString), 1);
+    assert_eq!(
+        count(Decision::RequalifiedStringFromPublic { schema: "x".into() }),
+        1
+    );
+
+    // `\u` is an escape with the setting off: the server reads `public.users`.
+    let text = b"select nextval('public.\\users'), nextval('public.users')";
+    let mut off = SessionFacts {
+        standard_conforming_strings: false,
+        ..SessionFacts::default()
+    };
+    assert_eq!(
+        sent(text, &mut off),
+        b"select nextval('public.\\users'), nextval('shared_common.users')"
+    );
+    // The same text with the setting on has no escape: a backslash in a
+    // name is not read.
+    assert_eq!(
+        sent(text, &mut SessionFacts::default()),
+        b"select nextval('public.\\users'), nextval('shared_common.users')"
+    );
+
+    // EUC-KR '가' (0xB0 0xA1) is masked as letters: left as written.
+    let text = b"select nextval('public.\xb0\xa1_seq'), nextval('public.users')";
+    assert_eq!(
+        sent(text, &mut SessionFacts::default()),
+        b"select nextval('public.\xb0\xa1_seq'), nextval('shared_common.users')".to_vec()
+    );
+}

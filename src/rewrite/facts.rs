@@ -106,6 +106,17 @@ impl SessionFacts {
                     name.decision = Decision::TempShadowed;
                     dropped.push(name.offset);
                 }
+                // `'public.x'` of an unlisted name lost `public.` to reach
+                // x through the route's search_path: not when the session
+                // runs its own path, nor past a temporary x (pg_temp first).
+                Decision::PublicDroppedFromString
+                    if self.own_search_path
+                        || super::strings::dropped_relation(sql, name.offset)
+                            .is_some_and(|n| self.temp_relations.contains(&n)) =>
+                {
+                    name.decision = Decision::AlreadyQualified;
+                    dropped.push(name.offset);
+                }
                 Decision::CreatedIn { .. } if self.own_search_path => {
                     name.decision = Decision::CreatedBySessionPath;
                     dropped.push(name.offset);

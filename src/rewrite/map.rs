@@ -29,6 +29,9 @@ pub struct SchemaMap {
     /// (`public_qualified: keep`, for tools that must reach the stale
     /// copies) instead of with the mapped schema (the default).
     pub(super) keep_public: bool,
+    /// The route's search_path does not hold `public`: a `'public.x'`
+    /// string of an unlisted name keeps its `public.` (see `strings`).
+    pub(super) public_off_path: bool,
     /// Where objects created without a schema go, when that is not the
     /// first schema of the route's search_path (`None`: leave them to it).
     pub(super) create_schema: Option<Arc<str>>,
@@ -62,7 +65,8 @@ impl SchemaMap {
             .into_iter()
             .map(|(s, t)| (t.into(), s.into()))
             .collect::<HashMap<String, String>>();
-        let prefilter = MappedNamePrefilter::new(tables.keys().map(String::as_str), false);
+        let prefilter = MappedNamePrefilter::new(tables.keys().map(String::as_str), false)
+            .map(|p| p.with_public_strings(true));
         SchemaMap {
             tables,
             routines: HashMap::new(),
@@ -70,6 +74,7 @@ impl SchemaMap {
             prefilter,
             cache: Arc::new(RewriteCache::new(DEFAULT_CACHE_BYTES)),
             keep_public: false,
+            public_off_path: false,
             create_schema: None,
             max_parse_bytes: MaxParseBytes::default(),
         }
@@ -104,7 +109,8 @@ impl SchemaMap {
                 .chain(self.types.keys())
                 .map(String::as_str),
             self.create_schema.is_some(),
-        );
+        )
+        .map(|p| p.with_public_strings(self.requalify_public()));
         self.cache = Arc::new(RewriteCache::new(self.cache.limit()));
     }
 
@@ -137,8 +143,21 @@ impl SchemaMap {
     /// schema (true, the default) or as written.
     pub fn with_public_requalified(mut self, requalify: bool) -> Self {
         self.keep_public = !requalify;
+        self.rebuild();
+        self
+    }
+
+    /// Whether the route's search_path holds `public` (the default: yes).
+    /// A `'public.x'` string of a name the map does not list loses its
+    /// `public.` only then: the server must find `x` in public as it did.
+    pub fn with_public_on_search_path(mut self, on_path: bool) -> Self {
+        self.public_off_path = !on_path;
         self.cache = Arc::new(RewriteCache::new(self.cache.limit()));
         self
+    }
+
+    pub(crate) fn drop_public_in_strings(&self) -> bool {
+        self.requalify_public() && !self.public_off_path
     }
 
     pub(crate) fn requalify_public(&self) -> bool {

@@ -20,7 +20,9 @@
 //! 3. `statement`: parse each statement alone; `walk` finds every table
 //!    name with its CTE scope; each insertion point is verified against the
 //!    text; a keyword cross-check on the tokens catches names the walk did
-//!    not see.
+//!    not see. `strings` reads the string literals PostgreSQL takes as
+//!    relation names (`nextval('public.users_id_seq')`, `'x'::regclass`)
+//!    for a legacy `public.` spelling.
 //!    A text over 64 KiB goes through `large` first: a streaming lexer
 //!    finds whether any identifier names a mapped object and cuts long
 //!    literal lists; steps 2-3 run on that skeleton. Past
@@ -50,6 +52,7 @@ mod shape;
 mod splice;
 mod split;
 mod statement;
+mod strings;
 mod walk;
 
 #[cfg(test)]

@@ -98,11 +98,21 @@ pub enum Decision {
     /// relation of that name: PostgreSQL resolves it in pg_temp first, and
     /// the route's search_path resolves it to the mapped schema otherwise.
     TempShadowed,
+    /// `'public.name'` in a string PostgreSQL reads as a relation (or type)
+    /// name (`nextval('public.users_id_seq')`, `'public.users'::regclass`)
+    /// for a name the map lists: `public` replaced by this schema inside
+    /// the literal.
+    RequalifiedStringFromPublic { schema: Arc<str> },
+    /// The same for a relation name the map does not list: `public.`
+    /// dropped inside the literal, so the server resolves it through the
+    /// search_path exactly as the bare spelling (an owned sequence moved
+    /// with its table is found in the mapped schema first).
+    PublicDroppedFromString,
 }
 
 impl Decision {
     /// Every decision's metric label, in [`Decision::index`] order.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 13] = [
         "qualified_by_map",
         "qualified_by_fallback",
         "already_qualified",
@@ -114,6 +124,8 @@ impl Decision {
         "temp_shadowed",
         "session_search_path",
         "created_by_session_path",
+        "requalified_string_from_public",
+        "public_dropped_from_string",
     ];
 
     /// The slot of this decision in [`Decision::LABELS`]: which layer
@@ -132,6 +144,8 @@ impl Decision {
             Decision::TempShadowed => 8,
             Decision::SessionSearchPath { .. } => 9,
             Decision::CreatedBySessionPath => 10,
+            Decision::RequalifiedStringFromPublic { .. } => 11,
+            Decision::PublicDroppedFromString => 12,
         }
     }
 
@@ -141,6 +155,7 @@ impl Decision {
             Decision::QualifiedByMap { schema }
             | Decision::QualifiedByFallback { schema }
             | Decision::RequalifiedFromPublic { schema }
+            | Decision::RequalifiedStringFromPublic { schema }
             | Decision::CreatedIn { schema } => Some(schema),
             _ => None,
         }
@@ -174,6 +189,12 @@ impl Decision {
             }
             Decision::CreatedBySessionPath => {
                 "created without a schema under the session's own search_path: left to it".into()
+            }
+            Decision::RequalifiedStringFromPublic { schema } => {
+                format!("public. spelling of a moved name inside a string -> {schema}")
+            }
+            Decision::PublicDroppedFromString => {
+                "public. spelling of an unlisted name inside a string: public. dropped (search_path decides, as for the bare name)".into()
             }
         }
     }

@@ -18,6 +18,11 @@ pub(crate) struct MappedNamePrefilter {
     /// automaton, asked only when no mapped name occurs, so the names'
     /// search keeps its start-byte acceleration.
     creating: Option<AhoCorasick>,
+    /// `public.` spellings are rewritten, also inside strings: a string
+    /// starting with one sends a statement to the parser too (a statement whose
+    /// only mapped reference is `nextval('public.users_id_seq')` names no
+    /// mapped word).
+    public_strings: bool,
 }
 
 /// The words of statements that create objects, or that change where
@@ -47,11 +52,21 @@ impl MappedNamePrefilter {
         Some(MappedNamePrefilter {
             automaton: build(&names),
             creating: creating_statements.then(|| build(&CREATING_WORDS)),
+            public_strings: false,
         })
     }
 
+    /// Also let through a text holding a string that starts with `public.`
+    /// (see `strings::contains_public_string`), when such spellings are
+    /// rewritten.
+    pub(crate) fn with_public_strings(mut self, on: bool) -> Self {
+        self.public_strings = on;
+        self
+    }
+
     /// Whether some mapped name (or, when created objects get a schema, a
-    /// creating keyword) occurs in `text` at an identifier boundary.
+    /// creating keyword) occurs in `text` at an identifier boundary, or,
+    /// when `public.` spellings are rewritten, a string starts with one.
     #[inline]
     pub(crate) fn may_name_mapped_table(&self, text: &str) -> bool {
         Self::occurs(&self.automaton, text)
@@ -59,6 +74,13 @@ impl MappedNamePrefilter {
                 .creating
                 .as_ref()
                 .is_some_and(|words| Self::occurs(words, text))
+            || self.may_spell_public(text)
+    }
+
+    /// Whether a string of `text` may start with a `public.` spelling.
+    #[inline]
+    fn may_spell_public(&self, text: &str) -> bool {
+        self.public_strings && super::strings::contains_public_string(text)
     }
 
     #[inline]

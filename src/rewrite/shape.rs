@@ -120,6 +120,25 @@ fn glued(next: Option<&u8>) -> bool {
     next.is_some_and(|&c| is_word_byte(c) || matches!(c, b'\'' | b'"'))
 }
 
+/// Whether a literal's content may start with a `public.` spelling
+/// (whitespace, an optional `"`, then `public` in any case).
+#[inline]
+fn starts_like_public(content: &[u8]) -> bool {
+    let mut at = 0;
+    while content
+        .get(at)
+        .is_some_and(|&b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+    {
+        at += 1;
+    }
+    if content.get(at) == Some(&b'"') {
+        at += 1;
+    }
+    content
+        .get(at..at + 6)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"public"))
+}
+
 /// The shape of `sql`, or `None` when the scanner is not sure of it.
 pub(crate) fn scan(sql: &str) -> Option<Shape> {
     let mut shape = Shape::default();
@@ -198,6 +217,11 @@ fn scan_literals(
             QUOTE => {
                 let start = i;
                 i += 1;
+                // `nextval('public.users_id_seq')`: such a literal may
+                // decide an edit (see `strings`), so it is no mere value.
+                if starts_like_public(&text[i..]) {
+                    return false;
+                }
                 loop {
                     match text.get(i) {
                         None => return false,
@@ -299,6 +323,9 @@ mod tests {
             "select `a`",
             "select '1'a",
             "select \u{1}",
+            // A literal that may name a relation in public decides edits.
+            "select nextval('public.users_id_seq')",
+            "select ' \"PUBLIC\".x'::regclass",
         ] {
             assert!(scan(sql).is_none(), "{sql}");
         }

@@ -14,6 +14,7 @@ use super::exact::{ExactError, qualify_exact};
 use super::fallback::{first_mapped_word, names_in_table_positions, text_is_word};
 use super::quote::qualifier;
 use super::split::TextIndex;
+use super::strings::{contains_public_string, resolve_strings};
 use super::walk::{Creates, Namespace, TableMention, normalized, walk_statement};
 use super::{
     Decision, Edit, FallbackCause, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier,
@@ -109,10 +110,13 @@ fn rewrite_statement_here(
     if let Some(reason) = walk.unsupported {
         return unparsed(&tokens, FallbackCause::UnsupportedForm, reason);
     }
-    let (names, edits) = match resolve(sql, index, &walk.mentions, map) {
+    let (mut names, mut edits) = match resolve(sql, index, &walk.mentions, map) {
         Ok(found) => found,
         Err(reason) => return unparsed(&tokens, FallbackCause::UnplacedName, reason),
     };
+    if !walk.strings.is_empty() {
+        resolve_strings(sql, index, &walk.strings, map, &mut names, &mut edits);
+    }
 
     // Cross-check: every mapped bare name after a table keyword must have
     // been seen by the walk. A miss is an AST form the walk does not know.
@@ -227,7 +231,12 @@ pub(crate) fn unparsed(
     tracing::debug!(%error, ?policy, "statement not rewritten from its AST");
     let table = first_mapped_word(tokens, map);
     let creates = map.create_schema().is_some() && creates_objects(tokens);
-    if table.is_none() && !creates {
+    // `nextval('public.users_id_seq')` names no mapped word.
+    let public_string = || {
+        map.requalify_public()
+            && statement_bounds(sql, index, tokens).is_ok_and(|b| contains_public_string(&sql[b]))
+    };
+    if table.is_none() && !creates && !public_string() {
         // No word names a mapped table: nothing to do whatever the policy.
         return StatementRewrite {
             parse_error: Some(error),

@@ -79,6 +79,8 @@ pub(crate) struct WalkResult {
     /// SET search_path) or gives it back (`Some(false)`: RESET search_path,
     /// RESET ALL, DISCARD ALL).
     pub(crate) search_path: Option<bool>,
+    /// String literals read as names (`nextval('...')`, `'...'::regclass`).
+    pub(crate) strings: Vec<super::strings::StringMention>,
 }
 
 /// Postgres' identity of a name: unquoted folds to lower case.
@@ -94,6 +96,7 @@ pub(crate) fn walk_statement(statement: &Statement) -> WalkResult {
         column_locations: walker.column_locations,
         unsupported: walker.unsupported,
         search_path: search_path_change(statement).or(walker.sets_search_path.then_some(true)),
+        strings: walker.strings,
     }
 }
 
@@ -166,6 +169,7 @@ struct TableWalker {
     mentions: Vec<TableMention>,
     column_locations: Vec<Location>,
     unsupported: Option<String>,
+    strings: Vec<super::strings::StringMention>,
 }
 
 impl TableWalker {
@@ -392,6 +396,7 @@ impl Visitor for TableWalker {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        super::strings::strings_of(expr, &mut self.strings);
         match expr {
             Expr::Identifier(ident) => self.column_locations.push(ident.span.start),
             Expr::CompoundIdentifier(idents) => {

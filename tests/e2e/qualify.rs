@@ -460,7 +460,8 @@ async fn every_statement_kind_acts_on_the_mapped_table() {
         "true"
     );
     assert_eq!(
-        value("SELECT (to_regclass('public.old_dreams') IS NULL)::text").await,
+        // `'public.old_dreams'` would mean the moved table (public_qualified).
+        value("SELECT (to_regclass('heal7.public.old_dreams') IS NULL)::text").await,
         "false"
     );
 

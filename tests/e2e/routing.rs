@@ -73,9 +73,10 @@ async fn an_unmapped_legacy_name_reads_public_on_the_main_name_and_the_default_s
     assert_eq!(row.get::<_, &str>(0), "fresh-fortune");
 }
 
-/// Names in string literals and catalog lookups are never rewritten: they
-/// resolve through the search_path, which must find the moved objects, not
-/// the stale copies left in public.
+/// Bare names in string literals and catalog lookups are never rewritten:
+/// they resolve through the search_path, which must find the moved objects,
+/// not the stale copies left in public. A `'public.x'` string is read as a
+/// legacy spelling of the moved object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn string_and_catalog_lookups_resolve_to_the_moved_schema() {
     let pg = pg().await;
@@ -113,7 +114,10 @@ async fn string_and_catalog_lookups_resolve_to_the_moved_schema() {
             "SELECT to_regclass('users') = 'shared_common.users'::regclass",
             // What SQLAlchemy's reflection and psql's \dt rely on.
             "SELECT pg_table_is_visible('shared_common.users'::regclass)",
-            "SELECT NOT pg_table_is_visible('public.users'::regclass)",
+            // The stale copy, spelled so that the proxy leaves it there...
+            "SELECT NOT pg_table_is_visible('heal7.public.users'::regclass)",
+            // ...as `'public.users'` means the moved table (public_qualified).
+            "SELECT 'public.users'::regclass = 'shared_common.users'::regclass",
         ] {
             assert_eq!(simple_value(&c, check).await, "t", "{database}: {check}");
         }

@@ -30,6 +30,7 @@ use pg_query::protobuf::ObjectType;
 use serde_json::{Map, Value};
 
 use super::quote::qualifier;
+use super::strings::{self, StringKind, relation_argument};
 use super::{Decision, Edit, NameUse, SchemaMap, quote_identifier};
 use scan::{locate, name_after_qualifier, scan_chains, written_name};
 
@@ -260,6 +261,23 @@ const CREATED_NAMES: &[(&str, &str, Created)] = &[
     ("CreateStatsStmt", "defnames", Created::Other),
 ];
 
+/// The `A_Const` of a node, looking through casts to text (as
+/// `strings::plain_literal` does; the raw tree keeps no parentheses).
+fn string_constant(node: &Value) -> Option<&Value> {
+    let node = node.get("node")?;
+    if let Some(constant) = node.get("AConst") {
+        return Some(constant);
+    }
+    let cast = node.get("TypeCast")?;
+    let names = string_items(cast.get("type_name")?.get("names")?)?;
+    match names.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["text" | "varchar"] | ["pg_catalog", "text" | "varchar"] => {
+            string_constant(cast.get("arg")?)
+        }
+        _ => None,
+    }
+}
+
 /// An array of `{"node": {"String": {"sval": ..}}}` items -> strings.
 fn string_items(v: &Value) -> Option<Vec<String>> {
     v.as_array()?
@@ -399,6 +417,9 @@ impl Walker<'_> {
             return;
         }
         self.created_object(tag, obj);
+        if matches!(tag, "FuncCall" | "TypeCast") && self.map.requalify_public() {
+            self.name_string(tag, obj);
+        }
         if let Some(&(_, type_field, objects_field)) =
             OBJECT_LISTS.iter().find(|(t, _, _)| *t == tag)
         {
@@ -452,6 +473,72 @@ impl Walker<'_> {
             if k != "with_clause" {
                 self.value(v, &full, tag, k);
             }
+        }
+    }
+
+    /// A string literal PostgreSQL reads as a relation or type name: the
+    /// relation argument of `nextval(...)` and its kin, or a cast to
+    /// `regclass`/`regtype` (see `strings`).
+    fn name_string(&mut self, tag: &str, obj: &Map<String, Value>) {
+        let (arg, kind) = if tag == "FuncCall" {
+            let Some(name) = obj.get("funcname").and_then(string_items) else {
+                return;
+            };
+            let function = match &name[..] {
+                [f] => f,
+                [schema, f] if schema == "pg_catalog" => f,
+                _ => return,
+            };
+            let args = obj.get("args").and_then(Value::as_array);
+            let Some((index, kind)) = args.and_then(|a| relation_argument(function, a.len()))
+            else {
+                return;
+            };
+            (args.and_then(|a| a.get(index)), kind)
+        } else {
+            let Some(Value::Object(type_name)) = obj.get("type_name") else {
+                return;
+            };
+            let plain = |field: &str| {
+                type_name
+                    .get(field)
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+            };
+            let names = type_name
+                .get("names")
+                .and_then(string_items)
+                .unwrap_or_default();
+            let cast_to = match &names[..] {
+                [t] => t,
+                [schema, t] if schema == "pg_catalog" => t,
+                _ => return,
+            };
+            let kind = match cast_to.as_str() {
+                _ if !plain("typmods") || !plain("array_bounds") => return,
+                "regclass" => StringKind::Relation,
+                "regtype" => StringKind::Type,
+                _ => return,
+            };
+            (obj.get("arg"), kind)
+        };
+        let Some(constant) = arg.and_then(string_constant) else {
+            return;
+        };
+        let value = constant
+            .get("val")
+            .and_then(|v| v.get("Sval")?.get("sval")?.as_str());
+        let location = constant
+            .get("location")
+            .and_then(Value::as_i64)
+            .and_then(|l| usize::try_from(l).ok());
+        let (Some(value), Some(location)) = (value, location) else {
+            return;
+        };
+        if let Some((name, edit)) =
+            strings::decide(self.sql, self.base + location, value, kind, self.map)
+        {
+            self.found.entry(name.offset).or_insert((name, edit));
         }
     }
 

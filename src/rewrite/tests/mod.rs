@@ -39,6 +39,7 @@ mod fallback;
 mod rules;
 mod scope;
 mod statements;
+mod strings;
 
 use super::*;
 

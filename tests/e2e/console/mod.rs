@@ -412,6 +412,38 @@ async fn explain_rewrite_shows_the_text_and_each_name_with_why() {
     );
 }
 
+/// `public.` inside strings read as relation names has its own decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_rewrite_shows_public_strings() {
+    let proxy = start_console_proxy().await;
+    let c = admin(proxy.port()).await;
+    let rows = simple_rows(
+        &c,
+        "EXPLAIN REWRITE SELECT nextval('public.users_id_seq'), 'public.users'::regclass",
+    )
+    .await;
+    assert_eq!(
+        rows[0][3].as_deref(),
+        Some("SELECT nextval('users_id_seq'), 'shared_common.users'::regclass")
+    );
+    let detail = |name: &str| {
+        rows_with(&rows, 1, name)
+            .first()
+            .and_then(|r| r[3].clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        detail("public.users_id_seq")
+            .starts_with("public. spelling of an unlisted name inside a string"),
+        "{rows:?}"
+    );
+    assert_eq!(
+        detail("public.users"),
+        "public. spelling of a moved name inside a string -> shared_common",
+        "{rows:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_logs_in_and_prints_tables() {
     let proxy = start_console_proxy().await;

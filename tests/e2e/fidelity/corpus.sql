@@ -951,6 +951,38 @@ SELECT public.users.name FROM public.users WHERE public.users.id = 2
 SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.users'::regclass AND attnum > 0
 -- next: public.nextval
 SELECT nextval('public.users_id_seq')
+-- Strings PostgreSQL reads as relation names: a listed name gets its
+-- schema, an unlisted one (an owned sequence) loses `public.` and is found
+-- through the search_path like the bare spelling.
+-- next: public.currval_after_nextval
+SELECT nextval('public.users_id_seq'); SELECT currval('public.users_id_seq')
+-- next: public.currval_separate_query
+SELECT nextval('PUBLIC.users_id_seq')
+-- step
+SELECT currval('"public".users_id_seq'), currval('users_id_seq')
+-- next: public.setval
+SELECT setval('public.users_id_seq', 50);
+SELECT nextval('users_id_seq')
+-- next: public.setval_serial_sequence
+SELECT setval(pg_get_serial_sequence('public.users', 'id'), 77);
+INSERT INTO users (email, name) VALUES ('ser@heal7.test', 'ser') RETURNING id
+-- next: public.serial_sequence_text
+SELECT pg_get_serial_sequence('public.users', 'id')::regclass::text, pg_get_serial_sequence('public.dream_categories', 'id')::regclass::text
+-- next: public.to_regclass
+SELECT to_regclass('public.users')::text, to_regclass('public.users_id_seq')::text, to_regclass('public.no_such')::text
+-- next: public.regclass_sequence_text
+SELECT 'public.users_id_seq'::regclass::text, CAST('public.saju_charts_id_seq' AS regclass)::text
+-- next: public.regclass_is_live
+SELECT 'public.users'::regclass = 'users'::regclass, regclass 'public.saju_charts' = 'saju_charts'::regclass, obj_description('public.users'::regclass, 'pg_class')
+-- next: public.has_table_privilege
+SELECT has_table_privilege('public.users', 'SELECT'), has_table_privilege(current_user, 'public.kasi_cache', 'INSERT'), has_sequence_privilege('public.users_id_seq', 'USAGE')
+-- next: public.nextval_default
+ALTER TABLE dream_categories ALTER COLUMN id SET DEFAULT nextval('public.dream_categories_id_seq');
+INSERT INTO dream_categories (name) VALUES ('default-public') RETURNING id
+-- next: public.nextval_text_cast
+SELECT nextval(('public.users_id_seq'::text)::regclass), nextval('public.users_id_seq'::text)
+-- next: public.regtype_string
+SELECT 'public.user_status'::regtype::text, to_regtype('public.address')::text
 -- next: public.function
 SELECT public.user_count()
 -- next: public.type_cast
