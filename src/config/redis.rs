@@ -40,6 +40,10 @@ pub(super) struct RawRedis {
     /// Largest reply relayed from the server.
     #[serde(default = "default_max_reply_bytes")]
     max_reply_bytes: usize,
+    /// Share server connections between clients whose connection state is
+    /// the proxy's own (see README, Redis, "Multiplexing").
+    #[serde(default = "default_multiplex")]
+    multiplex: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +107,9 @@ fn default_max_request_bytes() -> usize {
 fn default_max_reply_bytes() -> usize {
     512 << 20
 }
+fn default_multiplex() -> bool {
+    true
+}
 
 /// Redis' own cap on a bulk string (proto-max-bulk-len's default).
 const REDIS_MAX_BULK: usize = 512 << 20;
@@ -138,6 +145,10 @@ pub struct RedisConfig {
     pub mode: Mode,
     pub max_request_bytes: usize,
     pub max_reply_bytes: usize,
+    /// Plain clients share one server connection per database and event
+    /// loop; a client leaves for connections of its own at its first
+    /// command that changes or holds its connection.
+    pub multiplex: bool,
 }
 
 /// Validate the section; errors are (dotted key, message).
@@ -231,6 +242,7 @@ pub(super) fn build(raw: RawRedis) -> Result<RedisConfig, (String, String)> {
         mode: raw.mode,
         max_request_bytes: raw.max_request_bytes,
         max_reply_bytes: raw.max_reply_bytes,
+        multiplex: raw.multiplex,
     })
 }
 
@@ -264,6 +276,14 @@ mod tests {
             "to_db defaults to from_db"
         );
         assert_eq!(r.max_request_bytes, 64 << 20);
+        assert!(r.multiplex, "multiplexing is on by default");
+        assert!(
+            !load("  multiplex: false\n")
+                .unwrap()
+                .redis
+                .unwrap()
+                .multiplex
+        );
         assert!(load("").is_err() || load("  {}\n").is_ok());
         assert!(
             Config::from_yaml("databases: {heal7: {}}\n", "t")

@@ -9,6 +9,7 @@
 //! live in, or refused before anything runs; WATCH pins that database.
 //! After SUBSCRIBE the connection is relayed as it is.
 
+mod mux;
 mod pubsub;
 mod session;
 mod table;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::ProxyState;
 
+pub use mux::SharedConnections;
 pub use table::{CommandTables, LoadedTable, TableReadError};
 pub use upstream::{Setup, Upstream, UpstreamError};
 
@@ -32,6 +34,7 @@ pub async fn serve(
     peer: SocketAddr,
     state: ProxyState,
     tables: Arc<CommandTables>,
+    shared: Arc<SharedConnections>,
     shutdown: CancellationToken,
 ) {
     let m = &state.metrics.redis;
@@ -58,9 +61,16 @@ pub async fn serve(
     }
     let _ = stream.set_nodelay(true);
     tracing::debug!(client = %peer, "redis client connected");
-    let result = session::Session::new(&state, &tables, peer, config, shutdown.clone())
-        .run(stream, &shutdown)
-        .await;
+    let result = session::Session::new(
+        &state,
+        &tables,
+        peer,
+        config,
+        shutdown.clone(),
+        Some(shared),
+    )
+    .run(stream, &shutdown)
+    .await;
     match result {
         Ok(()) => tracing::debug!(client = %peer, "redis client left"),
         Err(e) => tracing::info!(client = %peer, error = %e, "redis client closed"),

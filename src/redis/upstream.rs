@@ -162,4 +162,10 @@ impl Upstream {
             }
         }
     }
+
+    /// The socket and what was read past the last reply, for a shared
+    /// connection's reader and writer (see `mux`).
+    pub(super) fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.buf)
+    }
 }
