@@ -31,6 +31,7 @@ mod qualify;
 mod raw_wire;
 mod redis;
 mod redis_harness;
+mod redis_mux;
 mod relay;
 mod reload;
 mod routing;
