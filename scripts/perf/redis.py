@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--requests", type=int, default=100_000, help="per redis-benchmark run (pipelined rows x4)")
     ap.add_argument("--workers", default="1", help="HEAL7_WORKER_THREADS for heal7-proxy (twemproxy has one thread)")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--no-multiplex-too", action="store_true",
+                    help="also run a second heal7-proxy with redis.multiplex: false (a column of its own)")
     ap.add_argument("--binary", help="heal7-proxy binary (default target/release/heal7-proxy)")
     args = ap.parse_args()
     for tool in ["redis-server", "redis-benchmark", "nutcracker"]:
@@ -82,22 +84,28 @@ def main():
     procs = []
     try:
         rport, hport, tport, pgport = free_port(), free_port(), free_port(), free_port()
+        nport, npgport = free_port(), free_port()
         procs.append(subprocess.Popen(
             ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(tmp)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(rport, "redis-server")
-        config = tmp / "heal7.yaml"
-        config.write_text(
-            f"proxy: {{listen: 127.0.0.1:{pgport}}}\n"
-            "databases: {heal7: {}}\n"
-            f"redis:\n  listen: 127.0.0.1:{hport}\n"
-            f"  upstream: {{host: 127.0.0.1, port: {rport}}}\n"
-            "  namespaces:\n    - {from: \"key:\", from_db: 0, to: \"bench:key:\", to_db: 1}\n")
         env = dict(os.environ, HEAL7_WORKER_THREADS=args.workers, RUST_LOG="heal7_proxy=warn")
-        procs.append(subprocess.Popen([str(binary), "serve", "--config", str(config)], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=open(tmp / "heal7.log", "w")))
-        wait_port(hport, "heal7-proxy")
+        instances = [("heal7", pgport, hport, "true")]
+        if args.no_multiplex_too:
+            instances.append(("heal7-nomux", npgport, nport, "false"))
+        for label, pg, port, multiplex in instances:
+            config = tmp / f"{label}.yaml"
+            config.write_text(
+                f"proxy: {{listen: 127.0.0.1:{pg}}}\n"
+                "databases: {heal7: {}}\n"
+                f"redis:\n  listen: 127.0.0.1:{port}\n"
+                f"  upstream: {{host: 127.0.0.1, port: {rport}}}\n"
+                f"  multiplex: {multiplex}\n"
+                "  namespaces:\n    - {from: \"key:\", from_db: 0, to: \"bench:key:\", to_db: 1}\n")
+            procs.append(subprocess.Popen([str(binary), "serve", "--config", str(config)], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=open(tmp / f"{label}.log", "w")))
+            wait_port(port, label)
         nut = tmp / "nutcracker.yml"
         nut.write_text(
             f"bench:\n  listen: 127.0.0.1:{tport}\n  hash: fnv1a_64\n  distribution: ketama\n"
@@ -107,10 +115,12 @@ def main():
         wait_port(tport, "nutcracker")
 
         targets = [("direct", rport), ("heal7-proxy", hport), ("twemproxy", tport)]
+        if args.no_multiplex_too:
+            targets.append(("heal7 no-mux", nport))
         rows = [(t, c, p) for t in ["set", "get"] for c in [1, 50] for p in [1, 16]]
         results = {(row, name): [] for row in rows for name, _ in targets}
         for rep in range(args.reps):
-            order = targets[rep % 3:] + targets[:rep % 3]
+            order = targets[rep % len(targets):] + targets[:rep % len(targets)]
             for row in rows:
                 test, clients, pipeline = row
                 n = args.requests * (4 if pipeline > 1 else 1)
@@ -120,14 +130,19 @@ def main():
 
         print(f"redis-benchmark, median of {args.reps} interleaved repetitions; heal7-proxy HEAL7_WORKER_THREADS={args.workers}")
         print()
-        print("| test | clients | pipeline | direct req/s | heal7-proxy req/s | ratio | twemproxy req/s | ratio |")
-        print("|---|---|---|---|---|---|---|---|")
+        extra = " heal7 multiplex:false req/s | ratio |" if args.no_multiplex_too else ""
+        print("| test | clients | pipeline | direct req/s | heal7-proxy req/s | ratio | twemproxy req/s | ratio |" + extra)
+        print("|---|---|---|---|---|---|---|---|" + ("---|---|" if extra else ""))
         for row in rows:
             test, clients, pipeline = row
             d = statistics.median(results[(row, "direct")])
             h = statistics.median(results[(row, "heal7-proxy")])
             t = statistics.median(results[(row, "twemproxy")])
-            print(f"| {test.upper()} | {clients} | {pipeline} | {d:,.0f} | {h:,.0f} | {h / d:.2f} | {t:,.0f} | {t / d:.2f} |")
+            cells = f"| {test.upper()} | {clients} | {pipeline} | {d:,.0f} | {h:,.0f} | {h / d:.2f} | {t:,.0f} | {t / d:.2f} |"
+            if extra:
+                x = statistics.median(results[(row, "heal7 no-mux")])
+                cells += f" {x:,.0f} | {x / d:.2f} |"
+            print(cells)
         # The rewrite really happened: the benchmark's keys are on db 1.
         moved = subprocess.run(["redis-cli", "-p", str(rport), "-n", "1", "DBSIZE"],
                                capture_output=True, text=True).stdout.strip()

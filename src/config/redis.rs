@@ -47,6 +47,10 @@ pub(super) struct RawRedis {
     /// without cert_file and key_file, proxy.tls's files are used.
     #[serde(default)]
     tls: RawRedisTls,
+    /// Share server connections between clients whose connection state is
+    /// the proxy's own (see README, Redis, "Multiplexing").
+    #[serde(default = "default_multiplex")]
+    multiplex: bool,
 }
 
 /// `redis.tls`: the keys of `proxy.tls`, and `client_ca_file`.
@@ -133,6 +137,9 @@ fn default_max_request_bytes() -> usize {
 fn default_max_reply_bytes() -> usize {
     512 << 20
 }
+fn default_multiplex() -> bool {
+    true
+}
 
 /// Redis' own cap on a bulk string (proto-max-bulk-len's default).
 const REDIS_MAX_BULK: usize = 512 << 20;
@@ -173,6 +180,10 @@ pub struct RedisConfig {
     pub max_reply_bytes: usize,
     /// `redis.tls`: the listener's TLS (no ALPN).
     pub tls: ClientTls,
+    /// Plain clients share one server connection per database and event
+    /// loop; a client leaves for connections of its own at its first
+    /// command that changes or holds its connection.
+    pub multiplex: bool,
 }
 
 impl RedisConfig {
@@ -289,6 +300,7 @@ pub(super) fn build(
         max_request_bytes: raw.max_request_bytes,
         max_reply_bytes: raw.max_reply_bytes,
         tls,
+        multiplex: raw.multiplex,
     })
 }
 
@@ -353,6 +365,14 @@ mod tests {
             "to_db defaults to from_db"
         );
         assert_eq!(r.max_request_bytes, 64 << 20);
+        assert!(r.multiplex, "multiplexing is on by default");
+        assert!(
+            !load("  multiplex: false\n")
+                .unwrap()
+                .redis
+                .unwrap()
+                .multiplex
+        );
         assert!(load("").is_err() || load("  {}\n").is_ok());
         assert!(
             Config::from_yaml("databases: {heal7: {}}\n", "t")

@@ -100,6 +100,32 @@ pub(super) fn render(out: &mut String, m: &RedisMetrics) {
             ),
         ],
     );
+    metric(
+        "shared_connections",
+        "gauge",
+        "Server connections shared by several Redis clients (multiplexing), open now.",
+        &one(&m.shared_connections),
+    );
+    metric(
+        "multiplexed_commands_total",
+        "counter",
+        "Redis commands sent on a shared server connection.",
+        &one(&m.multiplexed_commands),
+    );
+    metric(
+        "clients_dedicated_total",
+        "counter",
+        "Redis clients that left the shared server connections for their own, by reason.",
+        &crate::metrics::redis::DedicatedReason::ALL
+            .iter()
+            .map(|r| {
+                (
+                    format!("reason=\"{}\"", r.as_str()),
+                    get(&m.clients_dedicated[*r as usize]),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
     let namespaces = m.namespaces();
     let per = |f: fn(&crate::metrics::redis::NamespaceMetrics) -> &AtomicU64| {
         namespaces

@@ -50,6 +50,21 @@ pub struct CommandSpec {
     pub key_specs: Vec<KeySpec>,
     /// `container|sub` (lower case) -> its spec.
     pub subcommands: HashMap<Vec<u8>, CommandSpec>,
+    /// The flags that say a command acts on or holds its connection.
+    pub flags: CommandFlags,
+}
+
+/// The few `COMMAND` flags the proxy reads: whether a command may share a
+/// server connection with other clients' commands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandFlags {
+    /// `blocking`: may wait for other clients (BLPOP, XREAD BLOCK...).
+    pub blocking: bool,
+    /// `noscript`: not callable from a script: connection state (CLIENT,
+    /// HELLO, MULTI...), replication, server control.
+    pub noscript: bool,
+    /// `allow_busy`: meant to run while a script is busy (SCRIPT KILL...).
+    pub allow_busy: bool,
 }
 
 /// How the table was built.
@@ -232,6 +247,7 @@ fn parse_entry(entry: &Value) -> Result<(Vec<u8>, CommandSpec, bool), TableError
     let arity = int(1).ok_or(TableError("entry without arity"))?;
     let mut spec = CommandSpec {
         arity,
+        flags: parse_flags(items.get(2)),
         ..CommandSpec::default()
     };
     let has_specs = items.len() > 8;
@@ -263,6 +279,20 @@ fn parse_entry(entry: &Value) -> Result<(Vec<u8>, CommandSpec, bool), TableError
         }
     }
     Ok((name, spec, has_specs))
+}
+
+fn parse_flags(flags: Option<&Value>) -> CommandFlags {
+    let mut out = CommandFlags::default();
+    for f in flags.and_then(Value::elements).unwrap_or_default() {
+        let Some(name) = f.as_bytes() else { continue };
+        match name.to_ascii_lowercase().as_slice() {
+            b"blocking" => out.blocking = true,
+            b"noscript" => out.noscript = true,
+            b"allow_busy" => out.allow_busy = true,
+            _ => {}
+        }
+    }
+    out
 }
 
 fn parse_key_spec(ks: &Value) -> KeySpec {
@@ -422,6 +452,7 @@ mod tests {
             arity: -1,
             key_specs,
             subcommands: HashMap::new(),
+            flags: CommandFlags::default(),
         }
     }
 
@@ -493,5 +524,42 @@ mod tests {
         assert_eq!(t.key_positions(&args("MGET a b")), Some(vec![1, 2]));
         assert_eq!(t.key_positions(&args("HSET h f v")), Some(vec![1]));
         assert_eq!(t.key_positions(&args("EVAL s 1 k a")), Some(vec![3]));
+    }
+
+    #[test]
+    fn flags_that_tie_a_command_to_its_connection_are_kept() {
+        let entry = |name: &str, flags: &[&str]| {
+            let int = |n: i64| Value::Line(b':', Bytes::from(n.to_string()));
+            Value::Aggregate(
+                b'*',
+                vec![
+                    Value::Bulk(b'$', Bytes::copy_from_slice(name.as_bytes())),
+                    int(-2),
+                    Value::Aggregate(
+                        b'~',
+                        flags
+                            .iter()
+                            .map(|f| Value::Line(b'+', Bytes::copy_from_slice(f.as_bytes())))
+                            .collect(),
+                    ),
+                    int(1),
+                    int(1),
+                    int(1),
+                ],
+            )
+        };
+        let reply = Value::Aggregate(
+            b'*',
+            vec![
+                entry("blpop", &["write", "noscript", "blocking"]),
+                entry("script", &["noscript", "allow_busy"]),
+                entry("get", &["readonly", "fast"]),
+            ],
+        );
+        let t = CommandTable::from_command_reply(&reply).unwrap();
+        let flags = |a: &str| t.spec(&args(a)).unwrap().flags;
+        assert!(flags("BLPOP k 0").blocking && flags("BLPOP k 0").noscript);
+        assert!(flags("SCRIPT KILL").allow_busy && !flags("SCRIPT KILL").blocking);
+        assert_eq!(flags("GET k"), CommandFlags::default());
     }
 }

@@ -11,7 +11,7 @@ pub mod rules;
 use bytes::Bytes;
 
 pub use channels::{ChannelRulesError, Channels};
-pub use commands::{CommandTable, TableError, TableSource};
+pub use commands::{CommandFlags, CommandTable, TableError, TableSource};
 pub use rules::{Mapped, Namespaces, Rule, RulesError};
 
 use crate::resp::{Args, Value};

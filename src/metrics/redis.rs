@@ -38,7 +38,64 @@ pub struct RedisMetrics {
     pub tls_clients_ok: AtomicU64,
     pub tls_clients_failed: AtomicU64,
     pub tls_clients_plain_refused: AtomicU64,
+    /// Multiplexing: server connections shared by clients open now,
+    /// commands sent on them, and clients that left them, by reason.
+    pub shared_connections: AtomicU64,
+    pub multiplexed_commands: AtomicU64,
+    pub clients_dedicated: [AtomicU64; DedicatedReason::ALL.len()],
     namespaces: RwLock<Registry<NamespaceMetrics>>,
+}
+
+/// Why a client left the shared server connections for its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedicatedReason {
+    /// AUTH: its own login.
+    Auth,
+    /// HELLO: protocol version, login or name.
+    Hello,
+    /// CLIENT (any subcommand): name, tracking, reply mode, id...
+    Client,
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+    Transaction,
+    /// A command that may wait (BLPOP, XREAD BLOCK, WAIT...).
+    Blocking,
+    /// SUBSCRIBE and the like, MONITOR.
+    Pubsub,
+    /// Anything else whose effect is per connection (RESET, READONLY,
+    /// SCRIPT KILL, replication, server control...).
+    Connection,
+    /// A command the server's table does not know.
+    Unknown,
+    /// `redis.multiplex` was turned off by a reload.
+    Config,
+}
+
+impl DedicatedReason {
+    pub const ALL: [DedicatedReason; 9] = [
+        DedicatedReason::Auth,
+        DedicatedReason::Hello,
+        DedicatedReason::Client,
+        DedicatedReason::Transaction,
+        DedicatedReason::Blocking,
+        DedicatedReason::Pubsub,
+        DedicatedReason::Connection,
+        DedicatedReason::Unknown,
+        DedicatedReason::Config,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DedicatedReason::Auth => "auth",
+            DedicatedReason::Hello => "hello",
+            DedicatedReason::Client => "client",
+            DedicatedReason::Transaction => "transaction",
+            DedicatedReason::Blocking => "blocking",
+            DedicatedReason::Pubsub => "pubsub",
+            DedicatedReason::Connection => "connection",
+            DedicatedReason::Unknown => "unknown_command",
+            DedicatedReason::Config => "config",
+        }
+    }
 }
 
 /// Counters of one namespace rule.
@@ -59,6 +116,11 @@ impl RedisMetrics {
     /// from the config only, so their number is bounded.
     pub fn namespace(&self, label: &str) -> Arc<NamespaceMetrics> {
         registry_entry(&self.namespaces, label)
+    }
+
+    /// Count a client that left the shared connections.
+    pub fn dedicated(&self, reason: DedicatedReason) {
+        self.clients_dedicated[reason as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every namespace's counters, sorted by label.

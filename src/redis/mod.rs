@@ -13,6 +13,7 @@
 //! Redis server with `tls-port`); in mode allow a first byte that does not
 //! start a TLS record keeps the connection in clear.
 
+mod mux;
 mod pubsub;
 mod session;
 mod table;
@@ -31,6 +32,7 @@ use crate::config::{ClientTlsMode, RedisConfig};
 use crate::state::ProxyState;
 use crate::stream::Stream;
 
+pub use mux::SharedConnections;
 pub use table::{CommandTables, LoadedTable, TableReadError};
 pub use upstream::{Setup, Upstream, UpstreamError};
 
@@ -40,6 +42,7 @@ pub async fn serve(
     peer: SocketAddr,
     state: ProxyState,
     tables: Arc<CommandTables>,
+    shared: Arc<SharedConnections>,
     shutdown: CancellationToken,
 ) {
     let m = &state.metrics.redis;
@@ -92,9 +95,16 @@ pub async fn serve(
         }
     };
     tracing::debug!(client = %peer, tls = stream.is_tls(), "redis client connected");
-    let result = session::Session::new(&state, &tables, peer, config, shutdown.clone())
-        .run(stream, &shutdown)
-        .await;
+    let result = session::Session::new(
+        &state,
+        &tables,
+        peer,
+        config,
+        shutdown.clone(),
+        Some(shared),
+    )
+    .run(stream, &shutdown)
+    .await;
     match result {
         Ok(()) => tracing::debug!(client = %peer, "redis client left"),
         Err(e) => tracing::info!(client = %peer, error = %e, "redis client closed"),

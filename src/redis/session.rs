@@ -10,11 +10,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use super::mux::{self, Shared, SharedConnections};
 use super::table::CommandTables;
 use super::upstream::{Setup, Upstream, UpstreamError};
 use crate::config::{Mode, RedisConfig};
 use crate::keyspace::{self, ReplyKeys};
-use crate::metrics::redis::NamespaceMetrics;
+use crate::metrics::redis::{DedicatedReason, NamespaceMetrics};
 use crate::resp::{self, Args, RespError, Value};
 use crate::state::ProxyState;
 use crate::stream::{ReadHalf, Stream, WriteHalf};
@@ -75,6 +76,16 @@ pub struct Session<'a> {
     writer: Option<WriteHalf>,
     /// A write to the client failed: the session ends.
     client_gone: Option<std::io::Error>,
+    /// While the client's connection state is the proxy's own: the shared
+    /// server connections its batches go to (`None`: its own ones).
+    shared: Option<SharedPath>,
+}
+
+/// A client on the shared connections, and the ones it used last (asked
+/// again after a reload or when one has ended).
+struct SharedPath {
+    conns: Arc<SharedConnections>,
+    handles: HashMap<u16, (u64, Shared)>,
 }
 
 impl<'a> Session<'a> {
@@ -84,7 +95,12 @@ impl<'a> Session<'a> {
         peer: SocketAddr,
         config: Arc<RedisConfig>,
         shutdown: CancellationToken,
+        shared: Option<Arc<SharedConnections>>,
     ) -> Self {
+        let shared = shared.filter(|_| config.multiplex).map(|conns| SharedPath {
+            conns,
+            handles: HashMap::new(),
+        });
         Session {
             state,
             tables,
@@ -101,6 +117,7 @@ impl<'a> Session<'a> {
             shutdown,
             writer: None,
             client_gone: None,
+            shared,
         }
     }
 
@@ -140,6 +157,9 @@ impl<'a> Session<'a> {
                             b"subscribe" | b"psubscribe" | b"ssubscribe"
                         ) {
                             self.flush().await?;
+                            if self.shared.take().is_some() {
+                                self.state.metrics.redis.dedicated(DedicatedReason::Pubsub);
+                            }
                             let writer = self.writer.take().expect("set above");
                             return self.pubsub(args, reader, writer, inbuf, shutdown).await;
                         }
@@ -213,6 +233,17 @@ impl<'a> Session<'a> {
             .redis
             .commands
             .fetch_add(1, Ordering::Relaxed);
+        if self.shared.is_some() && !matches!(name.as_slice(), b"select" | b"quit") {
+            let reason = if self.config().0.multiplex {
+                let table = self.tables.current();
+                mux::leaves(&name, &args, table.as_deref().map(|t| &t.table))
+            } else {
+                Some(DedicatedReason::Config)
+            };
+            if let Some(reason) = reason {
+                self.leave_shared(reason).await;
+            }
+        }
         if self.multi.is_some()
             && !matches!(
                 name.as_slice(),
@@ -304,6 +335,15 @@ impl<'a> Session<'a> {
                 Err(message) => self.error(&message),
             },
         }
+    }
+
+    /// From here on the client uses server connections of its own: its
+    /// batch on the shared ones is answered first, so its order holds.
+    async fn leave_shared(&mut self, reason: DedicatedReason) {
+        self.finish_batch().await;
+        self.shared = None;
+        self.state.metrics.redis.dedicated(reason);
+        tracing::debug!(client = %self.peer, reason = reason.as_str(), "redis client leaves the shared connections");
     }
 
     /// Route `args` by the rules in force now. `Err`: the error line.
@@ -480,6 +520,9 @@ impl<'a> Session<'a> {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
+        if self.shared.is_some() {
+            return self.finish_shared(batch).await;
+        }
         let db = batch.db;
         let shutdown = self.shutdown.clone();
         let sent = match self.upstream(db).await {
@@ -518,6 +561,68 @@ impl<'a> Session<'a> {
             // Replies may be missing: the next command reconnects.
             self.upstreams.remove(&db);
         }
+    }
+
+    /// `finish_batch` on the shared connection of the batch's database:
+    /// one job, its replies passed on as they come (a long batch's are
+    /// written to the client on the way, as on a connection of its own).
+    async fn finish_shared(&mut self, batch: Batch) {
+        let db = batch.db;
+        let n = batch.pending.len();
+        let bytes = batch.bytes.freeze();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // A connection that ended since it was last used: ask once more.
+        let sent = self.shared_handle(db, false).send(bytes.clone(), n, &tx)
+            || self.shared_handle(db, true).send(bytes, n, &tx);
+        drop(tx);
+        self.state
+            .metrics
+            .redis
+            .multiplexed_commands
+            .fetch_add(n as u64, Ordering::Relaxed);
+        let shutdown = self.shutdown.clone();
+        for (shape, namespaces) in batch.pending {
+            let next = match sent {
+                true => tokio::select! {
+                    r = rx.recv() => r,
+                    () = shutdown.cancelled() => None,
+                },
+                false => None,
+            };
+            match next {
+                Some(Ok(reply)) => {
+                    self.reply(reply, shape, db, &namespaces);
+                    if self.out.len() > OUT_FLUSH_BYTES {
+                        self.write_out().await;
+                    }
+                }
+                Some(Err(line)) => {
+                    count_error(&namespaces);
+                    self.error(&line);
+                }
+                None => {
+                    count_error(&namespaces);
+                    self.error(&error_line(&UpstreamError::ShuttingDown));
+                }
+            }
+        }
+    }
+
+    /// The shared connection for `db` (`fresh`: not the one in hand).
+    fn shared_handle(&mut self, db: u16, fresh: bool) -> Shared {
+        let (cfg, generation) = self.config();
+        let timeout = self.state.config.load().connect_timeout;
+        let path = self.shared.as_mut().expect("on the shared path");
+        if !fresh
+            && let Some((g, h)) = path.handles.get(&db)
+            && *g == generation
+            && !h.is_closed()
+        {
+            return h.clone();
+        }
+        let h = path.conns.get(db, &cfg, timeout);
+        path.handles.insert(db, (generation, h.clone()));
+        h
     }
 
     /// Append one reply, its key names mapped back when it carries some.

@@ -204,6 +204,12 @@ impl Upstream {
             }
         }
     }
+
+    /// The socket and what was read past the last reply, for a shared
+    /// connection's reader and writer (see `mux`).
+    pub(super) fn into_parts(self) -> (Stream, BytesMut) {
+        (self.stream, self.buf)
+    }
 }
 
 /// Whether an I/O error is rustls' (an alert from the server, a record it

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::listener;
-use crate::redis::{self, CommandTables};
+use crate::redis::{self, CommandTables, SharedConnections};
 use crate::state::ProxyState;
 
 /// Serve Redis clients from `listener` until `shutdown`; then each client
@@ -37,19 +37,27 @@ pub async fn run_redis(
         tracing::warn!(error = %e, "cannot read the redis command table yet; retried at the first command");
     }
     drop(snapshot);
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "accepting redis clients");
     }
+    // Multiplexing (redis.multiplex): the shared server connections.
+    let shared = Arc::new(SharedConnections::new(
+        port,
+        Arc::clone(&state.metrics),
+        shutdown.clone(),
+    ));
     let tasks = TaskTracker::new();
     while let Some((stream, peer)) = listener::accept(&listener, &shutdown, "redis clients").await {
         let state = state.clone();
         let tables = Arc::clone(&tables);
+        let shared = Arc::clone(&shared);
         let shutdown = shutdown.clone();
         state
             .workers
             .clone()
             .spawn_session(&tasks, stream, move |stream| {
-                redis::serve(stream, peer, state, tables, shutdown)
+                redis::serve(stream, peer, state, tables, shared, shutdown)
             });
     }
     drop(listener);

@@ -31,6 +31,7 @@ mod qualify;
 mod raw_wire;
 mod redis;
 mod redis_harness;
+mod redis_mux;
 mod redis_tls;
 mod relay;
 mod reload;
