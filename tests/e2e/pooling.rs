@@ -13,7 +13,7 @@ use crate::harness::{
 const AUTH_QUERY: &str = "SELECT usename, passwd FROM public.heal7_proxy_lookup($1)";
 
 /// A temporary folder holding the auth user's password file.
-fn auth_password_dir() -> tempfile::TempDir {
+pub(crate) fn auth_password_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("auth-password"), "auth-secret\n").unwrap();
     dir
@@ -218,7 +218,11 @@ async fn a_full_pool_times_out_its_waiters_and_spares_other_pools() {
 }
 
 /// YAML of a pooled proxy; `users_schema`: where the map sends `users`.
-fn pooled_yaml(pool: &str, password_file: &std::path::Path, users_mapped: bool) -> String {
+pub(crate) fn pooled_yaml(
+    pool: &str,
+    password_file: &std::path::Path,
+    users_mapped: bool,
+) -> String {
     let pg = crate::harness::pg_started();
     let schemas = if users_mapped {
         SCHEMAS_YAML.to_owned()
