@@ -236,7 +236,6 @@ impl TransactionClient {
         statement: Prepared,
         server_name: Box<[u8]>,
     ) {
-        self.hits += 1;
         self.statements.insert(
             client_name.into(),
             ClientStatement {
