@@ -250,3 +250,93 @@ async fn statements_answered_by_the_proxy_close_and_discard_as_usual() {
     let row = b.query_one(&statement, &[&1i32]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "fresh-alice");
 }
+
+/// A prepare the proxy answers and the requests pipelined after it in the
+/// same write keep their order: Parse + Sync (answered by the proxy) then
+/// Bind + Execute + Sync (answered by a server) come back as ParseComplete,
+/// ReadyForQuery, BindComplete, DataRow, CommandComplete, ReadyForQuery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepare_answered_by_the_proxy_keeps_the_order_of_a_pipeline() {
+    use bytes::{BufMut, BytesMut};
+    use heal7_proxy::protocol;
+    use md5::{Digest, Md5};
+    use tokio::io::AsyncWriteExt;
+
+    use crate::raw_wire::{read_message, startup_packet};
+
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 1").await;
+    const SQL: &str = "SELECT name FROM users WHERE id = $1";
+    // Another client of the pool (md5_user's) prepares it on a server.
+    let other = connect(&user_config(&proxy, "md5_user", "md5-secret"))
+        .await
+        .unwrap();
+    other.prepare(SQL).await.unwrap();
+
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(&startup_packet(&[
+        ("user", b"md5_user"),
+        ("database", b"heal7"),
+    ]))
+    .await
+    .unwrap();
+    let (t, body) = read_message(&mut s).await.expect("an md5 challenge");
+    assert_eq!((t, &body[..4]), (b'R', &5i32.to_be_bytes()[..]));
+    let salt: [u8; 4] = body[4..8].try_into().unwrap();
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let stored = format!("md5{}", hex(&Md5::digest(b"md5-secretmd5_user")));
+    let mut out = BytesMut::new();
+    protocol::encode_password_message(
+        &mut out,
+        format!("{}\0", heal7_proxy::auth::md5::response(&stored, salt)).as_bytes(),
+    );
+    s.write_all(&out).await.unwrap();
+    while read_message(&mut s).await.expect("login").0 != b'Z' {}
+
+    // One write: Parse + Sync, then Bind + Execute + Sync.
+    let mut out = BytesMut::new();
+    protocol::encode_parse(&mut out, b"s1", SQL.as_bytes(), &[0, 0]);
+    protocol::encode_sync(&mut out);
+    out.put_u8(b'B');
+    let at = out.len();
+    out.put_i32(0);
+    out.put_slice(b"\0s1\0");
+    out.put_i16(0); // parameter formats: text
+    out.put_i16(1);
+    out.put_i32(1);
+    out.put_slice(b"2");
+    out.put_i16(0); // result formats: text
+    let len = (out.len() - at) as i32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    protocol::encode_execute(&mut out);
+    protocol::encode_sync(&mut out);
+    s.write_all(&out).await.unwrap();
+
+    let mut tags = Vec::new();
+    let mut row = None;
+    loop {
+        let (t, body) = read_message(&mut s).await.expect("an answer");
+        if t == b'D' {
+            row = Some(body);
+        }
+        tags.push(t);
+        if tags.iter().filter(|&&t| t == b'Z').count() == 2 {
+            break;
+        }
+    }
+    assert_eq!(tags, b"1Z2DCZ", "{}", String::from_utf8_lossy(&tags));
+    let row = row.unwrap();
+    assert!(
+        row.ends_with(b"fresh-bob"),
+        "{}",
+        String::from_utf8_lossy(&row)
+    );
+    let pools = proxy.state.pools.all();
+    let pool = pools.iter().find(|p| p.user == "md5_user").unwrap();
+    assert_eq!(
+        pool.stats
+            .prepared_answered
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the Parse was answered by the proxy"
+    );
+}
