@@ -69,7 +69,7 @@ async fn pooled_pgbench_proxy(pool: &str, schema: &str) -> (ProxyHandle, tempfil
 async fn pgbench_prepared_tpcb_does_not_stall_on_a_small_pool() {
     let schema = pgbench_schema().await;
     let (proxy, _dir) = pooled_pgbench_proxy(
-        "mode: transaction, size: 3, query_wait_timeout_ms: 2000",
+        "mode: transaction, size: 3, query_wait_timeout_ms: 5000",
         &schema,
     )
     .await;
