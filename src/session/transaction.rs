@@ -10,7 +10,10 @@
 //!   Parse of an empty statement (its ParseComplete answers the client's);
 //!   a client's Close becomes a Close of a name that never exists (its
 //!   CloseComplete answers). So every answer comes from the server, in
-//!   order, and nothing is answered locally.
+//!   order, once the client holds a server connection. Between
+//!   transactions, a prepare (Parse, Describe, Close, Sync) of statements
+//!   the pool knows is answered by the proxy without taking one
+//!   (`relay/transactions/local_answers.rs`).
 //! - Session settings: `SET name ...` outside a transaction is carried and
 //!   replayed on each server connection the client gets; `RESET` forgets.
 //! - What cannot survive a server change is refused with 0A000 naming
