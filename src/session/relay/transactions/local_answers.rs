@@ -102,10 +102,12 @@ fn batch<'a>(
         match header.tag {
             tag::PARSE => {
                 let view = ParseView::parse(frame).map_err(|_| Local::Server)?;
-                if txn.has(view.name) || refusal(view.query).is_some() {
+                // The unnamed statement (every Parse of `-M extended`)
+                // leaves here, before the text is scanned.
+                let name = once(view.name)?;
+                if txn.has(name) || refusal(view.query).is_some() {
                     return Err(Local::Server);
                 }
-                let name = once(view.name)?;
                 requests.push(Request::Parse { frame, name });
             }
             tag::DESCRIBE | tag::CLOSE => {
