@@ -412,7 +412,7 @@ fn pools(out: &mut String, state: &AdminState) {
         (
             "heal7_proxy_pool_prepared_statements_total",
             "counter",
-            "Transaction pooling: client statements found prepared on the server connection (hit) or prepared there first (miss).",
+            "Transaction pooling: client statements found prepared on the server connection (hit), prepared there first (miss), or parsed between transactions by the proxy alone (answered_by_proxy).",
             |p| {
                 vec![
                     (
@@ -422,6 +422,10 @@ fn pools(out: &mut String, state: &AdminState) {
                     (
                         "result=\"miss\"",
                         p.stats.prepared_misses.load(Ordering::Relaxed),
+                    ),
+                    (
+                        "result=\"answered_by_proxy\"",
+                        p.stats.prepared_answered.load(Ordering::Relaxed),
                     ),
                 ]
             },

@@ -27,7 +27,10 @@ use crate::protocol::{ClientFacing, SqlState};
 use crate::upstream::{UpstreamFailure, open_upstream};
 
 pub use server::{Credentials, ServerConn, ServerError, login, set_param};
-pub use statements::{SERVER_STATEMENTS_CAP, ServerStatementNames};
+pub use statements::{
+    KnownStatement, POOL_STATEMENTS_CAP, PoolStatements, SERVER_STATEMENTS_CAP,
+    ServerStatementNames,
+};
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -118,6 +121,9 @@ pub struct PoolStats {
     pub prepared_hits: AtomicU64,
     pub prepared_misses: AtomicU64,
     pub prepared_evictions: AtomicU64,
+    /// Transaction pooling: client Parses the proxy answered itself,
+    /// between transactions, for statements the pool knew.
+    pub prepared_answered: AtomicU64,
 }
 
 /// One (database name, user) pool.
@@ -135,6 +141,8 @@ pub struct Pool {
     target: Mutex<Option<UpstreamTarget>>,
     credentials: Mutex<Option<Credentials>>,
     pub stats: PoolStats,
+    /// Transaction mode: the statements its server connections accepted.
+    pub statements: Arc<PoolStatements>,
 }
 
 /// What SHOW SERVERS tells of an idle connection.
@@ -168,6 +176,7 @@ impl Pool {
             target: Mutex::new(None),
             credentials: Mutex::new(None),
             stats: PoolStats::default(),
+            statements: Arc::default(),
         }
     }
 

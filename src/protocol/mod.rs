@@ -57,6 +57,7 @@ pub mod tag {
     pub const ROW_DESCRIPTION: u8 = b'T';
     pub const DATA_ROW: u8 = b'D';
     pub const NO_DATA: u8 = b'n';
+    pub const PARAMETER_DESCRIPTION: u8 = b't';
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const EMPTY_QUERY: u8 = b'I';
     pub const PORTAL_SUSPENDED: u8 = b's';

@@ -17,6 +17,7 @@ use crate::qualify::Rewritten;
 use crate::rewrite::EncodingClass;
 
 use super::prepared::{NamedParseRequest, PreparedStatements};
+use super::transaction::DescribedStatement;
 use crate::pool::ServerStatementNames as ServerStatements;
 
 /// A request the server has yet to finish answering, in send order.
@@ -28,6 +29,11 @@ pub(super) enum Pending {
     NamedParse(Box<NamedParseRequest>),
     Bind,
     Describe,
+    /// Transaction pooling: a Describe of a client's statement, whose
+    /// answer the pool keeps (see [`PoolStatements`]).
+    ///
+    /// [`PoolStatements`]: crate::pool::PoolStatements
+    DescribeStatement(Box<DescribedStatement>),
     Execute,
     Close,
     Sync,
@@ -216,8 +222,9 @@ impl Tracker {
                 Some(Pending::NamedParse(_)) => {
                     if let Some(Pending::NamedParse(request)) = self.pending.pop_front() {
                         request.context.record_result(true);
-                        if self.server_statements.is_none() {
-                            self.prepared.confirmed(request.named);
+                        match &self.server_statements {
+                            None => self.prepared.confirmed(request.named),
+                            Some(server) => super::transaction::accepted(server, &request.named),
                         }
                     }
                 }
@@ -225,7 +232,18 @@ impl Tracker {
             },
             tag::BIND_COMPLETE => self.pop_if(|p| matches!(p, Pending::Bind)),
             tag::CLOSE_COMPLETE => self.pop_if(|p| matches!(p, Pending::Close)),
-            tag::ROW_DESCRIPTION | tag::NO_DATA => self.pop_if(|p| matches!(p, Pending::Describe)),
+            tag::ROW_DESCRIPTION | tag::NO_DATA => match self.pending.front() {
+                Some(Pending::Describe) => {
+                    self.pending.pop_front();
+                }
+                Some(Pending::DescribeStatement(_)) => self.statement_described(frame),
+                _ => {}
+            },
+            tag::PARAMETER_DESCRIPTION => {
+                if let Some(Pending::DescribeStatement(d)) = self.pending.front_mut() {
+                    d.frames.extend_from_slice(frame);
+                }
+            }
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
                 self.pop_if(|p| matches!(p, Pending::Execute))
             }
@@ -305,6 +323,19 @@ impl Tracker {
 }
 
 impl Tracker {
+    /// Transaction pooling: the server described a client's statement
+    /// (the front request) with `frame` last; the pool keeps its answer.
+    #[cold]
+    #[inline(never)]
+    fn statement_described(&mut self, frame: &[u8]) {
+        if let Some(Pending::DescribeStatement(mut d)) = self.pending.pop_front()
+            && let Some(server) = &self.server_statements
+        {
+            d.frames.extend_from_slice(frame);
+            server.described(&d.server_name, d.frames.freeze());
+        }
+    }
+
     /// The server's answer to a request the proxy sent on its own: dropped
     /// (an empty replacement). `None`: not such an answer (e.g. a
     /// ParameterStatus), handled as usual.
@@ -317,11 +348,17 @@ impl Tracker {
         metrics: &Metrics,
     ) -> Option<Option<BytesMut>> {
         match frame_tag {
-            tag::PARSE_COMPLETE | tag::CLOSE_COMPLETE => {
-                if let Some(Pending::Silent(Silent::Parse(_))) = self.pending.pop_front() {
+            tag::PARSE_COMPLETE | tag::CLOSE_COMPLETE => match self.pending.pop_front() {
+                Some(Pending::Silent(Silent::Parse(_))) => {
                     metrics.prepared_reprepared.fetch_add(1, Ordering::Relaxed);
                 }
-            }
+                Some(Pending::Silent(Silent::Prepare(name))) => {
+                    if let Some(server) = &self.server_statements {
+                        server.accepted(&name, None);
+                    }
+                }
+                _ => {}
+            },
             tag::ERROR_RESPONSE => {
                 // A statement the client's next request needs: the error is
                 // the client's (the server skips that request too).

@@ -10,7 +10,10 @@
 //!   Parse of an empty statement (its ParseComplete answers the client's);
 //!   a client's Close becomes a Close of a name that never exists (its
 //!   CloseComplete answers). So every answer comes from the server, in
-//!   order, and nothing is answered locally.
+//!   order, once the client holds a server connection. Between
+//!   transactions, a prepare (Parse, Describe, Close, Sync) of statements
+//!   the pool knows is answered by the proxy without taking one
+//!   (`relay/transactions/local_answers.rs`).
 //! - Session settings: `SET name ...` outside a transaction is carried and
 //!   replayed on each server connection the client gets; `RESET` forgets.
 //! - What cannot survive a server change is refused with 0A000 naming
@@ -65,7 +68,7 @@ pub(super) fn sent_text(statement: &Prepared, out: &mut BytesMut) {
 }
 
 /// `heal7_` + 32 hex digits of SHA-256 over the sent text and types.
-fn server_name(statement: &Prepared) -> Box<[u8]> {
+pub(super) fn server_name(statement: &Prepared) -> Box<[u8]> {
     let mut text = BytesMut::new();
     sent_text(statement, &mut text);
     let mut h = Sha256::new();
@@ -107,6 +110,12 @@ impl TransactionClient {
         let mut bytes = BytesMut::new();
         let translated = if server.contains(&server_name) {
             self.hits += 1;
+            // Accepted here before: the pool knows it (again, after a
+            // reload started its record afresh).
+            server.accepted(
+                &server_name,
+                Some((&statement.query, &statement.param_types)),
+            );
             protocol::encode_parse(&mut bytes, SCRATCH_STATEMENT, b"", &[0, 0]);
             protocol::encode_close(&mut bytes, b'S', SCRATCH_STATEMENT);
             Translated {
@@ -127,7 +136,7 @@ impl TransactionClient {
                 after: Vec::new(),
                 bytes,
             }
-            .confirming(&server_name)
+            .confirming(&server_name, &statement)
         };
         self.statements.insert(
             client_name.into(),
@@ -152,6 +161,14 @@ impl TransactionClient {
         server: &mut ServerStatements,
     ) -> Option<Translated> {
         let s = self.statements.get(client_name)?;
+        // A Describe's answer is kept for the pool.
+        let entry = match frame[0] {
+            tag::DESCRIBE => Some(Pending::DescribeStatement(Box::new(DescribedStatement {
+                server_name: s.server_name.clone(),
+                frames: BytesMut::new(),
+            }))),
+            _ => entry,
+        };
         let mut bytes = BytesMut::with_capacity(frame.len() + 64);
         let mut before = Vec::new();
         if !server.contains(&s.server_name) {
@@ -204,6 +221,33 @@ impl TransactionClient {
         self.statements.remove(client_name);
     }
 
+    /// Whether the client has a statement of this name.
+    pub(super) fn has(&self, client_name: &[u8]) -> bool {
+        self.statements.contains_key(client_name)
+    }
+
+    /// The server name of the client's statement `client_name`.
+    pub(super) fn server_name_of(&self, client_name: &[u8]) -> Option<&[u8]> {
+        self.statements.get(client_name).map(|s| &*s.server_name)
+    }
+
+    /// A Parse the proxy answered itself (a statement the pool knows):
+    /// prepared on a server when the client first uses it.
+    pub(super) fn parsed_by_proxy(
+        &mut self,
+        client_name: &[u8],
+        statement: Prepared,
+        server_name: Box<[u8]>,
+    ) {
+        self.statements.insert(
+            client_name.into(),
+            ClientStatement {
+                statement,
+                server_name,
+            },
+        );
+    }
+
     /// After a reload, at a transaction boundary: each statement's server
     /// name follows its text under the new mapping (a changed text is a
     /// new server statement, prepared where it is missing when used).
@@ -219,8 +263,9 @@ impl TransactionClient {
 }
 
 impl Translated {
-    /// The server confirms `server_name` with its ParseComplete.
-    fn confirming(mut self, server_name: &[u8]) -> Translated {
+    /// The server confirms `server_name` with its ParseComplete (and the
+    /// pool learns it was accepted for the client's text and types).
+    fn confirming(mut self, server_name: &[u8], client: &Prepared) -> Translated {
         if let Some(Pending::Parse(context)) = self.entry.take() {
             self.entry = Some(Pending::NamedParse(Box::new(
                 super::prepared::NamedParseRequest {
@@ -228,8 +273,8 @@ impl Translated {
                     named: super::prepared::NamedParse {
                         name: server_name.into(),
                         statement: Prepared {
-                            query: Box::default(),
-                            param_types: Box::default(),
+                            query: client.query.clone(),
+                            param_types: client.param_types.clone(),
                             sent: SentForm::Unchanged,
                         },
                     },
@@ -238,6 +283,23 @@ impl Translated {
         }
         self
     }
+}
+
+/// A Describe of a client's statement waiting for its answer.
+#[derive(Debug)]
+pub(super) struct DescribedStatement {
+    pub server_name: Box<[u8]>,
+    /// ParameterDescription so far.
+    pub frames: BytesMut,
+}
+
+/// The server accepted a client's Parse (`named`: under the server name,
+/// with the client's text and types): the pool knows it.
+pub(super) fn accepted(server: &ServerStatements, named: &super::prepared::NamedParse) {
+    server.accepted(
+        &named.name,
+        Some((&named.statement.query, &named.statement.param_types)),
+    );
 }
 
 fn encode_parse(out: &mut BytesMut, server_name: &[u8], statement: &Prepared) {

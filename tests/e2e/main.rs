@@ -26,6 +26,7 @@ mod harness_selftest;
 mod instances;
 mod observe;
 mod pooling;
+mod pooling_prepared;
 mod qualify;
 #[path = "../support/raw_wire.rs"]
 mod raw_wire;

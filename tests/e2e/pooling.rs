@@ -13,7 +13,7 @@ use crate::harness::{
 const AUTH_QUERY: &str = "SELECT usename, passwd FROM public.heal7_proxy_lookup($1)";
 
 /// A temporary folder holding the auth user's password file.
-fn auth_password_dir() -> tempfile::TempDir {
+pub(crate) fn auth_password_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("auth-password"), "auth-secret\n").unwrap();
     dir
@@ -218,7 +218,11 @@ async fn a_full_pool_times_out_its_waiters_and_spares_other_pools() {
 }
 
 /// YAML of a pooled proxy; `users_schema`: where the map sends `users`.
-fn pooled_yaml(pool: &str, password_file: &std::path::Path, users_mapped: bool) -> String {
+pub(crate) fn pooled_yaml(
+    pool: &str,
+    password_file: &std::path::Path,
+    users_mapped: bool,
+) -> String {
     let pg = crate::harness::pg_started();
     let schemas = if users_mapped {
         SCHEMAS_YAML.to_owned()
@@ -365,6 +369,59 @@ async fn transaction_mode_prepared_statements_follow_a_reload() {
         );
         assert_eq!(simple_value(&other, "SELECT 1").await, "1");
     }
+}
+
+/// A prepare the proxy answers itself (issue 11) after a reload that
+/// moves `users`: the pool's record starts afresh with the new mapping, so
+/// the answer names the statement's new text and its execution reads the
+/// new schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_prepares_answered_by_the_proxy_follow_a_reload() {
+    let proxy =
+        ReloadablePooled::start("mode: transaction, size: 1, query_wait_timeout_ms: 3000").await;
+    let config = user_config(&proxy.handle, "scram_user", "scram-secret");
+    let (a, b, c) = (
+        connect(&config).await.unwrap(),
+        connect(&config).await.unwrap(),
+        connect(&config).await.unwrap(),
+    );
+    let holder = connect(&config).await.unwrap();
+    const SQL: &str = "SELECT name FROM users WHERE id = 1";
+    let before = a.prepare(SQL).await.unwrap();
+    assert_eq!(
+        a.query_one(&before, &[]).await.unwrap().get::<_, String>(0),
+        "fresh-alice"
+    );
+    proxy.remap(false);
+    // Under the new mapping the text is new to the pool: C's prepare goes
+    // to the server, which the pool then remembers.
+    c.prepare(SQL).await.unwrap();
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let after = tokio::time::timeout(Duration::from_millis(1500), b.prepare(SQL))
+        .await
+        .expect("answered by the proxy while the only connection is held")
+        .unwrap();
+    let execution = tokio::spawn(async move {
+        let row = b.query_one(&after, &[]).await?;
+        Ok::<_, tokio_postgres::Error>(row.get::<_, String>(0))
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        execution.await.unwrap().expect("executed"),
+        "STALE-alice",
+        "the new mapping's table"
+    );
+    assert_eq!(
+        a.query_one(&before, &[]).await.unwrap().get::<_, String>(0),
+        "STALE-alice",
+        "A's statement follows too"
+    );
+    let text = heal7_proxy::http::render_metrics(&proxy.handle.state);
+    assert!(
+        text.contains("heal7_proxy_pool_prepared_statements_total{database=\"heal7\",user=\"scram_user\",result=\"answered_by_proxy\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,15 +17,21 @@ use crate::cancel::CancelTarget;
 use crate::pool::Pool;
 use crate::stream::{ReadHalf, WriteHalf};
 
+mod local_answers;
+
+use local_answers::Local;
+
 impl Upstream {
     /// Wait for the client's next request without a server: true when
     /// bytes of one are here, false when the client left (or sent only
-    /// Terminate).
-    async fn wait_for_request(&mut self) -> Result<bool, SessionError> {
+    /// Terminate). `more`: read once more first (the buffered bytes are
+    /// the start of a batch the proxy may answer itself).
+    async fn wait_for_request(&mut self, mut more: bool) -> Result<bool, SessionError> {
         loop {
-            if let Some(&first) = self.from.buf.first() {
+            if !more && let Some(&first) = self.from.buf.first() {
                 return Ok(first != tag::TERMINATE);
             }
+            more = false;
             self.from.buf.reserve(READ_CHUNK);
             let n = self.from.read.read_buf(&mut self.from.buf).await?;
             if !self.from.got(n) {
@@ -54,15 +60,34 @@ pub(in crate::session) async fn relay_transactions(
         writing: false,
     };
     let draining = AtomicBool::new(false);
+    let mut more = false;
     loop {
         let waited = tokio::select! {
-            r = up.wait_for_request() => r,
+            r = up.wait_for_request(more) => r,
             () = ctx.shutdown.drain.cancelled() => Err(SessionError::Shutdown),
         };
         match waited {
             Ok(true) => {}
             Ok(false) => return Ok(summary(&up, &down, "client closed")),
             Err(e) => return Err(farewell(&mut client_write, e, &ctx.state).await),
+        }
+        // A prepare of a statement the pool knows needs no server (and
+        // must not wait for one: see local_answers).
+        more = false;
+        match up.answer_without_server(&tracker, ctx, pool) {
+            Local::Answered { consumed, answer } => {
+                up.from.buf.advance(consumed);
+                client_write.write_all(&answer).await?;
+                if client_write.is_tls() {
+                    client_write.flush().await?;
+                }
+                continue;
+            }
+            Local::NeedMore => {
+                more = true;
+                continue;
+            }
+            Local::Server => {}
         }
         let mut lease = match pool.acquire(&ctx.state.metrics).await {
             Ok(lease) => lease,
@@ -80,7 +105,14 @@ pub(in crate::session) async fn relay_transactions(
                 key: lease.conn.key,
             },
         );
-        lock(&tracker).server_statements = Some(std::mem::take(&mut lease.conn.statements));
+        let mut statements = std::mem::take(&mut lease.conn.statements);
+        // What this connection accepts, the pool learns, under the
+        // mapping this transaction starts with.
+        if up.mapping.refresh(ctx) {
+            up.follow_new_mapping(0, &mut false, &tracker, ctx);
+        }
+        statements.pool = Some((Arc::clone(&pool.statements), up.mapping.snapshot.generation));
+        lock(&tracker).server_statements = Some(statements);
         let (read, write) = std::mem::replace(&mut lease.conn.stream, Stream::Closed).into_split();
         up.write = write;
         down.from.read = read;
@@ -104,6 +136,7 @@ pub(in crate::session) async fn relay_transactions(
             {
                 lease.conn.stream = server;
                 lease.conn.statements = statements.unwrap_or_default();
+                lease.conn.statements.pool = None;
                 // What the client SET is on the server now: the next
                 // client's settings step resets what it does not want.
                 for (name, value) in &up.transaction.as_deref().expect("txn").settings {
