@@ -180,14 +180,26 @@ impl Upstream {
         for r in requests {
             let answer = match r {
                 Request::Parse { frame, name } => {
+                    let mut queued = Vec::with_capacity(1);
                     let rewrite = match (&self.mapping.map, self.mapping.mode) {
-                        (Some(map), Mode::Rewrite | Mode::DryRun) => {
-                            statement(frame, tag::PARSE, map, &self.mapping, &mut self.facts, ctx)
-                        }
+                        (Some(map), Mode::Rewrite | Mode::DryRun) => statement(
+                            frame,
+                            tag::PARSE,
+                            map,
+                            &self.mapping,
+                            &mut self.facts,
+                            ctx,
+                            &mut queued,
+                        ),
                         _ => parse_request(frame, StatementContext::Plain, || SentForm::Unchanged)
-                            .map(|p| (Some(p), None)),
+                            .map(|p| {
+                                queued.push(p);
+                                None
+                            }),
                     };
-                    let Ok((Some(Pending::NamedParse(request)), replacement)) = rewrite else {
+                    let (Ok(replacement), Some(Pending::NamedParse(request))) =
+                        (rewrite, queued.pop())
+                    else {
                         return Local::Server;
                     };
                     let request = *request;
