@@ -35,6 +35,9 @@ pub enum SqlState {
     InvalidAuthorization,
     /// 53300 too_many_connections: over `proxy.max_client_connections`.
     TooManyConnections,
+    /// 42P05 duplicate_prepared_statement: a Parse under a name in use
+    /// (transaction pooling, where the proxy keeps the client's names).
+    DuplicatePreparedStatement,
 }
 
 impl SqlState {
@@ -53,6 +56,7 @@ impl SqlState {
             SqlState::InvalidCursorName => "34000",
             SqlState::InvalidAuthorization => "28000",
             SqlState::TooManyConnections => "53300",
+            SqlState::DuplicatePreparedStatement => "42P05",
         }
     }
 }

@@ -467,6 +467,24 @@ pub(super) fn translate<'a>(
                 (None, entry)
             } else {
                 match entry {
+                    Some(Pending::NamedParse(request))
+                        if txn.statements.contains_key(&request.named.name) =>
+                    {
+                        // PostgreSQL keeps the first statement and says so;
+                        // the server connection may not hold the name.
+                        entries.push(Pending::Parse(StatementContext::Refused {
+                            code: SqlState::DuplicatePreparedStatement,
+                            message: format!(
+                                "prepared statement \"{}\" already exists",
+                                String::from_utf8_lossy(&request.named.name)
+                            )
+                            .into_boxed_str(),
+                        }));
+                        return Some(Replace::Statement(Replacement {
+                            sql: SentText::Refused,
+                            parse,
+                        }));
+                    }
                     Some(Pending::NamedParse(request)) => {
                         let request = *request;
                         let t = with_server(tracker, |server| {

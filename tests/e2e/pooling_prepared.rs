@@ -259,10 +259,9 @@ async fn statements_answered_by_the_proxy_close_and_discard_as_usual() {
 async fn a_prepare_answered_by_the_proxy_keeps_the_order_of_a_pipeline() {
     use bytes::{BufMut, BytesMut};
     use heal7_proxy::protocol;
-    use md5::{Digest, Md5};
     use tokio::io::AsyncWriteExt;
 
-    use crate::raw_wire::{read_message, startup_packet};
+    use crate::raw_wire::read_message;
 
     let (proxy, _dir) = pooled_proxy("mode: transaction, size: 1").await;
     const SQL: &str = "SELECT name FROM users WHERE id = $1";
@@ -272,25 +271,7 @@ async fn a_prepare_answered_by_the_proxy_keeps_the_order_of_a_pipeline() {
         .unwrap();
     other.prepare(SQL).await.unwrap();
 
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(&startup_packet(&[
-        ("user", b"md5_user"),
-        ("database", b"heal7"),
-    ]))
-    .await
-    .unwrap();
-    let (t, body) = read_message(&mut s).await.expect("an md5 challenge");
-    assert_eq!((t, &body[..4]), (b'R', &5i32.to_be_bytes()[..]));
-    let salt: [u8; 4] = body[4..8].try_into().unwrap();
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let stored = format!("md5{}", hex(&Md5::digest(b"md5-secretmd5_user")));
-    let mut out = BytesMut::new();
-    protocol::encode_password_message(
-        &mut out,
-        format!("{}\0", heal7_proxy::auth::md5::response(&stored, salt)).as_bytes(),
-    );
-    s.write_all(&out).await.unwrap();
-    while read_message(&mut s).await.expect("login").0 != b'Z' {}
+    let mut s = md5_user_on_the_wire(&proxy).await;
 
     // One write: Parse + Sync, then Bind + Execute + Sync.
     let mut out = BytesMut::new();
@@ -339,4 +320,104 @@ async fn a_prepare_answered_by_the_proxy_keeps_the_order_of_a_pipeline() {
         1,
         "the Parse was answered by the proxy"
     );
+}
+
+/// md5_user logged in through `proxy` on a raw socket, past its first
+/// ReadyForQuery.
+async fn md5_user_on_the_wire(proxy: &ProxyHandle) -> tokio::net::TcpStream {
+    use bytes::BytesMut;
+    use heal7_proxy::protocol;
+    use md5::{Digest, Md5};
+    use tokio::io::AsyncWriteExt;
+
+    use crate::raw_wire::{read_message, startup_packet};
+
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(&startup_packet(&[
+        ("user", b"md5_user"),
+        ("database", b"heal7"),
+    ]))
+    .await
+    .unwrap();
+    let (t, body) = read_message(&mut s).await.expect("an md5 challenge");
+    assert_eq!((t, &body[..4]), (b'R', &5i32.to_be_bytes()[..]));
+    let salt: [u8; 4] = body[4..8].try_into().unwrap();
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let stored = format!("md5{}", hex(&Md5::digest(b"md5-secretmd5_user")));
+    let mut out = BytesMut::new();
+    protocol::encode_password_message(
+        &mut out,
+        format!("{}\0", heal7_proxy::auth::md5::response(&stored, salt)).as_bytes(),
+    );
+    s.write_all(&out).await.unwrap();
+    while read_message(&mut s).await.expect("login").0 != b'Z' {}
+    s
+}
+
+/// As PostgreSQL does, a Parse under a name the client already uses fails
+/// with 42P05 and leaves the first statement in place (transaction mode
+/// used to prepare the new text under the old name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parse_under_a_name_in_use_fails_with_42p05() {
+    use bytes::{BufMut, BytesMut};
+    use heal7_proxy::protocol;
+    use tokio::io::AsyncWriteExt;
+
+    use crate::raw_wire::read_message;
+
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 1").await;
+    let mut s = md5_user_on_the_wire(&proxy).await;
+    let mut answers = Vec::new();
+    for sql in ["SELECT 'first'", "SELECT 'second'"] {
+        let mut out = BytesMut::new();
+        protocol::encode_parse(&mut out, b"s1", sql.as_bytes(), &[0, 0]);
+        protocol::encode_sync(&mut out);
+        s.write_all(&out).await.unwrap();
+        let mut tags = Vec::new();
+        loop {
+            let (t, body) = read_message(&mut s).await.expect("an answer");
+            tags.push(t);
+            if t == b'E' {
+                answers.push(String::from_utf8_lossy(&body).into_owned());
+            }
+            if t == b'Z' {
+                break;
+            }
+        }
+        answers.push(String::from_utf8_lossy(&tags).into_owned());
+    }
+    assert_eq!(answers[0], "1Z");
+    assert!(
+        answers[1].contains("C42P05")
+            && answers[1].contains("prepared statement \"s1\" already exists"),
+        "{answers:?}"
+    );
+    assert_eq!(answers[2], "EZ");
+
+    // The first statement still stands.
+    let mut out = BytesMut::new();
+    out.put_u8(b'B');
+    let at = out.len();
+    out.put_i32(0);
+    out.put_slice(b"\0s1\0");
+    out.put_i16(0);
+    out.put_i16(0);
+    out.put_i16(0);
+    let len = (out.len() - at) as i32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    protocol::encode_execute(&mut out);
+    protocol::encode_sync(&mut out);
+    s.write_all(&out).await.unwrap();
+    let mut row = None;
+    loop {
+        let (t, body) = read_message(&mut s).await.expect("an answer");
+        assert_ne!(t, b'E', "{}", String::from_utf8_lossy(&body));
+        if t == b'D' {
+            row = Some(body);
+        }
+        if t == b'Z' {
+            break;
+        }
+    }
+    assert!(row.unwrap().ends_with(b"first"));
 }
