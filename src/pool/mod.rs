@@ -60,6 +60,15 @@ impl UpstreamTarget {
         settings.auth.hash(&mut h);
         h.finish()
     }
+
+    /// Whether `other` opens connections the signature cannot tell apart
+    /// from this one's (a byte comparison, cheaper than hashing).
+    fn same_signature_parts(&self, other: &UpstreamTarget) -> bool {
+        self.host == other.host
+            && self.port == other.port
+            && self.tls.mode == other.tls.mode
+            && self.startup == other.startup
+    }
 }
 
 /// Why a client got no server connection.
@@ -138,7 +147,10 @@ pub struct Pool {
     reserve: Arc<Semaphore>,
     reserve_applied: Mutex<usize>,
     idle: Mutex<Vec<ServerConn>>,
-    target: Mutex<Option<UpstreamTarget>>,
+    /// With its signature under the settings it was followed with: every
+    /// acquire follows the live route, and hashing the startup packet each
+    /// time cost more than the rest of the acquire.
+    target: Mutex<Option<(UpstreamTarget, u64)>>,
     credentials: Mutex<Option<Credentials>>,
     pub stats: PoolStats,
     /// Transaction mode: the statements its server connections accepted.
@@ -210,20 +222,26 @@ impl Pool {
     /// Follow the live config: sizes change at once, a changed upstream
     /// drains the idle connections.
     pub fn follow(&self, settings: &Arc<PoolSettings>, target: UpstreamTarget) {
-        {
+        let same_settings = {
             let mut current = locked(&self.settings);
-            if !Arc::ptr_eq(&current, settings) {
+            let same = Arc::ptr_eq(&current, settings);
+            if !same {
                 *current = Arc::clone(settings);
             }
-        }
+            same
+        };
         resize(&self.permits, &self.size_applied, settings.size);
         resize(&self.reserve, &self.reserve_applied, settings.reserve_size);
-        let signature = target.signature(settings);
         let mut t = locked(&self.target);
-        let changed = t
-            .as_ref()
-            .is_some_and(|old| old.signature(settings) != signature);
-        *t = Some(target);
+        let kept = match &*t {
+            Some((old, signature)) if same_settings && old.same_signature_parts(&target) => {
+                Some(*signature)
+            }
+            _ => None,
+        };
+        let signature = kept.unwrap_or_else(|| target.signature(settings));
+        let changed = t.as_ref().is_some_and(|(_, old)| *old != signature);
+        *t = Some((target, signature));
         drop(t);
         if changed {
             let drained = std::mem::take(&mut *locked(&self.idle));
@@ -237,10 +255,7 @@ impl Pool {
     }
 
     fn signature(&self) -> Option<u64> {
-        let settings = self.settings();
-        locked(&self.target)
-            .as_ref()
-            .map(|t| t.signature(&settings))
+        locked(&self.target).as_ref().map(|(_, s)| *s)
     }
 
     /// A server connection for one client: an idle one if any is healthy,
@@ -313,8 +328,7 @@ impl Pool {
     /// Open and log in a new server connection with the pool's target and
     /// credentials.
     pub async fn open(&self, metrics: &Metrics) -> Result<ServerConn, PoolError> {
-        let settings = self.settings();
-        let target = locked(&self.target)
+        let (target, signature) = locked(&self.target)
             .clone()
             .ok_or(PoolError::NoCredentials)?;
         let credentials = locked(&self.credentials)
@@ -330,7 +344,6 @@ impl Pool {
             metrics,
         )
         .await?;
-        let signature = target.signature(&settings);
         let conn = tokio::time::timeout(limit, login(stream, first, addr, &credentials, signature))
             .await
             .map_err(|_| PoolError::Upstream(UpstreamFailure::Timeout(limit)))??;
