@@ -658,7 +658,7 @@ fn forget_closed(tracker: &Mutex<Tracker>, name: &[u8]) {
 /// a `d`, a blank or a comment's start (a byte test before the real one,
 /// which runs on every statement otherwise).
 #[inline]
-fn may_deallocate(frame: &[u8]) -> bool {
+pub(super) fn may_deallocate(frame: &[u8]) -> bool {
     matches!(
         frame.get(5),
         Some(b'd' | b'D' | b'/' | b'-' | b' ' | b'\t' | b'\n' | b'\r')

@@ -314,6 +314,16 @@ fn encode_parse(out: &mut BytesMut, server_name: &[u8], statement: &Prepared) {
 /// Why a statement cannot run on a transaction-pooled database, if it
 /// cannot: state that would stay behind on a server connection another
 /// client gets next.
+/// Every statement is searched for these: one automaton pass (a window
+/// compare per byte and word cost more than the rest of the transaction).
+static SESSION_ADVISORY_LOCKS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(["pg_advisory_lock", "pg_try_advisory_lock"])
+            .expect("two literal patterns")
+    });
+
 pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
     // Case-insensitive in place: no lower-case copy of every statement.
     let contains = |w: &[u8]| text.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
@@ -330,7 +340,7 @@ pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
         && !contains(b"on commit drop")
     {
         Some("temporary tables without ON COMMIT DROP")
-    } else if contains(b"pg_advisory_lock") || contains(b"pg_try_advisory_lock") {
+    } else if SESSION_ADVISORY_LOCKS.is_match(text) {
         Some("session-level advisory locks (use pg_advisory_xact_lock)")
     } else {
         None
@@ -449,7 +459,13 @@ pub(super) fn translate<'a>(
                 }));
             }
             if frame[0] == tag::QUERY {
-                match deallocation(text) {
+                // The first-byte test before the lexer, as in the 1:1 relay.
+                let dropped = if super::relay::may_deallocate(frame) {
+                    deallocation(text)
+                } else {
+                    None
+                };
+                match dropped {
                     Some(Deallocation::All) => {
                         let mut t = lock(tracker);
                         txn.forget_all(t.server_statements.get_or_insert_with(Default::default));
@@ -461,7 +477,9 @@ pub(super) fn translate<'a>(
                 // outlives the COMMIT (a rolled back one is replayed all
                 // the same, a documented difference).
                 let _ = between();
-                if let Some(setting) = session_setting(text) {
+                if may_set(text)
+                    && let Some(setting) = session_setting(text)
+                {
                     txn.follow_setting(setting);
                 }
                 (None, entry)
@@ -566,6 +584,16 @@ fn with_server(
     Some(translated)
 }
 
+/// Whether a Query's text may be a `SET` or `RESET` ([`session_setting`]
+/// trims Unicode white space too, so a non-ASCII first byte may be one).
+#[inline]
+fn may_set(text: &[u8]) -> bool {
+    matches!(
+        text.trim_ascii_start().first(),
+        Some(b's' | b'S' | b'r' | b'R' | 0x80..)
+    )
+}
+
 fn first_word(text: &[u8]) -> &[u8] {
     let t = text.trim_ascii_start();
     let end = t
@@ -578,6 +606,27 @@ fn first_word(text: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_texts_that_may_set_are_read_for_settings() {
+        for text in [
+            &b"SET a = 1"[..],
+            b"  reset all",
+            b"\tset x to 1",
+            b"\xc2\xa0SET x = 1",
+        ] {
+            assert!(may_set(text), "{}", String::from_utf8_lossy(text));
+        }
+        for text in [
+            &b"INSERT INTO t VALUES (1)"[..],
+            b"  begin",
+            b"",
+            b"/* c */ SET a = 1",
+        ] {
+            assert!(!may_set(text), "{}", String::from_utf8_lossy(text));
+            assert_eq!(session_setting(text), None);
+        }
+    }
 
     #[test]
     fn settings_are_read() {
@@ -620,5 +669,8 @@ mod tests {
         assert!(refusal(b"SELECT pg_advisory_lock(1)").is_some());
         assert!(refusal(b"SELECT pg_advisory_xact_lock(1)").is_none());
         assert!(refusal(b"SELECT * FROM users").is_none());
+        assert!(refusal(b"select PG_TRY_ADVISORY_LOCK(1)").is_some());
+        assert!(refusal(b"SELECT pg_advisory_lock_shared(1)").is_some());
+        assert!(refusal(b"SELECT pg_try_advisory_xact_lock(1)").is_none());
     }
 }
