@@ -381,6 +381,11 @@ def main():
     ap.add_argument("--binary", default=str(ROOT / "target/release/heal7-proxy"))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="print each pgbench command and its output")
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the work folder (with --instructions: the callgrind profiles, for callgrind_annotate)",
+    )
     ap.add_argument("--instructions", action="store_true", help="count instructions per statement instead (see above)")
     ap.add_argument(
         "--isolation",
@@ -530,7 +535,10 @@ def main():
                 p.kill()
         if server:
             server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"profiles kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
