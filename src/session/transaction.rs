@@ -584,14 +584,20 @@ fn with_server(
     Some(translated)
 }
 
-/// Whether a Query's text may be a `SET` or `RESET` ([`session_setting`]
-/// trims Unicode white space too, so a non-ASCII first byte may be one).
+/// Whether a Query's text may be a `SET` or `RESET`: its first word is
+/// one ([`session_setting`] trims Unicode white space too, so a vertical
+/// tab or a non-ASCII byte first may hide one).
 #[inline]
 fn may_set(text: &[u8]) -> bool {
-    matches!(
-        text.trim_ascii_start().first(),
-        Some(b's' | b'S' | b'r' | b'R' | 0x80..)
-    )
+    let text = text.trim_ascii_start();
+    match text.first() {
+        Some(0x0b | 0x80..) => true,
+        Some(b's' | b'S' | b'r' | b'R') => {
+            let word = first_word(text);
+            word.eq_ignore_ascii_case(b"set") || word.eq_ignore_ascii_case(b"reset")
+        }
+        _ => false,
+    }
 }
 
 fn first_word(text: &[u8]) -> &[u8] {
@@ -614,11 +620,14 @@ mod tests {
             b"  reset all",
             b"\tset x to 1",
             b"\xc2\xa0SET x = 1",
+            b"\x0bSET x = 1",
         ] {
             assert!(may_set(text), "{}", String::from_utf8_lossy(text));
         }
         for text in [
             &b"INSERT INTO t VALUES (1)"[..],
+            b"SELECT 1",
+            b"settle",
             b"  begin",
             b"",
             b"/* c */ SET a = 1",
