@@ -415,6 +415,35 @@ fn movable_key_specs() -> Vec<(&'static str, Vec<KeySpec>)> {
     ]
 }
 
+/// One entry of a `COMMAND` / `COMMAND INFO` reply, as servers before 7
+/// send it: name, arity, flags (in an aggregate of `flags_kind`: `*` or
+/// RESP3's `~`), first key, last key, step. For tests here and in the
+/// Redis handler.
+#[cfg(test)]
+pub(crate) fn command_reply_entry(
+    name: &str,
+    arity: i64,
+    flags_kind: u8,
+    flags: &[&str],
+    (first, last, step): (i64, i64, i64),
+) -> Vec<Value> {
+    let int = |n: i64| Value::Line(b':', Bytes::from(n.to_string()));
+    vec![
+        Value::Bulk(b'$', Bytes::copy_from_slice(name.as_bytes())),
+        int(arity),
+        Value::Aggregate(
+            flags_kind,
+            flags
+                .iter()
+                .map(|f| Value::Line(b'+', Bytes::copy_from_slice(f.as_bytes())))
+                .collect(),
+        ),
+        int(first),
+        int(last),
+        int(step),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,19 +526,9 @@ mod tests {
     #[test]
     fn a_redis_6_table_uses_first_last_step_and_the_movable_list() {
         let entry = |name: &str, first: i64, last: i64, step: i64| {
-            let int = |n: i64| Value::Line(b':', Bytes::from(n.to_string()));
-            Value::Aggregate(
-                b'*',
-                vec![
-                    Value::Bulk(b'$', Bytes::copy_from_slice(name.as_bytes())),
-                    int(-2),
-                    Value::Aggregate(b'*', vec![]),
-                    int(first),
-                    int(last),
-                    int(step),
-                    Value::Aggregate(b'*', vec![]),
-                ],
-            )
+            let mut fields = command_reply_entry(name, -2, b'*', &[], (first, last, step));
+            fields.push(Value::Aggregate(b'*', vec![]));
+            Value::Aggregate(b'*', fields)
         };
         let reply = Value::Aggregate(
             b'*',
@@ -529,24 +548,7 @@ mod tests {
     #[test]
     fn flags_that_tie_a_command_to_its_connection_are_kept() {
         let entry = |name: &str, flags: &[&str]| {
-            let int = |n: i64| Value::Line(b':', Bytes::from(n.to_string()));
-            Value::Aggregate(
-                b'*',
-                vec![
-                    Value::Bulk(b'$', Bytes::copy_from_slice(name.as_bytes())),
-                    int(-2),
-                    Value::Aggregate(
-                        b'~',
-                        flags
-                            .iter()
-                            .map(|f| Value::Line(b'+', Bytes::copy_from_slice(f.as_bytes())))
-                            .collect(),
-                    ),
-                    int(1),
-                    int(1),
-                    int(1),
-                ],
-            )
+            Value::Aggregate(b'*', command_reply_entry(name, -2, b'~', flags, (1, 1, 1)))
         };
         let reply = Value::Aggregate(
             b'*',

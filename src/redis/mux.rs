@@ -499,23 +499,9 @@ mod tests {
 
     fn table() -> CommandTable {
         let entry = |name: &str, flags: &[&str]| {
-            let int = |n: i64| Value::Line(b':', Bytes::from(n.to_string()));
             Value::Aggregate(
                 b'*',
-                vec![
-                    Value::Bulk(b'$', Bytes::copy_from_slice(name.as_bytes())),
-                    int(-1),
-                    Value::Aggregate(
-                        b'*',
-                        flags
-                            .iter()
-                            .map(|f| Value::Line(b'+', Bytes::copy_from_slice(f.as_bytes())))
-                            .collect(),
-                    ),
-                    int(0),
-                    int(0),
-                    int(0),
-                ],
+                crate::keyspace::commands::command_reply_entry(name, -1, b'*', flags, (0, 0, 0)),
             )
         };
         let reply = Value::Aggregate(
