@@ -33,6 +33,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_all(procs):
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def wait_port(port, what, timeout=10.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -149,13 +159,7 @@ def main():
         print()
         print(f"keys on db 1 after the run (where heal7-proxy sent `key:`): {moved}")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -20,7 +20,6 @@ and a release build (`cargo build --release`; --no-build skips it).
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,11 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from redis import free_port, stop_all  # noqa: E402
 
 
 def make_certificates(tmp):
@@ -161,13 +157,7 @@ def main():
         print()
         print(f"keys on db 1 after the run (where both proxies sent `key:`): {moved}")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
