@@ -180,11 +180,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config, user } => {
             let config = Config::load(&config)?;
-            let runtime = tokio::runtime::Runtime::new()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(commands::check(config, user))
         }
         Command::Introspect { database, user } => {
-            let runtime = tokio::runtime::Runtime::new()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(commands::introspect(database, user))
         }
         Command::HashPassword => commands::hash_password(),
@@ -194,7 +198,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             batch,
         } => {
             let config = Config::load(&config)?;
-            let runtime = tokio::runtime::Runtime::new()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(commands::migrate_keys(
                 &config,
                 dry_run,
