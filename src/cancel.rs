@@ -54,12 +54,17 @@ pub enum CancelRoute {
     NotOurs { peer: u8 },
 }
 
+type KeyMap = HashMap<(i32, i32), CancelTarget, foldhash::fast::RandomState>;
+
 /// Client-held key -> where its cancel goes, for every live session.
 #[derive(Debug, Default)]
 pub struct CancelKeys {
     /// This instance's peer id; `None`: the server's keys are handed out.
     peer_id: Option<u8>,
-    keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
+    /// foldhash, not SipHash: a transaction-pooled client's key is
+    /// registered and forgotten at every transaction. The keys are the
+    /// proxy's own random draws, so a client cannot choose colliding ones.
+    keys: Mutex<KeyMap>,
 }
 
 impl CancelKeys {
@@ -73,7 +78,7 @@ impl CancelKeys {
         }
     }
 
-    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, i32), CancelTarget>> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, KeyMap> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -310,6 +310,19 @@ impl Pool {
         tokio::time::timeout(rest, either).await.ok()?
     }
 
+    /// Keep a released connection idle, unless it is too old or its
+    /// upstream changed.
+    fn keep_idle(&self, mut conn: ServerConn, settings: &PoolSettings) {
+        if Some(conn.upstream_signature) != self.signature()
+            || conn.created.elapsed() >= settings.server_lifetime
+        {
+            self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        conn.idle_since = Instant::now();
+        locked(&self.idle).push(conn);
+    }
+
     fn take_idle(&self, settings: &PoolSettings) -> Option<ServerConn> {
         let signature = self.signature();
         let mut idle = locked(&self.idle);
@@ -415,34 +428,32 @@ impl Lease {
     }
 
     /// Give the connection back: reset it (`server_reset_query`) and keep
-    /// it idle, unless it is too old or its upstream changed. Runs in the
-    /// background; the permit is held until the connection is idle.
+    /// it idle, unless it is too old or its upstream changed. A reset runs
+    /// in the background; the permit is held until the connection is idle.
+    /// Without one (transaction pooling, every transaction) the connection
+    /// is idle at once: no task, no move of it into one.
     pub fn release(self, reset: bool) {
         let Lease {
-            mut conn,
+            conn,
             pool,
             _permit,
         } = self;
         pool.stats.servers_active.fetch_sub(1, Ordering::Relaxed);
+        let settings = pool.settings();
+        if !reset || settings.server_reset_query.is_empty() {
+            pool.keep_idle(conn, &settings);
+            drop(_permit);
+            return;
+        }
         tokio::spawn(async move {
-            let settings = pool.settings();
-            let query = &settings.server_reset_query;
-            if reset && !query.is_empty() {
-                if let Err(e) = conn.simple(query).await {
-                    tracing::debug!(database = %pool.database, user = %pool.user, error = %e, "server reset failed; connection closed");
-                    pool.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                conn.applied.clear();
-            }
-            if Some(conn.upstream_signature) != pool.signature()
-                || conn.created.elapsed() >= settings.server_lifetime
-            {
+            let mut conn = conn;
+            if let Err(e) = conn.simple(&settings.server_reset_query).await {
+                tracing::debug!(database = %pool.database, user = %pool.user, error = %e, "server reset failed; connection closed");
                 pool.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            conn.idle_since = Instant::now();
-            locked(&pool.idle).push(conn);
+            conn.applied.clear();
+            pool.keep_idle(conn, &settings);
             drop(_permit);
         });
     }

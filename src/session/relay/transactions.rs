@@ -61,10 +61,17 @@ pub(in crate::session) async fn relay_transactions(
     };
     let draining = AtomicBool::new(false);
     let mut more = false;
+    // Made once for the session: each cancellation future is a waiter
+    // registered in its token, and a new one per transaction cost more
+    // than the transaction's own bookkeeping.
+    let drain = ctx.shutdown.drain.cancelled();
+    tokio::pin!(drain);
+    let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
+    tokio::pin!(abort);
     loop {
         let waited = tokio::select! {
             r = up.wait_for_request(more) => r,
-            () = ctx.shutdown.drain.cancelled() => Err(SessionError::Shutdown),
+            () = &mut drain => Err(SessionError::Shutdown),
         };
         match waited {
             Ok(true) => {}
@@ -117,11 +124,10 @@ pub(in crate::session) async fn relay_transactions(
         up.write = write;
         down.from.read = read;
 
-        let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
         let result = tokio::select! {
             r = up.run::<TRANSACTION_POOL>(&tracker, ctx) => r,
             r = down.run::<TRANSACTION_POOL>(&mut client_write, &tracker, &draining, ctx) => r,
-            () = abort => Err(SessionError::Shutdown),
+            () = &mut abort => Err(SessionError::Shutdown),
         };
         ctx.state.cancel_keys.forget(key);
         let statements = lock(&tracker).server_statements.take();
