@@ -262,19 +262,15 @@ impl Pool {
     /// else a new one, waiting at most `query_wait_timeout` for a permit.
     pub async fn acquire(self: &Arc<Self>, metrics: &Metrics) -> Result<Lease, PoolError> {
         let settings = self.settings();
-        let started = Instant::now();
-        self.stats.clients_waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = self.permit(&settings).await;
-        self.stats.clients_waiting.fetch_sub(1, Ordering::Relaxed);
-        self.stats.wait_seconds.record(started.elapsed());
-        let Some(permit) = permit else {
-            self.stats.wait_timeouts.fetch_add(1, Ordering::Relaxed);
-            return Err(PoolError::Timeout {
-                database: self.database.clone(),
-                user: self.user.clone(),
-                size: settings.size,
-                waited: started.elapsed(),
-            });
+        // A free permit is taken without a wait: no timer, no waiter, no
+        // clock read. Released permits go to the queued waiters first, so
+        // this never overtakes a client already waiting.
+        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => {
+                self.stats.wait_seconds.record(Duration::ZERO);
+                permit
+            }
+            Err(_) => self.wait_for_permit(&settings).await?,
         };
         let conn = match self.take_idle(&settings) {
             Some(conn) => conn,
@@ -286,6 +282,26 @@ impl Pool {
             conn,
             pool: Arc::clone(self),
             _permit: permit,
+        })
+    }
+
+    async fn wait_for_permit(
+        &self,
+        settings: &PoolSettings,
+    ) -> Result<OwnedSemaphorePermit, PoolError> {
+        let started = Instant::now();
+        self.stats.clients_waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permit(settings).await;
+        self.stats.clients_waiting.fetch_sub(1, Ordering::Relaxed);
+        self.stats.wait_seconds.record(started.elapsed());
+        permit.ok_or_else(|| {
+            self.stats.wait_timeouts.fetch_add(1, Ordering::Relaxed);
+            PoolError::Timeout {
+                database: self.database.clone(),
+                user: self.user.clone(),
+                size: settings.size,
+                waited: started.elapsed(),
+            }
         })
     }
 
@@ -313,13 +329,14 @@ impl Pool {
     /// Keep a released connection idle, unless it is too old or its
     /// upstream changed.
     fn keep_idle(&self, mut conn: ServerConn, settings: &PoolSettings) {
+        let now = Instant::now();
         if Some(conn.upstream_signature) != self.signature()
-            || conn.created.elapsed() >= settings.server_lifetime
+            || now.duration_since(conn.created) >= settings.server_lifetime
         {
             self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        conn.idle_since = Instant::now();
+        conn.idle_since = now;
         locked(&self.idle).push(conn);
     }
 

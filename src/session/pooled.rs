@@ -400,11 +400,42 @@ fn options_settings(options: &str, out: &mut Vec<(String, String)>) -> Result<()
 /// SET on the server connection each wanted setting whose value differs
 /// from what it has: `wanted` values are quoted here, `carried` ones
 /// (SET commands a transaction-pooled client ran) are SQL as it wrote them.
+/// Whether the connection has exactly the settings a client wants, so
+/// there is nothing to reset or set: the common case (one application's
+/// clients share their startup settings), checked without allocating.
+fn already_applied(
+    conn: &ServerConn,
+    wanted: &[(String, String)],
+    carried: &[(String, String)],
+) -> bool {
+    let named = |list: &[(String, String)], name: &str| {
+        list.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    conn.applied
+        .iter()
+        .all(|(n, _)| named(wanted, n) || named(carried, n))
+        && wanted.iter().all(|(name, value)| {
+            conn.applied
+                .iter()
+                .chain(conn.params.iter())
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .is_some_and(|(_, v)| v == value)
+        })
+        && carried.iter().all(|(name, value)| {
+            conn.applied
+                .iter()
+                .any(|(n, v)| n == name && v.strip_prefix("sql:") == Some(value.as_str()))
+        })
+}
+
 pub(super) async fn apply_settings(
     conn: &mut ServerConn,
     wanted: &[(String, String)],
     carried: &[(String, String)],
 ) -> Result<(), PoolError> {
+    if already_applied(conn, wanted, carried) {
+        return Ok(());
+    }
     let mut sql = String::new();
     // Whatever an earlier client set that this one does not want goes back
     // to the connection's default.
