@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::MAX_PEER_ID;
 
@@ -54,7 +54,39 @@ pub enum CancelRoute {
     NotOurs { peer: u8 },
 }
 
-type KeyMap = HashMap<(i32, i32), CancelTarget, foldhash::fast::RandomState>;
+/// Where a transaction-pooled client's cancel goes: the server of its
+/// current transaction, none between transactions. The client's session
+/// sets it at each transaction; the key stays registered for the session.
+#[derive(Debug, Default)]
+pub struct PooledTarget(Mutex<Option<CancelTarget>>);
+
+impl PooledTarget {
+    pub fn set(&self, target: Option<CancelTarget>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = target;
+    }
+
+    fn get(&self) -> Option<CancelTarget> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a client-held key points to.
+#[derive(Debug, Clone)]
+enum Held {
+    Fixed(CancelTarget),
+    Pooled(Arc<PooledTarget>),
+}
+
+impl Held {
+    fn target(&self) -> Option<CancelTarget> {
+        match self {
+            Held::Fixed(t) => Some(*t),
+            Held::Pooled(p) => p.get(),
+        }
+    }
+}
+
+type KeyMap = HashMap<(i32, i32), Held, foldhash::fast::RandomState>;
 
 /// Client-held key -> where its cancel goes, for every live session.
 #[derive(Debug, Default)]
@@ -94,23 +126,38 @@ impl CancelKeys {
             self.register_target(server_key, target);
             return server_key;
         }
-        self.fresh(|| server_key.0, Some(target))
+        self.fresh(|| server_key.0, Some(Held::Fixed(target)))
     }
 
     pub fn register_target(&self, key: (i32, i32), target: CancelTarget) {
-        self.locked().insert(key, target);
+        self.locked().insert(key, Held::Fixed(target));
+    }
+
+    /// A fresh key for a transaction-pooled client, whose server changes
+    /// with each transaction: set the returned target at each one (no
+    /// registry lock, no hashing per transaction).
+    pub fn issue_pooled(&self) -> ((i32, i32), Arc<PooledTarget>) {
+        let target = Arc::new(PooledTarget::default());
+        let key = self.fresh(
+            || (rand::random::<u32>() >> 1).max(1) as i32,
+            Some(Held::Pooled(Arc::clone(&target))),
+        );
+        (key, target)
     }
 
     /// A fresh key no live session holds, for a pooled client (the server
     /// behind it changes; see [`CancelKeys::register_target`]).
     pub fn issue(&self, target: Option<CancelTarget>) -> (i32, i32) {
         // A positive pid, as a server's.
-        self.fresh(|| (rand::random::<u32>() >> 1).max(1) as i32, target)
+        self.fresh(
+            || (rand::random::<u32>() >> 1).max(1) as i32,
+            target.map(Held::Fixed),
+        )
     }
 
     /// A key no live session holds: `pid()`'s pid and a random secret
     /// (carrying the peer id when there is one), registered to `target`.
-    fn fresh(&self, pid: impl Fn() -> i32, target: Option<CancelTarget>) -> (i32, i32) {
+    fn fresh(&self, pid: impl Fn() -> i32, target: Option<Held>) -> (i32, i32) {
         let mut keys = self.locked();
         loop {
             let random = rand::random::<u32>();
@@ -134,7 +181,10 @@ impl CancelKeys {
     /// registered it with another server.
     pub fn remove(&self, key: (i32, i32), upstream: SocketAddr) {
         let mut keys = self.locked();
-        if keys.get(&key).is_some_and(|t| t.addr == upstream) {
+        if keys
+            .get(&key)
+            .is_some_and(|t| matches!(t, Held::Fixed(t) if t.addr == upstream))
+        {
             keys.remove(&key);
         }
     }
@@ -145,7 +195,7 @@ impl CancelKeys {
     }
 
     pub fn lookup(&self, key: (i32, i32)) -> Option<CancelTarget> {
-        self.locked().get(&key).copied()
+        self.locked().get(&key).and_then(Held::target)
     }
 
     /// Where a CancelRequest carrying (pid, secret) goes.

@@ -113,10 +113,17 @@ pub(super) async fn serve(
         lease.discard();
         return Err(e.into());
     }
-    let proxy_key = session.state.cancel_keys.issue(Some(CancelTarget {
-        addr: lease.conn.addr,
-        key: lease.conn.key,
-    }));
+    // Transaction mode: the key's server is set at each transaction.
+    let (proxy_key, pooled_target) = if settings.mode == PoolMode::Transaction {
+        let (key, target) = session.state.cancel_keys.issue_pooled();
+        (key, Some(target))
+    } else {
+        let key = session.state.cancel_keys.issue(Some(CancelTarget {
+            addr: lease.conn.addr,
+            key: lease.conn.key,
+        }));
+        (key, None)
+    };
     let _key = IssuedKey(session.state, proxy_key);
     let mut out = BytesMut::new();
     protocol::encode_authentication(&mut out, 0, &[]);
@@ -128,9 +135,8 @@ pub(super) async fn serve(
     stream.write_all(&out).await?;
     stream.flush().await?;
 
-    if settings.mode == PoolMode::Transaction {
+    if let Some(cancel_target) = pooled_target {
         // The connection that answered the login goes back at once.
-        session.state.cancel_keys.forget(proxy_key);
         lease.release(false);
         return relay::relay_transactions(
             client.take().expect("the client stream"),
@@ -138,7 +144,7 @@ pub(super) async fn serve(
             &ctx,
             &pool,
             &wanted,
-            proxy_key,
+            &cancel_target,
         )
         .await;
     }

@@ -195,6 +195,51 @@ async fn cancel_reaches_the_pooled_server_connection() {
     assert_eq!(sqlstate(&e), "57014", "{e}");
 }
 
+/// Transaction mode: the key the client got at login follows it to the
+/// server of its current transaction, whichever that is; between
+/// transactions it cancels nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_the_server_of_the_current_transaction() {
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 2").await;
+    let config = user_config(&proxy, "scram_user", "scram-secret");
+    let client = connect(&config).await.unwrap();
+    // Another client holds one server connection in a transaction, so the
+    // first client's transactions use the other one.
+    let other = connect(&config).await.unwrap();
+    other.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    for _ in 0..3 {
+        client.batch_execute("SELECT 1").await.unwrap();
+    }
+    let token = client.cancel_token();
+    // Idle: the key points nowhere, and the client is unaffected.
+    token
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel sent");
+    client
+        .batch_execute("SELECT 1")
+        .await
+        .expect("nothing to cancel");
+    let sleeper = tokio::spawn(async move {
+        let r = client.batch_execute("SELECT pg_sleep(30)").await;
+        drop(client);
+        r
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel sent");
+    let e = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("cancelled promptly")
+        .unwrap()
+        .expect_err("cancelled");
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    // The other client's transaction was not touched.
+    other.batch_execute("SELECT 1; COMMIT").await.unwrap();
+}
+
 /// A pool saturated by one client makes the next wait
 /// `query_wait_timeout_ms`, then fail with 53300 naming the pool; another
 /// pool (another user) is not affected.

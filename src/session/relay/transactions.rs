@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 use super::super::pooled::apply_settings;
 use super::super::transaction::TransactionClient;
 use super::*;
-use crate::cancel::CancelTarget;
+use crate::cancel::{CancelTarget, PooledTarget};
 use crate::pool::Pool;
 use crate::stream::{ReadHalf, WriteHalf};
 
@@ -42,14 +42,15 @@ impl Upstream {
 }
 
 /// Relay a transaction-pooled client until it leaves. `wanted`: its
-/// startup settings; `key`: the cancel key it was given.
+/// startup settings; `cancel_target`: where the cancel key it was given
+/// points, set for each transaction.
 pub(in crate::session) async fn relay_transactions(
     client: Stream,
     leftover: BytesMut,
     ctx: &RelayContext,
     pool: &Arc<Pool>,
     wanted: &[(String, String)],
-    key: (i32, i32),
+    cancel_target: &PooledTarget,
 ) -> Result<Summary, SessionError> {
     let (client_read, mut client_write) = client.into_split();
     let tracker = Mutex::new(Tracker::new(true));
@@ -64,7 +65,9 @@ pub(in crate::session) async fn relay_transactions(
     // Made once for the session: each cancellation future is a waiter
     // registered in its token, and a new one per transaction cost more
     // than the transaction's own bookkeeping.
-    let drain = ctx.shutdown.drain.cancelled();
+    // Gated: polled at every wake of the session, but its token's lock is
+    // taken only once the token has woken it.
+    let drain = WakeGate::new(ctx.shutdown.drain.cancelled());
     tokio::pin!(drain);
     let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
     tokio::pin!(abort);
@@ -105,13 +108,10 @@ pub(in crate::session) async fn relay_transactions(
             lease.discard();
             return Err(farewell(&mut client_write, e.into(), &ctx.state).await);
         }
-        ctx.state.cancel_keys.register_target(
-            key,
-            CancelTarget {
-                addr: lease.conn.addr,
-                key: lease.conn.key,
-            },
-        );
+        cancel_target.set(Some(CancelTarget {
+            addr: lease.conn.addr,
+            key: lease.conn.key,
+        }));
         let mut statements = std::mem::take(&mut lease.conn.statements);
         // What this connection accepts, the pool learns, under the
         // mapping this transaction starts with.
@@ -129,7 +129,7 @@ pub(in crate::session) async fn relay_transactions(
             r = down.run::<TRANSACTION_POOL>(&mut client_write, &tracker, &draining, ctx) => r,
             () = &mut abort => Err(SessionError::Shutdown),
         };
-        ctx.state.cancel_keys.forget(key);
+        cancel_target.set(None);
         let statements = lock(&tracker).server_statements.take();
         let reusable = down.from.buf.is_empty() && lock(&tracker).between_transactions();
         let server = Stream::reunite(
