@@ -16,9 +16,12 @@
 //!   (`relay/transactions/local_answers.rs`).
 //! - Session settings: `SET name ...` outside a transaction is carried and
 //!   replayed on each server connection the client gets; `RESET` forgets.
+//! - SQL-level PREPARE/EXECUTE/DEALLOCATE sent alone in a Query are
+//!   carried the same way (`sql_prepare.rs`).
 //! - What cannot survive a server change is refused with 0A000 naming
-//!   transaction pooling: LISTEN, SQL-level PREPARE, cursors WITH HOLD,
-//!   session advisory locks, temporary tables without ON COMMIT DROP.
+//!   transaction pooling: LISTEN, SQL-level PREPARE in a Parse or after
+//!   the first statement of a Query, cursors WITH HOLD, session advisory
+//!   locks, temporary tables without ON COMMIT DROP.
 
 use std::collections::HashMap;
 
@@ -29,10 +32,13 @@ use std::sync::Mutex;
 
 use super::prepared::{Prepared, SentForm};
 use super::relay::{Replace, Replacement, SentText};
+use super::sql_prepare::{SqlTranslation, translate_query};
 use super::tracker::{Pending, Silent, StatementContext, Tracker, lock};
 use crate::pool::ServerStatementNames as ServerStatements;
 use crate::protocol::{self, ParseView, SqlState, tag};
-use crate::rewrite::{Deallocation, deallocation, splice_into};
+use crate::rewrite::{
+    Deallocation, deallocation, later_statement_prepares, may_be_sql_prepared, splice_into,
+};
 
 /// A client statement and the name it has on servers.
 #[derive(Debug)]
@@ -316,12 +322,14 @@ fn encode_parse(out: &mut BytesMut, server_name: &[u8], statement: &Prepared) {
 /// client gets next.
 /// Every statement is searched for these: one automaton pass (a window
 /// compare per byte and word cost more than the rest of the transaction).
+/// `prepare` (the third pattern) only leads to a closer look: a PREPARE
+/// after the first statement of a Query.
 static SESSION_ADVISORY_LOCKS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
     std::sync::LazyLock::new(|| {
         aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
-            .build(["pg_advisory_lock", "pg_try_advisory_lock"])
-            .expect("two literal patterns")
+            .build(["pg_advisory_lock", "pg_try_advisory_lock", "prepare"])
+            .expect("three literal patterns")
     });
 
 pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
@@ -340,9 +348,19 @@ pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
         && !contains(b"on commit drop")
     {
         Some("temporary tables without ON COMMIT DROP")
-    } else if SESSION_ADVISORY_LOCKS.is_match(text) {
-        Some("session-level advisory locks (use pg_advisory_xact_lock)")
     } else {
+        let mut prepare_seen = false;
+        for m in SESSION_ADVISORY_LOCKS.find_iter(text) {
+            if m.pattern().as_usize() < 2 {
+                return Some("session-level advisory locks (use pg_advisory_xact_lock)");
+            }
+            if !prepare_seen {
+                prepare_seen = true;
+                if later_statement_prepares(text) {
+                    return Some("SQL-level PREPARE after the first statement of a Query");
+                }
+            }
+        }
         None
     }
 }
@@ -422,8 +440,8 @@ impl TransactionClient {
 pub(super) fn translate<'a>(
     txn: &mut TransactionClient,
     frame: &'a [u8],
-    entry: Option<Pending>,
-    replacement: Option<Replacement<'a>>,
+    mut entry: Option<Pending>,
+    mut replacement: Option<Replacement<'a>>,
     between: &mut dyn FnMut() -> bool,
     tracker: &Mutex<Tracker>,
     entries: &mut Vec<Pending>,
@@ -441,6 +459,13 @@ pub(super) fn translate<'a>(
                 None
             };
             let text = parse.as_ref().map_or(body, |p| p.query);
+            // SQL-level PREPARE/EXECUTE/DEALLOCATE (first word only).
+            if frame[0] == tag::QUERY && may_be_sql_prepared(text) {
+                match translate_query(txn, text, entry, replacement, tracker, entries) {
+                    SqlTranslation::Done(replace) => return Some(replace),
+                    SqlTranslation::NotMine(e, r) => (entry, replacement) = (e, r),
+                }
+            }
             if let Some(what) = refusal(text) {
                 let context = StatementContext::Refused {
                     code: SqlState::FeatureNotSupported,
@@ -468,6 +493,7 @@ pub(super) fn translate<'a>(
                 match dropped {
                     Some(Deallocation::All) => {
                         let mut t = lock(tracker);
+                        t.sql.clear();
                         txn.forget_all(t.server_statements.get_or_insert_with(Default::default));
                     }
                     Some(Deallocation::Named(name)) => txn.forget(&name),
@@ -681,5 +707,8 @@ mod tests {
         assert!(refusal(b"select PG_TRY_ADVISORY_LOCK(1)").is_some());
         assert!(refusal(b"SELECT pg_advisory_lock_shared(1)").is_some());
         assert!(refusal(b"SELECT pg_try_advisory_xact_lock(1)").is_none());
+        assert!(refusal(b"SELECT 1; PREPARE p AS SELECT 1").is_some());
+        assert!(refusal(b"SELECT prepared_at FROM t").is_none());
+        assert!(refusal(b"SELECT 'prepare'; SELECT pg_advisory_lock(1)").is_some());
     }
 }

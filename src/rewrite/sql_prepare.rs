@@ -1,0 +1,353 @@
+//! SQL-level prepared statements in a simple-query text: `PREPARE name
+//! [(types)] AS statement`, `EXECUTE name [(args)]` (also after `EXPLAIN
+//! [options]` and in `CREATE TABLE ... AS EXECUTE name`) and `DEALLOCATE
+//! [PREPARE] name`. Transaction pooling carries these across server
+//! connections under names of its own, so it needs where the client's name
+//! is in the text and where the statement ends; this module finds them
+//! (pure: text in, byte spans out).
+
+use std::ops::Range;
+
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, TokenWithSpan};
+
+use super::split::{TextIndex, split_statements, tokenize};
+
+/// What a simple-query text does with SQL-level prepared statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlPrepared {
+    /// `PREPARE name [(types)] AS statement`.
+    Prepare(Use),
+    /// `EXECUTE name [(args)]`, `EXPLAIN ... EXECUTE name` or `CREATE TABLE
+    /// ... AS EXECUTE name`.
+    Execute(Use),
+    /// `DEALLOCATE [PREPARE] name` (not `ALL`: see [`super::deallocation`]).
+    Deallocate(Use),
+    /// One of these in a form this module does not take apart exactly
+    /// (several statements in one text, text that is not UTF-8 or does not
+    /// tokenize, a shape it does not know): the reason, to refuse it.
+    Unsupported(&'static str),
+}
+
+/// Where a statement's name is, in a text holding one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    /// The name as the server stores it (an unquoted name folded to lower
+    /// case).
+    pub name: Vec<u8>,
+    /// The name's bytes in the text (quotes included).
+    pub span: Range<usize>,
+    /// Where the statement's last token ends (before a `;`, blanks and
+    /// comments that follow it).
+    pub end: usize,
+}
+
+/// The first word of a text, after blanks and comments.
+pub fn first_word(text: &[u8]) -> &[u8] {
+    super::deallocate::word(super::deallocate::skip_blank(text)).map_or(&[], |(w, _)| w)
+}
+
+/// Whether a text's first word makes it one of the forms above: a cheap
+/// test to run before [`sql_prepared`] on every Query (`CREATE` only with
+/// `EXECUTE` somewhere in the text).
+#[inline]
+pub fn may_be_sql_prepared(text: &[u8]) -> bool {
+    let first = text.iter().find(|b| !b.is_ascii_whitespace());
+    if !matches!(
+        first,
+        Some(b'p' | b'P' | b'e' | b'E' | b'd' | b'D' | b'c' | b'C' | b'/' | b'-')
+    ) {
+        return false;
+    }
+    let word = first_word(text);
+    let is = |w: &[u8]| word.eq_ignore_ascii_case(w);
+    is(b"prepare")
+        || is(b"execute")
+        || is(b"deallocate")
+        || is(b"explain")
+        || is(b"create") && contains_word(text, b"execute")
+}
+
+fn contains_word(text: &[u8], w: &[u8]) -> bool {
+    text.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w))
+}
+
+/// The form of `text` (see [`SqlPrepared`]); `None` when it is none of
+/// them (an ordinary EXPLAIN or CREATE, `DEALLOCATE ALL`).
+pub fn sql_prepared(text: &[u8]) -> Option<SqlPrepared> {
+    if !may_be_sql_prepared(text) {
+        return None;
+    }
+    let Ok(text) = std::str::from_utf8(text) else {
+        return Some(SqlPrepared::Unsupported("text that is not UTF-8"));
+    };
+    let Ok(tokens) = tokenize(text) else {
+        return Some(SqlPrepared::Unsupported("text that does not tokenize"));
+    };
+    let mut statements = split_statements(tokens)
+        .into_iter()
+        .filter(|s| !s.is_empty());
+    let first = statements.next()?;
+    let index = TextIndex::new(text);
+    let form = read_statement(&first.tokens, &index)?;
+    if statements.next().is_some() {
+        return Some(SqlPrepared::Unsupported("several statements in one Query"));
+    }
+    Some(form)
+}
+
+/// Whether some statement of a text after its first is a `PREPARE` (which
+/// would leave a statement under the client's name on a server connection).
+pub fn later_statement_prepares(text: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(text) else {
+        return false;
+    };
+    let Ok(tokens) = tokenize(text) else {
+        return false;
+    };
+    split_statements(tokens)
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .skip(1)
+        .any(|s| {
+            s.tokens
+                .iter()
+                .find(|t| !matches!(t.token, Token::Whitespace(_)))
+                .is_some_and(|t| is_keyword(&t.token, Keyword::PREPARE))
+        })
+}
+
+fn is_keyword(token: &Token, k: Keyword) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.keyword == k)
+}
+
+/// One statement's form; `None`: not one of them.
+fn read_statement(tokens: &[TokenWithSpan], index: &TextIndex<'_>) -> Option<SqlPrepared> {
+    let words: Vec<&TokenWithSpan> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let end = index.byte_offset(words.last()?.span.end)?;
+    let is = |i: usize, k: Keyword| words.get(i).is_some_and(|t| is_keyword(&t.token, k));
+    let name_at = |i: usize| -> Option<Use> {
+        let t = words.get(i)?;
+        let Token::Word(w) = &t.token else {
+            return None;
+        };
+        let name = match w.quote_style {
+            Some('"') => w.value.as_bytes().to_vec(),
+            None => w.value.to_ascii_lowercase().into_bytes(),
+            Some(_) => return None,
+        };
+        let span = index.byte_offset(t.span.start)?..index.byte_offset(t.span.end)?;
+        Some(Use { name, span, end })
+    };
+    let unsupported = |what| Some(SqlPrepared::Unsupported(what));
+    // The index after a parenthesized list starting at `i` (or `i`).
+    let after_parens = |i: usize| -> Option<usize> {
+        if !matches!(words.get(i)?.token, Token::LParen) {
+            return Some(i);
+        }
+        let mut depth = 0usize;
+        for (j, t) in words.iter().enumerate().skip(i) {
+            match t.token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(j + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    };
+    if is(0, Keyword::PREPARE) {
+        let Some(name) = name_at(1) else {
+            return unsupported("a PREPARE without a statement name");
+        };
+        let Some(after) = words.get(2).map_or(Some(2), |_| after_parens(2)) else {
+            return unsupported("a PREPARE whose parameter types do not close");
+        };
+        if !is(after, Keyword::AS) || words.len() <= after + 1 {
+            return unsupported("a PREPARE without AS and a statement");
+        }
+        return Some(SqlPrepared::Prepare(name));
+    }
+    if is(0, Keyword::DEALLOCATE) {
+        let at = if is(1, Keyword::PREPARE) { 2 } else { 1 };
+        if is(at, Keyword::ALL) && words.len() == at + 1 {
+            return None;
+        }
+        return match name_at(at) {
+            Some(name) if words.len() == at + 1 => Some(SqlPrepared::Deallocate(name)),
+            _ => unsupported("a DEALLOCATE of this form"),
+        };
+    }
+    let execute_at = if is(0, Keyword::EXECUTE) {
+        0
+    } else if is(0, Keyword::EXPLAIN) {
+        let mut i = after_parens(1)?;
+        let analyse = |i: usize| {
+            words.get(i).is_some_and(
+                |t| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("analyse")),
+            )
+        };
+        while is(i, Keyword::ANALYZE) || analyse(i) || is(i, Keyword::VERBOSE) {
+            i += 1;
+        }
+        if !is(i, Keyword::EXECUTE) {
+            return None;
+        }
+        i
+    } else if is(0, Keyword::CREATE) {
+        // `CREATE [...] TABLE name [...] AS EXECUTE name [(args)] [WITH [NO] DATA]`
+        let mut depth = 0usize;
+        let mut found = None;
+        for (i, t) in words.iter().enumerate() {
+            match t.token {
+                Token::LParen => depth += 1,
+                Token::RParen => depth = depth.saturating_sub(1),
+                _ if depth == 0 && is(i, Keyword::AS) && is(i + 1, Keyword::EXECUTE) => {
+                    found = Some(i + 1);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        found?
+    } else {
+        return None;
+    };
+    let Some(name) = name_at(execute_at + 1) else {
+        return unsupported("an EXECUTE without a statement name");
+    };
+    // EXECUTE alone must end with its arguments; EXPLAIN and CREATE may
+    // have more after them (WITH DATA), which the server reads.
+    if execute_at == 0 {
+        let rest = execute_at + 2;
+        if words.len() > rest && after_parens(rest) != Some(words.len()) {
+            return unsupported("an EXECUTE of this form");
+        }
+    }
+    Some(SqlPrepared::Execute(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn used(text: &str) -> (String, String, String) {
+        let form = sql_prepared(text.as_bytes()).expect("a form");
+        let (kind, u) = match form {
+            SqlPrepared::Prepare(u) => ("prepare", u),
+            SqlPrepared::Execute(u) => ("execute", u),
+            SqlPrepared::Deallocate(u) => ("deallocate", u),
+            SqlPrepared::Unsupported(why) => panic!("{text}: unsupported: {why}"),
+        };
+        (
+            kind.to_owned(),
+            String::from_utf8(u.name).unwrap(),
+            format!("{}|{}", &text[u.span.clone()], &text[u.end..]),
+        )
+    }
+
+    #[test]
+    fn finds_the_name_and_the_end_of_each_form() {
+        let cases = [
+            (
+                "PREPARE q1 (int, text) AS SELECT * FROM users WHERE id = $1;",
+                ("prepare", "q1", "q1|;"),
+            ),
+            (
+                "prepare \"My Q\" as select 1 -- note",
+                ("prepare", "My Q", "\"My Q\"| -- note"),
+            ),
+            (
+                "PREPARE Q2 AS INSERT INTO t VALUES ($1)",
+                ("prepare", "q2", "Q2|"),
+            ),
+            (
+                "/* c */ EXECUTE q1 (1, 'a''b');  ",
+                ("execute", "q1", "q1|;  "),
+            ),
+            ("execute Q1", ("execute", "q1", "Q1|")),
+            (
+                "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE q1(1)",
+                ("execute", "q1", "q1|"),
+            ),
+            (
+                "explain analyze verbose execute q1",
+                ("execute", "q1", "q1|"),
+            ),
+            (
+                "CREATE TABLE t2 AS EXECUTE q1(2) WITH NO DATA",
+                ("execute", "q1", "q1|"),
+            ),
+            ("DEALLOCATE PREPARE q1;", ("deallocate", "q1", "q1|;")),
+            ("deallocate \"My Q\"", ("deallocate", "My Q", "\"My Q\"|")),
+        ];
+        for (text, (kind, name, rest)) in cases {
+            assert_eq!(
+                used(text),
+                (kind.to_owned(), name.to_owned(), rest.to_owned()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn leaves_other_statements_alone() {
+        for text in [
+            "SELECT 1",
+            "EXPLAIN SELECT * FROM users",
+            "CREATE TABLE t (x int)",
+            "CREATE FUNCTION f() RETURNS void AS $$ BEGIN EXECUTE 'x'; END $$ LANGUAGE plpgsql",
+            "DEALLOCATE ALL",
+            "deallocate prepare all;",
+            "COMMIT",
+            "DELETE FROM users",
+            "",
+        ] {
+            assert_eq!(sql_prepared(text.as_bytes()), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_take_apart() {
+        for text in [
+            "PREPARE a AS SELECT 1; EXECUTE a",
+            "EXECUTE a; SELECT 1",
+            "PREPARE a SELECT 1",
+            "PREPARE a (int AS SELECT 1",
+            "PREPARE",
+            "EXECUTE a b",
+            "DEALLOCATE a b",
+            "PREPARE a AS SELECT 'unterminated",
+        ] {
+            assert!(
+                matches!(
+                    sql_prepared(text.as_bytes()),
+                    Some(SqlPrepared::Unsupported(_))
+                ),
+                "{text}: {:?}",
+                sql_prepared(text.as_bytes())
+            );
+        }
+        assert!(matches!(
+            sql_prepared(b"PREPARE a AS SELECT '\xff'"),
+            Some(SqlPrepared::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn finds_a_prepare_after_the_first_statement() {
+        assert!(later_statement_prepares(b"SELECT 1; PREPARE a AS SELECT 1"));
+        assert!(!later_statement_prepares(b"SELECT prepare FROM t"));
+        assert!(!later_statement_prepares(
+            b"SELECT 'x; prepare a as select 1'"
+        ));
+        assert!(!later_statement_prepares(b"PREPARE a AS SELECT 1"));
+    }
+}
