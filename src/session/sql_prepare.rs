@@ -151,6 +151,9 @@ impl SqlStatements {
     }
 }
 
+/// A statement's name, the client's or a server's.
+type Name = Box<[u8]>;
+
 /// A Query of SQL-level statements, sent after statements of the proxy's
 /// own (one `Silent::Command` each, queued before it), and what to undo
 /// if the server refuses it.
@@ -161,12 +164,12 @@ pub(super) struct SqlQuery {
     /// The proxy's statements still unanswered when an error came.
     pub(super) remaining: u8,
     /// A PREPARE's (client name, server name): forgotten if it fails.
-    forget: Option<(Box<[u8]>, Box<[u8]>)>,
+    forget: Option<(Name, Name)>,
     /// A DEALLOCATE's statement: put back if it fails.
-    restore: Option<(Box<[u8]>, SqlStatement)>,
+    restore: Option<(Name, SqlStatement)>,
     /// The server statement is gone if the error comes while this many of
     /// the proxy's statements were unanswered.
-    lost: Option<(Box<[u8]>, u8)>,
+    lost: Option<(Name, u8)>,
 }
 
 impl Tracker {

@@ -333,13 +333,19 @@ static SESSION_ADVISORY_LOCKS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
     });
 
 pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
+    refusal_in(text, false)
+}
+
+/// [`refusal`]; `query`: the text is a simple Query's, where a PREPARE
+/// first is carried (`sql_prepare.rs`), not refused.
+fn refusal_in(text: &[u8], query: bool) -> Option<&'static str> {
     // Case-insensitive in place: no lower-case copy of every statement.
     let contains = |w: &[u8]| text.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
     let first = first_word(text);
     let is = |w: &[u8]| first.eq_ignore_ascii_case(w);
     if is(b"listen") {
         Some("LISTEN")
-    } else if is(b"prepare") {
+    } else if !query && is(b"prepare") {
         Some("SQL-level PREPARE (use the protocol's named statements)")
     } else if is(b"declare") && contains(b" with hold") {
         Some("cursors WITH HOLD")
@@ -459,14 +465,7 @@ pub(super) fn translate<'a>(
                 None
             };
             let text = parse.as_ref().map_or(body, |p| p.query);
-            // SQL-level PREPARE/EXECUTE/DEALLOCATE (first word only).
-            if frame[0] == tag::QUERY && may_be_sql_prepared(text) {
-                match translate_query(txn, text, entry, replacement, tracker, entries) {
-                    SqlTranslation::Done(replace) => return Some(replace),
-                    SqlTranslation::NotMine(e, r) => (entry, replacement) = (e, r),
-                }
-            }
-            if let Some(what) = refusal(text) {
+            if let Some(what) = refusal_in(text, frame[0] == tag::QUERY) {
                 let context = StatementContext::Refused {
                     code: SqlState::FeatureNotSupported,
                     message: format!(
@@ -482,6 +481,13 @@ pub(super) fn translate<'a>(
                     sql: SentText::Refused,
                     parse,
                 }));
+            }
+            // SQL-level PREPARE/EXECUTE/DEALLOCATE (first word only).
+            if frame[0] == tag::QUERY && may_be_sql_prepared(text) {
+                match translate_query(txn, text, entry, replacement, tracker, entries) {
+                    SqlTranslation::Done(replace) => return Some(replace),
+                    SqlTranslation::NotMine(e, r) => (entry, replacement) = (e, r),
+                }
             }
             if frame[0] == tag::QUERY {
                 // The first-byte test before the lexer, as in the 1:1 relay.
@@ -708,6 +714,8 @@ mod tests {
         assert!(refusal(b"SELECT pg_advisory_lock_shared(1)").is_some());
         assert!(refusal(b"SELECT pg_try_advisory_xact_lock(1)").is_none());
         assert!(refusal(b"SELECT 1; PREPARE p AS SELECT 1").is_some());
+        assert!(refusal_in(b"PREPARE p AS SELECT 1", true).is_none());
+        assert!(refusal_in(b"SELECT 1; PREPARE p AS SELECT 1", true).is_some());
         assert!(refusal(b"SELECT prepared_at FROM t").is_none());
         assert!(refusal(b"SELECT 'prepare'; SELECT pg_advisory_lock(1)").is_some());
     }
