@@ -123,6 +123,14 @@ pub(super) struct SqlStatements {
 }
 
 impl SqlStatements {
+    pub(super) fn has(&self, name: &[u8]) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
     /// `DEALLOCATE ALL` / `DISCARD ALL`.
     pub(super) fn clear(&mut self) {
         self.by_name.clear();

@@ -518,7 +518,8 @@ pub(super) fn translate<'a>(
             } else {
                 match entry {
                     Some(Pending::NamedParse(request))
-                        if txn.statements.contains_key(&request.named.name) =>
+                        if txn.statements.contains_key(&request.named.name)
+                            || lock(tracker).sql.has(&request.named.name) =>
                     {
                         // PostgreSQL keeps the first statement and says so;
                         // the server connection may not hold the name.

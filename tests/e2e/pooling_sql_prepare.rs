@@ -352,3 +352,63 @@ async fn sql_prepares_mixed_into_other_statements_are_refused() {
         .expect_err("a protocol-level statement");
     assert_eq!(sqlstate(&e), "0A000", "{e}");
 }
+
+/// PostgreSQL keeps SQL-level and protocol-level statements in one
+/// namespace: a Parse under a name an SQL PREPARE holds fails with 42P05,
+/// even when the pool knows the Parse's text (a Parse the proxy would
+/// otherwise answer itself), and the SQL statement stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parse_under_a_name_sql_prepare_holds_fails_with_42p05() {
+    use bytes::BytesMut;
+    use heal7_proxy::protocol;
+    use tokio::io::AsyncWriteExt;
+
+    use crate::pooling_prepared::md5_user_on_the_wire;
+    use crate::raw_wire::read_message;
+
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 1").await;
+    // The pool learns `SELECT 1` from another client.
+    let other = connect(&user_config(&proxy, "md5_user", "md5-secret"))
+        .await
+        .unwrap();
+    other.prepare("SELECT 1").await.unwrap();
+    let mut s = md5_user_on_the_wire(&proxy).await;
+    let mut exchange = async |out: BytesMut| {
+        s.write_all(&out).await.unwrap();
+        let mut answers = Vec::new();
+        loop {
+            let (t, body) = read_message(&mut s).await.expect("an answer");
+            answers.push((t, String::from_utf8_lossy(&body).into_owned()));
+            if t == b'Z' {
+                return answers;
+            }
+        }
+    };
+    let mut out = BytesMut::new();
+    protocol::encode_query(&mut out, b"PREPARE s1 AS SELECT 'sql'");
+    let answers = exchange(out).await;
+    assert_eq!(answers[0].0, b'C', "{answers:?}");
+
+    let mut out = BytesMut::new();
+    protocol::encode_parse(&mut out, b"s1", b"SELECT 1", &[0, 0]);
+    protocol::encode_sync(&mut out);
+    let answers = exchange(out).await;
+    assert_eq!(answers[0].0, b'E', "{answers:?}");
+    assert!(
+        answers[0].1.contains("C42P05")
+            && answers[0]
+                .1
+                .contains("prepared statement \"s1\" already exists"),
+        "{answers:?}"
+    );
+
+    let mut out = BytesMut::new();
+    protocol::encode_query(&mut out, b"EXECUTE s1");
+    let answers = exchange(out).await;
+    assert!(
+        answers
+            .iter()
+            .any(|(t, body)| *t == b'D' && body.ends_with("sql")),
+        "{answers:?}"
+    );
+}
