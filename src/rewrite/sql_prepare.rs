@@ -11,6 +11,7 @@ use std::ops::Range;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
+use super::encoding::{EncodingClass, lexable_text};
 use super::split::{TextIndex, split_statements, tokenize};
 
 /// What a simple-query text does with SQL-level prepared statements.
@@ -24,8 +25,8 @@ pub enum SqlPrepared {
     /// `DEALLOCATE [PREPARE] name` (not `ALL`: see [`super::deallocation`]).
     Deallocate(Use),
     /// One of these in a form this module does not take apart exactly
-    /// (several statements in one text, text that is not UTF-8 or does not
-    /// tokenize, a shape it does not know): the reason, to refuse it.
+    /// (several statements in one text, text that does not tokenize, a
+    /// shape it does not know): the reason, to refuse it.
     Unsupported(&'static str),
 }
 
@@ -72,24 +73,29 @@ fn contains_word(text: &[u8], w: &[u8]) -> bool {
     text.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w))
 }
 
-/// The form of `text` (see [`SqlPrepared`]); `None` when it is none of
-/// them (an ordinary EXPLAIN or CREATE, `DEALLOCATE ALL`).
-pub fn sql_prepared(text: &[u8]) -> Option<SqlPrepared> {
+/// The form of `text`, sent in `encoding` with `standard_conforming_strings`
+/// (see [`SqlPrepared`]); `None` when it is none of them (an ordinary
+/// EXPLAIN or CREATE, `DEALLOCATE ALL`).
+pub fn sql_prepared(
+    text: &[u8],
+    encoding: EncodingClass,
+    standard_conforming_strings: bool,
+) -> Option<SqlPrepared> {
     if !may_be_sql_prepared(text) {
         return None;
     }
-    let Ok(text) = std::str::from_utf8(text) else {
-        return Some(SqlPrepared::Unsupported("text that is not UTF-8"));
-    };
-    let Ok(tokens) = tokenize(text) else {
+    // A same-length copy for the lexer: byte offsets hold in `text`.
+    let lexable = lexable_text(text, encoding, standard_conforming_strings);
+    let lexed = &*lexable.lexed;
+    let Ok(tokens) = tokenize(lexed) else {
         return Some(SqlPrepared::Unsupported("text that does not tokenize"));
     };
     let mut statements = split_statements(tokens)
         .into_iter()
         .filter(|s| !s.is_empty());
     let first = statements.next()?;
-    let index = TextIndex::new(text);
-    let form = read_statement(&first.tokens, &index)?;
+    let index = TextIndex::new(lexed);
+    let form = read_statement(&first.tokens, &index, text)?;
     if statements.next().is_some() {
         return Some(SqlPrepared::Unsupported("several statements in one Query"));
     }
@@ -122,7 +128,11 @@ fn is_keyword(token: &Token, k: Keyword) -> bool {
 }
 
 /// One statement's form; `None`: not one of them.
-fn read_statement(tokens: &[TokenWithSpan], index: &TextIndex<'_>) -> Option<SqlPrepared> {
+fn read_statement(
+    tokens: &[TokenWithSpan],
+    index: &TextIndex<'_>,
+    original: &[u8],
+) -> Option<SqlPrepared> {
     let words: Vec<&TokenWithSpan> = tokens
         .iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
@@ -134,12 +144,23 @@ fn read_statement(tokens: &[TokenWithSpan], index: &TextIndex<'_>) -> Option<Sql
         let Token::Word(w) = &t.token else {
             return None;
         };
+        let span = index.byte_offset(t.span.start)?..index.byte_offset(t.span.end)?;
+        // From the original bytes (the lexed copy masks non-ASCII ones).
+        let written = original.get(span.clone())?;
         let name = match w.quote_style {
-            Some('"') => w.value.as_bytes().to_vec(),
-            None => w.value.to_ascii_lowercase().into_bytes(),
+            Some('"') => {
+                let inner = written.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+                let mut name = Vec::with_capacity(inner.len());
+                let mut i = 0;
+                while i < inner.len() {
+                    name.push(inner[i]);
+                    i += if inner[i] == b'"' { 2 } else { 1 };
+                }
+                name
+            }
+            None => written.to_ascii_lowercase(),
             Some(_) => return None,
         };
-        let span = index.byte_offset(t.span.start)?..index.byte_offset(t.span.end)?;
         Some(Use { name, span, end })
     };
     let unsupported = |what| Some(SqlPrepared::Unsupported(what));
@@ -239,7 +260,7 @@ mod tests {
     use super::*;
 
     fn used(text: &str) -> (String, String, String) {
-        let form = sql_prepared(text.as_bytes()).expect("a form");
+        let form = sql_prepared(text.as_bytes(), EncodingClass::AsciiSafe, true).expect("a form");
         let (kind, u) = match form {
             SqlPrepared::Prepare(u) => ("prepare", u),
             SqlPrepared::Execute(u) => ("execute", u),
@@ -287,6 +308,7 @@ mod tests {
             ),
             ("DEALLOCATE PREPARE q1;", ("deallocate", "q1", "q1|;")),
             ("deallocate \"My Q\"", ("deallocate", "My Q", "\"My Q\"|")),
+            ("execute \"a\"\"b\"", ("execute", "a\"b", "\"a\"\"b\"|")),
         ];
         for (text, (kind, name, rest)) in cases {
             assert_eq!(
@@ -310,7 +332,11 @@ mod tests {
             "DELETE FROM users",
             "",
         ] {
-            assert_eq!(sql_prepared(text.as_bytes()), None, "{text}");
+            assert_eq!(
+                sql_prepared(text.as_bytes(), EncodingClass::AsciiSafe, true),
+                None,
+                "{text}"
+            );
         }
     }
 
@@ -326,18 +352,29 @@ mod tests {
             "DEALLOCATE a b",
             "PREPARE a AS SELECT 'unterminated",
         ] {
+            let form = sql_prepared(text.as_bytes(), EncodingClass::AsciiSafe, true);
             assert!(
-                matches!(
-                    sql_prepared(text.as_bytes()),
-                    Some(SqlPrepared::Unsupported(_))
-                ),
-                "{text}: {:?}",
-                sql_prepared(text.as_bytes())
+                matches!(form, Some(SqlPrepared::Unsupported(_))),
+                "{text}: {form:?}"
             );
         }
+    }
+
+    #[test]
+    fn reads_text_in_the_clients_encoding() {
+        // EUC-KR: a Korean literal and a quoted Korean name.
+        let text = b"EXECUTE \"\xc0\xcc\xb8\xa7\"('\xb1\xe8')";
+        let Some(SqlPrepared::Execute(u)) = sql_prepared(text, EncodingClass::of(b"EUC_KR"), true)
+        else {
+            panic!("an EXECUTE");
+        };
+        assert_eq!(u.name, b"\xc0\xcc\xb8\xa7");
+        assert_eq!(&text[u.span.clone()], b"\"\xc0\xcc\xb8\xa7\"");
+        // A backslash escape with standard_conforming_strings off.
+        let text = br"PREPARE p AS SELECT 'it\'s; x'";
         assert!(matches!(
-            sql_prepared(b"PREPARE a AS SELECT '\xff'"),
-            Some(SqlPrepared::Unsupported(_))
+            sql_prepared(text, EncodingClass::AsciiSafe, false),
+            Some(SqlPrepared::Prepare(_))
         ));
     }
 

@@ -230,7 +230,9 @@ pub(super) fn translate_query<'a>(
     tracker: &Mutex<Tracker>,
     entries: &mut Vec<Pending>,
 ) -> SqlTranslation<'a> {
-    let Some(form) = sql_prepared(text) else {
+    let mut t = lock(tracker);
+    let t = &mut *t;
+    let Some(form) = sql_prepared(text, t.encoding, t.standard_conforming_strings) else {
         return SqlTranslation::NotMine(entry, replacement);
     };
     let edits: Vec<Edit> = match &replacement {
@@ -256,8 +258,6 @@ pub(super) fn translate_query<'a>(
         }))
     };
     let quoted = |name: &[u8]| String::from_utf8_lossy(name).into_owned();
-    let mut t = lock(tracker);
-    let t = &mut *t;
     let server = t.server_statements.get_or_insert_with(Default::default);
     // (text before the client's, the client's name on the server, the
     // proxy's statements before it, what to undo on error)
@@ -289,10 +289,10 @@ pub(super) fn translate_query<'a>(
             let server_name = statement.server_name.clone();
             let on_server = server.contains(&server_name);
             let prefix = if on_server {
-                format!("DEALLOCATE {};\n", quoted(&server_name))
+                format!("DEALLOCATE {};\n", quoted(&server_name)).into_bytes()
             } else {
                 server.insert(server_name.clone());
-                String::new()
+                Vec::new()
             };
             t.sql.by_name.insert(used.name.clone().into(), statement);
             (
@@ -328,7 +328,7 @@ pub(super) fn translate_query<'a>(
                 );
             };
             let server_name = statement.server_name.clone();
-            let mut prefix = String::new();
+            let mut prefix = Vec::new();
             let lost = if server.contains(&server_name) {
                 txn.hits += 1;
                 None
@@ -337,9 +337,7 @@ pub(super) fn translate_query<'a>(
                 let mut text = BytesMut::new();
                 statement.prepare_text(&quoted(&server_name), &mut text);
                 text.extend_from_slice(b";\n");
-                // The client's text is UTF-8 (the form was read from it),
-                // and so is the PREPARE text it was prepared with.
-                prefix = String::from_utf8_lossy(&text).into_owned();
+                prefix = text.to_vec();
                 server.insert(server_name.clone());
                 Some((server_name.clone(), 1))
             };
@@ -363,7 +361,7 @@ pub(super) fn translate_query<'a>(
                 return SqlTranslation::NotMine(entry, replacement);
             };
             (
-                format!("PREPARE {SCRATCH} AS SELECT;\n"),
+                format!("PREPARE {SCRATCH} AS SELECT;\n").into_bytes(),
                 (used.span, SCRATCH.to_owned()),
                 1,
                 SqlQuery {
@@ -387,15 +385,22 @@ pub(super) fn translate_query<'a>(
     }
     let (span, name) = new_name;
     let mut all = with_name(&edits, span, &name, text.len());
-    if !prefix.is_empty() {
-        all.insert(0, Edit::insertion(0, Arc::from(prefix.as_str())));
-    }
-    protocol::encode_query_with(&mut bytes, |out| splice_into(out, text, &all));
+    protocol::encode_query_with(&mut bytes, |out| {
+        out.extend_from_slice(&prefix);
+        splice_into(out, text, &all);
+    });
     // Positions in the server's errors point into the client's text (the
-    // proxy's statements before it map to its start).
-    let position = std::str::from_utf8(text)
-        .ok()
-        .map(|s| PositionShift::of_edits(s, &all));
+    // proxy's statements before it map to its start); UTF-8 text only, as
+    // for every rewrite.
+    let position = match (std::str::from_utf8(text), std::str::from_utf8(&prefix)) {
+        (Ok(text), Ok(prefix)) => {
+            if !prefix.is_empty() {
+                all.insert(0, Edit::insertion(0, Arc::from(prefix)));
+            }
+            Some(PositionShift::of_edits(text, &all))
+        }
+        _ => None,
+    };
     let schemas = match entry {
         Some(Pending::Query(StatementContext::Rewritten(r))) => r.schemas,
         _ => Default::default(),
@@ -415,7 +420,8 @@ mod tests {
     }
 
     fn statement(text: &str, edits: Vec<Edit>) -> SqlStatement {
-        let Some(SqlPrepared::Prepare(used)) = sql_prepared(text.as_bytes()) else {
+        let encoding = crate::rewrite::EncodingClass::AsciiSafe;
+        let Some(SqlPrepared::Prepare(used)) = sql_prepared(text.as_bytes(), encoding, true) else {
             panic!("{text}");
         };
         let sent = if edits.is_empty() {

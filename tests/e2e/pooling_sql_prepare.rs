@@ -18,6 +18,18 @@ use crate::pooling::{ReloadablePooled, pooled_proxy, user_config};
 /// (quiet, unaligned, tuples only; errors do not stop it unless the
 /// script says so). Returns (exit ok, stdout, stderr).
 async fn psql_script(host: &str, port: u16, script: &str, dir: &Path) -> (bool, String, String) {
+    psql_script_in(host, port, script.as_bytes(), None, dir).await
+}
+
+/// [`psql_script`] with the script's bytes in `client_encoding`
+/// (PGCLIENTENCODING; `None`: psql's default).
+async fn psql_script_in(
+    host: &str,
+    port: u16,
+    script: &[u8],
+    client_encoding: Option<&str>,
+    dir: &Path,
+) -> (bool, String, String) {
     let pg = pg().await;
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUN.fetch_add(1, Ordering::Relaxed);
@@ -30,6 +42,7 @@ async fn psql_script(host: &str, port: u16, script: &str, dir: &Path) -> (bool, 
         .env("PGPASSWORD", "scram-secret")
         .env_remove("PGOPTIONS")
         .env_remove("PGCLIENTENCODING")
+        .envs(client_encoding.map(|e| ("PGCLIENTENCODING", e)))
         .stdin(Stdio::from(std::fs::File::open(&file).unwrap()))
         .stdout(Stdio::from(
             std::fs::File::create(dir.join(format!("out-{run}"))).unwrap(),
@@ -306,6 +319,59 @@ EXECUTE mixed;
     assert!(direct.1.contains("\n42\n") && direct.1.contains("OK\n"));
     assert_eq!(proxied.1, direct.1, "stdout");
     assert_eq!(proxied.2, direct.2, "stderr");
+}
+
+/// A client whose client_encoding is EUC-KR (legacy Korean services):
+/// names and literals in its own bytes, rewritten and carried as UTF-8
+/// clients' are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_euc_kr_client_prepares_and_executes_in_its_own_bytes() {
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 1").await;
+    let dir = tempfile::tempdir().unwrap();
+    // 김민수 and the statement name 이름, in EUC-KR.
+    let (kim, name) = (&b"\xb1\xe8\xb9\xce\xbc\xf6"[..], &b"\xc0\xcc\xb8\xa7"[..]);
+    let mut script = b"\\set ON_ERROR_STOP 1\nPREPARE \"".to_vec();
+    script.extend_from_slice(name);
+    script.extend_from_slice(
+        b"\" (int, text) AS SELECT note || ':' || name FROM users WHERE id = $1 AND name = $2;\n",
+    );
+    for _ in 0..2 {
+        script.extend_from_slice(b"EXECUTE \"");
+        script.extend_from_slice(name);
+        script.extend_from_slice(b"\"(3, '");
+        script.extend_from_slice(kim);
+        script.extend_from_slice(b"');\n");
+        // Another client drops the server's statements: the next EXECUTE
+        // prepares the EUC-KR text again before it runs.
+        script.extend_from_slice(
+            format!(
+                "\\! {} -X -q -h 127.0.0.1 -p {} -U scram_user -d heal7 -c 'DEALLOCATE ALL'\n",
+                pg().await.bindir.join("psql").display(),
+                proxy.port()
+            )
+            .as_bytes(),
+        );
+    }
+    let (ok, stdout, stderr) = psql_script_in(
+        "127.0.0.1",
+        proxy.port(),
+        &script,
+        Some("EUC_KR"),
+        dir.path(),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let mut expected = b"fresh:".to_vec();
+    expected.extend_from_slice(kim);
+    expected.push(b'\n');
+    let expected = String::from_utf8_lossy(&expected).repeat(2);
+    assert_eq!(stdout, expected, "the mapped schema's row, in EUC-KR");
+    let pools = proxy.state.pools.all();
+    let pool = pools.iter().find(|p| p.user == "scram_user").unwrap();
+    assert!(
+        pool.stats.prepared_misses.load(Ordering::Relaxed) > 0,
+        "prepared again after DEALLOCATE ALL"
+    );
 }
 
 /// What the proxy cannot carry exactly is refused with 0A000 naming
