@@ -286,6 +286,7 @@ EXECUTE a2;
 \\echo 14 :SQLSTATE
 PREPARE e (int) AS SELECT $1 * 2 AS doubled;
 EXPLAIN (COSTS OFF) EXECUTE e(3);
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE e(4);
 BEGIN;
 CREATE TEMP TABLE t ON COMMIT DROP AS EXECUTE e(21);
 SELECT doubled FROM t;
@@ -319,6 +320,52 @@ EXECUTE mixed;
     assert!(direct.1.contains("\n42\n") && direct.1.contains("OK\n"));
     assert_eq!(proxied.1, direct.1, "stdout");
     assert_eq!(proxied.2, direct.2, "stderr");
+}
+
+/// The first value of each row a simple query returns.
+async fn first_values(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A transaction that began before a reload keeps reading the mapping it
+/// began with through its SQL-level statement, also on the statement's
+/// first use on that connection; the next transaction reads the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_never_mixes_two_mappings_through_sql_prepare() {
+    let proxy = ReloadablePooled::start("mode: transaction, size: 2").await;
+    let config = user_config(&proxy.handle, "scram_user", "scram-secret");
+    let client = connect(&config).await.unwrap();
+    client
+        .batch_execute("PREPARE q AS SELECT name FROM users WHERE id = 1")
+        .await
+        .unwrap();
+    client
+        .batch_execute("PREPARE r AS SELECT name FROM users WHERE id = 2")
+        .await
+        .unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(first_values(&client, "EXECUTE q").await, ["fresh-alice"]);
+    proxy.remap(false);
+    assert_eq!(
+        first_values(&client, "EXECUTE q").await,
+        ["fresh-alice"],
+        "the transaction's own mapping"
+    );
+    assert_eq!(first_values(&client, "EXECUTE r").await, ["fresh-bob"]);
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(first_values(&client, "EXECUTE q").await, ["STALE-alice"]);
+    assert_eq!(first_values(&client, "EXECUTE r").await, ["STALE-bob"]);
+    proxy.remap(true);
+    assert_eq!(first_values(&client, "EXECUTE r").await, ["fresh-bob"]);
 }
 
 /// A client whose client_encoding is EUC-KR (legacy Korean services):
