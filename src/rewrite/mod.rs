@@ -71,7 +71,7 @@ pub use quote::quote_identifier;
 pub use redact::mask_literals;
 pub use splice::{splice, splice_into};
 pub use sql_prepare::{
-    SqlPrepared, Use as SqlPreparedUse, later_statement_prepares, may_be_sql_prepared, sql_prepared,
+    SqlPrepared, Use as SqlPreparedUse, may_be_sql_prepared, prepare_statements, sql_prepared,
 };
 
 use cache::{Cached, KeyKind, ShapeRewrite};

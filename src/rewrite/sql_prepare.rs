@@ -102,25 +102,25 @@ pub fn sql_prepared(
     Some(form)
 }
 
-/// Whether some statement of a text after its first is a `PREPARE` (which
-/// would leave a statement under the client's name on a server connection).
-pub fn later_statement_prepares(text: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(text) else {
-        return false;
+/// Which statements of a text are a `PREPARE` (which would leave a
+/// statement under the client's name on a server connection): (the first,
+/// one after it).
+pub fn prepare_statements(text: &[u8]) -> (bool, bool) {
+    let lexable = lexable_text(text, EncodingClass::AsciiSafe, true);
+    let Ok(tokens) = tokenize(&lexable.lexed) else {
+        return (false, false);
     };
-    let Ok(tokens) = tokenize(text) else {
-        return false;
-    };
-    split_statements(tokens)
+    let mut prepares = split_statements(tokens)
         .into_iter()
         .filter(|s| !s.is_empty())
-        .skip(1)
-        .any(|s| {
+        .map(|s| {
             s.tokens
                 .iter()
                 .find(|t| !matches!(t.token, Token::Whitespace(_)))
                 .is_some_and(|t| is_keyword(&t.token, Keyword::PREPARE))
-        })
+        });
+    let first = prepares.next().unwrap_or(false);
+    (first, prepares.any(|p| p))
 }
 
 fn is_keyword(token: &Token, k: Keyword) -> bool {
@@ -379,12 +379,25 @@ mod tests {
     }
 
     #[test]
-    fn finds_a_prepare_after_the_first_statement() {
-        assert!(later_statement_prepares(b"SELECT 1; PREPARE a AS SELECT 1"));
-        assert!(!later_statement_prepares(b"SELECT prepare FROM t"));
-        assert!(!later_statement_prepares(
-            b"SELECT 'x; prepare a as select 1'"
-        ));
-        assert!(!later_statement_prepares(b"PREPARE a AS SELECT 1"));
+    fn finds_which_statements_prepare() {
+        let cases: [(&[u8], (bool, bool)); 6] = [
+            (b"SELECT 1; PREPARE a AS SELECT 1", (false, true)),
+            (b"SELECT prepare FROM t", (false, false)),
+            (b"SELECT 'x; prepare a as select 1'", (false, false)),
+            (b"PREPARE a AS SELECT 1", (true, false)),
+            (b"\x0bPREPARE a AS SELECT 1", (true, false)),
+            (
+                b"/* c */ prepare a AS SELECT '\xb1\xe8'; prepare b AS SELECT 1",
+                (true, true),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                prepare_statements(text),
+                expected,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
     }
 }

@@ -37,7 +37,7 @@ use super::tracker::{Pending, Silent, StatementContext, Tracker, lock};
 use crate::pool::ServerStatementNames as ServerStatements;
 use crate::protocol::{self, ParseView, SqlState, tag};
 use crate::rewrite::{
-    Deallocation, deallocation, later_statement_prepares, may_be_sql_prepared, splice_into,
+    Deallocation, deallocation, may_be_sql_prepared, prepare_statements, splice_into,
 };
 
 /// A client statement and the name it has on servers.
@@ -362,8 +362,14 @@ fn refusal_in(text: &[u8], query: bool) -> Option<&'static str> {
             }
             if !prepare_seen {
                 prepare_seen = true;
-                if later_statement_prepares(text) {
-                    return Some("SQL-level PREPARE after the first statement of a Query");
+                // Carried only first and alone in a Query, and when the
+                // cheap first-word test sees it (a vertical tab or a
+                // comment first in a Parse hides it from that test).
+                let (first, later) = prepare_statements(text);
+                if later || first && !(query && may_be_sql_prepared(text)) {
+                    return Some(
+                        "SQL-level PREPARE in a Parse or after the first statement of a Query",
+                    );
                 }
             }
         }
@@ -717,6 +723,8 @@ mod tests {
         assert!(refusal(b"SELECT 1; PREPARE p AS SELECT 1").is_some());
         assert!(refusal_in(b"PREPARE p AS SELECT 1", true).is_none());
         assert!(refusal_in(b"SELECT 1; PREPARE p AS SELECT 1", true).is_some());
+        assert!(refusal_in(b"\x0bPREPARE p AS SELECT 1", true).is_some());
+        assert!(refusal(b"/* c */ PREPARE p AS SELECT 1").is_some());
         assert!(refusal(b"SELECT prepared_at FROM t").is_none());
         assert!(refusal(b"SELECT 'prepare'; SELECT pg_advisory_lock(1)").is_some());
     }
