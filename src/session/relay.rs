@@ -468,21 +468,21 @@ impl Upstream {
             let observer = crate::qualify::Observer::quiet(&ctx.state.metrics);
             let mut facts = self.facts.clone();
             let mapping = &self.mapping;
-            let mut sent_form = |query: &[u8]| match qualify(
-                query,
-                mapping.map.as_deref(),
-                mapping.mode,
-                mapping.snapshot.on_parse_error,
-                &mut facts,
-                ctx.state.rewriter,
-                &observer,
-            ) {
-                TextRewrite::Unchanged => SentForm::Unchanged,
-                TextRewrite::Changed { edits, .. } => SentForm::Spliced(edits),
-                TextRewrite::Rejected { .. } => SentForm::Refused,
-            };
-            txn.requalify(&mut sent_form);
-            lock(tracker).sql.requalify(&mut sent_form);
+            txn.requalify(&mut lock(tracker).sql, |query| {
+                match qualify(
+                    query,
+                    mapping.map.as_deref(),
+                    mapping.mode,
+                    mapping.snapshot.on_parse_error,
+                    &mut facts,
+                    ctx.state.rewriter,
+                    &observer,
+                ) {
+                    TextRewrite::Unchanged => SentForm::Unchanged,
+                    TextRewrite::Changed { edits, .. } => SentForm::Spliced(edits),
+                    TextRewrite::Rejected { .. } => SentForm::Refused,
+                }
+            });
         } else {
             let up = Reprepare {
                 mapping: &self.mapping,

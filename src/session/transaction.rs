@@ -256,8 +256,14 @@ impl TransactionClient {
 
     /// After a reload, at a transaction boundary: each statement's server
     /// name follows its text under the new mapping (a changed text is a
-    /// new server statement, prepared where it is missing when used).
-    pub(super) fn requalify(&mut self, mut sent_form: impl FnMut(&[u8]) -> SentForm) {
+    /// new server statement, prepared where it is missing when used); the
+    /// client's SQL-level statements (`sql`) too.
+    pub(super) fn requalify(
+        &mut self,
+        sql: &mut super::sql_prepare::SqlStatements,
+        mut sent_form: impl FnMut(&[u8]) -> SentForm,
+    ) {
+        sql.requalify(&mut sent_form);
         for s in self.statements.values_mut() {
             let sent = sent_form(&s.statement.query);
             if sent != s.statement.sent {
