@@ -375,7 +375,13 @@ pub(super) fn translate_query<'a>(
         }
     };
     let mut bytes = BytesMut::new();
-    // Statements the server cache evicted meanwhile are closed first.
+    // Statements the server cache evicted meanwhile are closed first; so
+    // is a scratch statement a cancelled DEALLOCATE may have left behind
+    // (a Close of a missing name answers CloseComplete all the same).
+    if query.restore.is_some() {
+        protocol::encode_close(&mut bytes, b'S', SCRATCH.as_bytes());
+        entries.push(Pending::Silent(Silent::Close));
+    }
     for name in server.evicted.drain(..) {
         protocol::encode_close(&mut bytes, b'S', &name);
         entries.push(Pending::Silent(Silent::Close));

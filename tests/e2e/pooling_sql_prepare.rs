@@ -63,10 +63,11 @@ async fn psql_script_in(
     (status.success(), read("out"), read("err"))
 }
 
-/// The statements every script client prepares, over bare mapped names.
+/// The statements every script client prepares, over bare mapped names
+/// (rows other tests do not write: they share the database).
 const PREPARES: &str = "\
 PREPARE q_user (int) AS SELECT name FROM users WHERE id = $1;
-PREPARE \"Q Join\" AS SELECT u.name || '/' || a.filename FROM users u JOIN attachments a ON a.user_id = u.id ORDER BY 1;
+PREPARE \"Q Join\" AS SELECT u.name || '/' || a.filename FROM users u JOIN attachments a ON a.user_id = u.id WHERE a.id = 1;
 PREPARE q_chart(integer) AS SELECT chart FROM saju_charts WHERE id = $1;
 ";
 
