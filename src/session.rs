@@ -9,6 +9,7 @@ mod error;
 mod pooled;
 mod prepared;
 mod relay;
+mod sql_prepare;
 mod tracker;
 mod transaction;
 mod wake_gate;

@@ -48,7 +48,7 @@ pub fn deallocation(sql: &[u8]) -> Option<Deallocation> {
 }
 
 /// Skip whitespace and comments.
-fn skip_blank(mut s: &[u8]) -> &[u8] {
+pub(super) fn skip_blank(mut s: &[u8]) -> &[u8] {
     loop {
         let trimmed = s.trim_ascii_start();
         if let Some(line) = trimmed.strip_prefix(b"--") {
@@ -69,7 +69,7 @@ fn skip_blank(mut s: &[u8]) -> &[u8] {
 }
 
 /// An unquoted identifier or keyword at the start of `s`.
-fn word(s: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(super) fn word(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let end = s
         .iter()
         .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80))

@@ -51,6 +51,7 @@ mod redact;
 mod shape;
 mod splice;
 mod split;
+mod sql_prepare;
 mod statement;
 mod strings;
 mod walk;
@@ -69,6 +70,9 @@ pub use outcome::{Decision, Edit, FallbackCause, NameUse, Outcome, PositionShift
 pub use quote::quote_identifier;
 pub use redact::mask_literals;
 pub use splice::{splice, splice_into};
+pub use sql_prepare::{
+    SqlPrepared, Use as SqlPreparedUse, may_be_sql_prepared, prepare_statements, sql_prepared,
+};
 
 use cache::{Cached, KeyKind, ShapeRewrite};
 

@@ -289,9 +289,17 @@ impl Rewrite {
     /// keeping the original text (a session holds one per statement in
     /// flight).
     pub fn position_shift(&self, original: &str) -> PositionShift {
+        PositionShift::of_edits(original, &self.edits)
+    }
+}
+
+impl PositionShift {
+    /// The shift of `edits` (sorted by offset, non-overlapping) applied to
+    /// `original`.
+    pub fn of_edits(original: &str, edits: &[Edit]) -> PositionShift {
         let mut inserts = SmallVec::new();
         let (mut at, mut chars_before) = (0, 0);
-        for e in &self.edits {
+        for e in edits {
             chars_before += original[at..e.offset].chars().count();
             let replaced = match e.replaced {
                 0 => 0,

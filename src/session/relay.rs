@@ -468,7 +468,7 @@ impl Upstream {
             let observer = crate::qualify::Observer::quiet(&ctx.state.metrics);
             let mut facts = self.facts.clone();
             let mapping = &self.mapping;
-            txn.requalify(|query| {
+            txn.requalify(&mut lock(tracker).sql, |query| {
                 match qualify(
                     query,
                     mapping.map.as_deref(),

@@ -17,6 +17,7 @@ use crate::qualify::Rewritten;
 use crate::rewrite::EncodingClass;
 
 use super::prepared::{NamedParseRequest, PreparedStatements};
+use super::sql_prepare::{SqlQuery, SqlStatements};
 use super::transaction::DescribedStatement;
 use crate::pool::ServerStatementNames as ServerStatements;
 
@@ -65,6 +66,10 @@ pub(super) enum Silent {
     /// client's Bind or Describe uses it; its error reaches the client.
     Prepare(Box<[u8]>),
     Sync,
+    /// Transaction pooling: a statement of the proxy's own before a
+    /// client's SQL-level PREPARE/EXECUTE/DEALLOCATE in the same Query
+    /// (`sql_prepare.rs`); its CommandComplete is dropped.
+    Command,
 }
 
 /// What the proxy did to a statement, for the server's answer to it.
@@ -72,15 +77,31 @@ pub(super) enum Silent {
 pub(super) enum StatementContext {
     Plain,
     Rewritten(Rewritten),
-    Refused { code: SqlState, message: Box<str> },
+    Refused {
+        code: SqlState,
+        message: Box<str>,
+    },
+    /// Transaction pooling: an SQL-level prepared statement's Query.
+    Sql(Box<SqlQuery>),
 }
 
 impl StatementContext {
+    /// What the proxy did to the client's own text.
+    #[inline]
+    pub(super) fn own(&self) -> &StatementContext {
+        match self {
+            StatementContext::Sql(q) => &q.context,
+            other => other,
+        }
+    }
+
     /// Count the server's answer for each schema the rewrite qualified
     /// names with (once per schema per statement).
     pub(super) fn record_result(&self, ok: bool) {
-        let StatementContext::Rewritten(r) = self else {
-            return;
+        let r = match self {
+            StatementContext::Rewritten(r) => r,
+            StatementContext::Sql(q) => return q.context.record_result(ok),
+            _ => return,
         };
         for m in &r.schemas {
             let counter = if ok { &m.results_ok } else { &m.results_error };
@@ -112,6 +133,8 @@ pub(super) struct Tracker {
     /// Transaction pooling: the statements the current server connection
     /// holds (by server name); `None` otherwise.
     pub(super) server_statements: Option<ServerStatements>,
+    /// Transaction pooling: the client's SQL-level prepared statements.
+    pub(super) sql: SqlStatements,
 }
 
 impl Tracker {
@@ -130,6 +153,7 @@ impl Tracker {
             authenticated: logged_in,
             prepared: PreparedStatements::default(),
             server_statements: None,
+            sql: SqlStatements::default(),
         }
     }
 
@@ -209,6 +233,9 @@ impl Tracker {
                 {
                     server.remove(&request.named.name);
                 }
+                if let Some(Pending::Query(StatementContext::Sql(_))) = self.pending.front() {
+                    self.sql_query_failed();
+                }
                 return self.correct_error(frame, metrics);
             }
             // A WARNING or NOTICE about the statement carries a position
@@ -279,7 +306,7 @@ impl Tracker {
     #[cold]
     #[inline(never)]
     pub(super) fn correct_notice(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
-        match self.pending.front()?.statement()? {
+        match self.pending.front()?.statement()?.own() {
             StatementContext::Rewritten(r) => Self::moved_position(r, frame, metrics),
             _ => None,
         }
@@ -309,9 +336,9 @@ impl Tracker {
     #[cold]
     #[inline(never)]
     pub(super) fn correct_error(&self, frame: &[u8], metrics: &Metrics) -> Option<BytesMut> {
-        let context = self.pending.front()?.statement()?;
+        let context = self.pending.front()?.statement()?.own();
         match context {
-            StatementContext::Plain => None,
+            StatementContext::Plain | StatementContext::Sql(_) => None,
             StatementContext::Refused { code, message } => {
                 let mut out = BytesMut::new();
                 protocol::encode_error_response(&mut out, "ERROR", code.code(), message);
@@ -348,6 +375,28 @@ impl Tracker {
         metrics: &Metrics,
     ) -> Option<Option<BytesMut>> {
         match frame_tag {
+            tag::COMMAND_COMPLETE => {
+                if !matches!(self.pending.front(), Some(Pending::Silent(Silent::Command))) {
+                    return None;
+                }
+                self.pending.pop_front();
+            }
+            // The proxy's statement before a client's SQL-level one failed:
+            // the server skips the rest of the Query, and the error is the
+            // client's (the Query's request knows how many were left).
+            tag::ERROR_RESPONSE
+                if matches!(self.pending.front(), Some(Pending::Silent(Silent::Command))) =>
+            {
+                let mut remaining = 0u8;
+                while let Some(Pending::Silent(Silent::Command)) = self.pending.front() {
+                    self.pending.pop_front();
+                    remaining = remaining.saturating_add(1);
+                }
+                if let Some(Pending::Query(StatementContext::Sql(q))) = self.pending.front_mut() {
+                    q.remaining = remaining;
+                }
+                return None;
+            }
             tag::PARSE_COMPLETE | tag::CLOSE_COMPLETE => match self.pending.pop_front() {
                 Some(Pending::Silent(Silent::Parse(_))) => {
                     metrics.prepared_reprepared.fetch_add(1, Ordering::Relaxed);

@@ -16,9 +16,12 @@
 //!   (`relay/transactions/local_answers.rs`).
 //! - Session settings: `SET name ...` outside a transaction is carried and
 //!   replayed on each server connection the client gets; `RESET` forgets.
+//! - SQL-level PREPARE/EXECUTE/DEALLOCATE sent alone in a Query are
+//!   carried the same way (`sql_prepare.rs`).
 //! - What cannot survive a server change is refused with 0A000 naming
-//!   transaction pooling: LISTEN, SQL-level PREPARE, cursors WITH HOLD,
-//!   session advisory locks, temporary tables without ON COMMIT DROP.
+//!   transaction pooling: LISTEN, SQL-level PREPARE in a Parse or after
+//!   the first statement of a Query, cursors WITH HOLD, session advisory
+//!   locks, temporary tables without ON COMMIT DROP.
 
 use std::collections::HashMap;
 
@@ -29,10 +32,13 @@ use std::sync::Mutex;
 
 use super::prepared::{Prepared, SentForm};
 use super::relay::{Replace, Replacement, SentText};
+use super::sql_prepare::{SqlTranslation, translate_query};
 use super::tracker::{Pending, Silent, StatementContext, Tracker, lock};
 use crate::pool::ServerStatementNames as ServerStatements;
 use crate::protocol::{self, ParseView, SqlState, tag};
-use crate::rewrite::{Deallocation, deallocation, splice_into};
+use crate::rewrite::{
+    Deallocation, deallocation, may_be_sql_prepared, prepare_statements, splice_into,
+};
 
 /// A client statement and the name it has on servers.
 #[derive(Debug)]
@@ -250,8 +256,14 @@ impl TransactionClient {
 
     /// After a reload, at a transaction boundary: each statement's server
     /// name follows its text under the new mapping (a changed text is a
-    /// new server statement, prepared where it is missing when used).
-    pub(super) fn requalify(&mut self, mut sent_form: impl FnMut(&[u8]) -> SentForm) {
+    /// new server statement, prepared where it is missing when used); the
+    /// client's SQL-level statements (`sql`) too.
+    pub(super) fn requalify(
+        &mut self,
+        sql: &mut super::sql_prepare::SqlStatements,
+        mut sent_form: impl FnMut(&[u8]) -> SentForm,
+    ) {
+        sql.requalify(&mut sent_form);
         for s in self.statements.values_mut() {
             let sent = sent_form(&s.statement.query);
             if sent != s.statement.sent {
@@ -316,22 +328,30 @@ fn encode_parse(out: &mut BytesMut, server_name: &[u8], statement: &Prepared) {
 /// client gets next.
 /// Every statement is searched for these: one automaton pass (a window
 /// compare per byte and word cost more than the rest of the transaction).
+/// `prepare` (the third pattern) only leads to a closer look: a PREPARE
+/// after the first statement of a Query.
 static SESSION_ADVISORY_LOCKS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
     std::sync::LazyLock::new(|| {
         aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
-            .build(["pg_advisory_lock", "pg_try_advisory_lock"])
-            .expect("two literal patterns")
+            .build(["pg_advisory_lock", "pg_try_advisory_lock", "prepare"])
+            .expect("three literal patterns")
     });
 
 pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
+    refusal_in(text, false)
+}
+
+/// [`refusal`]; `query`: the text is a simple Query's, where a PREPARE
+/// first is carried (`sql_prepare.rs`), not refused.
+fn refusal_in(text: &[u8], query: bool) -> Option<&'static str> {
     // Case-insensitive in place: no lower-case copy of every statement.
     let contains = |w: &[u8]| text.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
     let first = first_word(text);
     let is = |w: &[u8]| first.eq_ignore_ascii_case(w);
     if is(b"listen") {
         Some("LISTEN")
-    } else if is(b"prepare") {
+    } else if !query && is(b"prepare") {
         Some("SQL-level PREPARE (use the protocol's named statements)")
     } else if is(b"declare") && contains(b" with hold") {
         Some("cursors WITH HOLD")
@@ -340,9 +360,25 @@ pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
         && !contains(b"on commit drop")
     {
         Some("temporary tables without ON COMMIT DROP")
-    } else if SESSION_ADVISORY_LOCKS.is_match(text) {
-        Some("session-level advisory locks (use pg_advisory_xact_lock)")
     } else {
+        let mut prepare_seen = false;
+        for m in SESSION_ADVISORY_LOCKS.find_iter(text) {
+            if m.pattern().as_usize() < 2 {
+                return Some("session-level advisory locks (use pg_advisory_xact_lock)");
+            }
+            if !prepare_seen {
+                prepare_seen = true;
+                // Carried only first and alone in a Query, and when the
+                // cheap first-word test sees it (a vertical tab or a
+                // comment first in a Parse hides it from that test).
+                let (first, later) = prepare_statements(text);
+                if later || first && !(query && may_be_sql_prepared(text)) {
+                    return Some(
+                        "SQL-level PREPARE in a Parse or after the first statement of a Query",
+                    );
+                }
+            }
+        }
         None
     }
 }
@@ -422,8 +458,8 @@ impl TransactionClient {
 pub(super) fn translate<'a>(
     txn: &mut TransactionClient,
     frame: &'a [u8],
-    entry: Option<Pending>,
-    replacement: Option<Replacement<'a>>,
+    mut entry: Option<Pending>,
+    mut replacement: Option<Replacement<'a>>,
     between: &mut dyn FnMut() -> bool,
     tracker: &Mutex<Tracker>,
     entries: &mut Vec<Pending>,
@@ -441,7 +477,7 @@ pub(super) fn translate<'a>(
                 None
             };
             let text = parse.as_ref().map_or(body, |p| p.query);
-            if let Some(what) = refusal(text) {
+            if let Some(what) = refusal_in(text, frame[0] == tag::QUERY) {
                 let context = StatementContext::Refused {
                     code: SqlState::FeatureNotSupported,
                     message: format!(
@@ -458,6 +494,13 @@ pub(super) fn translate<'a>(
                     parse,
                 }));
             }
+            // SQL-level PREPARE/EXECUTE/DEALLOCATE (first word only).
+            if frame[0] == tag::QUERY && may_be_sql_prepared(text) {
+                match translate_query(txn, text, entry, replacement, tracker, entries) {
+                    SqlTranslation::Done(replace) => return Some(replace),
+                    SqlTranslation::NotMine(e, r) => (entry, replacement) = (e, r),
+                }
+            }
             if frame[0] == tag::QUERY {
                 // The first-byte test before the lexer, as in the 1:1 relay.
                 let dropped = if super::relay::may_deallocate(frame) {
@@ -468,6 +511,7 @@ pub(super) fn translate<'a>(
                 match dropped {
                     Some(Deallocation::All) => {
                         let mut t = lock(tracker);
+                        t.sql.clear();
                         txn.forget_all(t.server_statements.get_or_insert_with(Default::default));
                     }
                     Some(Deallocation::Named(name)) => txn.forget(&name),
@@ -486,7 +530,8 @@ pub(super) fn translate<'a>(
             } else {
                 match entry {
                     Some(Pending::NamedParse(request))
-                        if txn.statements.contains_key(&request.named.name) =>
+                        if txn.statements.contains_key(&request.named.name)
+                            || lock(tracker).sql.has(&request.named.name) =>
                     {
                         // PostgreSQL keeps the first statement and says so;
                         // the server connection may not hold the name.
@@ -681,5 +726,12 @@ mod tests {
         assert!(refusal(b"select PG_TRY_ADVISORY_LOCK(1)").is_some());
         assert!(refusal(b"SELECT pg_advisory_lock_shared(1)").is_some());
         assert!(refusal(b"SELECT pg_try_advisory_xact_lock(1)").is_none());
+        assert!(refusal(b"SELECT 1; PREPARE p AS SELECT 1").is_some());
+        assert!(refusal_in(b"PREPARE p AS SELECT 1", true).is_none());
+        assert!(refusal_in(b"SELECT 1; PREPARE p AS SELECT 1", true).is_some());
+        assert!(refusal_in(b"\x0bPREPARE p AS SELECT 1", true).is_some());
+        assert!(refusal(b"/* c */ PREPARE p AS SELECT 1").is_some());
+        assert!(refusal(b"SELECT prepared_at FROM t").is_none());
+        assert!(refusal(b"SELECT 'prepare'; SELECT pg_advisory_lock(1)").is_some());
     }
 }

@@ -27,6 +27,7 @@ mod instances;
 mod observe;
 mod pooling;
 mod pooling_prepared;
+mod pooling_sql_prepare;
 mod qualify;
 #[path = "../support/raw_wire.rs"]
 mod raw_wire;

@@ -294,15 +294,15 @@ pub(crate) fn pooled_yaml(
 }
 
 /// A pooled proxy whose config file can be rewritten and reloaded.
-struct ReloadablePooled {
+pub(crate) struct ReloadablePooled {
     dir: tempfile::TempDir,
     store: std::sync::Arc<heal7_proxy::reload::ConfigStore>,
-    handle: ProxyHandle,
+    pub(crate) handle: ProxyHandle,
     pool: String,
 }
 
 impl ReloadablePooled {
-    async fn start(pool: &str) -> ReloadablePooled {
+    pub(crate) async fn start(pool: &str) -> ReloadablePooled {
         pg().await;
         let dir = auth_password_dir();
         let password = dir.path().join("auth-password");
@@ -329,7 +329,7 @@ impl ReloadablePooled {
         }
     }
 
-    fn remap(&self, users_mapped: bool) {
+    pub(crate) fn remap(&self, users_mapped: bool) {
         let password = self.dir.path().join("auth-password");
         std::fs::write(
             self.dir.path().join("heal7.yaml"),

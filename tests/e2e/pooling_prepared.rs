@@ -324,7 +324,7 @@ async fn a_prepare_answered_by_the_proxy_keeps_the_order_of_a_pipeline() {
 
 /// md5_user logged in through `proxy` on a raw socket, past its first
 /// ReadyForQuery.
-async fn md5_user_on_the_wire(proxy: &ProxyHandle) -> tokio::net::TcpStream {
+pub(crate) async fn md5_user_on_the_wire(proxy: &ProxyHandle) -> tokio::net::TcpStream {
     use bytes::BytesMut;
     use heal7_proxy::protocol;
     use md5::{Digest, Md5};

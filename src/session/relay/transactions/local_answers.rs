@@ -156,6 +156,17 @@ impl Upstream {
                 Ok(b) => b,
                 Err(to_do) => return to_do,
             };
+        // A name an SQL-level PREPARE holds: the server path says 42P05.
+        let sql_name = {
+            let t = lock(tracker);
+            !t.sql.is_empty()
+                && requests
+                    .iter()
+                    .any(|r| matches!(r, Request::Parse { name, .. } if t.sql.has(name)))
+        };
+        if sql_name {
+            return Local::Server;
+        }
         let generation = self.mapping.snapshot.generation;
         // A cheap test before any rewrite: each text was accepted before.
         for r in &requests {
