@@ -102,6 +102,8 @@ pub struct LexableText<'a> {
 /// the same in every encoding); otherwise the rewriter reads a same-length
 /// masked copy. With `standard_conforming_strings` off, a backslash escapes
 /// inside literals: the copy's escapes are letters (same length again).
+// Inlined into the qualify step (hot), as `PositionShift::of_edits`.
+#[inline(always)]
 pub fn lexable_text(
     text: &[u8],
     encoding: EncodingClass,

@@ -288,6 +288,7 @@ impl Rewrite {
     /// What [`Rewrite::original_position`] needs, in characters, without
     /// keeping the original text (a session holds one per statement in
     /// flight).
+    #[inline]
     pub fn position_shift(&self, original: &str) -> PositionShift {
         PositionShift::of_edits(original, &self.edits)
     }
@@ -296,6 +297,9 @@ impl Rewrite {
 impl PositionShift {
     /// The shift of `edits` (sorted by offset, non-overlapping) applied to
     /// `original`.
+    // Inlined: the qualify step is the hot caller; a call here cost
+    // more than the copy in the rare second caller (SQL-level PREPARE).
+    #[inline(always)]
     pub fn of_edits(original: &str, edits: &[Edit]) -> PositionShift {
         let mut inserts = SmallVec::new();
         let (mut at, mut chars_before) = (0, 0);
