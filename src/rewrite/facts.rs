@@ -96,7 +96,9 @@ impl SessionFacts {
                         .insert(folded_relation(&name.name, sql, name.offset))
                 }
                 Decision::SessionSearchPath { own } => self.own_search_path = *own,
-                Decision::QualifiedByMap { .. } | Decision::QualifiedByFallback { .. }
+                Decision::QualifiedByMap { .. }
+                | Decision::QualifiedByFallback { .. }
+                | Decision::QualifiedStringByMap { .. }
                     if self.temp_relations.contains(&folded_relation(
                         &name.name,
                         sql,

@@ -14,7 +14,7 @@ use super::exact::{ExactError, qualify_exact};
 use super::fallback::{first_mapped_word, names_in_table_positions, text_is_word};
 use super::quote::qualifier;
 use super::split::TextIndex;
-use super::strings::{contains_public_string, resolve_strings};
+use super::strings::{contains_public_string, may_name_mapped, resolve_strings};
 use super::walk::{Creates, Namespace, TableMention, normalized, walk_statement};
 use super::{
     Decision, Edit, FallbackCause, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier,
@@ -236,7 +236,13 @@ pub(crate) fn unparsed(
         map.requalify_public()
             && statement_bounds(sql, index, tokens).is_ok_and(|b| contains_public_string(&sql[b]))
     };
-    if table.is_none() && !creates && !public_string() {
+    // `to_regclass('users')` names no mapped word either.
+    let mapped_string = || {
+        tokens
+            .iter()
+            .any(|t| matches!(&t.token, Token::SingleQuotedString(v) if may_name_mapped(v, map)))
+    };
+    if table.is_none() && !creates && !public_string() && !mapped_string() {
         // No word names a mapped table: nothing to do whatever the policy.
         return StatementRewrite {
             parse_error: Some(error),

@@ -40,6 +40,7 @@ mod rules;
 mod scope;
 mod statements;
 mod strings;
+mod strings_bare;
 
 use super::*;
 
