@@ -65,19 +65,19 @@ impl SchemaMap {
             .into_iter()
             .map(|(s, t)| (t.into(), s.into()))
             .collect::<HashMap<String, String>>();
-        let prefilter = MappedNamePrefilter::new(tables.keys().map(String::as_str), false)
-            .map(|p| p.with_public_strings(true));
-        SchemaMap {
+        let mut map = SchemaMap {
             tables,
             routines: HashMap::new(),
             types: HashMap::new(),
-            prefilter,
+            prefilter: None,
             cache: Arc::new(RewriteCache::new(DEFAULT_CACHE_BYTES)),
             keep_public: false,
             public_off_path: false,
             create_schema: None,
             max_parse_bytes: MaxParseBytes::default(),
-        }
+        };
+        map.rebuild();
+        map
     }
 
     /// The functions and types the map lists (`(schema, name)` pairs): a
@@ -107,7 +107,14 @@ impl SchemaMap {
                 .keys()
                 .chain(self.routines.keys())
                 .chain(self.types.keys())
-                .map(String::as_str),
+                .map(String::as_str)
+                // Catalog listings hide the stale copies (see `catalog`).
+                .chain(
+                    super::catalog::hides_stale_copies(self)
+                        .then_some(super::catalog::PREFILTER_WORDS)
+                        .into_iter()
+                        .flatten(),
+                ),
             self.create_schema.is_some(),
         )
         .map(|p| p.with_public_strings(self.requalify_public()));

@@ -35,6 +35,7 @@
 use std::cell::RefCell;
 
 mod cache;
+mod catalog;
 mod deallocate;
 mod encoding;
 mod escapes;

@@ -119,11 +119,15 @@ pub enum Decision {
     /// decides. Recorded so a rewrite that read a literal is never reused
     /// for a text of the same shape with another literal there.
     StringLeftToSearchPath,
+    /// A catalog listing (`information_schema.tables`, `pg_tables`, ...)
+    /// read through a subquery that leaves out the stale copies in `public`
+    /// of what the map moved.
+    CatalogStaleHidden,
 }
 
 impl Decision {
     /// Every decision's metric label, in [`Decision::index`] order.
-    pub const LABELS: [&'static str; 15] = [
+    pub const LABELS: [&'static str; 16] = [
         "qualified_by_map",
         "qualified_by_fallback",
         "already_qualified",
@@ -139,6 +143,7 @@ impl Decision {
         "public_dropped_from_string",
         "qualified_string_by_map",
         "string_left_to_search_path",
+        "catalog_stale_hidden",
     ];
 
     /// The slot of this decision in [`Decision::LABELS`]: which layer
@@ -161,6 +166,7 @@ impl Decision {
             Decision::PublicDroppedFromString => 12,
             Decision::QualifiedStringByMap { .. } => 13,
             Decision::StringLeftToSearchPath => 14,
+            Decision::CatalogStaleHidden => 15,
         }
     }
 
@@ -217,6 +223,9 @@ impl Decision {
             }
             Decision::StringLeftToSearchPath => {
                 "string read as a name, not in map: left as written (search_path decides)".into()
+            }
+            Decision::CatalogStaleHidden => {
+                "catalog listing: stale copies in public of moved objects left out".into()
             }
         }
     }

@@ -117,6 +117,15 @@ fn rewrite_statement_here(
     if !walk.strings.is_empty() {
         resolve_strings(sql, index, &walk.strings, map, &mut names, &mut edits);
     }
+    super::catalog::hide_stale_copies(
+        sql,
+        index,
+        &statement,
+        &walk.mentions,
+        map,
+        &mut names,
+        &mut edits,
+    );
 
     // Cross-check: every mapped bare name after a table keyword must have
     // been seen by the walk. A miss is an AST form the walk does not know.

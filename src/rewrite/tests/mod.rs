@@ -33,6 +33,7 @@
 
 mod api;
 mod cache;
+mod catalog;
 mod data_format;
 mod exact;
 mod fallback;
