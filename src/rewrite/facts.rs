@@ -119,6 +119,11 @@ impl SessionFacts {
                     name.decision = Decision::AlreadyQualified;
                     dropped.push(name.offset);
                 }
+                // The server answers the session's own path itself.
+                Decision::ClientSearchPathShown if self.own_search_path => {
+                    name.decision = Decision::AlreadyQualified;
+                    dropped.push(name.offset);
+                }
                 Decision::CreatedIn { .. } if self.own_search_path => {
                     name.decision = Decision::CreatedBySessionPath;
                     dropped.push(name.offset);

@@ -37,6 +37,10 @@ pub struct SchemaMap {
     pub(super) create_schema: Option<Arc<str>>,
     /// Statements longer than this are never parsed whole (see `large`).
     pub(super) max_parse_bytes: MaxParseBytes,
+    /// The search_path the client had before the move, which
+    /// `current_schema()` and `current_schemas(b)` answer (see
+    /// `search_path`); `None`: the route's, as the server answers.
+    pub(super) client_search_path: Option<Arc<[String]>>,
 }
 
 /// The default of [`SchemaMap::with_max_parse_bytes`]: 1 MiB.
@@ -75,6 +79,7 @@ impl SchemaMap {
             public_off_path: false,
             create_schema: None,
             max_parse_bytes: MaxParseBytes::default(),
+            client_search_path: None,
         };
         map.rebuild();
         map
@@ -114,6 +119,13 @@ impl SchemaMap {
                         .then_some(super::catalog::PREFILTER_WORDS)
                         .into_iter()
                         .flatten(),
+                )
+                // The client's search_path is shown (see `search_path`).
+                .chain(
+                    self.client_search_path()
+                        .map(|_| super::search_path::PREFILTER_WORDS)
+                        .into_iter()
+                        .flatten(),
                 ),
             self.create_schema.is_some(),
         )
@@ -140,6 +152,24 @@ impl SchemaMap {
         self.create_schema = schema.map(Arc::from);
         self.rebuild();
         self
+    }
+
+    /// Answer `current_schema()` and `current_schemas(b)` from `path`, the
+    /// search_path the database's clients had before the move (`$user`
+    /// for the role's own schema), instead of the route's. Empty: off.
+    /// Applies only where the route's path differs from where creations
+    /// go (`with_create_schema`), which is also where a session's own
+    /// `SET search_path` is followed (it then answers itself).
+    pub fn with_client_search_path(mut self, path: &[String]) -> Self {
+        self.client_search_path = (!path.is_empty()).then(|| path.into());
+        self.rebuild();
+        self
+    }
+
+    pub(crate) fn client_search_path(&self) -> Option<&[String]> {
+        self.create_schema
+            .as_ref()
+            .and(self.client_search_path.as_deref())
     }
 
     pub(crate) fn create_schema(&self) -> Option<&str> {

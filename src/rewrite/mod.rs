@@ -49,6 +49,7 @@ mod outcome;
 mod prefilter;
 mod quote;
 mod redact;
+mod search_path;
 mod shape;
 mod splice;
 mod split;

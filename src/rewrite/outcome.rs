@@ -123,11 +123,15 @@ pub enum Decision {
     /// read through a subquery that leaves out the stale copies in `public`
     /// of what the map moved.
     CatalogStaleHidden,
+    /// `current_schema()` or `current_schemas(b)` answered from the path
+    /// the client had before the move (`client_search_path`), not the
+    /// route's.
+    ClientSearchPathShown,
 }
 
 impl Decision {
     /// Every decision's metric label, in [`Decision::index`] order.
-    pub const LABELS: [&'static str; 16] = [
+    pub const LABELS: [&'static str; 17] = [
         "qualified_by_map",
         "qualified_by_fallback",
         "already_qualified",
@@ -144,6 +148,7 @@ impl Decision {
         "qualified_string_by_map",
         "string_left_to_search_path",
         "catalog_stale_hidden",
+        "client_search_path_shown",
     ];
 
     /// The slot of this decision in [`Decision::LABELS`]: which layer
@@ -167,6 +172,7 @@ impl Decision {
             Decision::QualifiedStringByMap { .. } => 13,
             Decision::StringLeftToSearchPath => 14,
             Decision::CatalogStaleHidden => 15,
+            Decision::ClientSearchPathShown => 16,
         }
     }
 
@@ -226,6 +232,9 @@ impl Decision {
             }
             Decision::CatalogStaleHidden => {
                 "catalog listing: stale copies in public of moved objects left out".into()
+            }
+            Decision::ClientSearchPathShown => {
+                "current_schema(s) answered from the client's search_path, not the route's".into()
             }
         }
     }

@@ -39,6 +39,7 @@ mod exact;
 mod fallback;
 mod rules;
 mod scope;
+mod search_path;
 mod statements;
 mod strings;
 mod strings_bare;

@@ -1381,3 +1381,23 @@ SELECT sequencename, last_value FROM pg_sequences WHERE schemaname <> 'fid_probe
 -- next: catalog.extended_listing
 -- step extended
 SELECT table_name::text FROM information_schema.tables WHERE table_name = 'saju_charts'
+
+-- ===== the search_path shown (client_search_path) ==================
+-- next: searchpath.current_schema_bare_keyword
+SELECT current_schema, pg_catalog.current_schema() AS s
+-- next: searchpath.current_schemas_implicit
+SELECT current_schemas(true)
+-- next: searchpath.current_schemas_with_temp
+CREATE TEMP TABLE scratch (i int);
+SELECT array_length(current_schemas(true), 1), current_schemas(false)
+-- next: searchpath.own_set_answers_itself
+SET search_path = public, pg_catalog;
+SELECT current_schema(), current_schemas(true)
+-- next: searchpath.own_set_then_reset
+SET search_path = pg_catalog;
+RESET search_path;
+SELECT current_schema(), current_schemas(false)
+-- next: searchpath.listing_of_current_schema
+-- The moved tables are not in public any more: a listing filtered by the
+-- schema current_schema() names misses them (known gap, search-path).
+SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1
