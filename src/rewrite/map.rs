@@ -37,9 +37,9 @@ pub struct SchemaMap {
     pub(super) create_schema: Option<Arc<str>>,
     /// Statements longer than this are never parsed whole (see `large`).
     pub(super) max_parse_bytes: MaxParseBytes,
-    /// The search_path the client had before the move, which
-    /// `current_schema()` and `current_schemas(b)` answer (see
-    /// `search_path`); `None`: the route's, as the server answers.
+    /// The search_path the client had before the move, whose first schema
+    /// `current_schema()` answers (see `search_path`); `None`: the
+    /// route's, as the server answers.
     pub(super) client_search_path: Option<Arc<[String]>>,
 }
 
@@ -154,7 +154,7 @@ impl SchemaMap {
         self
     }
 
-    /// Answer `current_schema()` and `current_schemas(b)` from `path`, the
+    /// Answer `current_schema()` from `path`, the
     /// search_path the database's clients had before the move (`$user`
     /// for the role's own schema), instead of the route's. Empty: off.
     /// Applies only where the route's path differs from where creations

@@ -123,9 +123,8 @@ pub enum Decision {
     /// read through a subquery that leaves out the stale copies in `public`
     /// of what the map moved.
     CatalogStaleHidden,
-    /// `current_schema()` or `current_schemas(b)` answered from the path
-    /// the client had before the move (`client_search_path`), not the
-    /// route's.
+    /// `current_schema()` answered from the path the client had before the
+    /// move (`client_search_path`), not the route's.
     ClientSearchPathShown,
 }
 
@@ -234,7 +233,7 @@ impl Decision {
                 "catalog listing: stale copies in public of moved objects left out".into()
             }
             Decision::ClientSearchPathShown => {
-                "current_schema(s) answered from the client's search_path, not the route's".into()
+                "current_schema() answered from the client's search_path, not the route's".into()
             }
         }
     }

@@ -1,17 +1,22 @@
-//! The search_path a client sees: `current_schema()` and
-//! `current_schemas(b)` answer the path the client had before the move
-//! (the database's `client_search_path`, PostgreSQL's default `"$user",
-//! public` unless configured), not the one the proxy sets on its sessions
-//! (the mapped schemas first). Tools take their default schema from these
-//! (SQLAlchemy, Alembic), and catalog filters use them (`schemaname =
-//! current_schema()`).
+//! The schema a client sees as its own: `current_schema()` answers the
+//! first schema of the path the client had before the move (the
+//! database's `client_search_path`, PostgreSQL's default `"$user", public`
+//! unless configured), not the first of the path the proxy sets on its
+//! sessions (a mapped schema). It is the schema objects created without a
+//! schema land in, which the proxy keeps where it was (`create_schema`);
+//! tools take their default schema from it (SQLAlchemy, Alembic).
 //!
 //! Each call becomes a scalar subquery that evaluates that path as
 //! PostgreSQL's `recomputeNamespacePath` does: `$user` is the current
 //! role's name, a schema counts only if it exists and the current role may
-//! use it, each once, in path order; with `true`, the session's temporary
-//! schema (once it exists) and `pg_catalog` come first. The subquery names
-//! its column like the call, so a result column keeps its name.
+//! use it, the first in path order wins. The subquery names its column like
+//! the call, so a result column keeps its name.
+//!
+//! `current_schemas(b)` is left to the server on purpose: tools look
+//! objects up on the path with it (pgbench finds its tables with
+//! `array_position(current_schemas(true), nspname)`, Rails lists tables
+//! with `nspname = ANY (current_schemas(false))`), and the moved objects
+//! are on the route's path, not on the old one.
 //!
 //! Only while the session runs the route's path: after the client's own
 //! `SET search_path`, `SessionFacts` leaves the call as written (the server
@@ -19,8 +24,7 @@
 //! (its command tag cannot come from a SELECT): it shows the route's path.
 
 use sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectNamePart,
-    Statement, Value, Visit, Visitor,
+    Expr, Function, FunctionArguments, Ident, ObjectNamePart, Statement, Visit, Visitor,
 };
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 use std::ops::ControlFlow;
@@ -29,12 +33,13 @@ use super::split::TextIndex;
 use super::walk::normalized;
 use super::{Decision, Edit, NameUse, SchemaMap};
 
-/// The words that send a statement naming no mapped table to the parser
-/// anyway, when the map answers the client's search_path.
-pub(crate) const PREFILTER_WORDS: [&str; 2] = ["current_schema", "current_schemas"];
+/// The word that sends a statement naming no mapped table to the parser
+/// anyway, when the map answers the client's schema (`current_schemas`
+/// is no match: the prefilter counts words at identifier boundaries).
+pub(crate) const PREFILTER_WORDS: [&str; 1] = ["current_schema"];
 
-/// Replace every `current_schema()`/`current_schemas(true|false)` call of
-/// `statement` by the client's path, when `map` has one.
+/// Replace every `current_schema()` call of `statement` by the first
+/// schema of the client's path, when `map` has one.
 pub(crate) fn show_client_path(
     sql: &str,
     index: &TextIndex<'_>,
@@ -48,10 +53,9 @@ pub(crate) fn show_client_path(
         return;
     };
     // The tokens answer the common case (no such call) without a visit.
-    let named = tokens.iter().any(|t| {
-        matches!(&t.token, Token::Word(w) if w.value.len() >= 14
-            && w.value[..14].eq_ignore_ascii_case("current_schema"))
-    });
+    let named = tokens.iter().any(
+        |t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("current_schema")),
+    );
     if !named {
         return;
     }
@@ -62,15 +66,9 @@ pub(crate) fn show_client_path(
         let Some(range) = call_range(sql, index, &call) else {
             continue;
         };
-        let Some(insert) = client_path_query(path, call.implicit) else {
-            continue;
-        };
+        let insert = client_schema_query(path);
         names.push(NameUse {
-            name: if call.implicit.is_some() {
-                "current_schemas".into()
-            } else {
-                "current_schema".into()
-            },
+            name: "current_schema".into(),
             offset: range.start,
             decision: Decision::ClientSearchPathShown,
         });
@@ -86,13 +84,9 @@ pub(crate) fn show_client_path(
     }
 }
 
-/// One call found: its name parts and, for `current_schemas`, the literal
-/// argument.
+/// One call found: its name parts.
 struct Call {
     parts: Vec<Ident>,
-    /// `Some(include_implicit)` for `current_schemas`, `None` for
-    /// `current_schema`.
-    implicit: Option<bool>,
     /// Written without parentheses (`current_schema` is a keyword).
     bare: bool,
 }
@@ -114,7 +108,6 @@ impl Visitor for CallFinder {
             {
                 self.calls.push(Call {
                     parts: vec![i.clone()],
-                    implicit: None,
                     bare: true,
                 })
             }
@@ -146,26 +139,12 @@ fn call_of(f: &Function) -> Option<Call> {
     let FunctionArguments::List(list) = &f.args else {
         return None;
     };
-    let implicit = match (name.as_str(), &list.args[..]) {
-        ("current_schema", []) => None,
-        ("current_schemas", [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))]) => {
-            match v.value {
-                Value::Boolean(b) => Some(b),
-                _ => return None,
-            }
-        }
-        _ => return None,
-    };
-    Some(Call {
-        parts,
-        implicit,
-        bare: false,
-    })
+    (name == "current_schema" && list.args.is_empty()).then_some(Call { parts, bare: false })
 }
 
 /// The bytes of a call in `sql`, checked against the text: the name as
-/// the parser located it, then exactly `()` or `(true|false)` with
-/// whitespace only (anything else is left as written).
+/// the parser located it, then exactly `()` with whitespace only (anything
+/// else is left as written).
 fn call_range(sql: &str, index: &TextIndex<'_>, call: &Call) -> Option<std::ops::Range<usize>> {
     let first = call.parts.first()?;
     let last = call.parts.last()?;
@@ -196,24 +175,11 @@ fn call_range(sql: &str, index: &TextIndex<'_>, call: &Call) -> Option<std::ops:
         return None;
     }
     at = skip(at + 1);
-    if let Some(b) = call.implicit {
-        let word = if b { "true" } else { "false" };
-        if !sql.get(at..at + word.len())?.eq_ignore_ascii_case(word) {
-            return None;
-        }
-        at = skip(at + word.len());
-    }
     (bytes.get(at) == Some(&b')')).then_some(start..at + 1)
 }
 
-/// The scalar subquery answering `current_schema()` (`implicit: None`)
-/// or `current_schemas(implicit)` on `path`. `None` when the path names
-/// `pg_catalog` or `pg_temp` and implicit schemas are asked for (their
-/// place then depends on the path; left to the server).
-fn client_path_query(path: &[String], implicit: Option<bool>) -> Option<String> {
-    if implicit == Some(true) && path.iter().any(|s| s == "pg_catalog" || s == "pg_temp") {
-        return None;
-    }
+/// The scalar subquery answering `current_schema()` on `path`.
+fn client_schema_query(path: &[String]) -> String {
     let rows: Vec<String> = path
         .iter()
         .enumerate()
@@ -226,28 +192,10 @@ fn client_path_query(path: &[String], implicit: Option<bool>) -> Option<String> 
             format!("({}, {schema})", i + 1)
         })
         .collect();
-    let explicit = format!(
-        "SELECT n.nspname, pg_catalog.min(p.i) AS i FROM pg_catalog.pg_namespace n \
+    format!(
+        "(SELECT n.nspname AS current_schema FROM pg_catalog.pg_namespace n \
          JOIN (VALUES {}) AS p(i, s) ON n.nspname = p.s \
-         WHERE pg_catalog.has_schema_privilege(n.oid, 'USAGE') GROUP BY n.nspname",
+         WHERE pg_catalog.has_schema_privilege(n.oid, 'USAGE') ORDER BY p.i LIMIT 1)",
         rows.join(", ")
-    );
-    Some(match implicit {
-        None => format!(
-            "(SELECT x.nspname AS current_schema FROM ({explicit}) AS x ORDER BY x.i LIMIT 1)"
-        ),
-        Some(with_implicit) => {
-            let implicit = if with_implicit {
-                " UNION ALL SELECT n.nspname, -1 FROM pg_catalog.pg_namespace n \
-                 WHERE n.oid = pg_catalog.pg_my_temp_schema() \
-                 UNION ALL SELECT 'pg_catalog'::pg_catalog.name, 0"
-            } else {
-                ""
-            };
-            format!(
-                "(SELECT COALESCE(pg_catalog.array_agg(x.nspname ORDER BY x.i), \
-                 '{{}}') AS current_schemas FROM ({explicit}{implicit}) AS x)"
-            )
-        }
-    })
+    )
 }

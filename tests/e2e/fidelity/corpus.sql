@@ -1385,18 +1385,20 @@ SELECT table_name::text FROM information_schema.tables WHERE table_name = 'saju_
 -- ===== the search_path shown (client_search_path) ==================
 -- next: searchpath.current_schema_bare_keyword
 SELECT current_schema, pg_catalog.current_schema() AS s
--- next: searchpath.current_schemas_implicit
-SELECT current_schemas(true)
--- next: searchpath.current_schemas_with_temp
-CREATE TEMP TABLE scratch (i int);
-SELECT array_length(current_schemas(true), 1), current_schemas(false)
+-- next: searchpath.in_a_catalog_filter_of_creations
+CREATE TABLE new_thing (id int);
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = 'new_thing'
 -- next: searchpath.own_set_answers_itself
-SET search_path = public, pg_catalog;
+SET search_path = pg_catalog, public;
 SELECT current_schema(), current_schemas(true)
 -- next: searchpath.own_set_then_reset
 SET search_path = pg_catalog;
 RESET search_path;
-SELECT current_schema(), current_schemas(false)
+SELECT current_schema()
+-- next: searchpath.pgbench_finds_its_table
+-- pgbench and Rails find tables on the path with current_schemas(): it stays
+-- the route's, where the moved tables are
+SELECT o.n IS NOT NULL FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON (n.oid = c.relnamespace) CROSS JOIN LATERAL (SELECT pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)) AS o(n) WHERE c.relname = 'users' AND o.n IS NOT NULL ORDER BY o.n LIMIT 1
 -- next: searchpath.listing_of_current_schema
 -- The moved tables are not in public any more: a listing filtered by the
 -- schema current_schema() names misses them (known gap, search-path).
