@@ -31,13 +31,14 @@ use super::{Decision, Edit, NameUse, SchemaMap};
 /// The words that send a statement naming no mapped table to the parser
 /// anyway, when the map hides stale copies: every view below is named
 /// through one of them.
-pub(crate) const PREFILTER_WORDS: [&str; 6] = [
+pub(crate) const PREFILTER_WORDS: [&str; 7] = [
     "information_schema",
     "pg_tables",
     "pg_views",
     "pg_matviews",
     "pg_indexes",
     "pg_sequences",
+    "pg_proc",
 ];
 
 /// What a listing's rows are keyed by.
@@ -51,113 +52,28 @@ enum Lists {
     Routines,
 }
 
-/// (schema, view, schema column, name column, what it lists).
+/// (schema, view, schema column, name column, what it lists). The schema
+/// "column" is an expression for a catalog keyed by namespace oid.
+#[rustfmt::skip]
 const VIEWS: &[(&str, &str, &str, &str, Lists)] = &[
-    (
-        "information_schema",
-        "tables",
-        "table_schema",
-        "table_name",
-        Lists::Relations,
-    ),
-    (
-        "information_schema",
-        "columns",
-        "table_schema",
-        "table_name",
-        Lists::Relations,
-    ),
-    (
-        "information_schema",
-        "views",
-        "table_schema",
-        "table_name",
-        Lists::Relations,
-    ),
-    (
-        "information_schema",
-        "table_constraints",
-        "table_schema",
-        "table_name",
-        Lists::Relations,
-    ),
-    (
-        "information_schema",
-        "key_column_usage",
-        "table_schema",
-        "table_name",
-        Lists::Relations,
-    ),
-    (
-        "information_schema",
-        "constraint_column_usage",
-        "table_schema",
-        "table_name",
-        Lists::Relations,
-    ),
-    (
-        "information_schema",
-        "table_privileges",
-        "table_schema",
-        "table_name",
-        Lists::Relations,
-    ),
-    (
-        "information_schema",
-        "triggers",
-        "event_object_schema",
-        "event_object_table",
-        Lists::Relations,
-    ),
-    (
-        "information_schema",
-        "sequences",
-        "sequence_schema",
-        "sequence_name",
-        Lists::Sequences,
-    ),
-    (
-        "information_schema",
-        "routines",
-        "routine_schema",
-        "routine_name",
-        Lists::Routines,
-    ),
-    (
-        "pg_catalog",
-        "pg_tables",
-        "schemaname",
-        "tablename",
-        Lists::Relations,
-    ),
-    (
-        "pg_catalog",
-        "pg_views",
-        "schemaname",
-        "viewname",
-        Lists::Relations,
-    ),
-    (
-        "pg_catalog",
-        "pg_matviews",
-        "schemaname",
-        "matviewname",
-        Lists::Relations,
-    ),
-    (
-        "pg_catalog",
-        "pg_indexes",
-        "schemaname",
-        "tablename",
-        Lists::Relations,
-    ),
-    (
-        "pg_catalog",
-        "pg_sequences",
-        "schemaname",
-        "sequencename",
-        Lists::Sequences,
-    ),
+    ("information_schema", "tables", "table_schema", "table_name", Lists::Relations),
+    ("information_schema", "columns", "table_schema", "table_name", Lists::Relations),
+    ("information_schema", "views", "table_schema", "table_name", Lists::Relations),
+    ("information_schema", "table_constraints", "table_schema", "table_name", Lists::Relations),
+    ("information_schema", "key_column_usage", "table_schema", "table_name", Lists::Relations),
+    ("information_schema", "constraint_column_usage", "table_schema", "table_name", Lists::Relations),
+    ("information_schema", "table_privileges", "table_schema", "table_name", Lists::Relations),
+    ("information_schema", "triggers", "event_object_schema", "event_object_table", Lists::Relations),
+    ("information_schema", "sequences", "sequence_schema", "sequence_name", Lists::Sequences),
+    ("information_schema", "routines", "routine_schema", "routine_name", Lists::Routines),
+    ("pg_catalog", "pg_tables", "schemaname", "tablename", Lists::Relations),
+    ("pg_catalog", "pg_views", "schemaname", "viewname", Lists::Relations),
+    ("pg_catalog", "pg_matviews", "schemaname", "matviewname", Lists::Relations),
+    ("pg_catalog", "pg_indexes", "schemaname", "tablename", Lists::Relations),
+    ("pg_catalog", "pg_sequences", "schemaname", "sequencename", Lists::Sequences),
+    // `oid` is an ordinary column since PostgreSQL 12, so `SELECT *` keeps
+    // it (`pg_function_is_visible(oid)`).
+    ("pg_catalog", "pg_proc", "pronamespace::pg_catalog.regnamespace::pg_catalog.text", "proname", Lists::Routines),
 ];
 
 /// The catalog view a name written as `parts` denotes, if one of [`VIEWS`]:
@@ -206,9 +122,17 @@ pub(crate) fn hide_stale_copies(
     edits: &mut Vec<Edit>,
 ) {
     // The walk's mentions answer the common case (no listing) for free.
+    // A look at the last part first: no allocation for the common case.
+    let may_list = |m: &TableMention| {
+        m.parts.last().is_some_and(|last| {
+            VIEWS
+                .iter()
+                .any(|(_, view, ..)| last.value.eq_ignore_ascii_case(view))
+        })
+    };
     if !mentions
         .iter()
-        .any(|m| !m.names_cte && listing(&m.parts).is_some())
+        .any(|m| !m.names_cte && may_list(m) && listing(&m.parts).is_some())
         || !hides_stale_copies(map)
         || !matches!(
             statement,

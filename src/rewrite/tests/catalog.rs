@@ -63,6 +63,14 @@ fn sequences_owned_by_a_moved_table_are_left_out_too() {
     assert!(out.ends_with(") AS pg_sequences"), "{out}");
     let out = sent("SELECT routine_name FROM information_schema.routines");
     assert!(out.contains("routine_name IN ('user_count')"), "{out}");
+    // pg_proc is keyed by namespace oid; `oid` stays a column of it.
+    let sql = "SELECT count(*) FROM pg_proc WHERE proname = 'f' AND pg_function_is_visible(oid)";
+    assert_eq!(
+        sent(sql),
+        "SELECT count(*) FROM (SELECT * FROM pg_catalog.pg_proc WHERE NOT \
+         (pronamespace::pg_catalog.regnamespace::pg_catalog.text = 'public' AND proname IN \
+         ('user_count'))) AS pg_proc WHERE proname = 'f' AND pg_function_is_visible(oid)"
+    );
 }
 
 #[test]

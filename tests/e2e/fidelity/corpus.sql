@@ -1378,6 +1378,11 @@ SELECT v.viewname FROM pg_views v WHERE v.schemaname NOT IN ('pg_catalog', 'info
 SELECT tablename, indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'fid_probe') ORDER BY 1, 2
 -- next: catalog.pg_sequences_all
 SELECT sequencename, last_value FROM pg_sequences WHERE schemaname <> 'fid_probe' ORDER BY 1
+-- next: catalog.pg_proc_by_name
+SELECT p.proname, p.pronargs FROM pg_catalog.pg_proc p WHERE p.proname IN ('user_count', 'touch_user', 'users_audit') ORDER BY 1
+-- next: catalog.pg_proc_psql_df
+-- psql's \df user_count
+SELECT p.proname, pg_catalog.pg_get_function_result(p.oid) FROM pg_catalog.pg_proc p LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.proname OPERATOR(pg_catalog.~) '^(user_count)$' COLLATE pg_catalog.default AND pg_catalog.pg_function_is_visible(p.oid) ORDER BY 1
 -- next: catalog.extended_listing
 -- step extended
 SELECT table_name::text FROM information_schema.tables WHERE table_name = 'saju_charts'
