@@ -54,8 +54,16 @@ enum Lists {
 
 /// (schema, view, schema column, name column, what it lists). The schema
 /// "column" is an expression for a catalog keyed by namespace oid.
+type Listing = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Lists,
+);
+
 #[rustfmt::skip]
-const VIEWS: &[(&str, &str, &str, &str, Lists)] = &[
+const VIEWS: &[Listing] = &[
     ("information_schema", "tables", "table_schema", "table_name", Lists::Relations),
     ("information_schema", "columns", "table_schema", "table_name", Lists::Relations),
     ("information_schema", "views", "table_schema", "table_name", Lists::Relations),
@@ -79,15 +87,7 @@ const VIEWS: &[(&str, &str, &str, &str, Lists)] = &[
 /// The catalog view a name written as `parts` denotes, if one of [`VIEWS`]:
 /// `schema.view`, or a bare `pg_...` view (pg_catalog comes first on every
 /// search_path that does not name it).
-fn listing(
-    parts: &[Ident],
-) -> Option<&'static (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Lists,
-)> {
+fn listing(parts: &[Ident]) -> Option<&'static Listing> {
     let (schema, view) = match parts {
         [view] => (None, normalized(view)),
         [schema, view] => (Some(normalized(schema)), normalized(view)),
@@ -143,27 +143,30 @@ pub(crate) fn hide_stale_copies(
     }
     let mut finder = ListingFinder::default();
     let _ = statement.visit(&mut finder);
+    let listings: Vec<(&Found, &Listing)> = finder
+        .found
+        .iter()
+        .filter(|f| f.parts.len() > 1 || !finder.cte_names.contains(&normalized(&f.parts[0])))
+        .filter_map(|f| Some((f, listing(&f.parts)?)))
+        .collect();
+    if listings
+        .iter()
+        .any(|(_, view)| referenced_by_three_parts(sql, view.1))
+    {
+        return;
+    }
     let mut changed = false;
-    for found in &finder.found {
-        if found.parts.len() == 1 && finder.cte_names.contains(&normalized(&found.parts[0])) {
-            continue;
-        }
-        let Some(view) = listing(&found.parts) else {
-            continue;
-        };
+    for (found, view) in listings {
         let Some(range) = name_range(sql, index, &found.parts) else {
             continue;
         };
-        if referenced_by_three_parts(sql, view.1) {
-            return;
-        }
         let alias = if found.aliased {
             String::new()
         } else {
-            format!(
-                " AS {}",
-                &sql[last_part_range(sql, index, &found.parts).unwrap_or(range.clone())]
-            )
+            match last_part_range(sql, index, &found.parts) {
+                Some(last) => format!(" AS {}", &sql[last]),
+                None => continue,
+            }
         };
         let insert = format!("({}){alias}", subquery(view, map));
         let offset = range.start;
@@ -191,7 +194,7 @@ pub(crate) fn hide_stale_copies(
 
 /// `(SELECT * FROM schema.view WHERE NOT (...))` for one listing.
 fn subquery(
-    &(schema, view, schema_column, name_column, lists): &(&str, &str, &str, &str, Lists),
+    &(schema, view, schema_column, name_column, lists): &Listing,
     map: &SchemaMap,
 ) -> String {
     let moved = |names: &std::collections::HashMap<String, String>| {

@@ -102,6 +102,8 @@ fn what_cannot_be_an_alias_or_is_not_read_stays_as_written() {
         // A three-part column reference names the view, not an alias.
         "SELECT pg_catalog.pg_tables.tablename FROM pg_catalog.pg_tables",
         "SELECT information_schema.tables.* FROM information_schema.tables",
+        // ... and then no listing of the statement changes (edits stay sorted).
+        "SELECT 1 FROM pg_indexes, pg_catalog.pg_tables WHERE pg_catalog.pg_tables.tablename = ''",
         // A CTE of that name.
         "WITH pg_tables AS (SELECT 1 AS tablename) SELECT * FROM pg_tables",
         // Not a listing, or not read.
