@@ -20,9 +20,8 @@
 //! alias cannot answer to, is left as written.
 
 use std::collections::HashSet;
-use std::ops::ControlFlow;
 
-use sqlparser::ast::{Ident, ObjectNamePart, Query, Statement, TableFactor, Visit, Visitor};
+use sqlparser::ast::{Ident, ObjectNamePart, Query, Statement, TableFactor};
 
 use super::split::TextIndex;
 use super::walk::{TableMention, normalized};
@@ -142,7 +141,7 @@ pub(crate) fn hide_stale_copies(
         return;
     }
     let mut finder = ListingFinder::default();
-    let _ = statement.visit(&mut finder);
+    super::hooks::visit(statement, &mut finder);
     let listings: Vec<(&Found, &Listing)> = finder
         .found
         .iter()
@@ -308,18 +307,15 @@ struct ListingFinder {
     cte_names: HashSet<String>,
 }
 
-impl Visitor for ListingFinder {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+impl super::hooks::Hooks for ListingFinder {
+    fn query(&mut self, query: &Query) {
         if let Some(with) = &query.with {
             self.cte_names
                 .extend(with.cte_tables.iter().map(|c| normalized(&c.alias.name)));
         }
-        ControlFlow::Continue(())
     }
 
-    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+    fn table_factor(&mut self, factor: &TableFactor) {
         if let TableFactor::Table {
             name,
             alias,
@@ -344,6 +340,5 @@ impl Visitor for ListingFinder {
                 });
             }
         }
-        ControlFlow::Continue(())
     }
 }

@@ -42,6 +42,7 @@ mod escapes;
 mod exact;
 mod facts;
 mod fallback;
+mod hooks;
 mod large;
 mod map;
 mod names;

@@ -23,11 +23,8 @@
 //! then answers the client's own path). `SHOW search_path` is not answered
 //! (its command tag cannot come from a SELECT): it shows the route's path.
 
-use sqlparser::ast::{
-    Expr, Function, FunctionArguments, Ident, ObjectNamePart, Statement, Visit, Visitor,
-};
+use sqlparser::ast::{Expr, Function, FunctionArguments, Ident, ObjectNamePart, Statement};
 use sqlparser::tokenizer::{Token, TokenWithSpan};
-use std::ops::ControlFlow;
 
 use super::split::TextIndex;
 use super::walk::normalized;
@@ -60,7 +57,7 @@ pub(crate) fn show_client_path(
         return;
     }
     let mut finder = CallFinder::default();
-    let _ = statement.visit(&mut finder);
+    super::hooks::visit(statement, &mut finder);
     let before = edits.len();
     for call in finder.calls {
         let Some(range) = call_range(sql, index, &call) else {
@@ -96,10 +93,8 @@ struct CallFinder {
     calls: Vec<Call>,
 }
 
-impl Visitor for CallFinder {
-    type Break = ();
-
-    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+impl super::hooks::Hooks for CallFinder {
+    fn expr(&mut self, expr: &Expr) {
         match expr {
             // An unquoted `current_schema` in an expression is always the
             // function: PostgreSQL reserves the word for it.
@@ -114,7 +109,6 @@ impl Visitor for CallFinder {
             Expr::Function(f) => self.calls.extend(call_of(f)),
             _ => {}
         }
-        ControlFlow::Continue(())
     }
 }
 
