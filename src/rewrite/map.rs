@@ -107,29 +107,28 @@ impl SchemaMap {
 
     /// The prefilter and an empty cache for the current names.
     fn rebuild(&mut self) {
+        // Catalog listings hide the stale copies (see `catalog`), and the
+        // client's schema is shown (see `search_path`): their words are
+        // looked for only in a text that names no mapped object.
+        let mut other_words: Vec<&str> = Vec::new();
+        if super::catalog::hides_stale_copies(self) {
+            other_words.extend(super::catalog::PREFILTER_WORDS);
+        }
+        if self.client_search_path().is_some() {
+            other_words.extend(super::search_path::PREFILTER_WORDS);
+        }
         self.prefilter = MappedNamePrefilter::new(
             self.tables
                 .keys()
                 .chain(self.routines.keys())
                 .chain(self.types.keys())
-                .map(String::as_str)
-                // Catalog listings hide the stale copies (see `catalog`).
-                .chain(
-                    super::catalog::hides_stale_copies(self)
-                        .then_some(super::catalog::PREFILTER_WORDS)
-                        .into_iter()
-                        .flatten(),
-                )
-                // The client's search_path is shown (see `search_path`).
-                .chain(
-                    self.client_search_path()
-                        .map(|_| super::search_path::PREFILTER_WORDS)
-                        .into_iter()
-                        .flatten(),
-                ),
+                .map(String::as_str),
             self.create_schema.is_some(),
         )
-        .map(|p| p.with_public_strings(self.requalify_public()));
+        .map(|p| {
+            p.with_public_strings(self.requalify_public())
+                .with_other_words(&other_words)
+        });
         self.cache = Arc::new(RewriteCache::new(self.cache.limit()));
     }
 
