@@ -166,42 +166,63 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
                 .collect::<Vec<_>>()
         };
         let public_requalified = db.public_qualified == PublicQualified::Rewrite;
+        // What current_schema() answers: the path clients had before the move.
+        let client_search_path = match &db.client_search_path {
+            Some(path) if path.is_empty() => Vec::new(),
+            Some(path) => check_search_path(path, &format!("{key}.client_search_path"), &invalid)?,
+            None => vec!["$user".to_owned(), PUBLIC.to_owned()],
+        };
         // One map (and cache) per distinct rewriting rule set of the entry.
         let mut maps: Vec<(MapRules, Arc<SchemaMap>)> = Vec::new();
-        let mut map_for =
-            |with_public: bool, create: Option<&str>, search_path: &[String]| -> Arc<SchemaMap> {
-                // `'public.x'` strings of unlisted names lose `public.` only
-                // where the route's search_path still reaches public.
-                let public_on_path = search_path.iter().any(|s| s == PUBLIC);
-                let key = (with_public, create.map(str::to_owned), public_on_path);
-                if let Some((_, m)) = maps.iter().find(|(k, _)| *k == key) {
-                    return m.clone();
-                }
-                let listed = |s: &&MappedSchema| with_public || !s.is_public();
-                let routines = schemas.iter().filter(listed).flat_map(|s| {
-                    s.functions
-                        .iter()
-                        .map(move |f| (s.name.as_str(), f.as_str()))
-                });
-                let types = schemas
+        let mut map_for = |with_public: bool,
+                           create: Option<&str>,
+                           search_path: &[String],
+                           client_path: bool|
+         -> Arc<SchemaMap> {
+            // `'public.x'` strings of unlisted names lose `public.` only
+            // where the route's search_path still reaches public.
+            let public_on_path = search_path.iter().any(|s| s == PUBLIC);
+            let key = (
+                with_public,
+                create.map(str::to_owned),
+                public_on_path,
+                client_path,
+            );
+            if let Some((_, m)) = maps.iter().find(|(k, _)| *k == key) {
+                return m.clone();
+            }
+            let listed = |s: &&MappedSchema| with_public || !s.is_public();
+            let routines = schemas.iter().filter(listed).flat_map(|s| {
+                s.functions
                     .iter()
-                    .filter(listed)
-                    .flat_map(|s| s.types.iter().map(move |t| (s.name.as_str(), t.as_str())));
-                let map = SchemaMap::new(relations(with_public))
-                    .with_routines_and_types(routines, types)
-                    .with_public_requalified(public_requalified)
-                    .with_create_schema(create)
-                    .with_public_on_search_path(public_on_path)
-                    .with_max_parse_bytes(proxy.max_parse_bytes);
-                let map = Arc::new(
-                    match proxy.rewrite_cache_bytes.or_else(cache_bytes_from_env) {
-                        Some(bytes) => map.with_cache_bytes(bytes),
-                        None => map,
-                    },
-                );
-                maps.push((key, map.clone()));
-                map
-            };
+                    .map(move |f| (s.name.as_str(), f.as_str()))
+            });
+            let types = schemas
+                .iter()
+                .filter(listed)
+                .flat_map(|s| s.types.iter().map(move |t| (s.name.as_str(), t.as_str())));
+            let map = SchemaMap::new(relations(with_public))
+                .with_routines_and_types(routines, types)
+                .with_public_requalified(public_requalified)
+                .with_create_schema(create)
+                .with_public_on_search_path(public_on_path)
+                .with_max_parse_bytes(proxy.max_parse_bytes)
+                // Only the main name: an alias' clients create in
+                // its default schema, not in their old path's.
+                .with_client_search_path(if client_path {
+                    &client_search_path
+                } else {
+                    &[]
+                });
+            let map = Arc::new(
+                match proxy.rewrite_cache_bytes.or_else(cache_bytes_from_env) {
+                    Some(bytes) => map.with_cache_bytes(bytes),
+                    None => map,
+                },
+            );
+            maps.push((key, map.clone()));
+            map
+        };
         let has_public_relations = schemas
             .iter()
             .any(|s| s.is_public() && s.objects().any(|(k, _)| k.is_relation()));
@@ -231,6 +252,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
             true,
             creation_qualifier(&search_path, &create_schema, db.mode),
             &search_path,
+            true,
         );
 
         let mut aliases = Vec::new();
@@ -295,6 +317,7 @@ pub(super) fn validate(raw: RawConfig, source_name: &str) -> Result<Config, Conf
                 !has_public_relations,
                 creation_qualifier(&search_path, &create_schema, db.mode),
                 &search_path,
+                false,
             ));
             aliases.push(Alias {
                 name: alias.clone(),
@@ -422,7 +445,7 @@ fn console_mock_secret(
 /// What distinguishes one route's map from another's of the same entry:
 /// whether the `public` entry applies, the create schema to add, and
 /// whether the search_path holds `public`.
-type MapRules = (bool, Option<String>, bool);
+type MapRules = (bool, Option<String>, bool, bool);
 
 /// The schema the rewriter must add to objects created without one: the
 /// create schema, unless the session's search_path already puts it first

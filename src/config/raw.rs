@@ -226,6 +226,11 @@ pub(super) struct RawDatabase {
     /// Where objects created without a schema land (default `public`).
     #[serde(default)]
     pub(super) create_schema: Option<String>,
+    /// The search_path clients had before the move, whose first schema
+    /// `current_schema()` answers on the main name (default PostgreSQL's
+    /// `["$user", public]`; `[]`: the route's search_path).
+    #[serde(default)]
+    pub(super) client_search_path: Option<Vec<String>>,
     /// TLS between the proxy and this upstream (default: off).
     #[serde(default)]
     pub(super) tls: super::tls::RawUpstreamTls,

@@ -471,3 +471,34 @@ fn max_parse_bytes_reaches_every_map_and_is_bounded() {
     let msg = err(&format!("proxy: {{max_parse_bytes: 100}}\n{yaml}"));
     assert!(msg.contains("proxy.max_parse_bytes"), "{msg}");
 }
+
+#[test]
+fn client_search_path_answers_current_schema_on_the_main_name_only() {
+    use crate::rewrite::{OnParseError, rewrite_sql};
+    let yaml = |extra: &str| {
+        format!(
+            "databases:\n  heal7:\n    schemas: {{a: {{tables: [t]}}}}\n{extra}    \
+             aliases:\n      old: {{default_schema: a}}\n"
+        )
+    };
+    let sent = |c: &Config, db: &str| {
+        let map = c.route(db).map.unwrap();
+        let sql = "SELECT current_schema()";
+        rewrite_sql(sql, &map, OnParseError::Tokens).apply(sql)
+    };
+    // Default: PostgreSQL's `"$user", public`, on the main name.
+    let c = Config::from_yaml(&yaml(""), "test.yaml").unwrap();
+    let main = sent(&c, "heal7");
+    assert!(
+        main.contains("(1, CURRENT_USER::text), (2, 'public'::text)"),
+        "{main}"
+    );
+    assert_eq!(sent(&c, "old"), "SELECT current_schema()");
+    // Configured, or off.
+    let c = Config::from_yaml(&yaml("    client_search_path: [app, public]\n"), "t.yaml").unwrap();
+    assert!(sent(&c, "heal7").contains("(1, 'app'::text), (2, 'public'::text)"));
+    let c = Config::from_yaml(&yaml("    client_search_path: []\n"), "t.yaml").unwrap();
+    assert_eq!(sent(&c, "heal7"), "SELECT current_schema()");
+    let msg = err(&yaml("    client_search_path: [a, a]\n"));
+    assert!(msg.contains("databases.heal7.client_search_path"), "{msg}");
+}

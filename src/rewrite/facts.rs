@@ -96,7 +96,9 @@ impl SessionFacts {
                         .insert(folded_relation(&name.name, sql, name.offset))
                 }
                 Decision::SessionSearchPath { own } => self.own_search_path = *own,
-                Decision::QualifiedByMap { .. } | Decision::QualifiedByFallback { .. }
+                Decision::QualifiedByMap { .. }
+                | Decision::QualifiedByFallback { .. }
+                | Decision::QualifiedStringByMap { .. }
                     if self.temp_relations.contains(&folded_relation(
                         &name.name,
                         sql,
@@ -114,6 +116,11 @@ impl SessionFacts {
                         || super::strings::dropped_relation(sql, name.offset)
                             .is_some_and(|n| self.temp_relations.contains(&n)) =>
                 {
+                    name.decision = Decision::AlreadyQualified;
+                    dropped.push(name.offset);
+                }
+                // The server answers the session's own path itself.
+                Decision::ClientSearchPathShown if self.own_search_path => {
                     name.decision = Decision::AlreadyQualified;
                     dropped.push(name.offset);
                 }

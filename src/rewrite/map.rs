@@ -37,6 +37,10 @@ pub struct SchemaMap {
     pub(super) create_schema: Option<Arc<str>>,
     /// Statements longer than this are never parsed whole (see `large`).
     pub(super) max_parse_bytes: MaxParseBytes,
+    /// The search_path the client had before the move, whose first schema
+    /// `current_schema()` answers (see `search_path`); `None`: the
+    /// route's, as the server answers.
+    pub(super) client_search_path: Option<Arc<[String]>>,
 }
 
 /// The default of [`SchemaMap::with_max_parse_bytes`]: 1 MiB.
@@ -65,19 +69,20 @@ impl SchemaMap {
             .into_iter()
             .map(|(s, t)| (t.into(), s.into()))
             .collect::<HashMap<String, String>>();
-        let prefilter = MappedNamePrefilter::new(tables.keys().map(String::as_str), false)
-            .map(|p| p.with_public_strings(true));
-        SchemaMap {
+        let mut map = SchemaMap {
             tables,
             routines: HashMap::new(),
             types: HashMap::new(),
-            prefilter,
+            prefilter: None,
             cache: Arc::new(RewriteCache::new(DEFAULT_CACHE_BYTES)),
             keep_public: false,
             public_off_path: false,
             create_schema: None,
             max_parse_bytes: MaxParseBytes::default(),
-        }
+            client_search_path: None,
+        };
+        map.rebuild();
+        map
     }
 
     /// The functions and types the map lists (`(schema, name)` pairs): a
@@ -102,6 +107,16 @@ impl SchemaMap {
 
     /// The prefilter and an empty cache for the current names.
     fn rebuild(&mut self) {
+        // Catalog listings hide the stale copies (see `catalog`), and the
+        // client's schema is shown (see `search_path`): their words are
+        // looked for only in a text that names no mapped object.
+        let mut other_words: Vec<&str> = Vec::new();
+        if super::catalog::hides_stale_copies(self) {
+            other_words.extend(super::catalog::PREFILTER_WORDS);
+        }
+        if self.client_search_path().is_some() {
+            other_words.extend(super::search_path::PREFILTER_WORDS);
+        }
         self.prefilter = MappedNamePrefilter::new(
             self.tables
                 .keys()
@@ -110,7 +125,10 @@ impl SchemaMap {
                 .map(String::as_str),
             self.create_schema.is_some(),
         )
-        .map(|p| p.with_public_strings(self.requalify_public()));
+        .map(|p| {
+            p.with_public_strings(self.requalify_public())
+                .with_other_words(&other_words)
+        });
         self.cache = Arc::new(RewriteCache::new(self.cache.limit()));
     }
 
@@ -133,6 +151,24 @@ impl SchemaMap {
         self.create_schema = schema.map(Arc::from);
         self.rebuild();
         self
+    }
+
+    /// Answer `current_schema()` from `path`, the
+    /// search_path the database's clients had before the move (`$user`
+    /// for the role's own schema), instead of the route's. Empty: off.
+    /// Applies only where the route's path differs from where creations
+    /// go (`with_create_schema`), which is also where a session's own
+    /// `SET search_path` is followed (it then answers itself).
+    pub fn with_client_search_path(mut self, path: &[String]) -> Self {
+        self.client_search_path = (!path.is_empty()).then(|| path.into());
+        self.rebuild();
+        self
+    }
+
+    pub(crate) fn client_search_path(&self) -> Option<&[String]> {
+        self.create_schema
+            .as_ref()
+            .and(self.client_search_path.as_deref())
     }
 
     pub(crate) fn create_schema(&self) -> Option<&str> {

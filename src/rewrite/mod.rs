@@ -35,12 +35,14 @@
 use std::cell::RefCell;
 
 mod cache;
+mod catalog;
 mod deallocate;
 mod encoding;
 mod escapes;
 mod exact;
 mod facts;
 mod fallback;
+mod hooks;
 mod large;
 mod map;
 mod names;
@@ -48,6 +50,7 @@ mod outcome;
 mod prefilter;
 mod quote;
 mod redact;
+mod search_path;
 mod shape;
 mod splice;
 mod split;

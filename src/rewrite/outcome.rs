@@ -108,11 +108,29 @@ pub enum Decision {
     /// search_path exactly as the bare spelling (an owned sequence moved
     /// with its table is found in the mapped schema first).
     PublicDroppedFromString,
+    /// A bare name the map lists, in a string PostgreSQL reads as a name
+    /// (`to_regclass('users')`, `'user_status'::regtype`): this schema
+    /// inserted inside the literal, so the lookup never reaches a stale
+    /// copy in `public` (once the moved object is gone, say) nor follows a
+    /// session's own search_path away from the map.
+    QualifiedStringByMap { schema: Arc<str> },
+    /// Any other string in such a position (a name the map does not list,
+    /// or a spelling not read exactly): left as written, the search_path
+    /// decides. Recorded so a rewrite that read a literal is never reused
+    /// for a text of the same shape with another literal there.
+    StringLeftToSearchPath,
+    /// A catalog listing (`information_schema.tables`, `pg_tables`, ...)
+    /// read through a subquery that leaves out the stale copies in `public`
+    /// of what the map moved.
+    CatalogStaleHidden,
+    /// `current_schema()` answered from the path the client had before the
+    /// move (`client_search_path`), not the route's.
+    ClientSearchPathShown,
 }
 
 impl Decision {
     /// Every decision's metric label, in [`Decision::index`] order.
-    pub const LABELS: [&'static str; 13] = [
+    pub const LABELS: [&'static str; 17] = [
         "qualified_by_map",
         "qualified_by_fallback",
         "already_qualified",
@@ -126,6 +144,10 @@ impl Decision {
         "created_by_session_path",
         "requalified_string_from_public",
         "public_dropped_from_string",
+        "qualified_string_by_map",
+        "string_left_to_search_path",
+        "catalog_stale_hidden",
+        "client_search_path_shown",
     ];
 
     /// The slot of this decision in [`Decision::LABELS`]: which layer
@@ -146,6 +168,10 @@ impl Decision {
             Decision::CreatedBySessionPath => 10,
             Decision::RequalifiedStringFromPublic { .. } => 11,
             Decision::PublicDroppedFromString => 12,
+            Decision::QualifiedStringByMap { .. } => 13,
+            Decision::StringLeftToSearchPath => 14,
+            Decision::CatalogStaleHidden => 15,
+            Decision::ClientSearchPathShown => 16,
         }
     }
 
@@ -156,6 +182,7 @@ impl Decision {
             | Decision::QualifiedByFallback { schema }
             | Decision::RequalifiedFromPublic { schema }
             | Decision::RequalifiedStringFromPublic { schema }
+            | Decision::QualifiedStringByMap { schema }
             | Decision::CreatedIn { schema } => Some(schema),
             _ => None,
         }
@@ -195,6 +222,18 @@ impl Decision {
             }
             Decision::PublicDroppedFromString => {
                 "public. spelling of an unlisted name inside a string: public. dropped (search_path decides, as for the bare name)".into()
+            }
+            Decision::QualifiedStringByMap { schema } => {
+                format!("mapped name inside a string read as a name -> {schema}")
+            }
+            Decision::StringLeftToSearchPath => {
+                "string read as a name, not in map: left as written (search_path decides)".into()
+            }
+            Decision::CatalogStaleHidden => {
+                "catalog listing: stale copies in public of moved objects left out".into()
+            }
+            Decision::ClientSearchPathShown => {
+                "current_schema() answered from the client's search_path, not the route's".into()
             }
         }
     }

@@ -14,7 +14,7 @@ use super::exact::{ExactError, qualify_exact};
 use super::fallback::{first_mapped_word, names_in_table_positions, text_is_word};
 use super::quote::qualifier;
 use super::split::TextIndex;
-use super::strings::{contains_public_string, resolve_strings};
+use super::strings::{contains_public_string, may_name_mapped, resolve_strings};
 use super::walk::{Creates, Namespace, TableMention, normalized, walk_statement};
 use super::{
     Decision, Edit, FallbackCause, NameUse, OnParseError, Outcome, SchemaMap, quote_identifier,
@@ -117,6 +117,18 @@ fn rewrite_statement_here(
     if !walk.strings.is_empty() {
         resolve_strings(sql, index, &walk.strings, map, &mut names, &mut edits);
     }
+    super::catalog::hide_stale_copies(
+        sql,
+        index,
+        &statement,
+        &walk.mentions,
+        map,
+        &mut names,
+        &mut edits,
+    );
+    super::search_path::show_client_path(
+        sql, index, &tokens, &statement, map, &mut names, &mut edits,
+    );
 
     // Cross-check: every mapped bare name after a table keyword must have
     // been seen by the walk. A miss is an AST form the walk does not know.
@@ -236,7 +248,13 @@ pub(crate) fn unparsed(
         map.requalify_public()
             && statement_bounds(sql, index, tokens).is_ok_and(|b| contains_public_string(&sql[b]))
     };
-    if table.is_none() && !creates && !public_string() {
+    // `to_regclass('users')` names no mapped word either.
+    let mapped_string = || {
+        tokens
+            .iter()
+            .any(|t| matches!(&t.token, Token::SingleQuotedString(v) if may_name_mapped(v, map)))
+    };
+    if table.is_none() && !creates && !public_string() && !mapped_string() {
         // No word names a mapped table: nothing to do whatever the policy.
         return StatementRewrite {
             parse_error: Some(error),

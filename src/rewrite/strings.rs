@@ -4,9 +4,15 @@
 //! `has_table_privilege`, ... (see [`relation_argument`] and
 //! [`string_kind_of_cast`]).
 //!
-//! A bare name in such a string is already exact: the route's search_path
-//! lists the mapped schemas before `public`. A `public.` spelling gets the
-//! meaning it has for identifiers under `public_qualified: rewrite`:
+//! A bare name the map lists gets its schema inside the literal
+//! (`to_regclass('users')` -> `to_regclass('shared_common.users')`), as a
+//! bare identifier does: the lookup then never falls through the
+//! search_path to a stale copy in `public` (once the moved object is
+//! dropped) and ignores a session's own `SET search_path`, whatever
+//! `public_qualified` says. A temporary relation of that name keeps it bare
+//! (`SessionFacts`). Any other bare name is left to the search_path. A
+//! `public.` spelling gets the meaning it has for identifiers under
+//! `public_qualified: rewrite`:
 //! - a name the map lists -> `'schema.name'`;
 //! - a name listed under the map's `public:` entry -> as written;
 //! - any other relation name -> `'name'`: `public.` is dropped, so the
@@ -47,6 +53,10 @@ pub(crate) enum StringKind {
     Relation,
     /// A type (regtype): only a mapped one is requalified.
     Type,
+    /// A function (regproc, regprocedure): only a mapped one is
+    /// requalified; `with_args` when the name is followed by its argument
+    /// types (`'f(int)'`).
+    Routine { with_args: bool },
 }
 
 /// A string literal in a position PostgreSQL reads as a name.
@@ -79,6 +89,12 @@ pub(crate) fn relation_argument(function: &str, args: usize) -> Option<(usize, S
         // (table, column, privilege) or (user, table, column, privilege).
         "has_column_privilege" => args.checked_sub(3),
         "to_regtype" => return (args == 1).then_some((0, StringKind::Type)),
+        "to_regproc" => {
+            return (args == 1).then_some((0, StringKind::Routine { with_args: false }));
+        }
+        "to_regprocedure" => {
+            return (args == 1).then_some((0, StringKind::Routine { with_args: true }));
+        }
         _ => None,
     }?;
     (index < args).then_some((index, StringKind::Relation))
@@ -105,6 +121,8 @@ pub(crate) fn string_kind_of_cast(data_type: &DataType) -> Option<StringKind> {
             match type_name.as_str() {
                 "regclass" => Some(StringKind::Relation),
                 "regtype" => Some(StringKind::Type),
+                "regproc" => Some(StringKind::Routine { with_args: false }),
+                "regprocedure" => Some(StringKind::Routine { with_args: true }),
                 _ => None,
             }
         }
@@ -323,9 +341,6 @@ pub(crate) fn resolve_strings(
     names: &mut Vec<NameUse>,
     edits: &mut Vec<Edit>,
 ) {
-    if !map.requalify_public() {
-        return;
-    }
     let before = (names.len(), edits.len());
     for (i, mention) in mentions.iter().enumerate() {
         // One literal reached twice (a call and a cast around it) counts once.
@@ -335,9 +350,8 @@ pub(crate) fn resolve_strings(
         let Some(open) = index.byte_offset(mention.start) else {
             continue;
         };
-        let Some((name, edit)) = decide(sql, open, &mention.value, mention.kind, map) else {
-            continue;
-        };
+        let (name, edit) = decide(sql, open, &mention.value, mention.kind, map)
+            .unwrap_or_else(|| (left_to_search_path(open, &mention.value), None));
         names.push(name);
         edits.extend(edit);
     }
@@ -348,8 +362,9 @@ pub(crate) fn resolve_strings(
 }
 
 /// The decision for a literal whose opening quote is at `open` of `sql`
-/// and whose value is `value`; `None` when it is no `public.` spelling
-/// this module reads exactly.
+/// and whose value is `value`; `None` when it is no spelling this module
+/// reads exactly (a bare name, or a `public.` one when such spellings are
+/// rewritten).
 pub(crate) fn decide(
     sql: &str,
     open: usize,
@@ -371,21 +386,32 @@ pub(crate) fn decide(
     {
         return None;
     }
-    let spelling = public_spelling(value)?;
+    // A regprocedure string names its function before the argument list.
+    let named = match kind {
+        StringKind::Routine { with_args: true } => &value[..argument_list_start(value)?],
+        _ => value,
+    };
+    let mapped = |name: &str, quoted: bool| match kind {
+        StringKind::Relation => map.schema_of(name, quoted),
+        StringKind::Type => map.type_schema(name, quoted),
+        StringKind::Routine { .. } => map.routine_schema(name, quoted),
+    };
+    let Some(spelling) = public_spelling(named) else {
+        return decide_bare(content_at, named, mapped);
+    };
+    if !map.requalify_public() {
+        return None;
+    }
     let offset = content_at + spelling.qualifier.start;
     let replaced = spelling.qualifier.len();
-    let mapped = match kind {
-        StringKind::Relation => map.schema_of(&spelling.name, true),
-        StringKind::Type => map.type_schema(&spelling.name, true),
-    };
-    let (decision, insert): (Decision, Option<Arc<str>>) = match mapped {
+    let (decision, insert): (Decision, Option<Arc<str>>) = match mapped(&spelling.name, true) {
         Some("public") => (Decision::AlreadyQualified, None),
         Some(schema) if schema.contains('\\') => (Decision::AlreadyQualified, None),
         Some(schema) => (
             Decision::RequalifiedStringFromPublic {
                 schema: schema.into(),
             },
-            Some(format!("{}.", quote_identifier(schema).replace('\'', "''")).into()),
+            Some(string_qualifier(schema)),
         ),
         None if kind == StringKind::Relation
             && !spelling.name.starts_with("pg_")
@@ -396,7 +422,7 @@ pub(crate) fn decide(
         None => (Decision::AlreadyQualified, None),
     };
     let name = NameUse {
-        name: value
+        name: named
             .trim_matches(|c: char| c.is_ascii() && is_space(c as u8))
             .into(),
         offset,
@@ -408,6 +434,93 @@ pub(crate) fn decide(
         insert,
     });
     Some((name, edit))
+}
+
+/// `schema.` as it goes inside a literal: quoted as an identifier when it
+/// must be, a quote doubled.
+fn string_qualifier(schema: &str) -> Arc<str> {
+    format!("{}.", quote_identifier(schema).replace('\'', "''")).into()
+}
+
+/// A bare name (`'users'`, `' "Users" '`) starting `content_at`: the map's
+/// schema goes in front of it, so the server never resolves it through the
+/// search_path (which may reach a stale copy in `public`). A name the map
+/// lists under `public` gets `public.` (a same-named object in a mapped
+/// schema would otherwise come first). `None` for anything but one name.
+fn decide_bare<'m>(
+    content_at: usize,
+    content: &str,
+    mapped: impl Fn(&str, bool) -> Option<&'m str>,
+) -> Option<(NameUse, Option<Edit>)> {
+    let bytes = content.as_bytes();
+    let at = skip_space(bytes, 0);
+    let (name, after, quoted) = part(bytes, at)?;
+    if skip_space(bytes, after) != bytes.len() || name.len() > MAX_NAME_BYTES {
+        return None;
+    }
+    let offset = content_at + at;
+    let schema = mapped(&name, quoted).filter(|s| !s.contains('\\'));
+    let Some(schema) = schema else {
+        return Some((left_to_search_path_named(offset, name), None));
+    };
+    let name = NameUse {
+        name: name.into(),
+        offset,
+        decision: Decision::QualifiedStringByMap {
+            schema: schema.into(),
+        },
+    };
+    let edit = Edit::insertion(offset, string_qualifier(schema));
+    Some((name, Some(edit)))
+}
+
+/// Where a regprocedure string's argument list starts (its first `(`
+/// outside double quotes, as PostgreSQL's `parseNameAndArgTypes` finds
+/// it), with the whitespace before it.
+fn argument_list_start(value: &str) -> Option<usize> {
+    let mut quoted = false;
+    let paren = value.bytes().position(|b| {
+        if b == b'"' {
+            quoted = !quoted;
+        }
+        b == b'(' && !quoted
+    })?;
+    let bytes = value.as_bytes();
+    let mut end = paren;
+    while end > 0 && is_space(bytes[end - 1]) {
+        end -= 1;
+    }
+    Some(end)
+}
+
+/// Whether a literal's `value` is a bare name the map lists (of any kind,
+/// a function with its argument list too): such a literal sends a
+/// statement sqlparser cannot read to PostgreSQL's grammar, which then
+/// decides whether it stands where a name is read.
+pub(crate) fn may_name_mapped(value: &str, map: &SchemaMap) -> bool {
+    let named = argument_list_start(value).map_or(value, |end| &value[..end]);
+    let bytes = named.as_bytes();
+    let at = skip_space(bytes, 0);
+    part(bytes, at).is_some_and(|(name, after, quoted)| {
+        skip_space(bytes, after) == bytes.len()
+            && (map.schema_of(&name, quoted).is_some()
+                || map.type_schema(&name, quoted).is_some()
+                || map.routine_schema(&name, quoted).is_some())
+    })
+}
+
+/// The record of a name-reading literal left as written (see
+/// [`Decision::StringLeftToSearchPath`]), at the literal's content.
+fn left_to_search_path(open: usize, value: &str) -> NameUse {
+    left_to_search_path_named(open + 1, value.into())
+}
+
+fn left_to_search_path_named(offset: usize, name: String) -> NameUse {
+    NameUse {
+        name: name.into(),
+        offset,
+        decision: Decision::StringLeftToSearchPath,
+    }
 }
 
 /// The relation a `PublicDroppedFromString` name at `offset` of `sql`
@@ -429,7 +542,9 @@ impl Rewrite {
         for name in &mut self.names {
             if !matches!(
                 name.decision,
-                Decision::RequalifiedStringFromPublic { .. } | Decision::PublicDroppedFromString
+                Decision::RequalifiedStringFromPublic { .. }
+                    | Decision::PublicDroppedFromString
+                    | Decision::QualifiedStringByMap { .. }
             ) {
                 continue;
             }

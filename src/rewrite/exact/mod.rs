@@ -417,7 +417,7 @@ impl Walker<'_> {
             return;
         }
         self.created_object(tag, obj);
-        if matches!(tag, "FuncCall" | "TypeCast") && self.map.requalify_public() {
+        if matches!(tag, "FuncCall" | "TypeCast") {
             self.name_string(tag, obj);
         }
         if let Some(&(_, type_field, objects_field)) =
@@ -518,6 +518,8 @@ impl Walker<'_> {
                 _ if !plain("typmods") || !plain("array_bounds") => return,
                 "regclass" => StringKind::Relation,
                 "regtype" => StringKind::Type,
+                "regproc" => StringKind::Routine { with_args: false },
+                "regprocedure" => StringKind::Routine { with_args: true },
                 _ => return,
             };
             (obj.get("arg"), kind)

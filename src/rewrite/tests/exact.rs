@@ -217,7 +217,7 @@ fn issue_cases_through_the_exact_parser() {
         ),
         (
             "SELECT NULL::users, 'users'::regclass",
-            "SELECT NULL::users, 'users'::regclass",
+            "SELECT NULL::users, 'shared_common.users'::regclass",
         ),
         (
             "LISTEN users; NOTIFY users; PREPARE users AS SELECT 1",

@@ -33,13 +33,16 @@
 
 mod api;
 mod cache;
+mod catalog;
 mod data_format;
 mod exact;
 mod fallback;
 mod rules;
 mod scope;
+mod search_path;
 mod statements;
 mod strings;
+mod strings_bare;
 
 use super::*;
 

@@ -1324,3 +1324,87 @@ SELECT count(*) FROM users
 SET search_path TO public;
 CREATE TABLE new_thing (id int);
 SELECT relnamespace::regnamespace::text FROM pg_class WHERE relname = 'new_thing'
+
+-- ===== strings read as names: bare mapped names ======================
+-- A bare mapped name inside such a string gets its schema, so the lookup
+-- never reaches the stale copy (also after the moved object is dropped).
+-- next: namestring.regproc_after_drop
+DROP FUNCTION user_count();
+SELECT to_regproc('user_count') IS NULL, to_regprocedure('user_count()') IS NULL
+-- next: namestring.regprocedure_text
+SELECT 'user_count()'::regprocedure::text, 'touch_user'::regproc::text
+-- next: namestring.regtype_after_drop
+DROP TABLE users CASCADE;
+DROP TYPE address;
+SELECT to_regtype('address') IS NULL
+-- next: namestring.regclass_after_drop_quoted
+DROP TABLE kasi_cache;
+SELECT to_regclass('"kasi_cache"') IS NULL, to_regclass(' KASI_CACHE ') IS NULL
+-- next: namestring.privilege_after_drop
+DROP TABLE notifications;
+SELECT has_table_privilege('notifications', 'SELECT')
+-- next: namestring.size_after_drop
+DROP TABLE audit_logs;
+SELECT pg_relation_size('audit_logs')
+-- next: namestring.set_search_path_then_regclass
+-- (the map stays authoritative; regclass text output would show the schema)
+SET search_path = public;
+SELECT obj_description('users'::regclass, 'pg_class')
+-- next: namestring.temp_shadows_string
+CREATE TEMP TABLE kasi_cache (k int);
+SELECT to_regclass('kasi_cache')::text, pg_relation_size('kasi_cache')
+
+-- ===== catalog listings (SQLAlchemy, Django, psql, migration tools) ==
+-- The stale copies in public of what the map moved are left out.
+-- next: catalog.info_schema_tables_all
+SELECT table_name, table_type FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema', 'fid_probe') ORDER BY 1
+-- next: catalog.info_schema_columns_all
+SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns AS c WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema', 'fid_probe') ORDER BY 1, 2
+-- next: catalog.info_schema_views
+SELECT table_name FROM information_schema.views WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1
+-- next: catalog.info_schema_key_columns
+SELECT kcu.table_name, kcu.column_name, tc.constraint_type FROM information_schema.table_constraints tc JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name AND kcu.table_name = tc.table_name WHERE tc.table_schema NOT IN ('pg_catalog', 'fid_probe') ORDER BY 1, 2, 3
+-- next: catalog.info_schema_sequences
+SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema <> 'fid_probe' ORDER BY 1
+-- next: catalog.info_schema_routines
+SELECT routine_name FROM information_schema.routines WHERE routine_schema NOT IN ('pg_catalog', 'information_schema', 'fid_probe') ORDER BY 1
+-- next: catalog.info_schema_triggers
+SELECT trigger_name, event_object_table FROM information_schema.triggers WHERE event_object_schema <> 'fid_probe' ORDER BY 1, 2
+-- next: catalog.pg_tables_all
+SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'fid_probe') ORDER BY 1
+-- next: catalog.pg_views_matviews
+SELECT v.viewname FROM pg_views v WHERE v.schemaname NOT IN ('pg_catalog', 'information_schema') UNION ALL SELECT matviewname FROM pg_matviews ORDER BY 1
+-- next: catalog.pg_indexes_all
+SELECT tablename, indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'fid_probe') ORDER BY 1, 2
+-- next: catalog.pg_sequences_all
+SELECT sequencename, last_value FROM pg_sequences WHERE schemaname <> 'fid_probe' ORDER BY 1
+-- next: catalog.pg_proc_by_name
+SELECT p.proname, p.pronargs FROM pg_catalog.pg_proc p WHERE p.proname IN ('user_count', 'touch_user', 'users_audit') ORDER BY 1
+-- next: catalog.pg_proc_psql_df
+-- psql's \df user_count
+SELECT p.proname, pg_catalog.pg_get_function_result(p.oid) FROM pg_catalog.pg_proc p LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.proname OPERATOR(pg_catalog.~) '^(user_count)$' COLLATE pg_catalog.default AND pg_catalog.pg_function_is_visible(p.oid) ORDER BY 1
+-- next: catalog.extended_listing
+-- step extended
+SELECT table_name::text FROM information_schema.tables WHERE table_name = 'saju_charts'
+
+-- ===== the search_path shown (client_search_path) ==================
+-- next: searchpath.current_schema_bare_keyword
+SELECT current_schema, pg_catalog.current_schema() AS s
+-- next: searchpath.in_a_catalog_filter_of_creations
+CREATE TABLE new_thing (id int);
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = 'new_thing'
+-- next: searchpath.own_set_answers_itself
+SET search_path = pg_catalog, public;
+SELECT current_schema(), current_schemas(true)
+-- next: searchpath.own_set_then_reset
+SET search_path = pg_catalog;
+RESET search_path;
+SELECT current_schema()
+-- next: searchpath.pgbench_finds_its_table
+-- pgbench and Rails find tables on the path with current_schemas(): it stays
+-- the route's, where the moved tables are
+SELECT o.n IS NOT NULL FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON (n.oid = c.relnamespace) CROSS JOIN LATERAL (SELECT pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)) AS o(n) WHERE c.relname = 'users' AND o.n IS NOT NULL ORDER BY o.n LIMIT 1
+-- next: searchpath.listing_of_current_schema
+-- The moved tables are not in public any more: a listing filtered by the
+-- schema current_schema() names misses them (known gap, search-path).
+SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1
