@@ -869,6 +869,7 @@ impl<'a> Session<'a> {
             inbuf,
             channels: translate.then_some(&*cfg.channels),
             namespaces: &cfg.namespaces,
+            unmatched_visible: cfg.unmatched == keyspace::Unmatched::Forward,
             max_request: cfg.max_request_bytes,
         }
         .run(first, shutdown)
