@@ -283,9 +283,9 @@ impl<'a> Subscriptions<'a> {
     /// A keyevent payload's client database and key name.
     fn keyevent_key(&self, server_db: u16, payload: &Value) -> Option<(u16, Bytes)> {
         let key = payload.as_bytes()?;
-        let (db, name) = self
-            .namespaces
-            .keyevent_key_back(server_db, key, self.unmatched_visible)?;
+        let (db, name) =
+            self.namespaces
+                .keyevent_key_back(server_db, key, self.unmatched_visible)?;
         Some((db, Bytes::from(name)))
     }
 }
@@ -351,7 +351,9 @@ mod tests {
                 .unwrap()
                 .iter()
                 .map(|e| match e {
-                    Value::Bulk(_, b) | Value::Line(_, b) => String::from_utf8_lossy(b).into_owned(),
+                    Value::Bulk(_, b) | Value::Line(_, b) => {
+                        String::from_utf8_lossy(b).into_owned()
+                    }
                     Value::Aggregate(..) => "?".into(),
                 })
                 .collect::<Vec<_>>()
@@ -368,9 +370,8 @@ mod tests {
             words(&sent),
             "SUBSCRIBE __keyevent@0__:set __keyevent@1__:set shared:events:a"
         );
-        let confirm = |s: &mut Subscriptions, c: &str, n: &str| {
-            shown(s.reply(push(&["subscribe", c, n])))
-        };
+        let confirm =
+            |s: &mut Subscriptions, c: &str, n: &str| shown(s.reply(push(&["subscribe", c, n])));
         assert_eq!(
             confirm(&mut s, "__keyevent@0__:set", ":1").as_deref(),
             Some("subscribe __keyevent@0__:set 1")
@@ -383,7 +384,8 @@ mod tests {
         );
 
         // Keys come back under the client's names, on its channel.
-        let msg = |s: &mut Subscriptions, c: &str, k: &str| shown(s.reply(push(&["message", c, k])));
+        let msg =
+            |s: &mut Subscriptions, c: &str, k: &str| shown(s.reply(push(&["message", c, k])));
         assert_eq!(
             msg(&mut s, "__keyevent@1__:set", "saju_service:x").as_deref(),
             Some("message __keyevent@0__:set saju:x")
@@ -417,7 +419,10 @@ mod tests {
             shown(s.reply(push(&["unsubscribe", "__keyevent@0__:set", ":2"]))).as_deref(),
             Some("unsubscribe __keyevent@0__:set 1")
         );
-        assert_eq!(s.reply(push(&["unsubscribe", "__keyevent@1__:set", ":1"])), None);
+        assert_eq!(
+            s.reply(push(&["unsubscribe", "__keyevent@1__:set", ":1"])),
+            None
+        );
     }
 
     #[test]
@@ -482,10 +487,7 @@ mod tests {
         s.reply(push(&["subscribe", "__keyevent@1__:del", ":2"]));
         assert_eq!(
             words(&s.request(&args("UNSUBSCRIBE __keyevent@1__:del"))),
-            format!(
-                "UNSUBSCRIBE {}",
-                String::from_utf8_lossy(NOOP_CHANNEL)
-            ),
+            format!("UNSUBSCRIBE {}", String::from_utf8_lossy(NOOP_CHANNEL)),
             "db 0's channel still needs the server's db 1 channel"
         );
         assert_eq!(
@@ -501,7 +503,10 @@ mod tests {
             shown(s.reply(push(&["unsubscribe", "__keyevent@0__:del", ":1"]))).as_deref(),
             Some("unsubscribe __keyevent@0__:del 0")
         );
-        assert_eq!(s.reply(push(&["unsubscribe", "__keyevent@1__:del", ":0"])), None);
+        assert_eq!(
+            s.reply(push(&["unsubscribe", "__keyevent@1__:del", ":0"])),
+            None
+        );
     }
 
     #[test]
@@ -529,12 +534,22 @@ mod tests {
             Some("pmessage __keyevent@0__:* __keyevent@0__:expired saju:t")
         );
         assert_eq!(
-            s.reply(push(&["pmessage", "__keyevent@0__:*", "__keyevent@0__:set", "plain"])),
+            s.reply(push(&[
+                "pmessage",
+                "__keyevent@0__:*",
+                "__keyevent@0__:set",
+                "plain"
+            ])),
             None,
             "unmatched: reject: unmatched keys are no client's"
         );
         // A pattern over databases is passed as it is.
-        let raw = push(&["pmessage", "__keyevent@*__:del", "__keyevent@1__:del", "saju_service:t"]);
+        let raw = push(&[
+            "pmessage",
+            "__keyevent@*__:del",
+            "__keyevent@1__:del",
+            "saju_service:t",
+        ]);
         assert_eq!(s.reply(raw.clone()), Some(raw));
         // PUBLISH and other commands: as before.
         assert_eq!(

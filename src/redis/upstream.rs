@@ -183,6 +183,28 @@ impl Upstream {
         Ok((got, pushes))
     }
 
+    /// The next whole reply; RESP3 pushes (client tracking's
+    /// invalidations) that come before it are appended to `pushes` as they
+    /// came (they answer no command).
+    pub async fn next_reply(&mut self, pushes: &mut BytesMut) -> Result<Bytes, UpstreamError> {
+        loop {
+            match resp::reply_len(&self.buf, self.max_reply)? {
+                Some(len) => {
+                    let reply = self.buf.split_to(len).freeze();
+                    if reply.first() != Some(&b'>') {
+                        return Ok(reply);
+                    }
+                    pushes.extend_from_slice(&reply);
+                }
+                None => {
+                    if self.stream.read_buf(&mut self.buf).await? == 0 {
+                        return Err(UpstreamError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+    }
+
     /// One exchange: send `commands`, return their replies.
     pub async fn call(&mut self, commands: &[Vec<Bytes>]) -> Result<Vec<Bytes>, UpstreamError> {
         let mut out = BytesMut::new();

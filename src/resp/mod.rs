@@ -274,9 +274,7 @@ impl Value {
                 out.extend_from_slice(b"\r\n");
             }
             Value::Bulk(tag, data) => {
-                out.put_u8(*tag);
-                out.extend_from_slice(data.len().to_string().as_bytes());
-                out.extend_from_slice(b"\r\n");
+                put_header(out, *tag, data.len());
                 out.extend_from_slice(data);
                 out.extend_from_slice(b"\r\n");
             }
@@ -286,9 +284,7 @@ impl Value {
                 } else {
                     items.len()
                 };
-                out.put_u8(*tag);
-                out.extend_from_slice(n.to_string().as_bytes());
-                out.extend_from_slice(b"\r\n");
+                put_header(out, *tag, n);
                 for item in items {
                     item.encode(out);
                 }
@@ -345,16 +341,21 @@ fn decode_at(buf: &Bytes, at: usize, depth: usize) -> Result<(Value, usize), Res
     }
 }
 
+/// `<tag><n>\r\n`, the number formatted without an allocation.
+fn put_header(out: &mut BytesMut, tag: u8, n: usize) {
+    out.put_u8(tag);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// A command as a RESP array of bulk strings.
 pub fn encode_command<A: AsRef<[u8]>>(out: &mut BytesMut, args: &[A]) {
-    out.put_u8(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let size: usize = args.iter().map(|a| a.as_ref().len() + 16).sum();
+    out.reserve(size + 16);
+    put_header(out, b'*', args.len());
     for a in args {
         let a = a.as_ref();
-        out.put_u8(b'$');
-        out.extend_from_slice(a.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, b'$', a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }

@@ -48,6 +48,9 @@ async fn many_clients_share_a_few_server_connections_and_each_gets_its_own_value
         let start = std::sync::Arc::clone(&start);
         tasks.push(tokio::spawn(async move {
             let mut c = Resp::connect(port).await;
+            // Served before the others start: no client is alone (a lone
+            // one would use a connection of its own).
+            assert_eq!(text(&c.call(&["PING"]).await), "PONG");
             start.wait().await;
             let key = |i: usize| format!("saju:{u}:{t}:{i}");
             let value = |i: usize| format!("v{t}-{i}");
@@ -201,6 +204,9 @@ async fn a_killed_shared_connection_fails_what_it_carried_and_is_opened_again() 
     let proxy = start_redis_proxy(&redis_yaml("")).await;
     let u = unique("kill");
     let key = format!("saju:{u}:k");
+    // A second plain client, so that `c` is not alone (see the next test).
+    let mut bystander = Resp::connect(proxy.port).await;
+    assert_eq!(text(&bystander.call(&["PING"]).await), "PONG");
     let mut c = Resp::connect(proxy.port).await;
     c.ok(&["SET", &key, "v1"]).await;
     let id = |list: &[(String, String)]| {
@@ -235,6 +241,70 @@ async fn a_killed_shared_connection_fails_what_it_carried_and_is_opened_again() 
     assert_eq!(text(&c.call(&["GET", &key]).await), "v3");
     let m = &proxy.state.metrics.redis;
     assert!(m.upstream_errors.load(Ordering::Relaxed) >= 1);
+    drop(bystander);
+}
+
+/// A plain client alone on its event loop uses a connection of its own
+/// (no task hops), joins the shared one when another plain client
+/// arrives, and goes back to its own when it is alone again.
+#[tokio::test]
+async fn a_lone_client_uses_its_own_connection_until_another_arrives() {
+    let proxy = start_redis_proxy(&redis_yaml("")).await;
+    let u = unique("lone");
+    let key = format!("saju:{u}:k");
+    let m = &proxy.state.metrics.redis;
+    let multiplexed = || m.multiplexed_commands.load(Ordering::Relaxed);
+    let mut c = Resp::connect(proxy.port).await;
+    c.ok(&["SET", &key, "1"]).await;
+    assert_eq!(text(&c.call(&["GET", &key]).await), "1");
+    assert_eq!(
+        multiplexed(),
+        0,
+        "alone: nothing went through the shared path"
+    );
+    assert!(shared_on_server(proxy.port).await.is_empty());
+
+    let mut other = Resp::connect(proxy.port).await;
+    assert_eq!(text(&other.call(&["PING"]).await), "PONG");
+    let before = multiplexed();
+    c.ok(&["SET", &key, "2"]).await;
+    assert_eq!(text(&c.call(&["GET", &key]).await), "2");
+    assert_eq!(multiplexed(), before + 2, "two plain clients share");
+    assert_eq!(
+        shared_on_server(proxy.port)
+            .await
+            .iter()
+            .filter(|(_, db)| db == "1")
+            .count(),
+        1
+    );
+
+    drop(other);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.clients_active.load(Ordering::Relaxed) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the other client's session ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = multiplexed();
+    c.ok(&["SET", &key, "3"]).await;
+    assert_eq!(text(&c.call(&["GET", &key]).await), "3");
+    assert_eq!(multiplexed(), before, "alone again: its own connection");
+    // On the server, under the new prefix and database all along.
+    let mut d = Resp::direct(1).await;
+    assert_eq!(
+        text(&d.call(&["GET", &format!("saju_service:{u}:k")]).await),
+        "3"
+    );
+    assert_eq!(
+        m.clients_dedicated
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum::<u64>(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -252,6 +322,9 @@ async fn a_reply_past_max_reply_bytes_fails_alone_on_a_shared_connection() {
         .await;
     let mut bystander = Resp::connect(proxy.port).await;
     let mut c = Resp::connect(proxy.port).await;
+    // Both served first: neither is alone (see the lone client's test).
+    assert_eq!(text(&bystander.call(&["PING"]).await), "PONG");
+    assert_eq!(text(&c.call(&["PING"]).await), "PONG");
     for _ in 0..3 {
         c.send(&["GET", &format!("saju:{u}:small")]).await;
         c.send(&["GET", &format!("saju:{u}:big")]).await;
