@@ -645,6 +645,12 @@ impl<'a> Session<'a> {
                         }
                         continue;
                     }
+                    Err(e @ UpstreamError::ReplySkipped(_)) => {
+                        // That reply alone: the connection goes on.
+                        count_error(&namespaces);
+                        self.error(&error_line(&e));
+                        continue;
+                    }
                     Err(e) => failed = Some(e),
                 }
             }

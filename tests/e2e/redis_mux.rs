@@ -323,8 +323,9 @@ async fn a_reply_past_max_reply_bytes_fails_alone_on_a_shared_connection() {
     let mut bystander = Resp::connect(proxy.port).await;
     let mut c = Resp::connect(proxy.port).await;
     // Both served first: neither is alone (see the lone client's test).
-    assert_eq!(text(&bystander.call(&["PING"]).await), "PONG");
-    assert_eq!(text(&c.call(&["PING"]).await), "PONG");
+    let small = format!("saju:{u}:small");
+    assert_eq!(text(&bystander.call(&["GET", &small]).await), "s");
+    assert_eq!(text(&c.call(&["GET", &small]).await), "s");
     for _ in 0..3 {
         c.send(&["GET", &format!("saju:{u}:small")]).await;
         c.send(&["GET", &format!("saju:{u}:big")]).await;
@@ -350,6 +351,47 @@ async fn a_reply_past_max_reply_bytes_fails_alone_on_a_shared_connection() {
             .load(Ordering::Relaxed),
         1
     );
+}
+
+/// The same on a connection of its own (a lone client, `multiplex:
+/// false`): the command fails, the connection and the pipeline go on.
+#[tokio::test]
+async fn a_reply_past_max_reply_bytes_fails_alone_on_a_connection_of_its_own() {
+    for extra in ["", "  multiplex: false\n"] {
+        let proxy =
+            start_redis_proxy(&redis_yaml(&format!("  max_reply_bytes: 65536\n{extra}"))).await;
+        let u = unique("bigown");
+        let mut d = Resp::direct(1).await;
+        d.ok(&[
+            "SET",
+            &format!("saju_service:{u}:big"),
+            &"x".repeat(200_000),
+        ])
+        .await;
+        d.ok(&["SET", &format!("saju_service:{u}:small"), "s"])
+            .await;
+        let mut c = Resp::connect(proxy.port).await;
+        for _ in 0..3 {
+            c.send(&["GET", &format!("saju:{u}:small")]).await;
+            c.send(&["GET", &format!("saju:{u}:big")]).await;
+        }
+        for _ in 0..3 {
+            assert_eq!(text(&c.read().await.unwrap()), "s", "{extra}");
+            let said = text(&c.read().await.unwrap());
+            assert!(said.contains("invalid bulk length 200000"), "{said}");
+        }
+        assert_eq!(
+            text(&c.call(&["GET", &format!("saju:{u}:small")]).await),
+            "s"
+        );
+        let m = &proxy.state.metrics.redis;
+        assert_eq!(m.multiplexed_commands.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            m.upstream_errors.load(Ordering::Relaxed),
+            0,
+            "no connection failed"
+        );
+    }
 }
 
 #[tokio::test]
