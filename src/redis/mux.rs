@@ -347,11 +347,15 @@ async fn writer(
 ) -> OwnedWriteHalf {
     let mut out = BytesMut::new();
     let mut parts: Vec<Bytes> = Vec::new();
+    // Registered once, not at every turn of the loop.
+    let dead_wait = dead.cancelled();
+    let shutdown_wait = shutdown.cancelled();
+    tokio::pin!(dead_wait, shutdown_wait);
     loop {
         let job = tokio::select! {
             j = jobs.recv() => j,
-            () = dead.cancelled() => None,
-            () = shutdown.cancelled() => None,
+            () = &mut dead_wait => None,
+            () = &mut shutdown_wait => None,
         };
         let Some(job) = job else { break };
         let mut size = job.bytes.len();
@@ -416,6 +420,9 @@ async fn reader(
     let mut writer_open = true;
     // Bytes still to drop of a reply past `max_reply`.
     let mut skip = 0usize;
+    let dead_wait = dead.cancelled();
+    let shutdown_wait = shutdown.cancelled();
+    tokio::pin!(dead_wait, shutdown_wait);
     let failure: String = 'conn: loop {
         if skip > 0 {
             let k = skip.min(buf.len());
@@ -472,8 +479,8 @@ async fn reader(
                 Ok(_) => {}
                 Err(e) => break 'conn format!("connection to the Redis server lost: {e}"),
             },
-            () = dead.cancelled() => break 'conn "connection to the Redis server lost: write failed".into(),
-            () = shutdown.cancelled() => break 'conn "the proxy is shutting down".into(),
+            () = &mut dead_wait => break 'conn "connection to the Redis server lost: write failed".into(),
+            () = &mut shutdown_wait => break 'conn "the proxy is shutting down".into(),
         }
     };
     dead.cancel();
