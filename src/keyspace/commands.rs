@@ -145,8 +145,7 @@ impl CommandTable {
     /// `None` for a command the server does not know.
     pub fn spec(&self, args: &[Bytes]) -> Option<&CommandSpec> {
         // Lower-cased on the stack: no allocation per command.
-        let mut name: SmallVec<[u8; 32]> =
-            args.first()?.iter().map(u8::to_ascii_lowercase).collect();
+        let mut name = crate::resp::lower_name(args.first()?);
         let spec = self.commands.get(name.as_slice())?;
         if !spec.subcommands.is_empty()
             && let Some(sub) = args.get(1)

@@ -94,9 +94,9 @@ pub fn route(
     table: &CommandTable,
     unmatched: Unmatched,
 ) -> Result<Routed, Refused> {
-    let name: smallvec::SmallVec<[u8; 32]> = args
+    let name = args
         .first()
-        .map(|a| a.iter().map(u8::to_ascii_lowercase).collect())
+        .map(|a| crate::resp::lower_name(a))
         .unwrap_or_default();
     let mut routed = Routed {
         db: client_db,

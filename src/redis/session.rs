@@ -214,7 +214,7 @@ impl<'a> Session<'a> {
                 match resp::parse_request(&mut inbuf, max) {
                     Ok(Some(args)) if args.is_empty() => {}
                     Ok(Some(args)) => {
-                        let name: Name = args[0].iter().map(u8::to_ascii_lowercase).collect();
+                        let name: Name = resp::lower_name(&args[0]);
                         if matches!(
                             name.as_slice(),
                             b"subscribe" | b"psubscribe" | b"ssubscribe"

@@ -54,7 +54,9 @@ pub fn parse_request(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Args
     if count as usize > MAX_ARGS {
         return Err(RespError::Protocol("invalid multibulk length"));
     }
-    let mut ranges = Vec::with_capacity((count as usize).min(1024));
+    // On the stack for the usual few arguments.
+    let mut ranges: smallvec::SmallVec<[std::ops::Range<usize>; 8]> =
+        smallvec::SmallVec::with_capacity((count as usize).min(1024));
     for _ in 0..count {
         if pos >= buf.len() {
             return Ok(None);
@@ -135,8 +137,38 @@ fn line(buf: &[u8], at: usize) -> Result<Option<(&[u8], usize)>, RespError> {
     }
 }
 
+/// A decimal integer as `i64::from_str` reads it (an optional sign, then
+/// digits), without the UTF-8 check: it runs for every length header.
 fn parse_int(text: &[u8]) -> Option<i64> {
-    std::str::from_utf8(text).ok()?.parse().ok()
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        (b'+', rest) => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(d - b'0');
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(d)?
+        } else {
+            n.checked_add(d)?
+        };
+    }
+    Some(n)
+}
+
+/// A command name lower-cased on the stack (no allocation per command).
+pub fn lower_name(name: &[u8]) -> smallvec::SmallVec<[u8; 32]> {
+    let mut lower = smallvec::SmallVec::from_slice(name);
+    lower.make_ascii_lowercase();
+    lower
 }
 
 /// The length of the one whole reply at the front of `buf` (an attribute
