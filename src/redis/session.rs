@@ -118,6 +118,8 @@ struct SharedPath {
     /// Where its batches' replies come (one channel for the session: each
     /// batch's replies are all in before the next batch goes).
     replies: (mpsc::UnboundedSender<Reply>, mpsc::UnboundedReceiver<Reply>),
+    /// The config generation its own connections (while alone) follow.
+    own_generation: u64,
 }
 
 impl<'a> Session<'a> {
@@ -134,6 +136,7 @@ impl<'a> Session<'a> {
             conns,
             handles: HashMap::new(),
             replies: mpsc::unbounded_channel(),
+            own_generation: 0,
         });
         let snap = {
             let loaded = state.config.load();
@@ -614,9 +617,17 @@ impl<'a> Session<'a> {
         // own, in the shared ones' state, without their two task hops.
         // Once another plain client comes, that one goes and the shared
         // ones serve both.
-        if self.shared.as_ref().is_some_and(|p| !p.client.alone()) {
-            self.upstreams.clear();
-            return self.finish_shared().await;
+        if let Some(path) = &mut self.shared {
+            if !path.client.alone() {
+                self.upstreams.clear();
+                return self.finish_shared().await;
+            }
+            // As the shared ones: after a reload (a new `redis.upstream`...)
+            // the next batch goes on a new connection.
+            if path.own_generation != self.snap.generation {
+                path.own_generation = self.snap.generation;
+                self.upstreams.clear();
+            }
         }
         let db = self.batch.db;
         let sent = match self.upstream(db).await {

@@ -11,7 +11,10 @@ use heal7_proxy::metrics::redis::DedicatedReason;
 use heal7_proxy::resp::Value;
 
 use crate::harness::unique;
-use crate::redis_harness::{Resp, redis_yaml, start_redis_proxy, text};
+use heal7_proxy::reload::ConfigStore;
+use heal7_proxy::state::ProxyState;
+
+use crate::redis_harness::{Resp, redis_yaml, start_redis_proxy, start_redis_proxy_with, text};
 
 /// The server's `CLIENT LIST` lines of the shared connections of the
 /// proxy listening on `port`, as (id, db).
@@ -392,6 +395,27 @@ async fn a_reply_past_max_reply_bytes_fails_alone_on_a_connection_of_its_own() {
             "no connection failed"
         );
     }
+}
+
+/// A reload reaches a lone client's own connection as it reaches the
+/// shared ones: the next batch goes on a connection with the new settings.
+#[tokio::test]
+async fn a_reload_gives_a_lone_client_a_new_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    std::fs::write(&path, redis_yaml("")).unwrap();
+    let store = std::sync::Arc::new(ConfigStore::from_file(&path).unwrap());
+    let proxy = start_redis_proxy_with(ProxyState::with_store(store.clone())).await;
+    let u = unique("lonereload");
+    let big = format!("saju:{u}:big");
+    let mut c = Resp::connect(proxy.port).await;
+    c.ok(&["SET", &big, &"x".repeat(100_000)]).await;
+    assert_eq!(text(&c.call(&["STRLEN", &big]).await), "100000");
+    std::fs::write(&path, redis_yaml("  max_reply_bytes: 65536\n")).unwrap();
+    assert_eq!(store.reload().unwrap().generation, 2);
+    let said = text(&c.call(&["GET", &big]).await);
+    assert!(said.contains("invalid bulk length 100000"), "{said}");
+    assert_eq!(text(&c.call(&["STRLEN", &big]).await), "100000");
 }
 
 #[tokio::test]
