@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use smallvec::SmallVec;
+
 use bytes::Bytes;
 
 use crate::resp::Value;
@@ -85,10 +87,14 @@ impl TableSource {
     }
 }
 
+/// Where a command's keys are (argument indexes).
+pub type KeyPositions = SmallVec<[usize; 4]>;
+
 /// The server's commands by lower-case name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandTable {
-    commands: HashMap<Vec<u8>, CommandSpec>,
+    /// foldhash, not SipHash: looked up for every command relayed.
+    commands: HashMap<Vec<u8>, CommandSpec, foldhash::fast::RandomState>,
     pub source: TableSource,
 }
 
@@ -104,7 +110,7 @@ impl CommandTable {
             return Err(TableError("the server answered with an error"));
         }
         let entries = reply.elements().ok_or(TableError("not an array"))?;
-        let mut commands = HashMap::with_capacity(entries.len());
+        let mut commands = HashMap::with_capacity_and_hasher(entries.len(), Default::default());
         let mut key_specs_seen = false;
         for entry in entries {
             let (name, spec, has_specs) = parse_entry(entry)?;
@@ -138,15 +144,15 @@ impl CommandTable {
     /// The spec that applies to `args` (a subcommand's when there is one);
     /// `None` for a command the server does not know.
     pub fn spec(&self, args: &[Bytes]) -> Option<&CommandSpec> {
-        let name = args.first()?.to_ascii_lowercase();
-        let spec = self.commands.get(&name)?;
+        // Lower-cased on the stack: no allocation per command.
+        let mut name = crate::resp::lower_name(args.first()?);
+        let spec = self.commands.get(name.as_slice())?;
         if !spec.subcommands.is_empty()
             && let Some(sub) = args.get(1)
         {
-            let mut full = name;
-            full.push(b'|');
-            full.extend(sub.to_ascii_lowercase());
-            if let Some(s) = spec.subcommands.get(&full) {
+            name.push(b'|');
+            name.extend(sub.iter().map(u8::to_ascii_lowercase));
+            if let Some(s) = spec.subcommands.get(name.as_slice()) {
                 return Some(s);
             }
         }
@@ -156,8 +162,14 @@ impl CommandTable {
     /// The positions of the key arguments of `args`, in order, without
     /// duplicates; `None` for an unknown command.
     pub fn key_positions(&self, args: &[Bytes]) -> Option<Vec<usize>> {
+        self.keys(args).map(SmallVec::into_vec)
+    }
+
+    /// [`key_positions`](Self::key_positions) without an allocation for
+    /// the usual few keys.
+    pub fn keys(&self, args: &[Bytes]) -> Option<KeyPositions> {
         let spec = self.spec(args)?;
-        let mut found = Vec::new();
+        let mut found = KeyPositions::new();
         for ks in &spec.key_specs {
             positions(ks, args, &mut found);
         }
@@ -169,7 +181,7 @@ impl CommandTable {
 
 /// Redis' getKeysUsingKeySpecs for one spec; positions outside the
 /// arguments are skipped (the server reports the arity error).
-fn positions(spec: &KeySpec, args: &[Bytes], out: &mut Vec<usize>) {
+fn positions(spec: &KeySpec, args: &[Bytes], out: &mut KeyPositions) {
     let argc = args.len() as i64;
     let first = match &spec.begin {
         BeginSearch::Index(i) => *i,

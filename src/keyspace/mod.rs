@@ -96,7 +96,7 @@ pub fn route(
 ) -> Result<Routed, Refused> {
     let name = args
         .first()
-        .map(|a| a.to_ascii_lowercase())
+        .map(|a| crate::resp::lower_name(a))
         .unwrap_or_default();
     let mut routed = Routed {
         db: client_db,
@@ -127,12 +127,12 @@ pub fn route(
             return Err(Refused::NamesDatabase("COPY ... DB".into()));
         }
         b"keys" | b"scan" => {
-            let at = if name == b"keys" {
+            let at = if name.as_slice() == b"keys" {
                 Some(1)
             } else {
                 option_value(args, 2, b"match")
             };
-            routed.reply = if name == b"keys" {
+            routed.reply = if name.as_slice() == b"keys" {
                 ReplyKeys::List
             } else {
                 ReplyKeys::Scan
@@ -152,7 +152,7 @@ pub fn route(
         b"xread" | b"xreadgroup" => routed.reply = ReplyKeys::Streams,
         _ => {}
     }
-    for at in table.key_positions(args).unwrap_or_default() {
+    for at in table.keys(args).unwrap_or_default() {
         let key = &args[at];
         match rules.forward(client_db, key) {
             Some(m) => {

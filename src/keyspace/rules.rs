@@ -170,6 +170,41 @@ impl Namespaces {
         Some([format!("__keyspace@{from_db}__:").as_bytes(), &old].concat())
     }
 
+    /// The server databases whose `__keyevent@N__` notifications a client
+    /// on `client_db` may be owed: its own (unmatched keys, rules that stay
+    /// on it) first, then every database its rules move keys to.
+    pub fn keyevent_dbs(&self, client_db: u16) -> Vec<u16> {
+        let mut dbs = vec![client_db];
+        for r in self.rules.iter().filter(|r| r.from_db == client_db) {
+            if !dbs.contains(&r.to_db) {
+                dbs.push(r.to_db);
+            }
+        }
+        dbs
+    }
+
+    /// A `__keyevent@N__` notification's key (its payload) on the server's
+    /// database `server_db`, as a client sees it: the client database and
+    /// name under which that very key is reached, or `None` when no client
+    /// name reaches it (a key left under its old name on a database its
+    /// rule moved away from, another rule's key that a longer prefix
+    /// shadows, an unmatched key with `unmatched: reject`).
+    pub fn keyevent_key_back(
+        &self,
+        server_db: u16,
+        key: &[u8],
+        unmatched_visible: bool,
+    ) -> Option<(u16, Vec<u8>)> {
+        if let Some((client_db, old)) = self.back_any(server_db, key) {
+            // The name must lead back here: `saju:hot:x` goes to `hot:x` on
+            // db 2, so `saju_service:hot:x` on db 1 is no client's key.
+            let m = self.forward(client_db, &old)?;
+            return (m.db == server_db && m.key == key).then_some((client_db, old));
+        }
+        (unmatched_visible && self.rule_for(server_db, key).is_none())
+            .then(|| (server_db, key.to_vec()))
+    }
+
     /// A glob pattern (KEYS, SCAN MATCH) on the client's database `db`:
     /// when its literal head lies inside one rule's `from`, the pattern on
     /// the server (new prefix) and that database. `None`: the pattern is
@@ -191,6 +226,25 @@ impl Namespaces {
             db: r.to_db,
         })
     }
+}
+
+/// `__keyevent@N__:rest` -> (N, rest): the channel (or pattern) of the
+/// notifications whose payload is a key name; `None` when N is not a
+/// plain database number (a pattern such as `__keyevent@*__:set`).
+pub fn split_keyevent_channel(channel: &[u8]) -> Option<(u16, &[u8])> {
+    let rest = channel.strip_prefix(b"__keyevent@")?;
+    let end = rest.windows(3).position(|w| w == b"__:")?;
+    let digits = &rest[..end];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let db = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((db, &rest[end + 3..]))
+}
+
+/// `__keyevent@N__:rest`.
+pub fn keyevent_channel(db: u16, rest: &[u8]) -> Vec<u8> {
+    [format!("__keyevent@{db}__:").as_bytes(), rest].concat()
 }
 
 /// `__keyspace@N__:rest` -> (N, rest).
@@ -287,6 +341,39 @@ mod tests {
                 .unwrap(),
             b"__keyspace@0__:saju:a"
         );
+    }
+
+    #[test]
+    fn keyevent_keys_come_back_only_under_a_name_that_reaches_them() {
+        let n = heal7();
+        assert_eq!(n.keyevent_dbs(0), vec![0, 1, 2]);
+        assert_eq!(n.keyevent_dbs(5), vec![5]);
+        let back = |db, key: &[u8], visible| n.keyevent_key_back(db, key, visible);
+        assert_eq!(
+            back(1, b"saju_service:a", true),
+            Some((0, b"saju:a".to_vec()))
+        );
+        assert_eq!(
+            back(0, b"shared_common:session:z", false),
+            Some((0, b"session:z".to_vec())),
+            "a rule's key, whatever the unmatched policy"
+        );
+        assert_eq!(back(2, b"hot:x", true), Some((0, b"saju:hot:x".to_vec())));
+        // `saju:hot:x` goes to db 2: `saju_service:hot:x` on db 1 is no one's.
+        assert_eq!(back(1, b"saju_service:hot:x", true), None);
+        // An old name left on db 0: the client's `saju:a` is elsewhere.
+        assert_eq!(back(0, b"saju:a", true), None);
+        assert_eq!(back(0, b"plain", true), Some((0, b"plain".to_vec())));
+        assert_eq!(back(0, b"plain", false), None, "unmatched: reject");
+        assert_eq!(back(1, b"plain", true), Some((1, b"plain".to_vec())));
+        assert_eq!(
+            split_keyevent_channel(b"__keyevent@12__:set"),
+            Some((12, &b"set"[..]))
+        );
+        assert_eq!(split_keyevent_channel(b"__keyevent@*__:set"), None);
+        assert_eq!(split_keyevent_channel(b"__keyevent@+1__:set"), None);
+        assert_eq!(split_keyevent_channel(b"__keyspace@1__:set"), None);
+        assert_eq!(keyevent_channel(3, b"del"), b"__keyevent@3__:del");
     }
 
     #[test]

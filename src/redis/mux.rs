@@ -14,6 +14,15 @@
 //! moves to connections of its own for good, after its shared replies are
 //! in (a session waits for each batch's replies before the next command).
 //!
+//! A plain client alone on its event loop gains nothing from sharing and
+//! pays two task hops per round trip (to the writer, back from the
+//! reader): while it is the only plain client there ([`PlainClient::alone`]),
+//! its batches go to a connection of its own, in the very state of a shared
+//! one (same login, RESP2, its database selected). When a second plain
+//! client arrives it closes that connection and joins the shared one at its
+//! next batch; a session waits for each batch's replies before the next, so
+//! a client never has commands in flight on two connections.
+//!
 //! A shared connection that fails (server gone, `CLIENT KILL`, a reply
 //! that cannot be read) answers each command in flight on it with `-ERR`
 //! and ends; the next job opens a new one. A changed `redis.upstream` or
@@ -21,7 +30,7 @@
 //! finish what they carry and close.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -50,6 +59,8 @@ pub type Reply = Result<Bytes, Arc<str>>;
 /// database.
 pub struct SharedConnections {
     conns: Mutex<HashMap<(ThreadId, u16), Entry>>,
+    /// Plain clients (on the shared path) per event loop.
+    plain: Mutex<HashMap<ThreadId, Arc<AtomicUsize>>>,
     /// `CLIENT SETNAME` of each shared connection, for operators.
     name: String,
     metrics: Arc<Metrics>,
@@ -105,6 +116,7 @@ impl SharedConnections {
     pub fn new(listen_port: u16, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         SharedConnections {
             conns: Mutex::default(),
+            plain: Mutex::default(),
             name: format!("heal7-proxy-mux-{listen_port}"),
             metrics,
             shutdown,
@@ -147,6 +159,35 @@ impl SharedConnections {
             },
         );
         handle
+    }
+}
+
+/// A plain client of one event loop, counted while it lives (dropped when
+/// the client leaves the shared path or ends).
+pub struct PlainClient {
+    count: Arc<AtomicUsize>,
+}
+
+impl PlainClient {
+    /// Whether no other plain client is connected to this event loop.
+    pub fn alone(&self) -> bool {
+        self.count.load(Ordering::Relaxed) == 1
+    }
+}
+
+impl Drop for PlainClient {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl SharedConnections {
+    /// Count a plain client of the calling thread's event loop.
+    pub fn join(&self) -> PlainClient {
+        let mut plain = self.plain.lock().unwrap_or_else(|p| p.into_inner());
+        let count = Arc::clone(plain.entry(std::thread::current().id()).or_default());
+        count.fetch_add(1, Ordering::Relaxed);
+        PlainClient { count }
     }
 }
 
@@ -306,11 +347,15 @@ async fn writer(
 ) -> OwnedWriteHalf {
     let mut out = BytesMut::new();
     let mut parts: Vec<Bytes> = Vec::new();
+    // Registered once, not at every turn of the loop.
+    let dead_wait = dead.cancelled();
+    let shutdown_wait = shutdown.cancelled();
+    tokio::pin!(dead_wait, shutdown_wait);
     loop {
         let job = tokio::select! {
             j = jobs.recv() => j,
-            () = dead.cancelled() => None,
-            () = shutdown.cancelled() => None,
+            () = &mut dead_wait => None,
+            () = &mut shutdown_wait => None,
         };
         let Some(job) = job else { break };
         let mut size = job.bytes.len();
@@ -375,6 +420,9 @@ async fn reader(
     let mut writer_open = true;
     // Bytes still to drop of a reply past `max_reply`.
     let mut skip = 0usize;
+    let dead_wait = dead.cancelled();
+    let shutdown_wait = shutdown.cancelled();
+    tokio::pin!(dead_wait, shutdown_wait);
     let failure: String = 'conn: loop {
         if skip > 0 {
             let k = skip.min(buf.len());
@@ -431,8 +479,8 @@ async fn reader(
                 Ok(_) => {}
                 Err(e) => break 'conn format!("connection to the Redis server lost: {e}"),
             },
-            () = dead.cancelled() => break 'conn "connection to the Redis server lost: write failed".into(),
-            () = shutdown.cancelled() => break 'conn "the proxy is shutting down".into(),
+            () = &mut dead_wait => break 'conn "connection to the Redis server lost: write failed".into(),
+            () = &mut shutdown_wait => break 'conn "the proxy is shutting down".into(),
         }
     };
     dead.cancel();

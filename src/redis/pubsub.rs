@@ -1,13 +1,15 @@
 //! A connection after SUBSCRIBE: the client and one server connection
-//! relayed until either leaves. With `redis.channels` rules (and mode
-//! rewrite) channel names and patterns are translated both ways; without,
-//! the bytes pass as they are.
+//! relayed until either leaves. With `redis.channels` or namespace rules
+//! (and mode rewrite) channel names and patterns are translated both ways,
+//! keyspace and keyevent notifications included (see `subscriptions`);
+//! without, the bytes pass as they are.
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::session::SessionError;
+use super::subscriptions::Subscriptions;
 use super::upstream::Upstream;
 use crate::keyspace::{Channels, Namespaces};
 use crate::resp::{self, Args, Value};
@@ -23,6 +25,9 @@ pub(super) struct Relay<'a> {
     pub channels: Option<&'a Channels>,
     /// Key rules, for `__keyspace@N__:key` channels (with `channels`).
     pub namespaces: &'a Namespaces,
+    /// `unmatched: forward`: keyevent notifications of unmatched keys are
+    /// the client's too.
+    pub unmatched_visible: bool,
     pub max_request: usize,
 }
 
@@ -32,9 +37,12 @@ impl Relay<'_> {
         first: Args,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
+        let mut subs = self
+            .channels
+            .map(|ch| Subscriptions::new(ch, self.namespaces, self.unmatched_visible));
         let mut bytes = BytesMut::new();
-        self.encode(&first, &mut bytes);
-        self.pending_requests(&mut bytes)?;
+        encode(subs.as_mut(), &first, &mut bytes);
+        self.pending_requests(subs.as_mut(), &mut bytes)?;
         if self.up.send(&bytes).await.is_err() {
             return Ok(());
         }
@@ -45,16 +53,21 @@ impl Relay<'_> {
                         return Ok(());
                     }
                     let mut bytes = BytesMut::new();
-                    self.pending_requests(&mut bytes)?;
+                    self.pending_requests(subs.as_mut(), &mut bytes)?;
                     if !bytes.is_empty() && self.up.send(&bytes).await.is_err() {
                         return Ok(());
                     }
                 }
                 message = self.up.read_some() => match message {
                     Ok(Some(m)) => {
-                        let m = self.back(m);
-                        self.writer.write_all(&m).await?;
-                        self.writer.flush().await?;
+                        let m = match subs.as_mut() {
+                            Some(subs) => subs.reply(m),
+                            None => Some(m),
+                        };
+                        if let Some(m) = m {
+                            self.writer.write_all(&m).await?;
+                            self.writer.flush().await?;
+                        }
                     }
                     _ => return Ok(()),
                 },
@@ -65,40 +78,28 @@ impl Relay<'_> {
 
     /// The whole requests in `inbuf`, translated, into `out` (raw bytes
     /// when there are no rules).
-    fn pending_requests(&mut self, out: &mut BytesMut) -> Result<(), SessionError> {
-        if self.channels.is_none() {
+    fn pending_requests(
+        &mut self,
+        mut subs: Option<&mut Subscriptions<'_>>,
+        out: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        if subs.is_none() {
             out.extend_from_slice(&self.inbuf.split());
             return Ok(());
         }
         while let Some(args) = resp::parse_request(&mut self.inbuf, self.max_request)? {
             if !args.is_empty() {
-                self.encode(&args, out);
+                encode(subs.as_deref_mut(), &args, out);
             }
         }
         Ok(())
     }
+}
 
-    fn encode(&self, args: &Args, out: &mut BytesMut) {
-        match self.channels {
-            Some(ch) => resp::encode_command(out, &forward(args, ch, self.namespaces)),
-            None => resp::encode_command(out, args),
-        }
-    }
-
-    /// A server message with its channel names mapped back.
-    fn back(&self, message: Bytes) -> Bytes {
-        let Some(ch) = self.channels else {
-            return message;
-        };
-        let Ok(mut value) = Value::decode(&message) else {
-            return message;
-        };
-        if !back(&mut value, ch, self.namespaces) {
-            return message;
-        }
-        let mut out = BytesMut::with_capacity(message.len());
-        value.encode(&mut out);
-        out.freeze()
+fn encode(subs: Option<&mut Subscriptions<'_>>, args: &Args, out: &mut BytesMut) {
+    match subs {
+        Some(subs) => resp::encode_command(out, &subs.request(args)),
+        None => resp::encode_command(out, args),
     }
 }
 
@@ -141,7 +142,7 @@ pub(super) fn forward(args: &Args, ch: &Channels, ns: &Namespaces) -> Args {
 
 /// Map the channel names of a pub/sub message or confirmation back;
 /// whether anything changed.
-fn back(value: &mut Value, ch: &Channels, ns: &Namespaces) -> bool {
+pub(super) fn back(value: &mut Value, ch: &Channels, ns: &Namespaces) -> bool {
     let Some(items) = value.elements_mut() else {
         return false;
     };

@@ -3,14 +3,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::mux::{self, Shared, SharedConnections};
+use super::mux::{self, PlainClient, Reply, Shared, SharedConnections};
 use super::table::CommandTables;
 use super::upstream::{Setup, Upstream, UpstreamError};
 use crate::config::{Mode, RedisConfig};
@@ -32,6 +36,12 @@ pub enum SessionError {
     Protocol(#[from] RespError),
 }
 
+/// The namespaces a command's keys belong to (usually none or one).
+type NsList = SmallVec<[Arc<NamespaceMetrics>; 1]>;
+
+/// A command's lower-case name, on the stack.
+type Name = SmallVec<[u8; 32]>;
+
 /// A command ready to go to one database.
 struct Planned {
     db: u16,
@@ -39,15 +49,23 @@ struct Planned {
     reply: ReplyKeys,
     /// Whether keys chose `db` (a keyless command follows the others).
     pinned: bool,
-    namespaces: Vec<Arc<NamespaceMetrics>>,
+    namespaces: NsList,
 }
 
-/// Commands sent together to one database, awaiting their replies.
+/// Commands sent together to one database, awaiting their replies. Its
+/// buffers are kept from batch to batch.
 #[derive(Default)]
 struct Batch {
     db: u16,
     bytes: BytesMut,
-    pending: Vec<(ReplyKeys, Vec<Arc<NamespaceMetrics>>)>,
+    pending: Vec<(ReplyKeys, NsList)>,
+}
+
+/// The config in force for the command at hand (read once per command).
+struct Snapshot {
+    cfg: Arc<RedisConfig>,
+    generation: u64,
+    connect_timeout: Duration,
 }
 
 pub struct Session<'a> {
@@ -57,9 +75,14 @@ pub struct Session<'a> {
     /// The config in force when the client connected: used if a reload
     /// removes the `redis:` section while it is connected.
     first_config: Arc<RedisConfig>,
+    snap: Snapshot,
+    /// Each rule's counters (by rule index), for `ns_generation`'s rules.
+    ns_cache: Vec<Option<Arc<NamespaceMetrics>>>,
+    ns_generation: u64,
     /// The client's virtual selected database.
     db: u16,
-    upstreams: HashMap<u16, Upstream>,
+    /// foldhash: looked up a few times per batch.
+    upstreams: HashMap<u16, Upstream, foldhash::fast::RandomState>,
     /// The client's AUTH, HELLO and CLIENT SETNAME, replayed on each new
     /// server connection.
     replay: Vec<Args>,
@@ -71,6 +94,9 @@ pub struct Session<'a> {
     /// Also ends a wait for a reply (a BLPOP with no timeout must not
     /// hold the proxy's shutdown).
     shutdown: CancellationToken,
+    /// `shutdown`, waited on by every select of the session: registered
+    /// once, not once per request.
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The client's side to write to (replies of a long batch are written
     /// as they come, so memory stays bounded).
     writer: Option<WriteHalf>,
@@ -86,6 +112,14 @@ pub struct Session<'a> {
 struct SharedPath {
     conns: Arc<SharedConnections>,
     handles: HashMap<u16, (u64, Shared)>,
+    /// Counted among its event loop's plain clients; alone, it uses
+    /// connections of its own (see `mux`).
+    client: PlainClient,
+    /// Where its batches' replies come (one channel for the session: each
+    /// batch's replies are all in before the next batch goes).
+    replies: (mpsc::UnboundedSender<Reply>, mpsc::UnboundedReceiver<Reply>),
+    /// The config generation its own connections (while alone) follow.
+    own_generation: u64,
 }
 
 impl<'a> Session<'a> {
@@ -98,26 +132,57 @@ impl<'a> Session<'a> {
         shared: Option<Arc<SharedConnections>>,
     ) -> Self {
         let shared = shared.filter(|_| config.multiplex).map(|conns| SharedPath {
+            client: conns.join(),
             conns,
             handles: HashMap::new(),
+            replies: mpsc::unbounded_channel(),
+            own_generation: 0,
         });
+        let snap = {
+            let loaded = state.config.load();
+            Snapshot {
+                cfg: loaded.redis.clone().unwrap_or_else(|| Arc::clone(&config)),
+                generation: loaded.generation,
+                connect_timeout: loaded.connect_timeout,
+            }
+        };
         Session {
             state,
             tables,
             peer,
             first_config: config,
+            snap,
+            ns_cache: Vec::new(),
+            ns_generation: 0,
             db: 0,
-            upstreams: HashMap::new(),
+            upstreams: HashMap::default(),
             replay: Vec::new(),
             multi: None,
             multi_failed: false,
             watched: None,
             batch: Batch::default(),
             out: BytesMut::with_capacity(16 * 1024),
+            cancelled: Box::pin(shutdown.clone().cancelled_owned()),
             shutdown,
             writer: None,
             client_gone: None,
             shared,
+        }
+    }
+
+    /// Read the config for the next command: one load, and the snapshot
+    /// changed only when a reload did.
+    fn refresh(&mut self) {
+        let loaded = self.state.config.load();
+        if loaded.generation != self.snap.generation {
+            self.snap = Snapshot {
+                cfg: loaded
+                    .redis
+                    .clone()
+                    .unwrap_or_else(|| Arc::clone(&self.first_config)),
+                generation: loaded.generation,
+                connect_timeout: loaded.connect_timeout,
+            };
         }
     }
 
@@ -141,17 +206,18 @@ impl<'a> Session<'a> {
         loop {
             let n = tokio::select! {
                 n = reader.read_buf(&mut inbuf) => n?,
-                () = shutdown.cancelled() => return Ok(()),
+                () = self.cancelled.as_mut() => return Ok(()),
             };
             if n == 0 {
                 return Ok(());
             }
-            let max = self.config().0.max_request_bytes;
+            self.refresh();
+            let max = self.snap.cfg.max_request_bytes;
             loop {
                 match resp::parse_request(&mut inbuf, max) {
                     Ok(Some(args)) if args.is_empty() => {}
                     Ok(Some(args)) => {
-                        let name = args[0].to_ascii_lowercase();
+                        let name: Name = resp::lower_name(&args[0]);
                         if matches!(
                             name.as_slice(),
                             b"subscribe" | b"psubscribe" | b"ssubscribe"
@@ -163,7 +229,7 @@ impl<'a> Session<'a> {
                             let writer = self.writer.take().expect("set above");
                             return self.pubsub(args, reader, writer, inbuf, shutdown).await;
                         }
-                        let quit = name == b"quit";
+                        let quit = name.as_slice() == b"quit";
                         self.command(name, args).await;
                         if quit {
                             self.flush().await?;
@@ -227,14 +293,15 @@ impl<'a> Session<'a> {
 
     /// One client command: handled here (SELECT, transactions, connection
     /// state) or routed and batched.
-    async fn command(&mut self, name: Vec<u8>, args: Args) {
+    async fn command(&mut self, name: Name, args: Args) {
         self.state
             .metrics
             .redis
             .commands
             .fetch_add(1, Ordering::Relaxed);
+        self.refresh();
         if self.shared.is_some() && !matches!(name.as_slice(), b"select" | b"quit") {
-            let reason = if self.config().0.multiplex {
+            let reason = if self.snap.cfg.multiplex {
                 let table = self.tables.current();
                 mux::leaves(&name, &args, table.as_deref().map(|t| &t.table))
             } else {
@@ -348,22 +415,27 @@ impl<'a> Session<'a> {
 
     /// Route `args` by the rules in force now. `Err`: the error line.
     async fn plan(&mut self, args: &Args) -> Result<Planned, String> {
-        let (cfg, generation) = self.config();
+        let cfg = Arc::clone(&self.snap.cfg);
+        let generation = self.snap.generation;
         let m = &self.state.metrics.redis;
-        let passthrough = Planned {
-            db: self.db,
+        let passthrough = |db: u16| Planned {
+            db,
             args: args.clone(),
             reply: ReplyKeys::None,
             pinned: true,
-            namespaces: Vec::new(),
+            namespaces: NsList::new(),
         };
         if cfg.mode == Mode::Off {
-            return Ok(passthrough);
+            return Ok(passthrough(self.db));
         }
-        let connect_timeout = self.state.config.load().connect_timeout;
         let table = self
             .tables
-            .for_generation(generation, &cfg, connect_timeout, &self.state.metrics)
+            .for_generation(
+                generation,
+                &cfg,
+                self.snap.connect_timeout,
+                &self.state.metrics,
+            )
             .await
             .map_err(|e| {
                 m.upstream_errors.fetch_add(1, Ordering::Relaxed);
@@ -382,7 +454,7 @@ impl<'a> Session<'a> {
                 counter.fetch_add(1, Ordering::Relaxed);
                 if dry_run {
                     tracing::info!(client = %self.peer, db = self.db, command = %command_name(args), reason = %refused, "redis dry_run: would refuse");
-                    return Ok(passthrough);
+                    return Ok(passthrough(self.db));
                 }
                 return Err(refused.to_string());
             }
@@ -390,20 +462,19 @@ impl<'a> Session<'a> {
         if routed.script {
             m.scripts.fetch_add(1, Ordering::Relaxed);
         }
-        m.keys_unmatched
-            .fetch_add(routed.unmatched.len() as u64, Ordering::Relaxed);
-        let rules = cfg.namespaces.rules();
-        let mut namespaces: Vec<(usize, Arc<NamespaceMetrics>)> = Vec::new();
+        if !routed.unmatched.is_empty() {
+            m.keys_unmatched
+                .fetch_add(routed.unmatched.len() as u64, Ordering::Relaxed);
+        }
+        let mut namespaces = NsList::new();
+        let mut seen: SmallVec<[usize; 2]> = SmallVec::new();
         for &rule in &routed.rewritten {
-            let ns = match namespaces.iter().find(|(r, _)| *r == rule) {
-                Some((_, ns)) => Arc::clone(ns),
-                None => {
-                    let ns = m.namespace(&rules[rule].label());
-                    ns.commands.fetch_add(1, Ordering::Relaxed);
-                    namespaces.push((rule, Arc::clone(&ns)));
-                    ns
-                }
-            };
+            let ns = self.namespace_metrics(rule, generation, &cfg);
+            if !seen.contains(&rule) {
+                seen.push(rule);
+                ns.commands.fetch_add(1, Ordering::Relaxed);
+                namespaces.push(Arc::clone(&ns));
+            }
             let counter = if dry_run {
                 &ns.keys_dry_run
             } else {
@@ -428,7 +499,7 @@ impl<'a> Session<'a> {
                     .collect();
                 tracing::info!(client = %self.peer, db = self.db, to_db = routed.db, command = %command_name(args), keys = ?changes, "redis dry_run: would rewrite");
             }
-            return Ok(passthrough);
+            return Ok(passthrough(self.db));
         }
         // PUBLISH's channel follows `redis.channels`.
         let args = match name_is_publish(&routed.args) {
@@ -440,8 +511,31 @@ impl<'a> Session<'a> {
             pinned: !routed.rewritten.is_empty() || !routed.unmatched.is_empty(),
             args,
             reply: routed.reply,
-            namespaces: namespaces.into_iter().map(|(_, ns)| ns).collect(),
+            namespaces,
         })
+    }
+
+    /// The counters of rule `rule` of `cfg` (config `generation`), found
+    /// once per session and reload rather than by label per command.
+    fn namespace_metrics(
+        &mut self,
+        rule: usize,
+        generation: u64,
+        cfg: &RedisConfig,
+    ) -> Arc<NamespaceMetrics> {
+        if self.ns_generation != generation {
+            self.ns_cache.clear();
+            self.ns_generation = generation;
+        }
+        let rules = cfg.namespaces.rules();
+        if self.ns_cache.len() < rules.len() {
+            self.ns_cache.resize(rules.len(), None);
+        }
+        let state = self.state;
+        Arc::clone(
+            self.ns_cache[rule]
+                .get_or_insert_with(|| state.metrics.redis.namespace(&rules[rule].label())),
+        )
     }
 
     /// Add a routed command to the batch (sending the batch first when it
@@ -519,34 +613,53 @@ impl<'a> Session<'a> {
         if self.batch.pending.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
-        if self.shared.is_some() {
-            return self.finish_shared(batch).await;
+        // Alone on its event loop, a plain client uses a connection of its
+        // own, in the shared ones' state, without their two task hops.
+        // Once another plain client comes, that one goes and the shared
+        // ones serve both.
+        if let Some(path) = &mut self.shared {
+            if !path.client.alone() {
+                self.upstreams.clear();
+                return self.finish_shared().await;
+            }
+            // As the shared ones: after a reload (a new `redis.upstream`...)
+            // the next batch goes on a new connection.
+            if path.own_generation != self.snap.generation {
+                path.own_generation = self.snap.generation;
+                self.upstreams.clear();
+            }
         }
-        let db = batch.db;
-        let shutdown = self.shutdown.clone();
+        let db = self.batch.db;
         let sent = match self.upstream(db).await {
-            Ok(up) => up.send(&batch.bytes).await,
+            Ok(_) => {
+                let up = self.upstreams.get_mut(&db).expect("connected above");
+                up.send(&self.batch.bytes).await
+            }
             Err(e) => Err(e),
         };
+        self.batch.bytes.clear();
         let mut failed = sent.err();
-        for (shape, namespaces) in batch.pending {
+        let mut pending = std::mem::take(&mut self.batch.pending);
+        for (shape, namespaces) in pending.drain(..) {
             if failed.is_none() {
                 let up = self.upstreams.get_mut(&db).expect("connected above");
                 let next = tokio::select! {
-                    r = up.replies(1) => r,
-                    () = shutdown.cancelled() => Err(UpstreamError::ShuttingDown),
+                    // RESP3 pushes (client tracking) go on as they came.
+                    r = up.next_reply(&mut self.out) => r,
+                    () = self.cancelled.as_mut() => Err(UpstreamError::ShuttingDown),
                 };
                 match next {
-                    Ok((mut replies, pushes)) => {
-                        // RESP3 pushes (client tracking) go on as they came.
-                        for p in pushes {
-                            self.out.extend_from_slice(&p);
-                        }
-                        self.reply(replies.remove(0), shape, db, &namespaces);
+                    Ok(reply) => {
+                        self.reply(reply, shape, db, &namespaces);
                         if self.out.len() > OUT_FLUSH_BYTES {
                             self.write_out().await;
                         }
+                        continue;
+                    }
+                    Err(e @ UpstreamError::ReplySkipped(_)) => {
+                        // That reply alone: the connection goes on.
+                        count_error(&namespaces);
+                        self.error(&error_line(&e));
                         continue;
                     }
                     Err(e) => failed = Some(e),
@@ -557,6 +670,8 @@ impl<'a> Session<'a> {
                 self.error(&error_line(e));
             }
         }
+        // The emptied list keeps its room for the next batch.
+        self.batch.pending = pending;
         if failed.is_some() {
             // Replies may be missing: the next command reconnects.
             self.upstreams.remove(&db);
@@ -566,11 +681,17 @@ impl<'a> Session<'a> {
     /// `finish_batch` on the shared connection of the batch's database:
     /// one job, its replies passed on as they come (a long batch's are
     /// written to the client on the way, as on a connection of its own).
-    async fn finish_shared(&mut self, batch: Batch) {
-        let db = batch.db;
-        let n = batch.pending.len();
-        let bytes = batch.bytes.freeze();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    async fn finish_shared(&mut self) {
+        let db = self.batch.db;
+        let n = self.batch.pending.len();
+        let bytes = self.batch.bytes.split().freeze();
+        let tx = self
+            .shared
+            .as_ref()
+            .expect("on the shared path")
+            .replies
+            .0
+            .clone();
         // A connection that ended since it was last used: ask once more.
         let sent = self.shared_handle(db, false).send(bytes.clone(), n, &tx)
             || self.shared_handle(db, true).send(bytes, n, &tx);
@@ -580,13 +701,16 @@ impl<'a> Session<'a> {
             .redis
             .multiplexed_commands
             .fetch_add(n as u64, Ordering::Relaxed);
-        let shutdown = self.shutdown.clone();
-        for (shape, namespaces) in batch.pending {
+        let mut pending = std::mem::take(&mut self.batch.pending);
+        for (shape, namespaces) in pending.drain(..) {
             let next = match sent {
-                true => tokio::select! {
-                    r = rx.recv() => r,
-                    () = shutdown.cancelled() => None,
-                },
+                true => {
+                    let rx = &mut self.shared.as_mut().expect("on the shared path").replies.1;
+                    tokio::select! {
+                        r = rx.recv() => r,
+                        () = self.cancelled.as_mut() => None,
+                    }
+                }
                 false => None,
             };
             match next {
@@ -606,12 +730,14 @@ impl<'a> Session<'a> {
                 }
             }
         }
+        self.batch.pending = pending;
     }
 
     /// The shared connection for `db` (`fresh`: not the one in hand).
     fn shared_handle(&mut self, db: u16, fresh: bool) -> Shared {
-        let (cfg, generation) = self.config();
-        let timeout = self.state.config.load().connect_timeout;
+        let generation = self.snap.generation;
+        let timeout = self.snap.connect_timeout;
+        let cfg = &self.snap.cfg;
         let path = self.shared.as_mut().expect("on the shared path");
         if !fresh
             && let Some((g, h)) = path.handles.get(&db)
@@ -620,26 +746,20 @@ impl<'a> Session<'a> {
         {
             return h.clone();
         }
-        let h = path.conns.get(db, &cfg, timeout);
+        let h = path.conns.get(db, cfg, timeout);
         path.handles.insert(db, (generation, h.clone()));
         h
     }
 
     /// Append one reply, its key names mapped back when it carries some.
-    fn reply(
-        &mut self,
-        reply: Bytes,
-        shape: ReplyKeys,
-        server_db: u16,
-        ns: &[Arc<NamespaceMetrics>],
-    ) {
+    fn reply(&mut self, reply: Bytes, shape: ReplyKeys, server_db: u16, ns: &NsList) {
         if matches!(reply.first(), Some(b'-' | b'!')) {
             count_error(ns);
         }
         if shape != ReplyKeys::None
             && let Ok(mut value) = Value::decode(&reply)
         {
-            let (cfg, _) = self.config();
+            let cfg = Arc::clone(&self.snap.cfg);
             if keyspace::reply_keys_back(&mut value, shape, &cfg.namespaces, self.db, server_db) {
                 self.state
                     .metrics
@@ -654,7 +774,7 @@ impl<'a> Session<'a> {
     }
 
     /// A command between MULTI and EXEC: checked now, sent at EXEC.
-    async fn queue(&mut self, name: Vec<u8>, args: Args) {
+    async fn queue(&mut self, name: Name, args: Args) {
         if matches!(
             name.as_slice(),
             b"select" | b"subscribe" | b"psubscribe" | b"ssubscribe"
@@ -808,7 +928,7 @@ impl<'a> Session<'a> {
     /// AUTH, HELLO, CLIENT SETNAME: sent to every open server connection
     /// and remembered for the ones opened later; the client sees the reply
     /// of its selected database's connection.
-    async fn connection_state(&mut self, name: Vec<u8>, args: Args) {
+    async fn connection_state(&mut self, name: Name, args: Args) {
         let mut bytes = BytesMut::new();
         resp::encode_command(&mut bytes, &args);
         let db = self.db;
@@ -831,7 +951,7 @@ impl<'a> Session<'a> {
             }
             let same = |a: &Args| {
                 a[0].eq_ignore_ascii_case(&name)
-                    && (name != b"client"
+                    && (name.as_slice() != b"client"
                         || a.get(1).map(|s| s.to_ascii_lowercase())
                             == args.get(1).map(|s| s.to_ascii_lowercase()))
             };
@@ -869,6 +989,7 @@ impl<'a> Session<'a> {
             inbuf,
             channels: translate.then_some(&*cfg.channels),
             namespaces: &cfg.namespaces,
+            unmatched_visible: cfg.unmatched == keyspace::Unmatched::Forward,
             max_request: cfg.max_request_bytes,
         }
         .run(first, shutdown)

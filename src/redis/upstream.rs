@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -31,6 +31,10 @@ pub enum UpstreamError {
     Io(#[from] std::io::Error),
     #[error("bad reply from the Redis server: {0}")]
     Protocol(#[from] RespError),
+    /// One reply past `max_reply_bytes`, its bytes dropped: that command
+    /// fails, the connection goes on.
+    #[error("bad reply from the Redis server: {0}")]
+    ReplySkipped(RespError),
     #[error("the proxy is shutting down")]
     ShuttingDown,
 }
@@ -181,6 +185,60 @@ impl Upstream {
             }
         }
         Ok((got, pushes))
+    }
+
+    /// The next whole reply; RESP3 pushes (client tracking's
+    /// invalidations) that come before it are appended to `pushes` as they
+    /// came (they answer no command).
+    /// A top-level bulk past `max_reply_bytes` is read past and answered
+    /// with [`UpstreamError::ReplySkipped`], as on a shared connection.
+    pub async fn next_reply(&mut self, pushes: &mut BytesMut) -> Result<Bytes, UpstreamError> {
+        loop {
+            let found = match resp::reply_len(&self.buf, self.max_reply) {
+                Err(RespError::BulkTooLong(len, max)) if self.buf.first() == Some(&b'$') => {
+                    return Err(self.skip_bulk(len, max).await);
+                }
+                other => other?,
+            };
+            match found {
+                Some(len) => {
+                    let reply = self.buf.split_to(len).freeze();
+                    if reply.first() != Some(&b'>') {
+                        return Ok(reply);
+                    }
+                    pushes.extend_from_slice(&reply);
+                }
+                None => {
+                    if self.stream.read_buf(&mut self.buf).await? == 0 {
+                        return Err(UpstreamError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drop the bulk reply at the front of the buffer (header and `len`
+    /// bytes, read as they come).
+    async fn skip_bulk(&mut self, len: i64, max: usize) -> UpstreamError {
+        let Some(header) = self.buf.windows(2).position(|w| w == b"\r\n") else {
+            return UpstreamError::Protocol(RespError::Protocol("a bad bulk header"));
+        };
+        self.buf.advance(header + 2);
+        let mut skip = len as usize + 2;
+        loop {
+            let k = skip.min(self.buf.len());
+            self.buf.advance(k);
+            skip -= k;
+            if skip == 0 {
+                return UpstreamError::ReplySkipped(RespError::BulkTooLong(len, max));
+            }
+            self.buf.clear();
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => return UpstreamError::Io(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) => return UpstreamError::Io(e),
+            }
+        }
     }
 
     /// One exchange: send `commands`, return their replies.

@@ -54,7 +54,9 @@ pub fn parse_request(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Args
     if count as usize > MAX_ARGS {
         return Err(RespError::Protocol("invalid multibulk length"));
     }
-    let mut ranges = Vec::with_capacity((count as usize).min(1024));
+    // On the stack for the usual few arguments.
+    let mut ranges: smallvec::SmallVec<[std::ops::Range<usize>; 8]> =
+        smallvec::SmallVec::with_capacity((count as usize).min(1024));
     for _ in 0..count {
         if pos >= buf.len() {
             return Ok(None);
@@ -135,8 +137,38 @@ fn line(buf: &[u8], at: usize) -> Result<Option<(&[u8], usize)>, RespError> {
     }
 }
 
+/// A decimal integer as `i64::from_str` reads it (an optional sign, then
+/// digits), without the UTF-8 check: it runs for every length header.
 fn parse_int(text: &[u8]) -> Option<i64> {
-    std::str::from_utf8(text).ok()?.parse().ok()
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        (b'+', rest) => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(d - b'0');
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(d)?
+        } else {
+            n.checked_add(d)?
+        };
+    }
+    Some(n)
+}
+
+/// A command name lower-cased on the stack (no allocation per command).
+pub fn lower_name(name: &[u8]) -> smallvec::SmallVec<[u8; 32]> {
+    let mut lower = smallvec::SmallVec::from_slice(name);
+    lower.make_ascii_lowercase();
+    lower
 }
 
 /// The length of the one whole reply at the front of `buf` (an attribute
@@ -274,9 +306,7 @@ impl Value {
                 out.extend_from_slice(b"\r\n");
             }
             Value::Bulk(tag, data) => {
-                out.put_u8(*tag);
-                out.extend_from_slice(data.len().to_string().as_bytes());
-                out.extend_from_slice(b"\r\n");
+                put_header(out, *tag, data.len());
                 out.extend_from_slice(data);
                 out.extend_from_slice(b"\r\n");
             }
@@ -286,9 +316,7 @@ impl Value {
                 } else {
                     items.len()
                 };
-                out.put_u8(*tag);
-                out.extend_from_slice(n.to_string().as_bytes());
-                out.extend_from_slice(b"\r\n");
+                put_header(out, *tag, n);
                 for item in items {
                     item.encode(out);
                 }
@@ -345,16 +373,21 @@ fn decode_at(buf: &Bytes, at: usize, depth: usize) -> Result<(Value, usize), Res
     }
 }
 
+/// `<tag><n>\r\n`, the number formatted without an allocation.
+fn put_header(out: &mut BytesMut, tag: u8, n: usize) {
+    out.put_u8(tag);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// A command as a RESP array of bulk strings.
 pub fn encode_command<A: AsRef<[u8]>>(out: &mut BytesMut, args: &[A]) {
-    out.put_u8(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let size: usize = args.iter().map(|a| a.as_ref().len() + 16).sum();
+    out.reserve(size + 16);
+    put_header(out, b'*', args.len());
     for a in args {
         let a = a.as_ref();
-        out.put_u8(b'$');
-        out.extend_from_slice(a.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, b'$', a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }

@@ -177,3 +177,31 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn integers_read_as_i64_from_str_reads_them() {
+    for text in [
+        "0",
+        "12",
+        "-1",
+        "+7",
+        "-0",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "",
+        "-",
+        "+",
+        "1a",
+        " 1",
+        "9223372036854775808",
+        "--1",
+        "1.5",
+    ] {
+        assert_eq!(
+            super::parse_int(text.as_bytes()),
+            text.parse::<i64>().ok(),
+            "{text:?}"
+        );
+    }
+    assert_eq!(&super::lower_name(b"GeT")[..], b"get");
+}

@@ -765,6 +765,95 @@ async fn keyspace_notifications_follow_the_database_move() {
     );
 }
 
+/// `__keyevent@N__:<event>` carries the key as its payload: through the
+/// proxy a client on db 0 hears of its keys under its own names, wherever
+/// their rules moved them, and of nothing it could not have named.
+#[tokio::test]
+async fn keyevent_notifications_carry_the_clients_key_names() {
+    let proxy = start_redis_proxy(&redis_yaml("")).await;
+    let u = unique("keyevent");
+    let mut sub = Resp::connect(proxy.port).await;
+    // Other tests share the server: their events are skipped by name.
+    async fn next_of(sub: &mut Resp, u: &str) -> String {
+        loop {
+            let v = text(&sub.read().await.expect("a message"));
+            if v.contains(u) || !v.contains("message") {
+                return v;
+            }
+        }
+    }
+    assert_eq!(
+        text(&sub.call(&["SUBSCRIBE", "__keyevent@0__:set"]).await),
+        "[subscribe, __keyevent@0__:set, 1]",
+        "one confirmation, though the proxy listens on db 0 and db 1"
+    );
+    sub.send(&["PSUBSCRIBE", "__keyevent@0__:de*"]).await;
+    assert_eq!(
+        next_of(&mut sub, &u).await,
+        "[psubscribe, __keyevent@0__:de*, 2]"
+    );
+
+    let mut c = Resp::connect(proxy.port).await;
+    c.ok(&["SET", &format!("saju:{u}:a"), "v"]).await;
+    c.ok(&["SET", &format!("session:{u}:b"), "v"]).await;
+    c.ok(&["SET", &format!("plain:{u}"), "v"]).await;
+    assert_eq!(text(&c.call(&["DEL", &format!("saju:{u}:a")]).await), "1");
+    // Keys a client on db 0 never names: another database's rule, an
+    // unmatched key of db 1, an old name left on db 0.
+    c.ok(&["SELECT", "2"]).await;
+    c.ok(&["SET", &format!("dream:{u}:c"), "v"]).await;
+    Resp::direct(1)
+        .await
+        .ok(&["SET", &format!("other:{u}"), "v"])
+        .await;
+    Resp::direct(0)
+        .await
+        .ok(&["SET", &format!("saju:{u}:old"), "v"])
+        .await;
+    c.ok(&["SELECT", "0"]).await;
+    c.ok(&["SET", &format!("plain:{u}:end"), "v"]).await;
+
+    let mut got = Vec::new();
+    loop {
+        let m = next_of(&mut sub, &u).await;
+        let end = m.contains(&format!("plain:{u}:end"));
+        got.push(m);
+        if end {
+            break;
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            format!("[message, __keyevent@0__:set, saju:{u}:a]"),
+            format!("[message, __keyevent@0__:set, session:{u}:b]"),
+            format!("[message, __keyevent@0__:set, plain:{u}]"),
+            format!("[pmessage, __keyevent@0__:de*, __keyevent@0__:del, saju:{u}:a]"),
+            format!("[message, __keyevent@0__:set, plain:{u}:end]"),
+        ],
+        "the server said __keyevent@1__ and saju_service:...; the client reads its own names"
+    );
+
+    sub.send(&["UNSUBSCRIBE"]).await;
+    assert_eq!(
+        next_of(&mut sub, &u).await,
+        "[unsubscribe, __keyevent@0__:set, 1]",
+        "one confirmation for the client's one channel"
+    );
+    sub.send(&["PUNSUBSCRIBE", "__keyevent@0__:de*"]).await;
+    assert_eq!(
+        next_of(&mut sub, &u).await,
+        "[punsubscribe, __keyevent@0__:de*, 0]"
+    );
+    // Nothing is left on the server's side either.
+    c.ok(&["SET", &format!("saju:{u}:after"), "v"]).await;
+    assert_eq!(
+        text(&sub.call(&["PING"]).await),
+        "PONG",
+        "out of subscribed mode: no server channel was left behind"
+    );
+}
+
 /// SHOW REDIS on the admin console of a proxy that serves both sides
 /// (one ProxyState: the console reads the Redis side's counters).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,10 @@ use heal7_proxy::metrics::redis::DedicatedReason;
 use heal7_proxy::resp::Value;
 
 use crate::harness::unique;
-use crate::redis_harness::{Resp, redis_yaml, start_redis_proxy, text};
+use heal7_proxy::reload::ConfigStore;
+use heal7_proxy::state::ProxyState;
+
+use crate::redis_harness::{Resp, redis_yaml, start_redis_proxy, start_redis_proxy_with, text};
 
 /// The server's `CLIENT LIST` lines of the shared connections of the
 /// proxy listening on `port`, as (id, db).
@@ -48,6 +51,9 @@ async fn many_clients_share_a_few_server_connections_and_each_gets_its_own_value
         let start = std::sync::Arc::clone(&start);
         tasks.push(tokio::spawn(async move {
             let mut c = Resp::connect(port).await;
+            // Served before the others start: no client is alone (a lone
+            // one would use a connection of its own).
+            assert_eq!(text(&c.call(&["PING"]).await), "PONG");
             start.wait().await;
             let key = |i: usize| format!("saju:{u}:{t}:{i}");
             let value = |i: usize| format!("v{t}-{i}");
@@ -201,6 +207,9 @@ async fn a_killed_shared_connection_fails_what_it_carried_and_is_opened_again() 
     let proxy = start_redis_proxy(&redis_yaml("")).await;
     let u = unique("kill");
     let key = format!("saju:{u}:k");
+    // A second plain client, so that `c` is not alone (see the next test).
+    let mut bystander = Resp::connect(proxy.port).await;
+    assert_eq!(text(&bystander.call(&["PING"]).await), "PONG");
     let mut c = Resp::connect(proxy.port).await;
     c.ok(&["SET", &key, "v1"]).await;
     let id = |list: &[(String, String)]| {
@@ -235,6 +244,70 @@ async fn a_killed_shared_connection_fails_what_it_carried_and_is_opened_again() 
     assert_eq!(text(&c.call(&["GET", &key]).await), "v3");
     let m = &proxy.state.metrics.redis;
     assert!(m.upstream_errors.load(Ordering::Relaxed) >= 1);
+    drop(bystander);
+}
+
+/// A plain client alone on its event loop uses a connection of its own
+/// (no task hops), joins the shared one when another plain client
+/// arrives, and goes back to its own when it is alone again.
+#[tokio::test]
+async fn a_lone_client_uses_its_own_connection_until_another_arrives() {
+    let proxy = start_redis_proxy(&redis_yaml("")).await;
+    let u = unique("lone");
+    let key = format!("saju:{u}:k");
+    let m = &proxy.state.metrics.redis;
+    let multiplexed = || m.multiplexed_commands.load(Ordering::Relaxed);
+    let mut c = Resp::connect(proxy.port).await;
+    c.ok(&["SET", &key, "1"]).await;
+    assert_eq!(text(&c.call(&["GET", &key]).await), "1");
+    assert_eq!(
+        multiplexed(),
+        0,
+        "alone: nothing went through the shared path"
+    );
+    assert!(shared_on_server(proxy.port).await.is_empty());
+
+    let mut other = Resp::connect(proxy.port).await;
+    assert_eq!(text(&other.call(&["PING"]).await), "PONG");
+    let before = multiplexed();
+    c.ok(&["SET", &key, "2"]).await;
+    assert_eq!(text(&c.call(&["GET", &key]).await), "2");
+    assert_eq!(multiplexed(), before + 2, "two plain clients share");
+    assert_eq!(
+        shared_on_server(proxy.port)
+            .await
+            .iter()
+            .filter(|(_, db)| db == "1")
+            .count(),
+        1
+    );
+
+    drop(other);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.clients_active.load(Ordering::Relaxed) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the other client's session ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = multiplexed();
+    c.ok(&["SET", &key, "3"]).await;
+    assert_eq!(text(&c.call(&["GET", &key]).await), "3");
+    assert_eq!(multiplexed(), before, "alone again: its own connection");
+    // On the server, under the new prefix and database all along.
+    let mut d = Resp::direct(1).await;
+    assert_eq!(
+        text(&d.call(&["GET", &format!("saju_service:{u}:k")]).await),
+        "3"
+    );
+    assert_eq!(
+        m.clients_dedicated
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum::<u64>(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -252,6 +325,10 @@ async fn a_reply_past_max_reply_bytes_fails_alone_on_a_shared_connection() {
         .await;
     let mut bystander = Resp::connect(proxy.port).await;
     let mut c = Resp::connect(proxy.port).await;
+    // Both served first: neither is alone (see the lone client's test).
+    let small = format!("saju:{u}:small");
+    assert_eq!(text(&bystander.call(&["GET", &small]).await), "s");
+    assert_eq!(text(&c.call(&["GET", &small]).await), "s");
     for _ in 0..3 {
         c.send(&["GET", &format!("saju:{u}:small")]).await;
         c.send(&["GET", &format!("saju:{u}:big")]).await;
@@ -277,6 +354,68 @@ async fn a_reply_past_max_reply_bytes_fails_alone_on_a_shared_connection() {
             .load(Ordering::Relaxed),
         1
     );
+}
+
+/// The same on a connection of its own (a lone client, `multiplex:
+/// false`): the command fails, the connection and the pipeline go on.
+#[tokio::test]
+async fn a_reply_past_max_reply_bytes_fails_alone_on_a_connection_of_its_own() {
+    for extra in ["", "  multiplex: false\n"] {
+        let proxy =
+            start_redis_proxy(&redis_yaml(&format!("  max_reply_bytes: 65536\n{extra}"))).await;
+        let u = unique("bigown");
+        let mut d = Resp::direct(1).await;
+        d.ok(&[
+            "SET",
+            &format!("saju_service:{u}:big"),
+            &"x".repeat(200_000),
+        ])
+        .await;
+        d.ok(&["SET", &format!("saju_service:{u}:small"), "s"])
+            .await;
+        let mut c = Resp::connect(proxy.port).await;
+        for _ in 0..3 {
+            c.send(&["GET", &format!("saju:{u}:small")]).await;
+            c.send(&["GET", &format!("saju:{u}:big")]).await;
+        }
+        for _ in 0..3 {
+            assert_eq!(text(&c.read().await.unwrap()), "s", "{extra}");
+            let said = text(&c.read().await.unwrap());
+            assert!(said.contains("invalid bulk length 200000"), "{said}");
+        }
+        assert_eq!(
+            text(&c.call(&["GET", &format!("saju:{u}:small")]).await),
+            "s"
+        );
+        let m = &proxy.state.metrics.redis;
+        assert_eq!(m.multiplexed_commands.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            m.upstream_errors.load(Ordering::Relaxed),
+            0,
+            "no connection failed"
+        );
+    }
+}
+
+/// A reload reaches a lone client's own connection as it reaches the
+/// shared ones: the next batch goes on a connection with the new settings.
+#[tokio::test]
+async fn a_reload_gives_a_lone_client_a_new_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heal7.yaml");
+    std::fs::write(&path, redis_yaml("")).unwrap();
+    let store = std::sync::Arc::new(ConfigStore::from_file(&path).unwrap());
+    let proxy = start_redis_proxy_with(ProxyState::with_store(store.clone())).await;
+    let u = unique("lonereload");
+    let big = format!("saju:{u}:big");
+    let mut c = Resp::connect(proxy.port).await;
+    c.ok(&["SET", &big, &"x".repeat(100_000)]).await;
+    assert_eq!(text(&c.call(&["STRLEN", &big]).await), "100000");
+    std::fs::write(&path, redis_yaml("  max_reply_bytes: 65536\n")).unwrap();
+    assert_eq!(store.reload().unwrap().generation, 2);
+    let said = text(&c.call(&["GET", &big]).await);
+    assert!(said.contains("invalid bulk length 100000"), "{said}");
+    assert_eq!(text(&c.call(&["STRLEN", &big]).await), "100000");
 }
 
 #[tokio::test]

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Where a lone client's time goes: instructions (callgrind) and syscalls
+# (strace -c) per request of `redis-benchmark -c 1 -t get` through
+# heal7-proxy (multiplex on and off) and twemproxy, against one throwaway
+# redis-server. Counts are taken after a warm-up, between a callgrind
+# zero and dump, so start-up is not in them. Machine load does not change
+# them (unlike requests/s).
+#
+# usage: scripts/perf/redis_callgrind.sh [BINARY] [REQUESTS]
+#   BINARY   default target/release/heal7-proxy; build it with
+#            CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release
+#            for function names in the profiles
+#   REQUESTS default 20000
+#   TARGETS="heal7-mux heal7-nomux twemproxy" (default) picks the targets.
+# Needs valgrind, strace, redis-server, redis-tools, nutcracker, python3.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${1:-$ROOT/target/release/heal7-proxy}
+N=${2:-20000}
+for tool in valgrind callgrind_control strace redis-server redis-benchmark redis-cli nutcracker python3; do
+    command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
+done
+[ -x "$BIN" ] || { echo "$BIN missing: cargo build --release" >&2; exit 1; }
+T=$(mktemp -d /tmp/heal7-callgrind-XXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$T"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_ping() {
+    for _ in $(seq 150); do
+        redis-cli -p "$1" ping 2>/dev/null | grep -q PONG && return 0
+        sleep 0.2
+    done
+    echo "nothing answers PING on port $1" >&2
+    exit 1
+}
+R=$(free_port)
+redis-server --port "$R" --bind 127.0.0.1 --save "" --appendonly no --dir "$T" >/dev/null 2>&1 &
+PIDS+=($!)
+wait_ping "$R"
+
+command_for() { # name port -> CMD array
+    local name=$1 port=$2
+    case $name in
+        heal7-mux | heal7-nomux)
+            local multiplex=true
+            [ "$name" = heal7-nomux ] && multiplex=false
+            cat >"$T/$name.yaml" <<EOF
+proxy: {listen: 127.0.0.1:$(free_port)}
+databases: {heal7: {}}
+redis:
+  listen: 127.0.0.1:$port
+  upstream: {host: 127.0.0.1, port: $R}
+  multiplex: $multiplex
+  namespaces:
+    - {from: "key:", from_db: 0, to: "bench:key:", to_db: 1}
+EOF
+            CMD=("$BIN" serve --config "$T/$name.yaml")
+            ;;
+        twemproxy)
+            printf 'b:\n  listen: 127.0.0.1:%s\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  auto_eject_hosts: false\n  servers:\n    - 127.0.0.1:%s:1\n' \
+                "$port" "$R" >"$T/nutcracker.yml"
+            CMD=(nutcracker -c "$T/nutcracker.yml" -o "$T/nutcracker.log")
+            ;;
+        *) echo "unknown target $name" >&2; exit 1 ;;
+    esac
+}
+
+bench() { redis-benchmark -p "$1" -c 1 -n "$2" -t get -r 100000 -q >/dev/null 2>&1; }
+
+printf '| target | instructions/request | syscalls/request | syscalls |\n|---|---|---|---|\n'
+for name in ${TARGETS:-heal7-mux heal7-nomux twemproxy}; do
+    port=$(free_port)
+    command_for "$name" "$port"
+    HEAL7_WORKER_THREADS=1 RUST_LOG=warn valgrind --tool=callgrind \
+        --callgrind-out-file="$T/cg.$name.%p" "${CMD[@]}" >/dev/null 2>"$T/vg.$name.log" &
+    vg=$!
+    PIDS+=($vg)
+    wait_ping "$port"
+    bench "$port" 2000
+    callgrind_control -z "$vg" >/dev/null 2>&1
+    bench "$port" "$N"
+    callgrind_control -d "$vg" >/dev/null 2>&1
+    kill "$vg"
+    wait "$vg" 2>/dev/null || true
+    ir=$(grep -h '^summary:' "$T"/cg."$name".*.1 | awk '{print $2}')
+
+    port=$(free_port)
+    command_for "$name" "$port"
+    HEAL7_WORKER_THREADS=1 RUST_LOG=warn "${CMD[@]}" >/dev/null 2>&1 &
+    proxy=$!
+    PIDS+=($proxy)
+    wait_ping "$port"
+    bench "$port" 2000
+    strace -c -f -p "$proxy" -o "$T/strace.$name" 2>/dev/null &
+    st=$!
+    sleep 1
+    bench "$port" "$N"
+    kill -INT "$st"
+    wait "$st" 2>/dev/null || true
+    kill "$proxy"
+    wait "$proxy" 2>/dev/null || true
+    # strace -c: % time, seconds, usecs/call, calls, [errors,] syscall.
+    calls=$(awk '$NF == "total" {print $4}' "$T/strace.$name")
+    top=$(awk '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {print $NF "=" $4}' "$T/strace.$name" |
+        sort -t= -k2 -n -r | head -4 | tr '\n' ' ')
+    python3 -c "print(f'| $name | {$ir/$N:,.0f} | {$calls/$N:.1f} | $top|')"
+done
