@@ -32,7 +32,8 @@ Default: 3 repetitions x 10 s per run; `--reps` and `--seconds` for longer.
 --instructions instead counts heal7-proxy's instructions per statement under
 callgrind (as instructions.py does: runs of --n1 and --n2 select-only
 statements from one client, the difference divided), for `mode: none`,
-session and transaction, with `-M simple`, `-M extended` and `-M prepared`.
+session and transaction, with `-M simple`, `-M extended` and `-M prepared`;
+`--reps N` there runs each N times and prints the minimum and the median.
 """
 
 import argparse
@@ -324,48 +325,61 @@ def log_size(path):
 
 def count_instructions(args, work, port, db):
     """Instructions per statement of heal7-proxy in each pool mode, 1 client."""
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}: heal7-proxy instructions per statement, 1 client, "
+          f"({args.n2} - {args.n1}) select-only statements, minimum and median of {args.reps} run(s)")
+    # With a pool, its 1 s maintenance timer is armed: how often it fires in
+    # a run under valgrind varies, and so does the time driver's work at
+    # each park. Hence several runs.
+    print(f"{'workload':<16} {'pool':<12} {'instr/stmt':>10} {'median':>8}  runs")
+    modes = [("none", None), ("session", "mode: session"), ("transaction", f"mode: transaction, size: {args.pool_size}")]
+    for workload in ("select-simple", "select-extended", "select-prepared"):
+        for mode, pool in modes:
+            runs = sorted(
+                instructions_per_statement(args, work, port, db, workload, mode, pool, rep)
+                for rep in range(args.reps)
+            )
+            shown = " ".join(f"{r:.0f}" for r in runs)
+            print(f"{workload:<16} {mode:<12} {runs[0]:>10.0f} {runs[len(runs) // 2]:>8.0f}  {shown}", flush=True)
+
+
+def instructions_per_statement(args, work, port, db, workload, mode, pool, rep):
+    """One callgrind run of N1 and one of N2 statements; the difference per statement."""
     import signal
 
     from instructions import total_instructions
 
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}: heal7-proxy instructions per statement, 1 client, "
-          f"({args.n2} - {args.n1}) select-only statements")
-    print(f"{'workload':<16} {'pool':<12} {'instr/stmt':>10}")
-    modes = [("none", None), ("session", "mode: session"), ("transaction", f"mode: transaction, size: {args.pool_size}")]
-    for workload in ("select-simple", "select-extended", "select-prepared"):
-        for mode, pool in modes:
-            totals = []
-            for n in (args.n1, args.n2):
-                listen = free_port()
-                cfg = work / f"cg-{mode}-{workload}-{n}.yaml"
-                write_proxy_config(cfg, listen, port, db, pool, work / "auth-password")
-                (work / "auth-password").write_text(AUTH_PASSWORD + "\n")
-                out = work / f"cg.{mode}.{workload}.{n}"
-                proc = subprocess.Popen(
-                    ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(args.binary), "serve", "--config", str(cfg)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                try:
-                    wait_port(listen, seconds=120)  # valgrind starts slowly
-                    script = work / "select-bare.sql"
-                    script.write_text(SELECT_ONLY.replace("bench.pgbench_", "pgbench_"))
-                    cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(listen), "-U", BENCH_USER, "-c", "1", "-t", str(n)]
-                    cmd += WORKLOADS[workload][1] + ["-s", str(args.scale), "-f", str(script), db]
-                    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": BENCH_PASSWORD})
-                    if r.returncode != 0:
-                        raise SystemExit(f"pgbench failed ({' '.join(cmd)}):\n{r.stdout}\n{r.stderr}")
-                finally:
-                    # SIGINT to valgrind itself: it writes its output as the program exits.
-                    proc.send_signal(signal.SIGINT)
-                    try:
-                        proc.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-                totals.append(total_instructions(out))
-            per = (totals[1] - totals[0]) / (args.n2 - args.n1)
-            print(f"{workload:<16} {mode:<12} {per:>10.0f}", flush=True)
+    totals = []
+    for n in (args.n1, args.n2):
+        listen = free_port()
+        cfg = work / f"cg-{mode}-{workload}-{n}.yaml"
+        write_proxy_config(cfg, listen, port, db, pool, work / "auth-password")
+        (work / "auth-password").write_text(AUTH_PASSWORD + "\n")
+        # The first run's profiles keep their names (for callgrind_annotate).
+        out = work / (f"cg.{mode}.{workload}.{n}" + (f".rep{rep}" if rep else ""))
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(args.binary), "serve", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_port(listen, seconds=120)  # valgrind starts slowly
+            script = work / "select-bare.sql"
+            script.write_text(SELECT_ONLY.replace("bench.pgbench_", "pgbench_"))
+            cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(listen), "-U", BENCH_USER, "-c", "1", "-t", str(n)]
+            cmd += WORKLOADS[workload][1] + ["-s", str(args.scale), "-f", str(script), db]
+            r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": BENCH_PASSWORD})
+            if r.returncode != 0:
+                raise SystemExit(f"pgbench failed ({' '.join(cmd)}):\n{r.stdout}\n{r.stderr}")
+        finally:
+            # SIGINT to valgrind itself: it writes its output as the program exits.
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        totals.append(total_instructions(out))
+    return (totals[1] - totals[0]) / (args.n2 - args.n1)
 
 
 def main():
