@@ -2,22 +2,14 @@
 //! moved: a FROM reference to one becomes a subquery under the name (or
 //! alias) it was written with.
 
-use super::test_map;
+use super::test_map_with;
 use crate::rewrite::{
     Decision, OnParseError, Outcome, SchemaMap, rewrite_sql, rewrite_sql_uncached,
 };
 
 /// The test map, plus `settings` kept in public and a mapped function.
 fn map() -> SchemaMap {
-    let mut pairs: Vec<(String, String)> = test_map()
-        .iter()
-        .map(|(t, s)| (s.to_owned(), t.to_owned()))
-        .collect();
-    pairs.push(("public".into(), "settings".into()));
-    SchemaMap::new(pairs).with_routines_and_types(
-        [("shared_common", "user_count")],
-        std::iter::empty::<(&str, &str)>(),
-    )
+    test_map_with(&[("shared_common", "user_count")], &[])
 }
 
 /// The moved relation names of [`map`], as the subquery lists them.

@@ -47,6 +47,17 @@ mod strings_bare;
 use super::*;
 
 /// The map of the tests: three services, plus a schema that needs quotes.
+/// [`test_map`] plus `settings` listed under `public`, and the given
+/// mapped functions and types (schema, name).
+pub(super) fn test_map_with(routines: &[(&str, &str)], types: &[(&str, &str)]) -> SchemaMap {
+    let mut pairs: Vec<(String, String)> = test_map()
+        .iter()
+        .map(|(t, s)| (s.to_owned(), t.to_owned()))
+        .collect();
+    pairs.push(("public".into(), "settings".into()));
+    SchemaMap::new(pairs).with_routines_and_types(routines.iter().copied(), types.iter().copied())
+}
+
 pub(super) fn test_map() -> SchemaMap {
     SchemaMap::new([
         ("shared_common", "users"),

@@ -3,7 +3,7 @@
 //! mapped name gets its schema, a `public:`-listed one stays, any other
 //! loses `public.` so the search_path resolves it as the bare spelling.
 
-use super::test_map;
+use super::test_map_with;
 use crate::rewrite::{
     Decision, OnParseError, Outcome, Rewrite, SchemaMap, SessionFacts, rewrite_sql,
     rewrite_sql_uncached,
@@ -11,15 +11,7 @@ use crate::rewrite::{
 
 /// The test map, plus `settings` kept in public and a mapped type.
 fn map() -> SchemaMap {
-    let mut pairs: Vec<(String, String)> = test_map()
-        .iter()
-        .map(|(t, s)| (s.to_owned(), t.to_owned()))
-        .collect();
-    pairs.push(("public".into(), "settings".into()));
-    SchemaMap::new(pairs).with_routines_and_types(
-        std::iter::empty::<(&str, &str)>(),
-        [("shared_common", "user_status")],
-    )
+    test_map_with(&[], &[("shared_common", "user_status")])
 }
 
 fn sent(map: &SchemaMap, sql: &str) -> (String, Rewrite) {

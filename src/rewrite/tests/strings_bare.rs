@@ -5,7 +5,7 @@
 //! copy in `public` (once the moved object is dropped, say) and the map
 //! stays authoritative under a session's own `SET search_path`.
 
-use super::test_map;
+use super::test_map_with;
 use crate::rewrite::{
     Decision, OnParseError, Outcome, Rewrite, SchemaMap, SessionFacts, rewrite_sql,
     rewrite_sql_uncached,
@@ -14,14 +14,9 @@ use crate::rewrite::{
 /// The test map, plus `settings` kept in public, a mapped type and a
 /// mapped function.
 fn map() -> SchemaMap {
-    let mut pairs: Vec<(String, String)> = test_map()
-        .iter()
-        .map(|(t, s)| (s.to_owned(), t.to_owned()))
-        .collect();
-    pairs.push(("public".into(), "settings".into()));
-    SchemaMap::new(pairs).with_routines_and_types(
-        [("shared_common", "user_count")],
-        [("shared_common", "user_status")],
+    test_map_with(
+        &[("shared_common", "user_count")],
+        &[("shared_common", "user_status")],
     )
 }
 
