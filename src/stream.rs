@@ -55,6 +55,20 @@ impl Stream {
     /// Whether an idle connection still looks usable: no EOF and no
     /// unexpected bytes waiting (a server that restarted or timed the
     /// connection out). TLS streams cannot be peeked; they are trusted.
+    /// The same connection registered with the I/O driver of the event
+    /// loop this runs on, so that its readiness wakes tasks there without
+    /// a cross-thread wake-up. TLS streams stay where they are (rustls's
+    /// stream cannot be taken apart and rebuilt around the socket).
+    pub fn rehome(self) -> io::Result<Stream> {
+        match self {
+            Stream::Plain(tcp) => {
+                let std = tcp.into_std()?;
+                Ok(Stream::Plain(TcpStream::from_std(std)?))
+            }
+            other => Ok(other),
+        }
+    }
+
     pub fn looks_alive(&self) -> bool {
         match self {
             Stream::Plain(tcp) => {
@@ -238,5 +252,69 @@ impl WriteHalf {
             WriteHalf::Tls(s) => Pin::new(s).poll_write(cx, buf),
             WriteHalf::Closed => Poll::Ready(Err(closed())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A socket made on one event loop keeps working on another once
+    /// rehomed, even after its first loop is gone (its registration went
+    /// with it).
+    #[test]
+    fn a_rehomed_stream_works_on_its_new_loop_after_the_old_one_is_gone() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let echo = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4];
+            peer.read_exact(&mut buf).unwrap();
+            peer.write_all(&buf).unwrap();
+        });
+        let first = runtime();
+        let stream =
+            first.block_on(async { Stream::Plain(TcpStream::connect(addr).await.unwrap()) });
+        drop(first);
+        let second = runtime();
+        second.block_on(async {
+            let Stream::Plain(mut tcp) = stream.rehome().unwrap() else {
+                unreachable!("a plain stream stays plain")
+            };
+            tcp.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            tcp.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ping");
+        });
+        echo.join().unwrap();
+    }
+
+    /// Without rehoming, the same socket fails once its loop is gone: what
+    /// the test above shows rehoming changes.
+    #[test]
+    fn a_stream_left_on_a_dropped_loop_fails() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let first = runtime();
+        let stream =
+            first.block_on(async { Stream::Plain(TcpStream::connect(addr).await.unwrap()) });
+        let _peer = listener.accept().unwrap();
+        drop(first);
+        let second = runtime();
+        second.block_on(async {
+            let Stream::Plain(mut tcp) = stream else {
+                unreachable!()
+            };
+            assert!(tcp.write_all(b"ping").await.is_err());
+        });
     }
 }

@@ -272,9 +272,17 @@ impl Pool {
             }
             Err(_) => self.wait_for_permit(&settings).await?,
         };
-        let conn = match self.take_idle(&settings) {
-            Some(conn) => conn,
-            None => self.open(metrics).await?,
+        let here = server::current_loop();
+        let conn = loop {
+            let Some(mut conn) = self.take_idle(&settings, here) else {
+                break self.open(metrics).await?;
+            };
+            // Opened on another event loop: every read of it would wake
+            // this one across threads; two epoll_ctl calls move it here.
+            if conn.home == here || here.is_none() || conn.rehome(here).is_ok() {
+                break conn;
+            }
+            self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
         };
         self.stats.servers_active.fetch_add(1, Ordering::Relaxed);
         self.stats.servers_used.fetch_add(1, Ordering::Relaxed);
@@ -340,10 +348,23 @@ impl Pool {
         locked(&self.idle).push(conn);
     }
 
-    fn take_idle(&self, settings: &PoolSettings) -> Option<ServerConn> {
+    /// An idle connection, preferably one registered with the caller's
+    /// event loop (its reads then wake the client's task without a
+    /// cross-thread wake-up: an eventfd write and an extra epoll_wait per
+    /// read otherwise); any other when none is.
+    fn take_idle(
+        &self,
+        settings: &PoolSettings,
+        here: Option<tokio::runtime::Id>,
+    ) -> Option<ServerConn> {
         let signature = self.signature();
         let mut idle = locked(&self.idle);
-        while let Some(conn) = idle.pop() {
+        loop {
+            let at = idle
+                .iter()
+                .rposition(|c| c.home == here)
+                .or_else(|| idle.len().checked_sub(1))?;
+            let conn = idle.remove(at);
             if Some(conn.upstream_signature) == signature
                 && conn.created.elapsed() < settings.server_lifetime
                 && conn.stream.looks_alive()
@@ -352,7 +373,6 @@ impl Pool {
             }
             self.stats.servers_closed.fetch_add(1, Ordering::Relaxed);
         }
-        None
     }
 
     /// Open and log in a new server connection with the pool's target and

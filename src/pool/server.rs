@@ -77,6 +77,14 @@ pub struct ServerConn {
     pub idle_since: Instant,
     /// Which upstream settings it was opened with (a change drains it).
     pub upstream_signature: u64,
+    /// The event loop whose I/O driver the socket is registered with: a
+    /// client on another loop is woken across threads at every read.
+    pub home: Option<tokio::runtime::Id>,
+}
+
+/// The event loop this code runs on (`None` outside a runtime).
+pub fn current_loop() -> Option<tokio::runtime::Id> {
+    tokio::runtime::Handle::try_current().ok().map(|h| h.id())
 }
 
 /// Reads one frame at a time from a server, keeping what follows.
@@ -244,6 +252,7 @@ pub async fn login(
                     created: now,
                     idle_since: now,
                     upstream_signature,
+                    home: current_loop(),
                 });
             }
             _ => {}
@@ -262,6 +271,17 @@ pub fn set_param(params: &mut Vec<(String, String)>, name: &str, value: &str) {
 }
 
 impl ServerConn {
+    /// Move the socket to the caller's event loop (see [`Stream::rehome`]).
+    /// On an error the connection is unusable.
+    pub fn rehome(&mut self, here: Option<tokio::runtime::Id>) -> std::io::Result<()> {
+        let stream = std::mem::replace(&mut self.stream, Stream::Closed);
+        self.stream = stream.rehome()?;
+        if matches!(self.stream, Stream::Plain(_)) {
+            self.home = here;
+        }
+        Ok(())
+    }
+
     /// Run `sql` (simple query) to its ReadyForQuery; the server's
     /// ParameterStatus reports are kept. An ErrorResponse is returned as
     /// the error, after the ReadyForQuery.
