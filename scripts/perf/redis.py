@@ -57,9 +57,11 @@ def wait_port(port, what, timeout=10.0):
     sys.exit(f"{what} did not answer PING on port {port}")
 
 
-def bench(port, test, clients, pipeline, requests):
+def bench(port, test, clients, pipeline, requests, extra_args=()):
+    """requests/s of one redis-benchmark run; `extra_args` go before the
+    test's own (redis_tls.py's `--tls ...`)."""
     out = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", test,
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), *extra_args, "-t", test,
          "-n", str(requests), "-c", str(clients), "-P", str(pipeline),
          "-r", "100000", "--csv"],
         capture_output=True, text=True, timeout=600,

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from redis import free_port, stop_all  # noqa: E402
+from redis import bench, free_port, stop_all  # noqa: E402
 
 
 def make_certificates(tmp):
@@ -57,19 +57,6 @@ def wait_ready(port, tls, tmp, what, timeout=15.0):
             return
         time.sleep(0.1)
     sys.exit(f"{what} did not answer PING on port {port}")
-
-
-def bench(port, tls, tmp, test, clients, pipeline, requests):
-    out = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), *tls_args(tmp, tls), "-t", test,
-         "-n", str(requests), "-c", str(clients), "-P", str(pipeline), "-r", "100000", "--csv"],
-        capture_output=True, text=True, timeout=600,
-    ).stdout
-    for line in out.splitlines():
-        cells = [c.strip('"') for c in line.split(",")]
-        if cells and cells[0].upper() == test.upper():
-            return float(cells[1])
-    sys.exit(f"redis-benchmark on port {port} gave no {test} figure:\n{out}")
 
 
 def main():
@@ -139,7 +126,7 @@ def main():
                 test, clients, pipeline = row
                 n = args.requests * (4 if pipeline > 1 else 1)
                 for name, port, tls in order:
-                    results[(row, name)].append(bench(port, tls, tmp, test, clients, pipeline, n))
+                    results[(row, name)].append(bench(port, test, clients, pipeline, n, tls_args(tmp, tls)))
             print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr)
 
         print(f"redis-benchmark, median of {args.reps} interleaved repetitions; heal7-proxy HEAL7_WORKER_THREADS={args.workers}")

@@ -10,7 +10,7 @@ use heal7_proxy::state::ProxyState;
 
 use crate::harness::unique;
 use crate::redis_harness::{
-    Resp, redis_yaml, sorted, start_redis_proxy, start_redis_proxy_with, text,
+    Resp, redis_yaml, sorted, start_redis_proxy, start_redis_proxy_with, text, with_fixed_ports,
 };
 
 /// The value of `key` read directly on `db`.
@@ -920,15 +920,7 @@ async fn the_binary_serves_redis_and_stops_on_sigterm() {
     let (pg_port, redis_port) = (free(), free());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("heal7.yaml");
-    let yaml = redis_yaml("")
-        .replace(
-            "databases:",
-            &format!("proxy: {{listen: 127.0.0.1:{pg_port}}}\ndatabases:"),
-        )
-        .replace(
-            "listen: 127.0.0.1:0",
-            &format!("listen: 127.0.0.1:{redis_port}"),
-        );
+    let yaml = with_fixed_ports(&redis_yaml(""), pg_port, redis_port);
     std::fs::write(&path, &yaml).unwrap();
     let bin = env!("CARGO_BIN_EXE_heal7-proxy");
     let mut child = tokio::process::Command::new(bin)

@@ -137,6 +137,19 @@ pub fn redis_yaml(extra: &str) -> String {
     )
 }
 
+/// `yaml` for the real binary, which cannot report the ports it bound:
+/// fixed free ports for the Postgres listener and `redis.listen`.
+pub fn with_fixed_ports(yaml: &str, pg_port: u16, redis_port: u16) -> String {
+    yaml.replace(
+        "databases:",
+        &format!("proxy: {{listen: 127.0.0.1:{pg_port}}}\ndatabases:"),
+    )
+    .replace(
+        "listen: 127.0.0.1:0",
+        &format!("listen: 127.0.0.1:{redis_port}"),
+    )
+}
+
 pub async fn start_redis_proxy(yaml: &str) -> RedisProxy {
     let config = Config::from_yaml(yaml, "e2e-redis.yaml").expect("test config is valid");
     start_redis_proxy_with(ProxyState::new(config)).await

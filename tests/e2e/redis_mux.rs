@@ -96,13 +96,7 @@ async fn many_clients_share_a_few_server_connections_and_each_gets_its_own_value
     let m = &proxy.state.metrics.redis;
     assert!(m.multiplexed_commands.load(Ordering::Relaxed) >= (CLIENTS * N * 2) as u64);
     assert!(m.shared_connections.load(Ordering::Relaxed) >= 1);
-    assert_eq!(
-        m.clients_dedicated
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum::<u64>(),
-        0
-    );
+    assert_eq!(dedicated_total(m), 0);
     // On the server: each client's values under the new prefix, on db 1.
     let mut d = Resp::direct(1).await;
     for t in 0..CLIENTS {
@@ -193,13 +187,7 @@ async fn clients_that_change_their_connection_leave_and_get_exact_answers() {
     );
     assert_eq!(dedicated(DedicatedReason::Blocking), 1);
     // The plain clients never left.
-    assert_eq!(
-        m.clients_dedicated
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum::<u64>(),
-        5
-    );
+    assert_eq!(dedicated_total(m), 5);
 }
 
 #[tokio::test]
@@ -301,13 +289,7 @@ async fn a_lone_client_uses_its_own_connection_until_another_arrives() {
         text(&d.call(&["GET", &format!("saju_service:{u}:k")]).await),
         "3"
     );
-    assert_eq!(
-        m.clients_dedicated
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum::<u64>(),
-        0
-    );
+    assert_eq!(dedicated_total(m), 0);
 }
 
 #[tokio::test]
@@ -430,4 +412,12 @@ async fn multiplex_false_keeps_a_connection_per_client() {
     let m = &proxy.state.metrics.redis;
     assert_eq!(m.multiplexed_commands.load(Ordering::Relaxed), 0);
     assert!(shared_on_server(proxy.port).await.is_empty());
+}
+
+/// Clients that left the shared path, for any reason.
+fn dedicated_total(m: &heal7_proxy::metrics::redis::RedisMetrics) -> u64 {
+    m.clients_dedicated
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
 }

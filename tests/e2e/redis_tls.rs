@@ -21,7 +21,7 @@ use tokio_rustls::client::TlsStream;
 use crate::harness::{unique, wait_until};
 use crate::redis_harness::{
     RedisServer, Resp, free_port, launch, redis_server, redis_yaml, start_redis_proxy,
-    start_redis_proxy_with, text,
+    start_redis_proxy_with, text, with_fixed_ports,
 };
 use crate::tls::Pki;
 
@@ -235,15 +235,7 @@ async fn a_wrong_ca_gives_the_client_err_and_the_log_says_why() {
         "{{mode: verify-full, ca_file: {}, server_name: redis.example}}",
         s.other.path("ca.crt").display()
     );
-    let yaml = upstream_yaml(s.open.port, &tls, "")
-        .replace(
-            "databases:",
-            &format!("proxy: {{listen: 127.0.0.1:{pg_port}}}\ndatabases:"),
-        )
-        .replace(
-            "listen: 127.0.0.1:0",
-            &format!("listen: 127.0.0.1:{redis_port}"),
-        );
+    let yaml = with_fixed_ports(&upstream_yaml(s.open.port, &tls, ""), pg_port, redis_port);
     let path = dir.path().join("heal7.yaml");
     std::fs::write(&path, &yaml).unwrap();
     let log_path = dir.path().join("stderr");
