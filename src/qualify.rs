@@ -51,6 +51,10 @@ pub struct Rewritten {
     /// The counters of each schema the statement's names were qualified
     /// with, once each, for the server's answer.
     pub schemas: SchemaCounters,
+    /// A `SHOW search_path` sent as a SELECT: its CommandComplete must
+    /// read `SHOW`. Only a Query's answer is corrected, so a Parse of one
+    /// is sent as written.
+    pub shows_search_path: bool,
 }
 
 /// Distinct schemas of one statement (almost always one).
@@ -255,6 +259,7 @@ fn rewrite_text_inner(
     // Positions are not corrected for non-UTF-8 text: the server counts
     // characters of the converted text, which the proxy does not decode.
     let position = utf8.map(|sql| rewrite.position_shift(sql));
+    let shows_search_path = rewrite.shows_search_path();
     if tracing::enabled!(tracing::Level::DEBUG) {
         tracing::debug!(
             original = %String::from_utf8_lossy(text),
@@ -264,7 +269,11 @@ fn rewrite_text_inner(
     }
     TextRewrite::Changed {
         edits: rewrite.edits,
-        context: Rewritten { position, schemas },
+        context: Rewritten {
+            position,
+            schemas,
+            shows_search_path,
+        },
     }
 }
 

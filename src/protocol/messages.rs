@@ -231,6 +231,14 @@ pub fn encode_error_response(out: &mut BytesMut, severity: &str, code: &str, mes
     finish_frame(out, start);
 }
 
+/// Append a CommandComplete frame with the command tag `tag`.
+pub fn encode_command_complete(out: &mut BytesMut, tag: &str) {
+    let start = begin_frame(out, b'C');
+    out.extend(tag.bytes().filter(|&b| b != 0));
+    out.put_u8(0);
+    finish_frame(out, start);
+}
+
 pub fn encode_ready_for_query(out: &mut BytesMut, status: u8) {
     let start = begin_frame(out, b'Z');
     out.put_u8(status);

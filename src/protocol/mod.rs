@@ -17,10 +17,11 @@ mod startup;
 pub use frame::{Frame, FrameHeader, peek_header};
 pub use messages::{
     BackendKeyData, ErrorFields, ParameterStatus, ParseView, QueryView, encode_authentication,
-    encode_backend_key_data, encode_bind_text, encode_close, encode_error_response, encode_execute,
-    encode_parameter_status, encode_parse, encode_parse_with, encode_password_message,
-    encode_query, encode_query_with, encode_ready_for_query, encode_sasl_initial, encode_sync,
-    encode_terminate, ready_for_query_status,
+    encode_backend_key_data, encode_bind_text, encode_close, encode_command_complete,
+    encode_error_response, encode_execute, encode_parameter_status, encode_parse,
+    encode_parse_with, encode_password_message, encode_query, encode_query_with,
+    encode_ready_for_query, encode_sasl_initial, encode_sync, encode_terminate,
+    ready_for_query_status,
 };
 pub use sqlstate::{ClientFacing, SqlState, encode_client_error};
 pub use startup::{

@@ -1,23 +1,28 @@
-//! Catalog listings without the stale copies: a FROM reference to one of
-//! the catalog views that list objects by schema and name
-//! (`information_schema.tables`, `pg_tables`, `pg_sequences`, ...) becomes
-//! a subquery that leaves out what the map says moved: `public.X` for every
-//! `X` the map lists under another schema, and (for the sequence views) the
-//! sequences owned by such a table. The reference keeps the name it was
+//! Catalogs as before the move: a FROM reference to a catalog that lists
+//! objects by schema and name (`pg_class`, `pg_type`, `pg_proc`,
+//! `information_schema.tables`, `pg_tables`, ...) becomes a subquery that
+//! shows the moved objects in `public` and leaves out their stale copies
+//! there, so a tool reading the catalogs finds what it found before the
+//! move (psql's `\d`, SQLAlchemy and Django introspection, asyncpg's codec
+//! lookup by `nspname = 'public'`). The reference keeps the name it was
 //! written with as its alias, so the rest of the statement reads the same
 //! columns under the same name:
 //!
 //! ```text
 //! FROM information_schema.tables
 //! -> FROM (SELECT * FROM information_schema.tables
-//!          WHERE NOT (table_schema = 'public' AND table_name IN ('users', ...))) AS tables
+//!          WHERE (table_schema, table_name) IN (<moved>, <stale copies>) IS NOT TRUE
+//!          UNION ALL
+//!          SELECT r.* FROM information_schema.tables AS v CROSS JOIN LATERAL
+//!            json_populate_record(v, '{"table_schema": "public"}') AS r
+//!          WHERE (v.table_schema, v.table_name) IN (<moved>)) AS tables
 //! ```
 //!
 //! Only under `public_qualified: rewrite` (with `keep`, tools must reach the
 //! stale copies) and only in statements that read (SELECT, INSERT ...
-//! SELECT, DECLARE ... CURSOR FOR). A statement that names a view through a
-//! three-part column reference (`pg_catalog.pg_tables.tablename`), which an
-//! alias cannot answer to, is left as written.
+//! SELECT, DECLARE ... CURSOR FOR). A statement that names a catalog
+//! through a three-part column reference (`pg_catalog.pg_tables.tablename`),
+//! which an alias cannot answer to, is left as written.
 
 use std::collections::HashSet;
 
@@ -28,9 +33,9 @@ use super::walk::{TableMention, normalized};
 use super::{Decision, Edit, NameUse, SchemaMap};
 
 /// The words that send a statement naming no mapped table to the parser
-/// anyway, when the map hides stale copies: every view below is named
+/// anyway, when the map hides stale copies: every catalog below is named
 /// through one of them.
-pub(crate) const PREFILTER_WORDS: [&str; 7] = [
+pub(crate) const PREFILTER_WORDS: [&str; 9] = [
     "information_schema",
     "pg_tables",
     "pg_views",
@@ -38,6 +43,8 @@ pub(crate) const PREFILTER_WORDS: [&str; 7] = [
     "pg_indexes",
     "pg_sequences",
     "pg_proc",
+    "pg_class",
+    "pg_type",
 ];
 
 /// What a listing's rows are keyed by.
@@ -51,40 +58,73 @@ enum Lists {
     Routines,
 }
 
-/// (schema, view, schema column, name column, what it lists). The schema
-/// "column" is an expression for a catalog keyed by namespace oid.
-type Listing = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Lists,
-);
+/// How a catalog is presented as it was before the move.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A view keyed by a schema and a name column: `swapped` are its
+    /// schema columns that show `public` on a moved object's rows.
+    View {
+        key: &'static str,
+        name: &'static str,
+        swapped: &'static [&'static str],
+        lists: Lists,
+    },
+    /// `pg_class`: relations, with their indexes and owned sequences.
+    Class,
+    /// `pg_type`: the map's types, with the row types of its relations
+    /// and the array types of both.
+    Type,
+    /// `pg_proc`: the map's functions.
+    Proc,
+}
+
+/// (schema, catalog, how it is presented).
+type Listing = (&'static str, &'static str, Source);
+
+const fn view(
+    key: &'static str,
+    name: &'static str,
+    swapped: &'static [&'static str],
+    lists: Lists,
+) -> Source {
+    Source::View {
+        key,
+        name,
+        swapped,
+        lists,
+    }
+}
+
+const TABLE_SCHEMA: &[&str] = &["table_schema"];
+const CONSTRAINT_AND_TABLE_SCHEMA: &[&str] = &["constraint_schema", "table_schema"];
+const SCHEMANAME: &[&str] = &["schemaname"];
 
 #[rustfmt::skip]
 const VIEWS: &[Listing] = &[
-    ("information_schema", "tables", "table_schema", "table_name", Lists::Relations),
-    ("information_schema", "columns", "table_schema", "table_name", Lists::Relations),
-    ("information_schema", "views", "table_schema", "table_name", Lists::Relations),
-    ("information_schema", "table_constraints", "table_schema", "table_name", Lists::Relations),
-    ("information_schema", "key_column_usage", "table_schema", "table_name", Lists::Relations),
-    ("information_schema", "constraint_column_usage", "table_schema", "table_name", Lists::Relations),
-    ("information_schema", "table_privileges", "table_schema", "table_name", Lists::Relations),
-    ("information_schema", "triggers", "event_object_schema", "event_object_table", Lists::Relations),
-    ("information_schema", "sequences", "sequence_schema", "sequence_name", Lists::Sequences),
-    ("information_schema", "routines", "routine_schema", "routine_name", Lists::Routines),
-    ("pg_catalog", "pg_tables", "schemaname", "tablename", Lists::Relations),
-    ("pg_catalog", "pg_views", "schemaname", "viewname", Lists::Relations),
-    ("pg_catalog", "pg_matviews", "schemaname", "matviewname", Lists::Relations),
-    ("pg_catalog", "pg_indexes", "schemaname", "tablename", Lists::Relations),
-    ("pg_catalog", "pg_sequences", "schemaname", "sequencename", Lists::Sequences),
-    // `oid` is an ordinary column since PostgreSQL 12, so `SELECT *` keeps
-    // it (`pg_function_is_visible(oid)`).
-    ("pg_catalog", "pg_proc", "pronamespace::pg_catalog.regnamespace::pg_catalog.text", "proname", Lists::Routines),
+    ("information_schema", "tables", view("table_schema", "table_name", TABLE_SCHEMA, Lists::Relations)),
+    ("information_schema", "columns", view("table_schema", "table_name", TABLE_SCHEMA, Lists::Relations)),
+    ("information_schema", "views", view("table_schema", "table_name", TABLE_SCHEMA, Lists::Relations)),
+    ("information_schema", "table_constraints", view("table_schema", "table_name", CONSTRAINT_AND_TABLE_SCHEMA, Lists::Relations)),
+    ("information_schema", "key_column_usage", view("table_schema", "table_name", CONSTRAINT_AND_TABLE_SCHEMA, Lists::Relations)),
+    // The constraint's own schema is its table's, which this view does
+    // not name: left as it is.
+    ("information_schema", "constraint_column_usage", view("table_schema", "table_name", TABLE_SCHEMA, Lists::Relations)),
+    ("information_schema", "table_privileges", view("table_schema", "table_name", TABLE_SCHEMA, Lists::Relations)),
+    ("information_schema", "triggers", view("event_object_schema", "event_object_table", &["trigger_schema", "event_object_schema"], Lists::Relations)),
+    ("information_schema", "sequences", view("sequence_schema", "sequence_name", &["sequence_schema"], Lists::Sequences)),
+    ("information_schema", "routines", view("routine_schema", "routine_name", &["specific_schema", "routine_schema"], Lists::Routines)),
+    ("pg_catalog", "pg_tables", view("schemaname", "tablename", SCHEMANAME, Lists::Relations)),
+    ("pg_catalog", "pg_views", view("schemaname", "viewname", SCHEMANAME, Lists::Relations)),
+    ("pg_catalog", "pg_matviews", view("schemaname", "matviewname", SCHEMANAME, Lists::Relations)),
+    ("pg_catalog", "pg_indexes", view("schemaname", "tablename", SCHEMANAME, Lists::Relations)),
+    ("pg_catalog", "pg_sequences", view("schemaname", "sequencename", SCHEMANAME, Lists::Sequences)),
+    ("pg_catalog", "pg_class", Source::Class),
+    ("pg_catalog", "pg_type", Source::Type),
+    ("pg_catalog", "pg_proc", Source::Proc),
 ];
 
-/// The catalog view a name written as `parts` denotes, if one of [`VIEWS`]:
-/// `schema.view`, or a bare `pg_...` view (pg_catalog comes first on every
+/// The catalog a name written as `parts` denotes, if one of [`VIEWS`]:
+/// `schema.view`, or a bare `pg_...` one (pg_catalog comes first on every
 /// search_path that does not name it).
 fn listing(parts: &[Ident]) -> Option<&'static Listing> {
     let (schema, view) = match parts {
@@ -92,7 +132,7 @@ fn listing(parts: &[Ident]) -> Option<&'static Listing> {
         [schema, view] => (Some(normalized(schema)), normalized(view)),
         _ => return None,
     };
-    VIEWS.iter().find(|(s, v, ..)| {
+    VIEWS.iter().find(|(s, v, _)| {
         *v == view
             && schema
                 .as_deref()
@@ -105,12 +145,14 @@ fn listing(parts: &[Ident]) -> Option<&'static Listing> {
 pub(crate) fn hides_stale_copies(map: &SchemaMap) -> bool {
     map.requalify_public()
         && (map.tables.values().any(|s| s != "public")
-            || map.routines.values().any(|s| s != "public"))
+            || map.routines.values().any(|s| s != "public")
+            || map.types.values().any(|s| s != "public"))
 }
 
-/// Rewrite each catalog listing read in `statement` (whose table mentions
-/// the walk found: `mentions`) so it leaves out the stale copies; the
-/// edits and decisions go to `edits` and `names` (kept in text order).
+/// Rewrite each catalog read in `statement` (whose table mentions the walk
+/// found: `mentions`) so it shows the world before the move: the stale
+/// copies left out, the moved objects in `public`. The edits and decisions
+/// go to `edits` and `names` (kept in text order).
 pub(crate) fn hide_stale_copies(
     sql: &str,
     index: &TextIndex<'_>,
@@ -126,7 +168,7 @@ pub(crate) fn hide_stale_copies(
         m.parts.last().is_some_and(|last| {
             VIEWS
                 .iter()
-                .any(|(_, view, ..)| last.value.eq_ignore_ascii_case(view))
+                .any(|(_, view, _)| last.value.eq_ignore_ascii_case(view))
         })
     };
     if !mentions
@@ -154,6 +196,7 @@ pub(crate) fn hide_stale_copies(
     {
         return;
     }
+    let moved = Moved::of(map);
     let mut changed = false;
     for (found, view) in listings {
         let Some(range) = name_range(sql, index, &found.parts) else {
@@ -167,7 +210,7 @@ pub(crate) fn hide_stale_copies(
                 None => continue,
             }
         };
-        let insert = format!("({}){alias}", subquery(view, map));
+        let insert = format!("({}){alias}", subquery(view, &moved));
         let offset = range.start;
         edits.push(Edit {
             offset,
@@ -191,51 +234,244 @@ pub(crate) fn hide_stale_copies(
     }
 }
 
-/// `(SELECT * FROM schema.view WHERE NOT (...))` for one listing.
-fn subquery(
-    &(schema, view, schema_column, name_column, lists): &Listing,
-    map: &SchemaMap,
-) -> String {
-    let moved = |names: &std::collections::HashMap<String, String>| {
-        let mut moved: Vec<&str> = names
-            .iter()
-            .filter(|(name, s)| *s != "public" && !name.contains('\\'))
-            .map(|(name, _)| name.as_str())
-            .collect();
-        moved.sort_unstable();
-        moved
-            .iter()
-            .map(|n| format!("'{}'", n.replace('\'', "''")))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let relations = moved(&map.tables);
-    let list = |names: &str| {
-        if names.is_empty() {
-            "NULL".to_owned()
-        } else {
-            names.to_owned()
+/// What the map moved out of `public`, as SQL row lists
+/// `('schema', 'name'), ...` (a never-matching `(NULL, NULL)` when empty):
+/// `*_moved` name the objects where they are now, `*_both` add their
+/// stale copies in `public`.
+struct Moved {
+    relations_moved: String,
+    relations_both: String,
+    /// Relations and types: a composite type has a `pg_class` row too.
+    classes_moved: String,
+    classes_both: String,
+    types_moved: String,
+    types_both: String,
+    routines_moved: String,
+    routines_both: String,
+    /// The schemas the moved objects are in, and with `public`.
+    schemas_moved: String,
+    schemas_both: String,
+}
+
+impl Moved {
+    fn of(map: &SchemaMap) -> Moved {
+        fn moved(names: &std::collections::HashMap<String, String>) -> Vec<(&str, &str)> {
+            let mut moved: Vec<(&str, &str)> = names
+                .iter()
+                .filter(|(name, s)| *s != "public" && !name.contains('\\') && !s.contains('\\'))
+                .map(|(name, s)| (s.as_str(), name.as_str()))
+                .collect();
+            moved.sort_unstable();
+            moved
         }
+        let relations = moved(&map.tables);
+        let types = moved(&map.types);
+        let routines = moved(&map.routines);
+        let classes: Vec<(&str, &str)> = relations.iter().chain(&types).copied().collect();
+        let mut schemas: Vec<&str> = relations
+            .iter()
+            .chain(&types)
+            .chain(&routines)
+            .map(|(s, _)| *s)
+            .collect();
+        schemas.sort_unstable();
+        schemas.dedup();
+        let schemas_moved = literal_list(schemas.iter().copied());
+        let schemas_both = literal_list(schemas.iter().copied().chain(["public"]));
+        Moved {
+            relations_moved: pairs(&relations, false),
+            relations_both: pairs(&relations, true),
+            classes_moved: pairs(&classes, false),
+            classes_both: pairs(&classes, true),
+            types_moved: pairs(&types, false),
+            types_both: pairs(&types, true),
+            routines_moved: pairs(&routines, false),
+            routines_both: pairs(&routines, true),
+            schemas_moved,
+            schemas_both,
+        }
+    }
+}
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn literal_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let list: Vec<String> = items.map(literal).collect();
+    if list.is_empty() {
+        "NULL".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// `('schema', 'name'), ...` for `objects`, and with `stale` their copies
+/// in `public` too.
+fn pairs(objects: &[(&str, &str)], stale: bool) -> String {
+    let mut rows: Vec<String> = objects
+        .iter()
+        .map(|(s, n)| format!("({}, {})", literal(s), literal(n)))
+        .collect();
+    if stale {
+        rows.extend(
+            objects
+                .iter()
+                .map(|(_, n)| format!("('public', {})", literal(n))),
+        );
+    }
+    if rows.is_empty() {
+        "(NULL, NULL)".to_owned()
+    } else {
+        rows.join(", ")
+    }
+}
+
+/// The public schema's oid, which a moved object's row shows.
+const PUBLIC_OID: &str = "(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public')";
+
+/// The catalog as it was before the move, for one listing: its rows but
+/// the moved objects' and their stale copies', then the moved objects'
+/// rows showing `public` (`json_populate_record` replaces one column of a
+/// row of the catalog's own type and keeps the others, so the subquery
+/// has the catalog's columns in order, whatever the server version).
+fn subquery(&(schema, catalog, source): &Listing, moved: &Moved) -> String {
+    let from = format!("{schema}.{catalog}");
+    match source {
+        Source::View {
+            key,
+            name,
+            swapped,
+            lists,
+        } => {
+            let (rows_moved, rows_both) = match lists {
+                Lists::Relations | Lists::Sequences => {
+                    (&moved.relations_moved, &moved.relations_both)
+                }
+                Lists::Routines => (&moved.routines_moved, &moved.routines_both),
+            };
+            let member = |alias: &str, rows: &str| {
+                let own = format!("({alias}{key}, {alias}{name}) IN ({rows})");
+                match lists {
+                    // A sequence a moved table owns (serial, identity)
+                    // moved with it; its stale copy is the stale table's.
+                    Lists::Sequences => format!(
+                        "({own} OR ({alias}{key}, {alias}{name}) IN (SELECT n.nspname, s.relname \
+                         FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid \
+                         JOIN pg_catalog.pg_class t ON t.oid = d.refobjid \
+                         JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+                         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                         AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                         AND d.deptype IN ('a', 'i') AND s.relkind = 'S' \
+                         AND s.relnamespace = t.relnamespace \
+                         AND (n.nspname::pg_catalog.text, t.relname::pg_catalog.text) IN ({rows})))"
+                    ),
+                    _ => own,
+                }
+            };
+            let json: Vec<String> = swapped
+                .iter()
+                .map(|column| format!("\"{column}\": \"public\""))
+                .collect();
+            format!(
+                "SELECT * FROM {from} WHERE {hidden} IS NOT TRUE UNION ALL \
+                 SELECT r.* FROM {from} AS v CROSS JOIN LATERAL \
+                 pg_catalog.json_populate_record(v, '{{{json}}}'::pg_catalog.json) AS r \
+                 WHERE {shown}",
+                hidden = member("", rows_both),
+                json = json.join(", "),
+                shown = member("v.", rows_moved),
+            )
+        }
+        Source::Class => {
+            let member = |rows: &str| {
+                format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_class t \
+                     JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace \
+                     WHERE t.relnamespace = c.relnamespace \
+                     AND (tn.nspname::pg_catalog.text, t.relname::pg_catalog.text) IN ({rows}) \
+                     AND (t.oid = c.oid OR EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+                     WHERE i.indexrelid = c.oid AND i.indrelid = t.oid) \
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid \
+                     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                     AND d.refobjid = t.oid AND d.deptype IN ('a', 'i'))))"
+                )
+            };
+            base(
+                &from,
+                "relnamespace",
+                &moved.schemas_moved,
+                &moved.schemas_both,
+                &member(&moved.classes_moved),
+                &member(&moved.classes_both),
+            )
+        }
+        Source::Type => {
+            let member = |types: &str, relations: &str| {
+                format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_type e \
+                     JOIN pg_catalog.pg_namespace en ON en.oid = e.typnamespace \
+                     WHERE e.typnamespace = c.typnamespace AND (e.oid = c.oid OR e.typarray = c.oid) \
+                     AND ((en.nspname::pg_catalog.text, e.typname::pg_catalog.text) IN ({types}) \
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_class t WHERE t.oid = e.typrelid \
+                     AND (en.nspname::pg_catalog.text, t.relname::pg_catalog.text) IN ({relations}))))"
+                )
+            };
+            base(
+                &from,
+                "typnamespace",
+                &moved.schemas_moved,
+                &moved.schemas_both,
+                &member(&moved.types_moved, &moved.relations_moved),
+                &member(&moved.types_both, &moved.relations_both),
+            )
+        }
+        Source::Proc => {
+            let member = |rows: &str| {
+                format!(
+                    "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace pn WHERE pn.oid = c.pronamespace \
+                     AND (pn.nspname::pg_catalog.text, c.proname::pg_catalog.text) IN ({rows}))"
+                )
+            };
+            base(
+                &from,
+                "pronamespace",
+                &moved.schemas_moved,
+                &moved.schemas_both,
+                &member(&moved.routines_moved),
+                &member(&moved.routines_both),
+            )
+        }
+    }
+}
+
+/// A base catalog keyed by namespace oid (`namespace`), its rows aliased
+/// `c` in `shown` and `hidden`: the rows in the moved schemas and `public`
+/// that `hidden` matches are left out, those `shown` matches come back in
+/// `public`. The schema test first, so the system's own rows cost one
+/// hashed lookup each.
+fn base(
+    from: &str,
+    namespace: &str,
+    schemas_moved: &str,
+    schemas_both: &str,
+    shown: &str,
+    hidden: &str,
+) -> String {
+    let in_schemas = |schemas: &str| {
+        format!(
+            "c.{namespace} IN (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname IN ({schemas}))"
+        )
     };
-    let hidden = match lists {
-        Lists::Relations => format!("{name_column} IN ({})", list(&relations)),
-        Lists::Routines => format!("{name_column} IN ({})", list(&moved(&map.routines))),
-        // A sequence a moved table owns (serial, identity) moved with it:
-        // its stale copy is owned by the table's stale copy.
-        Lists::Sequences => format!(
-            "({name_column} IN ({relations}) OR {name_column} IN (SELECT s.relname \
-             FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid \
-             JOIN pg_catalog.pg_class t ON t.oid = d.refobjid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
-             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-             AND d.deptype IN ('a', 'i') AND s.relkind = 'S' \
-             AND s.relnamespace = t.relnamespace AND n.nspname = 'public' \
-             AND t.relname IN ({relations})))",
-            relations = list(&relations)
-        ),
-    };
-    format!("SELECT * FROM {schema}.{view} WHERE NOT ({schema_column} = 'public' AND {hidden})")
+    format!(
+        "SELECT c.* FROM {from} AS c WHERE ({both} AND {hidden}) IS NOT TRUE UNION ALL \
+         SELECT r.* FROM {from} AS c CROSS JOIN LATERAL pg_catalog.json_populate_record(c, \
+         pg_catalog.json_build_object('{namespace}', {PUBLIC_OID})) AS r \
+         WHERE {moved} AND {shown}",
+        both = in_schemas(schemas_both),
+        moved = in_schemas(schemas_moved),
+    )
 }
 
 /// The byte range of a dotted name in `sql`, checked against the text.

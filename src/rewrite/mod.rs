@@ -306,10 +306,12 @@ fn rewrite_tokens(
     };
     let index = TextIndex::new(sql);
     result.outcome = Outcome::Unchanged;
+    let mut statements = 0usize;
     for statement in split_statements(tokens) {
         if statement.is_empty() {
             continue;
         }
+        statements += 1;
         let done = rewrite_statement(sql, &index, statement.tokens, map, policy);
         if severity(done.outcome) > severity(result.outcome) {
             result.outcome = done.outcome;
@@ -322,6 +324,9 @@ fn rewrite_tokens(
     }
     if result.outcome == Outcome::Rejected {
         result.edits.clear();
+    }
+    if statements > 1 {
+        result.keep_search_path_shown_by_server();
     }
     result
 }

@@ -230,10 +230,10 @@ impl Decision {
                 "string read as a name, not in map: left as written (search_path decides)".into()
             }
             Decision::CatalogStaleHidden => {
-                "catalog listing: stale copies in public of moved objects left out".into()
+                "catalog read as before the move: moved objects shown in public, stale copies left out".into()
             }
             Decision::ClientSearchPathShown => {
-                "current_schema() answered from the client's search_path, not the route's".into()
+                "search_path shown from the client's old path, not the route's".into()
             }
         }
     }
@@ -299,6 +299,36 @@ impl Rewrite {
     /// Whether the text to send differs from the original.
     pub fn changed(&self) -> bool {
         !self.edits.is_empty()
+    }
+
+    /// Whether the text is a `SHOW search_path` sent as a SELECT of the
+    /// client's path: its answer's command tag must read `SHOW`.
+    pub fn shows_search_path(&self) -> bool {
+        self.names.iter().any(|n| {
+            n.decision == Decision::ClientSearchPathShown
+                && &*n.name == super::search_path::SHOW_SEARCH_PATH
+        })
+    }
+
+    /// Leave each `SHOW search_path` to the server: in a text of several
+    /// statements, its answer's command tag could not be told apart.
+    #[cold]
+    pub(crate) fn keep_search_path_shown_by_server(&mut self) {
+        let shown: Vec<usize> = self
+            .names
+            .iter()
+            .filter(|n| &*n.name == super::search_path::SHOW_SEARCH_PATH)
+            .map(|n| n.offset)
+            .collect();
+        if shown.is_empty() {
+            return;
+        }
+        self.names
+            .retain(|n| &*n.name != super::search_path::SHOW_SEARCH_PATH);
+        self.edits.retain(|e| !shown.contains(&e.offset));
+        if self.edits.is_empty() && self.outcome == Outcome::Rewritten {
+            self.outcome = Outcome::Unchanged;
+        }
     }
 
     /// The text to send: the original with every edit applied.

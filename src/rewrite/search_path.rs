@@ -1,27 +1,28 @@
-//! The schema a client sees as its own: `current_schema()` answers the
-//! first schema of the path the client had before the move (the
+//! The search_path a client sees: `current_schema()` and
+//! `current_schemas(b)` answer the path the client had before the move (the
 //! database's `client_search_path`, PostgreSQL's default `"$user", public`
-//! unless configured), not the first of the path the proxy sets on its
-//! sessions (a mapped schema). It is the schema objects created without a
-//! schema land in, which the proxy keeps where it was (`create_schema`);
-//! tools take their default schema from it (SQLAlchemy, Alembic).
+//! unless configured), not the path the proxy sets on its sessions (the
+//! mapped schemas first). `current_schema()` is the schema objects created
+//! without a schema land in, which the proxy keeps where it was
+//! (`create_schema`); tools take their default schema from it (SQLAlchemy,
+//! Alembic) and find objects on the path with `current_schemas` (pgbench
+//! looks its tables up with `array_position(current_schemas(true),
+//! nspname)`, Rails lists tables with `nspname = ANY
+//! (current_schemas(false))`): the catalogs show the moved objects in
+//! `public` (see `catalog`), so those lookups find them there.
 //!
 //! Each call becomes a scalar subquery that evaluates that path as
 //! PostgreSQL's `recomputeNamespacePath` does: `$user` is the current
 //! role's name, a schema counts only if it exists and the current role may
-//! use it, the first in path order wins. The subquery names its column like
-//! the call, so a result column keeps its name.
-//!
-//! `current_schemas(b)` is left to the server on purpose: tools look
-//! objects up on the path with it (pgbench finds its tables with
-//! `array_position(current_schemas(true), nspname)`, Rails lists tables
-//! with `nspname = ANY (current_schemas(false))`), and the moved objects
-//! are on the route's path, not on the old one.
+//! use it, the first in path order wins; `current_schemas(true)` puts the
+//! session's temporary schema (once it has one) and `pg_catalog` (unless
+//! the path names it) first. The subquery names its column like the call,
+//! so a result column keeps its name.
 //!
 //! Only while the session runs the route's path: after the client's own
 //! `SET search_path`, `SessionFacts` leaves the call as written (the server
-//! then answers the client's own path). `SHOW search_path` is not answered
-//! (its command tag cannot come from a SELECT): it shows the route's path.
+//! then answers the client's own path). `SHOW search_path` is answered in
+//! the session layer (a SHOW's command tag cannot come from a SELECT).
 
 use sqlparser::ast::{Expr, Function, FunctionArguments, Ident, ObjectNamePart, Statement};
 use sqlparser::tokenizer::{Token, TokenWithSpan};
@@ -33,10 +34,10 @@ use super::{Decision, Edit, NameUse, SchemaMap};
 /// The word that sends a statement naming no mapped table to the parser
 /// anyway, when the map answers the client's schema (`current_schemas`
 /// is no match: the prefilter counts words at identifier boundaries).
-pub(crate) const PREFILTER_WORDS: [&str; 1] = ["current_schema"];
+pub(crate) const PREFILTER_WORDS: [&str; 2] = ["current_schema", "current_schemas"];
 
-/// Replace every `current_schema()` call of `statement` by the first
-/// schema of the client's path, when `map` has one.
+/// Replace every `current_schema()` and `current_schemas(true|false)` call
+/// of `statement` by the client's path, when `map` has one.
 pub(crate) fn show_client_path(
     sql: &str,
     index: &TextIndex<'_>,
@@ -50,9 +51,11 @@ pub(crate) fn show_client_path(
         return;
     };
     // The tokens answer the common case (no such call) without a visit.
-    let named = tokens.iter().any(
-        |t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("current_schema")),
-    );
+    let named = tokens.iter().any(|t| {
+        matches!(&t.token, Token::Word(w)
+            if w.value.eq_ignore_ascii_case("current_schema")
+                || w.value.eq_ignore_ascii_case("current_schemas"))
+    });
     if !named {
         return;
     }
@@ -60,12 +63,15 @@ pub(crate) fn show_client_path(
     super::hooks::visit(statement, &mut finder);
     let before = edits.len();
     for call in finder.calls {
-        let Some(range) = call_range(sql, index, &call) else {
+        let Some((range, implicit)) = call_range(sql, index, &call) else {
             continue;
         };
-        let insert = client_schema_query(path);
+        let (name, insert) = match implicit {
+            None => ("current_schema", client_schema_query(path)),
+            Some(implicit) => ("current_schemas", client_schemas_query(path, implicit)),
+        };
         names.push(NameUse {
-            name: "current_schema".into(),
+            name: name.into(),
             offset: range.start,
             decision: Decision::ClientSearchPathShown,
         });
@@ -81,11 +87,88 @@ pub(crate) fn show_client_path(
     }
 }
 
+/// The name under which a `SHOW search_path` answered from the client's
+/// path is reported; the session layer gives its answer the command tag
+/// `SHOW` (see `Rewrite::shows_search_path`).
+pub(crate) const SHOW_SEARCH_PATH: &str = "SHOW search_path";
+
+/// Replace `SHOW search_path` by a SELECT of the client's path as
+/// PostgreSQL shows it, when `map` has one. The caller keeps it only when
+/// it is the text's only statement (the command tag is fixed per Query).
+pub(crate) fn show_search_path(
+    sql: &str,
+    index: &TextIndex<'_>,
+    tokens: &[TokenWithSpan],
+    statement: &Statement,
+    map: &SchemaMap,
+    names: &mut Vec<NameUse>,
+    edits: &mut Vec<Edit>,
+) {
+    let Some(path) = map.client_search_path() else {
+        return;
+    };
+    let Statement::ShowVariable { variable } = statement else {
+        return;
+    };
+    if !matches!(&variable[..], [v] if normalized(v) == "search_path") {
+        return;
+    }
+    let mut words = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::SemiColon));
+    let (Some(first), Some(last)) = (words.next(), words.next_back()) else {
+        return;
+    };
+    let (Some(start), Some(end)) = (
+        index.byte_offset(first.span.start),
+        index.byte_offset(last.span.end),
+    ) else {
+        return;
+    };
+    if sql.get(start..end).is_none() {
+        return;
+    }
+    let shown: Vec<String> = path.iter().map(|s| shown_schema(s)).collect();
+    names.push(NameUse {
+        name: SHOW_SEARCH_PATH.into(),
+        offset: start,
+        decision: Decision::ClientSearchPathShown,
+    });
+    edits.push(Edit {
+        offset: start,
+        replaced: end - start,
+        insert: format!(
+            "SELECT '{}'::pg_catalog.text AS search_path",
+            shown.join(", ").replace('\'', "''")
+        )
+        .into(),
+    });
+}
+
+/// One schema of a path as `SHOW search_path` prints PostgreSQL's default
+/// (`"$user", public`): quoted unless a plain lower-case identifier.
+fn shown_schema(schema: &str) -> String {
+    let plain = schema
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if plain {
+        schema.to_owned()
+    } else {
+        format!("\"{}\"", schema.replace('"', "\"\""))
+    }
+}
+
 /// One call found: its name parts.
 struct Call {
     parts: Vec<Ident>,
     /// Written without parentheses (`current_schema` is a keyword).
     bare: bool,
+    /// `current_schemas(b)`, not `current_schema()`.
+    plural: bool,
 }
 
 #[derive(Default)]
@@ -104,6 +187,7 @@ impl super::hooks::Hooks for CallFinder {
                 self.calls.push(Call {
                     parts: vec![i.clone()],
                     bare: true,
+                    plural: false,
                 })
             }
             Expr::Function(f) => self.calls.extend(call_of(f)),
@@ -133,13 +217,30 @@ fn call_of(f: &Function) -> Option<Call> {
     let FunctionArguments::List(list) = &f.args else {
         return None;
     };
-    (name == "current_schema" && list.args.is_empty()).then_some(Call { parts, bare: false })
+    match (name.as_str(), list.args.len()) {
+        ("current_schema", 0) => Some(Call {
+            parts,
+            bare: false,
+            plural: false,
+        }),
+        ("current_schemas", 1) => Some(Call {
+            parts,
+            bare: false,
+            plural: true,
+        }),
+        _ => None,
+    }
 }
 
 /// The bytes of a call in `sql`, checked against the text: the name as
-/// the parser located it, then exactly `()` with whitespace only (anything
-/// else is left as written).
-fn call_range(sql: &str, index: &TextIndex<'_>, call: &Call) -> Option<std::ops::Range<usize>> {
+/// the parser located it, then exactly `()`, or `(true)` or `(false)` for
+/// `current_schemas` (that argument as the second value), with whitespace
+/// only (anything else is left as written).
+fn call_range(
+    sql: &str,
+    index: &TextIndex<'_>,
+    call: &Call,
+) -> Option<(std::ops::Range<usize>, Option<bool>)> {
     let first = call.parts.first()?;
     let last = call.parts.last()?;
     let start = index.byte_offset(first.span.start)?;
@@ -156,7 +257,8 @@ fn call_range(sql: &str, index: &TextIndex<'_>, call: &Call) -> Option<std::ops:
     }
     if call.bare {
         let after = bytes.get(name_end).copied();
-        return (!after.is_some_and(super::quote::is_identifier_byte)).then_some(start..name_end);
+        return (!after.is_some_and(super::quote::is_identifier_byte))
+            .then_some((start..name_end, None));
     }
     let skip = |mut at: usize| {
         while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
@@ -169,11 +271,30 @@ fn call_range(sql: &str, index: &TextIndex<'_>, call: &Call) -> Option<std::ops:
         return None;
     }
     at = skip(at + 1);
-    (bytes.get(at) == Some(&b')')).then_some(start..at + 1)
+    let mut implicit = None;
+    if call.plural {
+        let word = |w: &str| {
+            sql.get(at..at + w.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(w))
+                && !bytes
+                    .get(at + w.len())
+                    .is_some_and(|b| super::quote::is_identifier_byte(*b))
+        };
+        let value = if word("true") {
+            true
+        } else if word("false") {
+            false
+        } else {
+            return None;
+        };
+        at = skip(at + if value { 4 } else { 5 });
+        implicit = Some(value);
+    }
+    (bytes.get(at) == Some(&b')')).then_some((start..at + 1, implicit))
 }
 
-/// The scalar subquery answering `current_schema()` on `path`.
-fn client_schema_query(path: &[String]) -> String {
+/// `(1, 'first'::text), ...` for `path`, `$user` the current role.
+fn path_rows(path: &[String]) -> String {
     let rows: Vec<String> = path
         .iter()
         .enumerate()
@@ -186,10 +307,42 @@ fn client_schema_query(path: &[String]) -> String {
             format!("({}, {schema})", i + 1)
         })
         .collect();
+    rows.join(", ")
+}
+
+/// The scalar subquery answering `current_schema()` on `path`.
+fn client_schema_query(path: &[String]) -> String {
     format!(
         "(SELECT n.nspname AS current_schema FROM pg_catalog.pg_namespace n \
          JOIN (VALUES {}) AS p(i, s) ON n.nspname = p.s \
          WHERE pg_catalog.has_schema_privilege(n.oid, 'USAGE') ORDER BY p.i LIMIT 1)",
-        rows.join(", ")
+        path_rows(path)
+    )
+}
+
+/// The scalar subquery answering `current_schemas(implicit)` on `path`:
+/// each usable schema once, in path order; with `implicit`, the session's
+/// temporary schema and `pg_catalog` (unless the path names it) first.
+/// The cast makes it an array expression where a bare subquery would be
+/// read as a set (`x = ANY ((SELECT ...))`); the column keeps its name.
+fn client_schemas_query(path: &[String], implicit: bool) -> String {
+    let mut implicit_rows = String::new();
+    if implicit {
+        implicit_rows.push_str(
+            " UNION ALL SELECT n.nspname, -1 FROM pg_catalog.pg_namespace n \
+             WHERE n.oid = pg_catalog.pg_my_temp_schema()",
+        );
+        if !path.iter().any(|s| s == "pg_catalog") {
+            implicit_rows.push_str(" UNION ALL SELECT 'pg_catalog'::pg_catalog.name, 0");
+        }
+    }
+    format!(
+        "((SELECT COALESCE(pg_catalog.array_agg(s.nspname ORDER BY s.i), \
+         '{{}}'::pg_catalog.name[]) AS current_schemas FROM (\
+         SELECT n.nspname, min(p.i) AS i FROM pg_catalog.pg_namespace n \
+         JOIN (VALUES {}) AS p(i, s) ON n.nspname = p.s \
+         WHERE pg_catalog.has_schema_privilege(n.oid, 'USAGE') GROUP BY n.nspname{implicit_rows}) AS s)\
+         ::pg_catalog.name[])",
+        path_rows(path)
     )
 }

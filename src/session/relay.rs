@@ -767,6 +767,12 @@ fn statement<'a>(
         },
     ) {
         TextRewrite::Unchanged => (StatementContext::Plain, None),
+        // Only a Query's command tag is corrected (see `Rewritten`).
+        TextRewrite::Changed { context, .. }
+            if context.shows_search_path && frame_tag != tag::QUERY =>
+        {
+            (StatementContext::Plain, None)
+        }
         TextRewrite::Changed { edits, context } => (
             StatementContext::Rewritten(context),
             Some(SentText::Spliced {

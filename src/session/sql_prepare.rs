@@ -411,7 +411,11 @@ pub(super) fn translate_query<'a>(
         Some(Pending::Query(StatementContext::Rewritten(r))) => r.schemas,
         _ => Default::default(),
     };
-    query.context = StatementContext::Rewritten(Rewritten { position, schemas });
+    query.context = StatementContext::Rewritten(Rewritten {
+        position,
+        schemas,
+        shows_search_path: false,
+    });
     entries.push(Pending::Query(StatementContext::Sql(Box::new(query))));
     SqlTranslation::Done(Replace::Bytes(bytes))
 }

@@ -72,6 +72,15 @@ pub(super) enum Silent {
     Command,
 }
 
+/// The CommandComplete of a `SHOW search_path` the proxy answered with a
+/// SELECT of the client's path.
+#[cold]
+fn shown_by_show() -> BytesMut {
+    let mut frame = BytesMut::new();
+    protocol::encode_command_complete(&mut frame, "SHOW");
+    frame
+}
+
 /// What the proxy did to a statement, for the server's answer to it.
 #[derive(Debug)]
 pub(super) enum StatementContext {
@@ -272,6 +281,12 @@ impl Tracker {
                 }
             }
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
+                if let Some(Pending::Query(StatementContext::Rewritten(r))) = self.pending.front()
+                    && r.shows_search_path
+                    && frame_tag == tag::COMMAND_COMPLETE
+                {
+                    return Some(shown_by_show());
+                }
                 self.pop_if(|p| matches!(p, Pending::Execute))
             }
             tag::PARAMETER_STATUS => {

@@ -379,15 +379,18 @@ async fn every_statement_kind_acts_on_the_mapped_table() {
         "STALE-photo.png"
     );
 
-    // CREATE TABLE ... REFERENCES, ALTER TABLE ... ADD FOREIGN KEY.
+    // CREATE TABLE ... REFERENCES, ALTER TABLE ... ADD FOREIGN KEY. (The
+    // catalogs read through the proxy show the moved tables in public, as
+    // before the move: where an object really is comes from
+    // pg_identify_object, which reads the server's own catalog.)
     exec("CREATE TABLE public.kinds_ref (id int REFERENCES users (id), chart_id int)").await;
     exec("ALTER TABLE public.kinds_ref ADD FOREIGN KEY (chart_id) REFERENCES saju_charts (id)")
         .await;
     assert_eq!(
         value(
-            "SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY n.nspname) \
-             FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
+            "SELECT string_agg(o.identity, ',' ORDER BY o.identity) \
+             FROM pg_constraint k CROSS JOIN LATERAL \
+             pg_identify_object('pg_class'::regclass, k.confrelid, 0) o \
              WHERE k.conrelid = 'public.kinds_ref'::regclass AND k.contype = 'f'"
         )
         .await,
@@ -397,7 +400,8 @@ async fn every_statement_kind_acts_on_the_mapped_table() {
     // CREATE INDEX ON.
     exec("CREATE INDEX kinds_idx ON saju_charts (chart)").await;
     assert_eq!(
-        value("SELECT schemaname FROM pg_indexes WHERE indexname = 'kinds_idx'").await,
+        value("SELECT (pg_identify_object('pg_class'::regclass, 'kinds_idx'::regclass, 0)).schema")
+            .await,
         "saju_service"
     );
 
@@ -431,11 +435,11 @@ async fn every_statement_kind_acts_on_the_mapped_table() {
     exec("LOCK TABLE kasi_cache IN SHARE MODE").await;
     assert_eq!(
         value(
-            "SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY c.relname) \
-             FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
+            "SELECT string_agg(o.identity, ',' ORDER BY o.identity) \
+             FROM pg_locks l CROSS JOIN LATERAL \
+             pg_identify_object('pg_class'::regclass, l.relation, 0) o \
              WHERE l.pid = pg_backend_pid() AND l.mode = 'ShareLock' AND l.locktype = 'relation' \
-             AND n.nspname NOT LIKE 'pg\\_%'"
+             AND o.schema NOT LIKE 'pg\\_%'"
         )
         .await,
         // saju_charts: from CREATE INDEX above.
@@ -595,8 +599,8 @@ async fn owned_by_and_cluster_reach_the_mapped_table() {
     .unwrap();
     let owner = simple_value(
         &c,
-        "SELECT n.nspname || '.' || c.relname FROM pg_depend d \
-         JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace \
+        "SELECT o.identity FROM pg_depend d CROSS JOIN LATERAL \
+         pg_identify_object('pg_class'::regclass, d.refobjid, 0) o \
          WHERE d.objid = 'shared_common.e2e_owned_seq'::regclass AND d.deptype = 'a'",
     )
     .await;
@@ -697,10 +701,10 @@ async fn for_update_of_keeps_its_names_and_locks_the_mapped_tables() {
     assert!(!row.1.starts_with("STALE"), "{row:?}");
     let locked = tx
         .simple_query(
-            "SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY c.relname) \
-             FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE l.pid = pg_backend_pid() AND l.mode = 'RowShareLock' AND c.relkind = 'r'",
+            "SELECT string_agg(o.identity, ',' ORDER BY o.identity) \
+             FROM pg_locks l CROSS JOIN LATERAL \
+             pg_identify_object('pg_class'::regclass, l.relation, 0) o \
+             WHERE l.pid = pg_backend_pid() AND l.mode = 'RowShareLock' AND o.type = 'table'",
         )
         .await
         .expect("locks");

@@ -39,7 +39,11 @@ async fn alias_gets_its_search_path_and_the_same_map() {
 async fn database_key_session_gets_the_mapped_schemas_before_public() {
     let proxy = start_proxy("tokens").await;
     let c = proxy.connect("heal7").await;
-    assert_eq!(simple_value(&c, "SHOW search_path").await, MAIN_PATH);
+    // The session's real path (SHOW answers the client's old one).
+    assert_eq!(
+        simple_value(&c, "SELECT current_setting('search_path')").await,
+        MAIN_PATH
+    );
     // Mapped names are qualified whatever the search_path says.
     assert_eq!(
         simple_value(&c, "SELECT name FROM users WHERE id = 1").await,
@@ -139,58 +143,69 @@ async fn string_and_catalog_lookups_resolve_to_the_moved_schema() {
         .unwrap();
 }
 
-/// psql's `\d` finds its table through the search_path.
+/// psql's `\d` and `\dt` read the catalogs as before the move: the moved
+/// table, shown in public, and not its stale copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_describe_shows_the_moved_table() {
     let proxy = start_proxy("tokens").await;
     for database in ["heal7", "heal7_saju"] {
+        // A column only the moved table gets, in a transaction that is
+        // rolled back (psql runs every -c in one session).
         let (ok, out, err) = psql(
             proxy.port(),
             database,
-            &["-P", "tuples_only=off", "-c", "\\d users"],
+            &[
+                "-P",
+                "tuples_only=off",
+                "-c",
+                "BEGIN",
+                "-c",
+                "ALTER TABLE users ADD COLUMN psql_marker int",
+                "-c",
+                "ALTER TABLE saju_charts ADD COLUMN psql_marker int",
+                "-c",
+                "\\d users",
+                "-c",
+                "\\d saju_charts",
+                "-c",
+                "ROLLBACK",
+            ],
             &[],
         )
         .await;
         let out = String::from_utf8_lossy(&out);
         assert!(ok, "{database}: {err}");
+        assert!(out.contains("Table \"public.users\""), "{database}: {out}");
         assert!(
-            out.contains("Table \"shared_common.users\""),
+            out.contains("Table \"public.saju_charts\""),
             "{database}: {out}"
         );
-        assert!(!out.contains("public.users"), "{database}: {out}");
+        // Both tables described are the moved ones, each once.
+        assert_eq!(out.matches("psql_marker").count(), 2, "{database}: {out}");
+        assert!(!out.contains("shared_common"), "{database}: {out}");
 
-        let (ok, out, err) = psql(
-            proxy.port(),
-            database,
-            &["-P", "tuples_only=off", "-c", "\\d saju_charts"],
-            &[],
-        )
-        .await;
-        let out = String::from_utf8_lossy(&out);
-        assert!(ok, "{database}: {err}");
-        assert!(
-            out.contains("Table \"saju_service.saju_charts\""),
-            "{database}: {out}"
-        );
-
-        // \dt lists what a bare name reaches: the moved tables, not the
-        // stale copies they shadow.
+        // \dt lists each moved table once, in public: the stale copies are
+        // left out.
         let (ok, out, err) = psql(proxy.port(), database, &["-c", "\\dt"], &[]).await;
         let out = String::from_utf8_lossy(&out);
         assert!(ok, "{database}: {err}");
         for moved in [
-            "shared_common|users|",
-            "saju_service|kasi_cache|",
-            "dream_service|dream_categories|",
-        ] {
-            assert!(out.contains(moved), "{database}: {moved} in {out}");
-        }
-        for stale in [
             "public|users|",
             "public|kasi_cache|",
             "public|dream_categories|",
         ] {
-            assert!(!out.contains(stale), "{database}: {stale} in {out}");
+            assert_eq!(
+                out.matches(moved).count(),
+                1,
+                "{database}: {moved} in {out}"
+            );
+        }
+        for schema in [
+            "shared_common|",
+            "saju_service|kasi_cache",
+            "dream_service|",
+        ] {
+            assert!(!out.contains(schema), "{database}: {schema} in {out}");
         }
     }
 }
@@ -314,7 +329,7 @@ async fn startup_parameters_are_kept_and_combine_with_the_alias_search_path() {
             ALIAS_PATH
         };
         assert_eq!(
-            simple_value(&c, "SHOW search_path").await,
+            simple_value(&c, "SELECT current_setting('search_path')").await,
             want_path,
             "{database}"
         );

@@ -12,12 +12,28 @@ fn map() -> SchemaMap {
     test_map_with(&[("shared_common", "user_count")], &[])
 }
 
-/// The moved relation names of [`map`], as the subquery lists them.
-const MOVED: &str = "'MixedCase', 'attachments', 'dream_categories', 'dream_interpretations', \
-                     'kasi_cache', 'old_table', 'saju_charts', 'users'";
+/// The moved relations of [`map`] where they are now, then also with their
+/// stale copies in `public`, as the subqueries list them.
+const MOVED: &str = "('Legacy Schema', 'old_table'), ('dream_service', 'dream_categories'), \
+    ('dream_service', 'dream_interpretations'), ('saju_service', 'kasi_cache'), \
+    ('saju_service', 'saju_charts'), ('shared_common', 'MixedCase'), ('shared_common', \
+    'attachments'), ('shared_common', 'users')";
+const STALE: &str = "('public', 'old_table'), ('public', 'dream_categories'), \
+    ('public', 'dream_interpretations'), ('public', 'kasi_cache'), ('public', 'saju_charts'), \
+    ('public', 'MixedCase'), ('public', 'attachments'), ('public', 'users')";
 
 fn sent(sql: &str) -> String {
     rewrite_sql(sql, &map(), OnParseError::Tokens).apply(sql)
+}
+
+/// The subquery a view keyed by `key` and `name` becomes, its `swapped`
+/// JSON showing `public`.
+fn view(from: &str, key: &str, name: &str, swapped: &str) -> String {
+    format!(
+        "SELECT * FROM {from} WHERE ({key}, {name}) IN ({MOVED}, {STALE}) IS NOT TRUE UNION ALL \
+         SELECT r.* FROM {from} AS v CROSS JOIN LATERAL pg_catalog.json_populate_record(v, \
+         '{{{swapped}}}'::pg_catalog.json) AS r WHERE (v.{key}, v.{name}) IN ({MOVED})"
+    )
 }
 
 #[test]
@@ -26,8 +42,13 @@ fn a_listing_becomes_a_subquery_under_its_own_name() {
     assert_eq!(
         sent(sql),
         format!(
-            "SELECT table_name FROM (SELECT * FROM information_schema.tables WHERE NOT \
-             (table_schema = 'public' AND table_name IN ({MOVED}))) AS tables WHERE table_name = 'x'"
+            "SELECT table_name FROM ({}) AS tables WHERE table_name = 'x'",
+            view(
+                "information_schema.tables",
+                "table_schema",
+                "table_name",
+                "\"table_schema\": \"public\""
+            )
         )
     );
     // An alias (with columns) stays the statement's own.
@@ -35,9 +56,19 @@ fn a_listing_becomes_a_subquery_under_its_own_name() {
     assert_eq!(
         sent(sql),
         format!(
-            "SELECT t.a FROM (SELECT * FROM pg_catalog.pg_tables WHERE NOT (schemaname = 'public' \
-             AND tablename IN ({MOVED}))) AS t(a) JOIN (SELECT * FROM pg_catalog.pg_indexes WHERE \
-             NOT (schemaname = 'public' AND tablename IN ({MOVED}))) i ON i.tablename = t.a"
+            "SELECT t.a FROM ({}) AS t(a) JOIN ({}) i ON i.tablename = t.a",
+            view(
+                "pg_catalog.pg_tables",
+                "schemaname",
+                "tablename",
+                "\"schemaname\": \"public\""
+            ),
+            view(
+                "pg_catalog.pg_indexes",
+                "schemaname",
+                "tablename",
+                "\"schemaname\": \"public\""
+            )
         )
     );
     // Written quoted or in upper case: the alias is the name as written.
@@ -45,23 +76,74 @@ fn a_listing_becomes_a_subquery_under_its_own_name() {
     assert!(sent(sql).ends_with(") AS \"pg_tables\""), "{}", sent(sql));
     let sql = "SELECT count(*) FROM PG_MATVIEWS";
     assert!(sent(sql).ends_with(") AS PG_MATVIEWS"), "{}", sent(sql));
+    // Every schema column of a constraint's row shows public.
+    let out = sent("SELECT * FROM information_schema.key_column_usage");
+    assert!(
+        out.contains("'{\"constraint_schema\": \"public\", \"table_schema\": \"public\"}'"),
+        "{out}"
+    );
 }
 
 #[test]
 fn sequences_owned_by_a_moved_table_are_left_out_too() {
     let out = sent("SELECT sequencename FROM pg_sequences");
-    assert!(out.contains("sequencename IN (SELECT s.relname"), "{out}");
+    assert!(
+        out.contains("(schemaname, sequencename) IN (SELECT n.nspname, s.relname"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(v.schemaname, v.sequencename) IN (SELECT n.nspname, s.relname"),
+        "{out}"
+    );
     assert!(out.contains("d.deptype IN ('a', 'i')"), "{out}");
     assert!(out.ends_with(") AS pg_sequences"), "{out}");
     let out = sent("SELECT routine_name FROM information_schema.routines");
-    assert!(out.contains("routine_name IN ('user_count')"), "{out}");
-    // pg_proc is keyed by namespace oid; `oid` stays a column of it.
+    assert!(
+        out.contains(
+            "(routine_schema, routine_name) IN (('shared_common', 'user_count'), \
+             ('public', 'user_count')) IS NOT TRUE"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn base_catalogs_show_the_moved_objects_in_public() {
+    // pg_class: the moved relations with their indexes and owned
+    // sequences; keyed by namespace oid, `c.*` keeps every column.
+    let sql = "SELECT c.oid FROM pg_class c WHERE relname = 'users'";
+    let out = sent(sql);
+    assert!(
+        out.starts_with("SELECT c.oid FROM (SELECT c.* FROM pg_catalog.pg_class AS c WHERE (c.relnamespace IN (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname IN ('Legacy Schema', 'dream_service', 'saju_service', 'shared_common', 'public')) AND EXISTS"),
+        "{out}"
+    );
+    assert!(out.contains("pg_catalog.json_populate_record(c, pg_catalog.json_build_object('relnamespace', (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public')))"), "{out}");
+    assert!(
+        out.contains("i.indexrelid = c.oid AND i.indrelid = t.oid"),
+        "{out}"
+    );
+    assert!(out.ends_with(") c WHERE relname = 'users'"), "{out}");
+    // pg_type: row types of the moved relations, and array types.
+    let out = sent("SELECT oid FROM pg_catalog.pg_type WHERE typname = 'users'");
+    assert!(
+        out.contains("(e.oid = c.oid OR e.typarray = c.oid)"),
+        "{out}"
+    );
+    assert!(out.contains("'typnamespace', (SELECT oid"), "{out}");
+    assert!(
+        out.ends_with(") AS pg_type WHERE typname = 'users'"),
+        "{out}"
+    );
+    // pg_proc: the map's functions; `oid` stays a column of it.
     let sql = "SELECT count(*) FROM pg_proc WHERE proname = 'f' AND pg_function_is_visible(oid)";
-    assert_eq!(
-        sent(sql),
-        "SELECT count(*) FROM (SELECT * FROM pg_catalog.pg_proc WHERE NOT \
-         (pronamespace::pg_catalog.regnamespace::pg_catalog.text = 'public' AND proname IN \
-         ('user_count'))) AS pg_proc WHERE proname = 'f' AND pg_function_is_visible(oid)"
+    let out = sent(sql);
+    assert!(
+        out.contains("(pn.nspname::pg_catalog.text, c.proname::pg_catalog.text) IN (('shared_common', 'user_count'))"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(") AS pg_proc WHERE proname = 'f' AND pg_function_is_visible(oid)"),
+        "{out}"
     );
 }
 
@@ -79,7 +161,7 @@ fn a_statement_naming_only_a_listing_is_parsed() {
     );
     // Other catalog relations and words stay unparsed.
     for sql in [
-        "SELECT * FROM pg_class",
+        "SELECT * FROM pg_attribute",
         "SELECT 1 AS tables",
         "SELECT * FROM pg_stat_activity",
     ] {

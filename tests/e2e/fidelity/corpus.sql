@@ -1355,7 +1355,8 @@ CREATE TEMP TABLE kasi_cache (k int);
 SELECT to_regclass('kasi_cache')::text, pg_relation_size('kasi_cache')
 
 -- ===== catalog listings (SQLAlchemy, Django, psql, migration tools) ==
--- The stale copies in public of what the map moved are left out.
+-- The catalogs read as before the move: the moved objects in public, their
+-- stale copies left out.
 -- next: catalog.info_schema_tables_all
 SELECT table_name, table_type FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema', 'fid_probe') ORDER BY 1
 -- next: catalog.info_schema_columns_all
@@ -1386,6 +1387,43 @@ SELECT p.proname, pg_catalog.pg_get_function_result(p.oid) FROM pg_catalog.pg_pr
 -- next: catalog.extended_listing
 -- step extended
 SELECT table_name::text FROM information_schema.tables WHERE table_name = 'saju_charts'
+-- next: catalog.schema_columns_shown
+SELECT table_schema, table_name FROM information_schema.tables WHERE table_name IN ('users', 'kasi_cache', 'active_users') ORDER BY 2
+-- next: catalog.schema_columns_of_constraints
+SELECT constraint_schema, table_schema, table_name, constraint_name FROM information_schema.table_constraints WHERE table_name IN ('users', 'saju_charts') AND constraint_type <> 'CHECK' ORDER BY 3, 4
+-- next: catalog.key_column_usage_schemas
+SELECT constraint_schema, table_schema, table_name, column_name FROM information_schema.key_column_usage WHERE table_name = 'attachments' ORDER BY 4
+-- next: catalog.sequence_schemas
+SELECT sequence_schema, sequence_name FROM information_schema.sequences WHERE sequence_name LIKE 'users%' OR sequence_name LIKE 'attachments%' ORDER BY 2
+-- next: catalog.pg_views_schema
+SELECT schemaname, viewname FROM pg_views WHERE viewname = 'active_users' UNION ALL SELECT schemaname, matviewname FROM pg_matviews ORDER BY 2
+-- next: catalog.pg_indexes_schema
+SELECT schemaname, indexname FROM pg_indexes WHERE tablename = 'users' ORDER BY 2
+-- next: catalog.pg_sequences_schema
+SELECT schemaname, sequencename FROM pg_sequences WHERE sequencename LIKE 'users%' ORDER BY 2
+-- next: catalog.routines_schema
+SELECT specific_schema, routine_schema, routine_name FROM information_schema.routines WHERE routine_name IN ('user_count', 'touch_user') ORDER BY 3
+-- next: catalog.pg_class_by_name_without_visibility
+-- a base catalog filtered by name only: one row per object, in public
+SELECT n.nspname, c.relname, c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname IN ('users', 'users_pkey', 'users_id_seq', 'users_email_key', 'active_users', 'user_stats', 'address', 'kasi_cache') ORDER BY 2
+-- next: catalog.pg_class_of_public
+-- SQLAlchemy's get_table_names(schema='public')
+SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1
+-- next: catalog.pg_type_by_name
+SELECT n.nspname, t.typname, t.typtype FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typname IN ('user_status', '_user_status', 'address', '_address', 'email_addr', 'users', '_users', 'active_users') ORDER BY 2
+-- next: catalog.pg_type_counts
+SELECT count(*) FROM pg_type t WHERE t.typname LIKE '%user%'
+-- next: catalog.pg_proc_with_schema
+SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.proname IN ('user_count', 'touch_user', 'users_audit') ORDER BY 2
+-- next: catalog.pg_class_star
+-- every column, in the catalog's order
+SELECT s.relname, s.relkind, s.relnatts, s.relhasindex FROM (SELECT * FROM pg_class c WHERE c.relname = 'users') AS s
+-- next: catalog.rails_tables_on_path
+-- (also an array expression: current_schemas(b) is not read as a set)
+SELECT c.relname FROM pg_class c LEFT JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false)) AND c.relname LIKE '%user%' ORDER BY 1
+-- next: catalog.psql_describe_lookup
+-- psql's \d users
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname OPERATOR(pg_catalog.~) '^(users)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 2, 3
 
 -- ===== the search_path shown (client_search_path) ==================
 -- next: searchpath.current_schema_bare_keyword
@@ -1401,10 +1439,21 @@ SET search_path = pg_catalog;
 RESET search_path;
 SELECT current_schema()
 -- next: searchpath.pgbench_finds_its_table
--- pgbench and Rails find tables on the path with current_schemas(): it stays
--- the route's, where the moved tables are
+-- pgbench and Rails find tables on the path with current_schemas(): the
+-- catalogs show the moved tables in public, on the client's old path
 SELECT o.n IS NOT NULL FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON (n.oid = c.relnamespace) CROSS JOIN LATERAL (SELECT pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)) AS o(n) WHERE c.relname = 'users' AND o.n IS NOT NULL ORDER BY o.n LIMIT 1
 -- next: searchpath.listing_of_current_schema
--- The moved tables are not in public any more: a listing filtered by the
--- schema current_schema() names misses them (known gap, search-path).
+-- The listings show the moved tables in public, the schema
+-- current_schema() names.
 SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1
+-- next: searchpath.current_schemas_with_a_temp_schema
+CREATE TEMP TABLE sp_scratch (id int);
+SELECT current_schemas(true) = ARRAY[pg_my_temp_schema()::regnamespace::name, 'pg_catalog', 'public']::name[], current_schemas(false)
+-- next: searchpath.show_then_select
+-- SHOW's command tag stays SHOW
+SHOW search_path
+-- next: searchpath.show_in_a_batch
+SHOW search_path; SELECT 1
+-- next: searchpath.show_extended
+-- step extended
+SHOW search_path
