@@ -305,7 +305,7 @@ impl Rewrite {
     /// client's path: its answer's command tag must read `SHOW`.
     pub fn shows_search_path(&self) -> bool {
         self.names.iter().any(|n| {
-            n.decision == Decision::ClientSearchPathShown
+            matches!(n.decision, Decision::ClientSearchPathShown)
                 && &*n.name == super::search_path::SHOW_SEARCH_PATH
         })
     }

@@ -281,13 +281,17 @@ impl Tracker {
                 }
             }
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
-                if let Some(Pending::Query(StatementContext::Rewritten(r))) = self.pending.front()
-                    && r.shows_search_path
-                    && frame_tag == tag::COMMAND_COMPLETE
-                {
-                    return Some(shown_by_show());
+                match self.pending.front() {
+                    Some(Pending::Execute) => {
+                        self.pending.pop_front();
+                    }
+                    Some(Pending::Query(StatementContext::Rewritten(r)))
+                        if r.shows_search_path && frame_tag == tag::COMMAND_COMPLETE =>
+                    {
+                        return Some(shown_by_show());
+                    }
+                    _ => {}
                 }
-                self.pop_if(|p| matches!(p, Pending::Execute))
             }
             tag::PARAMETER_STATUS => {
                 if let Ok(s) = ParameterStatus::parse(frame) {
