@@ -303,11 +303,15 @@ impl Rewrite {
 
     /// Whether the text is a `SHOW search_path` sent as a SELECT of the
     /// client's path: its answer's command tag must read `SHOW`.
+    #[inline]
     pub fn shows_search_path(&self) -> bool {
-        self.names.iter().any(|n| {
-            matches!(n.decision, Decision::ClientSearchPathShown)
-                && &*n.name == super::search_path::SHOW_SEARCH_PATH
-        })
+        // Its one edit replaces the whole statement; a qualification only
+        // inserts: the common case is answered without the names.
+        matches!(&self.edits[..], [e] if e.replaced != 0)
+            && self.names.iter().any(|n| {
+                matches!(n.decision, Decision::ClientSearchPathShown)
+                    && &*n.name == super::search_path::SHOW_SEARCH_PATH
+            })
     }
 
     /// Leave each `SHOW search_path` to the server: in a text of several

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::prepared::{
     Reprepare, SentForm, closed_statement, parse_request, query_text, reprepare,
 };
-use super::tracker::{Pending, StatementContext, Tracker, lock};
+use super::tracker::{Pending, Silent, StatementContext, Tracker, lock};
 use super::transaction::{TransactionClient, translate};
 use super::wake_gate::WakeGate;
 use super::{SessionError, Summary, farewell};
@@ -768,10 +768,19 @@ fn statement<'a>(
     ) {
         TextRewrite::Unchanged => (StatementContext::Plain, None),
         // Only a Query's command tag is corrected (see `Rewritten`).
-        TextRewrite::Changed { context, .. }
-            if context.shows_search_path && frame_tag != tag::QUERY =>
-        {
-            (StatementContext::Plain, None)
+        TextRewrite::Changed { edits, context } if context.shows_search_path => {
+            if frame_tag == tag::QUERY {
+                entries.push(Pending::Silent(Silent::ShowTag));
+                (
+                    StatementContext::Rewritten(context),
+                    Some(SentText::Spliced {
+                        original: text,
+                        edits,
+                    }),
+                )
+            } else {
+                (StatementContext::Plain, None)
+            }
         }
         TextRewrite::Changed { edits, context } => (
             StatementContext::Rewritten(context),

@@ -70,6 +70,9 @@ pub(super) enum Silent {
     /// client's SQL-level PREPARE/EXECUTE/DEALLOCATE in the same Query
     /// (`sql_prepare.rs`); its CommandComplete is dropped.
     Command,
+    /// Before a Query whose `SHOW search_path` the proxy sent as a SELECT
+    /// of the client's path: its CommandComplete is sent as `SHOW`.
+    ShowTag,
 }
 
 /// The CommandComplete of a `SHOW search_path` the proxy answered with a
@@ -281,17 +284,7 @@ impl Tracker {
                 }
             }
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY | tag::PORTAL_SUSPENDED => {
-                match self.pending.front() {
-                    Some(Pending::Execute) => {
-                        self.pending.pop_front();
-                    }
-                    Some(Pending::Query(StatementContext::Rewritten(r)))
-                        if r.shows_search_path && frame_tag == tag::COMMAND_COMPLETE =>
-                    {
-                        return Some(shown_by_show());
-                    }
-                    _ => {}
-                }
+                self.pop_if(|p| matches!(p, Pending::Execute))
             }
             tag::PARAMETER_STATUS => {
                 if let Ok(s) = ParameterStatus::parse(frame) {
@@ -394,11 +387,23 @@ impl Tracker {
         metrics: &Metrics,
     ) -> Option<Option<BytesMut>> {
         match frame_tag {
-            tag::COMMAND_COMPLETE => {
-                if !matches!(self.pending.front(), Some(Pending::Silent(Silent::Command))) {
-                    return None;
+            tag::COMMAND_COMPLETE => match self.pending.front() {
+                Some(Pending::Silent(Silent::Command)) => {
+                    self.pending.pop_front();
                 }
+                Some(Pending::Silent(Silent::ShowTag)) => {
+                    self.pending.pop_front();
+                    return Some(Some(shown_by_show()));
+                }
+                _ => return None,
+            },
+            // A SHOW search_path answered by a SELECT that failed (a
+            // cancel): the error is the client's.
+            tag::ERROR_RESPONSE
+                if matches!(self.pending.front(), Some(Pending::Silent(Silent::ShowTag))) =>
+            {
                 self.pending.pop_front();
+                return None;
             }
             // The proxy's statement before a client's SQL-level one failed:
             // the server skips the rest of the Query, and the error is the
