@@ -52,8 +52,8 @@ pub struct Rewritten {
     /// with, once each, for the server's answer.
     pub schemas: SchemaCounters,
     /// A `SHOW search_path` sent as a SELECT: its CommandComplete must
-    /// read `SHOW`. Only a Query's answer is corrected, so a Parse of one
-    /// is sent as written.
+    /// read `SHOW`. Only a Query's answer is corrected; an Execute's keeps
+    /// the SELECT's tag.
     pub shows_search_path: bool,
 }
 

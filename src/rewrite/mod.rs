@@ -326,7 +326,7 @@ fn rewrite_tokens(
         result.edits.clear();
     }
     if statements > 1 {
-        result.keep_search_path_shown_by_server();
+        result.search_path_shown_in_a_batch();
     }
     result
 }

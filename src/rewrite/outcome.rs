@@ -314,24 +314,15 @@ impl Rewrite {
             })
     }
 
-    /// Leave each `SHOW search_path` to the server: in a text of several
-    /// statements, its answer's command tag could not be told apart.
+    /// In a text of several statements, a `SHOW search_path` is still
+    /// answered from the client's path, but its command tag stays the
+    /// SELECT's: which answer is the SHOW's could not be told apart.
     #[cold]
-    pub(crate) fn keep_search_path_shown_by_server(&mut self) {
-        let shown: Vec<usize> = self
-            .names
-            .iter()
-            .filter(|n| &*n.name == super::search_path::SHOW_SEARCH_PATH)
-            .map(|n| n.offset)
-            .collect();
-        if shown.is_empty() {
-            return;
-        }
-        self.names
-            .retain(|n| &*n.name != super::search_path::SHOW_SEARCH_PATH);
-        self.edits.retain(|e| !shown.contains(&e.offset));
-        if self.edits.is_empty() && self.outcome == Outcome::Rewritten {
-            self.outcome = Outcome::Unchanged;
+    pub(crate) fn search_path_shown_in_a_batch(&mut self) {
+        for name in &mut self.names {
+            if &*name.name == super::search_path::SHOW_SEARCH_PATH {
+                name.name = super::search_path::SHOW_SEARCH_PATH_IN_A_BATCH.into();
+            }
         }
     }
 

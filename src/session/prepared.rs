@@ -126,10 +126,6 @@ pub(super) fn reprepare(
         );
         let sent = match &rewrite {
             TextRewrite::Unchanged => SentForm::Unchanged,
-            // A Parse's command tag is not corrected (see `Rewritten`).
-            TextRewrite::Changed { context, .. } if context.shows_search_path => {
-                SentForm::Unchanged
-            }
             TextRewrite::Changed { edits, .. } => SentForm::Spliced(edits.clone()),
             TextRewrite::Rejected { .. } => SentForm::Refused,
         };

@@ -768,27 +768,18 @@ fn statement<'a>(
     ) {
         TextRewrite::Unchanged => (StatementContext::Plain, None),
         // Only a Query's command tag is corrected (see `Rewritten`).
-        TextRewrite::Changed { edits, context } if context.shows_search_path => {
-            if frame_tag == tag::QUERY {
+        TextRewrite::Changed { edits, context } => {
+            if context.shows_search_path && frame_tag == tag::QUERY {
                 entries.push(Pending::Silent(Silent::ShowTag));
-                (
-                    StatementContext::Rewritten(context),
-                    Some(SentText::Spliced {
-                        original: text,
-                        edits,
-                    }),
-                )
-            } else {
-                (StatementContext::Plain, None)
             }
+            (
+                StatementContext::Rewritten(context),
+                Some(SentText::Spliced {
+                    original: text,
+                    edits,
+                }),
+            )
         }
-        TextRewrite::Changed { edits, context } => (
-            StatementContext::Rewritten(context),
-            Some(SentText::Spliced {
-                original: text,
-                edits,
-            }),
-        ),
         TextRewrite::Rejected { code, message } => {
             tracing::debug!(message = %message, "statement refused");
             (

@@ -172,11 +172,15 @@ fn show_search_path_alone_is_answered_with_the_show_tag() {
             "{sql}"
         );
     }
-    // Several statements: the tag of one answer could not be told apart.
-    let sql = "SHOW search_path; SELECT 1";
+    // Several statements: answered too, but the tag of one answer could
+    // not be told apart.
+    let sql = "SELECT 1; SHOW search_path";
     let r = rewrite_sql(sql, &map, OnParseError::Tokens);
     assert!(!r.shows_search_path());
-    assert_eq!(r.apply(sql), sql);
+    assert_eq!(
+        r.apply(sql),
+        "SELECT 1; SELECT '\"$user\", public'::pg_catalog.text AS search_path"
+    );
     // Another setting, or a session with its own path.
     let sql = "SHOW work_mem";
     assert_eq!(rewrite_sql(sql, &map, OnParseError::Tokens).apply(sql), sql);
