@@ -51,10 +51,11 @@ pub struct Rewritten {
     /// The counters of each schema the statement's names were qualified
     /// with, once each, for the server's answer.
     pub schemas: SchemaCounters,
-    /// A `SHOW search_path` sent as a SELECT: its CommandComplete must
-    /// read `SHOW`. Only a Query's answer is corrected; an Execute's keeps
-    /// the SELECT's tag.
-    pub shows_search_path: bool,
+    /// `SHOW search_path` statements sent as a SELECT: for the text's
+    /// statements in order (up to the last such one), whether its
+    /// CommandComplete must read `SHOW`. Only a Query's answers are
+    /// corrected; an Execute's keeps the SELECT's tag.
+    pub show_tags: Option<Box<[bool]>>,
 }
 
 /// Distinct schemas of one statement (almost always one).
@@ -259,7 +260,9 @@ fn rewrite_text_inner(
     // Positions are not corrected for non-UTF-8 text: the server counts
     // characters of the converted text, which the proxy does not decode.
     let position = utf8.map(|sql| rewrite.position_shift(sql));
-    let shows_search_path = rewrite.shows_search_path();
+    let show_tags = rewrite
+        .search_path_shown_at()
+        .and_then(|at| show_tags(sql, &at));
     if tracing::enabled!(tracing::Level::DEBUG) {
         tracing::debug!(
             original = %String::from_utf8_lossy(text),
@@ -272,9 +275,21 @@ fn rewrite_text_inner(
         context: Rewritten {
             position,
             schemas,
-            shows_search_path,
+            show_tags,
         },
     }
+}
+
+/// Which statements of `sql` get the `SHOW` tag: those holding the
+/// offsets `at`.
+#[cold]
+fn show_tags(sql: &str, at: &[usize]) -> Option<Box<[bool]>> {
+    let ordinals = crate::rewrite::statement_ordinals(sql, at)?;
+    let mut tags = vec![false; ordinals.iter().max()? + 1];
+    for o in ordinals {
+        tags[o] = true;
+    }
+    Some(tags.into_boxed_slice())
 }
 
 /// Run the rewriter, containing a panic to this one statement.

@@ -73,6 +73,7 @@ pub use outcome::{Decision, Edit, FallbackCause, NameUse, Outcome, PositionShift
 pub use quote::quote_identifier;
 pub use redact::mask_literals;
 pub use splice::{splice, splice_into};
+pub use split::statement_ordinals;
 pub use sql_prepare::{
     SqlPrepared, Use as SqlPreparedUse, may_be_sql_prepared, prepare_statements, sql_prepared,
 };
@@ -306,12 +307,10 @@ fn rewrite_tokens(
     };
     let index = TextIndex::new(sql);
     result.outcome = Outcome::Unchanged;
-    let mut statements = 0usize;
     for statement in split_statements(tokens) {
         if statement.is_empty() {
             continue;
         }
-        statements += 1;
         let done = rewrite_statement(sql, &index, statement.tokens, map, policy);
         if severity(done.outcome) > severity(result.outcome) {
             result.outcome = done.outcome;
@@ -324,9 +323,6 @@ fn rewrite_tokens(
     }
     if result.outcome == Outcome::Rejected {
         result.edits.clear();
-    }
-    if statements > 1 {
-        result.search_path_shown_in_a_batch();
     }
     result
 }

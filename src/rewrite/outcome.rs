@@ -301,29 +301,30 @@ impl Rewrite {
         !self.edits.is_empty()
     }
 
-    /// Whether the text is a `SHOW search_path` sent as a SELECT of the
-    /// client's path: its answer's command tag must read `SHOW`.
+    /// The offsets of the `SHOW search_path` statements sent as a SELECT
+    /// of the client's path, whose answers' command tags must read `SHOW`.
     #[inline]
-    pub fn shows_search_path(&self) -> bool {
-        // Its one edit replaces the whole statement; a qualification only
+    pub fn search_path_shown_at(&self) -> Option<Vec<usize>> {
+        // Such an edit replaces a whole statement; a qualification only
         // inserts: the common case is answered without the names.
-        matches!(&self.edits[..], [e] if e.replaced != 0)
-            && self.names.iter().any(|n| {
+        if !self.edits.iter().any(|e| e.replaced != 0) {
+            return None;
+        }
+        self.show_statements()
+    }
+
+    #[cold]
+    fn show_statements(&self) -> Option<Vec<usize>> {
+        let shown: Vec<usize> = self
+            .names
+            .iter()
+            .filter(|n| {
                 matches!(n.decision, Decision::ClientSearchPathShown)
                     && &*n.name == super::search_path::SHOW_SEARCH_PATH
             })
-    }
-
-    /// In a text of several statements, a `SHOW search_path` is still
-    /// answered from the client's path, but its command tag stays the
-    /// SELECT's: which answer is the SHOW's could not be told apart.
-    #[cold]
-    pub(crate) fn search_path_shown_in_a_batch(&mut self) {
-        for name in &mut self.names {
-            if &*name.name == super::search_path::SHOW_SEARCH_PATH {
-                name.name = super::search_path::SHOW_SEARCH_PATH_IN_A_BATCH.into();
-            }
-        }
+            .map(|n| n.offset)
+            .collect();
+        (!shown.is_empty()).then_some(shown)
     }
 
     /// The text to send: the original with every edit applied.

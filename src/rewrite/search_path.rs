@@ -89,12 +89,8 @@ pub(crate) fn show_client_path(
 
 /// The name under which a `SHOW search_path` answered from the client's
 /// path is reported; the session layer gives its answer the command tag
-/// `SHOW` when it is a Query's only statement (see
-/// `Rewrite::shows_search_path`).
+/// `SHOW` (see `Rewrite::search_path_shown_at`).
 pub(crate) const SHOW_SEARCH_PATH: &str = "SHOW search_path";
-/// The same, in a text of several statements: the answer's tag stays
-/// `SELECT 1`.
-pub(crate) const SHOW_SEARCH_PATH_IN_A_BATCH: &str = "SHOW search_path (in a batch)";
 
 /// Replace `SHOW search_path` by a SELECT of the client's path as
 /// PostgreSQL shows it, when `map` has one.

@@ -113,3 +113,56 @@ pub(crate) fn split_statements(tokens: Vec<TokenWithSpan>) -> Vec<StatementToken
     statements.push(StatementTokens { tokens: current });
     statements
 }
+
+/// For each byte offset of `offsets` (ascending), the index of the
+/// statement of `sql` it lies in, counting only statements that hold more
+/// than whitespace and comments (PostgreSQL answers each of those with one
+/// CommandComplete or an error, and skips the others). Cut at top-level
+/// `;` as [`split_statements`] does, and also not inside parentheses (a
+/// rule's action list). `None` if the text does not tokenize.
+pub fn statement_ordinals(sql: &str, offsets: &[usize]) -> Option<Vec<usize>> {
+    let tokens = tokenize(sql).ok()?;
+    let index = TextIndex::new(sql);
+    let mut ordinals = Vec::with_capacity(offsets.len());
+    let mut wanted = offsets.iter().peekable();
+    let (mut ordinal, mut filled) = (0usize, false);
+    let (mut depth, mut atomic_depth) = (0usize, 0usize);
+    let mut previous_word: Option<Keyword> = None;
+    for t in &tokens {
+        if let Some(&&offset) = wanted.peek()
+            && index
+                .byte_offset(t.span.start)
+                .is_some_and(|at| at >= offset)
+        {
+            ordinals.push(ordinal);
+            wanted.next();
+        }
+        match &t.token {
+            Token::SemiColon if depth == 0 && atomic_depth == 0 => {
+                if std::mem::take(&mut filled) {
+                    ordinal += 1;
+                }
+                previous_word = None;
+                continue;
+            }
+            Token::Whitespace(_) => continue,
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w) => match w.keyword {
+                Keyword::ATOMIC if atomic_depth == 0 && previous_word == Some(Keyword::BEGIN) => {
+                    atomic_depth = 1
+                }
+                Keyword::BEGIN | Keyword::CASE if atomic_depth > 0 => atomic_depth += 1,
+                Keyword::END if atomic_depth > 0 => atomic_depth -= 1,
+                _ => {}
+            },
+            _ => {}
+        }
+        previous_word = match &t.token {
+            Token::Word(w) => Some(w.keyword),
+            _ => None,
+        };
+        filled = true;
+    }
+    (ordinals.len() == offsets.len()).then_some(ordinals)
+}

@@ -769,8 +769,16 @@ fn statement<'a>(
         TextRewrite::Unchanged => (StatementContext::Plain, None),
         // Only a Query's command tag is corrected (see `Rewritten`).
         TextRewrite::Changed { edits, context } => {
-            if context.shows_search_path && frame_tag == tag::QUERY {
-                entries.push(Pending::Silent(Silent::ShowTag));
+            if let Some(tags) = &context.show_tags
+                && frame_tag == tag::QUERY
+            {
+                entries.extend(tags.iter().map(|&show| {
+                    Pending::Silent(if show {
+                        Silent::ShowTag
+                    } else {
+                        Silent::PassTag
+                    })
+                }));
             }
             (
                 StatementContext::Rewritten(context),

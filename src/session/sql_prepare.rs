@@ -414,7 +414,7 @@ pub(super) fn translate_query<'a>(
     query.context = StatementContext::Rewritten(Rewritten {
         position,
         schemas,
-        shows_search_path: false,
+        show_tags: None,
     });
     entries.push(Pending::Query(StatementContext::Sql(Box::new(query))));
     SqlTranslation::Done(Replace::Bytes(bytes))

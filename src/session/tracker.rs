@@ -70,9 +70,12 @@ pub(super) enum Silent {
     /// client's SQL-level PREPARE/EXECUTE/DEALLOCATE in the same Query
     /// (`sql_prepare.rs`); its CommandComplete is dropped.
     Command,
-    /// Before a Query whose `SHOW search_path` the proxy sent as a SELECT
-    /// of the client's path: its CommandComplete is sent as `SHOW`.
+    /// Before a Query whose `SHOW search_path` statements the proxy sent
+    /// as a SELECT of the client's path, one per statement up to the last
+    /// of those, in order: this statement's CommandComplete is sent as
+    /// `SHOW` (`ShowTag`) or as it comes (`PassTag`).
     ShowTag,
+    PassTag,
 }
 
 /// The CommandComplete of a `SHOW search_path` the proxy answered with a
@@ -395,14 +398,25 @@ impl Tracker {
                     self.pending.pop_front();
                     return Some(Some(shown_by_show()));
                 }
+                Some(Pending::Silent(Silent::PassTag)) => {
+                    self.pending.pop_front();
+                    return None;
+                }
                 _ => return None,
             },
-            // A SHOW search_path answered by a SELECT that failed (a
-            // cancel): the error is the client's.
+            // A statement of such a Query failed: the server skips the
+            // rest, and the error is the client's.
             tag::ERROR_RESPONSE
-                if matches!(self.pending.front(), Some(Pending::Silent(Silent::ShowTag))) =>
+                if matches!(
+                    self.pending.front(),
+                    Some(Pending::Silent(Silent::ShowTag | Silent::PassTag))
+                ) =>
             {
-                self.pending.pop_front();
+                while let Some(Pending::Silent(Silent::ShowTag | Silent::PassTag)) =
+                    self.pending.front()
+                {
+                    self.pending.pop_front();
+                }
                 return None;
             }
             // The proxy's statement before a client's SQL-level one failed:

@@ -165,21 +165,23 @@ fn show_search_path_alone_is_answered_with_the_show_tag() {
         "  SHOW \"search_path\"\n",
     ] {
         let r = rewrite_sql(sql, &map, OnParseError::Tokens);
-        assert!(r.shows_search_path(), "{sql}");
+        assert_eq!(r.search_path_shown_at().map(|at| at.len()), Some(1), "{sql}");
         assert_eq!(
             r.apply(sql).trim_end_matches([' ', ';', '\n']).trim_start(),
             "SELECT '\"$user\", public'::pg_catalog.text AS search_path",
             "{sql}"
         );
     }
-    // Several statements: answered too, but the tag of one answer could
-    // not be told apart.
-    let sql = "SELECT 1; SHOW search_path";
+    // Several statements: each SHOW is answered, and the session gives the
+    // tag to its statement's answer.
+    let sql = "SELECT 1; SHOW search_path; ; SELECT 2;SHOW search_path";
     let r = rewrite_sql(sql, &map, OnParseError::Tokens);
-    assert!(!r.shows_search_path());
+    let at = r.search_path_shown_at().expect("shown");
+    assert_eq!(crate::rewrite::statement_ordinals(sql, &at), Some(vec![1, 3]));
     assert_eq!(
         r.apply(sql),
-        "SELECT 1; SELECT '\"$user\", public'::pg_catalog.text AS search_path"
+        "SELECT 1; SELECT '\"$user\", public'::pg_catalog.text AS search_path; ; SELECT 2;\
+         SELECT '\"$user\", public'::pg_catalog.text AS search_path"
     );
     // Another setting, or a session with its own path.
     let sql = "SHOW work_mem";
@@ -192,7 +194,7 @@ fn show_search_path_alone_is_answered_with_the_show_tag() {
     let mut r = rewrite_sql(sql, &map, OnParseError::Tokens);
     facts.apply(&mut r, sql);
     assert_eq!(r.apply(sql), sql);
-    assert!(!r.shows_search_path());
+    assert_eq!(r.search_path_shown_at(), None);
     // A schema that is not a plain lower-case name is shown quoted.
     let odd = test_map()
         .with_create_schema(Some("public"))
@@ -202,4 +204,17 @@ fn show_search_path_alone_is_answered_with_the_show_tag() {
         rewrite_sql(sql, &odd, OnParseError::Tokens).apply(sql),
         "SELECT '\"App\", \"it''s\"'::pg_catalog.text AS search_path"
     );
+}
+
+#[test]
+fn statements_are_counted_as_the_server_answers_them() {
+    use crate::rewrite::statement_ordinals;
+    // Empty and comment-only statements get no answer; a rule's action
+    // list and a BEGIN ATOMIC body hold semicolons of their own.
+    let sql = "; /* c */ ; SELECT 1; CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2); \
+               CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END; SHOW x";
+    let show = sql.rfind("SHOW").unwrap();
+    let rule = sql.find("CREATE RULE").unwrap();
+    assert_eq!(statement_ordinals(sql, &[0, rule, show]), Some(vec![0, 1, 3]));
+    assert_eq!(statement_ordinals("SELECT 'x", &[0]), None);
 }

@@ -32,7 +32,7 @@ fn rewritten() -> StatementContext {
     StatementContext::Rewritten(Rewritten {
         position: Some(rewrite.position_shift(&original)),
         schemas: Default::default(),
-        shows_search_path: false,
+        show_tags: None,
     })
 }
 

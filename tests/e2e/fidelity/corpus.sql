@@ -1457,3 +1457,8 @@ SHOW search_path; SELECT 1
 -- next: searchpath.show_extended
 -- step extended
 SHOW search_path
+-- next: searchpath.show_between_statements
+SELECT 1; SHOW search_path; SELECT 2; SHOW search_path
+-- next: searchpath.show_after_a_failed_statement
+-- the error ends the Query: the SHOW after it is skipped
+SELECT 1/0; SHOW search_path
