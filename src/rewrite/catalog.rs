@@ -35,7 +35,7 @@ use super::{Decision, Edit, NameUse, SchemaMap};
 /// The words that send a statement naming no mapped table to the parser
 /// anyway, when the map hides stale copies: every catalog below is named
 /// through one of them.
-pub(crate) const PREFILTER_WORDS: [&str; 9] = [
+pub(crate) const PREFILTER_WORDS: [&str; 16] = [
     "information_schema",
     "pg_tables",
     "pg_views",
@@ -45,6 +45,13 @@ pub(crate) const PREFILTER_WORDS: [&str; 9] = [
     "pg_proc",
     "pg_class",
     "pg_type",
+    "pg_constraint",
+    "pg_stat_user_tables",
+    "pg_stat_all_tables",
+    "pg_statio_user_tables",
+    "pg_stat_user_indexes",
+    "pg_stat_all_indexes",
+    "pg_statio_user_indexes",
 ];
 
 /// What a listing's rows are keyed by.
@@ -76,6 +83,8 @@ enum Source {
     Type,
     /// `pg_proc`: the map's functions.
     Proc,
+    /// `pg_constraint`: the constraints of the map's relations and types.
+    Constraint,
 }
 
 /// (schema, catalog, how it is presented).
@@ -118,7 +127,14 @@ const VIEWS: &[Listing] = &[
     ("pg_catalog", "pg_matviews", view("schemaname", "matviewname", SCHEMANAME, Lists::Relations)),
     ("pg_catalog", "pg_indexes", view("schemaname", "tablename", SCHEMANAME, Lists::Relations)),
     ("pg_catalog", "pg_sequences", view("schemaname", "sequencename", SCHEMANAME, Lists::Sequences)),
+    ("pg_catalog", "pg_stat_user_tables", view("schemaname", "relname", SCHEMANAME, Lists::Relations)),
+    ("pg_catalog", "pg_stat_all_tables", view("schemaname", "relname", SCHEMANAME, Lists::Relations)),
+    ("pg_catalog", "pg_statio_user_tables", view("schemaname", "relname", SCHEMANAME, Lists::Relations)),
+    ("pg_catalog", "pg_stat_user_indexes", view("schemaname", "relname", SCHEMANAME, Lists::Relations)),
+    ("pg_catalog", "pg_stat_all_indexes", view("schemaname", "relname", SCHEMANAME, Lists::Relations)),
+    ("pg_catalog", "pg_statio_user_indexes", view("schemaname", "relname", SCHEMANAME, Lists::Relations)),
     ("pg_catalog", "pg_class", Source::Class),
+    ("pg_catalog", "pg_constraint", Source::Constraint),
     ("pg_catalog", "pg_type", Source::Type),
     ("pg_catalog", "pg_proc", Source::Proc),
 ];
@@ -425,6 +441,28 @@ fn subquery(&(schema, catalog, source): &Listing, moved: &Moved) -> String {
                 &moved.schemas_both,
                 &member(&moved.types_moved, &moved.relations_moved),
                 &member(&moved.types_both, &moved.relations_both),
+            )
+        }
+        Source::Constraint => {
+            let member = |relations: &str, types: &str| {
+                format!(
+                    "(EXISTS (SELECT 1 FROM pg_catalog.pg_class t \
+                     JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace \
+                     WHERE t.oid = c.conrelid AND t.relnamespace = c.connamespace \
+                     AND (tn.nspname::pg_catalog.text, t.relname::pg_catalog.text) IN ({relations})) \
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_type e \
+                     JOIN pg_catalog.pg_namespace en ON en.oid = e.typnamespace \
+                     WHERE e.oid = c.contypid AND e.typnamespace = c.connamespace \
+                     AND (en.nspname::pg_catalog.text, e.typname::pg_catalog.text) IN ({types})))"
+                )
+            };
+            base(
+                &from,
+                "connamespace",
+                &moved.schemas_moved,
+                &moved.schemas_both,
+                &member(&moved.relations_moved, &moved.types_moved),
+                &member(&moved.relations_both, &moved.types_both),
             )
         }
         Source::Proc => {

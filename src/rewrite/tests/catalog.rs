@@ -134,6 +134,20 @@ fn base_catalogs_show_the_moved_objects_in_public() {
         out.ends_with(") AS pg_type WHERE typname = 'users'"),
         "{out}"
     );
+    // pg_constraint: the constraints of the moved relations and domains.
+    let out = sent("SELECT conname FROM pg_constraint WHERE conname = 'users_pkey'");
+    assert!(
+        out.contains("WHERE t.oid = c.conrelid AND t.relnamespace = c.connamespace"),
+        "{out}"
+    );
+    assert!(out.contains("WHERE e.oid = c.contypid"), "{out}");
+    assert!(
+        out.ends_with(") AS pg_constraint WHERE conname = 'users_pkey'"),
+        "{out}"
+    );
+    // The statistics views, keyed by the table's name.
+    let out = sent("SELECT relname FROM pg_stat_user_tables");
+    assert!(out.contains("'{\"schemaname\": \"public\"}'"), "{out}");
     // pg_proc: the map's functions; `oid` stays a column of it.
     let sql = "SELECT count(*) FROM pg_proc WHERE proname = 'f' AND pg_function_is_visible(oid)";
     let out = sent(sql);

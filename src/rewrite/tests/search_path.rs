@@ -165,7 +165,11 @@ fn show_search_path_alone_is_answered_with_the_show_tag() {
         "  SHOW \"search_path\"\n",
     ] {
         let r = rewrite_sql(sql, &map, OnParseError::Tokens);
-        assert_eq!(r.search_path_shown_at().map(|at| at.len()), Some(1), "{sql}");
+        assert_eq!(
+            r.search_path_shown_at().map(|at| at.len()),
+            Some(1),
+            "{sql}"
+        );
         assert_eq!(
             r.apply(sql).trim_end_matches([' ', ';', '\n']).trim_start(),
             "SELECT '\"$user\", public'::pg_catalog.text AS search_path",
@@ -177,7 +181,10 @@ fn show_search_path_alone_is_answered_with_the_show_tag() {
     let sql = "SELECT 1; SHOW search_path; ; SELECT 2;SHOW search_path";
     let r = rewrite_sql(sql, &map, OnParseError::Tokens);
     let at = r.search_path_shown_at().expect("shown");
-    assert_eq!(crate::rewrite::statement_ordinals(sql, &at), Some(vec![1, 3]));
+    assert_eq!(
+        crate::rewrite::statement_ordinals(sql, &at),
+        Some(vec![1, 3])
+    );
     assert_eq!(
         r.apply(sql),
         "SELECT 1; SELECT '\"$user\", public'::pg_catalog.text AS search_path; ; SELECT 2;\
@@ -215,6 +222,9 @@ fn statements_are_counted_as_the_server_answers_them() {
                CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END; SHOW x";
     let show = sql.rfind("SHOW").unwrap();
     let rule = sql.find("CREATE RULE").unwrap();
-    assert_eq!(statement_ordinals(sql, &[0, rule, show]), Some(vec![0, 1, 3]));
+    assert_eq!(
+        statement_ordinals(sql, &[0, rule, show]),
+        Some(vec![0, 1, 3])
+    );
     assert_eq!(statement_ordinals("SELECT 'x", &[0]), None);
 }

@@ -1462,3 +1462,11 @@ SELECT 1; SHOW search_path; SELECT 2; SHOW search_path
 -- next: searchpath.show_after_a_failed_statement
 -- the error ends the Query: the SHOW after it is skipped
 SELECT 1/0; SHOW search_path
+-- next: catalog.pg_constraint_schemas
+SELECT n.nspname, con.conname, con.contype FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_namespace n ON n.oid = con.connamespace WHERE con.conname LIKE 'users%' OR con.conname LIKE 'attachments%' OR con.conname LIKE 'email_addr%' ORDER BY 2
+-- next: catalog.pg_stat_user_tables
+SELECT schemaname, relname FROM pg_stat_user_tables WHERE relname IN ('users', 'kasi_cache', 'user_stats') ORDER BY 2
+-- next: catalog.pg_stat_user_indexes
+SELECT schemaname, relname, indexrelname FROM pg_catalog.pg_stat_user_indexes WHERE relname = 'users' ORDER BY 3
+-- next: catalog.pg_statio_user_tables
+SELECT schemaname, relname FROM pg_statio_user_tables WHERE relname LIKE 'dream%' ORDER BY 2
