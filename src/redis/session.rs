@@ -1,9 +1,8 @@
 //! One Redis client's session: requests in, routed commands out in
 //! per-database batches, replies back in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,10 +10,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
-use super::mux::{self, PlainClient, Reply, Shared, SharedConnections};
+use super::mux::{self, PlainClient, Replies, Reply, Shared, SharedConnections};
+use super::shutdown_wait::ShutdownWait;
 use super::table::CommandTables;
 use super::upstream::{Setup, Upstream, UpstreamError};
 use crate::config::{Mode, RedisConfig};
@@ -95,8 +94,8 @@ pub struct Session<'a> {
     /// hold the proxy's shutdown).
     shutdown: CancellationToken,
     /// `shutdown`, waited on by every select of the session: registered
-    /// once, not once per request.
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// once, and a flag read per poll (see `shutdown_wait`).
+    cancelled: ShutdownWait,
     /// The client's side to write to (replies of a long batch are written
     /// as they come, so memory stays bounded).
     writer: Option<WriteHalf>,
@@ -111,15 +110,58 @@ pub struct Session<'a> {
 /// again after a reload or when one has ended).
 struct SharedPath {
     conns: Arc<SharedConnections>,
-    handles: HashMap<u16, (u64, Shared)>,
+    handles: HashMap<u16, (u64, Shared), foldhash::fast::RandomState>,
     /// Counted among its event loop's plain clients; alone, it uses
     /// connections of its own (see `mux`).
     client: PlainClient,
-    /// Where its batches' replies come (one channel for the session: each
-    /// batch's replies are all in before the next batch goes).
-    replies: (mpsc::UnboundedSender<Reply>, mpsc::UnboundedReceiver<Reply>),
+    /// Where its batches' replies come (one for the session: each batch's
+    /// replies are all in before the next batch goes), and those taken
+    /// from there not yet passed on.
+    replies: Arc<Replies>,
+    got: VecDeque<Reply>,
     /// The config generation its own connections (while alone) follow.
     own_generation: u64,
+}
+
+impl SharedPath {
+    /// Queue `n` commands for `db` on the shared connection in force (a
+    /// connection that ended since it was last used: asked once more).
+    fn send(&mut self, db: u16, snap: &Snapshot, bytes: &[u8], n: usize) -> bool {
+        for fresh in [false, true] {
+            let handle = shared_handle(&mut self.handles, &self.conns, db, snap, fresh);
+            if handle.send(bytes, n, &self.replies) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The next reply of the batch in flight.
+    async fn next_reply(&mut self) -> Reply {
+        if self.got.is_empty() {
+            self.replies.take(&mut self.got).await;
+        }
+        self.got.pop_front().expect("taken above")
+    }
+}
+
+/// The shared connection for `db` (`fresh`: not the one in hand).
+fn shared_handle<'h>(
+    handles: &'h mut HashMap<u16, (u64, Shared), foldhash::fast::RandomState>,
+    conns: &SharedConnections,
+    db: u16,
+    snap: &Snapshot,
+    fresh: bool,
+) -> &'h Shared {
+    let stale = fresh
+        || handles
+            .get(&db)
+            .is_none_or(|(g, h)| *g != snap.generation || h.is_closed());
+    if stale {
+        let h = conns.get(db, &snap.cfg, snap.connect_timeout);
+        handles.insert(db, (snap.generation, h));
+    }
+    &handles.get(&db).expect("inserted above").1
 }
 
 impl<'a> Session<'a> {
@@ -134,8 +176,9 @@ impl<'a> Session<'a> {
         let shared = shared.filter(|_| config.multiplex).map(|conns| SharedPath {
             client: conns.join(),
             conns,
-            handles: HashMap::new(),
-            replies: mpsc::unbounded_channel(),
+            handles: HashMap::default(),
+            replies: Arc::default(),
+            got: VecDeque::new(),
             own_generation: 0,
         });
         let snap = {
@@ -162,7 +205,7 @@ impl<'a> Session<'a> {
             watched: None,
             batch: Batch::default(),
             out: BytesMut::with_capacity(16 * 1024),
-            cancelled: Box::pin(shutdown.clone().cancelled_owned()),
+            cancelled: ShutdownWait::new(shutdown.clone()),
             shutdown,
             writer: None,
             client_gone: None,
@@ -205,8 +248,9 @@ impl<'a> Session<'a> {
         let mut inbuf = BytesMut::with_capacity(16 * 1024);
         loop {
             let n = tokio::select! {
+                biased;
                 n = reader.read_buf(&mut inbuf) => n?,
-                () = self.cancelled.as_mut() => return Ok(()),
+                () = &mut self.cancelled => return Ok(()),
             };
             if n == 0 {
                 return Ok(());
@@ -644,9 +688,10 @@ impl<'a> Session<'a> {
             if failed.is_none() {
                 let up = self.upstreams.get_mut(&db).expect("connected above");
                 let next = tokio::select! {
+                    biased;
                     // RESP3 pushes (client tracking) go on as they came.
                     r = up.next_reply(&mut self.out) => r,
-                    () = self.cancelled.as_mut() => Err(UpstreamError::ShuttingDown),
+                    () = &mut self.cancelled => Err(UpstreamError::ShuttingDown),
                 };
                 match next {
                     Ok(reply) => {
@@ -681,21 +726,14 @@ impl<'a> Session<'a> {
     /// `finish_batch` on the shared connection of the batch's database:
     /// one job, its replies passed on as they come (a long batch's are
     /// written to the client on the way, as on a connection of its own).
+    /// No wait for the shutdown here: the shared connection answers every
+    /// command it took, with an error when it ends.
     async fn finish_shared(&mut self) {
         let db = self.batch.db;
         let n = self.batch.pending.len();
-        let bytes = self.batch.bytes.split().freeze();
-        let tx = self
-            .shared
-            .as_ref()
-            .expect("on the shared path")
-            .replies
-            .0
-            .clone();
-        // A connection that ended since it was last used: ask once more.
-        let sent = self.shared_handle(db, false).send(bytes.clone(), n, &tx)
-            || self.shared_handle(db, true).send(bytes, n, &tx);
-        drop(tx);
+        let path = self.shared.as_mut().expect("on the shared path");
+        let sent = path.send(db, &self.snap, &self.batch.bytes, n);
+        self.batch.bytes.clear();
         self.state
             .metrics
             .redis
@@ -704,13 +742,13 @@ impl<'a> Session<'a> {
         let mut pending = std::mem::take(&mut self.batch.pending);
         for (shape, namespaces) in pending.drain(..) {
             let next = match sent {
-                true => {
-                    let rx = &mut self.shared.as_mut().expect("on the shared path").replies.1;
-                    tokio::select! {
-                        r = rx.recv() => r,
-                        () = self.cancelled.as_mut() => None,
-                    }
-                }
+                true => Some(
+                    self.shared
+                        .as_mut()
+                        .expect("on the shared path")
+                        .next_reply()
+                        .await,
+                ),
                 false => None,
             };
             match next {
@@ -731,24 +769,6 @@ impl<'a> Session<'a> {
             }
         }
         self.batch.pending = pending;
-    }
-
-    /// The shared connection for `db` (`fresh`: not the one in hand).
-    fn shared_handle(&mut self, db: u16, fresh: bool) -> Shared {
-        let generation = self.snap.generation;
-        let timeout = self.snap.connect_timeout;
-        let cfg = &self.snap.cfg;
-        let path = self.shared.as_mut().expect("on the shared path");
-        if !fresh
-            && let Some((g, h)) = path.handles.get(&db)
-            && *g == generation
-            && !h.is_closed()
-        {
-            return h.clone();
-        }
-        let h = path.conns.get(db, cfg, timeout);
-        path.handles.insert(db, (generation, h.clone()));
-        h
     }
 
     /// Append one reply, its key names mapped back when it carries some.
