@@ -708,6 +708,65 @@ mod tests {
         CommandTable::from_command_reply(&reply).unwrap()
     }
 
+    async fn taken(r: &Replies) -> Vec<String> {
+        let mut got = VecDeque::new();
+        r.take(&mut got).await;
+        got.into_iter()
+            .map(|r| match r {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(line) => format!("err {line}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn interleaved_jobs_get_their_own_replies_in_order() {
+        let conn = Conn::new();
+        let h = Shared::new(Arc::clone(&conn));
+        let (a, b) = (Arc::new(Replies::default()), Arc::new(Replies::default()));
+        assert!(h.send(b"A1A2", 2, &a));
+        assert!(h.send(b"B1", 1, &b));
+        assert!(h.send(b"A3", 1, &a));
+        // The writer takes every queued byte in one go, in queue order.
+        let mut out = BytesMut::new();
+        let took = conn.take_out(&Context::from_waker(Waker::noop()), &mut out);
+        assert_eq!((took, &out[..]), (Poll::Ready(true), &b"A1A2B1A3"[..]));
+        let mut wire = BytesMut::from(&b"+a1\r\n+a2\r\n+b1\r\n+a3\r\n"[..]);
+        let mut skip = 0;
+        {
+            let mut s = locked(&conn.state);
+            deliver_all(&mut wire, &mut skip, 1024, &mut s.queue).unwrap();
+            assert!(s.queue.is_empty() && wire.is_empty());
+        }
+        assert_eq!(taken(&a).await, ["+a1\r\n", "+a2\r\n", "+a3\r\n"]);
+        assert_eq!(taken(&b).await, ["+b1\r\n"]);
+        // One more reply than commands: the connection cannot go on.
+        let mut wire = BytesMut::from(&b"+x\r\n"[..]);
+        let mut s = locked(&conn.state);
+        assert!(deliver_all(&mut wire, &mut skip, 1024, &mut s.queue).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_ended_connection_answers_what_it_carried_and_takes_no_more() {
+        let conn = Conn::new();
+        let h = Shared::new(Arc::clone(&conn));
+        let a = Arc::new(Replies::default());
+        assert!(h.send(b"A1A2", 2, &a));
+        conn.end("ERR gone".into());
+        assert!(h.is_closed());
+        assert_eq!(taken(&a).await, ["err ERR gone", "err ERR gone"]);
+        assert!(!h.send(b"A3", 1, &a), "refused: ask for a new connection");
+        // A job dropped unanswered (its task gone) still answers.
+        drop(Pending {
+            n: 1,
+            to: Arc::clone(&a),
+        });
+        assert_eq!(
+            taken(&a).await,
+            ["err ERR heal7-proxy: connection to the Redis server lost"]
+        );
+    }
+
     #[test]
     fn plain_commands_stay_and_connection_commands_leave() {
         let t = table();
