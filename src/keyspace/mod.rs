@@ -9,6 +9,7 @@ pub mod commands;
 pub mod rules;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 pub use channels::{ChannelRulesError, Channels};
 pub use commands::{CommandFlags, CommandTable, TableError, TableSource};
@@ -61,10 +62,11 @@ pub struct Routed {
     pub db: u16,
     /// The arguments with every key (and pattern) rewritten.
     pub args: Args,
-    /// Rules (file order index) applied, one entry per rewritten key.
-    pub rewritten: Vec<usize>,
+    /// Rules (file order index) applied, one entry per rewritten key (on
+    /// the stack for the usual one or two).
+    pub rewritten: SmallVec<[usize; 2]>,
     /// Keys that matched no rule (forwarded unchanged).
-    pub unmatched: Vec<Bytes>,
+    pub unmatched: SmallVec<[Bytes; 1]>,
     pub reply: ReplyKeys,
     /// EVAL, EVALSHA, FCALL...: the script may build keys the proxy never
     /// sees.
@@ -94,15 +96,48 @@ pub fn route(
     table: &CommandTable,
     unmatched: Unmatched,
 ) -> Result<Routed, Refused> {
+    route_owned(args.clone(), client_db, rules, table, unmatched)
+}
+
+/// [`route`] for a caller that no longer needs `args`: the rewritten keys
+/// replace the old ones in place (no copy of the argument list per
+/// command).
+pub fn route_owned(
+    mut args: Args,
+    client_db: u16,
+    rules: &Namespaces,
+    table: &CommandTable,
+    unmatched: Unmatched,
+) -> Result<Routed, Refused> {
+    // New keys are put in place at the end: every argument is read as the
+    // client sent it.
+    let mut edits: SmallVec<[(usize, Bytes); 2]> = SmallVec::new();
+    let routed = route_edits(&args, &mut edits, client_db, rules, table, unmatched)?;
+    for (at, key) in edits {
+        args[at] = key;
+    }
+    Ok(Routed { args, ..routed })
+}
+
+/// The body of [`route`]: `Routed::args` is left empty, the new keys go
+/// to `edits` (position, new bytes).
+fn route_edits(
+    args: &Args,
+    edits: &mut SmallVec<[(usize, Bytes); 2]>,
+    client_db: u16,
+    rules: &Namespaces,
+    table: &CommandTable,
+    unmatched: Unmatched,
+) -> Result<Routed, Refused> {
     let name = args
         .first()
         .map(|a| crate::resp::lower_name(a))
         .unwrap_or_default();
     let mut routed = Routed {
         db: client_db,
-        args: args.clone(),
-        rewritten: Vec::new(),
-        unmatched: Vec::new(),
+        args: Args::new(),
+        rewritten: SmallVec::new(),
+        unmatched: SmallVec::new(),
         reply: ReplyKeys::None,
         script: matches!(
             name.as_slice(),
@@ -140,7 +175,7 @@ pub fn route(
             if let Some(at) = at.filter(|&at| at < args.len())
                 && let Some(m) = rules.pattern(client_db, &args[at])
             {
-                routed.args[at] = Bytes::from(m.key);
+                edits.push((at, Bytes::from(m.key)));
                 routed.rewritten.push(m.rule);
                 routed.db = m.db;
             }
@@ -157,7 +192,7 @@ pub fn route(
         match rules.forward(client_db, key) {
             Some(m) => {
                 settle(m.db)?;
-                routed.args[at] = Bytes::from(m.key);
+                edits.push((at, Bytes::from(m.key)));
                 routed.rewritten.push(m.rule);
             }
             None => {
@@ -185,7 +220,7 @@ pub fn route(
             if is_by || is_get {
                 if let Some(m) = rules.forward(client_db, pattern) {
                     settle(m.db)?;
-                    routed.args[i + 1] = Bytes::from(m.key);
+                    edits.push((i + 1, Bytes::from(m.key)));
                     routed.rewritten.push(m.rule);
                 }
                 i += 2;

@@ -78,7 +78,7 @@ fn keys_move_to_their_namespace_and_database() {
     let go = |w: &str, u| route(&args(w), 0, &n, &t, u);
     let r = go("SET saju:a v", Unmatched::Forward).unwrap();
     assert_eq!(
-        (sent(&r), r.db, r.rewritten.clone()),
+        (sent(&r), r.db, r.rewritten.to_vec()),
         ("SET saju_service:a v".into(), 1, vec![0])
     );
     let r = go("MSET saju:a 1 saju:b session:x", Unmatched::Forward).unwrap();

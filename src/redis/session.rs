@@ -441,7 +441,7 @@ impl<'a> Session<'a> {
                 self.finish_batch().await;
                 self.connection_state(name, args).await;
             }
-            _ => match self.plan(&args).await {
+            _ => match self.plan(args).await {
                 Ok(p) => self.push(p).await,
                 Err(message) => self.error(&message),
             },
@@ -458,19 +458,19 @@ impl<'a> Session<'a> {
     }
 
     /// Route `args` by the rules in force now. `Err`: the error line.
-    async fn plan(&mut self, args: &Args) -> Result<Planned, String> {
+    async fn plan(&mut self, args: Args) -> Result<Planned, String> {
         let cfg = Arc::clone(&self.snap.cfg);
         let generation = self.snap.generation;
         let m = &self.state.metrics.redis;
-        let passthrough = |db: u16| Planned {
+        let passthrough = |db: u16, args: Args| Planned {
             db,
-            args: args.clone(),
+            args,
             reply: ReplyKeys::None,
             pinned: true,
             namespaces: NsList::new(),
         };
         if cfg.mode == Mode::Off {
-            return Ok(passthrough(self.db));
+            return Ok(passthrough(self.db, args));
         }
         let table = self
             .tables
@@ -485,8 +485,17 @@ impl<'a> Session<'a> {
                 m.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 format!("ERR heal7-proxy: cannot read the server's command table: {e}")
             })?;
-        let routed = keyspace::route(args, self.db, &cfg.namespaces, &table.table, cfg.unmatched);
         let dry_run = cfg.mode == Mode::DryRun;
+        // dry_run logs and forwards the client's own arguments: it keeps
+        // them; rewrite mode puts the new keys in place.
+        let (routed, original) = if dry_run {
+            let r = keyspace::route(&args, self.db, &cfg.namespaces, &table.table, cfg.unmatched);
+            (r, Some(args))
+        } else {
+            let r =
+                keyspace::route_owned(args, self.db, &cfg.namespaces, &table.table, cfg.unmatched);
+            (r, None)
+        };
         let routed = match routed {
             Ok(r) => r,
             Err(refused) => {
@@ -496,9 +505,9 @@ impl<'a> Session<'a> {
                     keyspace::Refused::NamesDatabase(_) => &m.refused_other,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                if dry_run {
-                    tracing::info!(client = %self.peer, db = self.db, command = %command_name(args), reason = %refused, "redis dry_run: would refuse");
-                    return Ok(passthrough(self.db));
+                if let Some(args) = original {
+                    tracing::info!(client = %self.peer, db = self.db, command = %command_name(&args), reason = %refused, "redis dry_run: would refuse");
+                    return Ok(passthrough(self.db, args));
                 }
                 return Err(refused.to_string());
             }
@@ -526,7 +535,7 @@ impl<'a> Session<'a> {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        if dry_run {
+        if let Some(args) = original {
             if !routed.rewritten.is_empty() {
                 // Key names only: values are never logged.
                 let changes: Vec<String> = args
@@ -541,9 +550,9 @@ impl<'a> Session<'a> {
                         )
                     })
                     .collect();
-                tracing::info!(client = %self.peer, db = self.db, to_db = routed.db, command = %command_name(args), keys = ?changes, "redis dry_run: would rewrite");
+                tracing::info!(client = %self.peer, db = self.db, to_db = routed.db, command = %command_name(&args), keys = ?changes, "redis dry_run: would rewrite");
             }
-            return Ok(passthrough(self.db));
+            return Ok(passthrough(self.db, args));
         }
         // PUBLISH's channel follows `redis.channels`.
         let args = match name_is_publish(&routed.args) {
@@ -812,7 +821,7 @@ impl<'a> Session<'a> {
             self.multi_failed = true;
             return self.error(&refusal);
         }
-        match self.plan(&args).await {
+        match self.plan(args).await {
             Ok(p) => {
                 self.multi.get_or_insert_with(Vec::new).push(p);
                 resp::encode_simple(&mut self.out, "QUEUED");
@@ -904,7 +913,7 @@ impl<'a> Session<'a> {
     }
 
     async fn watch(&mut self, args: Args) {
-        let p = match self.plan(&args).await {
+        let p = match self.plan(args).await {
             Ok(p) => p,
             Err(message) => return self.error(&message),
         };
