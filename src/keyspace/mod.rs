@@ -86,6 +86,19 @@ pub enum Refused {
     Unmatched(String, u16),
     #[error("ERR heal7-proxy: {0} names a database and is not supported through the proxy")]
     NamesDatabase(String),
+    /// MOVE whose key is not one server key seen from both databases.
+    #[error(
+        "ERR heal7-proxy: MOVE cannot be exact here: '{key}' is '{from_key}' on server db {from_db} from db {client_db} and '{to_key}' on server db {to_db} from db {target}; nothing was executed"
+    )]
+    Move {
+        key: String,
+        client_db: u16,
+        target: u16,
+        from_key: String,
+        from_db: u16,
+        to_key: String,
+        to_db: u16,
+    },
 }
 
 /// Route one command from a client on database `client_db`.
@@ -155,7 +168,10 @@ fn route_edits(
         }
     };
     match name.as_slice() {
-        b"move" | b"swapdb" | b"migrate" => {
+        b"move" if args.len() == 3 => {
+            return route_move(args, edits, routed, rules, unmatched);
+        }
+        b"swapdb" | b"migrate" => {
             return Err(Refused::NamesDatabase(name_of(args)));
         }
         b"copy" if args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"db")) => {
@@ -230,6 +246,67 @@ fn route_edits(
         }
     }
     routed.db = target.unwrap_or(client_db);
+    Ok(routed)
+}
+
+/// `MOVE key db`: exact when the key has one server name seen from both
+/// client databases (its rule on the client's database and on `db` give
+/// the same new name, or it matches no rule on either): then `MOVE
+/// new-name server-db` runs on the source's server database. Anything else is refused before it runs. A database argument
+/// that is not a number goes as it is (the server refuses it).
+fn route_move(
+    args: &Args,
+    edits: &mut SmallVec<[(usize, Bytes); 2]>,
+    mut routed: Routed,
+    rules: &Namespaces,
+    unmatched: Unmatched,
+) -> Result<Routed, Refused> {
+    let client_db = routed.db;
+    let key = &args[1];
+    // Only a plain decimal (what the server itself reads the same way).
+    let Some(target) = std::str::from_utf8(&args[2])
+        .ok()
+        .and_then(|t| t.parse::<u16>().ok().filter(|n| n.to_string() == t))
+    else {
+        return Ok(routed);
+    };
+    // The server key and database `key` means on client database `db`.
+    let side = |db: u16| match rules.forward(db, key) {
+        Some(m) => Ok((Bytes::from(m.key), m.db, Some(m.rule))),
+        None if unmatched == Unmatched::Reject => Err(Refused::Unmatched(
+            String::from_utf8_lossy(key).into_owned(),
+            db,
+        )),
+        None => Ok((key.clone(), db, None)),
+    };
+    let (from_key, from_db, from_rule) = side(client_db)?;
+    let (to_key, to_db, to_rule) = side(target)?;
+    // One server database (MOVE k 0 from db 0): the server's own error.
+    if from_key != to_key {
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        return Err(Refused::Move {
+            key: text(key),
+            client_db,
+            target,
+            from_key: text(&from_key),
+            from_db,
+            to_key: text(&to_key),
+            to_db,
+        });
+    }
+    for rule in [from_rule, to_rule].into_iter().flatten() {
+        routed.rewritten.push(rule);
+    }
+    if from_rule.is_none() {
+        routed.unmatched.push(key.clone());
+    }
+    if from_rule.is_some() {
+        edits.push((1, from_key));
+    }
+    if to_db != target {
+        edits.push((2, Bytes::from(to_db.to_string())));
+    }
+    routed.db = from_db;
     Ok(routed)
 }
 

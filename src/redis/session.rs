@@ -502,7 +502,9 @@ impl<'a> Session<'a> {
                 let counter = match refused {
                     keyspace::Refused::CrossDatabase(..) => &m.refused_cross_database,
                     keyspace::Refused::Unmatched(..) => &m.refused_unmatched,
-                    keyspace::Refused::NamesDatabase(_) => &m.refused_other,
+                    keyspace::Refused::NamesDatabase(_) | keyspace::Refused::Move { .. } => {
+                        &m.refused_other
+                    }
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 if let Some(args) = original {
