@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Where a lone client's time goes: instructions (callgrind) and syscalls
-# (strace -c) per request of `redis-benchmark -c 1 -t get` through
+# Where a request's time goes: instructions (callgrind) and syscalls
+# (strace -c) per request of `redis-benchmark -c CLIENTS -t TEST` through
 # heal7-proxy (multiplex on and off) and twemproxy, against one throwaway
 # redis-server. Counts are taken after a warm-up, between a callgrind
 # zero and dump, so start-up is not in them. Machine load does not change
 # them (unlike requests/s).
 #
-# usage: scripts/perf/redis_callgrind.sh [BINARY] [REQUESTS]
+# usage: scripts/perf/redis_callgrind.sh [--clients N] [--test get|set] [--keep DIR] [BINARY] [REQUESTS]
+#   --clients N  redis-benchmark's -c (default 1: a lone client; 50 for the
+#                shared connections' path)
+#   --test T     get (default) or set
+#   --keep DIR   copy the callgrind profiles (cg.TARGET.*) there, for
+#                callgrind_annotate
 #   BINARY   default target/release/heal7-proxy; build it with
 #            CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release
 #            for function names in the profiles
@@ -15,6 +20,19 @@
 # Needs valgrind, strace, redis-server, redis-tools, nutcracker, python3.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CLIENTS=1
+TEST=get
+KEEP=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --clients) CLIENTS=$2; shift 2 ;;
+        --test) TEST=$2; shift 2 ;;
+        --keep) KEEP=$2; shift 2 ;;
+        --) shift; break ;;
+        -*) echo "unknown option $1" >&2; exit 1 ;;
+        *) break ;;
+    esac
+done
 BIN=${1:-$ROOT/target/release/heal7-proxy}
 N=${2:-20000}
 for tool in valgrind callgrind_control strace redis-server redis-benchmark redis-cli nutcracker python3; do
@@ -70,8 +88,9 @@ EOF
     esac
 }
 
-bench() { redis-benchmark -p "$1" -c 1 -n "$2" -t get -r 100000 -q >/dev/null 2>&1; }
+bench() { redis-benchmark -p "$1" -c "$CLIENTS" -n "$2" -t "$TEST" -r 100000 -q >/dev/null 2>&1; }
 
+echo "redis-benchmark -c $CLIENTS -t $TEST -n $N"
 printf '| target | instructions/request | syscalls/request | syscalls |\n|---|---|---|---|\n'
 for name in ${TARGETS:-heal7-mux heal7-nomux twemproxy}; do
     port=$(free_port)
@@ -88,6 +107,7 @@ for name in ${TARGETS:-heal7-mux heal7-nomux twemproxy}; do
     kill "$vg"
     wait "$vg" 2>/dev/null || true
     ir=$(grep -h '^summary:' "$T"/cg."$name".*.1 | awk '{print $2}')
+    if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$T"/cg."$name".* "$KEEP"/; fi
 
     port=$(free_port)
     command_for "$name" "$port"

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod rules;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 pub use channels::{ChannelRulesError, Channels};
 pub use commands::{CommandFlags, CommandTable, TableError, TableSource};
@@ -61,10 +62,11 @@ pub struct Routed {
     pub db: u16,
     /// The arguments with every key (and pattern) rewritten.
     pub args: Args,
-    /// Rules (file order index) applied, one entry per rewritten key.
-    pub rewritten: Vec<usize>,
+    /// Rules (file order index) applied, one entry per rewritten key (on
+    /// the stack for the usual one or two).
+    pub rewritten: SmallVec<[usize; 2]>,
     /// Keys that matched no rule (forwarded unchanged).
-    pub unmatched: Vec<Bytes>,
+    pub unmatched: SmallVec<[Bytes; 1]>,
     pub reply: ReplyKeys,
     /// EVAL, EVALSHA, FCALL...: the script may build keys the proxy never
     /// sees.
@@ -84,11 +86,57 @@ pub enum Refused {
     Unmatched(String, u16),
     #[error("ERR heal7-proxy: {0} names a database and is not supported through the proxy")]
     NamesDatabase(String),
+    /// MOVE whose key is not one server key seen from both databases.
+    #[error(
+        "ERR heal7-proxy: MOVE cannot be exact here: '{key}' is '{from_key}' on server db {from_db} from db {client_db} and '{to_key}' on server db {to_db} from db {target}; nothing was executed"
+    )]
+    Move {
+        key: String,
+        client_db: u16,
+        target: u16,
+        from_key: String,
+        from_db: u16,
+        to_key: String,
+        to_db: u16,
+    },
 }
 
 /// Route one command from a client on database `client_db`.
 pub fn route(
     args: &Args,
+    client_db: u16,
+    rules: &Namespaces,
+    table: &CommandTable,
+    unmatched: Unmatched,
+) -> Result<Routed, Refused> {
+    route_owned(args.clone(), client_db, rules, table, unmatched)
+}
+
+/// [`route`] for a caller that no longer needs `args`: the rewritten keys
+/// replace the old ones in place (no copy of the argument list per
+/// command).
+pub fn route_owned(
+    mut args: Args,
+    client_db: u16,
+    rules: &Namespaces,
+    table: &CommandTable,
+    unmatched: Unmatched,
+) -> Result<Routed, Refused> {
+    // New keys are put in place at the end: every argument is read as the
+    // client sent it.
+    let mut edits: SmallVec<[(usize, Bytes); 2]> = SmallVec::new();
+    let routed = route_edits(&args, &mut edits, client_db, rules, table, unmatched)?;
+    for (at, key) in edits {
+        args[at] = key;
+    }
+    Ok(Routed { args, ..routed })
+}
+
+/// The body of [`route`]: `Routed::args` is left empty, the new keys go
+/// to `edits` (position, new bytes).
+fn route_edits(
+    args: &Args,
+    edits: &mut SmallVec<[(usize, Bytes); 2]>,
     client_db: u16,
     rules: &Namespaces,
     table: &CommandTable,
@@ -100,9 +148,9 @@ pub fn route(
         .unwrap_or_default();
     let mut routed = Routed {
         db: client_db,
-        args: args.clone(),
-        rewritten: Vec::new(),
-        unmatched: Vec::new(),
+        args: Args::new(),
+        rewritten: SmallVec::new(),
+        unmatched: SmallVec::new(),
         reply: ReplyKeys::None,
         script: matches!(
             name.as_slice(),
@@ -120,7 +168,10 @@ pub fn route(
         }
     };
     match name.as_slice() {
-        b"move" | b"swapdb" | b"migrate" => {
+        b"move" if args.len() == 3 => {
+            return route_move(args, edits, routed, rules, unmatched);
+        }
+        b"swapdb" | b"migrate" => {
             return Err(Refused::NamesDatabase(name_of(args)));
         }
         b"copy" if args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"db")) => {
@@ -140,7 +191,7 @@ pub fn route(
             if let Some(at) = at.filter(|&at| at < args.len())
                 && let Some(m) = rules.pattern(client_db, &args[at])
             {
-                routed.args[at] = Bytes::from(m.key);
+                edits.push((at, Bytes::from(m.key)));
                 routed.rewritten.push(m.rule);
                 routed.db = m.db;
             }
@@ -157,7 +208,7 @@ pub fn route(
         match rules.forward(client_db, key) {
             Some(m) => {
                 settle(m.db)?;
-                routed.args[at] = Bytes::from(m.key);
+                edits.push((at, Bytes::from(m.key)));
                 routed.rewritten.push(m.rule);
             }
             None => {
@@ -185,7 +236,7 @@ pub fn route(
             if is_by || is_get {
                 if let Some(m) = rules.forward(client_db, pattern) {
                     settle(m.db)?;
-                    routed.args[i + 1] = Bytes::from(m.key);
+                    edits.push((i + 1, Bytes::from(m.key)));
                     routed.rewritten.push(m.rule);
                 }
                 i += 2;
@@ -195,6 +246,67 @@ pub fn route(
         }
     }
     routed.db = target.unwrap_or(client_db);
+    Ok(routed)
+}
+
+/// `MOVE key db`: exact when the key has one server name seen from both
+/// client databases (its rule on the client's database and on `db` give
+/// the same new name, or it matches no rule on either): then `MOVE
+/// new-name server-db` runs on the source's server database. Anything else is refused before it runs. A database argument
+/// that is not a number goes as it is (the server refuses it).
+fn route_move(
+    args: &Args,
+    edits: &mut SmallVec<[(usize, Bytes); 2]>,
+    mut routed: Routed,
+    rules: &Namespaces,
+    unmatched: Unmatched,
+) -> Result<Routed, Refused> {
+    let client_db = routed.db;
+    let key = &args[1];
+    // Only a plain decimal (what the server itself reads the same way).
+    let Some(target) = std::str::from_utf8(&args[2])
+        .ok()
+        .and_then(|t| t.parse::<u16>().ok().filter(|n| n.to_string() == t))
+    else {
+        return Ok(routed);
+    };
+    // The server key and database `key` means on client database `db`.
+    let side = |db: u16| match rules.forward(db, key) {
+        Some(m) => Ok((Bytes::from(m.key), m.db, Some(m.rule))),
+        None if unmatched == Unmatched::Reject => Err(Refused::Unmatched(
+            String::from_utf8_lossy(key).into_owned(),
+            db,
+        )),
+        None => Ok((key.clone(), db, None)),
+    };
+    let (from_key, from_db, from_rule) = side(client_db)?;
+    let (to_key, to_db, to_rule) = side(target)?;
+    // One server database (MOVE k 0 from db 0): the server's own error.
+    if from_key != to_key {
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        return Err(Refused::Move {
+            key: text(key),
+            client_db,
+            target,
+            from_key: text(&from_key),
+            from_db,
+            to_key: text(&to_key),
+            to_db,
+        });
+    }
+    for rule in [from_rule, to_rule].into_iter().flatten() {
+        routed.rewritten.push(rule);
+    }
+    if from_rule.is_none() {
+        routed.unmatched.push(key.clone());
+    }
+    if from_rule.is_some() {
+        edits.push((1, from_key));
+    }
+    if to_db != target {
+        edits.push((2, Bytes::from(to_db.to_string())));
+    }
+    routed.db = from_db;
     Ok(routed)
 }
 

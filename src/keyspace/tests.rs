@@ -78,7 +78,7 @@ fn keys_move_to_their_namespace_and_database() {
     let go = |w: &str, u| route(&args(w), 0, &n, &t, u);
     let r = go("SET saju:a v", Unmatched::Forward).unwrap();
     assert_eq!(
-        (sent(&r), r.db, r.rewritten.clone()),
+        (sent(&r), r.db, r.rewritten.to_vec()),
         ("SET saju_service:a v".into(), 1, vec![0])
     );
     let r = go("MSET saju:a 1 saju:b session:x", Unmatched::Forward).unwrap();
@@ -115,7 +115,21 @@ fn commands_spanning_databases_or_unmatched_keys_are_refused() {
     let e = route(&args("GET other"), 0, &n, &t, Unmatched::Reject).unwrap_err();
     assert_eq!(e, Refused::Unmatched("other".into(), 0));
     assert!(e.to_string().starts_with("ERR "));
+    // MOVE between two names for one server key: refused when they differ.
     let e = route(&args("MOVE saju:a 2"), 0, &n, &t, Unmatched::Forward).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Refused::Move {
+                from_db: 1,
+                to_db: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("nothing was executed"), "{e}");
+    let e = route(&args("SWAPDB 0 1"), 0, &n, &t, Unmatched::Forward).unwrap_err();
     assert!(matches!(e, Refused::NamesDatabase(_)));
     let e = route(
         &args("SORT saju:l BY session:*"),
@@ -194,4 +208,48 @@ fn blocking_pops_and_xread_name_their_keys_back() {
     );
     reply_keys_back(&mut map, ReplyKeys::Streams, &n, 0, 1);
     assert_eq!(map.elements().unwrap()[0], bulk("saju:s"));
+}
+
+#[test]
+fn move_runs_when_both_databases_name_one_server_key() {
+    let t = table();
+    let list = vec![
+        Rule {
+            from: b"saju:".to_vec(),
+            from_db: 0,
+            to: b"saju_service:".to_vec(),
+            to_db: 1,
+        },
+        Rule {
+            from: b"saju:".to_vec(),
+            from_db: 4,
+            to: b"saju_service:".to_vec(),
+            to_db: 5,
+        },
+    ];
+    let n = Namespaces::new(list).unwrap();
+    let go = |w: &str, db| route(&args(w), db, &n, &t, Unmatched::Forward);
+    // saju:a is saju_service:a on server db 1 from db 0, on db 5 from db 4.
+    let r = go("MOVE saju:a 4", 0).unwrap();
+    assert_eq!(
+        (sent(&r), r.db, r.rewritten.to_vec()),
+        ("MOVE saju_service:a 5".into(), 1, vec![0, 1])
+    );
+    // An unmatched key is itself on both.
+    let r = go("MOVE plain 7", 0).unwrap();
+    assert_eq!(
+        (sent(&r), r.db, r.unmatched.len()),
+        ("MOVE plain 7".into(), 0, 1)
+    );
+    // Different names: refused.
+    assert!(go("MOVE saju:a 3", 0).is_err());
+    // One server database: sent, for the server's own error.
+    let r = go("MOVE saju:a 0", 0).unwrap();
+    assert_eq!((sent(&r), r.db), ("MOVE saju_service:a 1".into(), 1));
+    // Not a plain number: as it is, for the server to refuse.
+    let r = go("MOVE saju:a 04", 0).unwrap();
+    assert_eq!((sent(&r), r.db), ("MOVE saju:a 04".into(), 0));
+    // Unmatched keys with `unmatched: reject`.
+    let e = route(&args("MOVE plain 7"), 0, &n, &t, Unmatched::Reject).unwrap_err();
+    assert!(matches!(e, Refused::Unmatched(..)));
 }

@@ -16,6 +16,7 @@
 mod mux;
 mod pubsub;
 mod session;
+mod shutdown_wait;
 mod subscriptions;
 mod table;
 mod upstream;

@@ -30,15 +30,16 @@
 //! finish what they carry and close.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::thread::ThreadId;
 use std::time::Duration;
 
 use crate::stream::{ReadHalf as OwnedReadHalf, WriteHalf as OwnedWriteHalf};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::upstream::{Setup, Upstream, UpstreamError};
@@ -47,9 +48,6 @@ use crate::keyspace::CommandTable;
 use crate::metrics::Metrics;
 use crate::metrics::redis::DedicatedReason;
 use crate::resp::{self, Args, RespError};
-
-/// Bytes of queued jobs written in one go.
-const WRITE_BYTES: usize = 256 * 1024;
 
 /// One reply to one command, or the error line (without `-`) that stands
 /// for it when the shared connection failed.
@@ -73,40 +71,247 @@ struct Entry {
     max_reply: usize,
 }
 
-/// A way to queue jobs on one shared connection.
-#[derive(Clone)]
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where one client's replies from the shared connections land: the
+/// reader pushes them, the client's session takes them all at its next
+/// turn. One per client, kept from batch to batch (no channel, no
+/// allocation per reply).
+#[derive(Default)]
+pub struct Replies {
+    inbox: Mutex<Inbox>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    replies: VecDeque<Reply>,
+    /// The session's task, kept (it does not change) and woken only while
+    /// it waits.
+    waker: Option<Waker>,
+    waiting: bool,
+}
+
+impl Replies {
+    fn push(&self, reply: Reply) {
+        let mut inbox = locked(&self.inbox);
+        inbox.replies.push_back(reply);
+        if inbox.waiting {
+            inbox.waiting = false;
+            if let Some(w) = &inbox.waker {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// Wait for at least one reply, then move every reply there into
+    /// `into` (which must be empty), in order.
+    pub async fn take(&self, into: &mut VecDeque<Reply>) {
+        debug_assert!(into.is_empty());
+        poll_fn(|cx| {
+            let mut inbox = locked(&self.inbox);
+            if inbox.replies.is_empty() {
+                if !inbox
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    inbox.waker = Some(cx.waker().clone());
+                }
+                inbox.waiting = true;
+                return Poll::Pending;
+            }
+            inbox.waiting = false;
+            std::mem::swap(&mut inbox.replies, into);
+            Poll::Ready(())
+        })
+        .await
+    }
+}
+
+/// A way to queue jobs on one shared connection. The connection's task
+/// ends once every handle is gone and what was queued is answered.
 pub struct Shared {
-    jobs: mpsc::UnboundedSender<Job>,
+    conn: Arc<Conn>,
 }
 
-/// One client's batch: `n` commands, their replies to `replies`.
-struct Job {
-    bytes: Bytes,
-    n: usize,
-    replies: mpsc::UnboundedSender<Reply>,
+/// One shared connection's queue, between the sessions, its writer and
+/// its reader.
+struct Conn {
+    state: Mutex<ConnState>,
+    /// Set with `ConnState::ended`: read without the lock at every batch.
+    closed: AtomicBool,
+    handles: AtomicUsize,
 }
 
-/// A job written, its replies not all read yet.
+#[derive(Default)]
+struct ConnState {
+    /// Queued commands not yet taken by the writer: a session appends its
+    /// batch, the writer takes it all in one go.
+    out: BytesMut,
+    /// Jobs owed replies, in the order of their bytes in `out` and on the
+    /// wire: the reader answers the front one.
+    queue: VecDeque<Pending>,
+    writer: Option<Waker>,
+    writer_waiting: bool,
+    reader: Option<Waker>,
+    reader_waiting: bool,
+    /// Every handle gone and nothing left in `out`: the writer is done.
+    writer_done: bool,
+    /// Why the connection ended (failed, or the proxy is shutting down):
+    /// no job is taken from then on.
+    ended: Option<Arc<str>>,
+}
+
+/// A job queued, its replies not all read yet.
 struct Pending {
     n: usize,
-    replies: mpsc::UnboundedSender<Reply>,
+    to: Arc<Replies>,
+}
+
+impl Pending {
+    fn fail(&mut self, line: &Arc<str>) {
+        for _ in 0..self.n {
+            self.to.push(Err(Arc::clone(line)));
+        }
+        self.n = 0;
+    }
+}
+
+impl Drop for Pending {
+    /// Whatever happens to the connection's task, a client waiting for
+    /// replies gets one per command.
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.fail(&Arc::from(
+                "ERR heal7-proxy: connection to the Redis server lost",
+            ));
+        }
+    }
+}
+
+fn wake(waiting: &mut bool, waker: &Option<Waker>) {
+    if std::mem::take(waiting)
+        && let Some(w) = waker
+    {
+        w.wake_by_ref();
+    }
+}
+
+fn register(slot: &mut Option<Waker>, waiting: &mut bool, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
+    }
+    *waiting = true;
+}
+
+impl Conn {
+    fn new() -> Arc<Conn> {
+        Arc::new(Conn {
+            state: Mutex::default(),
+            closed: AtomicBool::new(false),
+            handles: AtomicUsize::new(0),
+        })
+    }
+
+    /// End the connection: every job owed replies gets `line` for each,
+    /// and no job is taken any more. The first reason stays.
+    fn end(&self, line: Arc<str>) {
+        let mut s = locked(&self.state);
+        if s.ended.is_some() {
+            return;
+        }
+        self.closed.store(true, Ordering::Release);
+        s.ended = Some(Arc::clone(&line));
+        s.out.clear();
+        let mut queue = std::mem::take(&mut s.queue);
+        let s = &mut *s;
+        wake(&mut s.writer_waiting, &s.writer);
+        wake(&mut s.reader_waiting, &s.reader);
+        for p in queue.iter_mut() {
+            p.fail(&line);
+        }
+    }
+
+    /// The writer's wait: `true` with the queued bytes in `buf` (swapped
+    /// with its empty buffer), `false` once it has nothing more to do.
+    fn take_out(&self, cx: &Context<'_>, buf: &mut BytesMut) -> Poll<bool> {
+        let mut s = locked(&self.state);
+        if s.ended.is_some() {
+            return Poll::Ready(false);
+        }
+        if !s.out.is_empty() {
+            std::mem::swap(&mut s.out, buf);
+            return Poll::Ready(true);
+        }
+        if self.handles.load(Ordering::Acquire) == 0 {
+            s.writer_done = true;
+            let s = &mut *s;
+            wake(&mut s.reader_waiting, &s.reader);
+            return Poll::Ready(false);
+        }
+        let s = &mut *s;
+        register(&mut s.writer, &mut s.writer_waiting, cx);
+        Poll::Pending
+    }
+
+    /// The reader's wait besides its socket: ready when the connection has
+    /// ended, or the writer is done and every job answered.
+    fn reader_event(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut s = locked(&self.state);
+        if s.ended.is_some() || (s.writer_done && s.queue.is_empty()) {
+            return Poll::Ready(());
+        }
+        let s = &mut *s;
+        register(&mut s.reader, &mut s.reader_waiting, cx);
+        Poll::Pending
+    }
 }
 
 impl Shared {
-    /// Queue `n` commands; their replies come to `replies` in order. False:
-    /// this connection has ended (ask [`SharedConnections::get`] again).
-    pub fn send(&self, bytes: Bytes, n: usize, replies: &mpsc::UnboundedSender<Reply>) -> bool {
-        self.jobs
-            .send(Job {
-                bytes,
-                n,
-                replies: replies.clone(),
-            })
-            .is_ok()
+    fn new(conn: Arc<Conn>) -> Shared {
+        conn.handles.fetch_add(1, Ordering::AcqRel);
+        Shared { conn }
+    }
+
+    /// Queue the `n` commands of `bytes`; their replies go to `to` in
+    /// order. False: this connection has ended (ask
+    /// [`SharedConnections::get`] again). The writer is woken only by the
+    /// first job of its next write.
+    pub fn send(&self, bytes: &[u8], n: usize, to: &Arc<Replies>) -> bool {
+        let mut s = locked(&self.conn.state);
+        if s.ended.is_some() {
+            return false;
+        }
+        s.out.extend_from_slice(bytes);
+        s.queue.push_back(Pending {
+            n,
+            to: Arc::clone(to),
+        });
+        let s = &mut *s;
+        wake(&mut s.writer_waiting, &s.writer);
+        true
     }
 
     pub fn is_closed(&self) -> bool {
-        self.jobs.is_closed()
+        self.conn.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Clone for Shared {
+    fn clone(&self) -> Shared {
+        Shared::new(Arc::clone(&self.conn))
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.conn.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut s = locked(&self.conn.state);
+            let s = &mut *s;
+            wake(&mut s.writer_waiting, &s.writer);
+        }
     }
 }
 
@@ -128,7 +333,7 @@ impl SharedConnections {
     /// upstream settings changed. Must be called inside a tokio runtime.
     pub fn get(&self, db: u16, cfg: &RedisConfig, timeout: Duration) -> Shared {
         let key = (std::thread::current().id(), db);
-        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conns = locked(&self.conns);
         if let Some(e) = conns.get(&key)
             && !e.handle.is_closed()
             && e.upstream == cfg.upstream
@@ -136,10 +341,10 @@ impl SharedConnections {
         {
             return e.handle.clone();
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let handle = Shared { jobs: tx };
+        let conn = Conn::new();
+        let handle = Shared::new(Arc::clone(&conn));
         tokio::spawn(run(
-            rx,
+            conn,
             Opening {
                 upstream: cfg.upstream.clone(),
                 db,
@@ -184,7 +389,7 @@ impl Drop for PlainClient {
 impl SharedConnections {
     /// Count a plain client of the calling thread's event loop.
     pub fn join(&self) -> PlainClient {
-        let mut plain = self.plain.lock().unwrap_or_else(|p| p.into_inner());
+        let mut plain = locked(&self.plain);
         let count = Arc::clone(plain.entry(std::thread::current().id()).or_default());
         count.fetch_add(1, Ordering::Relaxed);
         PlainClient { count }
@@ -270,12 +475,7 @@ impl Drop for Gauge {
 
 /// One shared connection's life: open it, then write and read until it
 /// fails, the proxy shuts down, or every handle is gone.
-async fn run(
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    open: Opening,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) {
+async fn run(conn: Arc<Conn>, open: Opening, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     let connected = Upstream::connect(Setup {
         upstream: &open.upstream,
         client_commands: &[],
@@ -296,10 +496,7 @@ async fn run(
                 UpstreamError::Refused(text) => text.into(),
                 other => format!("ERR heal7-proxy: {other}").into(),
             };
-            jobs.close();
-            while let Ok(job) = jobs.try_recv() {
-                fail(job.n, &job.replies, &line);
-            }
+            conn.end(line);
             return;
         }
     };
@@ -318,16 +515,15 @@ async fn run(
     tracing::debug!(db = open.db, name = %open.name, "redis shared connection open");
     let (stream, buf) = up.into_parts();
     let (read, write) = stream.into_split();
-    let (pending_tx, pending_rx) = mpsc::unbounded_channel();
-    let dead = CancellationToken::new();
     // One task: the writer and the reader are polled together (neither
     // waits for the other), and the write half lives until the reader is
     // done (dropping it would end the connection under the last replies).
-    let (_write, failure) = tokio::join!(
-        writer(write, jobs, pending_tx, dead.clone(), shutdown.clone()),
-        reader(read, buf, pending_rx, open.max_reply, dead, shutdown),
+    let (_write, ()) = tokio::join!(
+        writer(write, &conn, shutdown.clone()),
+        reader(read, buf, &conn, open.max_reply, shutdown),
     );
-    if let Some(line) = failure {
+    let ended = locked(&conn.state).ended.clone();
+    if let Some(line) = ended {
         metrics
             .redis
             .upstream_errors
@@ -336,201 +532,146 @@ async fn run(
     }
 }
 
-/// Drain the queued jobs, write them in one go, hand them to the reader
-/// (before the bytes leave, so a reply always finds its job).
-async fn writer(
-    mut w: OwnedWriteHalf,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    pending: mpsc::UnboundedSender<Pending>,
-    dead: CancellationToken,
-    shutdown: CancellationToken,
-) -> OwnedWriteHalf {
-    let mut out = BytesMut::new();
-    let mut parts: Vec<Bytes> = Vec::new();
+/// Take whatever the sessions queued and write it in one go (their jobs
+/// are already in the reader's queue, so a reply always finds its job).
+async fn writer(mut w: OwnedWriteHalf, conn: &Conn, shutdown: CancellationToken) -> OwnedWriteHalf {
+    let mut buf = BytesMut::new();
     // Registered once, not at every turn of the loop.
-    let dead_wait = dead.cancelled();
     let shutdown_wait = shutdown.cancelled();
-    tokio::pin!(dead_wait, shutdown_wait);
+    tokio::pin!(shutdown_wait);
     loop {
-        let job = tokio::select! {
-            j = jobs.recv() => j,
-            () = &mut dead_wait => None,
-            () = &mut shutdown_wait => None,
-        };
-        let Some(job) = job else { break };
-        let mut size = job.bytes.len();
-        parts.push(job.bytes);
-        let _ = pending.send(Pending {
-            n: job.n,
-            replies: job.replies,
-        });
-        while size < WRITE_BYTES
-            && let Ok(job) = jobs.try_recv()
-        {
-            size += job.bytes.len();
-            parts.push(job.bytes);
-            let _ = pending.send(Pending {
-                n: job.n,
-                replies: job.replies,
-            });
-        }
-        let written = if parts.len() == 1 {
-            w.write_all(&parts[0]).await
-        } else {
-            out.clear();
-            for p in &parts {
-                out.extend_from_slice(p);
+        let more = tokio::select! {
+            biased;
+            more = poll_fn(|cx| conn.take_out(cx, &mut buf)) => more,
+            () = &mut shutdown_wait => {
+                conn.end("ERR heal7-proxy: the proxy is shutting down".into());
+                false
             }
-            w.write_all(&out).await
         };
+        if !more {
+            break;
+        }
+        let written = w.write_all(&buf).await;
         // Over TLS, rustls may still hold the ciphertext.
         let written = match written {
             Ok(()) if w.is_tls() => w.flush().await,
             other => other,
         };
-        parts.clear();
+        buf.clear();
         if written.is_err() {
-            dead.cancel();
+            conn.end("ERR heal7-proxy: connection to the Redis server lost: write failed".into());
             break;
         }
-    }
-    // Jobs queued but never written are answered by the reader (with the
-    // failure, or at shutdown).
-    jobs.close();
-    while let Ok(job) = jobs.try_recv() {
-        let _ = pending.send(Pending {
-            n: job.n,
-            replies: job.replies,
-        });
     }
     w
 }
 
-/// Read replies and hand each to the oldest job still owed one. Returns
-/// the error line it answered the jobs in flight with, if it failed.
+/// Read replies and hand each to the oldest job still owed one, until the
+/// connection ends or the writer is done and every job answered.
 async fn reader(
     mut r: OwnedReadHalf,
     mut buf: BytesMut,
-    mut pending: mpsc::UnboundedReceiver<Pending>,
+    conn: &Conn,
     max_reply: usize,
-    dead: CancellationToken,
     shutdown: CancellationToken,
-) -> Option<Arc<str>> {
-    let mut queue: VecDeque<Pending> = VecDeque::new();
-    let mut writer_open = true;
+) {
     // Bytes still to drop of a reply past `max_reply`.
     let mut skip = 0usize;
-    let dead_wait = dead.cancelled();
     let shutdown_wait = shutdown.cancelled();
-    tokio::pin!(dead_wait, shutdown_wait);
+    tokio::pin!(shutdown_wait);
     let failure: String = 'conn: loop {
         if skip > 0 {
             let k = skip.min(buf.len());
             buf.advance(k);
             skip -= k;
         }
-        while skip == 0 {
-            match resp::reply_len(&buf, max_reply) {
-                Ok(Some(len)) => {
-                    let reply = buf.split_to(len).freeze();
-                    // RESP2 has no pushes; one would answer nothing.
-                    if reply.first() == Some(&b'>') {
-                        continue;
-                    }
-                    if !deliver(&mut queue, &mut pending, Ok(reply)) {
-                        break 'conn "a reply to no command".into();
-                    }
-                }
-                Ok(None) => break,
-                Err(RespError::BulkTooLong(len, max)) if buf.first() == Some(&b'$') => {
-                    // One value too large for `max_reply_bytes`: that
-                    // command gets the error, its bytes are dropped as they
-                    // come, the others go on.
-                    let Some(header) = buf.windows(2).position(|w| w == b"\r\n") else {
-                        break 'conn "a bad bulk header".into();
-                    };
-                    buf.advance(header + 2);
-                    skip = len as usize + 2;
-                    let line = format!(
-                        "ERR heal7-proxy: bad reply from the Redis server: {}",
-                        RespError::BulkTooLong(len, max)
-                    );
-                    if !deliver(&mut queue, &mut pending, Err(line.into())) {
-                        break 'conn "a reply to no command".into();
-                    }
-                }
-                Err(e) => break 'conn format!("bad reply from the Redis server: {e}"),
+        if skip == 0 && !buf.is_empty() {
+            // One lock for every reply of this read.
+            let mut s = locked(&conn.state);
+            if s.ended.is_some() {
+                return;
+            }
+            if let Err(why) = deliver_all(&mut buf, &mut skip, max_reply, &mut s.queue) {
+                break 'conn why;
             }
         }
         if skip > 0 && !buf.is_empty() {
             continue;
         }
-        if !writer_open && queue.is_empty() && skip == 0 {
-            return None;
-        }
         tokio::select! {
             biased;
-            p = pending.recv(), if writer_open => match p {
-                Some(p) => queue.push_back(p),
-                None => writer_open = false,
-            },
             n = r.read_buf(&mut buf) => match n {
                 Ok(0) => break 'conn "connection to the Redis server lost: closed by the server".into(),
                 Ok(_) => {}
                 Err(e) => break 'conn format!("connection to the Redis server lost: {e}"),
             },
-            () = &mut dead_wait => break 'conn "connection to the Redis server lost: write failed".into(),
+            () = poll_fn(|cx| conn.reader_event(cx)) => {
+                // Ended (the writer failed, shutdown), or done.
+                return;
+            }
             () = &mut shutdown_wait => break 'conn "the proxy is shutting down".into(),
         }
     };
-    dead.cancel();
-    let line: Arc<str> = format!("ERR heal7-proxy: {failure}").into();
-    for p in queue.drain(..) {
-        fail(p.n, &p.replies, &line);
-    }
-    // The writer closes its side once it sees `dead`.
-    if writer_open {
-        while let Some(p) = pending.recv().await {
-            fail(p.n, &p.replies, &line);
-        }
-    }
-    Some(line)
+    conn.end(format!("ERR heal7-proxy: {failure}").into());
 }
 
-/// Give `reply` to the oldest job owed one; false when none is.
-fn deliver(
+/// Hand every whole reply in `buf` to its job. `Err`: why the connection
+/// cannot go on.
+fn deliver_all(
+    buf: &mut BytesMut,
+    skip: &mut usize,
+    max_reply: usize,
     queue: &mut VecDeque<Pending>,
-    pending: &mut mpsc::UnboundedReceiver<Pending>,
-    reply: Reply,
-) -> bool {
-    loop {
-        match queue.front() {
-            Some(p) if p.n > 0 => break,
-            Some(_) => {
-                queue.pop_front();
+) -> Result<(), String> {
+    while *skip == 0 {
+        match resp::reply_len(buf, max_reply) {
+            Ok(Some(len)) => {
+                let reply = buf.split_to(len).freeze();
+                // RESP2 has no pushes; one would answer nothing.
+                if reply.first() == Some(&b'>') {
+                    continue;
+                }
+                deliver(queue, Ok(reply))?;
             }
-            None => match pending.try_recv() {
-                Ok(p) => queue.push_back(p),
-                Err(_) => return false,
-            },
+            Ok(None) => break,
+            Err(RespError::BulkTooLong(len, max)) if buf.first() == Some(&b'$') => {
+                // One value too large for `max_reply_bytes`: that command
+                // gets the error, its bytes are dropped as they come, the
+                // others go on.
+                let Some(header) = buf.windows(2).position(|w| w == b"\r\n") else {
+                    return Err("a bad bulk header".into());
+                };
+                buf.advance(header + 2);
+                *skip = len as usize + 2;
+                let line = format!(
+                    "ERR heal7-proxy: bad reply from the Redis server: {}",
+                    RespError::BulkTooLong(len, max)
+                );
+                deliver(queue, Err(line.into()))?;
+                let k = (*skip).min(buf.len());
+                buf.advance(k);
+                *skip -= k;
+            }
+            Err(e) => return Err(format!("bad reply from the Redis server: {e}")),
         }
     }
-    let front = queue.front_mut().expect("checked above");
-    // A client that left (shutdown) no longer reads: fine.
-    let _ = front.replies.send(reply);
+    Ok(())
+}
+
+/// Give `reply` to the oldest job owed one.
+fn deliver(queue: &mut VecDeque<Pending>, reply: Reply) -> Result<(), String> {
+    while queue.front().is_some_and(|p| p.n == 0) {
+        queue.pop_front();
+    }
+    let Some(front) = queue.front_mut() else {
+        return Err("a reply to no command".into());
+    };
+    front.to.push(reply);
     front.n -= 1;
     if front.n == 0 {
         queue.pop_front();
     }
-    true
-}
-
-fn fail(n: usize, replies: &mpsc::UnboundedSender<Reply>, line: &Arc<str>) {
-    for _ in 0..n {
-        if replies.send(Err(Arc::clone(line))).is_err() {
-            return;
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -565,6 +706,65 @@ mod tests {
             ],
         );
         CommandTable::from_command_reply(&reply).unwrap()
+    }
+
+    async fn taken(r: &Replies) -> Vec<String> {
+        let mut got = VecDeque::new();
+        r.take(&mut got).await;
+        got.into_iter()
+            .map(|r| match r {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(line) => format!("err {line}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn interleaved_jobs_get_their_own_replies_in_order() {
+        let conn = Conn::new();
+        let h = Shared::new(Arc::clone(&conn));
+        let (a, b) = (Arc::new(Replies::default()), Arc::new(Replies::default()));
+        assert!(h.send(b"A1A2", 2, &a));
+        assert!(h.send(b"B1", 1, &b));
+        assert!(h.send(b"A3", 1, &a));
+        // The writer takes every queued byte in one go, in queue order.
+        let mut out = BytesMut::new();
+        let took = conn.take_out(&Context::from_waker(Waker::noop()), &mut out);
+        assert_eq!((took, &out[..]), (Poll::Ready(true), &b"A1A2B1A3"[..]));
+        let mut wire = BytesMut::from(&b"+a1\r\n+a2\r\n+b1\r\n+a3\r\n"[..]);
+        let mut skip = 0;
+        {
+            let mut s = locked(&conn.state);
+            deliver_all(&mut wire, &mut skip, 1024, &mut s.queue).unwrap();
+            assert!(s.queue.is_empty() && wire.is_empty());
+        }
+        assert_eq!(taken(&a).await, ["+a1\r\n", "+a2\r\n", "+a3\r\n"]);
+        assert_eq!(taken(&b).await, ["+b1\r\n"]);
+        // One more reply than commands: the connection cannot go on.
+        let mut wire = BytesMut::from(&b"+x\r\n"[..]);
+        let mut s = locked(&conn.state);
+        assert!(deliver_all(&mut wire, &mut skip, 1024, &mut s.queue).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_ended_connection_answers_what_it_carried_and_takes_no_more() {
+        let conn = Conn::new();
+        let h = Shared::new(Arc::clone(&conn));
+        let a = Arc::new(Replies::default());
+        assert!(h.send(b"A1A2", 2, &a));
+        conn.end("ERR gone".into());
+        assert!(h.is_closed());
+        assert_eq!(taken(&a).await, ["err ERR gone", "err ERR gone"]);
+        assert!(!h.send(b"A3", 1, &a), "refused: ask for a new connection");
+        // A job dropped unanswered (its task gone) still answers.
+        drop(Pending {
+            n: 1,
+            to: Arc::clone(&a),
+        });
+        assert_eq!(
+            taken(&a).await,
+            ["err ERR heal7-proxy: connection to the Redis server lost"]
+        );
     }
 
     #[test]

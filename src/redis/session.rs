@@ -1,9 +1,8 @@
 //! One Redis client's session: requests in, routed commands out in
 //! per-database batches, replies back in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,10 +10,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
-use super::mux::{self, PlainClient, Reply, Shared, SharedConnections};
+use super::mux::{self, PlainClient, Replies, Reply, Shared, SharedConnections};
+use super::shutdown_wait::ShutdownWait;
 use super::table::CommandTables;
 use super::upstream::{Setup, Upstream, UpstreamError};
 use crate::config::{Mode, RedisConfig};
@@ -95,8 +94,8 @@ pub struct Session<'a> {
     /// hold the proxy's shutdown).
     shutdown: CancellationToken,
     /// `shutdown`, waited on by every select of the session: registered
-    /// once, not once per request.
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// once, and a flag read per poll (see `shutdown_wait`).
+    cancelled: ShutdownWait,
     /// The client's side to write to (replies of a long batch are written
     /// as they come, so memory stays bounded).
     writer: Option<WriteHalf>,
@@ -111,15 +110,58 @@ pub struct Session<'a> {
 /// again after a reload or when one has ended).
 struct SharedPath {
     conns: Arc<SharedConnections>,
-    handles: HashMap<u16, (u64, Shared)>,
+    handles: HashMap<u16, (u64, Shared), foldhash::fast::RandomState>,
     /// Counted among its event loop's plain clients; alone, it uses
     /// connections of its own (see `mux`).
     client: PlainClient,
-    /// Where its batches' replies come (one channel for the session: each
-    /// batch's replies are all in before the next batch goes).
-    replies: (mpsc::UnboundedSender<Reply>, mpsc::UnboundedReceiver<Reply>),
+    /// Where its batches' replies come (one for the session: each batch's
+    /// replies are all in before the next batch goes), and those taken
+    /// from there not yet passed on.
+    replies: Arc<Replies>,
+    got: VecDeque<Reply>,
     /// The config generation its own connections (while alone) follow.
     own_generation: u64,
+}
+
+impl SharedPath {
+    /// Queue `n` commands for `db` on the shared connection in force (a
+    /// connection that ended since it was last used: asked once more).
+    fn send(&mut self, db: u16, snap: &Snapshot, bytes: &[u8], n: usize) -> bool {
+        for fresh in [false, true] {
+            let handle = shared_handle(&mut self.handles, &self.conns, db, snap, fresh);
+            if handle.send(bytes, n, &self.replies) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The next reply of the batch in flight.
+    async fn next_reply(&mut self) -> Reply {
+        if self.got.is_empty() {
+            self.replies.take(&mut self.got).await;
+        }
+        self.got.pop_front().expect("taken above")
+    }
+}
+
+/// The shared connection for `db` (`fresh`: not the one in hand).
+fn shared_handle<'h>(
+    handles: &'h mut HashMap<u16, (u64, Shared), foldhash::fast::RandomState>,
+    conns: &SharedConnections,
+    db: u16,
+    snap: &Snapshot,
+    fresh: bool,
+) -> &'h Shared {
+    let stale = fresh
+        || handles
+            .get(&db)
+            .is_none_or(|(g, h)| *g != snap.generation || h.is_closed());
+    if stale {
+        let h = conns.get(db, &snap.cfg, snap.connect_timeout);
+        handles.insert(db, (snap.generation, h));
+    }
+    &handles.get(&db).expect("inserted above").1
 }
 
 impl<'a> Session<'a> {
@@ -134,8 +176,9 @@ impl<'a> Session<'a> {
         let shared = shared.filter(|_| config.multiplex).map(|conns| SharedPath {
             client: conns.join(),
             conns,
-            handles: HashMap::new(),
-            replies: mpsc::unbounded_channel(),
+            handles: HashMap::default(),
+            replies: Arc::default(),
+            got: VecDeque::new(),
             own_generation: 0,
         });
         let snap = {
@@ -162,7 +205,7 @@ impl<'a> Session<'a> {
             watched: None,
             batch: Batch::default(),
             out: BytesMut::with_capacity(16 * 1024),
-            cancelled: Box::pin(shutdown.clone().cancelled_owned()),
+            cancelled: ShutdownWait::new(shutdown.clone()),
             shutdown,
             writer: None,
             client_gone: None,
@@ -205,8 +248,9 @@ impl<'a> Session<'a> {
         let mut inbuf = BytesMut::with_capacity(16 * 1024);
         loop {
             let n = tokio::select! {
+                biased;
                 n = reader.read_buf(&mut inbuf) => n?,
-                () = self.cancelled.as_mut() => return Ok(()),
+                () = &mut self.cancelled => return Ok(()),
             };
             if n == 0 {
                 return Ok(());
@@ -397,7 +441,7 @@ impl<'a> Session<'a> {
                 self.finish_batch().await;
                 self.connection_state(name, args).await;
             }
-            _ => match self.plan(&args).await {
+            _ => match self.plan(args).await {
                 Ok(p) => self.push(p).await,
                 Err(message) => self.error(&message),
             },
@@ -414,19 +458,19 @@ impl<'a> Session<'a> {
     }
 
     /// Route `args` by the rules in force now. `Err`: the error line.
-    async fn plan(&mut self, args: &Args) -> Result<Planned, String> {
+    async fn plan(&mut self, args: Args) -> Result<Planned, String> {
         let cfg = Arc::clone(&self.snap.cfg);
         let generation = self.snap.generation;
         let m = &self.state.metrics.redis;
-        let passthrough = |db: u16| Planned {
+        let passthrough = |db: u16, args: Args| Planned {
             db,
-            args: args.clone(),
+            args,
             reply: ReplyKeys::None,
             pinned: true,
             namespaces: NsList::new(),
         };
         if cfg.mode == Mode::Off {
-            return Ok(passthrough(self.db));
+            return Ok(passthrough(self.db, args));
         }
         let table = self
             .tables
@@ -441,20 +485,31 @@ impl<'a> Session<'a> {
                 m.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 format!("ERR heal7-proxy: cannot read the server's command table: {e}")
             })?;
-        let routed = keyspace::route(args, self.db, &cfg.namespaces, &table.table, cfg.unmatched);
         let dry_run = cfg.mode == Mode::DryRun;
+        // dry_run logs and forwards the client's own arguments: it keeps
+        // them; rewrite mode puts the new keys in place.
+        let (routed, original) = if dry_run {
+            let r = keyspace::route(&args, self.db, &cfg.namespaces, &table.table, cfg.unmatched);
+            (r, Some(args))
+        } else {
+            let r =
+                keyspace::route_owned(args, self.db, &cfg.namespaces, &table.table, cfg.unmatched);
+            (r, None)
+        };
         let routed = match routed {
             Ok(r) => r,
             Err(refused) => {
                 let counter = match refused {
                     keyspace::Refused::CrossDatabase(..) => &m.refused_cross_database,
                     keyspace::Refused::Unmatched(..) => &m.refused_unmatched,
-                    keyspace::Refused::NamesDatabase(_) => &m.refused_other,
+                    keyspace::Refused::NamesDatabase(_) | keyspace::Refused::Move { .. } => {
+                        &m.refused_other
+                    }
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                if dry_run {
-                    tracing::info!(client = %self.peer, db = self.db, command = %command_name(args), reason = %refused, "redis dry_run: would refuse");
-                    return Ok(passthrough(self.db));
+                if let Some(args) = original {
+                    tracing::info!(client = %self.peer, db = self.db, command = %command_name(&args), reason = %refused, "redis dry_run: would refuse");
+                    return Ok(passthrough(self.db, args));
                 }
                 return Err(refused.to_string());
             }
@@ -482,7 +537,7 @@ impl<'a> Session<'a> {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        if dry_run {
+        if let Some(args) = original {
             if !routed.rewritten.is_empty() {
                 // Key names only: values are never logged.
                 let changes: Vec<String> = args
@@ -497,9 +552,9 @@ impl<'a> Session<'a> {
                         )
                     })
                     .collect();
-                tracing::info!(client = %self.peer, db = self.db, to_db = routed.db, command = %command_name(args), keys = ?changes, "redis dry_run: would rewrite");
+                tracing::info!(client = %self.peer, db = self.db, to_db = routed.db, command = %command_name(&args), keys = ?changes, "redis dry_run: would rewrite");
             }
-            return Ok(passthrough(self.db));
+            return Ok(passthrough(self.db, args));
         }
         // PUBLISH's channel follows `redis.channels`.
         let args = match name_is_publish(&routed.args) {
@@ -644,9 +699,10 @@ impl<'a> Session<'a> {
             if failed.is_none() {
                 let up = self.upstreams.get_mut(&db).expect("connected above");
                 let next = tokio::select! {
+                    biased;
                     // RESP3 pushes (client tracking) go on as they came.
                     r = up.next_reply(&mut self.out) => r,
-                    () = self.cancelled.as_mut() => Err(UpstreamError::ShuttingDown),
+                    () = &mut self.cancelled => Err(UpstreamError::ShuttingDown),
                 };
                 match next {
                     Ok(reply) => {
@@ -681,21 +737,14 @@ impl<'a> Session<'a> {
     /// `finish_batch` on the shared connection of the batch's database:
     /// one job, its replies passed on as they come (a long batch's are
     /// written to the client on the way, as on a connection of its own).
+    /// No wait for the shutdown here: the shared connection answers every
+    /// command it took, with an error when it ends.
     async fn finish_shared(&mut self) {
         let db = self.batch.db;
         let n = self.batch.pending.len();
-        let bytes = self.batch.bytes.split().freeze();
-        let tx = self
-            .shared
-            .as_ref()
-            .expect("on the shared path")
-            .replies
-            .0
-            .clone();
-        // A connection that ended since it was last used: ask once more.
-        let sent = self.shared_handle(db, false).send(bytes.clone(), n, &tx)
-            || self.shared_handle(db, true).send(bytes, n, &tx);
-        drop(tx);
+        let path = self.shared.as_mut().expect("on the shared path");
+        let sent = path.send(db, &self.snap, &self.batch.bytes, n);
+        self.batch.bytes.clear();
         self.state
             .metrics
             .redis
@@ -704,13 +753,13 @@ impl<'a> Session<'a> {
         let mut pending = std::mem::take(&mut self.batch.pending);
         for (shape, namespaces) in pending.drain(..) {
             let next = match sent {
-                true => {
-                    let rx = &mut self.shared.as_mut().expect("on the shared path").replies.1;
-                    tokio::select! {
-                        r = rx.recv() => r,
-                        () = self.cancelled.as_mut() => None,
-                    }
-                }
+                true => Some(
+                    self.shared
+                        .as_mut()
+                        .expect("on the shared path")
+                        .next_reply()
+                        .await,
+                ),
                 false => None,
             };
             match next {
@@ -731,24 +780,6 @@ impl<'a> Session<'a> {
             }
         }
         self.batch.pending = pending;
-    }
-
-    /// The shared connection for `db` (`fresh`: not the one in hand).
-    fn shared_handle(&mut self, db: u16, fresh: bool) -> Shared {
-        let generation = self.snap.generation;
-        let timeout = self.snap.connect_timeout;
-        let cfg = &self.snap.cfg;
-        let path = self.shared.as_mut().expect("on the shared path");
-        if !fresh
-            && let Some((g, h)) = path.handles.get(&db)
-            && *g == generation
-            && !h.is_closed()
-        {
-            return h.clone();
-        }
-        let h = path.conns.get(db, cfg, timeout);
-        path.handles.insert(db, (generation, h.clone()));
-        h
     }
 
     /// Append one reply, its key names mapped back when it carries some.
@@ -792,7 +823,7 @@ impl<'a> Session<'a> {
             self.multi_failed = true;
             return self.error(&refusal);
         }
-        match self.plan(&args).await {
+        match self.plan(args).await {
             Ok(p) => {
                 self.multi.get_or_insert_with(Vec::new).push(p);
                 resp::encode_simple(&mut self.out, "QUEUED");
@@ -884,7 +915,7 @@ impl<'a> Session<'a> {
     }
 
     async fn watch(&mut self, args: Args) {
-        let p = match self.plan(&args).await {
+        let p = match self.plan(args).await {
             Ok(p) => p,
             Err(message) => return self.error(&message),
         };

@@ -980,3 +980,49 @@ async fn the_binary_serves_redis_and_stops_on_sigterm() {
         "{stdout}"
     );
 }
+
+/// MOVE runs when the key has one server name from both client databases
+/// (their rules give the same new name, or no rule matches on either), and
+/// is refused, nothing moved, when it does not.
+#[tokio::test]
+async fn move_runs_where_both_databases_name_one_server_key_and_is_refused_elsewhere() {
+    // saju: is saju_service: on server db 1 from db 0, on server db 5 from db 4.
+    let extra = "    - {from: \"saju:\", from_db: 4, to: \"saju_service:\", to_db: 5}\n";
+    let proxy = start_redis_proxy(&redis_yaml(extra)).await;
+    let u = unique("move");
+    let mut c = Resp::connect(proxy.port).await;
+    let moved = format!("saju:{u}:m");
+    c.ok(&["SET", &moved, "v"]).await;
+    assert_eq!(text(&c.call(&["MOVE", &moved, "4"]).await), "1");
+    let new = format!("saju_service:{u}:m");
+    assert_eq!(direct_get(5, &["GET", &new]).await, "v");
+    assert_eq!(direct_get(1, &["EXISTS", &new]).await, "0");
+    c.ok(&["SELECT", "4"]).await;
+    assert_eq!(text(&c.call(&["GET", &moved]).await), "v");
+    c.ok(&["SELECT", "0"]).await;
+    assert_eq!(text(&c.call(&["EXISTS", &moved]).await), "0");
+
+    // An unmatched key is itself from every database.
+    let plain = format!("plain:{u}");
+    c.ok(&["SET", &plain, "p"]).await;
+    assert_eq!(text(&c.call(&["MOVE", &plain, "6"]).await), "1");
+    assert_eq!(direct_get(6, &["GET", &plain]).await, "p");
+    assert_eq!(direct_get(0, &["EXISTS", &plain]).await, "0");
+
+    // From db 0 to db 2, saju:...:r would be saju_service: on db 1 and
+    // saju: on db 2: refused, nothing moved.
+    let refused = format!("saju:{u}:r");
+    c.ok(&["SET", &refused, "r"]).await;
+    let said = text(&c.call(&["MOVE", &refused, "2"]).await);
+    assert!(
+        said.starts_with("-ERR heal7-proxy: MOVE cannot be exact")
+            && said.contains("nothing was executed"),
+        "{said}"
+    );
+    assert_eq!(
+        direct_get(1, &["GET", &format!("saju_service:{u}:r")]).await,
+        "r"
+    );
+    assert_eq!(direct_get(2, &["EXISTS", &refused]).await, "0");
+    assert_eq!(text(&c.call(&["GET", &refused]).await), "r");
+}
