@@ -338,7 +338,10 @@ def count_instructions(args, work, port, db):
     # each park. Hence several runs.
     print(f"{'workload':<16} {'pool':<12} {'instr/stmt':>10} {'median':>8}  runs")
     modes = [("none", None), ("session", "mode: session"), ("transaction", f"mode: transaction, size: {args.pool_size}")]
+    modes = [m for m in modes if m[0] in args.modes.split(",")]
     for workload in ("select-simple", "select-extended", "select-prepared"):
+        if workload not in args.workloads.split(","):
+            continue
         for mode, pool in modes:
             runs = sorted(
                 instructions_per_statement(args, work, port, db, workload, mode, pool, rep)
@@ -458,6 +461,7 @@ def main():
         help="instead: one pool saturated by pg_sleep clients, another pool's latency with and without",
     )
     ap.add_argument("--syscalls", action="store_true", help="count system calls per transaction instead (see above)")
+    ap.add_argument("--modes", default="none,session,transaction", help="with --instructions: the pool modes to count")
     ap.add_argument("--n1", type=int, default=2000)
     ap.add_argument("--n2", type=int, default=10000)
     args = ap.parse_args()
