@@ -160,6 +160,8 @@ pub struct Pool {
     /// `server_lifetime` in nanoseconds, both written by [`Pool::follow`].
     signature_now: AtomicU64,
     lifetime_nanos: AtomicU64,
+    /// The last [`Pool::settings_owner`] drawn.
+    settings_owners: AtomicU64,
     pub stats: PoolStats,
     /// Transaction mode: the statements its server connections accepted.
     pub statements: Arc<PoolStatements>,
@@ -193,6 +195,7 @@ impl Pool {
             reserve: Arc::new(Semaphore::new(settings.reserve_size)),
             signature_now: AtomicU64::new(0),
             lifetime_nanos: AtomicU64::new(nanos(settings.server_lifetime)),
+            settings_owners: AtomicU64::new(0),
             settings: Mutex::new(settings),
             idle: Mutex::new(Vec::new()),
             target: Mutex::new(None),
@@ -269,6 +272,12 @@ impl Pool {
 
     fn signature(&self) -> Option<u64> {
         Some(self.signature_now.load(Ordering::Relaxed)).filter(|&s| s != 0)
+    }
+
+    /// A number no other client of the pool ever gets: one client's
+    /// settings as they are now, for [`ServerConn::settled_for`].
+    pub fn settings_owner(&self) -> u64 {
+        self.settings_owners.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn lifetime(&self) -> Duration {
@@ -519,6 +528,7 @@ impl Lease {
                 return;
             }
             conn.applied.clear();
+            conn.settled_for = 0;
             pool.keep_idle(conn, Instant::now());
             drop(_permit);
         });

@@ -54,6 +54,8 @@ pub(super) struct TransactionClient {
     /// `SET` commands to replay, by lower-case name, as the client wrote
     /// the value.
     pub(super) settings: Vec<(String, String)>,
+    /// Bumped at every change of `settings`.
+    pub(super) settings_version: u64,
     /// Counters: a statement found on the server / prepared there first.
     pub(super) hits: u64,
     pub(super) misses: u64,
@@ -452,6 +454,7 @@ pub(super) fn session_setting(text: &[u8]) -> Option<SessionSetting> {
 
 impl TransactionClient {
     pub(super) fn follow_setting(&mut self, setting: SessionSetting) {
+        self.settings_version += 1;
         match setting {
             SessionSetting::Set { name, value } => {
                 self.settings.retain(|(n, _)| *n != name);

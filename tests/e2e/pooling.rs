@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::harness::{
-    ProxyHandle, SCHEMAS_YAML, connect, pg, simple_value, sqlstate, start_proxy_yaml,
+    ProxyHandle, SCHEMAS_YAML, connect, pg, simple_value, sqlstate, start_proxy_yaml, wait_until,
 };
 
 const AUTH_QUERY: &str = "SELECT usename, passwd FROM public.heal7_proxy_lookup($1)";
@@ -593,4 +593,44 @@ async fn a_refused_startup_setting_is_the_servers_own_error() {
     config.options("-c statement_timeout=soon");
     let e = connect(&config).await.expect_err("refused");
     assert_eq!(sqlstate(&e), "22023", "{e:?}");
+}
+
+/// A server connection whose backend ended while it sat idle in the pool
+/// (terminated, restarted, timed out) is never lent: the client's next
+/// transactions run whole on a new connection. Transaction mode keeps an
+/// idle connection in its two socket halves, checked as the whole socket
+/// was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_whose_backend_ended_is_never_lent() {
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 1").await;
+    let client = connect(&user_config(&proxy, "scram_user", "scram-secret"))
+        .await
+        .expect("login");
+    let direct = pg().await.direct("heal7").await;
+    for round in 0..3 {
+        let pid = backend_pid(&client).await;
+        let ended = simple_value(&direct, &format!("SELECT pg_terminate_backend({pid})")).await;
+        assert_eq!(ended, "t", "round {round}");
+        let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
+        assert!(
+            wait_until(Duration::from_secs(10), || async {
+                simple_value(&direct, &gone).await == "0"
+            })
+            .await,
+            "backend {pid} still there"
+        );
+        client
+            .batch_execute("BEGIN; SELECT name FROM users WHERE id = 1; COMMIT")
+            .await
+            .expect("the transaction after the backend ended runs whole");
+        let next = backend_pid(&client).await;
+        assert_ne!(next, pid, "round {round}: the ended backend was lent again");
+    }
+    let pools = proxy.state.pools.all();
+    let pool = pools.iter().find(|p| p.user == "scram_user").unwrap();
+    let closed = pool
+        .stats
+        .servers_closed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(closed >= 3, "{closed} connections closed, 3 backends ended");
 }

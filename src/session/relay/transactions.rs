@@ -63,6 +63,9 @@ pub(in crate::session) async fn relay_transactions(
     let draining = AtomicBool::new(false);
     let mut more = false;
     let here = crate::pool::current_loop();
+    // Which settings a server connection was last found to have for this
+    // client: (the pool's draw, the client's settings version then).
+    let mut owner = (pool.settings_owner(), 0);
     // Made once for the session: each cancellation future is a waiter
     // registered in its token, and a new one per transaction cost more
     // than the transaction's own bookkeeping.
@@ -105,13 +108,21 @@ pub(in crate::session) async fn relay_transactions(
             Err(e) => return Err(farewell(&mut client_write, e.into(), &ctx.state).await),
         };
         let txn = up.transaction.as_deref().expect("transaction pooling");
-        // Mostly the connection has the client's settings already: checked
-        // here, so no future is built for it.
-        if !already_applied(&lease.conn, wanted, &txn.settings)
-            && let Err(e) = apply_settings(&mut lease.conn, wanted, &txn.settings).await
-        {
-            lease.discard();
-            return Err(farewell(&mut client_write, e.into(), &ctx.state).await);
+        if owner.1 != txn.settings_version {
+            owner = (pool.settings_owner(), txn.settings_version);
+        }
+        // Mostly the connection has the client's settings already: known
+        // without a look when this client's last transaction on it left
+        // them (nothing has changed them since), else checked here, so no
+        // future is built for it.
+        if lease.conn.settled_for != owner.0 {
+            if !already_applied(&lease.conn, wanted, &txn.settings)
+                && let Err(e) = apply_settings(&mut lease.conn, wanted, &txn.settings).await
+            {
+                lease.discard();
+                return Err(farewell(&mut client_write, e.into(), &ctx.state).await);
+            }
+            lease.conn.settled_for = owner.0;
         }
         cancel_target.set(Some(CancelTarget {
             addr: lease.conn.addr,
@@ -152,7 +163,8 @@ pub(in crate::session) async fn relay_transactions(
                 t.ready_at,
             )
         };
-        let server = Stream::reunite(
+        // Kept in halves for the next transaction's relay.
+        let server = Stream::rejoin(
             std::mem::replace(&mut down.from.read, ReadHalf::Closed),
             std::mem::replace(&mut up.write, WriteHalf::Closed),
         );
