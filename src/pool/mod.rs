@@ -149,6 +149,10 @@ pub struct Pool {
     reserve_applied: Mutex<usize>,
     /// Boxed: a connection moves in and out of the list, the lease and the
     /// relay at every transaction, and moving the box is one word.
+    #[expect(
+        clippy::vec_box,
+        reason = "a connection moves out of and into the list at every transaction"
+    )]
     idle: Mutex<Vec<Box<ServerConn>>>,
     /// With its signature under the settings it was followed with: every
     /// acquire follows the live route, and hashing the startup packet each
