@@ -36,7 +36,8 @@ session and transaction, with `-M simple`, `-M extended` and `-M prepared`;
 `--reps N` there runs each N times and prints the minimum and the median.
 
 --syscalls instead counts system calls per transaction (`strace -c -f`
-attached to the pooler for one `pgbench -c 8 -j 2 -S -T --seconds` run,
+attached to the pooler for one `pgbench -c 8 -j 2 -S -T --seconds` run
+(`--syscall-clients` for another -c),
 bare names for heal7-proxy), for heal7-proxy transaction mode (pool of
 --pool-size), session mode and PgBouncer transaction mode. Like
 instruction counts, these hardly move with the machine's load; TPS does.
@@ -392,10 +393,14 @@ def instructions_per_statement(args, work, port, db, workload, mode, pool, rep):
 
 
 def count_syscalls(args, work, port, db, procs):
-    """System calls per transaction of each pooler under pgbench -c 8 -S."""
-    clients = 8
+    """System calls per transaction of each pooler under pgbench -c N -S."""
+    clients = args.syscall_clients
     targets = []
-    for name, pool in (("heal7-txn", f"mode: transaction, size: {args.pool_size}"), ("heal7-session", "mode: session")):
+    modes = [("heal7-txn", f"mode: transaction, size: {args.pool_size}")]
+    if clients <= 20:
+        # Session mode holds a connection per client (pool.size 20).
+        modes.append(("heal7-session", "mode: session"))
+    for name, pool in modes:
         proc, pport, _ = start_proxy(work, name, port, db, args.binary, pool)
         procs.append(proc)
         targets.append((name, pport, proc.pid, True))
@@ -461,6 +466,7 @@ def main():
         help="instead: one pool saturated by pg_sleep clients, another pool's latency with and without",
     )
     ap.add_argument("--syscalls", action="store_true", help="count system calls per transaction instead (see above)")
+    ap.add_argument("--syscall-clients", type=int, default=8, help="with --syscalls: pgbench clients")
     ap.add_argument("--modes", default="none,session,transaction", help="with --instructions: the pool modes to count")
     ap.add_argument("--n1", type=int, default=2000)
     ap.add_argument("--n2", type=int, default=10000)
