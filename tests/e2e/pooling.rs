@@ -634,3 +634,45 @@ async fn an_idle_connection_whose_backend_ended_is_never_lent() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(closed >= 3, "{closed} connections closed, 3 backends ended");
 }
+
+/// The pools' maintenance runs every second without an event loop timer
+/// (a thread of its own ticks it): `min_idle` connections are opened once
+/// a client logged in, and idle ones past `idle_timeout_ms` are closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_keeps_min_idle_and_closes_idle_connections() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 3, min_idle: 2").await;
+    let client = connect(&user_config(&proxy, "scram_user", "scram-secret"))
+        .await
+        .expect("login");
+    assert_eq!(simple_value(&client, "SELECT 1").await, "1");
+    let pool = |proxy: &ProxyHandle| {
+        let pools = proxy.state.pools.all();
+        pools.into_iter().find(|p| p.user == "scram_user").unwrap()
+    };
+    let kept = pool(&proxy);
+    assert!(
+        wait_until(Duration::from_secs(10), || async { kept.idle_count() >= 2 }).await,
+        "min_idle 2: {} idle",
+        kept.idle_count()
+    );
+
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 2, idle_timeout_ms: 300").await;
+    let client = connect(&user_config(&proxy, "scram_user", "scram-secret"))
+        .await
+        .expect("login");
+    assert_eq!(simple_value(&client, "SELECT 1").await, "1");
+    let timed_out = pool(&proxy);
+    assert!(timed_out.idle_count() >= 1);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            timed_out.idle_count() == 0
+        })
+        .await,
+        "idle_timeout_ms 300: {} still idle",
+        timed_out.idle_count()
+    );
+    assert!(timed_out.stats.servers_closed.load(Relaxed) >= 1);
+    // The client goes on with a new connection.
+    assert_eq!(simple_value(&client, "SELECT 2").await, "2");
+}
