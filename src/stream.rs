@@ -19,6 +19,11 @@ impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> TlsIo for T {}
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<dyn TlsIo>),
+    /// A plain socket kept in its two halves between relays (transaction
+    /// pooling hands a server connection's halves to a new relay at every
+    /// transaction; splitting allocates and reuniting frees what the halves
+    /// share, each time).
+    Split(OwnedReadHalf, OwnedWriteHalf),
     /// Left behind while the socket is handed to a TLS handshake that did
     /// not give it back: reads see the end, writes fail.
     Closed,
@@ -29,6 +34,7 @@ impl std::fmt::Debug for Stream {
         match self {
             Stream::Plain(tcp) => f.debug_tuple("Plain").field(tcp).finish(),
             Stream::Tls(_) => f.write_str("Tls"),
+            Stream::Split(r, _) => f.debug_tuple("Split").field(r).finish(),
             Stream::Closed => f.write_str("Closed"),
         }
     }
@@ -61,6 +67,7 @@ impl Stream {
     /// stream cannot be taken apart and rebuilt around the socket).
     pub fn rehome(self) -> io::Result<Stream> {
         match self {
+            Stream::Split(r, w) => Stream::Plain(r.reunite(w).map_err(io::Error::other)?).rehome(),
             Stream::Plain(tcp) => {
                 let std = tcp.into_std()?;
                 Ok(Stream::Plain(TcpStream::from_std(std)?))
@@ -74,6 +81,10 @@ impl Stream {
             Stream::Plain(tcp) => {
                 let mut byte = [0u8; 1];
                 matches!(tcp.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Stream::Split(r, _) => {
+                let mut byte = [0u8; 1];
+                matches!(r.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
             Stream::Tls(_) => true,
             Stream::Closed => false,
@@ -92,8 +103,20 @@ impl Stream {
         }
     }
 
+    /// Keep the two halves of one plain socket as they are, or reunite TLS
+    /// ones; `None` if there is no stream left (a closed half). Only for
+    /// halves the caller knows are one stream's (see [`Stream::Split`]);
+    /// [`Stream::reunite`] checks.
+    pub fn rejoin(read: ReadHalf, write: WriteHalf) -> Option<Stream> {
+        match (read, write) {
+            (ReadHalf::Plain(r), WriteHalf::Plain(w)) => Some(Stream::Split(r, w)),
+            (read, write) => Stream::reunite(read, write),
+        }
+    }
+
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         match self {
+            Stream::Split(r, w) => (ReadHalf::Plain(r), WriteHalf::Plain(w)),
             Stream::Plain(tcp) => {
                 let (r, w) = tcp.into_split();
                 (ReadHalf::Plain(r), WriteHalf::Plain(w))
@@ -144,6 +167,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Split(r, _) => Pin::new(r).poll_read(cx, buf),
             Stream::Closed => Poll::Ready(Ok(())),
         }
     }
@@ -158,6 +182,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Split(_, w) => Pin::new(w).poll_write(cx, buf),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -166,6 +191,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Split(_, w) => Pin::new(w).poll_flush(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
     }
@@ -174,6 +200,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Split(_, w) => Pin::new(w).poll_shutdown(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
     }
@@ -296,6 +323,37 @@ mod tests {
             assert_eq!(&buf, b"ping");
         });
         echo.join().unwrap();
+    }
+
+    /// Halves kept apart by `rejoin` are still one connection: it reads,
+    /// writes, tells a closed peer from an idle one, and rehomes (as a
+    /// whole socket again).
+    #[test]
+    fn rejoined_halves_work_as_one_stream() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rt = runtime();
+        rt.block_on(async {
+            let client = Stream::Plain(TcpStream::connect(addr).await.unwrap());
+            let (mut peer, _) = listener.accept().unwrap();
+            let (r, w) = client.into_split();
+            let mut stream = Stream::rejoin(r, w).expect("two halves");
+            assert!(matches!(stream, Stream::Split(..)));
+            stream.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            std::io::Read::read_exact(&mut peer, &mut buf).unwrap();
+            std::io::Write::write_all(&mut peer, b"pong").unwrap();
+            stream.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"pong");
+            assert!(stream.looks_alive());
+            let mut stream = stream.rehome().unwrap();
+            assert!(matches!(stream, Stream::Plain(_)));
+            drop(peer);
+            // The peer's FIN reaches the I/O driver at its next turn.
+            assert_eq!(stream.read(&mut buf).await.unwrap(), 0);
+            let (r, w) = stream.into_split();
+            assert!(!Stream::rejoin(r, w).unwrap().looks_alive());
+        });
     }
 
     /// Without rehoming, the same socket fails once its loop is gone: what

@@ -34,6 +34,13 @@ callgrind (as instructions.py does: runs of --n1 and --n2 select-only
 statements from one client, the difference divided), for `mode: none`,
 session and transaction, with `-M simple`, `-M extended` and `-M prepared`;
 `--reps N` there runs each N times and prints the minimum and the median.
+
+--syscalls instead counts system calls per transaction (`strace -c -f`
+attached to the pooler for one `pgbench -c 8 -j 2 -S -T --seconds` run
+(`--syscall-clients` for another -c),
+bare names for heal7-proxy), for heal7-proxy transaction mode (pool of
+--pool-size), session mode and PgBouncer transaction mode. Like
+instruction counts, these hardly move with the machine's load; TPS does.
 """
 
 import argparse
@@ -332,7 +339,10 @@ def count_instructions(args, work, port, db):
     # each park. Hence several runs.
     print(f"{'workload':<16} {'pool':<12} {'instr/stmt':>10} {'median':>8}  runs")
     modes = [("none", None), ("session", "mode: session"), ("transaction", f"mode: transaction, size: {args.pool_size}")]
+    modes = [m for m in modes if m[0] in args.modes.split(",")]
     for workload in ("select-simple", "select-extended", "select-prepared"):
+        if workload not in args.workloads.split(","):
+            continue
         for mode, pool in modes:
             runs = sorted(
                 instructions_per_statement(args, work, port, db, workload, mode, pool, rep)
@@ -382,6 +392,55 @@ def instructions_per_statement(args, work, port, db, workload, mode, pool, rep):
     return (totals[1] - totals[0]) / (args.n2 - args.n1)
 
 
+def count_syscalls(args, work, port, db, procs):
+    """System calls per transaction of each pooler under pgbench -c N -S."""
+    clients = args.syscall_clients
+    targets = []
+    modes = [("heal7-txn", f"mode: transaction, size: {args.pool_size}")]
+    if clients <= 20:
+        # Session mode holds a connection per client (pool.size 20).
+        modes.append(("heal7-session", "mode: session"))
+    for name, pool in modes:
+        proc, pport, _ = start_proxy(work, name, port, db, args.binary, pool)
+        procs.append(proc)
+        targets.append((name, pport, proc.pid, True))
+    started = start_pgbouncer(work, "pgb-transaction", port, db, "transaction", args.pool_size, clients + 100)
+    if started:
+        proc, bport, pid, _ = started
+        procs.append(proc)
+        targets.append(("pgb-transaction", bport, pid, False))
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}: system calls per transaction, pgbench -c {clients} -j 2 "
+          f"select-only -M simple, {args.seconds}s, strace -c -f on the pooler")
+    for name, pport, pid, bare in targets:
+        # A first run logs the clients in and fills the pool.
+        run_pgbench(pport, db, "select-simple", clients, 2, args.scale, work, bare)
+        out = work / f"strace-{name}.txt"
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(pid)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        script, _ = WORKLOADS["select-simple"]
+        path = work / f"syscalls{'-bare' if bare else ''}.sql"
+        path.write_text(script.replace("bench.pgbench_", "pgbench_") if bare else script)
+        cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(pport), "-U", BENCH_USER, "-T", str(args.seconds),
+               "-c", str(clients), "-j", "2", "-M", "simple", "-s", str(args.scale), "-f", str(path), db]
+        r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": BENCH_PASSWORD})
+        tracer.send_signal(2)
+        tracer.wait(timeout=30)
+        txns = re.search(r"number of transactions actually processed: (\d+)", r.stdout)
+        if r.returncode != 0 or not txns:
+            raise SystemExit(f"pgbench failed:\n{r.stdout}\n{r.stderr}")
+        n = int(txns.group(1))
+        calls = {}
+        for line in out.read_text().splitlines():
+            f = line.split()
+            if len(f) >= 5 and f[3].isdigit() and f[-1] != "total":
+                calls[f[-1]] = int(f[3])
+        total = sum(calls.values())
+        shown = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / n >= 0.01)
+        print(f"{name:<16} {n:>8} txns {total / n:>6.2f} syscalls/txn: {shown}", flush=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
@@ -406,6 +465,9 @@ def main():
         action="store_true",
         help="instead: one pool saturated by pg_sleep clients, another pool's latency with and without",
     )
+    ap.add_argument("--syscalls", action="store_true", help="count system calls per transaction instead (see above)")
+    ap.add_argument("--syscall-clients", type=int, default=8, help="with --syscalls: pgbench clients")
+    ap.add_argument("--modes", default="none,session,transaction", help="with --instructions: the pool modes to count")
     ap.add_argument("--n1", type=int, default=2000)
     ap.add_argument("--n2", type=int, default=10000)
     args = ap.parse_args()
@@ -433,6 +495,8 @@ def main():
             return count_instructions(args, work, port, db)
         if args.isolation:
             return isolation(args, work, port, db, procs)
+        if args.syscalls:
+            return count_syscalls(args, work, port, db, procs)
 
         def proxy(name, pool):
             proc, pport, log = start_proxy(work, name, port, db, args.binary, pool)

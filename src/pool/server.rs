@@ -71,6 +71,14 @@ pub struct ServerConn {
     pub params: Vec<(String, String)>,
     /// Startup parameters the pool has SET on it (not all are reported).
     pub applied: Vec<(String, String)>,
+    /// Transaction pooling: which client's settings (a pool's
+    /// [`Pool::settings_owner`] draw) the connection was last found or made
+    /// to have, so that client's next transaction on it skips the check; 0
+    /// once anything may have changed them (every exchange of the pool's
+    /// own).
+    ///
+    /// [`Pool::settings_owner`]: crate::pool::Pool::settings_owner
+    pub settled_for: u64,
     /// Transaction pooling: the named statements prepared on it.
     pub statements: crate::pool::ServerStatementNames,
     pub created: Instant,
@@ -248,6 +256,7 @@ pub async fn login(
                     key,
                     params,
                     applied: Vec::new(),
+                    settled_for: 0,
                     statements: Default::default(),
                     created: now,
                     idle_since: now,
@@ -318,6 +327,7 @@ impl ServerConn {
         request: &[u8],
         mut on_frame: impl FnMut(&[u8]),
     ) -> Result<(), ServerError> {
+        self.settled_for = 0;
         let mut reader = FrameReader::new(&mut self.stream, BytesMut::new());
         reader.send(request).await?;
         let mut error = None;

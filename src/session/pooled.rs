@@ -409,7 +409,8 @@ fn options_settings(options: &str, out: &mut Vec<(String, String)>) -> Result<()
 /// Whether the connection has exactly the settings a client wants, so
 /// there is nothing to reset or set: the common case (one application's
 /// clients share their startup settings), checked without allocating.
-fn already_applied(
+#[inline]
+pub(super) fn already_applied(
     conn: &ServerConn,
     wanted: &[(String, String)],
     carried: &[(String, String)],

@@ -518,7 +518,10 @@ impl Upstream {
                 // transaction; the rest follow it.
                 self.follow_reload(header.tag, pos, &mut reencoding, &mut session, tracker, ctx);
             }
-            if MODE != TRANSACTION_POOL && forwarded_as_is(header.tag) {
+            if forwarded_as_is(header.tag)
+                && (MODE != TRANSACTION_POOL
+                    || !names_a_statement(&self.from.buf[pos..pos + header.total_len]))
+            {
                 // Most frames of an extended-protocol batch: nothing to
                 // rewrite, only the answer to expect (kept apart from the
                 // statement arms so no replacement is built for them).
@@ -927,6 +930,24 @@ fn forwarded_as_is(frame_tag: u8) -> bool {
         frame_tag,
         tag::QUERY | tag::PARSE | tag::CLOSE | tag::TERMINATE | tag::PASSWORD
     )
+}
+
+/// Transaction pooling: whether a frame passed on as is elsewhere names a
+/// client's statement (a Bind or a Describe of a named one), which goes to
+/// servers under another name; every other such frame passes untouched
+/// there too (an unnamed statement's Bind, Execute, Sync, ...).
+#[inline]
+fn names_a_statement(frame: &[u8]) -> bool {
+    match frame[0] {
+        tag::BIND => {
+            let body = &frame[5..];
+            body.iter()
+                .position(|&b| b == 0)
+                .is_some_and(|p| body.get(p + 1).is_some_and(|&b| b != 0))
+        }
+        tag::DESCRIBE => frame.get(5) == Some(&b'S') && frame.get(6).is_some_and(|&b| b != 0),
+        _ => false,
+    }
 }
 
 /// The request a client frame (other than Query/Parse) asks the server to

@@ -138,6 +138,10 @@ pub(super) struct Tracker {
     /// When each Query, Sync or FunctionCall still unanswered was sent: its
     /// ReadyForQuery ends the client's round trip.
     pub(super) sent_at: VecDeque<Instant>,
+    /// When the last ReadyForQuery that ended a round trip was read (the
+    /// clock read its latency took): transaction pooling's connection is
+    /// idle from then on.
+    pub(super) ready_at: Option<Instant>,
     /// An ErrorResponse arrived since the last ReadyForQuery.
     pub(super) error_since_ready: bool,
     /// The server has sent AuthenticationOk: only from then on may client
@@ -164,6 +168,7 @@ impl Tracker {
             standard_conforming_strings: true,
             cancel_key: None,
             sent_at: VecDeque::with_capacity(16),
+            ready_at: None,
             error_since_ready: false,
             authenticated: logged_in,
             prepared: PreparedStatements::default(),
@@ -195,7 +200,9 @@ impl Tracker {
             }
         }
         if let Some(sent) = self.sent_at.pop_front() {
-            metrics.statement_seconds.record(sent.elapsed());
+            let now = Instant::now();
+            metrics.statement_seconds.record(now.duration_since(sent));
+            self.ready_at = Some(now);
         }
     }
 

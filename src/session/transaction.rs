@@ -50,10 +50,15 @@ struct ClientStatement {
 /// What a transaction-pooled client keeps across server connections.
 #[derive(Debug, Default)]
 pub(super) struct TransactionClient {
-    statements: HashMap<Box<[u8]>, ClientStatement>,
+    /// foldhash, not SipHash (a Bind's lookup of a prepared statement was
+    /// ~250 instructions of SipHash): only this client's own names are
+    /// keys, so colliding names could slow down no one but itself.
+    statements: HashMap<Box<[u8]>, ClientStatement, foldhash::fast::RandomState>,
     /// `SET` commands to replay, by lower-case name, as the client wrote
     /// the value.
     pub(super) settings: Vec<(String, String)>,
+    /// Bumped at every change of `settings`.
+    pub(super) settings_version: u64,
     /// Counters: a statement found on the server / prepared there first.
     pub(super) hits: u64,
     pub(super) misses: u64,
@@ -326,17 +331,26 @@ fn encode_parse(out: &mut BytesMut, server_name: &[u8], statement: &Prepared) {
 /// Why a statement cannot run on a transaction-pooled database, if it
 /// cannot: state that would stay behind on a server connection another
 /// client gets next.
-/// Every statement is searched for these: one automaton pass (a window
-/// compare per byte and word cost more than the rest of the transaction).
-/// `prepare` (the third pattern) only leads to a closer look: a PREPARE
-/// after the first statement of a Query.
-static SESSION_ADVISORY_LOCKS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
-    std::sync::LazyLock::new(|| {
-        aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(["pg_advisory_lock", "pg_try_advisory_lock", "prepare"])
-            .expect("three literal patterns")
-    });
+/// Every statement is searched for these (`prepare` only leads to a closer
+/// look: a PREPARE after the first statement of a Query). All start with
+/// `p`: a SIMD search for the letter, then a compare at each one found.
+/// An Aho-Corasick automaton pass over the text cost more than that,
+/// and a window compare per byte and word more than the rest of the
+/// transaction.
+const SESSION_WORDS: [&[u8]; 3] = [b"pg_advisory_lock", b"pg_try_advisory_lock", b"prepare"];
+
+/// The words of [`SESSION_WORDS`] in `text`, case-insensitively, in text
+/// order: (where, which).
+#[inline]
+fn session_words(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    memchr::memchr2_iter(b'p', b'P', text).filter_map(move |at| {
+        let rest = &text[at..];
+        SESSION_WORDS.iter().position(|w| {
+            rest.get(..w.len())
+                .is_some_and(|r| r.eq_ignore_ascii_case(w))
+        })
+    })
+}
 
 pub(super) fn refusal(text: &[u8]) -> Option<&'static str> {
     refusal_in(text, false)
@@ -348,7 +362,9 @@ fn refusal_in(text: &[u8], query: bool) -> Option<&'static str> {
     // Case-insensitive in place: no lower-case copy of every statement.
     let contains = |w: &[u8]| text.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
     let first = first_word(text);
-    let is = |w: &[u8]| first.eq_ignore_ascii_case(w);
+    // Most statements start with none of the four words: one byte test.
+    let lead = first.first().map_or(0, |b| b | 0x20);
+    let is = |w: &[u8]| lead == w[0] && first.eq_ignore_ascii_case(w);
     if is(b"listen") {
         Some("LISTEN")
     } else if !query && is(b"prepare") {
@@ -362,8 +378,8 @@ fn refusal_in(text: &[u8], query: bool) -> Option<&'static str> {
         Some("temporary tables without ON COMMIT DROP")
     } else {
         let mut prepare_seen = false;
-        for m in SESSION_ADVISORY_LOCKS.find_iter(text) {
-            if m.pattern().as_usize() < 2 {
+        for word in session_words(text) {
+            if word < 2 {
                 return Some("session-level advisory locks (use pg_advisory_xact_lock)");
             }
             if !prepare_seen {
@@ -441,6 +457,7 @@ pub(super) fn session_setting(text: &[u8]) -> Option<SessionSetting> {
 
 impl TransactionClient {
     pub(super) fn follow_setting(&mut self, setting: SessionSetting) {
+        self.settings_version += 1;
         match setting {
             SessionSetting::Set { name, value } => {
                 self.settings.retain(|(n, _)| *n != name);

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::harness::{
-    ProxyHandle, SCHEMAS_YAML, connect, pg, simple_value, sqlstate, start_proxy_yaml,
+    ProxyHandle, SCHEMAS_YAML, connect, pg, simple_value, sqlstate, start_proxy_yaml, wait_until,
 };
 
 const AUTH_QUERY: &str = "SELECT usename, passwd FROM public.heal7_proxy_lookup($1)";
@@ -593,4 +593,86 @@ async fn a_refused_startup_setting_is_the_servers_own_error() {
     config.options("-c statement_timeout=soon");
     let e = connect(&config).await.expect_err("refused");
     assert_eq!(sqlstate(&e), "22023", "{e:?}");
+}
+
+/// A server connection whose backend ended while it sat idle in the pool
+/// (terminated, restarted, timed out) is never lent: the client's next
+/// transactions run whole on a new connection. Transaction mode keeps an
+/// idle connection in its two socket halves, checked as the whole socket
+/// was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_whose_backend_ended_is_never_lent() {
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 1").await;
+    let client = connect(&user_config(&proxy, "scram_user", "scram-secret"))
+        .await
+        .expect("login");
+    let direct = pg().await.direct("heal7").await;
+    for round in 0..3 {
+        let pid = backend_pid(&client).await;
+        let ended = simple_value(&direct, &format!("SELECT pg_terminate_backend({pid})")).await;
+        assert_eq!(ended, "t", "round {round}");
+        let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
+        assert!(
+            wait_until(Duration::from_secs(10), || async {
+                simple_value(&direct, &gone).await == "0"
+            })
+            .await,
+            "backend {pid} still there"
+        );
+        client
+            .batch_execute("BEGIN; SELECT name FROM users WHERE id = 1; COMMIT")
+            .await
+            .expect("the transaction after the backend ended runs whole");
+        let next = backend_pid(&client).await;
+        assert_ne!(next, pid, "round {round}: the ended backend was lent again");
+    }
+    let pools = proxy.state.pools.all();
+    let pool = pools.iter().find(|p| p.user == "scram_user").unwrap();
+    let closed = pool
+        .stats
+        .servers_closed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(closed >= 3, "{closed} connections closed, 3 backends ended");
+}
+
+/// The pools' maintenance runs every second without an event loop timer
+/// (a thread of its own ticks it): `min_idle` connections are opened once
+/// a client logged in, and idle ones past `idle_timeout_ms` are closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_keeps_min_idle_and_closes_idle_connections() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 3, min_idle: 2").await;
+    let client = connect(&user_config(&proxy, "scram_user", "scram-secret"))
+        .await
+        .expect("login");
+    assert_eq!(simple_value(&client, "SELECT 1").await, "1");
+    let pool = |proxy: &ProxyHandle| {
+        let pools = proxy.state.pools.all();
+        pools.into_iter().find(|p| p.user == "scram_user").unwrap()
+    };
+    let kept = pool(&proxy);
+    assert!(
+        wait_until(Duration::from_secs(10), || async { kept.idle_count() >= 2 }).await,
+        "min_idle 2: {} idle",
+        kept.idle_count()
+    );
+
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 2, idle_timeout_ms: 300").await;
+    let client = connect(&user_config(&proxy, "scram_user", "scram-secret"))
+        .await
+        .expect("login");
+    assert_eq!(simple_value(&client, "SELECT 1").await, "1");
+    let timed_out = pool(&proxy);
+    assert!(timed_out.idle_count() >= 1);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            timed_out.idle_count() == 0
+        })
+        .await,
+        "idle_timeout_ms 300: {} still idle",
+        timed_out.idle_count()
+    );
+    assert!(timed_out.stats.servers_closed.load(Relaxed) >= 1);
+    // The client goes on with a new connection.
+    assert_eq!(simple_value(&client, "SELECT 2").await, "2");
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
-use super::super::pooled::apply_settings;
+use super::super::pooled::{already_applied, apply_settings};
 use super::super::transaction::TransactionClient;
 use super::*;
 use crate::cancel::{CancelTarget, PooledTarget};
@@ -62,6 +62,10 @@ pub(in crate::session) async fn relay_transactions(
     };
     let draining = AtomicBool::new(false);
     let mut more = false;
+    let here = crate::pool::current_loop();
+    // Which settings a server connection was last found to have for this
+    // client: (the pool's draw, the client's settings version then).
+    let mut owner = (pool.settings_owner(), 0);
     // Made once for the session: each cancellation future is a waiter
     // registered in its token, and a new one per transaction cost more
     // than the transaction's own bookkeeping.
@@ -99,27 +103,45 @@ pub(in crate::session) async fn relay_transactions(
             }
             Local::Server => {}
         }
-        let mut lease = match pool.acquire(&ctx.state.metrics).await {
+        let mut lease = match pool.acquire_on(&ctx.state.metrics, here).await {
             Ok(lease) => lease,
             Err(e) => return Err(farewell(&mut client_write, e.into(), &ctx.state).await),
         };
         let txn = up.transaction.as_deref().expect("transaction pooling");
-        if let Err(e) = apply_settings(&mut lease.conn, wanted, &txn.settings).await {
-            lease.discard();
-            return Err(farewell(&mut client_write, e.into(), &ctx.state).await);
+        if owner.1 != txn.settings_version {
+            owner = (pool.settings_owner(), txn.settings_version);
+        }
+        // Mostly the connection has the client's settings already: known
+        // without a look when this client's last transaction on it left
+        // them (nothing has changed them since), else checked here, so no
+        // future is built for it.
+        if lease.conn.settled_for != owner.0 {
+            if !already_applied(&lease.conn, wanted, &txn.settings)
+                && let Err(e) = apply_settings(&mut lease.conn, wanted, &txn.settings).await
+            {
+                lease.discard();
+                return Err(farewell(&mut client_write, e.into(), &ctx.state).await);
+            }
+            lease.conn.settled_for = owner.0;
         }
         cancel_target.set(Some(CancelTarget {
             addr: lease.conn.addr,
             key: lease.conn.key,
         }));
-        let mut statements = std::mem::take(&mut lease.conn.statements);
         // What this connection accepts, the pool learns, under the
         // mapping this transaction starts with.
         if up.mapping.refresh(ctx) {
             up.follow_new_mapping(0, &mut false, &tracker, ctx);
         }
-        statements.pool = Some((Arc::clone(&pool.statements), up.mapping.snapshot.generation));
-        lock(&tracker).server_statements = Some(statements);
+        {
+            // The connection's statements go to the tracker for the
+            // transaction, swapped with the session's empty spare (no new
+            // map made and dropped per transaction); swapped back below.
+            let mut t = lock(&tracker);
+            let slot = t.server_statements.get_or_insert_with(Default::default);
+            std::mem::swap(slot, &mut lease.conn.statements);
+            slot.pool = Some((Arc::clone(&pool.statements), up.mapping.snapshot.generation));
+        }
         let (read, write) = std::mem::replace(&mut lease.conn.stream, Stream::Closed).into_split();
         up.write = write;
         down.from.read = read;
@@ -130,9 +152,19 @@ pub(in crate::session) async fn relay_transactions(
             () = &mut abort => Err(SessionError::Shutdown),
         };
         cancel_target.set(None);
-        let statements = lock(&tracker).server_statements.take();
-        let reusable = down.from.buf.is_empty() && lock(&tracker).between_transactions();
-        let server = Stream::reunite(
+        let (reusable, idle_since) = {
+            let mut t = lock(&tracker);
+            if let Some(slot) = &mut t.server_statements {
+                std::mem::swap(slot, &mut lease.conn.statements);
+            }
+            lease.conn.statements.pool = None;
+            (
+                down.from.buf.is_empty() && t.between_transactions(),
+                t.ready_at,
+            )
+        };
+        // Kept in halves for the next transaction's relay.
+        let server = Stream::rejoin(
             std::mem::replace(&mut down.from.read, ReadHalf::Closed),
             std::mem::replace(&mut up.write, WriteHalf::Closed),
         );
@@ -141,14 +173,13 @@ pub(in crate::session) async fn relay_transactions(
                 if reusable && (ended == TRANSACTION_DONE || up.terminated) =>
             {
                 lease.conn.stream = server;
-                lease.conn.statements = statements.unwrap_or_default();
-                lease.conn.statements.pool = None;
                 // What the client SET is on the server now: the next
                 // client's settings step resets what it does not want.
                 for (name, value) in &up.transaction.as_deref().expect("txn").settings {
                     crate::pool::set_param(&mut lease.conn.applied, name, &format!("sql:{value}"));
                 }
-                lease.release(false);
+                // Idle since its last ReadyForQuery (no clock read here).
+                lease.release_idle_since(idle_since.unwrap_or_else(Instant::now));
                 if ended != TRANSACTION_DONE {
                     return Ok(summary(&up, &down, ended));
                 }
