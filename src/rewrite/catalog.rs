@@ -414,14 +414,9 @@ fn subquery(&(schema, catalog, source): &Listing, moved: &Moved) -> String {
                      AND d.refobjid = t.oid AND d.deptype IN ('a', 'i'))))"
                 )
             };
-            base(
-                &from,
-                "relnamespace",
-                &moved.schemas_moved,
-                &moved.schemas_both,
-                &member(&moved.classes_moved),
-                &member(&moved.classes_both),
-            )
+            base(&from, "relnamespace", moved, |both| {
+                member(pick(both, &moved.classes_moved, &moved.classes_both))
+            })
         }
         Source::Type => {
             let member = |types: &str, relations: &str| {
@@ -434,14 +429,12 @@ fn subquery(&(schema, catalog, source): &Listing, moved: &Moved) -> String {
                      AND (en.nspname::pg_catalog.text, t.relname::pg_catalog.text) IN ({relations}))))"
                 )
             };
-            base(
-                &from,
-                "typnamespace",
-                &moved.schemas_moved,
-                &moved.schemas_both,
-                &member(&moved.types_moved, &moved.relations_moved),
-                &member(&moved.types_both, &moved.relations_both),
-            )
+            base(&from, "typnamespace", moved, |both| {
+                member(
+                    pick(both, &moved.types_moved, &moved.types_both),
+                    pick(both, &moved.relations_moved, &moved.relations_both),
+                )
+            })
         }
         Source::Constraint => {
             let member = |relations: &str, types: &str| {
@@ -456,14 +449,12 @@ fn subquery(&(schema, catalog, source): &Listing, moved: &Moved) -> String {
                      AND (en.nspname::pg_catalog.text, e.typname::pg_catalog.text) IN ({types})))"
                 )
             };
-            base(
-                &from,
-                "connamespace",
-                &moved.schemas_moved,
-                &moved.schemas_both,
-                &member(&moved.relations_moved, &moved.types_moved),
-                &member(&moved.relations_both, &moved.types_both),
-            )
+            base(&from, "connamespace", moved, |both| {
+                member(
+                    pick(both, &moved.relations_moved, &moved.relations_both),
+                    pick(both, &moved.types_moved, &moved.types_both),
+                )
+            })
         }
         Source::Proc => {
             let member = |rows: &str| {
@@ -472,31 +463,25 @@ fn subquery(&(schema, catalog, source): &Listing, moved: &Moved) -> String {
                      AND (pn.nspname::pg_catalog.text, c.proname::pg_catalog.text) IN ({rows}))"
                 )
             };
-            base(
-                &from,
-                "pronamespace",
-                &moved.schemas_moved,
-                &moved.schemas_both,
-                &member(&moved.routines_moved),
-                &member(&moved.routines_both),
-            )
+            base(&from, "pronamespace", moved, |both| {
+                member(pick(both, &moved.routines_moved, &moved.routines_both))
+            })
         }
     }
 }
 
+/// `both` if `with_stale`, else `moved`.
+fn pick<'m>(with_stale: bool, moved: &'m str, both: &'m str) -> &'m str {
+    if with_stale { both } else { moved }
+}
+
 /// A base catalog keyed by namespace oid (`namespace`), its rows aliased
-/// `c` in `shown` and `hidden`: the rows in the moved schemas and `public`
-/// that `hidden` matches are left out, those `shown` matches come back in
-/// `public`. The schema test first, so the system's own rows cost one
-/// hashed lookup each.
-fn base(
-    from: &str,
-    namespace: &str,
-    schemas_moved: &str,
-    schemas_both: &str,
-    shown: &str,
-    hidden: &str,
-) -> String {
+/// `c` in the test `member(with_stale)` writes: the rows in the moved
+/// schemas and `public` that `member(true)` matches (the moved objects and
+/// their stale copies) are left out, those `member(false)` matches come
+/// back in `public`. The schema test first, so the system's own rows cost
+/// one hashed lookup each.
+fn base(from: &str, namespace: &str, moved: &Moved, member: impl Fn(bool) -> String) -> String {
     let in_schemas = |schemas: &str| {
         format!(
             "c.{namespace} IN (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname IN ({schemas}))"
@@ -506,9 +491,11 @@ fn base(
         "SELECT c.* FROM {from} AS c WHERE ({both} AND {hidden}) IS NOT TRUE UNION ALL \
          SELECT r.* FROM {from} AS c CROSS JOIN LATERAL pg_catalog.json_populate_record(c, \
          pg_catalog.json_build_object('{namespace}', {PUBLIC_OID})) AS r \
-         WHERE {moved} AND {shown}",
-        both = in_schemas(schemas_both),
-        moved = in_schemas(schemas_moved),
+         WHERE {in_moved} AND {shown}",
+        both = in_schemas(&moved.schemas_both),
+        hidden = member(true),
+        in_moved = in_schemas(&moved.schemas_moved),
+        shown = member(false),
     )
 }
 
