@@ -663,7 +663,10 @@ async fn maintenance_keeps_min_idle_and_closes_idle_connections() {
         .expect("login");
     assert_eq!(simple_value(&client, "SELECT 1").await, "1");
     let timed_out = pool(&proxy);
-    assert!(timed_out.idle_count() >= 1);
+    // Not asserted here that the connection is idle yet: it goes back to
+    // the pool after the client has its answer, and a loaded machine may
+    // let the 300 ms pass before the next look. A closed connection and
+    // none idle is the point.
     assert!(
         wait_until(Duration::from_secs(10), || async {
             timed_out.idle_count() == 0
