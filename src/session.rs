@@ -12,7 +12,6 @@ mod relay;
 mod sql_prepare;
 mod tracker;
 mod transaction;
-mod wake_gate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

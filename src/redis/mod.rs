@@ -16,7 +16,6 @@
 mod mux;
 mod pubsub;
 mod session;
-mod shutdown_wait;
 mod subscriptions;
 mod table;
 mod upstream;

@@ -10,16 +10,16 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::mux::{self, PlainClient, Replies, Reply, Shared, SharedConnections};
-use super::shutdown_wait::ShutdownWait;
 use super::table::CommandTables;
 use super::upstream::{Setup, Upstream, UpstreamError};
 use crate::config::{Mode, RedisConfig};
 use crate::keyspace::{self, ReplyKeys};
 use crate::metrics::redis::{DedicatedReason, NamespaceMetrics};
 use crate::resp::{self, Args, RespError, Value};
+use crate::shutdown::WakeGate;
 use crate::state::ProxyState;
 use crate::stream::{ReadHalf, Stream, WriteHalf};
 
@@ -94,8 +94,8 @@ pub struct Session<'a> {
     /// hold the proxy's shutdown).
     shutdown: CancellationToken,
     /// `shutdown`, waited on by every select of the session: registered
-    /// once, and a flag read per poll (see `shutdown_wait`).
-    cancelled: ShutdownWait,
+    /// once, and a flag read per poll (see [`WakeGate`]).
+    cancelled: WakeGate<WaitForCancellationFutureOwned>,
     /// The client's side to write to (replies of a long batch are written
     /// as they come, so memory stays bounded).
     writer: Option<WriteHalf>,
@@ -205,7 +205,7 @@ impl<'a> Session<'a> {
             watched: None,
             batch: Batch::default(),
             out: BytesMut::with_capacity(16 * 1024),
-            cancelled: ShutdownWait::new(shutdown.clone()),
+            cancelled: WakeGate::new(shutdown.clone().cancelled_owned()),
             shutdown,
             writer: None,
             client_gone: None,

@@ -25,7 +25,6 @@ use super::prepared::{
 };
 use super::tracker::{Pending, Silent, StatementContext, Tracker, lock};
 use super::transaction::{TransactionClient, translate};
-use super::wake_gate::WakeGate;
 use super::{SessionError, Summary, farewell};
 use crate::clients::{ClientEntry, ClientIdentity, ClientState};
 use crate::config::Mode;
@@ -38,6 +37,7 @@ use crate::qualify::{Observer, TextRewrite, qualify};
 use crate::reload::Snapshot;
 use crate::rewrite::{Edit, SchemaMap, SessionFacts, deallocation, splice_into};
 use crate::shutdown::Shutdown;
+use crate::shutdown::WakeGate;
 use crate::state::ProxyState;
 use crate::stream::{ReadHalf as OwnedReadHalf, Stream, WriteHalf as OwnedWriteHalf};
 
