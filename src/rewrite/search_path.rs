@@ -27,6 +27,7 @@
 use sqlparser::ast::{Expr, Function, FunctionArguments, Ident, ObjectNamePart, Statement};
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
+use super::quote::quote_identifier;
 use super::split::TextIndex;
 use super::walk::normalized;
 use super::{Decision, Edit, NameUse, SchemaMap};
@@ -37,7 +38,8 @@ use super::{Decision, Edit, NameUse, SchemaMap};
 pub(crate) const PREFILTER_WORDS: [&str; 2] = ["current_schema", "current_schemas"];
 
 /// Replace every `current_schema()` and `current_schemas(true|false)` call
-/// of `statement` by the client's path, when `map` has one.
+/// of `statement`, or the statement `SHOW search_path`, by the client's
+/// path, when `map` has one.
 pub(crate) fn show_client_path(
     sql: &str,
     index: &TextIndex<'_>,
@@ -50,6 +52,9 @@ pub(crate) fn show_client_path(
     let Some(path) = map.client_search_path() else {
         return;
     };
+    if let Statement::ShowVariable { variable } = statement {
+        return show_search_path(sql, index, tokens, variable, path, names, edits);
+    }
     // The tokens answer the common case (no such call) without a visit.
     let named = tokens.iter().any(|t| {
         matches!(&t.token, Token::Word(w)
@@ -92,24 +97,18 @@ pub(crate) fn show_client_path(
 /// `SHOW` (see `Rewrite::search_path_shown_at`).
 pub(crate) const SHOW_SEARCH_PATH: &str = "SHOW search_path";
 
-/// Replace `SHOW search_path` by a SELECT of the client's path as
-/// PostgreSQL shows it, when `map` has one.
-pub(crate) fn show_search_path(
+/// Replace `SHOW search_path` (the variable `SHOW` names) by a SELECT of
+/// `path` as PostgreSQL shows it.
+fn show_search_path(
     sql: &str,
     index: &TextIndex<'_>,
     tokens: &[TokenWithSpan],
-    statement: &Statement,
-    map: &SchemaMap,
+    variable: &[Ident],
+    path: &[String],
     names: &mut Vec<NameUse>,
     edits: &mut Vec<Edit>,
 ) {
-    let Some(path) = map.client_search_path() else {
-        return;
-    };
-    let Statement::ShowVariable { variable } = statement else {
-        return;
-    };
-    if !matches!(&variable[..], [v] if normalized(v) == "search_path") {
+    if !matches!(variable, [v] if normalized(v) == "search_path") {
         return;
     }
     let mut words = tokens
@@ -127,7 +126,9 @@ pub(crate) fn show_search_path(
     if sql.get(start..end).is_none() {
         return;
     }
-    let shown: Vec<String> = path.iter().map(|s| shown_schema(s)).collect();
+    // PostgreSQL prints a path it was SET to with each schema spelled as
+    // an identifier (its default reads `"$user", public`).
+    let shown: Vec<String> = path.iter().map(|s| quote_identifier(s)).collect();
     names.push(NameUse {
         name: SHOW_SEARCH_PATH.into(),
         offset: start,
@@ -142,23 +143,6 @@ pub(crate) fn show_search_path(
         )
         .into(),
     });
-}
-
-/// One schema of a path as `SHOW search_path` prints PostgreSQL's default
-/// (`"$user", public`): quoted unless a plain lower-case identifier.
-fn shown_schema(schema: &str) -> String {
-    let plain = schema
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && schema
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if plain {
-        schema.to_owned()
-    } else {
-        format!("\"{}\"", schema.replace('"', "\"\""))
-    }
 }
 
 /// One call found: its name parts.

@@ -129,9 +129,6 @@ fn rewrite_statement_here(
     super::search_path::show_client_path(
         sql, index, &tokens, &statement, map, &mut names, &mut edits,
     );
-    super::search_path::show_search_path(
-        sql, index, &tokens, &statement, map, &mut names, &mut edits,
-    );
 
     // Cross-check: every mapped bare name after a table keyword must have
     // been seen by the walk. A miss is an AST form the walk does not know.
