@@ -509,21 +509,18 @@ impl Lease {
     /// Without one (transaction pooling, every transaction) the connection
     /// is idle at once: no task, no move of it into one.
     pub fn release(self, reset: bool) {
-        if !reset {
+        let settings = reset
+            .then(|| self.pool.settings())
+            .filter(|s| !s.server_reset_query.is_empty());
+        let Some(settings) = settings else {
             return self.release_idle_since(Instant::now());
-        }
+        };
         let Lease {
             conn,
             pool,
             _permit,
         } = self;
         pool.stats.servers_active.fetch_sub(1, Ordering::Relaxed);
-        let settings = pool.settings();
-        if settings.server_reset_query.is_empty() {
-            pool.keep_idle(conn, Instant::now());
-            drop(_permit);
-            return;
-        }
         tokio::spawn(async move {
             let mut conn = conn;
             if let Err(e) = conn.simple(&settings.server_reset_query).await {
