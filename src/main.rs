@@ -77,7 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let admin_runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let workers = Workers::spawn(threads - 1)?;
+            let workers = Workers::spawn(runtime.handle(), threads - 1)?;
             // 3. Bind, each listener on the runtime that serves it.
             let snapshot = store.load_full();
             let peering = &snapshot.start.peering;

@@ -9,25 +9,34 @@
 //! on tokio's multi-thread one, and the proxy makes a quarter of the
 //! `epoll_wait` calls. Each accepted client goes to the loop with the
 //! fewest sessions (connection pools keep connections for hours, so
-//! round-robin would drift).
+//! round-robin would drift). A transaction-pooled client then moves to its
+//! pool's loop ([`Workers::place_pool`]), where the pool's server
+//! connections are registered.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::TcpStream;
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, Id};
+use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 /// The event loops sessions are spread over.
 #[derive(Clone)]
 pub struct Workers {
     loops: Arc<[Loop]>,
+    /// Loops handed to transaction-pooled pools so far (round robin).
+    pools_placed: Arc<AtomicUsize>,
+    /// The accepting runtime, for work moved to it from another loop.
+    accepting: Option<Handle>,
 }
 
 struct Loop {
     /// `None`: the runtime the acceptor itself runs on.
     handle: Option<Handle>,
+    /// The runtime's id (`None`: made outside any runtime, in tests).
+    id: Option<Id>,
     sessions: Arc<AtomicUsize>,
 }
 
@@ -37,17 +46,21 @@ impl Workers {
         Workers {
             loops: Arc::new([Loop {
                 handle: None,
+                id: None,
                 sessions: Arc::default(),
             }]),
+            pools_placed: Arc::default(),
+            accepting: None,
         }
     }
 
     /// The accepting runtime plus `extra` event loops, each on its own
     /// thread named `heal7-worker-N`. The threads live as long as the
     /// process.
-    pub fn spawn(extra: usize) -> std::io::Result<Self> {
+    pub fn spawn(accepting: &Handle, extra: usize) -> std::io::Result<Self> {
         let mut loops = vec![Loop {
             handle: None,
+            id: Some(accepting.id()),
             sessions: Arc::default(),
         }];
         for n in 1..=extra {
@@ -59,12 +72,15 @@ impl Workers {
                 .name(format!("heal7-worker-{n}"))
                 .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
             loops.push(Loop {
+                id: Some(handle.id()),
                 handle: Some(handle),
                 sessions: Arc::default(),
             });
         }
         Ok(Workers {
             loops: loops.into(),
+            pools_placed: Arc::default(),
+            accepting: Some(accepting.clone()),
         })
     }
 
@@ -124,6 +140,85 @@ impl Workers {
                     handle,
                 );
             }
+        }
+    }
+}
+
+impl Workers {
+    /// The loop a transaction-pooled pool's sessions relay on, for a new
+    /// pool: round robin, so pools spread over the cores.
+    ///
+    /// All of one pool's sessions share a loop so that a server connection
+    /// handed from one client to the next (every transaction) stays with
+    /// the I/O driver it is registered with. Spread over loops, half the
+    /// hand-overs crossed threads: the connection moved between drivers
+    /// (two `epoll_ctl`) or every read of it woke the other thread.
+    pub fn place_pool(&self) -> usize {
+        self.pools_placed.fetch_add(1, Ordering::Relaxed) % self.loops.len()
+    }
+
+    /// Whether the calling task runs on loop `index` (true outside a
+    /// runtime or for an index out of range: nowhere to move to).
+    pub fn is_current(&self, index: usize) -> bool {
+        let Some(target) = self.loops.get(index) else {
+            return true;
+        };
+        target.id.is_none() || target.id == Handle::try_current().ok().map(|h| h.id())
+    }
+
+    /// Run `work` on loop `index` (a session moving there), counted there
+    /// instead of on the calling loop while it runs. The caller awaits the
+    /// handle, so the session stays tracked for shutdown through its first
+    /// task.
+    pub fn run_on<Fut>(&self, index: usize, work: Fut) -> JoinHandle<Fut::Output>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let here = Handle::try_current().ok().map(|h| h.id());
+        let from = self
+            .loops
+            .iter()
+            .find(|l| l.id.is_some() && l.id == here)
+            .map(|l| Arc::clone(&l.sessions));
+        let target = &self.loops[index % self.loops.len()];
+        let moved = Moved::new(from, Arc::clone(&target.sessions));
+        let work = async move {
+            let _moved = moved;
+            work.await
+        };
+        match &target.handle {
+            Some(handle) => handle.spawn(work),
+            None => match &self.accepting {
+                Some(handle) => handle.spawn(work),
+                None => tokio::spawn(work),
+            },
+        }
+    }
+}
+
+/// A session counted on the loop it moved to instead of the one it
+/// started on, until it ends.
+struct Moved {
+    from: Option<Arc<AtomicUsize>>,
+    to: Arc<AtomicUsize>,
+}
+
+impl Moved {
+    fn new(from: Option<Arc<AtomicUsize>>, to: Arc<AtomicUsize>) -> Moved {
+        if let Some(from) = &from {
+            from.fetch_sub(1, Ordering::Relaxed);
+        }
+        to.fetch_add(1, Ordering::Relaxed);
+        Moved { from, to }
+    }
+}
+
+impl Drop for Moved {
+    fn drop(&mut self) {
+        self.to.fetch_sub(1, Ordering::Relaxed);
+        if let Some(from) = &self.from {
+            from.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -16,7 +16,7 @@ mod statements;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -169,6 +169,9 @@ pub struct Pool {
     pub stats: PoolStats,
     /// Transaction mode: the statements its server connections accepted.
     pub statements: Arc<PoolStatements>,
+    /// Transaction mode: the event loop its sessions relay on (an index
+    /// into the proxy's workers), placed by its first client.
+    event_loop: OnceLock<usize>,
 }
 
 /// What SHOW SERVERS tells of an idle connection.
@@ -206,7 +209,14 @@ impl Pool {
             credentials: Mutex::new(None),
             stats: PoolStats::default(),
             statements: Arc::default(),
+            event_loop: OnceLock::new(),
         }
+    }
+
+    /// The event loop this pool's transaction-pooled sessions relay on,
+    /// placed by `place` the first time.
+    pub fn event_loop(&self, place: impl FnOnce() -> usize) -> usize {
+        *self.event_loop.get_or_init(place)
     }
 
     pub fn settings(&self) -> Arc<PoolSettings> {

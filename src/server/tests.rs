@@ -633,7 +633,8 @@ async fn idle_proxy_run_returns_promptly_after_the_signal() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = listener.local_addr().unwrap();
         let mut state = ProxyState::new(config(upstream.local_addr().unwrap().port()));
-        state.workers = crate::workers::Workers::spawn(1).unwrap();
+        state.workers =
+            crate::workers::Workers::spawn(&tokio::runtime::Handle::current(), 1).unwrap();
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(run(listener, state, shutdown.clone()));
         let mut clients = Vec::new();

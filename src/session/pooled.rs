@@ -106,48 +106,53 @@ pub(super) async fn serve(
         });
     }
     pool.set_credentials(credentials);
+    let wanted = startup_settings(client_startup, session.route.search_path.is_some())?;
+
+    if settings.mode == PoolMode::Transaction {
+        let state = session.state.clone();
+        let workers = &session.state.workers;
+        let home = pool.event_loop(|| workers.place_pool());
+        let stream = client.take().expect("the client stream");
+        // A TLS stream cannot be handed to another I/O driver; it stays
+        // and its pool's connections come to it.
+        if workers.is_current(home) || stream.is_tls() {
+            let (back, result) =
+                serve_transactions(stream, buf, state, Arc::clone(&pool), wanted, ctx).await;
+            *client = back;
+            return result;
+        }
+        let moved_pool = Arc::clone(&pool);
+        let moved = workers.run_on(home, async move {
+            let pool = moved_pool;
+            let stream = match stream.rehome() {
+                Ok(stream) => stream,
+                Err(e) => return (None, Err(SessionError::Io(e))),
+            };
+            serve_transactions(stream, buf, state, pool, wanted, ctx).await
+        });
+        return match moved.await {
+            Ok((back, result)) => {
+                *client = back;
+                result
+            }
+            Err(e) => Err(SessionError::Io(std::io::Error::other(format!(
+                "the session's task on its pool's event loop failed: {e}"
+            )))),
+        };
+    }
 
     let mut lease = pool.acquire(&session.state.metrics).await?;
-    let wanted = startup_settings(client_startup, session.route.search_path.is_some())?;
     if let Err(e) = apply_settings(&mut lease.conn, &wanted, &[]).await {
         lease.discard();
         return Err(e.into());
     }
-    // Transaction mode: the key's server is set at each transaction.
-    let (proxy_key, pooled_target) = if settings.mode == PoolMode::Transaction {
-        let (key, target) = session.state.cancel_keys.issue_pooled();
-        (key, Some(target))
-    } else {
-        let key = session.state.cancel_keys.issue(Some(CancelTarget {
-            addr: lease.conn.addr,
-            key: lease.conn.key,
-        }));
-        (key, None)
-    };
+    let proxy_key = session.state.cancel_keys.issue(Some(CancelTarget {
+        addr: lease.conn.addr,
+        key: lease.conn.key,
+    }));
     let _key = IssuedKey(session.state, proxy_key);
-    let mut out = BytesMut::new();
-    protocol::encode_authentication(&mut out, 0, &[]);
-    for (name, value) in &lease.conn.params {
-        protocol::encode_parameter_status(&mut out, name.as_bytes(), value.as_bytes());
-    }
-    protocol::encode_backend_key_data(&mut out, proxy_key.0, proxy_key.1);
-    protocol::encode_ready_for_query(&mut out, b'I');
-    stream.write_all(&out).await?;
-    stream.flush().await?;
+    answer_login(stream, &lease.conn, proxy_key).await?;
 
-    if let Some(cancel_target) = pooled_target {
-        // The connection that answered the login goes back at once.
-        lease.release(false);
-        return relay::relay_transactions(
-            client.take().expect("the client stream"),
-            buf,
-            &ctx,
-            &pool,
-            &wanted,
-            &cancel_target,
-        )
-        .await;
-    }
     let server = std::mem::replace(&mut lease.conn.stream, Stream::Closed);
     ctx.upstream = lease.conn.addr;
     ctx.upstream_tls = server.is_tls();
@@ -175,6 +180,58 @@ pub(super) async fn serve(
             Err(e)
         }
     }
+}
+
+/// A transaction-pooled client from its authentication on: the login
+/// answer from a lent connection, then the relay. Owns what it uses, so it
+/// can run on its pool's event loop; the client stream comes back while
+/// the caller can still tell the client why the session ends.
+async fn serve_transactions(
+    mut client: Stream,
+    buf: BytesMut,
+    state: ProxyState,
+    pool: Arc<Pool>,
+    wanted: Vec<(String, String)>,
+    ctx: RelayContext,
+) -> (Option<Stream>, Result<Summary, SessionError>) {
+    let mut lease = match pool.acquire(&state.metrics).await {
+        Ok(lease) => lease,
+        Err(e) => return (Some(client), Err(e.into())),
+    };
+    if let Err(e) = apply_settings(&mut lease.conn, &wanted, &[]).await {
+        lease.discard();
+        return (Some(client), Err(e.into()));
+    }
+    // The key's server is set at each transaction.
+    let (proxy_key, cancel_target) = state.cancel_keys.issue_pooled();
+    let _key = IssuedKey(&state, proxy_key);
+    if let Err(e) = answer_login(&mut client, &lease.conn, proxy_key).await {
+        lease.release(false);
+        return (Some(client), Err(e));
+    }
+    // The connection that answered the login goes back at once.
+    lease.release(false);
+    let result = relay::relay_transactions(client, buf, &ctx, &pool, &wanted, &cancel_target).await;
+    (None, result)
+}
+
+/// AuthenticationOk, the server connection's parameters, the proxy's
+/// cancel key and ReadyForQuery.
+async fn answer_login(
+    client: &mut Stream,
+    conn: &ServerConn,
+    proxy_key: (i32, i32),
+) -> Result<(), SessionError> {
+    let mut out = BytesMut::new();
+    protocol::encode_authentication(&mut out, 0, &[]);
+    for (name, value) in &conn.params {
+        protocol::encode_parameter_status(&mut out, name.as_bytes(), value.as_bytes());
+    }
+    protocol::encode_backend_key_data(&mut out, proxy_key.0, proxy_key.1);
+    protocol::encode_ready_for_query(&mut out, b'I');
+    client.write_all(&out).await?;
+    client.flush().await?;
+    Ok(())
 }
 
 /// Counts one client of a pool while it lives.

@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 use crate::harness::{
-    ProxyHandle, SCHEMAS_YAML, connect, pg, simple_value, sqlstate, start_proxy_yaml, wait_until,
+    ProxyHandle, SCHEMAS_YAML, connect, pg, simple_value, sqlstate, start_proxy_on,
+    start_proxy_yaml, wait_until,
 };
+use heal7_proxy::workers::Workers;
 
 const AUTH_QUERY: &str = "SELECT usename, passwd FROM public.heal7_proxy_lookup($1)";
 
@@ -251,6 +253,79 @@ async fn a_full_pool_times_out_its_waiters_and_spares_other_pools() {
         .expect("another pool has its own connections");
     assert_eq!(simple_value(&other, "SELECT 1").await, "1");
     drop(holder);
+}
+
+/// Transaction mode: every session of one pool relays on the pool's event
+/// loop, whichever loop accepted it, so a server connection handed from
+/// client to client never changes threads; another pool gets the next
+/// loop. Moved sessions keep working, cancel included, and are counted
+/// where they run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_pool_relays_its_sessions_on_one_event_loop() {
+    pg().await;
+    let dir = auth_password_dir();
+    let yaml = pooled_yaml(
+        "mode: transaction, size: 2",
+        &dir.path().join("auth-password"),
+        true,
+    );
+    let workers = Workers::spawn(&tokio::runtime::Handle::current(), 2).expect("worker threads");
+    let proxy = start_proxy_on(&yaml, workers.clone()).await;
+    let mut scram = Vec::new();
+    for _ in 0..6 {
+        let c = connect(&user_config(&proxy, "scram_user", "scram-secret"))
+            .await
+            .expect("login");
+        assert_eq!(
+            simple_value(&c, "SELECT name FROM users WHERE id = 1").await,
+            "fresh-alice"
+        );
+        scram.push(c);
+    }
+    // Accepted round the three loops by fewest sessions, all moved to one.
+    let counts = workers.sessions();
+    assert_eq!(counts.iter().sum::<usize>(), 6, "{counts:?}");
+    let home = counts
+        .iter()
+        .position(|&n| n == 6)
+        .unwrap_or_else(|| panic!("one loop runs all six sessions of the pool: {counts:?}"));
+
+    let mut md5 = Vec::new();
+    for _ in 0..3 {
+        let c = connect(&user_config(&proxy, "md5_user", "md5-secret"))
+            .await
+            .expect("login");
+        assert_eq!(simple_value(&c, "SELECT 1").await, "1");
+        md5.push(c);
+    }
+    let counts = workers.sessions();
+    assert_eq!(counts[home], 6, "{counts:?}");
+    assert!(
+        counts.contains(&3),
+        "the second pool's sessions share another loop: {counts:?}"
+    );
+
+    // Transactions of the moved sessions interleave on the pool's two
+    // connections.
+    for (i, c) in scram.iter().enumerate().skip(1) {
+        c.batch_execute("BEGIN; SELECT name FROM users WHERE id = 1; SELECT 1; COMMIT")
+            .await
+            .unwrap_or_else(|e| panic!("client {i}: {e:?}"));
+    }
+    let last = scram.pop().unwrap();
+    let token = last.cancel_token();
+    cancel_a_sleep(last, token).await;
+
+    drop(scram);
+    drop(md5);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            workers.sessions().iter().all(|&n| n == 0)
+        })
+        .await,
+        "sessions still counted: {:?}",
+        workers.sessions()
+    );
 }
 
 /// YAML of a pooled proxy; `users_schema`: where the map sends `users`.

@@ -365,7 +365,7 @@ async fn many_concurrent_sessions_each_read_fresh_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_spread_over_worker_loops_and_cancel_across_them() {
     let pg = pg().await;
-    let workers = Workers::spawn(2).expect("worker threads");
+    let workers = Workers::spawn(&tokio::runtime::Handle::current(), 2).expect("worker threads");
     let proxy = start_proxy_on(&proxy_yaml(pg, "tokens"), workers.clone()).await;
     let app = unique("e2e_workers");
     let mut clients = Vec::new();
