@@ -30,9 +30,11 @@ ones. `mode: none` (the 1:1 relay) is a reference row in every workload.
 Default: 3 repetitions x 10 s per run; `--reps` and `--seconds` for longer.
 
 --instructions instead counts heal7-proxy's instructions per statement under
-callgrind (as instructions.py does: runs of --n1 and --n2 select-only
-statements from one client, the difference divided), for `mode: none`,
-session and transaction, with `-M simple`, `-M extended` and `-M prepared`;
+callgrind (as instructions.py does: runs of --n1 and --n2 transactions
+from one client, the difference divided by the statements run), for
+`mode: none`, session and transaction, select-only with `-M simple`,
+`-M extended` and `-M prepared` and tpcb-like (7 statements a transaction)
+with `-M simple` and `-M extended` (`--workloads` picks some);
 `--reps N` there runs each N times and prints the minimum and the median.
 
 --syscalls instead counts system calls per transaction (`strace -c -f`
@@ -333,14 +335,15 @@ def log_size(path):
 def count_instructions(args, work, port, db):
     """Instructions per statement of heal7-proxy in each pool mode, 1 client."""
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}: heal7-proxy instructions per statement, 1 client, "
-          f"({args.n2} - {args.n1}) select-only statements, minimum and median of {args.reps} run(s)")
+          f"({args.n2} - {args.n1}) transactions (select-only: 1 statement each, tpcb-like: "
+          f"{statements_per_transaction(TPCB_LIKE)}), minimum and median of {args.reps} run(s)")
     # With a pool, its 1 s maintenance timer is armed: how often it fires in
     # a run under valgrind varies, and so does the time driver's work at
     # each park. Hence several runs.
     print(f"{'workload':<16} {'pool':<12} {'instr/stmt':>10} {'median':>8}  runs")
     modes = [("none", None), ("session", "mode: session"), ("transaction", f"mode: transaction, size: {args.pool_size}")]
     modes = [m for m in modes if m[0] in args.modes.split(",")]
-    for workload in ("select-simple", "select-extended", "select-prepared"):
+    for workload in ("select-simple", "select-extended", "select-prepared", "tpcb-simple", "tpcb-extended"):
         if workload not in args.workloads.split(","):
             continue
         for mode, pool in modes:
@@ -352,8 +355,13 @@ def count_instructions(args, work, port, db):
             print(f"{workload:<16} {mode:<12} {runs[0]:>10.0f} {runs[len(runs) // 2]:>8.0f}  {shown}", flush=True)
 
 
+def statements_per_transaction(script):
+    """SQL statements in a pgbench script (its lines that are not meta-commands)."""
+    return sum(1 for line in script.splitlines() if line.strip() and not line.lstrip().startswith("\\"))
+
+
 def instructions_per_statement(args, work, port, db, workload, mode, pool, rep):
-    """One callgrind run of N1 and one of N2 statements; the difference per statement."""
+    """One callgrind run of N1 and one of N2 transactions; the difference per statement."""
     import signal
 
     from instructions import total_instructions
@@ -373,8 +381,9 @@ def instructions_per_statement(args, work, port, db, workload, mode, pool, rep):
         )
         try:
             wait_port(listen, seconds=120)  # valgrind starts slowly
-            script = work / "select-bare.sql"
-            script.write_text(SELECT_ONLY.replace("bench.pgbench_", "pgbench_"))
+            qualified = WORKLOADS[workload][0]
+            script = work / f"{workload}-cg-bare.sql"
+            script.write_text(qualified.replace("bench.pgbench_", "pgbench_"))
             cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(listen), "-U", BENCH_USER, "-c", "1", "-t", str(n)]
             cmd += WORKLOADS[workload][1] + ["-s", str(args.scale), "-f", str(script), db]
             r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": BENCH_PASSWORD})
@@ -389,7 +398,8 @@ def instructions_per_statement(args, work, port, db, workload, mode, pool, rep):
                 proc.kill()
                 proc.wait()
         totals.append(total_instructions(out))
-    return (totals[1] - totals[0]) / (args.n2 - args.n1)
+    statements = statements_per_transaction(WORKLOADS[workload][0])
+    return (totals[1] - totals[0]) / (args.n2 - args.n1) / statements
 
 
 def count_syscalls(args, work, port, db, procs):
