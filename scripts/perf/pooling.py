@@ -39,7 +39,7 @@ with `-M simple` and `-M extended` (`--workloads` picks some);
 
 --syscalls instead counts system calls per transaction (`strace -c -f`
 attached to the pooler for one `pgbench -c 8 -j 2 -S -T --seconds` run
-(`--syscall-clients` for another -c),
+(`--syscall-clients` for another -c, `--syscall-workload` for another workload),
 bare names for heal7-proxy), for heal7-proxy transaction mode (pool of
 --pool-size), session mode and PgBouncer transaction mode. Like
 instruction counts, these hardly move with the machine's load; TPS does.
@@ -419,20 +419,21 @@ def count_syscalls(args, work, port, db, procs):
         proc, bport, pid, _ = started
         procs.append(proc)
         targets.append(("pgb-transaction", bport, pid, False))
+    workload = args.syscall_workload
+    script, flags = WORKLOADS[workload]
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}: system calls per transaction, pgbench -c {clients} -j 2 "
-          f"select-only -M simple, {args.seconds}s, strace -c -f on the pooler")
+          f"{workload}, {args.seconds}s, strace -c -f on the pooler")
     for name, pport, pid, bare in targets:
         # A first run logs the clients in and fills the pool.
-        run_pgbench(pport, db, "select-simple", clients, 2, args.scale, work, bare)
+        run_pgbench(pport, db, workload, clients, 2, args.scale, work, bare)
         out = work / f"strace-{name}.txt"
         tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(pid)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
-        script, _ = WORKLOADS["select-simple"]
-        path = work / f"syscalls{'-bare' if bare else ''}.sql"
+        path = work / f"syscalls-{workload}{'-bare' if bare else ''}.sql"
         path.write_text(script.replace("bench.pgbench_", "pgbench_") if bare else script)
         cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(pport), "-U", BENCH_USER, "-T", str(args.seconds),
-               "-c", str(clients), "-j", "2", "-M", "simple", "-s", str(args.scale), "-f", str(path), db]
+               "-c", str(clients), "-j", "2", *flags, "-s", str(args.scale), "-f", str(path), db]
         r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": BENCH_PASSWORD})
         tracer.send_signal(2)
         tracer.wait(timeout=30)
@@ -477,6 +478,8 @@ def main():
     )
     ap.add_argument("--syscalls", action="store_true", help="count system calls per transaction instead (see above)")
     ap.add_argument("--syscall-clients", type=int, default=8, help="with --syscalls: pgbench clients")
+    ap.add_argument("--syscall-workload", default="select-simple", choices=[w for w in WORKLOADS if w != "connect-per-txn"],
+                    help="with --syscalls: the pgbench workload")
     ap.add_argument("--modes", default="none,session,transaction", help="with --instructions: the pool modes to count")
     ap.add_argument("--n1", type=int, default=2000)
     ap.add_argument("--n2", type=int, default=10000)
