@@ -2,8 +2,8 @@
 """heal7-proxy's Redis side vs a direct connection vs twemproxy (nutcracker),
 with redis-benchmark GET/SET, pipelined (-P 16) and not, 1 and 50 clients,
 in one interleaved run (the order of the three targets rotates each
-repetition). Prints requests/s (median of the repetitions) and each proxy's
-ratio to direct.
+repetition). Prints requests/s (median of the repetitions), each proxy's
+ratio to direct, and in how many repetitions heal7-proxy beat twemproxy.
 
 Keys: redis-benchmark's `key:__rand_int__`; heal7-proxy rewrites `key:` on
 db 0 to `bench:key:` on db 1, so every request goes through the rewrite and
@@ -143,14 +143,19 @@ def main():
         print(f"redis-benchmark, median of {args.reps} interleaved repetitions; heal7-proxy HEAL7_WORKER_THREADS={args.workers}")
         print()
         extra = " heal7 multiplex:false req/s | ratio |" if args.no_multiplex_too else ""
-        print("| test | clients | pipeline | direct req/s | heal7-proxy req/s | ratio | twemproxy req/s | ratio |" + extra)
-        print("|---|---|---|---|---|---|---|---|" + ("---|---|" if extra else ""))
+        # Paired: each repetition ran every target back to back, so a
+        # repetition's own comparison is spared the drift between repetitions.
+        print("| test | clients | pipeline | direct req/s | heal7-proxy req/s | ratio | twemproxy req/s | ratio "
+              "| reps heal7-proxy ahead |" + extra)
+        print("|---|---|---|---|---|---|---|---|---|" + ("---|---|" if extra else ""))
         for row in rows:
             test, clients, pipeline = row
             d = statistics.median(results[(row, "direct")])
             h = statistics.median(results[(row, "heal7-proxy")])
             t = statistics.median(results[(row, "twemproxy")])
-            cells = f"| {test.upper()} | {clients} | {pipeline} | {d:,.0f} | {h:,.0f} | {h / d:.2f} | {t:,.0f} | {t / d:.2f} |"
+            ahead = sum(a > b for a, b in zip(results[(row, "heal7-proxy")], results[(row, "twemproxy")]))
+            cells = (f"| {test.upper()} | {clients} | {pipeline} | {d:,.0f} | {h:,.0f} | {h / d:.2f} | {t:,.0f} "
+                     f"| {t / d:.2f} | {ahead} of {args.reps} |")
             if extra:
                 x = statistics.median(results[(row, "heal7 no-mux")])
                 cells += f" {x:,.0f} | {x / d:.2f} |"

@@ -6,9 +6,10 @@
 # zero and dump, so start-up is not in them. Machine load does not change
 # them (unlike requests/s).
 #
-# usage: scripts/perf/redis_callgrind.sh [--clients N] [--test get|set] [--keep DIR] [BINARY] [REQUESTS]
+# usage: scripts/perf/redis_callgrind.sh [--clients N] [--pipeline P] [--test get|set] [--keep DIR] [BINARY] [REQUESTS]
 #   --clients N  redis-benchmark's -c (default 1: a lone client; 50 for the
 #                shared connections' path)
+#   --pipeline P redis-benchmark's -P (default 1: no pipelining)
 #   --test T     get (default) or set
 #   --keep DIR   copy the callgrind profiles (cg.TARGET.*) there, for
 #                callgrind_annotate
@@ -21,11 +22,13 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CLIENTS=1
+PIPELINE=1
 TEST=get
 KEEP=
 while [ $# -gt 0 ]; do
     case $1 in
         --clients) CLIENTS=$2; shift 2 ;;
+        --pipeline) PIPELINE=$2; shift 2 ;;
         --test) TEST=$2; shift 2 ;;
         --keep) KEEP=$2; shift 2 ;;
         --) shift; break ;;
@@ -42,9 +45,9 @@ done
 # shellcheck source=redis_targets.sh
 . "$(dirname "$0")/redis_targets.sh"
 
-bench() { redis-benchmark -p "$1" -c "$CLIENTS" -n "$2" -t "$TEST" -r 100000 -q >/dev/null 2>&1; }
+bench() { redis-benchmark -p "$1" -c "$CLIENTS" -P "$PIPELINE" -n "$2" -t "$TEST" -r 100000 -q >/dev/null 2>&1; }
 
-echo "redis-benchmark -c $CLIENTS -t $TEST -n $N"
+echo "redis-benchmark -c $CLIENTS -P $PIPELINE -t $TEST -n $N"
 printf '| target | instructions/request | syscalls/request | syscalls |\n|---|---|---|---|\n'
 for name in ${TARGETS:-heal7-mux heal7-nomux twemproxy}; do
     port=$(free_port)
