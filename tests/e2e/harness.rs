@@ -700,6 +700,19 @@ pub async fn psql(
 }
 
 /// Poll `check` every 100 ms until it returns true or `limit` passes.
+/// Wait (up to 10 s) until no event loop of `workers` counts a session:
+/// every session ended and gave back its count, wherever it ran.
+pub async fn assert_no_sessions_counted(workers: &heal7_proxy::workers::Workers) {
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            workers.sessions().iter().all(|&n| n == 0)
+        })
+        .await,
+        "sessions still counted: {:?}",
+        workers.sessions()
+    );
+}
+
 pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,

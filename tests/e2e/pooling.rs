@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use crate::harness::{
-    ProxyHandle, SCHEMAS_YAML, connect, pg, simple_value, sqlstate, start_proxy_on,
-    start_proxy_yaml, wait_until,
+    ProxyHandle, SCHEMAS_YAML, assert_no_sessions_counted, connect, pg, simple_value, sqlstate,
+    start_proxy_on, start_proxy_yaml, wait_until,
 };
 use heal7_proxy::workers::Workers;
 
@@ -318,14 +318,7 @@ async fn a_transaction_pool_relays_its_sessions_on_one_event_loop() {
 
     drop(scram);
     drop(md5);
-    assert!(
-        wait_until(Duration::from_secs(10), || async {
-            workers.sessions().iter().all(|&n| n == 0)
-        })
-        .await,
-        "sessions still counted: {:?}",
-        workers.sessions()
-    );
+    assert_no_sessions_counted(&workers).await;
 }
 
 /// YAML of a pooled proxy; `users_schema`: where the map sends `users`.

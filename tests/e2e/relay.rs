@@ -11,8 +11,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use heal7_proxy::workers::Workers;
 
 use crate::harness::{
-    connect, connect_with_messages, pg, proxy_yaml, psql, simple_rows, simple_value, sqlstate,
-    start_proxy, start_proxy_on, unique, wait_until,
+    assert_no_sessions_counted, connect, connect_with_messages, pg, proxy_yaml, psql, simple_rows,
+    simple_value, sqlstate, start_proxy, start_proxy_on, unique, wait_until,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,12 +388,5 @@ async fn sessions_spread_over_worker_loops_and_cancel_across_them() {
     cancel_a_running_query(clients.remove(1), &format!("{app}_1")).await;
 
     drop(clients);
-    assert!(
-        wait_until(Duration::from_secs(10), || async {
-            workers.sessions().iter().all(|&n| n == 0)
-        })
-        .await,
-        "sessions still counted: {:?}",
-        workers.sessions()
-    );
+    assert_no_sessions_counted(&workers).await;
 }
