@@ -66,12 +66,8 @@ for name in ${TARGETS:-heal7-mux heal7-nomux twemproxy}; do
     ir=$(grep -h '^summary:' "$T"/cg."$name".*.1 | awk '{print $2}')
     if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$T"/cg."$name".* "$KEEP"/; fi
 
-    port=$(free_port)
-    command_for "$name" "$port"
-    HEAL7_WORKER_THREADS=1 RUST_LOG=warn "${CMD[@]}" >/dev/null 2>&1 &
-    proxy=$!
-    PIDS+=($proxy)
-    wait_ping "$port"
+    start_target "$name"
+    port=$PORT proxy=$PID
     bench "$port" 2000
     strace -c -f -p "$proxy" -o "$T/strace.$name" 2>/dev/null &
     st=$!

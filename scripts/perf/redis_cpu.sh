@@ -31,12 +31,8 @@ sleeps() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += 
 echo "redis-benchmark -c $C -t $TEST -n $N"
 printf '| target | CPU microseconds/request | requests/s | sleeps/request |\n|---|---|---|---|\n'
 for name in ${TARGETS:-heal7-mux twemproxy heal7-nomux}; do
-    port=$(free_port)
-    command_for "$name" "$port"
-    HEAL7_WORKER_THREADS=1 RUST_LOG=warn "${CMD[@]}" >/dev/null 2>&1 &
-    pid=$!
-    PIDS+=($pid)
-    wait_ping "$port"
+    start_target "$name"
+    port=$PORT pid=$PID
     redis-benchmark -p "$port" -c "$C" -n 5000 -t "$TEST" -r 100000 -q >/dev/null 2>&1
     cpu0=$(cpu_ticks "$pid")
     sl0=$(sleeps "$pid")

@@ -2,7 +2,8 @@
 # and the targets they measure against it (heal7-proxy with multiplexing on
 # or off, rewriting `key:` on db 0 to `bench:key:` on db 1, and twemproxy).
 # Needs BIN set; sets T (a temporary directory, removed at exit), PIDS and
-# R (the redis-server's port).
+# R (the redis-server's port). `start_target NAME` runs one target, as
+# measured (one event loop), and sets PORT and PID.
 
 T=$(mktemp -d /tmp/heal7-redis-perf-XXXX)
 PIDS=()
@@ -51,4 +52,12 @@ EOF
             ;;
         *) echo "unknown target $name" >&2; exit 1 ;;
     esac
+}
+start_target() { # name -> PORT, PID
+    PORT=$(free_port)
+    command_for "$1" "$PORT"
+    HEAL7_WORKER_THREADS=1 RUST_LOG=warn "${CMD[@]}" >/dev/null 2>&1 &
+    PID=$!
+    PIDS+=($PID)
+    wait_ping "$PORT"
 }
