@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::TcpStream;
-use tokio::runtime::{Handle, Id};
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
@@ -28,15 +28,14 @@ pub struct Workers {
     loops: Arc<[Loop]>,
     /// Loops handed to transaction-pooled pools so far (round robin).
     pools_placed: Arc<AtomicUsize>,
-    /// The accepting runtime, for work moved to it from another loop.
-    accepting: Option<Handle>,
 }
 
 struct Loop {
-    /// `None`: the runtime the acceptor itself runs on.
+    /// `None`: made without one ([`Workers::current`], in tests).
     handle: Option<Handle>,
-    /// The runtime's id (`None`: made outside any runtime, in tests).
-    id: Option<Id>,
+    /// The runtime the acceptor itself runs on: its sessions start where
+    /// they were accepted, without moving the socket.
+    accepts: bool,
     sessions: Arc<AtomicUsize>,
 }
 
@@ -46,11 +45,10 @@ impl Workers {
         Workers {
             loops: Arc::new([Loop {
                 handle: None,
-                id: None,
+                accepts: true,
                 sessions: Arc::default(),
             }]),
             pools_placed: Arc::default(),
-            accepting: None,
         }
     }
 
@@ -59,8 +57,8 @@ impl Workers {
     /// process.
     pub fn spawn(accepting: &Handle, extra: usize) -> std::io::Result<Self> {
         let mut loops = vec![Loop {
-            handle: None,
-            id: Some(accepting.id()),
+            handle: Some(accepting.clone()),
+            accepts: true,
             sessions: Arc::default(),
         }];
         for n in 1..=extra {
@@ -72,15 +70,14 @@ impl Workers {
                 .name(format!("heal7-worker-{n}"))
                 .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
             loops.push(Loop {
-                id: Some(handle.id()),
                 handle: Some(handle),
+                accepts: false,
                 sessions: Arc::default(),
             });
         }
         Ok(Workers {
             loops: loops.into(),
             pools_placed: Arc::default(),
-            accepting: Some(accepting.clone()),
         })
     }
 
@@ -116,7 +113,7 @@ impl Workers {
         // Counted now, not when the task starts: the next accept must see it.
         chosen.sessions.fetch_add(1, Ordering::Relaxed);
         let counted = Counted(Arc::clone(&chosen.sessions));
-        match &chosen.handle {
+        match chosen.handle.as_ref().filter(|_| !chosen.accepts) {
             None => {
                 tasks.spawn(async move {
                     let _counted = counted;
@@ -157,13 +154,14 @@ impl Workers {
         self.pools_placed.fetch_add(1, Ordering::Relaxed) % self.loops.len()
     }
 
-    /// Whether the calling task runs on loop `index` (true outside a
-    /// runtime or for an index out of range: nowhere to move to).
+    /// Whether the calling task runs on loop `index` (true for a loop
+    /// without a handle or an index out of range: nowhere to move to).
     pub fn is_current(&self, index: usize) -> bool {
-        let Some(target) = self.loops.get(index) else {
-            return true;
-        };
-        target.id.is_none() || target.id == Handle::try_current().ok().map(|h| h.id())
+        let here = Handle::try_current().ok().map(|h| h.id());
+        self.loops
+            .get(index)
+            .and_then(|l| l.handle.as_ref())
+            .is_none_or(|h| Some(h.id()) == here)
     }
 
     /// Run `work` on loop `index` (a session moving there), counted there
@@ -179,7 +177,7 @@ impl Workers {
         let from = self
             .loops
             .iter()
-            .find(|l| l.id.is_some() && l.id == here)
+            .find(|l| l.handle.as_ref().is_some_and(|h| Some(h.id()) == here))
             .map(|l| Arc::clone(&l.sessions));
         let target = &self.loops[index % self.loops.len()];
         let moved = Moved::new(from, Arc::clone(&target.sessions));
@@ -189,10 +187,7 @@ impl Workers {
         };
         match &target.handle {
             Some(handle) => handle.spawn(work),
-            None => match &self.accepting {
-                Some(handle) => handle.spawn(work),
-                None => tokio::spawn(work),
-            },
+            None => tokio::spawn(work),
         }
     }
 }
