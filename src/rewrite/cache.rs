@@ -154,7 +154,10 @@ pub(crate) enum KeyKind {
 
 /// The bytes a key starts with: kind, then policy; the text or shape
 /// bytes follow.
-pub(crate) fn key_prefix(kind: KeyKind, policy: OnParseError) -> [u8; 2] {
+/// The bytes [`key_prefix`] puts before the text or shape.
+pub(crate) const KEY_PREFIX_LEN: usize = 2;
+
+pub(crate) fn key_prefix(kind: KeyKind, policy: OnParseError) -> [u8; KEY_PREFIX_LEN] {
     [kind as u8, policy as u8]
 }
 
@@ -256,6 +259,10 @@ impl RewriteCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The entry under `key`, counting a hit. A miss is counted by the
+    /// caller ([`RewriteCache::count_miss`]) once it knows the text needed
+    /// a rewrite: a text that names no mapped table is looked up too, and
+    /// is no miss.
     pub(crate) fn get(&self, key: &[u8], kind: KeyKind) -> Option<Arc<Cached>> {
         let found = {
             let mut inner = self.lock();
@@ -267,9 +274,14 @@ impl RewriteCache {
         match (&found, kind) {
             (Some(_), KeyKind::Text) => self.text_hits.fetch_add(1, Ordering::Relaxed),
             (Some(_), KeyKind::Shape) => self.shape_hits.fetch_add(1, Ordering::Relaxed),
-            (None, _) => self.misses.fetch_add(1, Ordering::Relaxed),
+            (None, _) => 0,
         };
         found
+    }
+
+    /// One lookup that found nothing for a text that needed a rewrite.
+    pub(crate) fn count_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn insert(&self, key: &[u8], value: Cached) {
@@ -370,6 +382,7 @@ mod tests {
                 format!("{i} {filler}").as_bytes(),
             );
             assert!(cache.get(&k, KeyKind::Text).is_none());
+            cache.count_miss();
             cache.insert(&k, text_value(i));
             assert!(cache.stats().bytes <= limit);
         }

@@ -120,17 +120,20 @@ pub fn rewrite_sql(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite 
     let Some(prefilter) = &map.prefilter else {
         return Rewrite::untouched();
     };
-    if !prefilter.may_name_mapped_table(sql) {
-        return Rewrite::untouched();
-    }
     let cache = &map.cache;
     // Past max_parse_bytes a text is not worth a cache key of its size.
     if !cache.enabled() || sql.len() > map.max_parse_bytes() {
+        if !prefilter.may_name_mapped_table(sql) {
+            return Rewrite::untouched();
+        }
         return rewrite_parsed(sql, map, policy, prefilter);
     }
     SCRATCH.with(|scratch| {
         let Ok(mut scratch) = scratch.try_borrow_mut() else {
             // Only if a rewrite ever re-entered this one.
+            if !prefilter.may_name_mapped_table(sql) {
+                return Rewrite::untouched();
+            }
             return rewrite_parsed(sql, map, policy, prefilter);
         };
         let result = rewrite_cached(sql, map, policy, prefilter, &mut scratch);
@@ -176,6 +179,13 @@ fn rewrite_cached(
     // with literals inline); the exact text otherwise (Parse with `$n`,
     // comments, dollar quotes, ...). Never both: a text key per literal
     // value would only churn the cache.
+    //
+    // The cache is looked up before the prefilter, so a statement that
+    // names a mapped table, the common case, skips the prefilter's scan
+    // (one that names none pays a lookup first). A hit must be a text the
+    // prefilter would pass: a text key is the text itself, and a shape is
+    // cached only when its words pass with the literals masked (a mapped
+    // name or `public.` inside a string is not a property of the shape).
     let Scratch { key, word_starts } = scratch;
     key.clear();
     key.extend_from_slice(&cache::key_prefix(KeyKind::Shape, policy));
@@ -186,8 +196,14 @@ fn rewrite_cached(
         {
             return r;
         }
+        if !prefilter.may_name_mapped_table(sql) {
+            return Rewrite::untouched();
+        }
+        cache.count_miss();
         let r = rewrite_parsed(sql, map, policy, prefilter);
-        if let Some(anchored) = ShapeRewrite::anchor(&r, word_starts) {
+        if prefilter.names_a_listed_word(&key[cache::KEY_PREFIX_LEN..])
+            && let Some(anchored) = ShapeRewrite::anchor(&r, word_starts)
+        {
             cache.insert(key, Cached::Shape(anchored));
         }
         return r;
@@ -200,6 +216,10 @@ fn rewrite_cached(
     {
         return r.clone();
     }
+    if !prefilter.may_name_mapped_table(sql) {
+        return Rewrite::untouched();
+    }
+    cache.count_miss();
     let r = rewrite_parsed(sql, map, policy, prefilter);
     cache.insert(key, Cached::Text(r.clone()));
     r

@@ -79,12 +79,19 @@ impl MappedNamePrefilter {
     /// when `public.` spellings are rewritten, a string starts with one.
     #[inline]
     pub(crate) fn may_name_mapped_table(&self, text: &str) -> bool {
+        self.names_a_listed_word(text.as_bytes()) || self.may_spell_public(text)
+    }
+
+    /// The word half of [`Self::may_name_mapped_table`]: a mapped name or
+    /// another listed word, without the `public.` strings. Asked of a
+    /// shape (literals masked), it answers for every text of that shape.
+    #[inline]
+    pub(crate) fn names_a_listed_word(&self, text: &[u8]) -> bool {
         Self::occurs(&self.automaton, text)
             || self
                 .creating
                 .as_ref()
                 .is_some_and(|words| Self::occurs(words, text))
-            || self.may_spell_public(text)
     }
 
     /// Whether a string of `text` may start with a `public.` spelling.
@@ -94,9 +101,9 @@ impl MappedNamePrefilter {
     }
 
     #[inline]
-    fn occurs(automaton: &AhoCorasick, text: &str) -> bool {
+    fn occurs(automaton: &AhoCorasick, text: &[u8]) -> bool {
         let at_boundary = |m: aho_corasick::Match| {
-            let bytes = text.as_bytes();
+            let bytes = text;
             let before_ok = m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]);
             let after_ok = m.end() == bytes.len() || !is_identifier_byte(bytes[m.end()]);
             before_ok && after_ok

@@ -206,3 +206,47 @@ fn shape_hits_equal_fresh_rewrites_across_literal_forms() {
     let s = map.cache_stats();
     assert!(s.shape_hits > 100, "{s:?}");
 }
+
+#[test]
+fn a_text_naming_no_mapped_table_is_looked_up_but_no_miss() {
+    let map = SchemaMap::new([("bench", "pgbench_accounts")]).with_cache_bytes(1 << 20);
+    for _ in 0..3 {
+        for sql in [
+            "BEGIN;",
+            "END;",
+            "SELECT 1",
+            "SELECT abalance FROM t WHERE aid = $1",
+        ] {
+            let r = rewrite_sql(sql, &map, OnParseError::Tokens);
+            assert_eq!(r.outcome, Outcome::NoParseNeeded, "{sql}");
+        }
+    }
+    let s = map.cache_stats();
+    assert_eq!(
+        (s.misses, s.shape_hits, s.text_hits, s.entries),
+        (0, 0, 0, 0)
+    );
+}
+
+/// The cache is asked before the prefilter, so a shape must not remember
+/// what a string of one text made the prefilter say: another text of the
+/// same shape names no mapped table and must stay unparsed.
+#[test]
+fn what_a_string_holds_does_not_decide_for_its_shape() {
+    let map = SchemaMap::new([("bench", "pgbench_accounts")]).with_cache_bytes(1 << 20);
+    for (first, then) in [
+        ("SELECT 'pgbench_accounts' FROM t", "SELECT 'zzz' FROM t"),
+        ("SELECT 'x '' public.y' FROM t", "SELECT 'abc' FROM t"),
+    ] {
+        for sql in [first, first, then, then] {
+            let cached = rewrite_sql(sql, &map, OnParseError::Tokens);
+            let fresh = rewrite_sql_uncached(sql, &map, OnParseError::Tokens);
+            assert!(
+                same(&cached, &fresh),
+                "{sql}: cached {cached:?} fresh {fresh:?}"
+            );
+        }
+        let r = rewrite_sql(then, &map, OnParseError::Tokens);
+        assert_eq!(r.outcome, Outcome::NoParseNeeded, "{then}");
+    }
+}
