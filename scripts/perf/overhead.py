@@ -96,14 +96,20 @@ def as_postgres(cmd):
     return cmd
 
 
-def cpu_seconds(pid):
-    """utime + stime of a process, from /proc (clock ticks -> seconds)."""
+def cpu_times(pid):
+    """(utime, stime) of a process in seconds, from /proc; None if gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
     except (OSError, IndexError, ValueError):
         return None
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, from /proc (clock ticks -> seconds)."""
+    times = cpu_times(pid)
+    return sum(times) if times else None
 
 
 def make_certificate(work):

@@ -62,7 +62,7 @@ from overhead import (  # noqa: E402
     SELECT_ONLY,
     TPCB_LIKE,
     as_postgres,
-    cpu_seconds,
+    cpu_times,
     find_pgbouncer,
     free_port,
     prepare_tables,
@@ -563,19 +563,22 @@ def main():
                 for rep in range(args.reps):
                     order = targets[rep % len(targets):] + targets[: rep % len(targets)]
                     for t in order:
-                        before_cpu = cpu_seconds(t["pid"]) if t["pid"] else None
+                        before_cpu = cpu_times(t["pid"]) if t["pid"] else None
                         before_log = log_size(t["log"])
                         tps, status, errors = run_pgbench(
                             t["port"], db, workload, clients, args.seconds, args.scale, work, t["bare"]
                         )
-                        after_cpu = cpu_seconds(t["pid"]) if t["pid"] else None
-                        cpu = after_cpu - before_cpu if before_cpu is not None and after_cpu is not None else None
+                        after_cpu = cpu_times(t["pid"]) if t["pid"] else None
+                        cpu = None
+                        if before_cpu and after_cpu:
+                            cpu = tuple(a - b for a, b in zip(after_cpu, before_cpu))
                         rows[t["name"]].append((tps, status, errors, cpu))
                         if status != 0 or errors:
                             failures.append((workload, clients, t["name"], rep, status, errors[:5],
                                              log_tail(t["log"], before_log)))
                 print(f"\n## {workload}, {clients} client(s); {note}")
-                print(f"{'target':<15} {'rep':>3} {'tps':>9} {'ratio':>6} {'exit':>7} {'errors':>6} {'cpu s':>6}")
+                print(f"{'target':<15} {'rep':>3} {'tps':>9} {'ratio':>6} {'exit':>7} {'errors':>6} {'cpu s':>6}"
+                      f" {'user us/txn':>11} {'sys us/txn':>10}")
                 for t in targets:
                     name = t["name"]
                     ratios = []
@@ -588,11 +591,25 @@ def main():
                         total_errors += len(errors)
                         tps_s = f"{tps:.0f}" if tps is not None else "-"
                         ratio_s = f"{ratio:.2f}" if ratio is not None else "-"
-                        cpu_s = f"{cpu:.1f}" if cpu is not None else "-"
-                        print(f"{name:<15} {rep:>3} {tps_s:>9} {ratio_s:>6} {status!s:>7} {len(errors):>6} {cpu_s:>6}")
+                        cpu_s = f"{sum(cpu):.1f}" if cpu is not None else "-"
+                        # The proxy's own CPU per transaction, split: the
+                        # kernel's share is the loopback sends and receives.
+                        txns = tps * args.seconds if tps else None
+                        user_s = f"{cpu[0] / txns * 1e6:.0f}" if cpu is not None and txns else "-"
+                        sys_s = f"{cpu[1] / txns * 1e6:.0f}" if cpu is not None and txns else "-"
+                        print(f"{name:<15} {rep:>3} {tps_s:>9} {ratio_s:>6} {status!s:>7} {len(errors):>6} {cpu_s:>6}"
+                              f" {user_s:>11} {sys_s:>10}")
                     med = statistics.median(ratios) if ratios else None
                     spread = (max(ratios) - min(ratios)) / med if med else 0
                     summary.append((workload, clients, name, med, spread, total_errors, len(ratios)))
+                # The same slot of the rotation side by side: how often the
+                # pooled proxy was ahead of PgBouncer in its repetition.
+                pooled = [t["name"] for t in targets if t["name"] in ("heal7-txn", "heal7-session")]
+                rival = [t["name"] for t in targets if t["name"].startswith("pgb-")]
+                if pooled and rival:
+                    pairs = [(a[0], b[0]) for a, b in zip(rows[pooled[0]], rows[rival[0]]) if a[0] and b[0]]
+                    ahead = sum(1 for a, b in pairs if a > b)
+                    print(f"{pooled[0]} ahead of {rival[0]} in {ahead} of {len(pairs)} repetitions")
 
         print("\n## Summary: median TPS ratio to direct; errors over all repetitions")
         print(f"{'workload':<16} {'clients':>7} {'target':<15} {'ratio':>6} {'errors':>6}  note")
