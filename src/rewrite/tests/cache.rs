@@ -250,3 +250,26 @@ fn what_a_string_holds_does_not_decide_for_its_shape() {
         assert_eq!(r.outcome, Outcome::NoParseNeeded, "{then}");
     }
 }
+
+/// A relation name inside a string (`to_regclass('users')`) is rewritten
+/// like an identifier; a text of the same shape whose string names
+/// nothing, cached or not, must never answer for it.
+#[test]
+fn a_relation_name_in_a_string_is_never_answered_from_a_shape() {
+    let map = SchemaMap::new([("shared_common", "users")]).with_cache_bytes(1 << 20);
+    for sql in [
+        "SELECT to_regclass('zzz') FROM users",
+        "SELECT to_regclass('users') FROM users",
+        "SELECT 'zzz'::regclass FROM users",
+        "SELECT 'users'::regclass FROM users",
+        "SELECT to_regclass('zzz')",
+        "SELECT to_regclass('users')",
+    ] {
+        let cached = rewrite_sql(sql, &map, OnParseError::Tokens);
+        let fresh = rewrite_sql_uncached(sql, &map, OnParseError::Tokens);
+        assert!(
+            same(&cached, &fresh),
+            "{sql}: cached {cached:?} fresh {fresh:?}"
+        );
+    }
+}
