@@ -152,11 +152,11 @@ pub(crate) enum KeyKind {
     Shape = 1,
 }
 
-/// The bytes a key starts with: kind, then policy; the text or shape
-/// bytes follow.
 /// The bytes [`key_prefix`] puts before the text or shape.
 pub(crate) const KEY_PREFIX_LEN: usize = 2;
 
+/// The bytes a key starts with: kind, then policy; the text or shape
+/// bytes follow.
 pub(crate) fn key_prefix(kind: KeyKind, policy: OnParseError) -> [u8; KEY_PREFIX_LEN] {
     [kind as u8, policy as u8]
 }
@@ -271,11 +271,13 @@ impl RewriteCache {
                 Arc::clone(&slot.value)
             })
         };
-        match (&found, kind) {
-            (Some(_), KeyKind::Text) => self.text_hits.fetch_add(1, Ordering::Relaxed),
-            (Some(_), KeyKind::Shape) => self.shape_hits.fetch_add(1, Ordering::Relaxed),
-            (None, _) => 0,
-        };
+        if found.is_some() {
+            match kind {
+                KeyKind::Text => &self.text_hits,
+                KeyKind::Shape => &self.shape_hits,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+        }
         found
     }
 

@@ -123,18 +123,12 @@ pub fn rewrite_sql(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite 
     let cache = &map.cache;
     // Past max_parse_bytes a text is not worth a cache key of its size.
     if !cache.enabled() || sql.len() > map.max_parse_bytes() {
-        if !prefilter.may_name_mapped_table(sql) {
-            return Rewrite::untouched();
-        }
-        return rewrite_parsed(sql, map, policy, prefilter);
+        return rewrite_filtered(sql, map, policy, prefilter);
     }
     SCRATCH.with(|scratch| {
         let Ok(mut scratch) = scratch.try_borrow_mut() else {
             // Only if a rewrite ever re-entered this one.
-            if !prefilter.may_name_mapped_table(sql) {
-                return Rewrite::untouched();
-            }
-            return rewrite_parsed(sql, map, policy, prefilter);
+            return rewrite_filtered(sql, map, policy, prefilter);
         };
         let result = rewrite_cached(sql, map, policy, prefilter, &mut scratch);
         scratch.trim();
@@ -229,9 +223,20 @@ fn rewrite_cached(
 /// the tests that prove a cache hit equals a fresh rewrite.
 #[doc(hidden)]
 pub fn rewrite_sql_uncached(sql: &str, map: &SchemaMap, policy: OnParseError) -> Rewrite {
-    let Some(prefilter) = &map.prefilter else {
-        return Rewrite::untouched();
-    };
+    match &map.prefilter {
+        Some(prefilter) => rewrite_filtered(sql, map, policy, prefilter),
+        None => Rewrite::untouched(),
+    }
+}
+
+/// The prefilter, then a rewrite of what it lets through: every path that
+/// does not ask the cache.
+fn rewrite_filtered(
+    sql: &str,
+    map: &SchemaMap,
+    policy: OnParseError,
+    prefilter: &MappedNamePrefilter,
+) -> Rewrite {
     if !prefilter.may_name_mapped_table(sql) {
         return Rewrite::untouched();
     }

@@ -101,9 +101,8 @@ impl MappedNamePrefilter {
     }
 
     #[inline]
-    fn occurs(automaton: &AhoCorasick, text: &[u8]) -> bool {
+    fn occurs(automaton: &AhoCorasick, bytes: &[u8]) -> bool {
         let at_boundary = |m: aho_corasick::Match| {
-            let bytes = text;
             let before_ok = m.start() == 0 || !is_identifier_byte(bytes[m.start() - 1]);
             let after_ok = m.end() == bytes.len() || !is_identifier_byte(bytes[m.end()]);
             before_ok && after_ok
@@ -111,7 +110,7 @@ impl MappedNamePrefilter {
         // The non-overlapping search is the faster one and answers most
         // texts: no occurrence at all, or one at a boundary.
         let mut any = false;
-        for m in automaton.find_iter(text) {
+        for m in automaton.find_iter(bytes) {
             if at_boundary(m) {
                 return true;
             }
@@ -119,7 +118,7 @@ impl MappedNamePrefilter {
         }
         // An occurrence inside a longer word may have hidden an overlapping
         // one that stands alone.
-        any && automaton.find_overlapping_iter(text).any(at_boundary)
+        any && automaton.find_overlapping_iter(bytes).any(at_boundary)
     }
 }
 
