@@ -344,7 +344,7 @@ fn rewrite_cache(out: &mut String, state: &AdminState) {
 fn pools(out: &mut String, state: &AdminState) {
     type Values = fn(&crate::pool::Pool) -> Vec<(&'static str, u64)>;
     let pools = state.pools.all();
-    let families: [(&str, &str, &str, Values); 6] = [
+    let families: [(&str, &str, &str, Values); 7] = [
         (
             "heal7_proxy_pool_clients",
             "gauge",
@@ -429,6 +429,12 @@ fn pools(out: &mut String, state: &AdminState) {
                     ),
                 ]
             },
+        ),
+        (
+            "heal7_proxy_pool_begins_deferred_total",
+            "counter",
+            "Transaction pooling: bare BEGINs answered by the proxy and sent to the server ahead of the transaction's first request.",
+            |p| vec![("", p.stats.begins_deferred.load(Ordering::Relaxed))],
         ),
     ];
     for (name, kind, help, values) in families {

@@ -134,6 +134,9 @@ pub struct PoolStats {
     /// Transaction pooling: client Parses the proxy answered itself,
     /// between transactions, for statements the pool knew.
     pub prepared_answered: AtomicU64,
+    /// Transaction pooling: bare BEGINs the proxy answered itself and sent
+    /// ahead of the transaction's first request.
+    pub begins_deferred: AtomicU64,
 }
 
 /// One (database name, user) pool.

@@ -63,6 +63,11 @@ pub enum SessionError {
     /// No server connection for the client.
     #[error("{0}")]
     Pool(#[from] PoolError),
+    /// Transaction pooling: the server refused a BEGIN the proxy had
+    /// already answered (`DeferredBegin`); the client gets the server's
+    /// ErrorResponse, and the session ends.
+    #[error("the server refused the transaction's BEGIN, which heal7-proxy had answered")]
+    BeginFailed(bytes::BytesMut),
     /// A startup `options` value other than `-c name=value` pairs.
     #[error("unsupported startup options for a pooled database: {0} (only -c name=value)")]
     UnsupportedOption(String),
@@ -105,6 +110,8 @@ impl ClientFacing for SessionError {
                 SqlState::ProtocolViolation
             }
             SessionError::AuthQuery(_) => SqlState::ConnectionFailure,
+            // Only if its frame could not be sent as it came.
+            SessionError::BeginFailed(_) => SqlState::Internal,
             SessionError::Pool(e) => e.sqlstate(),
         }
     }
@@ -120,6 +127,7 @@ impl ClientFacing for SessionError {
     fn server_frame(&self) -> Option<&[u8]> {
         match self {
             SessionError::Pool(e) => e.server_frame(),
+            SessionError::BeginFailed(frame) => Some(frame),
             _ => None,
         }
     }

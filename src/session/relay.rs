@@ -517,6 +517,9 @@ impl Upstream {
                 // Only the first request of a batch can start a new
                 // transaction; the rest follow it.
                 self.follow_reload(header.tag, pos, &mut reencoding, &mut session, tracker, ctx);
+                if MODE == TRANSACTION_POOL && pos == 0 {
+                    self.send_deferred_begin(&mut reencoding);
+                }
             }
             if forwarded_as_is(header.tag)
                 && (MODE != TRANSACTION_POOL
@@ -896,6 +899,13 @@ impl Downstream {
                 })
             } else {
                 let replacement = t.on_server_frame(header.tag, frame, &ctx.state.metrics);
+                // Set only where an answer was dropped (the test of the
+                // rare case stays off the common path).
+                if replacement.is_some()
+                    && let Some(error) = t.begin_failed.take()
+                {
+                    return Err(SessionError::BeginFailed(error));
+                }
                 if header.tag == tag::READY_FOR_QUERY
                     && let Some(status) = t.status
                 {

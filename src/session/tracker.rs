@@ -76,6 +76,10 @@ pub(super) enum Silent {
     /// `SHOW` (`ShowTag`) or as it comes (`PassTag`).
     ShowTag,
     PassTag,
+    /// Transaction pooling: one answer to a BEGIN the proxy answered
+    /// itself and sent ahead of the client's next request
+    /// (`DeferredBegin`).
+    Begin,
 }
 
 /// The CommandComplete of a `SHOW search_path` the proxy answered with a
@@ -154,6 +158,9 @@ pub(super) struct Tracker {
     pub(super) server_statements: Option<ServerStatements>,
     /// Transaction pooling: the client's SQL-level prepared statements.
     pub(super) sql: SqlStatements,
+    /// Transaction pooling: the server's ErrorResponse to a BEGIN the proxy
+    /// answered itself; the session ends with it.
+    pub(super) begin_failed: Option<BytesMut>,
 }
 
 impl Tracker {
@@ -174,6 +181,7 @@ impl Tracker {
             prepared: PreparedStatements::default(),
             server_statements: None,
             sql: SqlStatements::default(),
+            begin_failed: None,
         }
     }
 
@@ -409,8 +417,27 @@ impl Tracker {
                     self.pending.pop_front();
                     return None;
                 }
+                Some(Pending::Silent(Silent::Begin)) => {
+                    self.pending.pop_front();
+                }
                 _ => return None,
             },
+            tag::BIND_COMPLETE | tag::NO_DATA | tag::PARAMETER_DESCRIPTION
+                if matches!(self.pending.front(), Some(Pending::Silent(Silent::Begin))) =>
+            {
+                self.pending.pop_front();
+            }
+            // The client was told its transaction had begun: nothing may
+            // run as if it had (the server skips to a Sync that never
+            // comes), and the session ends with this error.
+            tag::ERROR_RESPONSE
+                if matches!(self.pending.front(), Some(Pending::Silent(Silent::Begin))) =>
+            {
+                while let Some(Pending::Silent(Silent::Begin)) = self.pending.front() {
+                    self.pending.pop_front();
+                }
+                self.begin_failed = Some(BytesMut::from(frame));
+            }
             // A statement of such a Query failed: the server skips the
             // rest, and the error is the client's.
             tag::ERROR_RESPONSE

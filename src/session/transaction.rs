@@ -62,6 +62,56 @@ pub(super) struct TransactionClient {
     /// Counters: a statement found on the server / prepared there first.
     pub(super) hits: u64,
     pub(super) misses: u64,
+    /// A BEGIN the proxy answered without a server connection, sent ahead
+    /// of the client's next request (see [`DeferredBegin`]).
+    pub(super) deferred_begin: Option<DeferredBegin>,
+}
+
+/// A transaction's BEGIN, answered by the proxy between transactions and
+/// sent to the server connection the client's next request takes, in the
+/// same write: the connection is held one round trip less per
+/// transaction, and the server sees no idle time inside it.
+///
+/// It is sent as Parse, Bind and Execute of the unnamed statement with no
+/// Sync of its own: should the server fail it (a cancel that reaches it,
+/// say), PostgreSQL then skips everything up to the next Sync, so the
+/// client's request can never run outside the transaction it was told
+/// has begun; the proxy ends the session with the server's error
+/// (`SessionError::BeginFailed`).
+#[derive(Debug)]
+pub(super) struct DeferredBegin {
+    /// Parse, Bind, [Describe,] Execute.
+    pub frames: BytesMut,
+    /// The server's answers to them, dropped: ParseComplete, BindComplete,
+    /// [NoData,] CommandComplete.
+    pub answers: u8,
+}
+
+/// The command tag of a bare `BEGIN [WORK | TRANSACTION]` or `START
+/// TRANSACTION` (any case, ASCII white space, one trailing `;`), the only
+/// transaction starts the proxy answers itself: with no options, nothing
+/// in it can fail on an idle server connection. (An isolation level or
+/// READ WRITE can: on a standby, for one.)
+pub(super) fn bare_begin(text: &[u8]) -> Option<&'static str> {
+    let text = text.trim_ascii();
+    let text = text.strip_suffix(b";").unwrap_or(text);
+    let mut words = text
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty());
+    let (first, second) = (words.next()?, words.next());
+    if words.next().is_some() {
+        return None;
+    }
+    let is = |w: Option<&[u8]>, word: &[u8]| w.is_some_and(|w| w.eq_ignore_ascii_case(word));
+    if is(Some(first), b"begin")
+        && (second.is_none() || is(second, b"work") || is(second, b"transaction"))
+    {
+        Some("BEGIN")
+    } else if is(Some(first), b"start") && is(second, b"transaction") {
+        Some("START TRANSACTION")
+    } else {
+        None
+    }
 }
 
 /// A name no statement ever has: Close of it answers CloseComplete.
@@ -696,6 +746,40 @@ mod tests {
         ] {
             assert!(!may_set(text), "{}", String::from_utf8_lossy(text));
             assert_eq!(session_setting(text), None);
+        }
+    }
+
+    #[test]
+    fn only_bare_transaction_starts_are_answered_by_the_proxy() {
+        for (text, tag) in [
+            (&b"BEGIN"[..], "BEGIN"),
+            (b"begin;", "BEGIN"),
+            (b"  Begin Work ; ", "BEGIN"),
+            (b"BEGIN\n\tTRANSACTION", "BEGIN"),
+            (b"start transaction;", "START TRANSACTION"),
+        ] {
+            assert_eq!(
+                bare_begin(text),
+                Some(tag),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        for text in [
+            &b"BEGIN ISOLATION LEVEL SERIALIZABLE"[..],
+            b"BEGIN READ WRITE",
+            b"START TRANSACTION READ ONLY",
+            b"START",
+            b"BEGIN;;",
+            b"BEGIN; SELECT 1",
+            b"BEGIN WORK TRANSACTION",
+            b"/* c */ BEGIN",
+            b"\x0bBEGIN",
+            b"BEGINS",
+            b"COMMIT",
+            b"",
+        ] {
+            assert_eq!(bare_begin(text), None, "{}", String::from_utf8_lossy(text));
         }
     }
 

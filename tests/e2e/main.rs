@@ -26,6 +26,7 @@ mod harness_selftest;
 mod instances;
 mod observe;
 mod pooling;
+mod pooling_begin;
 mod pooling_prepared;
 mod pooling_sql_prepare;
 mod qualify;

@@ -213,3 +213,48 @@ fn only_authentication_ok_marks_the_session_authenticated() {
     t.on_server_frame(b'R', &ok, &metrics);
     assert!(t.authenticated);
 }
+
+/// The answers to a BEGIN the proxy answered itself are dropped; should
+/// the server refuse it, the session ends with the server's error instead
+/// of relaying the client's request as if a transaction had begun.
+#[test]
+fn a_deferred_begin_is_answered_silently_or_ends_the_session() {
+    let metrics = Metrics::default();
+    let mut t = tracker();
+    let begin = |t: &mut Tracker| {
+        for _ in 0..3 {
+            t.pending.push_back(Pending::Silent(Silent::Begin));
+        }
+        t.pending.push_back(Pending::Query(StatementContext::Plain));
+    };
+    begin(&mut t);
+    for frame in [
+        server_frame(b'1', b""),
+        server_frame(b'2', b""),
+        server_frame(b'C', b"BEGIN\0"),
+    ] {
+        let dropped = t.on_server_frame(frame[0], &frame, &metrics);
+        assert_eq!(dropped.as_deref(), Some(&b""[..]), "dropped: {frame:?}");
+    }
+    // The client's own answers pass.
+    assert!(
+        t.on_server_frame(b'C', &server_frame(b'C', b"SELECT 1\0"), &metrics)
+            .is_none()
+    );
+    t.on_server_frame(b'Z', b"Z\0\0\0\x05T", &metrics);
+    assert!(t.is_idle() && t.begin_failed.is_none());
+
+    let mut t = tracker();
+    begin(&mut t);
+    t.on_server_frame(b'1', &server_frame(b'1', b""), &metrics);
+    let error = error_at("1");
+    assert_eq!(
+        t.on_server_frame(b'E', &error, &metrics).as_deref(),
+        Some(&b""[..])
+    );
+    assert_eq!(t.begin_failed.as_deref(), Some(&error[..]));
+    assert!(matches!(
+        t.pending.front(),
+        Some(Pending::Query(StatementContext::Plain))
+    ));
+}

@@ -76,9 +76,13 @@ pub(in crate::session) async fn relay_transactions(
     let abort = WakeGate::new(ctx.shutdown.abort.cancelled());
     tokio::pin!(abort);
     loop {
+        // After a BEGIN the proxy answered, the client is inside a
+        // transaction: a drain waits for its end, as for any other.
+        let in_transaction = up.begin_deferred();
         let waited = tokio::select! {
             r = up.wait_for_request(more) => r,
-            () = &mut drain => Err(SessionError::Shutdown),
+            () = &mut drain, if !in_transaction => Err(SessionError::Shutdown),
+            () = &mut abort, if in_transaction => Err(SessionError::Shutdown),
         };
         match waited {
             Ok(true) => {}

@@ -14,16 +14,23 @@
 //! every server connection inside a transaction (pgbench `-M prepared`)
 //! is not stalled until `query_wait_timeout_ms`.
 //!
+//! A bare BEGIN (`transaction::bare_begin`), as a Query or as Parse, Bind,
+//! [Describe,] Execute and Sync of the unnamed statement, is answered here
+//! too (CommandComplete, ReadyForQuery('T')) and sent ahead of the
+//! client's next request (`transaction::DeferredBegin`).
+//!
 //! Anything else takes a server connection as before: a statement the
 //! pool has not seen accepted (its errors come at Parse, from the server),
 //! a Parse of a name the client already uses, Bind, Execute, Query, ...
+//! So does everything after a BEGIN answered here, up to the end of the
+//! transaction.
 
 use bytes::{Bytes, BytesMut};
 
 use super::super::*;
 use crate::pool::Pool;
 use crate::session::prepared::Prepared;
-use crate::session::transaction::{refusal, server_name};
+use crate::session::transaction::{DeferredBegin, bare_begin, refusal, server_name};
 
 /// Buffered client bytes beyond which the proxy stops waiting for the end
 /// of a batch it might answer itself (and takes a server connection).
@@ -133,7 +140,121 @@ fn batch<'a>(
     }
 }
 
+/// A bare BEGIN at the front of `buf`, whole: the bytes it takes, the
+/// answer, and what to send the server for it. `Ok(None)`: not one;
+/// `Err`: maybe one, not yet all read.
+fn begin_batch(buf: &[u8], max: usize) -> Result<Option<(usize, BytesMut, DeferredBegin)>, ()> {
+    let frame = |pos: usize| -> Result<Option<&[u8]>, ()> {
+        match peek_header(&buf[pos..], max) {
+            Err(_) => Ok(None),
+            Ok(None) => Err(()),
+            Ok(Some(h)) if buf.len() - pos < h.total_len => Err(()),
+            Ok(Some(h)) => Ok(Some(&buf[pos..pos + h.total_len])),
+        }
+    };
+    let Some(first) = frame(0)? else {
+        return Ok(None);
+    };
+    let mut answer = BytesMut::new();
+    let mut frames = BytesMut::new();
+    match first[0] {
+        tag::QUERY => {
+            let Some(command) = first[5..].strip_suffix(&[0]).and_then(bare_begin) else {
+                return Ok(None);
+            };
+            protocol::encode_parse(&mut frames, b"", &first[5..first.len() - 1], &[0, 0]);
+            protocol::encode_bind_text(&mut frames, &[]);
+            protocol::encode_execute(&mut frames);
+            protocol::encode_command_complete(&mut answer, command);
+            protocol::encode_ready_for_query(&mut answer, b'T');
+            Ok(Some((
+                first.len(),
+                answer,
+                DeferredBegin { frames, answers: 3 },
+            )))
+        }
+        tag::PARSE => {
+            // Parse, Bind, [Describe,] Execute and Sync, all unnamed, no
+            // parameters: what libpq sends for PQexecParams("BEGIN").
+            let command = match ParseView::parse(first) {
+                Ok(p) if p.name.is_empty() && p.param_types == [0, 0] => bare_begin(p.query),
+                _ => None,
+            };
+            let Some(command) = command else {
+                return Ok(None);
+            };
+            let mut pos = first.len();
+            let mut next = |wanted: u8| -> Result<Option<&[u8]>, ()> {
+                match frame(pos)? {
+                    Some(f) if f[0] == wanted => {
+                        pos += f.len();
+                        Ok(Some(f))
+                    }
+                    _ => Ok(None),
+                }
+            };
+            // Portal and statement unnamed, no parameter formats or values.
+            let Some(Some(b"\0\0\0\0\0\0")) = next(tag::BIND)?.map(|f| f.get(5..11)) else {
+                return Ok(None);
+            };
+            protocol::encode_command_complete(&mut answer, command);
+            let (described, described_answers): (&[u8], u8) =
+                match next(tag::DESCRIBE)?.map(|d| &d[5..]) {
+                    None => (b"", 0),
+                    // NoData.
+                    Some(b"P\0") => (b"n\0\0\0\x04", 1),
+                    // ParameterDescription of none, NoData.
+                    Some(b"S\0") => (b"t\0\0\0\x06\0\0n\0\0\0\x04", 2),
+                    Some(_) => return Ok(None),
+                };
+            let answers = 3 + described_answers;
+            // Of the unnamed portal.
+            if next(tag::EXECUTE)?.is_none_or(|e| e.get(5) != Some(&0)) {
+                return Ok(None);
+            }
+            let Some(sync) = next(tag::SYNC)?.map(<[u8]>::len) else {
+                return Ok(None);
+            };
+            frames.extend_from_slice(&buf[..pos - sync]);
+            let mut out = BytesMut::new();
+            out.extend_from_slice(&[tag::PARSE_COMPLETE, 0, 0, 0, 4]);
+            out.extend_from_slice(&[tag::BIND_COMPLETE, 0, 0, 0, 4]);
+            out.extend_from_slice(described);
+            out.extend_from_slice(&answer);
+            protocol::encode_ready_for_query(&mut out, b'T');
+            Ok(Some((pos, out, DeferredBegin { frames, answers })))
+        }
+        _ => Ok(None),
+    }
+}
+
 impl Upstream {
+    /// A BEGIN the proxy answered goes to the server first, in the same
+    /// write as the transaction's first request (`pos` 0 of its batch).
+    #[inline]
+    pub(in crate::session) fn send_deferred_begin(&mut self, reencoding: &mut bool) {
+        if let Some(begin) = self
+            .transaction
+            .as_deref_mut()
+            .and_then(|t| t.deferred_begin.take())
+        {
+            self.from.out.clear();
+            self.from.out.extend_from_slice(&begin.frames);
+            *reencoding = true;
+            for _ in 0..begin.answers {
+                self.entries.push(Pending::Silent(Silent::Begin));
+            }
+        }
+    }
+
+    /// A BEGIN answered here is pending: the client is inside a
+    /// transaction that has no server connection yet.
+    pub(in crate::session) fn begin_deferred(&self) -> bool {
+        self.transaction
+            .as_deref()
+            .is_some_and(|t| t.deferred_begin.is_some())
+    }
+
     /// Between transactions: answer the client's buffered requests here if
     /// they are a batch the pool's record of accepted statements answers
     /// exactly (see the module docs).
@@ -151,6 +272,25 @@ impl Upstream {
         let Some(txn) = self.transaction.as_deref() else {
             return Local::Server;
         };
+        if txn.deferred_begin.is_some() {
+            return Local::Server;
+        }
+        match begin_batch(&self.from.buf, ctx.config.max_message_size) {
+            Ok(Some((consumed, answer, begin))) => {
+                self.statements += 1;
+                ctx.client.count_statement();
+                pool.stats.begins_deferred.fetch_add(1, Ordering::Relaxed);
+                let txn = self
+                    .transaction
+                    .as_deref_mut()
+                    .expect("transaction pooling");
+                txn.deferred_begin = Some(begin);
+                return Local::Answered { consumed, answer };
+            }
+            Ok(None) => {}
+            Err(()) if self.from.buf.len() < MAX_LOCAL_BATCH => return Local::NeedMore,
+            Err(()) => return Local::Server,
+        }
         let (requests, consumed, sync) =
             match batch(&self.from.buf, ctx.config.max_message_size, txn) {
                 Ok(b) => b,
@@ -298,5 +438,80 @@ impl Upstream {
             consumed,
             answer: out,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![t];
+        f.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// libpq's PQexecParams: Parse, Bind, Describe(portal), Execute, Sync.
+    fn exec_params(text: &[u8], bind: &[u8]) -> Vec<u8> {
+        let mut parse = vec![0];
+        parse.extend_from_slice(text);
+        parse.extend_from_slice(&[0, 0, 0]);
+        [
+            frame(b'P', &parse),
+            frame(b'B', bind),
+            frame(b'D', b"P\0"),
+            frame(b'E', b"\0\0\0\0\0"),
+            frame(b'S', b""),
+        ]
+        .concat()
+    }
+
+    const NO_PARAMETERS: &[u8] = b"\0\0\0\0\0\0\0\0";
+
+    #[test]
+    fn a_bare_begin_in_either_protocol_is_answered_and_kept_for_the_server() {
+        let query = frame(b'Q', b"begin;\0");
+        let (consumed, answer, begin) = begin_batch(&query, 1 << 20).unwrap().unwrap();
+        assert_eq!(consumed, query.len());
+        assert_eq!(
+            &answer[..],
+            &[frame(b'C', b"BEGIN\0"), frame(b'Z', b"T")].concat()[..]
+        );
+        assert_eq!((begin.frames[0], begin.answers), (b'P', 3));
+
+        let mut batch = exec_params(b"START TRANSACTION", NO_PARAMETERS);
+        let whole = batch.len();
+        batch.extend_from_slice(&frame(b'Q', b"SELECT 1\0"));
+        let (consumed, answer, begin) = begin_batch(&batch, 1 << 20).unwrap().unwrap();
+        assert_eq!(consumed, whole, "up to the Sync");
+        let expected = [
+            frame(b'1', b""),
+            frame(b'2', b""),
+            frame(b'n', b""),
+            frame(b'C', b"START TRANSACTION\0"),
+            frame(b'Z', b"T"),
+        ]
+        .concat();
+        assert_eq!(&answer[..], &expected[..]);
+        assert_eq!(&begin.frames[..], &batch[..whole - 5], "all but the Sync");
+        assert_eq!(begin.answers, 4);
+        // Not all read yet.
+        assert!(begin_batch(&batch[..whole - 1], 1 << 20).is_err());
+    }
+
+    #[test]
+    fn anything_but_a_bare_unnamed_begin_goes_to_a_server() {
+        let not = |buf: &[u8]| assert!(matches!(begin_batch(buf, 1 << 20), Ok(None)));
+        not(&frame(b'Q', b"BEGIN READ ONLY\0"));
+        not(&frame(b'Q', b"BEGIN; SELECT 1\0"));
+        not(&frame(b'Q', b"SELECT 1\0"));
+        // A parameter value, a named portal, a named statement.
+        not(&exec_params(b"BEGIN", b"\0\0\0\0\0\x01\0\0\0\x01x\0\0"));
+        not(&exec_params(b"BEGIN", b"p\0\0\0\0\0\0\0\0"));
+        not(&[frame(b'P', b"s1\0BEGIN\0\0\0"), frame(b'S', b"")].concat());
+        // Without its Sync (JDBC sends the first statement in the same batch).
+        let batch = exec_params(b"BEGIN", NO_PARAMETERS);
+        not(&[&batch[..batch.len() - 5], &frame(b'P', b"\0SELECT 1\0\0\0")].concat());
     }
 }
