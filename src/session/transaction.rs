@@ -95,6 +95,11 @@ pub(super) struct DeferredBegin {
 pub(super) fn bare_begin(text: &[u8]) -> Option<&'static str> {
     let text = text.trim_ascii();
     let text = text.strip_suffix(b";").unwrap_or(text);
+    // Asked of every short first statement of a transaction: most are
+    // told by their length or first letter.
+    if text.len() > 32 || !matches!(text.first(), Some(b'b' | b'B' | b's' | b'S')) {
+        return None;
+    }
     let mut words = text
         .split(|b| b.is_ascii_whitespace())
         .filter(|w| !w.is_empty());

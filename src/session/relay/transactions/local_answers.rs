@@ -140,10 +140,22 @@ fn batch<'a>(
     }
 }
 
+/// The longest Query or Parse frame [`begin_batch`] reads: a bare BEGIN
+/// with room for some white space (one with more is sent as it is).
+const LONGEST_BEGIN: usize = 48;
+
 /// A bare BEGIN at the front of `buf`, whole: the bytes it takes, the
 /// answer, and what to send the server for it. `Ok(None)`: not one;
 /// `Err`: maybe one, not yet all read.
 fn begin_batch(buf: &[u8], max: usize) -> Result<Option<(usize, BytesMut, DeferredBegin)>, ()> {
+    // Every transaction's first request comes here: most are no BEGIN,
+    // and are told by their header alone.
+    match peek_header(buf, max) {
+        Ok(None) => return Err(()),
+        Ok(Some(h)) if h.total_len <= LONGEST_BEGIN && matches!(h.tag, tag::QUERY | tag::PARSE) => {
+        }
+        _ => return Ok(None),
+    }
     let frame = |pos: usize| -> Result<Option<&[u8]>, ()> {
         match peek_header(&buf[pos..], max) {
             Err(_) => Ok(None),
