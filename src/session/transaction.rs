@@ -401,8 +401,14 @@ fn session_words(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
     memchr::memchr2_iter(b'p', b'P', text).filter_map(move |at| {
         let rest = &text[at..];
         SESSION_WORDS.iter().position(|w| {
-            rest.get(..w.len())
-                .is_some_and(|r| r.eq_ignore_ascii_case(w))
+            // The p of most words (`pgbench_`, `UPDATE`) differs from each
+            // of these by its next two letters: two byte tests before the
+            // whole compare.
+            rest.get(..w.len()).is_some_and(|r| {
+                r[1].to_ascii_lowercase() == w[1]
+                    && r[2].to_ascii_lowercase() == w[2]
+                    && r.eq_ignore_ascii_case(w)
+            })
         })
     })
 }
