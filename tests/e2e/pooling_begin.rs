@@ -62,6 +62,18 @@ async fn a_bare_begin_holds_no_server_connection_until_its_transaction_runs() {
     let first = connect(&config).await.unwrap();
     let second = connect(&config).await.unwrap();
     first.batch_execute("BEGIN").await.unwrap();
+    // SHOW CLIENTS tells it as the server's answer would have.
+    let states: Vec<_> = proxy
+        .state
+        .clients
+        .list()
+        .iter()
+        .map(|c| c.state())
+        .collect();
+    assert!(
+        states.contains(&heal7_proxy::clients::ClientState::InTransaction),
+        "{states:?}"
+    );
     // The pool's only connection is free: another client's statement runs
     // at once instead of waiting for the first client's COMMIT.
     let ran = tokio::time::timeout(Duration::from_secs(2), second.simple_query("SELECT 1")).await;

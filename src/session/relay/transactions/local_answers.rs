@@ -291,6 +291,8 @@ impl Upstream {
             Ok(Some((consumed, answer, begin))) => {
                 self.statements += 1;
                 ctx.client.count_statement();
+                // As the server's ReadyForQuery('T') would have set it.
+                ctx.client.set_state(ClientState::from_ready_status(b'T'));
                 pool.stats.begins_deferred.fetch_add(1, Ordering::Relaxed);
                 let txn = self
                     .transaction
