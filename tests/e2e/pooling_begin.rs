@@ -252,3 +252,48 @@ async fn postgres_runs_nothing_after_a_failed_extended_request_until_a_sync() {
     assert_eq!(read_message(&mut s).await, Some((b'Z', b"I".to_vec())));
     assert_eq!(rows(&table).await, "", "the INSERT never ran");
 }
+
+/// psql prints each command's tag: the ones the proxy answers read as the
+/// server's own, every spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_sees_the_servers_own_command_tags() {
+    let (proxy, _dir) = pooled_proxy("mode: transaction, size: 1").await;
+    let pg = pg().await;
+    let run = |port: u16| {
+        let mut cmd = tokio::process::Command::new(pg.bindir.join("psql"));
+        cmd.args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U"])
+            .arg("scram_user")
+            .args(["-d", "heal7", "-p"])
+            .arg(port.to_string())
+            .env("PGPASSWORD", "scram-secret")
+            .env_remove("PGOPTIONS")
+            .stdin(std::process::Stdio::null());
+        for sql in [
+            "START TRANSACTION",
+            "COMMIT",
+            "BEGIN TRANSACTION",
+            "ROLLBACK",
+            "begin work;",
+            "END",
+            "Begin",
+            "BEGIN",
+            "COMMIT",
+        ] {
+            cmd.args(["-c", sql]);
+        }
+        cmd
+    };
+    let direct = run(pg.port).output().await.unwrap();
+    let through = run(proxy.port()).output().await.unwrap();
+    assert!(direct.status.success(), "{direct:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&through.stdout),
+        String::from_utf8_lossy(&direct.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&through.stderr),
+        String::from_utf8_lossy(&direct.stderr),
+        "the second BEGIN's warning, from the server"
+    );
+    assert_eq!(begins_deferred(&proxy), 4);
+}
