@@ -150,12 +150,13 @@ const LONGEST_BEGIN: usize = 48;
 fn begin_batch(buf: &[u8], max: usize) -> Result<Option<(usize, BytesMut, DeferredBegin)>, ()> {
     // Every transaction's first request comes here: most are no BEGIN,
     // and are told by their header alone.
-    match peek_header(buf, max) {
+    let first = match peek_header(buf, max) {
         Ok(None) => return Err(()),
         Ok(Some(h)) if h.total_len <= LONGEST_BEGIN && matches!(h.tag, tag::QUERY | tag::PARSE) => {
+            buf.get(..h.total_len).ok_or(())?
         }
         _ => return Ok(None),
-    }
+    };
     let frame = |pos: usize| -> Result<Option<&[u8]>, ()> {
         match peek_header(&buf[pos..], max) {
             Err(_) => Ok(None),
@@ -164,10 +165,7 @@ fn begin_batch(buf: &[u8], max: usize) -> Result<Option<(usize, BytesMut, Deferr
             Ok(Some(h)) => Ok(Some(&buf[pos..pos + h.total_len])),
         }
     };
-    let Some(first) = frame(0)? else {
-        return Ok(None);
-    };
-    let mut answer = BytesMut::new();
+    let mut out = BytesMut::new();
     let mut frames = BytesMut::new();
     match first[0] {
         tag::QUERY => {
@@ -177,11 +175,11 @@ fn begin_batch(buf: &[u8], max: usize) -> Result<Option<(usize, BytesMut, Deferr
             protocol::encode_parse(&mut frames, b"", &first[5..first.len() - 1], &[0, 0]);
             protocol::encode_bind_text(&mut frames, &[]);
             protocol::encode_execute(&mut frames);
-            protocol::encode_command_complete(&mut answer, command);
-            protocol::encode_ready_for_query(&mut answer, b'T');
+            protocol::encode_command_complete(&mut out, command);
+            protocol::encode_ready_for_query(&mut out, b'T');
             Ok(Some((
                 first.len(),
-                answer,
+                out,
                 DeferredBegin { frames, answers: 3 },
             )))
         }
@@ -209,7 +207,6 @@ fn begin_batch(buf: &[u8], max: usize) -> Result<Option<(usize, BytesMut, Deferr
             let Some(Some(b"\0\0\0\0\0\0")) = next(tag::BIND)?.map(|f| f.get(5..11)) else {
                 return Ok(None);
             };
-            protocol::encode_command_complete(&mut answer, command);
             let (described, described_answers): (&[u8], u8) =
                 match next(tag::DESCRIBE)?.map(|d| &d[5..]) {
                     None => (b"", 0),
@@ -228,11 +225,10 @@ fn begin_batch(buf: &[u8], max: usize) -> Result<Option<(usize, BytesMut, Deferr
                 return Ok(None);
             };
             frames.extend_from_slice(&buf[..pos - sync]);
-            let mut out = BytesMut::new();
             out.extend_from_slice(&[tag::PARSE_COMPLETE, 0, 0, 0, 4]);
             out.extend_from_slice(&[tag::BIND_COMPLETE, 0, 0, 0, 4]);
             out.extend_from_slice(described);
-            out.extend_from_slice(&answer);
+            protocol::encode_command_complete(&mut out, command);
             protocol::encode_ready_for_query(&mut out, b'T');
             Ok(Some((pos, out, DeferredBegin { frames, answers })))
         }
